@@ -1,0 +1,595 @@
+"""Loading a model from a file → :class:`LoadedModel`, and listing its layers.
+
+Formats, recognised by content (not by extension):
+
+* ``state_dict`` — a ``torch.save``'d dict of tensors (also wrapped under ``state_dict`` /
+  ``model_state_dict`` / ``model``, and with DataParallel's ``module.`` prefix), plus an
+  architecture name (``arch``, see :mod:`core.architectures`). Loaded with ``weights_only=True``.
+* ``torchscript`` — ``torch.jit.save`` archives (``torch.jit.load``).
+* ``exported_program`` — ``torch.export.save`` ``.pt2`` archives. Their contents are checked
+  first: an archive that would unpickle Python objects needs the same consent as a pickle.
+* ``pickle`` — a whole ``nn.Module`` saved with ``torch.save(model)`` or ``pickle``. Loading one
+  runs code from the file, so it is only done with ``trust_pickle=True`` (``--trust-pickle`` on
+  the command line, a yes in the app's dialog). Without it, nothing from the file is executed.
+
+Besides files, ``load_model`` accepts ``demo:NAME`` (the built-in demo, see :mod:`core.demo`)
+and ``torchvision:NAME`` (torchvision's pretrained weights, downloaded to the torch hub cache).
+
+``LoadedModel.input_shape`` is ``()`` when it cannot be known (TorchScript and pickles without
+an ``arch`` or ``input_shape`` argument): callers that need it ask the user then.
+Models from ``.pt2`` files are ``torch.fx.GraphModule``s whose train/eval behaviour was fixed at
+export; they do not support ``.train()`` / ``.eval()``, so only their ``training`` flags are cleared.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import pickletools
+import warnings
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from core.architectures import arch_info, available_architectures, build_architecture, names_help
+from core.errors import StudioError
+from core.prunable import graph_param_types, module_type_name, prunable_parameters
+
+FORMATS: tuple[str, ...] = ("state_dict", "torchscript", "exported_program", "pickle", "demo", "torchvision")
+
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+_STRIP_PREFIXES = ("module.", "_orig_mod.")
+_SHOW = 5  # how many offending keys an error message lists
+
+_PICKLE_FIX = (
+    "Only if you trust where this file came from, load it anyway: pass --trust-pickle on the "
+    "command line, or answer yes when the app asks. Better: save the weights with "
+    "torch.save(model.state_dict(), path) and load them with --arch."
+)
+_KNOWN_FORMATS = (
+    "a PyTorch state_dict (.pt/.pth/.ckpt), a TorchScript archive, a torch.export .pt2 archive, "
+    "or a pickled nn.Module"
+)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready for pruning, with what is known about its inputs."""
+
+    model: nn.Module  # eval mode, float32, CPU
+    source: str  # file path, or "demo:digits_mlp", or "torchvision:resnet18"
+    format: str  # one of FORMATS
+    arch: str | None  # architecture name if known
+    input_shape: tuple[int, ...]  # one sample, e.g. (1, 28, 28); () if unknown
+    preset: str | None  # data/normalisation preset name if known
+    num_classes: int | None
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One parameter tensor of a model, for layer tables."""
+
+    name: str  # parameter name, e.g. "fc1.weight"
+    type: str  # the owning module's type, e.g. "Linear", "Conv2d", "BatchNorm2d"
+    shape: tuple[int, ...]
+    params: int
+    prunable: bool
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def load_model(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    trust_pickle: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+) -> LoadedModel:
+    """Load a model from ``path`` (or ``demo:NAME`` / ``torchvision:NAME``); see the module docstring.
+
+    ``arch`` names the architecture for state_dict files (and supplies input shape and preset for
+    other formats). ``input_shape`` (one sample, e.g. ``(3, 32, 32)``) overrides what is inferred.
+    Every failure is a :class:`StudioError` naming the file and the fix.
+    """
+    text = str(path)
+    if not Path(text).exists():
+        if text.startswith("demo:"):
+            from core.demo import load_demo
+
+            return _with_input_shape(load_demo(text[len("demo:"):]), input_shape)
+        if text.startswith("torchvision:"):
+            return _load_torchvision(text, input_shape)
+    file = Path(text)
+    _check_file(file)
+    kind = _sniff(file)
+    if kind == "zip":
+        kind = _zip_kind(file)
+
+    if kind == "torchscript":
+        model, fmt, found_arch, shape = _load_torchscript(file), "torchscript", None, ()
+    elif kind == "exported_program":
+        model, shape = _load_exported_program(file, trust_pickle)
+        fmt, found_arch = "exported_program", None
+    elif kind in ("torch_zip", "pickle"):
+        obj, trusted = _torch_load(file, trust_pickle)
+        model, fmt, found_arch = _model_from_object(obj, file, arch, trusted)
+        shape = ()
+    else:
+        raise StudioError(
+            "This is not a model file we can read (no PyTorch or pickle signature found).",
+            path=text,
+            fix=f"Give {_KNOWN_FORMATS}.{_format_hint(file)}",
+        )
+
+    info = arch_info(arch) if arch else None
+    if arch and info is None and fmt != "state_dict" and ":" not in arch:
+        raise StudioError(
+            f"Unknown architecture '{arch}'.",
+            path=text,
+            field="arch",
+            fix=f"Leave --arch out for this {fmt} file, or use one of the names we know — {names_help()}.",
+        )
+    if info is None and found_arch:
+        info = arch_info(found_arch)
+    if input_shape is not None:
+        shape = tuple(int(s) for s in input_shape)
+    elif info is not None:
+        shape = info.input_shape
+    model = _finalise(model, text, fmt)
+    return LoadedModel(
+        model=model,
+        source=text,
+        format=fmt,
+        arch=found_arch or arch,
+        input_shape=tuple(shape),
+        preset=info.preset if info else None,
+        num_classes=info.num_classes if info else None,
+    )
+
+
+def describe_layers(model: nn.Module) -> list[LayerInfo]:
+    """Every parameter of ``model`` with its layer type, shape, size and whether it is prunable.
+
+    ``prunable`` marks the default ("all") set of :func:`core.prunable.prunable_parameters`.
+    """
+    prunable = set(prunable_parameters(model, preset="all"))
+    from_graph = graph_param_types(model)
+    modules = dict(model.named_modules())  # (get_submodule is unsupported on ScriptModules)
+    layers = []
+    for name, param in model.named_parameters():
+        owner = modules.get(name.rpartition(".")[0])
+        kind = module_type_name(owner) if owner is not None else "?"
+        if kind in ("Module", "?") and name in from_graph:
+            kind = from_graph[name][0]
+        layers.append(LayerInfo(name, kind, tuple(param.shape), param.numel(), name in prunable))
+    return layers
+
+
+def extract_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
+    """The state_dict inside ``obj`` (itself, or under a usual wrapper key), prefixes stripped; else None."""
+    if not isinstance(obj, Mapping):
+        return None
+    candidates = [obj] + [obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)]
+    for cand in candidates:
+        tensors = {str(k): v for k, v in cand.items() if isinstance(v, torch.Tensor)}
+        if tensors and len(tensors) == len(cand):
+            return _strip_prefixes(tensors)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Detection
+# --------------------------------------------------------------------------------------------
+
+
+def _check_file(file: Path) -> None:
+    if not file.exists():
+        raise StudioError(
+            "The model file does not exist.",
+            path=str(file),
+            fix="Check the path (relative paths are taken from the current folder).",
+        )
+    if file.is_dir():
+        raise StudioError(
+            "This is a folder, not a model file.",
+            path=str(file),
+            fix="Give the path of the .pt/.pth/.pt2 file inside it.",
+        )
+    if file.stat().st_size == 0:
+        raise StudioError(
+            "The model file is empty (0 bytes).",
+            path=str(file),
+            fix="The save or the copy was probably interrupted: save or copy the model again.",
+        )
+
+
+def _sniff(file: Path) -> str:
+    with open(file, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"  # legacy torch.save, or a plain pickle
+    return "unknown"
+
+
+def _zip_kind(file: Path) -> str:
+    try:
+        with zipfile.ZipFile(file) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise _corrupt(file, exc) from exc
+    if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
+        return "exported_program"
+    if any("/code/" in n for n in names) or any(n.endswith("constants.pkl") for n in names):
+        return "torchscript"
+    if any(n.endswith("data.pkl") for n in names):
+        return "torch_zip"
+    raise StudioError(
+        "This is a zip archive but not one PyTorch wrote (no data.pkl, code/ or archive_format inside).",
+        path=str(file),
+        fix=f"Give {_KNOWN_FORMATS}.",
+    )
+
+
+def _format_hint(file: Path) -> str:
+    suffix = file.suffix.lower()
+    if suffix == ".onnx":
+        return " ONNX files are an export target, not an input: load the PyTorch model it came from."
+    if suffix == ".safetensors":
+        return (" For .safetensors, convert with safetensors.torch.load_file and torch.save the "
+                "resulting dict, then load it with --arch.")
+    if suffix in (".h5", ".keras", ".pb"):
+        return " Keras/TensorFlow models are not supported."
+    return ""
+
+
+def _corrupt(file: Path, exc: BaseException) -> StudioError:
+    detail = str(exc).split(". ")[0].strip() or type(exc).__name__
+    return StudioError(
+        f"The model file is truncated or damaged and cannot be read ({detail}).",
+        path=str(file),
+        fix="The download, copy or save was probably interrupted: get or save the file again "
+        "and check that its size matches the original.",
+    )
+
+
+def _pickle_refused(file: Path) -> StudioError:
+    return StudioError(
+        "This file contains pickled Python objects (not just tensors) that would execute code "
+        "when loaded. Nothing in it was executed.",
+        path=str(file),
+        fix=_PICKLE_FIX,
+    )
+
+
+def _needs_code(exc: BaseException) -> bool:
+    """True if a weights_only load failed because the pickle references Python code."""
+    text = str(exc)
+    return "Unsupported global" in text or ("GLOBAL" in text and "allowed global" in text)
+
+
+def _plain_pickle_has_objects(file: Path) -> bool | None:
+    """Statically scan a plain pickle (nothing is executed): True if it imports/calls Python objects,
+    False if it is a clean pickle without them, None if it is not a complete pickle stream."""
+    calls = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+    found = False
+    try:
+        with open(file, "rb") as fh:
+            for op, _arg, _pos in pickletools.genops(fh):
+                if op.name in calls:
+                    found = True
+                if op.name == "STOP":
+                    return found
+    except Exception:
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Loaders
+# --------------------------------------------------------------------------------------------
+
+
+def _torch_load(file: Path, trust_pickle: bool) -> tuple[Any, bool]:
+    """torch.load with weights_only=True; with consent, fall back to a full unpickle."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(file, map_location="cpu", weights_only=True), False
+    except pickle.UnpicklingError as exc:
+        safe_error = exc
+    except (EOFError, RuntimeError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        if _sniff(file) == "pickle" and "magic number" in str(exc).lower():
+            safe_error = exc  # a plain pickle (not torch.save): decide below
+        else:
+            raise _corrupt(file, exc) from exc
+
+    needs_code = _needs_code(safe_error)
+    if not needs_code and _sniff(file) == "pickle":
+        scan = _plain_pickle_has_objects(file)
+        if scan is None:
+            raise _corrupt(file, safe_error) from safe_error
+        needs_code = scan
+    if not needs_code:
+        raise StudioError(
+            f"This file is not a PyTorch model we can read ({_first_line(safe_error)}).",
+            path=str(file),
+            fix=f"Give {_KNOWN_FORMATS}.",
+        ) from safe_error
+    if not trust_pickle:
+        raise _pickle_refused(file)
+    return _trusted_load(file), True
+
+
+def _trusted_load(file: Path) -> Any:
+    """Full unpickle, code execution allowed (the user consented)."""
+    try:
+        try:
+            return torch.load(file, map_location="cpu", weights_only=False)
+        except RuntimeError as exc:
+            if _sniff(file) != "pickle" or "magic number" not in str(exc).lower():
+                raise
+        with open(file, "rb") as fh:  # a plain pickle.dump, not torch.save
+            return pickle.load(fh)
+    except (AttributeError, ModuleNotFoundError, ImportError) as exc:
+        raise StudioError(
+            f"The pickled model refers to Python code that is not available here: {exc}.",
+            path=str(file),
+            fix="Make the module that defines the model's class importable (install it, or run "
+            "from its folder), or load a state_dict with --arch package.module:Class.",
+        ) from exc
+    except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        raise _corrupt(file, exc) from exc
+    except Exception as exc:
+        raise StudioError(
+            f"Unpickling the file failed: {type(exc).__name__}: {_first_line(exc)}.",
+            path=str(file),
+            fix="The file may need a different version of the code that saved it; ask its author "
+            "for a state_dict, TorchScript or .pt2 export.",
+        ) from exc
+
+
+def _model_from_object(obj: Any, file: Path, arch: str | None, trusted: bool) -> tuple[nn.Module, str, str | None]:
+    """Turn what torch.load returned into (model, format, arch)."""
+    if isinstance(obj, nn.Module):
+        return obj, "pickle", None
+    if trusted and isinstance(obj, Mapping):
+        for key in ("model", "ema", "net"):
+            if isinstance(obj.get(key), nn.Module):
+                return obj[key], "pickle", None
+    state = extract_state_dict(obj)
+    if state is None:
+        what = type(obj).__name__
+        if isinstance(obj, Mapping):
+            keys = ", ".join(repr(str(k)) for k in list(obj)[:8])
+            what = f"a dict with keys {keys}"
+        raise StudioError(
+            f"The file holds {what}, not a model or a state_dict of tensors.",
+            path=str(file),
+            fix="Save the model's weights with torch.save(model.state_dict(), path), "
+            "or the whole model with torch.export.save.",
+        )
+    if not arch:
+        match = _matching_builtin(state)
+        hint = f" Its keys match the built-in '{match}': pass --arch {match}." if match else ""
+        raise StudioError(
+            "This file holds only weights (a state_dict); the network they belong to must be named."
+            + hint,
+            path=str(file),
+            field="arch",
+            fix=f"Pass --arch NAME (in the app: choose the architecture) — {names_help()}.",
+        )
+    model = build_architecture(arch)
+    _load_state_strict(model, state, file, arch)
+    return model, "state_dict", arch
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in _STRIP_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def _matching_builtin(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The built-in architecture whose state_dict has exactly these keys and shapes, if any."""
+    for name in available_architectures():
+        expected = build_architecture(name).state_dict()
+        if set(expected) == set(state) and all(expected[k].shape == state[k].shape for k in state):
+            return name
+    return None
+
+
+def _load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], file: Path, arch: str) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
+        for k in state
+        if k in expected and state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if items:
+                more = f" and {len(items) - _SHOW} more" if len(items) > _SHOW else ""
+                parts.append(f"{len(items)} {label}: {', '.join(items[:_SHOW])}{more}")
+        raise StudioError(
+            f"The weights do not fit architecture '{arch}' — " + "; ".join(parts) + ".",
+            path=str(file),
+            field="arch",
+            fix="Check that --arch names the network these weights were trained with (and its "
+            "number of classes); for your own network use --arch package.module:Class.",
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise StudioError(
+            f"The weights do not fit architecture '{arch}': {_first_line(exc)}.",
+            path=str(file),
+            field="arch",
+            fix="Check that --arch names the network these weights were trained with.",
+        ) from exc
+
+
+def _load_torchscript(file: Path) -> nn.Module:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(file), map_location="cpu")
+    except Exception as exc:
+        raise _corrupt(file, exc) from exc
+
+
+def _pt2_needs_pickle(zf: zipfile.ZipFile) -> bool:
+    """True if torch.export.load would unpickle Python objects from this archive (nothing is run here)."""
+    for name in zf.namelist():
+        if name.endswith("_config.json") and ("/data/weights/" in name or "/data/constants/" in name
+                                               or name.startswith(("data/weights/", "data/constants/"))):
+            config = json.loads(zf.read(name)).get("config", {})
+            for entry in config.values():
+                if entry.get("use_pickle") or not str(entry.get("path_name", "")).startswith(
+                    ("weight_", "tensor_")
+                ):
+                    return True
+        elif name.endswith(".pt") and ("/data/" in name or name.startswith("data/")):
+            try:
+                torch.load(io.BytesIO(zf.read(name)), map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:
+                return True
+    return False
+
+
+def _load_exported_program(file: Path, trust_pickle: bool) -> tuple[nn.Module, tuple[int, ...]]:
+    try:
+        with zipfile.ZipFile(file) as zf:
+            risky = _pt2_needs_pickle(zf)
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError, RuntimeError) as exc:
+        raise _corrupt(file, exc) from exc
+    if risky and not trust_pickle:
+        raise _pickle_refused(file)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.load(str(file))
+            model = program.module()
+    except Exception as exc:
+        raise _corrupt(file, exc) from exc
+
+    shapes = _pt2_input_shapes(program)
+    if shapes and shapes[0] and isinstance(shapes[0][0], int):
+        raise StudioError(
+            f"This .pt2 program was exported for a fixed batch size of {shapes[0][0]}, so it cannot "
+            "run the batches that evaluation and pruning need.",
+            path=str(file),
+            fix="Export it again with a dynamic batch dimension: torch.export.export(model, (x,), "
+            "dynamic_shapes=({0: torch.export.Dim('batch')},)), then torch.export.save.",
+        )
+    sample: tuple[int, ...] = ()
+    if shapes and shapes[0] and all(isinstance(s, int) for s in shapes[0][1:]):
+        sample = tuple(int(s) for s in shapes[0][1:])
+    return model, sample
+
+
+def _pt2_input_shapes(program: Any) -> list[tuple[Any, ...]]:
+    """Shapes of the program's user inputs; ints for static dims, None for dynamic ones."""
+    try:
+        user_inputs = set(program.graph_signature.user_inputs)
+        shapes = []
+        for node in program.graph.nodes:
+            if node.op == "placeholder" and node.name in user_inputs:
+                val = node.meta.get("val")
+                dims = getattr(val, "shape", None)
+                if dims is None:
+                    continue
+                shapes.append(tuple(int(d) if isinstance(d, int) else None for d in dims))
+        return shapes
+    except AttributeError:
+        return []
+
+
+def _load_torchvision(source: str, input_shape: tuple[int, ...] | None) -> LoadedModel:
+    name = source[len("torchvision:"):]
+    model = build_architecture(source, pretrained=True)
+    info = arch_info(source)
+    model = _finalise(model, source, "torchvision")
+    shape = tuple(input_shape) if input_shape is not None else (info.input_shape if info else ())
+    return LoadedModel(model, source, "torchvision", name, shape, "imagenet", info.num_classes if info else None)
+
+
+def _with_input_shape(loaded: LoadedModel, input_shape: tuple[int, ...] | None) -> LoadedModel:
+    if input_shape is None:
+        return loaded
+    return replace(loaded, input_shape=tuple(int(s) for s in input_shape))
+
+
+# --------------------------------------------------------------------------------------------
+# Final checks
+# --------------------------------------------------------------------------------------------
+
+
+def _finalise(model: nn.Module, source: str, fmt: str) -> nn.Module:
+    """CPU, float32, eval mode; refuse NaN/Inf weights."""
+    try:
+        model = model.to("cpu")
+        has_low_precision = any(
+            t.is_floating_point() and t.dtype != torch.float32
+            for t in list(model.parameters()) + list(model.buffers())
+        )
+        if has_low_precision:
+            model = model.float()
+    except Exception as exc:
+        raise StudioError(
+            f"Could not move the model to float32 on the CPU: {_first_line(exc)}.",
+            path=source,
+            fix="Save the model in float32 on the CPU and try again.",
+        ) from exc
+    if fmt == "exported_program":
+        for module in model.modules():  # GraphModule.eval() is unsupported; behaviour is fixed at export
+            module.training = False
+    else:
+        model.eval()
+    bad = [
+        name
+        for name, tensor in list(model.named_parameters()) + list(model.named_buffers())
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        more = f" and {len(bad) - _SHOW} more" if len(bad) > _SHOW else ""
+        raise StudioError(
+            f"The model has NaN or infinite values in {', '.join(bad[:_SHOW])}{more}.",
+            path=source,
+            field=bad[0],
+            fix="The weights are broken (training diverged or the file was written badly): "
+            "use an earlier checkpoint or retrain.",
+        )
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+__all__ = [
+    "FORMATS",
+    "LayerInfo",
+    "LoadedModel",
+    "describe_layers",
+    "extract_state_dict",
+    "load_model",
+]
