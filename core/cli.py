@@ -1,0 +1,646 @@
+"""The ``chita-studio`` command.
+
+Without a subcommand it opens the desktop app (``gui.app.run_app``, imported only then).
+Subcommands work headless:
+
+* ``info MODEL`` — format, architecture, input shape and the layer table;
+* ``eval MODEL --data DATA`` — top-1 accuracy with its 95% interval, and the loss;
+* ``export MODEL --out FILE.onnx`` — ONNX export verified in onnxruntime.
+
+``MODEL`` is a file, ``demo`` / ``demo:digits_mlp`` / ``demo:digits_cnn`` (built in) or
+``torchvision:NAME``. Every subcommand takes ``--json``. Exit codes: 0 success, 2 a problem the user
+can fix (one paragraph on stderr, no traceback), 130 cancelled (Ctrl-C), 1 an unexpected error.
+
+New subcommands (``prune``, ``sweep``) go in :func:`add_pruning_commands`; they reuse
+:func:`add_model_arguments`, :func:`add_data_arguments`, :func:`model_from_args`,
+:func:`bundle_from_args`, :func:`evaluation_from_args`, :func:`interruptible`, :class:`TextProgress`
+and :func:`emit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TextIO
+
+from core.errors import Cancelled, StudioError
+from core.progress import CancelToken, EtaEstimator, Progress, ProgressFn
+
+if TYPE_CHECKING:  # the heavy modules are imported when a command runs
+    from core.data import DataBundle, ImageSet
+    from core.model_io import LoadedModel
+
+PROG = "chita-studio"
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+DEMO_ALIAS = "demo"
+DEFAULT_DEMO = "digits_mlp"
+VERIFY_IMAGES = 32  # images run in onnxruntime when exporting
+
+# --------------------------------------------------------------------------------------------
+# progress and cancellation
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class TextProgress:
+    """A :data:`core.progress.ProgressFn` that prints progress on a text stream (stderr).
+
+    On a terminal: one line rewritten in place (a bar, percent, ETA), at most ``1 / interval``
+    updates per second. Otherwise (a log file, a pipe): a plain line when a stage starts, at most
+    one every ``log_interval`` seconds while it runs, and one when it ends. ``quiet`` prints nothing.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        quiet: bool = False,
+        interval: float = 0.2,
+        log_interval: float = 10.0,
+        width: int = 28,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = sys.stderr if stream is None else stream
+        self.quiet = quiet
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty and isatty())
+        self.interval = interval if self.tty else log_interval
+        self.width = width
+        self._clock = clock
+        self._eta = EtaEstimator()
+        self._stage: str | None = None
+        self._stage_start = 0.0
+        self._last = -math.inf
+        self._finished = False
+        self._line_open = False
+
+    def __call__(self, p: Progress) -> None:
+        if self.quiet:
+            return
+        now = self._clock()
+        eta = self._eta.update(p, now)
+        new_stage = p.stage != self._stage
+        if new_stage:
+            self._end_line()
+            self._stage, self._stage_start, self._finished = p.stage, now, False
+        done = p.total > 0 and p.done >= p.total
+        if done and self._finished:
+            return
+        if not (new_stage or done or now - self._last >= self.interval):
+            return
+        self._last = now
+        self._finished = done
+        if self.tty:
+            self._write_tty(p, eta, now, done)
+        else:
+            self._write_log(p, eta, now, done)
+
+    def close(self) -> None:
+        """End the progress line (call before printing results)."""
+        self._end_line()
+
+    def __enter__(self) -> TextProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write_tty(self, p: Progress, eta: float | None, now: float, done: bool) -> None:
+        filled = int(round(p.fraction * self.width))
+        bar = "#" * filled + "." * (self.width - filled)
+        if done:
+            tail = f"done in {_format_seconds(now - self._stage_start)}"
+        else:
+            tail = f"ETA {_format_seconds(eta)}" if eta is not None else "ETA --:--"
+        text = f"{p.stage} [{bar}] {100 * p.fraction:5.1f}%  {tail}"
+        if p.message:
+            text += f"  {p.message}"
+        self.stream.write("\r\x1b[2K" + text)
+        self.stream.flush()
+        self._line_open = True
+        if done:
+            self._end_line()
+
+    def _write_log(self, p: Progress, eta: float | None, now: float, done: bool) -> None:
+        if done:
+            text = f"{p.stage}: done in {_format_seconds(now - self._stage_start)}"
+        else:
+            text = f"{p.stage}: {100 * p.fraction:.0f}%"
+            if eta is not None:
+                text += f", about {_format_seconds(eta)} left"
+        if p.message:
+            text += f" ({p.message})"
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _end_line(self) -> None:
+        if self._line_open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._line_open = False
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[CancelToken]:
+    """A :class:`CancelToken` that the first Ctrl-C sets (the work then stops at its next check and
+    raises ``Cancelled``); a second Ctrl-C interrupts at once. The previous handler is restored."""
+    token = CancelToken()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        sys.stderr.write("\nCancelling… (press Ctrl-C again to stop at once)\n")
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield token
+        return
+    try:
+        yield token
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# --------------------------------------------------------------------------------------------
+# argument groups and loaders shared by the subcommands
+
+
+class _UsageError(Exception):
+    """A command-line usage problem (reported like a StudioError, exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so errors stay one paragraph."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: {message}. See '{self.prog} --help'.")
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    parts = [p for p in text.replace("x", ",").replace("×", ",").split(",") if p.strip()]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 3,32,32") from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 3,32,32")
+    return shape
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number or a comma-separated list") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--json`` and ``--quiet``."""
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``MODEL``, ``--arch``, ``--trust-pickle``, ``--input-shape``."""
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a model file (.pt/.pth state_dict, TorchScript, .pt2, pickle), 'demo', "
+        "'demo:digits_mlp', 'demo:digits_cnn' or 'torchvision:NAME'",
+    )
+    parser.add_argument(
+        "--arch", help="architecture of a state_dict file (mlpnet, resnet20, a torchvision name, package.module:Class)"
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow loading a pickled model, which runs code from the file (only for files you trust)",
+    )
+    parser.add_argument(
+        "--input-shape", type=_int_tuple, metavar="C,H,W", help="one input sample's shape, e.g. 3,32,32"
+    )
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True, calibration: bool = False) -> None:
+    """``--data`` and its normalisation and size options (``--max-calibration`` with ``calibration``)."""
+    parser.add_argument(
+        "--data",
+        required=required,
+        metavar="DATA",
+        help="digits, mnist, cifar10, a folder (MNIST IDX, CIFAR-10 batches, train/test .npz, ImageFolder) or a file",
+    )
+    parser.add_argument("--eval-data", metavar="DATA", help="evaluation images from another source than --data")
+    parser.add_argument(
+        "--preset", help="normalisation preset: mlpnet, resnet20, digits, imagenet (default: the model's)"
+    )
+    parser.add_argument("--mean", type=_float_list, nargs="+", help="per-channel mean, overriding the preset")
+    parser.add_argument("--std", type=_float_list, nargs="+", help="per-channel std, overriding the preset")
+    parser.add_argument("--max-eval", type=_positive_int, metavar="N", help="evaluate on the first N test images only")
+    if calibration:
+        parser.add_argument(
+            "--max-calibration", type=_positive_int, metavar="N", help="use at most N calibration images"
+        )
+        parser.add_argument("--seed", type=int, default=0, help="seed of the calibration sample (default 0)")
+    parser.add_argument("--download", action="store_true", help="allow downloading mnist/cifar10 through torchvision")
+
+
+def _flat(values: Sequence[Sequence[float]] | None) -> list[float] | None:
+    return None if values is None else [v for group in values for v in group]
+
+
+def model_from_args(
+    args: argparse.Namespace, progress: ProgressFn | None = None, cancel: CancelToken | None = None
+) -> LoadedModel:
+    """Load the :class:`core.model_io.LoadedModel` named by ``args.model`` (``demo`` names included)."""
+    from core.model_io import load_model
+
+    source = str(args.model)
+    if source == DEMO_ALIAS and not os.path.exists(source):
+        source = f"demo:{DEFAULT_DEMO}"
+    shape = getattr(args, "input_shape", None)
+    if source.startswith("demo:") and not os.path.exists(source):
+        from core.demo import load_demo
+
+        loaded = load_demo(source[len("demo:"):], progress=progress, cancel=cancel)
+        if shape is not None:
+            from dataclasses import replace
+
+            loaded = replace(loaded, input_shape=tuple(shape))
+        return loaded
+    return load_model(
+        source,
+        arch=getattr(args, "arch", None),
+        trust_pickle=bool(getattr(args, "trust_pickle", False)),
+        input_shape=shape,
+    )
+
+
+def _data_options(args: argparse.Namespace, loaded: LoadedModel) -> dict[str, Any]:
+    return {
+        "preset": args.preset or loaded.preset,
+        "mean": _flat(args.mean),
+        "std": _flat(args.std),
+        "input_shape": tuple(loaded.input_shape) or None,
+        "max_evaluation": args.max_eval,
+        "download": bool(args.download),
+    }
+
+
+def evaluation_from_args(args: argparse.Namespace, loaded: LoadedModel) -> ImageSet:
+    """Evaluation images (``--eval-data``, else ``--data``) as an ImageSet, checked against the model."""
+    from core.data import load_evaluation
+
+    source = args.eval_data or args.data
+    images = load_evaluation(source, **_data_options(args, loaded))
+    _check_images(images, loaded)
+    return images
+
+
+def bundle_from_args(args: argparse.Namespace, loaded: LoadedModel) -> DataBundle:
+    """Calibration and evaluation images named by ``args`` as a DataBundle, checked against the model."""
+    from core.data import check_compatible, load_bundle
+
+    options = _data_options(args, loaded)
+    bundle = load_bundle(
+        args.data,
+        eval_source=args.eval_data,
+        max_calibration=getattr(args, "max_calibration", None),
+        seed=getattr(args, "seed", 0),
+        **options,
+    )
+    check_compatible(bundle, loaded.model, input_shape=loaded.input_shape or bundle.input_shape,
+                     num_classes=loaded.num_classes)
+    return bundle
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "×".join(str(int(d)) for d in shape)
+
+
+def _check_images(images: ImageSet, loaded: LoadedModel) -> None:
+    shape = tuple(int(d) for d in images.x.shape[1:])
+    if loaded.input_shape and shape != tuple(loaded.input_shape):
+        raise StudioError(
+            f"The images are {_shape_text(shape)} but the model takes {_shape_text(loaded.input_shape)}.",
+            path=images.source,
+            field="x",
+            fix="Load data that matches the model (see --preset), or the model trained on this data.",
+        )
+    if loaded.num_classes is not None and len(images) and int(images.y.max()) >= loaded.num_classes:
+        raise StudioError(
+            f"Labels go up to {int(images.y.max())} but the model has {loaded.num_classes} classes.",
+            path=images.source,
+            field="y",
+            fix="Use data whose labels are class indices of this model.",
+        )
+
+
+def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    """Print the result: ``data`` as JSON with ``--json``, else ``text``."""
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, default=_json_default))
+    else:
+        print(text)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return list(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+def _progress_for(args: argparse.Namespace) -> TextProgress:
+    return TextProgress(quiet=bool(getattr(args, "quiet", False)))
+
+
+# --------------------------------------------------------------------------------------------
+# info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``info MODEL``: what the model is and its layer table."""
+    from core.model_io import describe_layers
+
+    with _progress_for(args) as progress, interruptible() as cancel:
+        loaded = model_from_args(args, progress, cancel)
+    layers = describe_layers(loaded.model)
+    prunable = [layer for layer in layers if layer.prunable]
+    data = {
+        "source": loaded.source,
+        "format": loaded.format,
+        "arch": loaded.arch,
+        "input_shape": list(loaded.input_shape) or None,
+        "preset": loaded.preset,
+        "num_classes": loaded.num_classes,
+        "total_params": sum(layer.params for layer in layers),
+        "prunable_tensors": len(prunable),
+        "prunable_weights": sum(layer.params for layer in prunable),
+        "layers": [
+            {"name": l.name, "type": l.type, "shape": list(l.shape), "params": l.params, "prunable": l.prunable}
+            for l in layers
+        ],
+    }
+    emit(args, data, _info_text(data))
+    return EXIT_OK
+
+
+def _info_text(d: dict[str, Any]) -> str:
+    shape = _shape_text(d["input_shape"]) if d["input_shape"] else "unknown (give --input-shape C,H,W)"
+    lines = [
+        f"Model:        {d['source']}",
+        f"Format:       {d['format']}",
+        f"Architecture: {d['arch'] or 'unknown'}",
+        f"Input shape:  {shape} (one sample)",
+        f"Preset:       {d['preset'] or 'none (give --preset or --mean/--std for data)'}",
+        f"Classes:      {d['num_classes'] if d['num_classes'] is not None else 'unknown'}",
+        "",
+    ]
+    rows = [("name", "type", "shape", "params", "prunable")] + [
+        (l["name"], l["type"], _shape_text(l["shape"]) or "scalar", f"{l['params']:,}", "yes" if l["prunable"] else "")
+        for l in d["layers"]
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for i, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]),
+                 row[3].rjust(widths[3]), row[4]]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "",
+        f"Total parameters: {d['total_params']:,}",
+        f"Prunable:         {d['prunable_tensors']} tensors, {d['prunable_weights']:,} weights",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``eval MODEL --data DATA``: accuracy with its 95% interval, and the loss."""
+    from core.evaluate import evaluate
+
+    with _progress_for(args) as progress, interruptible() as cancel:
+        loaded = model_from_args(args, progress, cancel)
+        images = evaluation_from_args(args, loaded)
+        result = evaluate(loaded.model, images, batch_size=args.batch_size, progress=progress, cancel=cancel)
+    lo, hi = result.accuracy_ci
+    data = {
+        "model": loaded.source,
+        "data": images.source,
+        "n": result.n,
+        "correct": result.correct,
+        "accuracy": result.accuracy,
+        "accuracy_ci": list(result.accuracy_ci),
+        "accuracy_percent": round(100 * result.accuracy, 4),
+        "loss": result.loss,
+        "loss_ci": list(result.loss_ci),
+        "seconds": result.seconds,
+    }
+    text = "\n".join([
+        f"Model:    {loaded.source}",
+        f"Data:     {images.source}",
+        f"Accuracy: {100 * result.accuracy:.2f}% (95% interval {100 * lo:.2f}–{100 * hi:.2f}%), "
+        f"{result.correct:,} of {result.n:,} images",
+        f"Loss:     {result.loss:.4f} (95% interval {result.loss_ci[0]:.4f}–{result.loss_ci[1]:.4f})",
+        f"Time:     {result.seconds:.1f} s",
+    ])
+    emit(args, data, text)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``export MODEL --out FILE.onnx``: verified ONNX export."""
+    import torch
+
+    from core.export import export_onnx, human_bytes
+
+    with _progress_for(args) as progress, interruptible() as cancel:
+        loaded = model_from_args(args, progress, cancel)
+        if args.data:
+            images = evaluation_from_args(args, loaded)
+            batch = images.x[:VERIFY_IMAGES]
+            verify_source = f"the first {len(batch)} images of {images.source}"
+        else:
+            if not loaded.input_shape:
+                raise StudioError(
+                    "The model's input shape is unknown, so no verification batch can be made.",
+                    path=loaded.source,
+                    field="input_shape",
+                    fix="Give --input-shape C,H,W, or --data with images for the model.",
+                )
+            generator = torch.Generator().manual_seed(0)
+            batch = torch.randn(VERIFY_IMAGES, *loaded.input_shape, generator=generator)
+            verify_source = f"{VERIFY_IMAGES} random inputs of shape {_shape_text(loaded.input_shape)}"
+        report = export_onnx(loaded.model, batch[:2], args.out, verify_batch=batch, opset=args.opset,
+                             progress=progress, cancel=cancel)
+    weights = sum(loaded.model.get_parameter(n).numel() for n in report.zero_fractions)
+    zeros = sum(f[0] * loaded.model.get_parameter(n).numel() for n, f in report.zero_fractions.items())
+    data = {
+        "path": report.path,
+        "onnx_bytes": report.onnx_bytes,
+        "compressed_bytes": report.compressed_bytes,
+        "max_abs_diff": report.max_abs_diff,
+        "verified": True,
+        "verify_data": verify_source,
+        "verify_batch_size": report.verify_batch_size,
+        "opset": report.opset,
+        "exporter": report.exporter,
+        "sparsity": zeros / weights if weights else 0.0,
+        "zero_fractions": {k: list(v) for k, v in report.zero_fractions.items()},
+        "seconds": report.seconds,
+    }
+    text = "\n".join([
+        f"Wrote:     {report.path}",
+        f"Size:      {report.onnx_bytes:,} bytes ({human_bytes(report.onnx_bytes)}); "
+        f"compressed (deflate) {report.compressed_bytes:,} bytes ({human_bytes(report.compressed_bytes)})",
+        f"Verified:  onnxruntime matches PyTorch, max |difference| {report.max_abs_diff:.2g} "
+        f"on {verify_source}",
+        f"Zeros:     {len(report.zero_fractions)} prunable weight tensors keep their zeros exactly "
+        f"({100 * data['sparsity']:.1f}% zeros overall)",
+        f"Exporter:  {report.exporter}, opset {report.opset}; {report.seconds:.1f} s",
+    ])
+    emit(args, data, text)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# parser and entry point
+
+
+def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """Register ``prune`` and ``sweep`` here.
+
+    Pattern: ``p = subparsers.add_parser("prune", parents=common, help=...)``;
+    ``add_model_arguments(p)``; ``add_data_arguments(p, calibration=True)``; options;
+    ``p.set_defaults(func=cmd_prune)``, where ``cmd_prune(args) -> int`` uses
+    :func:`model_from_args`, :func:`bundle_from_args`, :func:`interruptible`, :class:`TextProgress`
+    and :func:`emit`, and raises ``StudioError`` for user problems.
+    """
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``chita-studio`` argument parser."""
+    from core import __version__
+
+    parser = _Parser(
+        prog=PROG,
+        description="One-shot post-training pruning (CHITA) with verified ONNX export. "
+        "Without a command, opens the desktop app.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    gui = parser.add_argument_group("desktop app (no command)")
+    gui.add_argument("--demo", metavar="NAME", help="open the app with a built-in demo model (digits_mlp, digits_cnn)")
+    gui.add_argument("--screenshot", metavar="FILE.png", help="save a screenshot of the app's window and exit")
+
+    output = _Parser(add_help=False)
+    add_output_arguments(output)
+    common = [output]
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("info", parents=common, help="show a model's format, input shape and layers")
+    add_model_arguments(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("eval", parents=common, help="accuracy (with 95%% interval) and loss on test images")
+    add_model_arguments(p)
+    add_data_arguments(p)
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="images per batch (default 256)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", parents=common, help="export to ONNX, verified in onnxruntime")
+    add_model_arguments(p)
+    p.add_argument("--out", required=True, metavar="FILE.onnx", help="where to write the ONNX file")
+    p.add_argument("--opset", type=_positive_int, help="ONNX opset (default: the exporter's)")
+    add_data_arguments(p, required=False)
+    p.set_defaults(func=cmd_export)
+
+    add_pruning_commands(sub, common)
+    return parser
+
+
+def _run_gui(args: argparse.Namespace) -> int:
+    try:
+        from gui.app import run_app
+    except ImportError as err:
+        _error(
+            f"The desktop app cannot start: {err}. Install the GUI dependencies (pip install -e . "
+            f"installs PySide6-Essentials and pyqtgraph), or use the headless commands: {PROG} --help."
+        )
+        return EXIT_USAGE
+    return int(run_app(args) or 0)
+
+
+def _error(message: str) -> None:
+    text = " ".join(str(message).split())  # one paragraph
+    sys.stderr.write(f"{PROG}: error: {text}\n")
+    sys.stderr.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``chita-studio`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as err:
+        _error(str(err))
+        return EXIT_USAGE
+    except SystemExit as exit_:  # --help, --version
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
+    if args.command is None:
+        return _run_gui(args)
+
+    def fail(code: int, message: str) -> int:
+        _error(message)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": " ".join(message.split()), "exit_code": code}, indent=2))
+        return code
+
+    try:
+        return args.func(args)
+    except StudioError as err:
+        return fail(EXIT_USAGE, str(err))
+    except (Cancelled, KeyboardInterrupt):
+        return fail(EXIT_CANCELLED, "cancelled")
+    except Exception as err:  # noqa: BLE001 - a bug: show it, with its traceback
+        traceback.print_exc()
+        return fail(
+            EXIT_ERROR,
+            f"unexpected {type(err).__name__}: {err}. This is a bug; please report it with the traceback above.",
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Top-1 accuracy and cross-entropy loss of a classifier, each with a 95% interval.
+
+Accuracy carries a Wilson score interval (honest for small test sets and for accuracies near
+0 or 1); the mean loss carries a normal-approximation interval, mean ± z·sd/√n.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from core.errors import StudioError
+from core.progress import CancelToken, ProgressFn, check, report
+
+if TYPE_CHECKING:
+    from core.data import ImageSet
+
+Z_95 = 1.96
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Accuracy and loss of a model on an image set.
+
+    ``accuracy`` and ``accuracy_ci`` are fractions in [0, 1] (multiply by 100 for percent);
+    ``loss`` is the mean cross-entropy in nats; both intervals are 95%.
+    """
+
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    loss: float
+    loss_ci: tuple[float, float]
+    n: int
+    correct: int
+    seconds: float
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``successes / n``; ``(0, 1)`` when n = 0."""
+    if n <= 0:
+        return (0.0, 1.0)
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie in [0, n]; got {successes} of {n}")
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1.0 - p) / n + z2 / (4 * n * n))
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return (lo, hi)
+
+
+def _logits(output: object) -> torch.Tensor:
+    """The logits tensor of a model output (first element of a tuple/list, or ``logits`` of a dict)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict):
+        output = output.get("logits", next(iter(output.values()), None))
+        return _logits(output)
+    if isinstance(output, (tuple, list)) and output:
+        return _logits(output[0])
+    raise StudioError(
+        f"the model returned {type(output).__name__}, not a tensor of class scores",
+        fix="evaluate a classifier whose forward() returns logits of shape (batch, classes)",
+    )
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def set_eval_mode(model: torch.nn.Module) -> bool:
+    """Put ``model`` in eval mode; return its previous ``training`` flag (to restore with ``.train``)."""
+    was_training = bool(getattr(model, "training", False))
+    try:
+        model.eval()
+    except NotImplementedError:  # modules from torch.export cannot switch modes; they are eval already
+        pass
+    return was_training
+
+
+def restore_mode(model: torch.nn.Module, was_training: bool) -> None:
+    """Undo :func:`set_eval_mode`."""
+    if was_training:
+        try:
+            model.train(True)
+        except NotImplementedError:
+            pass
+
+
+def evaluate(
+    model: torch.nn.Module,
+    images: ImageSet,
+    *,
+    batch_size: int = 256,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> EvalResult:
+    """Top-1 accuracy (Wilson 95% interval) and mean cross-entropy (normal 95% interval).
+
+    ``images`` is an :class:`core.data.ImageSet` (``x`` normalised float, ``y`` int64 labels).
+    The model runs in eval mode without gradients; its previous training flag is restored.
+    Reports stage ``"evaluate"`` once per batch and raises ``Cancelled`` between batches.
+    """
+    x, y = images.x, images.y
+    n = int(y.shape[0])
+    if n == 0 or int(x.shape[0]) != n:
+        raise StudioError(
+            f"cannot evaluate on {int(x.shape[0])} images with {n} labels",
+            path=getattr(images, "source", None),
+            fix="choose a data set with at least one labelled image",
+        )
+    batch_size = max(1, int(batch_size))
+    device = _model_device(model)
+    start = time.perf_counter()
+    correct = 0
+    loss_sum = 0.0
+    loss_sq_sum = 0.0
+    was_training = set_eval_mode(model)
+    try:
+        report(progress, "evaluate", 0, n)
+        with torch.inference_mode():
+            for lo in range(0, n, batch_size):
+                check(cancel)
+                xb = x[lo : lo + batch_size].to(device)
+                yb = y[lo : lo + batch_size].to(device)
+                try:
+                    logits = _logits(model(xb))
+                except RuntimeError as err:
+                    raise StudioError(
+                        f"the model failed on a batch of images of shape {tuple(xb.shape)}: "
+                        f"{str(err).splitlines()[0]}",
+                        path=getattr(images, "source", None),
+                        fix="check that the data preset and input shape match the model",
+                    ) from None
+                if logits.dim() != 2 or logits.shape[0] != yb.shape[0]:
+                    raise StudioError(
+                        f"the model output has shape {tuple(logits.shape)}; expected (batch, classes)",
+                        fix="evaluate a classifier that returns one row of class scores per image",
+                    )
+                if int(yb.max()) >= logits.shape[1] or int(yb.min()) < 0:
+                    raise StudioError(
+                        f"a label is {int(yb.max())} but the model has only {logits.shape[1]} classes",
+                        path=getattr(images, "source", None),
+                        fix="use a data set with the same classes as the model",
+                    )
+                logits = logits.float()
+                losses = F.cross_entropy(logits, yb, reduction="none").double()
+                loss_sum += float(losses.sum())
+                loss_sq_sum += float((losses * losses).sum())
+                correct += int((logits.argmax(dim=1) == yb).sum())
+                report(progress, "evaluate", min(lo + batch_size, n), n)
+    finally:
+        restore_mode(model, was_training)
+
+    mean = loss_sum / n
+    var = max(0.0, (loss_sq_sum - n * mean * mean) / (n - 1)) if n > 1 else 0.0
+    half = Z_95 * math.sqrt(var / n)
+    return EvalResult(
+        accuracy=correct / n,
+        accuracy_ci=wilson_interval(correct, n),
+        loss=mean,
+        loss_ci=(mean - half, mean + half),
+        n=n,
+        correct=correct,
+        seconds=time.perf_counter() - start,
+    )

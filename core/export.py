@@ -1,0 +1,486 @@
+"""Atomic ONNX export, verified in onnxruntime before the file appears at its final path.
+
+The model is exported from a deep copy in eval mode, serialised in memory and written to a hidden
+temporary file in the destination folder. That file is checked (``onnx.checker``), run in
+onnxruntime on a real batch and compared with PyTorch, and the zeros of every prunable weight are
+counted in the graph; only then is it renamed onto the requested path. On any failure the temporary
+file is removed and an existing file at the path is left as it was.
+
+Exporter: the TorchScript-based exporter (``dynamo=False``) with constant folding off. It keeps the
+parameters as initializers under their own names and values (BatchNorm stays a
+``BatchNormalization`` node that onnxruntime fuses at load time), so zero counts are compared on
+the very tensors that were pruned; it handles TorchScript models and takes a fraction of a second
+for ResNet20. Models it cannot trace (e.g. modules from ``torch.export``) fall back to the
+``torch.export``-based exporter (``dynamo=True``).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import stat
+import tempfile
+import time
+import warnings
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from core.errors import StudioError
+from core.evaluate import set_eval_mode
+from core.progress import CancelToken, ProgressFn, check, report
+from core.prunable import prunable_parameters
+
+MAX_DIFF = 1e-3
+"""Largest tolerated |onnxruntime − PyTorch| on any output element."""
+
+MAX_VERIFY_BATCH = 256
+"""At most this many images of ``verify_batch`` are run in onnxruntime."""
+
+_PROTOBUF_LIMIT = 2**31 - 2**24  # 2 GiB protobuf limit, less room for the graph itself
+_INPUT_NAME = "input"
+_OUTPUT_NAME = "output"
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What was written and how it was verified.
+
+    ``zero_fractions`` maps each prunable weight to (fraction of zeros in PyTorch, in the ONNX
+    file); they are equal, or the export fails. ``compressed_bytes`` is the deflate (zlib level 9)
+    size of the file: the honest download size of unstructured-sparse weights.
+    """
+
+    path: str
+    onnx_bytes: int
+    compressed_bytes: int
+    max_abs_diff: float
+    zero_fractions: dict[str, tuple[float, float]]
+    opset: int
+    seconds: float
+    exporter: str = "torchscript"
+    verify_batch_size: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    sample: torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    verify_batch: torch.Tensor | None = None,
+    opset: int | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> ExportReport:
+    """Export ``model`` to ONNX at ``path`` atomically, verified in onnxruntime.
+
+    ``sample`` is an example input batch ``(N, *input_shape)``; the batch dimension is exported as
+    dynamic. ``verify_batch`` (default: ``sample``) is run in onnxruntime and compared with
+    PyTorch. The caller's model is never modified. Stages ``"export"`` and ``"verify"`` are
+    reported; ``Cancelled`` is raised between steps and leaves nothing behind. Raises
+    :class:`StudioError` if the folder is missing or not writable, the model cannot be exported,
+    the outputs differ by more than ``MAX_DIFF`` or a weight's zero count changed.
+    """
+    start = time.perf_counter()
+    target = os.path.abspath(os.fspath(path))
+    folder = _check_destination(target)
+    work = _eval_copy(model)
+    sample = sample.detach().cpu()
+    batch = (sample if verify_batch is None else verify_batch.detach().cpu())[:MAX_VERIFY_BATCH]
+
+    check(cancel)
+    report(progress, "export", 0, 1, "converting to ONNX")
+    data, exporter = _export_bytes(work, sample, opset)
+    t_export = time.perf_counter() - start
+    report(progress, "export", 1, 1)
+    check(cancel)
+
+    tmp = _write_temp(folder, os.path.basename(target), data)
+    try:
+        report(progress, "verify", 0, 3, "checking the graph")
+        t0 = time.perf_counter()
+        with open(tmp, "rb") as f:
+            written = f.read()
+        opset_used = _check_graph(written, target)
+        check(cancel)
+        report(progress, "verify", 1, 3, "running in onnxruntime")
+        max_diff = _compare_outputs(tmp, work, batch, target)
+        check(cancel)
+        report(progress, "verify", 2, 3, "counting zeros")
+        fractions = _compare_zeros(work, written, target)
+        compressed = len(zlib.compress(written, 9))
+        t_verify = time.perf_counter() - t0
+        check(cancel)
+        _finalise(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+    report(progress, "verify", 3, 3)
+    return ExportReport(
+        path=target,
+        onnx_bytes=len(written),
+        compressed_bytes=compressed,
+        max_abs_diff=max_diff,
+        zero_fractions=fractions,
+        opset=opset_used,
+        seconds=time.perf_counter() - start,
+        exporter=exporter,
+        verify_batch_size=int(batch.shape[0]),
+        timings={"export": t_export, "verify": t_verify},
+    )
+
+
+def onnx_sizes(model: torch.nn.Module, sample: torch.Tensor) -> tuple[int, int]:
+    """(``.onnx`` bytes, deflate bytes) of the file :func:`export_onnx` would write.
+
+    The graph is serialised in memory with the same exporter and settings, so nothing is written
+    to disk; no onnxruntime verification is run (use it for previews).
+    """
+    data, _ = _export_bytes(_eval_copy(model), sample.detach().cpu(), None)
+    return len(data), len(zlib.compress(data, 9))
+
+
+def human_bytes(n: float) -> str:
+    """``1234567`` → ``'1.18 MiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GiB"  # unreachable
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def _eval_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A CPU deep copy of ``model`` in eval mode; the caller's model is never touched."""
+    with warnings.catch_warnings():  # copying/moving a TorchScript module warns about .grad
+        warnings.simplefilter("ignore")
+        try:
+            work = copy.deepcopy(model).cpu()
+        except Exception as err:  # noqa: BLE001 - any copy failure is reported the same way
+            raise StudioError(
+                f"the model could not be copied for export ({type(err).__name__}: {_first_line(err)})",
+                fix="load the model from a state_dict with a known architecture and export again",
+            ) from None
+    set_eval_mode(work)
+    return work
+
+
+def _check_size(model: torch.nn.Module) -> None:
+    total = sum(t.numel() * t.element_size() for t in model.state_dict().values() if isinstance(t, torch.Tensor))
+    if total > _PROTOBUF_LIMIT:
+        raise StudioError(
+            f"the model has {human_bytes(total)} of weights; a single .onnx file holds at most 2 GiB "
+            "and larger models need an external-data file beside it, which this export does not write",
+            fix="export a smaller model, or export it from Python with torch.onnx.export(..., external_data=True)",
+        )
+
+
+def _export_bytes(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> tuple[bytes, str]:
+    """Serialise ``model`` (already an eval copy) to ONNX bytes; returns (bytes, exporter name)."""
+    _check_size(model)
+    try:
+        return _export_torchscript(model, sample, opset), "torchscript"
+    except Exception as first:  # noqa: BLE001 - the exporters raise many types
+        first_msg = _first_line(first)
+    try:
+        return _export_dynamo(model, sample, opset), "dynamo"
+    except Exception as second:  # noqa: BLE001
+        raise StudioError(
+            "the model could not be converted to ONNX. TorchScript exporter: "
+            f"{first_msg}. torch.export exporter: {_first_line(second)}",
+            fix="models with data-dependent control flow or custom operators need changes to their "
+            "forward() before they can be exported; a model loaded from a state_dict with a known "
+            "architecture always exports",
+        ) from None
+
+
+def _export_torchscript(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (sample,),
+            buf,
+            dynamo=False,
+            export_params=True,
+            do_constant_folding=False,  # keep every weight as its own, unchanged initializer
+            opset_version=opset,
+            input_names=[_INPUT_NAME],
+            output_names=[_OUTPUT_NAME],
+            dynamic_axes={_INPUT_NAME: {0: "batch"}, _OUTPUT_NAME: {0: "batch"}},
+        )
+    return buf.getvalue()
+
+
+def _export_dynamo(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model,
+            (sample,),
+            dynamo=True,
+            verbose=False,
+            optimize=True,
+            opset_version=opset,
+            input_names=[_INPUT_NAME],
+            output_names=[_OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim.AUTO},),
+        )
+    try:
+        return program.model_proto.SerializeToString()
+    except ValueError as err:  # protobuf refuses messages over 2 GiB
+        raise StudioError(
+            f"the ONNX graph is too large for a single file ({_first_line(err)})",
+            fix="export a smaller model",
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+def _check_destination(target: str) -> str:
+    """Return the destination folder, or raise a StudioError saying what is wrong with it."""
+    folder = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise StudioError(
+            "this is a folder, not a file name",
+            path=target,
+            fix="give a file name such as model.onnx inside the folder",
+        )
+    if not os.path.isdir(folder):
+        raise StudioError(
+            "the folder to save the ONNX file in does not exist",
+            path=folder,
+            fix="create the folder first, or choose an existing folder",
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StudioError(
+            "the folder is not writable, so the ONNX file cannot be saved there",
+            path=folder,
+            fix="choose a folder you can write to, or change its permissions",
+        )
+    return folder
+
+
+def _write_temp(folder: str, base: str, data: bytes) -> str:
+    """Write ``data`` to a hidden, uniquely named file in ``folder``; return its path."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".partial", dir=folder)
+    except OSError as err:
+        raise StudioError(
+            f"cannot create a file in this folder ({err.strerror})",
+            path=folder,
+            fix="choose a folder you can write to",
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as err:
+        _remove(tmp)
+        if isinstance(err, OSError):
+            raise StudioError(
+                f"writing the ONNX file failed ({err.strerror})",
+                path=folder,
+                fix="free some disk space or choose another folder",
+            ) from None
+        raise
+    return tmp
+
+
+def _finalise(tmp: str, target: str) -> None:
+    """Give ``tmp`` the permissions a new (or the existing) file would have, rename it onto ``target``."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode) if os.path.exists(target) else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except OSError as err:
+        raise StudioError(
+            f"cannot replace the file ({err.strerror}); the existing file was left unchanged",
+            path=target,
+            fix="close any program that has the file open, or choose another file name",
+        ) from None
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux); 0o022 elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# verification
+
+
+def _check_graph(data: bytes, target: str) -> int:
+    """Run the ONNX checker on the serialised model; return its default-domain opset."""
+    import onnx
+
+    try:
+        proto = onnx.load_from_string(data)
+        onnx.checker.check_model(proto)
+    except Exception as err:  # noqa: BLE001
+        raise StudioError(
+            f"the exported graph is not valid ONNX ({_first_line(err)}); nothing was saved",
+            path=target,
+            fix="report this model to the developers; try another opset",
+        ) from None
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return 0
+
+
+def _flat_outputs(output: object) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in _flat_outputs(item)]
+    return []
+
+
+def _compare_outputs(onnx_path: str, model: torch.nn.Module, batch: torch.Tensor, target: str) -> float:
+    """Run the file in onnxruntime and PyTorch on ``batch``; return max |difference|."""
+    import onnxruntime as ort
+
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        got = session.run(None, {input_name: batch.numpy()})
+    except Exception as err:  # noqa: BLE001
+        raise StudioError(
+            f"onnxruntime could not run the exported graph on a batch of shape {tuple(batch.shape)} "
+            f"({_first_line(err)}); nothing was saved",
+            path=target,
+            fix="the model may not support a variable batch size; check its forward()",
+        ) from None
+    with torch.inference_mode():
+        expected = [t.detach().float().cpu().numpy() for t in _flat_outputs(model(batch))]
+    if len(expected) != len(got) or any(e.shape != g.shape for e, g in zip(expected, got)):
+        raise StudioError(
+            f"the ONNX graph returns outputs of shapes {[g.shape for g in got]}, PyTorch "
+            f"{[e.shape for e in expected]}; nothing was saved",
+            path=target,
+            fix="the model may not support a variable batch size; check its forward()",
+        )
+    max_diff = 0.0
+    for e, g in zip(expected, got):
+        g = g.astype(np.float32, copy=False)
+        both_nan = np.isnan(e) & np.isnan(g)
+        diff = np.where(both_nan, 0.0, np.abs(e - g))
+        worst = float(np.max(diff)) if diff.size else 0.0
+        if np.isnan(worst):
+            worst = float("inf")
+        max_diff = max(max_diff, worst)
+    if max_diff > MAX_DIFF:
+        raise StudioError(
+            f"the ONNX graph's outputs differ from PyTorch's by up to {max_diff:.3g} "
+            f"(tolerance {MAX_DIFF:g}); nothing was saved",
+            path=target,
+            fix="report this model to the developers; try another opset",
+        )
+    return max_diff
+
+
+def _onnx_tensors(data: bytes) -> dict[str, np.ndarray]:
+    """Initializers and Constant-node tensors of the model, by name."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load_from_string(data)
+    tensors = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+                    tensors.setdefault(node.output[0], numpy_helper.to_array(attr.t))
+    return tensors
+
+
+def _same_layout(w: np.ndarray, a: np.ndarray) -> np.ndarray | None:
+    """``a`` as laid out like ``w`` (itself, or its transpose for matrices), or None."""
+    if a.shape == w.shape:
+        return a
+    if w.ndim == 2 and a.shape == w.shape[::-1]:
+        return a.T
+    return None
+
+
+def _find_tensor(name: str, w: np.ndarray, tensors: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Find weight ``name`` in the graph: by name, then by identical values, then by zero mask."""
+    if name in tensors:
+        a = _same_layout(w, tensors[name])
+        if a is not None:
+            return a
+    candidates = [a for a in (_same_layout(w, t) for t in tensors.values()) if a is not None]
+    for a in candidates:
+        if np.array_equal(a, w):
+            return a
+    mask = w == 0
+    for a in candidates:  # values rescaled by an exporter optimisation (e.g. a folded BatchNorm)
+        if np.array_equal(a == 0, mask):
+            return a
+    return None
+
+
+def _compare_zeros(model: torch.nn.Module, data: bytes, target: str) -> dict[str, tuple[float, float]]:
+    """Zero fraction of every prunable weight in PyTorch and in the ONNX graph; they must match."""
+    tensors = _onnx_tensors(data)
+    fractions: dict[str, tuple[float, float]] = {}
+    problems: list[str] = []
+    params = dict(model.named_parameters())
+    for name in prunable_parameters(model, preset="all"):
+        w = params[name].detach().float().cpu().numpy()
+        a = _find_tensor(name, w, tensors)
+        torch_zeros = int(np.count_nonzero(w == 0))
+        if a is None:
+            problems.append(f"{name} was not found in the graph")
+            continue
+        onnx_zeros = int(np.count_nonzero(a == 0))
+        fractions[name] = (torch_zeros / w.size, onnx_zeros / a.size)
+        if onnx_zeros != torch_zeros:
+            problems.append(f"{name} has {torch_zeros} zeros in PyTorch but {onnx_zeros} in ONNX")
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise StudioError(
+            f"the zeros of the pruned weights did not survive the export: {shown}; nothing was saved",
+            path=target,
+            fix="report this model to the developers",
+        )
+    return fractions
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:300]

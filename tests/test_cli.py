@@ -1,0 +1,263 @@
+"""The chita-studio command, run in-process: output, JSON and exit codes."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import signal
+import sys
+import types
+
+import pytest
+import torch
+
+import core.cli as cli
+from core.cli import TextProgress, main
+from core.progress import Progress
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _json(capsys, *argv: str) -> dict:
+    code, out, err = _run(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+# --------------------------------------------------------------------------------------------
+# info
+
+
+def test_info_on_the_builtin_demo(capsys):
+    data = _json(capsys, "info", "demo")
+    assert data["source"] == "demo:digits_mlp" and data["format"] == "demo"
+    assert data["input_shape"] == [1, 8, 8] and data["num_classes"] == 10
+    prunable = [layer for layer in data["layers"] if layer["prunable"]]
+    assert data["prunable_tensors"] == len(prunable) > 0
+    assert data["prunable_weights"] == sum(layer["params"] for layer in prunable)
+    assert data["total_params"] == sum(layer["params"] for layer in data["layers"])
+    assert all(layer["type"] in ("Linear", "Conv2d") for layer in prunable)
+
+    code, out, _ = _run(capsys, "info", "demo:digits_mlp")
+    assert code == 0
+    assert "digits_mlp" in out and f"{data['prunable_weights']:,} weights" in out
+
+
+@pytest.mark.shared
+def test_info_on_resnet20(capsys, shared_dir):
+    model = str(shared_dir / "models" / "resnet20_cifar10.pt")
+    data = _json(capsys, "info", model, "--arch", "resnet20")
+    assert (data["prunable_tensors"], data["prunable_weights"]) == (22, 270_896)
+    assert data["format"] == "state_dict" and data["arch"] == "resnet20"
+    assert data["input_shape"] == [3, 32, 32]
+    assert {layer["name"] for layer in data["layers"] if layer["prunable"]} >= {"conv1.weight", "fc.weight"}
+
+    code, out, _ = _run(capsys, "info", model, "--arch", "resnet20")
+    assert code == 0
+    assert "22 tensors, 270,896 weights" in out
+    assert "layer3.2.conv2.weight" in out and "Conv2d" in out
+
+
+# --------------------------------------------------------------------------------------------
+# eval
+
+
+@pytest.mark.shared
+def test_eval_mlpnet_on_mnist(capsys, shared_dir):
+    argv = ["eval", str(shared_dir / "models" / "mlpnet_mnist.pt"), "--arch", "mlpnet",
+            "--data", str(shared_dir / "data" / "mnist")]
+    data = _json(capsys, *argv)
+    assert data["n"] == 10_000 and data["correct"] == 9_397
+    assert round(data["accuracy_percent"], 2) == 93.97
+    lo, hi = data["accuracy_ci"]
+    assert lo < 0.9397 < hi and hi - lo < 0.01
+    assert data["loss_ci"][0] < data["loss"] < data["loss_ci"][1]
+
+    code, out, _ = _run(capsys, *argv, "--max-eval", "500", "--batch-size", "128")
+    assert code == 0
+    assert "of 500 images" in out and "95% interval" in out
+
+
+@pytest.mark.shared
+def test_eval_with_mismatched_data_is_a_clear_error(capsys, shared_dir):
+    code, out, err = _run(capsys, "eval", str(shared_dir / "models" / "resnet20_cifar10.pt"), "--arch", "resnet20",
+                          "--data", str(shared_dir / "data" / "mnist"), "--max-eval", "10")
+    assert code == 2
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert "28" in err and "32" in err
+
+
+@pytest.mark.shared
+def test_ctrl_c_cancels_evaluation(capsys, shared_dir, monkeypatch):
+    real_call = TextProgress.__call__
+
+    def interrupt_after_first_batch(self, p: Progress) -> None:
+        real_call(self, p)
+        if p.stage == "evaluate" and 0 < p.done < p.total:
+            os.kill(os.getpid(), signal.SIGINT)  # handled by cli.interruptible(): sets the token
+
+    monkeypatch.setattr(TextProgress, "__call__", interrupt_after_first_batch)
+    before = signal.getsignal(signal.SIGINT)
+    code, out, err = _run(capsys, "eval", str(shared_dir / "models" / "mlpnet_mnist.pt"), "--arch", "mlpnet",
+                          "--data", str(shared_dir / "data" / "mnist"), "--batch-size", "100")
+    assert code == 130
+    assert "cancelled" in err and "Traceback" not in err
+    assert out == ""
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+# --------------------------------------------------------------------------------------------
+# export
+
+
+@pytest.mark.shared
+def test_export_resnet20(capsys, shared_dir, tmp_path):
+    out_file = tmp_path / "resnet20.onnx"
+    data = _json(capsys, "export", str(shared_dir / "models" / "resnet20_cifar10.pt"), "--arch", "resnet20",
+                 "--out", str(out_file), "--data", str(shared_dir / "data" / "cifar10"))
+    assert data["verified"] is True
+    assert data["max_abs_diff"] < 1e-4
+    assert data["path"] == str(out_file) and out_file.stat().st_size == data["onnx_bytes"]
+    assert 0 < data["compressed_bytes"] <= data["onnx_bytes"]
+    assert len(data["zero_fractions"]) == 22
+    assert data["verify_batch_size"] == cli.VERIFY_IMAGES
+    assert os.listdir(tmp_path) == ["resnet20.onnx"]
+
+
+def test_export_demo_with_random_inputs(capsys, tmp_path):
+    out_file = tmp_path / "digits.onnx"
+    code, out, err = _run(capsys, "export", "demo", "--out", str(out_file))
+    assert code == 0, err
+    assert out_file.exists()
+    assert "random inputs of shape 1×8×8" in out and "keep their zeros" in out
+
+    code, out, err = _run(capsys, "export", "demo", "--out", str(tmp_path / "missing" / "x.onnx"))
+    assert code == 2 and "does not exist" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------------------------
+# errors
+
+
+def test_bad_model_file_is_one_paragraph_without_traceback(capsys, tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"this is not a model at all")
+    code, out, err = _run(capsys, "info", str(bad))
+    assert code == 2
+    assert out == ""
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert str(bad) in err
+
+    code, out, err = _run(capsys, "info", str(bad), "--json")
+    assert code == 2 and "Traceback" not in err
+    assert json.loads(out)["exit_code"] == 2
+
+
+def test_pickled_model_needs_consent(capsys, tmp_path):
+    path = tmp_path / "whole_model.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(4, 3)), path)
+    code, out, err = _run(capsys, "info", str(path))
+    assert code == 2
+    assert "--trust-pickle" in err and "Traceback" not in err
+
+    data = _json(capsys, "info", str(path), "--trust-pickle")
+    assert data["format"] == "pickle" and data["prunable_weights"] == 12
+
+
+def test_usage_errors_exit_2_with_one_line(capsys):
+    for argv in (["eval", "demo"], ["frobnicate"], ["eval", "demo", "--data", "digits", "--batch-size", "0"]):
+        code, out, err = _run(capsys, *argv)
+        assert code == 2, argv
+        assert err.count("\n") == 1 and "Traceback" not in err and "--help" in err
+    assert "--data" in _run(capsys, "eval", "demo")[2]
+
+
+def test_help_exits_0(capsys):
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0 and "info" in out and "export" in out
+
+
+# --------------------------------------------------------------------------------------------
+# the desktop app
+
+
+def test_no_command_opens_the_app(capsys, monkeypatch):
+    seen = []
+    fake = types.ModuleType("gui.app")
+    fake.run_app = lambda args: seen.append(args) or 0
+    monkeypatch.setitem(sys.modules, "gui.app", fake)
+    assert main(["--demo", "digits_cnn", "--screenshot", "shot.png"]) == 0
+    assert seen[0].demo == "digits_cnn" and seen[0].screenshot == "shot.png"
+    assert main([]) == 0 and len(seen) == 2
+
+
+def test_missing_app_is_a_clear_message(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gui.app", None)  # makes the import fail
+    code, out, err = _run(capsys)
+    assert code == 2
+    assert "desktop app cannot start" in err and "--help" in err and "Traceback" not in err
+
+
+def test_core_cli_imports_the_gui_only_to_open_the_app():
+    tree = ast.parse(open(cli.__file__, encoding="utf-8").read())
+    gui_imports = []
+    for func in [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)] + [tree]:
+        for node in ast.walk(func) if func is not tree else ast.iter_child_nodes(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                if any(n.split(".")[0] in ("gui", "PySide6", "PyQt6", "pyqtgraph") for n in names):
+                    gui_imports.append(getattr(func, "name", "<module>"))
+    assert gui_imports == ["_run_gui"]
+
+
+# --------------------------------------------------------------------------------------------
+# TextProgress
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_text_progress_on_a_terminal_is_throttled_and_shows_eta():
+    stream, clock = _Tty(), _Clock()
+    progress = TextProgress(stream, interval=0.2, clock=clock)
+    for i in range(101):  # 101 reports in 2 s
+        clock.now = i * 0.02
+        progress(Progress("evaluate", i, 100))
+    text = stream.getvalue()
+    updates = text.count("\r")
+    assert 5 <= updates <= 13  # about one per 0.2 s, plus the first and the last
+    assert "ETA 0:01" in text
+    assert "100.0%" in text and "done in 0:02" in text and text.endswith("\n")
+
+
+def test_text_progress_in_a_log_prints_a_few_lines():
+    stream, clock = io.StringIO(), _Clock()
+    progress = TextProgress(stream, log_interval=10.0, clock=clock)
+    for i in range(1001):  # 1001 reports over 50 s
+        clock.now = i * 0.05
+        progress(Progress("sweep", i, 1000))
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "sweep: 0%"
+    assert lines[-1] == "sweep: done in 0:50"
+    assert 3 <= len(lines) <= 8 and "\r" not in stream.getvalue()
+    assert any("left" in line for line in lines)
+
+    quiet = io.StringIO()
+    TextProgress(quiet, quiet=True)(Progress("sweep", 1, 2))
+    assert quiet.getvalue() == ""

@@ -1,0 +1,156 @@
+"""Accuracy, loss and their intervals against values known by hand."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.errors import Cancelled, StudioError
+from core.evaluate import EvalResult, evaluate, wilson_interval
+from core.progress import CancelToken
+
+
+@dataclass(frozen=True)
+class _Images:  # the shape of core.data.ImageSet, without depending on the loader
+    x: torch.Tensor
+    y: torch.Tensor
+    source: str = "test images"
+
+
+# --------------------------------------------------------------------------------------------
+# Wilson interval
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "lo", "hi"),
+    [
+        (0, 10, 0.0, 0.27754),  # z²/(n+z²) = 3.8416/13.8416
+        (10, 10, 0.72246, 1.0),
+        (50, 100, 0.40383, 0.59617),
+        (81, 263, 0.2553, 0.3662),  # Newcombe (1998), Stat. Med. 17:857, method 3
+    ],
+)
+def test_wilson_interval_known_values(k, n, lo, hi):
+    got = wilson_interval(k, n)
+    assert got[0] == pytest.approx(lo, abs=1e-4)
+    assert got[1] == pytest.approx(hi, abs=1e-4)
+
+
+def test_wilson_interval_closed_form_and_edges():
+    z, k, n = 1.96, 37, 120
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert wilson_interval(k, n) == pytest.approx((centre - half, centre + half), abs=1e-12)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    wide = wilson_interval(37, 120, z=2.576)
+    assert wide[0] < centre - half and wide[1] > centre + half
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+
+
+def _identity_classifier() -> torch.nn.Module:
+    """Logits = x for 3-feature inputs: the predicted class is the argmax of x."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.9))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(3))
+        model[0].bias.zero_()
+    return model
+
+
+def _images_with_accuracy(n: int, n_correct: int) -> _Images:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    y = x.argmax(dim=1)
+    y[n_correct:] = (y[n_correct:] + 1) % 3  # the rest are labelled wrongly
+    return _Images(x, y)
+
+
+def test_accuracy_and_loss_of_a_known_model():
+    images = _images_with_accuracy(200, 150)
+    model = _identity_classifier()
+    result = evaluate(model, images, batch_size=64)
+
+    assert isinstance(result, EvalResult)
+    assert (result.n, result.correct) == (200, 150)
+    assert result.accuracy == pytest.approx(0.75)
+    assert result.accuracy_ci == pytest.approx(wilson_interval(150, 200))
+    losses = F.cross_entropy(images.x, images.y, reduction="none").double()
+    assert result.loss == pytest.approx(float(losses.mean()), rel=1e-6)
+    half = 1.96 * float(losses.std()) / math.sqrt(200)
+    assert result.loss_ci == pytest.approx((float(losses.mean()) - half, float(losses.mean()) + half), rel=1e-6)
+    assert result.seconds >= 0
+
+
+def test_batch_size_does_not_change_the_result():
+    images = _images_with_accuracy(101, 60)
+    model = _identity_classifier()
+    a = evaluate(model, images, batch_size=1000)
+    b = evaluate(model, images, batch_size=7)
+    assert (a.correct, a.n) == (b.correct, b.n) == (60, 101)
+    assert a.loss == pytest.approx(b.loss, rel=1e-9)
+
+
+def test_runs_in_eval_mode_without_grad_and_restores_training_flag():
+    images = _images_with_accuracy(50, 50)
+    model = _identity_classifier().train()
+    seen = []
+    model.register_forward_hook(lambda m, i, o: seen.append((m.training, torch.is_grad_enabled())))
+    result = evaluate(model, images, batch_size=20)
+    assert result.accuracy == 1.0  # dropout (p=0.9) would have ruined it in training mode
+    assert seen == [(False, False)] * 3
+    assert model.training and model[1].training
+
+    model.eval()
+    evaluate(model, images)
+    assert not model.training
+
+
+def test_progress_is_reported_per_batch():
+    images = _images_with_accuracy(100, 10)
+    reports = []
+    evaluate(_identity_classifier(), images, batch_size=30, progress=reports.append)
+    assert {p.stage for p in reports} == {"evaluate"}
+    assert [p.done for p in reports] == [0, 30, 60, 90, 100]
+    assert all(p.total == 100 for p in reports)
+
+
+def test_cancel_raises_and_restores_training_flag():
+    images = _images_with_accuracy(100, 10)
+    model = _identity_classifier().train()
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        evaluate(model, images, cancel=token)
+    assert model.training
+
+    token = CancelToken()
+    batches = []
+
+    def cancel_after_first_batch(p):
+        if p.done > 0:
+            batches.append(p.done)
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        evaluate(model, images, batch_size=10, progress=cancel_after_first_batch, cancel=token)
+    assert batches == [10]  # stopped before the second batch
+    assert model.training
+
+
+def test_bad_inputs_are_studio_errors():
+    model = _identity_classifier()
+    with pytest.raises(StudioError, match="at least one"):
+        evaluate(model, _Images(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)))
+    with pytest.raises(StudioError, match="3 classes"):
+        evaluate(model, _Images(torch.zeros(4, 3), torch.tensor([0, 1, 2, 7])))
+    with pytest.raises(StudioError, match="shape"):
+        evaluate(model, _Images(torch.zeros(4, 5), torch.tensor([0, 1, 2, 0])))

@@ -1,0 +1,277 @@
+"""ONNX export: atomic, verified in onnxruntime, zeros preserved, caller's model untouched."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+import core.export as export_mod
+from core.errors import Cancelled, StudioError
+from core.export import ExportReport, export_onnx, onnx_sizes
+from core.progress import CancelToken
+
+
+class SmallCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.conv(x)))
+        return self.fc(nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
+
+
+def _pruned_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    model = SmallCNN()
+    with torch.no_grad():
+        model.fc.weight[:, ::2] = 0.0  # half of the Linear weights
+        model.conv.weight[:3] = 0.0  # three whole filters
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+        model.bn.weight.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def _onnx_run(path: Path, x: torch.Tensor) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+
+
+def test_export_verifies_outputs_zeros_and_sizes(tmp_path):
+    model = _pruned_cnn()
+    out = tmp_path / "model.onnx"
+    reports = []
+    batch = torch.randn(5, 3, 16, 16)
+    report = export_onnx(model, torch.randn(1, 3, 16, 16), out, verify_batch=batch, progress=reports.append)
+
+    assert isinstance(report, ExportReport)
+    assert os.listdir(tmp_path) == ["model.onnx"]  # nothing else next to it
+    assert report.path == str(out)
+    assert report.onnx_bytes == out.stat().st_size > 0
+    assert 0 < report.compressed_bytes < report.onnx_bytes
+    assert report.max_abs_diff < 1e-4
+    assert report.opset >= 13
+    assert report.verify_batch_size == 5
+    onnx.checker.check_model(str(out))
+
+    # an independent run, on a batch size that was neither the sample's nor the verify batch's
+    x = torch.randn(7, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(_onnx_run(out, x), expected, atol=1e-4)
+
+    assert set(report.zero_fractions) == {"conv.weight", "fc.weight"}
+    assert report.zero_fractions["fc.weight"] == (0.5, 0.5)
+    assert report.zero_fractions["conv.weight"] == (3 / 8, 3 / 8)
+    stages = [p.stage for p in reports]
+    assert stages[0] == "export" and stages[-1] == "verify" and set(stages) == {"export", "verify"}
+    assert reports[-1].fraction == 1.0
+
+
+def test_compressed_size_rewards_sparsity():
+    torch.manual_seed(1)
+    dense = nn.Sequential(nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10)).eval()
+    sparse = _copy_with_zeros(dense, fraction=0.9)
+    sample = torch.randn(1, 1, 8, 8)
+    dense_bytes, dense_deflate = onnx_sizes(dense, sample)
+    sparse_bytes, sparse_deflate = onnx_sizes(sparse, sample)
+    assert sparse_bytes == dense_bytes  # unstructured zeros are still stored
+    assert sparse_deflate < 0.5 * dense_deflate
+
+
+def _copy_with_zeros(model: nn.Module, fraction: float) -> nn.Module:
+    import copy
+
+    pruned = copy.deepcopy(model)
+    with torch.no_grad():
+        for module in pruned.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                w = module.weight
+                cut = w.abs().flatten().kthvalue(max(1, int(fraction * w.numel()))).values
+                w[w.abs() <= cut] = 0.0
+    return pruned
+
+
+def test_onnx_sizes_match_the_written_file(tmp_path):
+    model = _pruned_cnn()
+    sample = torch.randn(1, 3, 16, 16)
+    sizes = onnx_sizes(model, sample)
+    report = export_onnx(model, sample, tmp_path / "m.onnx")
+    assert sizes == (report.onnx_bytes, report.compressed_bytes)
+
+
+def test_callers_model_is_untouched_even_in_training_mode(tmp_path):
+    model = _pruned_cnn().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = export_onnx(model, torch.randn(4, 3, 16, 16), tmp_path / "m.onnx")
+    after = model.state_dict()
+    assert model.training and model.bn.training
+    assert before.keys() == after.keys()
+    for key in before:  # bit-identical, BatchNorm statistics included
+        assert torch.equal(before[key], after[key]), key
+    assert all(not p.requires_grad or p.grad is None for p in model.parameters())
+
+    x = torch.randn(3, 3, 16, 16)  # the file holds the eval-mode network
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    np.testing.assert_allclose(_onnx_run(tmp_path / "m.onnx", x), expected, atol=1e-4)
+    assert report.max_abs_diff < 1e-4
+
+
+def test_failed_verification_leaves_existing_file_and_no_temp_files(tmp_path, monkeypatch):
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"the previous export")
+    (tmp_path / "notes.txt").write_text("unrelated")
+    listing = sorted(os.listdir(tmp_path))
+
+    def fail(*args, **kwargs):
+        raise StudioError("simulated verification failure")
+
+    monkeypatch.setattr(export_mod, "_compare_outputs", fail)
+    with pytest.raises(StudioError, match="simulated"):
+        export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), target)
+    assert target.read_bytes() == b"the previous export"
+    assert sorted(os.listdir(tmp_path)) == listing
+
+
+def test_zero_count_mismatch_is_refused(tmp_path, monkeypatch):
+    real = export_mod._onnx_tensors
+
+    def one_zero_lost(data):
+        tensors = real(data)
+        w = tensors["fc.weight"].copy()
+        w[0, 0] = 1.0  # this weight is zero in PyTorch
+        tensors["fc.weight"] = w
+        return tensors
+
+    monkeypatch.setattr(export_mod, "_onnx_tensors", one_zero_lost)
+    with pytest.raises(StudioError, match="fc.weight has 640 zeros in PyTorch but 639 in ONNX"):
+        export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+def test_output_mismatch_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "MAX_DIFF", 0.0)  # any rounding difference now fails
+    model = _pruned_cnn()
+    with pytest.raises(StudioError, match="differ from PyTorch"):
+        export_onnx(model, torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", verify_batch=torch.randn(64, 3, 16, 16))
+    assert os.listdir(tmp_path) == []
+
+
+def test_cancel_during_verification_leaves_nothing(tmp_path):
+    token = CancelToken()
+
+    def cancel_when_verifying(p):
+        if p.stage == "verify":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx",
+                    progress=cancel_when_verifying, cancel=token)
+    assert os.listdir(tmp_path) == []
+
+
+def test_destination_problems_are_studio_errors(tmp_path):
+    missing = tmp_path / "no such folder" / "m.onnx"
+    with pytest.raises(StudioError) as err:
+        export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), missing)
+    text = str(err.value)
+    assert str(missing.parent) in text and "does not exist" in text and "What to do" in text
+    assert not missing.parent.exists()
+
+    with pytest.raises(StudioError, match="folder, not a file"):
+        export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), tmp_path)
+
+
+def test_models_over_two_gigabytes_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "_PROTOBUF_LIMIT", 1000)  # bytes; the small CNN has more
+    with pytest.raises(StudioError, match="2 GiB"):
+        export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+def test_opset_can_be_chosen(tmp_path):
+    report = export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", opset=17)
+    assert report.opset == 17
+    assert onnx.load(str(tmp_path / "m.onnx")).opset_import[0].version == 17
+
+
+@pytest.mark.slow
+def test_fallback_to_the_torch_export_exporter(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("simulated TorchScript exporter failure")
+
+    monkeypatch.setattr(export_mod, "_export_torchscript", refuse)
+    model = _pruned_cnn()
+    report = export_onnx(model, torch.randn(2, 3, 16, 16), tmp_path / "m.onnx", verify_batch=torch.randn(5, 3, 16, 16))
+    assert report.exporter == "dynamo"
+    assert report.max_abs_diff < 1e-4
+    assert report.zero_fractions["fc.weight"] == (0.5, 0.5)
+    assert report.zero_fractions["conv.weight"] == (3 / 8, 3 / 8)  # BatchNorm folded, zeros kept
+    assert os.listdir(tmp_path) == ["m.onnx"]
+
+
+def test_model_that_cannot_be_exported(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("simulated exporter failure")
+
+    monkeypatch.setattr(export_mod, "_export_torchscript", refuse)
+    monkeypatch.setattr(export_mod, "_export_dynamo", refuse)
+    with pytest.raises(StudioError, match="could not be converted to ONNX"):
+        export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------
+# the literature's checkpoints in ../shared
+
+
+def _shared_model(shared: Path, name: str, arch: str):
+    from core.model_io import load_model
+
+    return load_model(shared / "models" / name, arch=arch)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(("file", "arch", "data", "n_weights"), [
+    ("resnet20_cifar10.pt", "resnet20", "cifar10", 22),
+    ("mlpnet_mnist.pt", "mlpnet", "mnist", 3),
+])
+def test_shared_checkpoints_export_exactly(tmp_path, shared_dir, file, arch, data, n_weights):
+    from core.data import load_evaluation
+
+    loaded = _shared_model(shared_dir, file, arch)
+    images = load_evaluation(str(shared_dir / "data" / data), preset=loaded.preset, max_evaluation=64)
+    report = export_onnx(loaded.model, images.x[:2], tmp_path / f"{arch}.onnx", verify_batch=images.x)
+    assert report.max_abs_diff < 1e-4
+    assert len(report.zero_fractions) == n_weights
+    assert all(t == o for t, o in report.zero_fractions.values())
+
+    with torch.no_grad():
+        expected = loaded.model(images.x).argmax(1).numpy()
+    assert (_onnx_run(tmp_path / f"{arch}.onnx", images.x).argmax(1) == expected).all()
+
+
+@pytest.mark.shared
+def test_pruned_resnet20_keeps_its_zeros_and_compresses(tmp_path, shared_dir):
+    loaded = _shared_model(shared_dir, "resnet20_cifar10.pt", "resnet20")
+    pruned = _copy_with_zeros(loaded.model, 0.7)
+    sample = torch.randn(2, 3, 32, 32)
+    dense = export_onnx(loaded.model, sample, tmp_path / "dense.onnx")
+    sparse = export_onnx(pruned, sample, tmp_path / "sparse.onnx", verify_batch=torch.randn(8, 3, 32, 32))
+    assert sparse.max_abs_diff < 1e-4
+    conv = sparse.zero_fractions["layer2.0.conv1.weight"]
+    assert conv[0] == conv[1] == pytest.approx(0.7, abs=1e-3)
+    assert sparse.onnx_bytes == dense.onnx_bytes
+    assert sparse.compressed_bytes < 0.6 * dense.compressed_bytes
+
