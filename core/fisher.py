@@ -1,0 +1,254 @@
+"""Per-sample gradients G (n×p) of the loss with respect to the prunable weights.
+
+The empirical Fisher is F = GᵀG / n; it is never formed (p can be 10⁵–10⁷). Row i of G is
+∇_w ℓ(f(x_i; w), y_i) for one calibration sample, restricted to the prunable weights and
+flattened in the order of ``names``.
+
+Two exact ways to build G:
+
+* closed form (default where it applies): for ``nn.Linear`` and ``nn.Conv2d`` (groups=1) the
+  per-sample weight gradient is the outer product of the layer's output gradient and its
+  (unfolded) input, ∇W_i = δ_iᵀ a_i. One batched forward/backward with hooks gives every row;
+  no weight gradients are accumulated at all.
+* ``torch.func`` (vmap over grad of a functional call): any module, slower.
+
+BatchNorm stays in eval mode, so the rows are independent per sample.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.errors import StudioError
+from core.evaluate import restore_mode, set_eval_mode
+from core.progress import CancelToken, ProgressFn, check, report
+
+
+@dataclass(frozen=True)
+class GradientMatrix:
+    """G (n×p, float32) with the column layout: ``names[i]`` occupies ``slices[i]``."""
+
+    G: torch.Tensor
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    offsets: tuple[int, ...]
+    loss: float  # mean loss over the rows' samples
+
+    @property
+    def slices(self) -> list[slice]:
+        """Column slice of each weight tensor."""
+        return [slice(o, o + _numel(s)) for o, s in zip(self.offsets, self.shapes)]
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def available_memory_bytes() -> int:
+    """Memory the OS says is available (MemAvailable), or a conservative guess."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def check_memory(n: int, p: int, *, budget_bytes: int | None = None, factor: float = 1.5) -> None:
+    """Refuse, with a number of samples that fits, when G (n×p float32) would not fit.
+
+    ``factor`` accounts for the solver's workspace on top of G itself.
+    """
+    budget = budget_bytes if budget_bytes is not None else available_memory_bytes() // 2
+    need = int(n * p * 4 * factor)
+    if need > budget:
+        fits = max(1, int(budget / (p * 4 * factor)))
+        raise StudioError(
+            f"{n} gradient samples × {p:,} prunable weights need about {need / 2**30:.1f} GiB, "
+            f"over the memory budget of {budget / 2**30:.1f} GiB (half of the available RAM).",
+            field="samples",
+            fix=f"use at most {fits} samples (--samples {fits}), or prune fewer layers.",
+        )
+
+
+def _modules_by_param(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+    out = {}
+    for mname, mod in model.named_modules():
+        for pname, _ in mod.named_parameters(recurse=False):
+            out[f"{mname}.{pname}" if mname else pname] = (mod, pname)
+    return out
+
+
+def supports_closed_form(model: nn.Module, names: list[str] | tuple[str, ...]) -> bool:
+    """True if every name is the ``weight`` of a Linear or a groups=1 Conv2d."""
+    lookup = _modules_by_param(model)
+    for name in names:
+        mod, pname = lookup.get(name, (None, None))
+        if pname != "weight":
+            return False
+        if isinstance(mod, nn.Linear):
+            continue
+        if isinstance(mod, nn.Conv2d) and mod.groups == 1 and isinstance(mod.padding, (tuple, int)):
+            continue
+        return False
+    return True
+
+
+def per_sample_gradients(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    names: list[str] | tuple[str, ...],
+    *,
+    chunk: int = 128,
+    rows_per_sample: int = 1,
+    method: str = "auto",
+    out: torch.Tensor | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> GradientMatrix:
+    """Build G whose rows are per-sample gradients of the cross-entropy loss.
+
+    ``rows_per_sample`` > 1 averages that many consecutive samples into one row
+    (mini-batch-averaged rows, n = len(x) // rows_per_sample). ``method`` is ``"auto"``,
+    ``"closed_form"`` or ``"func"``. The model is not modified (its parameters are only read;
+    its training flag is restored).
+    """
+    if len(x) != len(y):
+        raise StudioError("images and labels differ in length", field="calibration data")
+    names = tuple(names)
+    params = dict(model.named_parameters())
+    missing = [nm for nm in names if nm not in params]
+    if missing:
+        raise StudioError(f"unknown parameter names: {missing[:5]}", field="layers",
+                          fix="pick prunable weights listed by `chita-studio info MODEL`.")
+    shapes = tuple(tuple(params[nm].shape) for nm in names)
+    sizes = [_numel(s) for s in shapes]
+    offsets = tuple(int(v) for v in torch.tensor([0] + sizes[:-1]).cumsum(0).tolist())
+    p = sum(sizes)
+    m = max(1, rows_per_sample)
+    n_rows = len(x) // m
+    if n_rows == 0:
+        raise StudioError("no calibration samples to compute gradients on", field="samples")
+    x, y = x[: n_rows * m], y[: n_rows * m]
+    if out is None:
+        check_memory(n_rows, p)
+        G = torch.empty(n_rows, p, dtype=torch.float32)
+    else:
+        G = out[:n_rows]
+    if method == "auto":
+        method = "closed_form" if supports_closed_form(model, names) else "func"
+    chunk = max(m, (chunk // m) * m)
+    was_training = set_eval_mode(model)
+    total_loss = 0.0
+    try:
+        for start in range(0, len(x), chunk):
+            check(cancel)
+            xb, yb = x[start:start + chunk], y[start:start + chunk]
+            if method == "closed_form":
+                rows, loss = _closed_form_chunk(model, xb, yb, names)
+            elif method == "func":
+                rows, loss = _func_chunk(model, xb, yb, names)
+            else:
+                raise ValueError(f"unknown gradient method {method!r}")
+            total_loss += loss
+            if m > 1:
+                rows = rows.view(-1, m, p).mean(1)
+            G[start // m:(start + len(xb)) // m] = rows
+            report(progress, "gradients", min(start + chunk, len(x)), len(x),
+                   f"per-sample gradients {min(start + chunk, len(x))}/{len(x)}")
+    finally:
+        restore_mode(model, was_training)
+    return GradientMatrix(G, names, shapes, offsets, total_loss / len(x))
+
+
+def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
+                       names: tuple[str, ...]) -> tuple[torch.Tensor, float]:
+    """Rows for one chunk: capture inputs a and output gradients δ of each layer, then δᵀa."""
+    lookup = _modules_by_param(model)
+    mods = [lookup[nm][0] for nm in names]
+    acts: dict[int, torch.Tensor] = {}
+    grads: dict[int, torch.Tensor] = {}
+    handles = []
+
+    def fwd_hook(idx: int):
+        def hook(mod, inp, outp):
+            acts[idx] = inp[0].detach()
+            if outp.requires_grad:
+                outp.register_hook(lambda g: grads.__setitem__(idx, g.detach()))
+        return hook
+
+    for i, mod in enumerate(mods):
+        handles.append(mod.register_forward_hook(fwd_hook(i)))
+    req = {nm: p.requires_grad for nm, p in model.named_parameters()}
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        xin = xb.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(xin)
+            losses = F.cross_entropy(logits, yb, reduction="none")
+            losses.sum().backward()
+    finally:
+        for h in handles:
+            h.remove()
+        for nm, p in model.named_parameters():
+            p.requires_grad_(req[nm])
+    B = len(xb)
+    parts = []
+    for i, mod in enumerate(mods):
+        a, g = acts[i], grads[i]
+        if isinstance(mod, nn.Linear):
+            if a.dim() > 2:  # sequences: sum over positions
+                parts.append(torch.einsum("b...o,b...i->boi", g, a).reshape(B, -1))
+            else:
+                parts.append(torch.bmm(g.unsqueeze(2), a.unsqueeze(1)).reshape(B, -1))
+        else:
+            cols = F.unfold(a, mod.kernel_size, dilation=mod.dilation, padding=mod.padding,
+                            stride=mod.stride)  # (B, C_in·kh·kw, L)
+            gg = g.reshape(B, g.shape[1], -1)  # (B, C_out, L)
+            parts.append(torch.bmm(gg, cols.transpose(1, 2)).reshape(B, -1))
+    return torch.cat(parts, 1), float(losses.detach().sum())
+
+
+def _func_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
+                names: tuple[str, ...]) -> tuple[torch.Tensor, float]:
+    """Rows for one chunk with torch.func: vmap over grad of a functional call."""
+    from torch.func import functional_call, grad, vmap
+
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+    fixed = {k: v for k, v in params.items() if k not in names}
+    free = {k: params[k] for k in names}
+
+    def loss_fn(free_p, xi, yi):
+        out = functional_call(model, ({**fixed, **free_p}, buffers), (xi.unsqueeze(0),))
+        return F.cross_entropy(out, yi.unsqueeze(0))
+
+    g = vmap(grad(loss_fn), in_dims=(None, 0, 0))(free, xb, yb)
+    with torch.no_grad():
+        loss = float(F.cross_entropy(model(xb), yb, reduction="sum"))
+    return torch.cat([g[k].reshape(len(xb), -1) for k in names], 1), loss
+
+
+def fisher_diagonal(G: torch.Tensor, block: int = 65536) -> torch.Tensor:
+    """diag(GᵀG/n): the empirical Fisher's diagonal, column block by column block."""
+    n, p = G.shape
+    out = torch.empty(p, dtype=torch.float32)
+    for j in range(0, p, block):
+        gb = G[:, j:j + block]
+        out[j:j + block] = (gb * gb).sum(0) / n
+    return out
