@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from core.evaluate import set_eval_mode
 from core.progress import CancelToken, ProgressFn, check, report
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -30,9 +31,9 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, *, batch_size:
     bns = [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
     if not bns:
         return {}
-    was_training = model.training
+    flags = [(m, m.training) for m in model.modules()]
     saved = [(m, m.momentum) for m in bns]
-    model.eval()
+    set_eval_mode(model)
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average over the pass
@@ -46,7 +47,8 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, *, batch_size:
     finally:
         for m, mom in saved:
             m.momentum = mom
-        model.train(was_training)
+        for m, flag in flags:
+            m.training = flag
     names = {id(m): nm for nm, m in model.named_modules()}
     out = {}
     for m in bns:

@@ -6,6 +6,9 @@ Accuracy carries a Wilson score interval (honest for small test sets and for acc
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import math
 import time
 from dataclasses import dataclass
@@ -85,6 +88,19 @@ def set_eval_mode(model: torch.nn.Module) -> bool:
     except NotImplementedError:  # modules from torch.export cannot switch modes; they are eval already
         pass
     return was_training
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Run a block with every module in eval mode, then restore each module's own flag
+    (a train-mode model with frozen BatchNorm comes back exactly as it was)."""
+    flags = [(m, m.training) for m in model.modules()]
+    set_eval_mode(model)
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def restore_mode(model: torch.nn.Module, was_training: bool) -> None:

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.errors import StudioError
-from core.evaluate import restore_mode, set_eval_mode
+from core.evaluate import eval_mode
 from core.progress import CancelToken, ProgressFn, check, report
 
 
@@ -101,7 +101,8 @@ def supports_closed_form(model: nn.Module, names: list[str] | tuple[str, ...]) -
             return False
         if isinstance(mod, nn.Linear):
             continue
-        if isinstance(mod, nn.Conv2d) and mod.groups == 1 and isinstance(mod.padding, (tuple, int)):
+        if (isinstance(mod, nn.Conv2d) and mod.groups == 1 and mod.padding_mode == "zeros"
+                and isinstance(mod.padding, (tuple, int))):
             continue
         return False
     return True
@@ -152,9 +153,8 @@ def per_sample_gradients(
     if method == "auto":
         method = "closed_form" if supports_closed_form(model, names) else "func"
     chunk = max(m, (chunk // m) * m)
-    was_training = set_eval_mode(model)
     total_loss = 0.0
-    try:
+    with eval_mode(model):
         for start in range(0, len(x), chunk):
             check(cancel)
             xb, yb = x[start:start + chunk], y[start:start + chunk]
@@ -170,8 +170,6 @@ def per_sample_gradients(
             G[start // m:(start + len(xb)) // m] = rows
             report(progress, "gradients", min(start + chunk, len(x)), len(x),
                    f"per-sample gradients {min(start + chunk, len(x))}/{len(x)}")
-    finally:
-        restore_mode(model, was_training)
     return GradientMatrix(G, names, shapes, offsets, total_loss / len(x))
 
 
@@ -182,10 +180,12 @@ def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
     mods = [lookup[nm][0] for nm in names]
     acts: dict[int, torch.Tensor] = {}
     grads: dict[int, torch.Tensor] = {}
+    calls = [0] * len(mods)
     handles = []
 
     def fwd_hook(idx: int):
         def hook(mod, inp, outp):
+            calls[idx] += 1
             acts[idx] = inp[0].detach()
             if outp.requires_grad:
                 outp.register_hook(lambda g: grads.__setitem__(idx, g.detach()))
@@ -207,6 +207,10 @@ def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
             h.remove()
         for nm, p in model.named_parameters():
             p.requires_grad_(req[nm])
+    if any(c != 1 for c in calls) or len(grads) != len(mods):
+        # a layer used twice (shared weights) or never called through its forward: the
+        # outer-product form does not apply, so this chunk takes the general path
+        return _func_chunk(model, xb, yb, names)
     B = len(xb)
     parts = []
     for i, mod in enumerate(mods):

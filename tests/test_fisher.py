@@ -1,0 +1,352 @@
+"""Per-sample gradients G against answers known by other means: batch-1 backward passes and torch.func."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.errors import Cancelled, StudioError
+from core.fisher import check_memory, fisher_diagonal, per_sample_gradients, supports_closed_form
+from core.progress import CancelToken
+
+# --------------------------------------------------------------------------- models and references
+
+
+class _CNN(nn.Module):
+    """Conv (k3, stride 2, pad 1) + BN + ReLU, 1x1 conv + ReLU, dilated conv, BN, Linear."""
+
+    def __init__(self, bias: bool = True) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 5, 3, stride=2, padding=1, dilation=1, bias=bias)
+        self.bn1 = nn.BatchNorm2d(5)
+        self.conv2 = nn.Conv2d(5, 4, 1, bias=bias)
+        self.conv3 = nn.Conv2d(4, 6, 3, padding=2, dilation=2, bias=bias)
+        self.bn3 = nn.BatchNorm2d(6)
+        self.fc = nn.Linear(6 * 4 * 4, 7, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.conv2(x))
+        x = torch.tanh(self.bn3(self.conv3(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+def _mlp(bias: bool) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 9, bias=bias), nn.Tanh(),
+                         nn.Linear(9, 6, bias=bias), nn.ReLU(), nn.Linear(6, 4, bias=bias))
+
+
+def _with_bn_stats(model: nn.Module, seed: int) -> nn.Module:
+    """Give every BatchNorm non-trivial affine parameters and running statistics."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(1 + 0.3 * torch.randn(m.num_features, generator=g))
+                m.bias.copy_(0.2 * torch.randn(m.num_features, generator=g))
+                m.running_mean.copy_(0.5 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+    return model
+
+
+def _data(shape: tuple[int, ...], classes: int, n: int = 11, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *shape, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def _loop_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names) -> torch.Tensor:
+    """Reference G: one batch-1 backward pass per sample on an eval-mode copy."""
+    ref = copy.deepcopy(model).eval()
+    params = dict(ref.named_parameters())
+    rows = []
+    for i in range(len(x)):
+        ref.zero_grad(set_to_none=True)
+        F.cross_entropy(ref(x[i:i + 1]), y[i:i + 1]).backward()
+        rows.append(torch.cat([params[nm].grad.reshape(-1) for nm in names]))
+    return torch.stack(rows)
+
+
+def _assert_close(G: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5) -> None:
+    scale = float(ref.abs().max())
+    assert scale > 0
+    err = float((G - ref).abs().max())
+    assert err <= rel * scale, f"max error {err:.3g} vs scale {scale:.3g}"
+
+
+def _weight_names(model: nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if n.endswith("weight") and p.dim() >= 2]
+
+
+# --------------------------------------------------------------------------- correctness
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_mlp_closed_form_equals_func_and_batch1_loop(bias):
+    torch.manual_seed(1)
+    model = _mlp(bias).eval()
+    x, y = _data((3, 4), 4)
+    names = _weight_names(model)
+    assert supports_closed_form(model, names)
+    ref = _loop_gradients(model, x, y, names)
+    closed = per_sample_gradients(model, x, y, names, method="closed_form").G
+    func = per_sample_gradients(model, x, y, names, method="func").G
+    assert closed.shape == func.shape == ref.shape == (11, 12 * 9 + 9 * 6 + 6 * 4)
+    _assert_close(closed, ref)
+    _assert_close(func, ref)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_cnn_with_batchnorm_closed_form_equals_func_and_batch1_loop(bias):
+    """Stride 2 / padding 1 3x3 conv, 1x1 conv, dilated conv, eval-mode BatchNorm, Linear."""
+    torch.manual_seed(2)
+    model = _with_bn_stats(_CNN(bias), seed=3).eval()
+    x, y = _data((3, 8, 8), 7, n=9)
+    names = _weight_names(model)
+    assert names == ["conv1.weight", "conv2.weight", "conv3.weight", "fc.weight"]
+    assert supports_closed_form(model, names)
+    ref = _loop_gradients(model, x, y, names)
+    gm = per_sample_gradients(model, x, y, names, method="closed_form", chunk=4)
+    func = per_sample_gradients(model, x, y, names, method="func", chunk=4).G
+    _assert_close(gm.G, ref)
+    _assert_close(func, ref)
+    with torch.no_grad():
+        assert gm.loss == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-5)
+
+
+def test_auto_on_grouped_conv_uses_func_and_is_exact():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 5 * 5, 3)).eval()
+    x, y = _data((4, 5, 5), 3, n=6)
+    names = ["0.weight", "3.weight"]
+    assert not supports_closed_form(model, names)
+    _assert_close(per_sample_gradients(model, x, y, names).G, _loop_gradients(model, x, y, names))
+
+
+def test_linear_on_sequences_sums_over_positions():
+    """A Linear applied to (B, T, d) inputs: the per-sample gradient sums over the T positions."""
+    torch.manual_seed(5)
+
+    class SeqNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(5, 6)
+            self.head = nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.head(torch.tanh(self.proj(x)).mean(1))
+
+    model = SeqNet().eval()
+    x, y = _data((4, 5), 3, n=7)
+    names = ["proj.weight", "head.weight"]
+    ref = _loop_gradients(model, x, y, names)
+    _assert_close(per_sample_gradients(model, x, y, names, method="closed_form").G, ref)
+
+
+def test_auto_is_exact_for_reflect_padded_conv():
+    """padding_mode='reflect' pads by reflection, not zeros: G must still be the true gradient."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(3 * 5 * 5, 4)).eval()
+    x, y = _data((2, 5, 5), 4, n=6)
+    names = ["0.weight", "3.weight"]
+    _assert_close(per_sample_gradients(model, x, y, names).G, _loop_gradients(model, x, y, names))
+
+
+def test_auto_is_exact_when_a_layer_is_called_twice():
+    """A Linear reused in forward (shared weights): its gradient sums both uses."""
+    torch.manual_seed(7)
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.b(torch.tanh(self.a(torch.tanh(self.a(x)))))
+
+    model = Shared().eval()
+    x, y = _data((4,), 3, n=6)
+    names = ["a.weight", "b.weight"]
+    _assert_close(per_sample_gradients(model, x, y, names).G, _loop_gradients(model, x, y, names))
+
+
+def test_auto_handles_linear_whose_forward_is_not_called():
+    """MultiheadAttention uses out_proj.weight without calling out_proj: no KeyError, exact G."""
+    torch.manual_seed(8)
+
+    class Att(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            h, _ = self.att(x, x, x)
+            return self.head(h.mean(1))
+
+    model = Att().eval()
+    x, y = _data((5, 8), 3, n=4)
+    names = ["att.out_proj.weight", "head.weight"]
+    _assert_close(per_sample_gradients(model, x, y, names).G, _loop_gradients(model, x, y, names))
+
+
+@pytest.mark.parametrize("method", ["closed_form", "func"])
+def test_rows_per_sample_two_averages_consecutive_pairs(method):
+    torch.manual_seed(9)
+    model = _mlp(True).eval()
+    x, y = _data((3, 4), 4, n=9)  # odd: the last sample is dropped
+    names = _weight_names(model)
+    single = per_sample_gradients(model, x, y, names, method=method).G
+    gm = per_sample_gradients(model, x, y, names, method=method, rows_per_sample=2, chunk=3)
+    assert gm.G.shape == (4, single.shape[1])
+    _assert_close(gm.G, single[:8].view(4, 2, -1).mean(1))
+    with torch.no_grad():
+        assert gm.loss == pytest.approx(float(F.cross_entropy(model(x[:8]), y[:8])), rel=1e-5)
+
+
+def test_chunking_does_not_change_rows():
+    torch.manual_seed(10)
+    model = _with_bn_stats(_CNN(), seed=1).eval()
+    x, y = _data((3, 8, 8), 7, n=10)
+    names = _weight_names(model)
+    whole = per_sample_gradients(model, x, y, names, chunk=128).G
+    pieces = per_sample_gradients(model, x, y, names, chunk=3).G
+    _assert_close(pieces, whole, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- column layout
+
+
+def test_column_layout_follows_names_order_and_shapes():
+    torch.manual_seed(11)
+    model = _with_bn_stats(_CNN(), seed=2).eval()
+    x, y = _data((3, 8, 8), 7, n=5)
+    names = ["fc.weight", "conv2.weight", "conv1.weight"]  # not the model's order
+    gm = per_sample_gradients(model, x, y, names)
+    params = dict(model.named_parameters())
+    assert gm.names == tuple(names)
+    assert gm.shapes == tuple(tuple(params[n].shape) for n in names)
+    sizes = [params[n].numel() for n in names]
+    assert gm.offsets == (0, sizes[0], sizes[0] + sizes[1])
+    assert [(s.start, s.stop) for s in gm.slices] == [
+        (0, sizes[0]), (sizes[0], sizes[0] + sizes[1]), (sizes[0] + sizes[1], sum(sizes))]
+    assert gm.G.shape == (5, sum(sizes)) and gm.G.dtype == torch.float32
+    # each slice, reshaped, is that parameter's per-sample gradient
+    ref = copy.deepcopy(model).eval()
+    ref_params = dict(ref.named_parameters())
+    for i in range(len(x)):
+        ref.zero_grad(set_to_none=True)
+        F.cross_entropy(ref(x[i:i + 1]), y[i:i + 1]).backward()
+        for name, sl, shape in zip(names, gm.slices, gm.shapes):
+            grad = ref_params[name].grad
+            got = gm.G[i, sl].view(shape)
+            assert torch.allclose(got, grad, atol=1e-5 * float(grad.abs().max()) + 1e-12), name
+
+
+def test_unknown_parameter_name_is_a_studio_error():
+    model = _mlp(True).eval()
+    x, y = _data((3, 4), 4, n=3)
+    with pytest.raises(StudioError) as err:
+        per_sample_gradients(model, x, y, ["1.weight", "nope.weight"])
+    assert err.value.field == "layers" and "nope.weight" in str(err.value)
+
+
+# --------------------------------------------------------------------------- the model is not modified
+
+
+def _snapshot(model: nn.Module):
+    return ({k: v.detach().clone() for k, v in model.state_dict().items()},
+            {n: p.requires_grad for n, p in model.named_parameters()},
+            {n: m.training for n, m in model.named_modules()})
+
+
+@pytest.mark.parametrize("method", ["closed_form", "func"])
+@pytest.mark.parametrize("training", [True, False])
+def test_model_parameters_flags_and_mode_unchanged(method, training):
+    """Also in train mode: BatchNorm must not update its running statistics (rows use eval mode)."""
+    torch.manual_seed(12)
+    model = _with_bn_stats(_CNN(), seed=4)
+    model.train(training)
+    model.conv2.bias.requires_grad_(False)
+    model.fc.weight.requires_grad_(False)  # a frozen weight can still be asked for
+    state, req, modes = _snapshot(model)
+    x, y = _data((3, 8, 8), 7, n=6)
+    per_sample_gradients(model, x, y, ["conv1.weight", "fc.weight"], method=method, chunk=4)
+    after_state, after_req, after_modes = _snapshot(model)
+    assert after_state.keys() == state.keys()
+    for k in state:
+        assert torch.equal(after_state[k], state[k]), k
+    assert after_req == req
+    assert after_modes == modes and model.training is training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_per_module_training_flags_restored():
+    """A model in train mode with frozen (eval-mode) BatchNorm keeps that mix after the call."""
+    torch.manual_seed(13)
+    model = _with_bn_stats(_CNN(), seed=5).train()
+    model.bn1.eval()
+    model.bn3.eval()
+    _, _, modes = _snapshot(model)
+    x, y = _data((3, 8, 8), 7, n=4)
+    per_sample_gradients(model, x, y, ["conv1.weight"])
+    assert {n: m.training for n, m in model.named_modules()} == modes
+
+
+# --------------------------------------------------------------------------- memory, cancel, diagonal
+
+
+def test_check_memory_names_a_sample_count_that_fits():
+    p, factor = 10_000, 1.5
+    budget = int(137 * p * 4 * factor) + 100  # 137 rows fit, 138 do not
+    check_memory(137, p, budget_bytes=budget)
+    with pytest.raises(StudioError) as err:
+        check_memory(5000, p, budget_bytes=budget)
+    assert err.value.field == "samples"
+    fits = [int(v) for v in re.findall(r"at most (\d+) samples", str(err.value))]
+    assert fits == [137]
+    check_memory(fits[0], p, budget_bytes=budget)  # the suggestion really fits
+    with pytest.raises(StudioError):
+        check_memory(fits[0] + 1, p, budget_bytes=budget)
+
+
+def test_already_cancelled_token_raises_and_restores_mode():
+    model = _with_bn_stats(_CNN(), seed=6).train()
+    x, y = _data((3, 8, 8), 7, n=4)
+    token = CancelToken()
+    token.cancel()
+    for method in ("closed_form", "func"):
+        with pytest.raises(Cancelled):
+            per_sample_gradients(model, x, y, ["conv1.weight"], method=method, cancel=token)
+        assert model.training
+
+
+def test_cancel_between_chunks():
+    model = _mlp(True).eval()
+    x, y = _data((3, 4), 4, n=12)
+    token = CancelToken()
+    reports = []
+
+    def progress(p):
+        reports.append(p)
+        token.cancel()
+
+    with pytest.raises(Cancelled):
+        per_sample_gradients(model, x, y, _weight_names(model), chunk=4, progress=progress,
+                             cancel=token)
+    assert len(reports) == 1 and reports[0].stage == "gradients" and reports[0].done == 4
+
+
+def test_fisher_diagonal_is_mean_of_squares():
+    g = torch.Generator().manual_seed(14)
+    G = torch.randn(13, 50, generator=g) * torch.linspace(0.1, 3.0, 50)
+    expected = (G ** 2).mean(0)
+    assert torch.allclose(fisher_diagonal(G), expected, rtol=1e-6, atol=0)
+    assert torch.allclose(fisher_diagonal(G, block=7), expected, rtol=1e-6, atol=0)
