@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Mapping
 
 import torch
@@ -20,10 +20,10 @@ from core.batchnorm import has_batchnorm, recalibrate_batchnorm
 from core.errors import StudioError
 from core.evaluate import set_eval_mode
 from core.fisher import fisher_diagonal, per_sample_gradients
-from core.methods.chita import chita_solve
+from core.methods.chita import chita_solve, support_state
 from core.methods.magnitude import magnitude_prune
 from core.methods.obd import obd_prune
-from core.methods.selection import global_budget, layer_budgets
+from core.methods.selection import global_budget, layer_budgets, select
 from core.methods.woodfisher import woodfisher_prune
 from core.progress import CancelToken, ProgressFn, check, report
 from core.prunable import prunable_parameters
@@ -99,7 +99,7 @@ class PruneResult:
 # ------------------------------------------------------------------------------------------
 
 NEEDS_GRADIENTS = {"chita", "chita++", "obd", "woodfisher"}
-LAMBDA_GRID: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4)  # × mean Fisher diagonal, large → small
+LAMBDA_GRID: tuple[float, ...] = (1.0, 1e-1, 1e-2, 1e-3, 1e-4)  # × mean Fisher diagonal, large → small
 
 
 def _validate(request: PruneRequest) -> None:
@@ -161,157 +161,261 @@ def prune(model: nn.Module, calibration: "ImageSet", request: PruneRequest, *,
     Calibration images: the first ``request.samples`` give the gradient rows G; up to 1000 of
     the rest are held out to choose λ (never test images). ``model`` is never modified.
     """
-    _validate(request)
+    return prune_path(model, calibration, request, [request.sparsity], arch=arch,
+                      progress=progress, cancel=cancel)[0]
+
+
+def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
+               sparsities: list[float], *, arch: str | None = None,
+               progress: ProgressFn | None = None,
+               cancel: CancelToken | None = None) -> list[PruneResult]:
+    """Prune at several sparsities (returned in the order given) with one set of gradients.
+
+    Single-stage methods compute G once; CHITA warm-starts each sparsity from the previous
+    solution (ascending order) and reuses its n×n Gram. CHITA++ recomputes gradients per stage,
+    so its sparsities are run one after another. ``model`` is never modified.
+    """
+    for s in sparsities:
+        _validate(replace(request, sparsity=s))
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    work = copy.deepcopy(model)
-    set_eval_mode(work)
-    names = list(request.layers) if request.layers else default_layers(work, arch)
-    params = dict(work.named_parameters())
-    bad = [n for n in names if n not in params]
-    if bad:
-        raise StudioError(f"the model has no parameters named {bad[:5]}", field="layers",
-                          fix="use names from `chita-studio info MODEL`.")
-    sizes = [params[n].numel() for n in names]
-    groups, off = [], 0
-    for s in sizes:
-        groups.append(slice(off, off + s))
-        off += s
-    p = off
-
-    x_all, y_all = calibration.x, calibration.y
-    needs_g = request.method in NEEDS_GRADIENTS
-    n = min(request.samples, len(x_all))
-    if needs_g and len(x_all) - n < 64 and len(x_all) > 128:
-        n = len(x_all) - max(64, len(x_all) // 10)  # keep some images to choose λ on
-    x_g, y_g = x_all[:n], y_all[:n]
-    x_h, y_h = x_all[n:n + 1000], y_all[n:n + 1000]
-    bn = has_batchnorm(work)
-    recal = bn if request.recalibrate_bn is None else (request.recalibrate_bn and bn)
-    bn_images = x_all[: min(len(x_all), 2000)]
-    info: dict[str, object] = {"samples": n, "holdout": len(x_h), "layers": len(names)}
-    buffers: dict[str, torch.Tensor] = {}
-
-    if bn and len(x_h):
-        # refresh stale running statistics before pruning when that lowers held-out loss
-        t0 = time.perf_counter()
-        before = _mean_loss(work, x_h, y_h)
-        trial = copy.deepcopy(work)
-        recalibrate_batchnorm(trial, bn_images, cancel=cancel)
-        after = _mean_loss(trial, x_h, y_h)
-        if after < before:
-            work = trial
-            params = dict(work.named_parameters())
-        info["bn_refreshed_before"] = bool(after < before)
-        timings["batchnorm_before"] = time.perf_counter() - t0
-
+    ctx = _Context.build(model, calibration, request, arch, progress, cancel)
+    order = sorted(range(len(sparsities)), key=lambda i: sparsities[i])
+    results: list[PruneResult | None] = [None] * len(sparsities)
     if request.method == "chita++":
-        T = request.stages or 10
-        schedule = chitapp_schedule(request.sparsity, T)
+        for i in order:
+            results[i] = ctx.chitapp(sparsities[i])
     else:
-        schedule = [request.sparsity]
-    trace: list[float] = []
-    lam_used = None
-    for stage, s in enumerate(schedule, 1):
-        check(cancel)
-        wbar = _flat(work, names)
-        k: int | list[int] = (global_budget(p, s) if request.scope == "global"
-                              else layer_budgets(sizes, s))
-        stage_label = f"stage {stage}/{len(schedule)} (sparsity {s:.3f})" if len(schedule) > 1 else ""
-        out = _run_method(request, work, names, wbar, k, groups, x_g, y_g, x_h, y_h,
-                          bn_images if recal else None, timings, info, stage_label,
-                          progress, cancel)
-        w_new, mask, stage_trace, lam_used = out
-        trace.extend(stage_trace)
-        _write(work, names, w_new)
-        if recal:
-            t0 = time.perf_counter()
-            buffers = recalibrate_batchnorm(work, bn_images, cancel=cancel)
-            timings["batchnorm"] = timings.get("batchnorm", 0.0) + time.perf_counter() - t0
-    check(cancel)
-    flat = _flat(work, names)
-    weights, masks, layer_sparsity = {}, {}, {}
-    for name, sl in zip(names, groups):
-        shape = params[name].shape
-        weights[name] = flat[sl].view(shape).clone()
-        masks[name] = mask[sl].view(shape).clone()
-        layer_sparsity[name] = 1.0 - float(mask[sl].sum()) / (sl.stop - sl.start)
-    if bn and not buffers and info.get("bn_refreshed_before"):
-        buffers = {k_: v.detach().clone() for k_, v in work.named_buffers()
-                   if k_.endswith(("running_mean", "running_var", "num_batches_tracked"))}
-    timings["total"] = time.perf_counter() - t_start
-    info["recalibrated"] = bool(recal)
+        for i in order:
+            results[i] = ctx.single(sparsities[i])
+    ctx.timings_shared["total"] = time.perf_counter() - t_start
     report(progress, "done", 1, 1, "done")
-    return PruneResult(request=request, weights=weights, masks=masks,
-                       layer_sparsity=layer_sparsity, nonzeros=int(mask.sum()), total=p,
-                       objective_trace=tuple(trace), timings=timings, lam=lam_used,
-                       buffers=buffers, info=info)
+    return [r for r in results if r is not None]
 
 
-def _run_method(request, work, names, wbar, k, groups, x_g, y_g, x_h, y_h, bn_images,
-                timings, info, stage_label, progress, cancel):
-    """One stage: returns (weights, mask, objective trace, λ)."""
-    method = request.method
-    if method in ("magnitude", "magnitude_layer"):
-        if method == "magnitude_layer" and isinstance(k, int):
-            k = layer_budgets([g.stop - g.start for g in groups], request.sparsity)
-        w, mask = magnitude_prune(wbar, k, groups)
-        return w, mask, [], None
-    t0 = time.perf_counter()
-    gm = per_sample_gradients(work, x_g, y_g, names, progress=progress, cancel=cancel)
-    timings["gradients"] = timings.get("gradients", 0.0) + time.perf_counter() - t0
-    A = gm.G.div_(math.sqrt(gm.G.shape[0]))  # A = G/√n, in place: no copy of G
-    fbar = float(fisher_diagonal(A).mean()) * A.shape[0]  # mean diag(AᵀA)
-    info["fisher_mean_diag"] = fbar
-    if method == "obd":
-        w, mask = obd_prune(A, wbar, k, groups)
-        return w, mask, [], None
-    if request.lam is not None:
-        grid = [request.lam]
-    else:
-        grid = [g * fbar for g in LAMBDA_GRID]
-    t0 = time.perf_counter()
-    best = None
-    evaluated = []
-    warm = None
-    for i, lam in enumerate(grid):
-        check(cancel)
-        report(progress, "solve", i, len(grid), f"{stage_label} λ = {lam:.3g}".strip())
-        if method == "woodfisher":
-            w, mask, obj = woodfisher_prune(A, wbar, k, groups, lam, cancel=cancel)
-            trace = [obj]
+class _Context:
+    """What a run computes once: the working copy, layers, data split, gradients, warm starts."""
+
+    def __init__(self) -> None:
+        self.timings_shared: dict[str, float] = {}
+
+    @classmethod
+    def build(cls, model, calibration, request, arch, progress, cancel) -> "_Context":
+        self = cls()
+        self.request, self.progress, self.cancel = request, progress, cancel
+        self.base = copy.deepcopy(model)
+        set_eval_mode(self.base)
+        self.names = list(request.layers) if request.layers else default_layers(self.base, arch)
+        params = dict(self.base.named_parameters())
+        bad = [n for n in self.names if n not in params]
+        if bad:
+            raise StudioError(f"the model has no parameters named {bad[:5]}", field="layers",
+                              fix="use names from `chita-studio info MODEL`.")
+        self.shapes = [params[n].shape for n in self.names]
+        self.sizes = [params[n].numel() for n in self.names]
+        self.groups, off = [], 0
+        for sz in self.sizes:
+            self.groups.append(slice(off, off + sz))
+            off += sz
+        self.p = off
+        x, y = calibration.x, calibration.y
+        n = min(request.samples, len(x))
+        if request.method in NEEDS_GRADIENTS and len(x) - n < 64 and len(x) > 128:
+            n = len(x) - max(64, len(x) // 10)  # keep some images to choose λ on
+        self.x_g, self.y_g = x[:n], y[:n]
+        self.x_h, self.y_h = x[n:n + 1000], y[n:n + 1000]
+        self.bn = has_batchnorm(self.base)
+        self.recal = self.bn if request.recalibrate_bn is None else bool(request.recalibrate_bn and self.bn)
+        self.bn_images = x[: min(len(x), 2000)]
+        self.info: dict[str, object] = {"samples": n, "holdout": len(self.x_h),
+                                        "layers": len(self.names)}
+        if self.bn and len(self.x_h):
+            # refresh stale running statistics before pruning when that lowers held-out loss
+            t0 = time.perf_counter()
+            before = _mean_loss(self.base, self.x_h, self.y_h)
+            trial = copy.deepcopy(self.base)
+            recalibrate_batchnorm(trial, self.bn_images, cancel=cancel)
+            after = _mean_loss(trial, self.x_h, self.y_h)
+            if after < before:
+                self.base = trial
+            self.info["bn_refreshed_before"] = bool(after < before)
+            self.timings_shared["batchnorm_before"] = time.perf_counter() - t0
+        self.A: torch.Tensor | None = None
+        self.warm = None  # previous CHITA solution at the same A
+        return self
+
+    # --- gradients -------------------------------------------------------------------------
+    def gradients(self, work: nn.Module, timings: dict[str, float]) -> torch.Tensor:
+        """A = G/√n at ``work``'s weights (G is scaled in place: no copy)."""
+        t0 = time.perf_counter()
+        self.A = None  # free the previous stage's G before building the next
+        gm = per_sample_gradients(work, self.x_g, self.y_g, self.names,
+                                  progress=self.progress, cancel=self.cancel)
+        timings["gradients"] = timings.get("gradients", 0.0) + time.perf_counter() - t0
+        self.A = gm.G.div_(math.sqrt(gm.G.shape[0]))
+        self.fbar = float(fisher_diagonal(self.A).mean()) * self.A.shape[0]  # mean diag(AᵀA)
+        self.warm = None
+        return self.A
+
+    # --- one linearisation point, one sparsity ---------------------------------------------
+    def single(self, sparsity: float) -> PruneResult:
+        """Single-stage pruning at ``sparsity`` from the (refreshed) dense weights."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        work = copy.deepcopy(self.base)
+        if self.request.method in NEEDS_GRADIENTS and self.A is None:
+            self.gradients(work, timings)
+        info = dict(self.info)
+        w, mask, trace, lam = self._solve(work, sparsity, timings, info, "")
+        _write(work, self.names, w)
+        buffers = self._finish(work, timings)
+        timings["total"] = time.perf_counter() - t0
+        return self._result(sparsity, work, mask, trace, lam, timings, info, buffers)
+
+    def chitapp(self, sparsity: float) -> PruneResult:
+        """CHITA++: CHITA over a rising schedule, gradients (and BatchNorm) renewed per stage."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        work = copy.deepcopy(self.base)
+        info = dict(self.info)
+        schedule = chitapp_schedule(sparsity, self.request.stages or 10)
+        info["schedule"] = schedule
+        trace: list[float] = []
+        lam = None
+        mask = None
+        for stage, s in enumerate(schedule, 1):
+            check(self.cancel)
+            self.gradients(work, timings)
+            label = f"stage {stage}/{len(schedule)} (sparsity {s:.3f})"
+            w, mask, stage_trace, lam = self._solve(work, s, timings, info, label, method="chita")
+            trace.extend(stage_trace)
+            _write(work, self.names, w)
+            if self.recal:
+                t1 = time.perf_counter()
+                recalibrate_batchnorm(work, self.bn_images, cancel=self.cancel)
+                timings["batchnorm"] = timings.get("batchnorm", 0.0) + time.perf_counter() - t1
+        self.A = None
+        buffers = self._finish(work, timings, recalibrated=self.recal)
+        timings["total"] = time.perf_counter() - t0
+        return self._result(sparsity, work, mask, trace, lam, timings, info, buffers)
+
+    def _solve(self, work, sparsity, timings, info, label, method=None):
+        """One stage's method at one sparsity; returns (weights, mask, trace, λ)."""
+        method = method or self.request.method
+        wbar = _flat(work, self.names)
+        k: int | list[int]
+        if self.request.scope == "layer" or method == "magnitude_layer":
+            k = layer_budgets(self.sizes, sparsity)
         else:
-            sol = chita_solve(A, wbar, k, groups, lam, first_order=request.first_order,
-                              init_mask=warm, cancel=cancel)
+            k = global_budget(self.p, sparsity)
+        if method in ("magnitude", "magnitude_layer"):
+            w, mask = magnitude_prune(wbar, k, self.groups)
+            return w, mask, [], None
+        A = self.A
+        if method == "obd":
+            w, mask = obd_prune(A, wbar, k, self.groups)
+            return w, mask, [], None
+        grid = [self.request.lam] if self.request.lam is not None else \
+            [g * self.fbar for g in LAMBDA_GRID]
+        t0 = time.perf_counter()
+        best, evaluated = None, []
+        for i, lam in enumerate(grid):
+            check(self.cancel)
+            report(self.progress, "solve", i, len(grid), f"{label} λ = {lam:.3g}".strip())
+            if method == "woodfisher":
+                w, mask, obj = woodfisher_prune(A, wbar, k, self.groups, lam, cancel=self.cancel)
+                trace, state = [obj], None
+            else:
+                init = None
+                if self.warm is not None:
+                    init = select(self.warm.free_values.abs(), k, self.groups)
+                sol = chita_solve(A, wbar, k, self.groups, lam, first_order=self.request.first_order,
+                                  init_mask=init,
+                                  warm=self.warm.state if self.warm is not None else None,
+                                  cancel=self.cancel)
+                w, mask, trace = sol.weights, sol.mask, list(sol.trace)
+                mag_obj = None
+                if init is None:
+                    mag_obj = sol.start_objective
+                info.setdefault("solver", []).append(
+                    {"sparsity": sparsity, "lam": lam, "iterations": sol.iterations,
+                     "swaps": sol.swaps, "converged": sol.converged, "objective": sol.objective,
+                     "start_objective": sol.start_objective, "magnitude_objective": mag_obj,
+                     "seconds": sol.timings.get("solve")})
+                state = sol
+            if len(grid) == 1:
+                best = (0.0, w, mask, trace, lam, state)
+                break
+            loss = self._holdout_loss(work, w)
+            evaluated.append((lam, loss))
+            if best is None or loss < best[0]:
+                best = (loss, w, mask, trace, lam, state)
+            if method == "chita":
+                self.warm = state  # next λ starts from this support, K_S reused
+        if method == "chita":
+            best = self._not_worse_than_magnitude(A, wbar, k, best, info, sparsity)
+            self.warm = best[5]  # the next (sparser) solve starts from the chosen one
+        timings["solve"] = timings.get("solve", 0.0) + time.perf_counter() - t0
+        if evaluated:
+            info.setdefault("lambda_selection", []).append(
+                {"sparsity": sparsity, "grid": [lam for lam, _ in evaluated],
+                 "holdout_loss": [l for _, l in evaluated], "chosen": best[4]})
+        return best[1], best[2], best[3], best[4]
+
+    def _not_worse_than_magnitude(self, A, wbar, k, best, info, sparsity):
+        """At the chosen λ, compare with the backsolve on the magnitude mask (a rank update
+        from the solution); if a warm start ended above it, solve again from magnitude."""
+        loss, w, mask, trace, lam, sol = best
+        mag_mask = select(wbar.abs(), k, self.groups)
+        mag = support_state(A, wbar, mag_mask, lam, first_order=self.request.first_order,
+                            warm=sol.state)
+        if mag.objective < sol.objective:
+            sol = chita_solve(A, wbar, k, self.groups, lam, first_order=self.request.first_order,
+                              init_mask=mag_mask, warm=mag, cancel=self.cancel)
             w, mask, trace = sol.weights, sol.mask, list(sol.trace)
-            warm = sol.mask
-            info.setdefault("solver", []).append(
-                {"lam": lam, "iterations": sol.iterations, "swaps": sol.swaps,
-                 "converged": sol.converged, "objective": sol.objective,
-                 "magnitude_objective": sol.start_objective if i == 0 else None})
-        if len(grid) == 1:
-            best = (0.0, w, mask, trace, lam)
-            break
-        loss = _holdout_loss(work, names, w, x_h, y_h, bn_images)
-        evaluated.append((lam, loss))
-        if best is None or loss < best[0]:
-            best = (loss, w, mask, trace, lam)
-    timings["solve"] = timings.get("solve", 0.0) + time.perf_counter() - t0
-    if evaluated:
-        info.setdefault("lambda_selection", []).append(
-            {"grid": [lam for lam, _ in evaluated], "holdout_loss": [l for _, l in evaluated],
-             "chosen": best[4]})
-    return best[1], best[2], best[3], best[4]
+        agree = float((mask & mag_mask).sum()) / max(1, int(mag_mask.sum()))
+        info.setdefault("final", []).append(
+            {"sparsity": sparsity, "lam": lam, "objective": sol.objective,
+             "magnitude_objective": mag.objective, "iterations": sol.iterations,
+             "converged": sol.converged, "magnitude_mask_kept": agree})
+        return (loss, w, mask, trace, lam, sol)
 
+    def _holdout_loss(self, work: nn.Module, w: torch.Tensor) -> float:
+        """Held-out calibration loss with weights ``w`` (BatchNorm recalibrated first when the
+        run recalibrates)."""
+        if not len(self.x_h):
+            return 0.0
+        trial = copy.deepcopy(work)
+        _write(trial, self.names, w)
+        if self.recal:
+            recalibrate_batchnorm(trial, self.bn_images[:1000])
+        return _mean_loss(trial, self.x_h, self.y_h)
 
-def _holdout_loss(work, names, w, x_h, y_h, bn_images) -> float:
-    """Held-out calibration loss of the network with weights ``w`` (BatchNorm recalibrated
-    first when the run recalibrates)."""
-    trial = copy.deepcopy(work)
-    _write(trial, names, w)
-    if bn_images is not None:
-        recalibrate_batchnorm(trial, bn_images)
-    return _mean_loss(trial, x_h, y_h)
+    def _finish(self, work: nn.Module, timings: dict[str, float],
+                recalibrated: bool = False) -> dict[str, torch.Tensor]:
+        """Recalibrate BatchNorm after pruning (when on) and return the buffers to apply."""
+        if self.recal and not recalibrated:
+            t1 = time.perf_counter()
+            recalibrate_batchnorm(work, self.bn_images, cancel=self.cancel)
+            timings["batchnorm"] = timings.get("batchnorm", 0.0) + time.perf_counter() - t1
+        if self.recal or self.info.get("bn_refreshed_before"):
+            return {k_: v.detach().clone() for k_, v in work.named_buffers()
+                    if k_.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+        return {}
+
+    def _result(self, sparsity, work, mask, trace, lam, timings, info, buffers) -> PruneResult:
+        flat = _flat(work, self.names)
+        weights, masks, layer_sparsity = {}, {}, {}
+        for name, sl, shape in zip(self.names, self.groups, self.shapes):
+            weights[name] = flat[sl].view(shape).clone()
+            masks[name] = mask[sl].view(shape).clone()
+            layer_sparsity[name] = 1.0 - float(mask[sl].sum()) / (sl.stop - sl.start)
+        info["recalibrated"] = bool(self.recal)
+        all_timings = {**self.timings_shared, **timings}
+        return PruneResult(request=replace(self.request, sparsity=sparsity), weights=weights,
+                           masks=masks, layer_sparsity=layer_sparsity,
+                           nonzeros=int(mask.sum()), total=self.p,
+                           objective_trace=tuple(trace), timings=all_timings, lam=lam,
+                           buffers=buffers, info=info)
 
 
 def apply_result(model: nn.Module, result: PruneResult) -> nn.Module:

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 
@@ -51,7 +53,20 @@ class ChitaSolution:
     swaps: int
     converged: bool
     free_values: torch.Tensor  # v = w̄ − Aᵀu at the solution: warm start for a sparser solve
+    state: SupportState | None = None  # K_S and e at the solution: reused by the next solve
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Pool-space work is many small ops: one thread avoids OpenMP spin-waits (measured 50×
+    slower with two threads on a busy 2-core machine); big passes over G keep all threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _ActiveSet:
@@ -166,6 +181,42 @@ def _pool(v: torch.Tensor, mask: torch.Tensor, groups: list[slice], size: int
     return torch.cat(idx), torch.cat(grp)
 
 
+def _inner_steps(quad: LocalQuadratic, st: SupportState, idx: torch.Tensor, grp: torch.Tensor,
+                 budget: int, max_inner: int, rtol: float):
+    """Swap steps in pool space until no improving swap is left (or the step budget is spent).
+
+    Returns the active set (with its final on/off status), the first step's (add, drop) column
+    indices (None if no step was taken) and the number of steps.
+    """
+    act = _ActiveSet(quad, st, idx, grp)
+    objective = st.objective
+    first_step = None
+    inner = 0
+    while inner < budget and inner < max_inner:
+        off, on, delta = act.pair_deltas()
+        ins, outs, ds = _disjoint_pairs(off, on, delta)
+        if ins.numel() == 0:
+            break
+        # line search over the step: the best m swaps, halving m until Q falls
+        m, step = ins.numel(), None
+        while m >= 1:
+            pos = torch.cat([ins[:m], outs[:m]])
+            sign = torch.cat([torch.ones(m), -torch.ones(m)])
+            d = act.delta(pos, sign) if m > 1 else float(ds[0])
+            if d < -rtol * abs(objective):
+                step = (pos, sign, d)
+                break
+            m //= 2
+        if step is None:
+            break
+        if first_step is None:
+            first_step = (act.idx[step[0][step[1] > 0]], act.idx[step[0][step[1] < 0]])
+        inner += 1
+        act.accept(step[0], step[1])
+        objective += step[2]
+    return act, first_step, inner
+
+
 def chita_solve(
     A: torch.Tensor,
     wbar: torch.Tensor,
@@ -175,6 +226,7 @@ def chita_solve(
     *,
     first_order: bool = False,
     init_mask: torch.Tensor | None = None,
+    warm: SupportState | None = None,
     max_iter: int = 1000,
     max_refresh: int = 100,
     max_inner: int = 64,
@@ -187,7 +239,9 @@ def chita_solve(
 
     ``A`` is G/√n (n×p), ``wbar`` the dense weights (p,), ``k`` the number of nonzeros: an int
     for a global budget, or a list (one per slice in ``groups``) for a per-layer budget.
-    ``init_mask`` warm-starts (it must hold the right number of nonzeros per budget).
+    ``init_mask`` warm-starts (it must hold the right number of nonzeros per budget); ``warm``,
+    a previous solution's state at the same A (any λ, any k), saves computing K_S afresh: the
+    start is reached from it by a rank update.
     ``pool`` is the active-set size per side and group (default 256 split over the groups).
     ``max_iter`` bounds the swap steps, ``max_refresh`` the exact recomputations and
     ``max_inner`` the pool-space steps between two of them. Every refresh is verified exactly:
@@ -200,7 +254,12 @@ def chita_solve(
     sel_groups = groups if per_group else [slice(0, wbar.numel())]
 
     mask = init_mask.clone() if init_mask is not None else select(wbar.abs(), k, groups)
-    st: SupportState = quad.state(mask)
+    if warm is not None and int((warm.mask != mask).sum()) < int(mask.sum()):
+        add = (mask & ~warm.mask).nonzero().squeeze(1)
+        drop = (warm.mask & ~mask).nonzero().squeeze(1)
+        st: SupportState = quad.swap(warm, add, drop)
+    else:
+        st = quad.state(mask)
     start_obj = st.objective
     trace = [st.objective]
     t_setup = time.perf_counter() - t0
@@ -216,32 +275,8 @@ def chita_solve(
         if idx.numel() == 0:
             converged = True
             break
-        act = _ActiveSet(quad, st, idx, grp)
-        objective = st.objective
-        first_step = None
-        inner = 0
-        while it + inner < max_iter and inner < max_inner:
-            off, on, delta = act.pair_deltas()
-            ins, outs, ds = _disjoint_pairs(off, on, delta)
-            if ins.numel() == 0:
-                break
-            # line search over the step: the best m swaps, halving m until Q falls
-            m, step = ins.numel(), None
-            while m >= 1:
-                pos = torch.cat([ins[:m], outs[:m]])
-                sign = torch.cat([torch.ones(m), -torch.ones(m)])
-                d = act.delta(pos, sign) if m > 1 else float(ds[0])
-                if d < -rtol * abs(objective):
-                    step = (pos, sign, d)
-                    break
-                m //= 2
-            if step is None:
-                break
-            if first_step is None:
-                first_step = (act.idx[step[0][step[1] > 0]], act.idx[step[0][step[1] < 0]])
-            inner += 1
-            act.accept(step[0], step[1])
-            objective += step[2]
+        with _one_thread():
+            act, first_step, inner = _inner_steps(quad, st, idx, grp, max_iter - it, max_inner, rtol)
         if first_step is None:
             converged = True
             break
@@ -251,12 +286,12 @@ def chita_solve(
         add = (new_mask & ~st.mask).nonzero().squeeze(1)
         drop = (st.mask & ~new_mask).nonzero().squeeze(1)
         trial = quad.swap(st, add, drop)
-        if not trial.objective < st.objective * (1 - rtol) - 1e-300:
+        if not trial.objective < st.objective - rtol * abs(st.objective):
             # the pool arithmetic drifted (near-singular updates): keep only the first step,
             # which was computed from a fresh factorisation, and verify it exactly
             inner = 1
             trial = quad.swap(st, first_step[0], first_step[1])
-            if not trial.objective < st.objective * (1 - rtol) - 1e-300:
+            if not trial.objective < st.objective - rtol * abs(st.objective):
                 converged = True
                 break
             add, drop = first_step
@@ -267,15 +302,13 @@ def chita_solve(
         report(progress, "solve", min(refresh, max_refresh), max_refresh,
                f"{it} swap steps, objective {st.objective:.6g}")
 
-    # final backsolve from a freshly computed Gram (removes drift of the rank updates)
-    st = quad.state(st.mask)
-    w = quad.weights(st)
+    # final least-squares backsolve on the support (K_S kept exact by float64 rank updates)
     v = quad.free_values(st)
-    trace.append(st.objective)
+    w = torch.where(st.mask, v, torch.zeros_like(v))
     return ChitaSolution(
         weights=w, mask=st.mask, objective=st.objective, start_objective=start_obj,
         trace=tuple(trace), iterations=it, swaps=swaps_total, converged=converged,
-        free_values=v,
+        free_values=v, state=st,
         timings={"setup": t_setup, "solve": time.perf_counter() - t0},
     )
 
@@ -286,3 +319,13 @@ def backsolve(A: torch.Tensor, wbar: torch.Tensor, mask: torch.Tensor, lam: floa
     quad = LocalQuadratic(A, wbar, lam, first_order=first_order)
     st = quad.state(mask)
     return quad.weights(st), st.objective
+
+
+def support_state(A: torch.Tensor, wbar: torch.Tensor, mask: torch.Tensor, lam: float, *,
+                  first_order: bool = False, warm: SupportState | None = None) -> SupportState:
+    """The backsolve on ``mask`` (objective, K_S, e), by a rank update from ``warm`` when given."""
+    quad = LocalQuadratic(A, wbar, lam, first_order=first_order)
+    if warm is not None and int((warm.mask != mask).sum()) < int(mask.sum()):
+        return quad.swap(warm, (mask & ~warm.mask).nonzero().squeeze(1),
+                         (warm.mask & ~mask).nonzero().squeeze(1))
+    return quad.state(mask)

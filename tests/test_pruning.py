@@ -1,0 +1,377 @@
+"""The pruning orchestration on the digits demo models: budgets, masks, untouched inputs, λ choice, accuracy."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+import core.pruning as pruning
+from core.data import load_bundle
+from core.demo import load_demo
+from core.errors import Cancelled, StudioError
+from core.evaluate import evaluate
+from core.methods.selection import layer_budgets
+from core.progress import CancelToken
+from core.pruning import (
+    LAMBDA_GRID,
+    METHODS,
+    PruneRequest,
+    apply_result,
+    chitapp_schedule,
+    default_layers,
+    prune,
+)
+
+SAMPLES = 128
+LAM = 1e-5  # a fixed λ keeps most runs to one solve
+ARCHS = ("digits_mlp", "digits_cnn")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is faster than two on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_bundle("digits")
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {arch: load_demo(arch).model for arch in ARCHS}
+
+
+def _snapshot(model):
+    return ({k: v.detach().clone() for k, v in model.state_dict().items()},
+            {n: p.requires_grad for n, p in model.named_parameters()},
+            {n: m.training for n, m in model.named_modules()})
+
+
+def _assert_same(model, snap) -> None:
+    state, req, modes = snap
+    now = model.state_dict()
+    assert now.keys() == state.keys()
+    for k, v in state.items():
+        assert now[k].dtype == v.dtype and torch.equal(now[k], v), k
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == req
+    assert {n: m.training for n, m in model.named_modules()} == modes
+
+
+@pytest.fixture(scope="module")
+def run(models, digits):
+    """prune() with the test defaults, each distinct request run once per module.
+
+    Also records whether the input model's state, flags and modes were unchanged by the run.
+    """
+    cache: dict = {}
+
+    def _run(arch: str, **kw):
+        key = (arch, tuple(sorted(kw.items())))
+        if key not in cache:
+            kw.setdefault("samples", SAMPLES)
+            model = models[arch]
+            snap = _snapshot(model)
+            result = prune(model, digits.calibration, PruneRequest(**kw), arch=arch)
+            try:
+                _assert_same(model, snap)
+                unchanged = True
+            except AssertionError:
+                unchanged = False
+            cache[key] = (result, unchanged)
+        return cache[key]
+
+    return _run
+
+
+def _sizes(model, arch):
+    params = dict(model.named_parameters())
+    names = default_layers(model, arch)
+    return names, [params[n].numel() for n in names]
+
+
+def _check_masks_and_weights(result, model, names, sizes):
+    params = dict(model.named_parameters())
+    assert list(result.masks) == names and list(result.weights) == names
+    total_kept = 0
+    for name, size in zip(names, sizes):
+        mask, w = result.masks[name], result.weights[name]
+        assert mask.dtype == torch.bool and mask.shape == params[name].shape
+        assert w.shape == params[name].shape and w.dtype == params[name].dtype
+        assert torch.equal(w != 0, mask), f"{name}: weights are not zero exactly off the mask"
+        kept = int(mask.sum())
+        total_kept += kept
+        assert result.layer_sparsity[name] == pytest.approx(1.0 - kept / size, abs=1e-12)
+    assert total_kept == result.nonzeros
+
+
+# --------------------------------------------------------------------------- budgets, masks and weights
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_keeps_the_global_budget_at_70_percent(run, models, arch, method):
+    result, _ = run(arch, method=method, sparsity=0.7, lam=LAM, stages=3)
+    names, sizes = _sizes(models[arch], arch)
+    p = sum(sizes)
+    assert result.total == p
+    if method == "magnitude_layer":  # the same sparsity in every layer, whatever the scope
+        expected = sum(layer_budgets(sizes, 0.7))
+    else:
+        expected = round(0.3 * p)
+    assert result.nonzeros == expected
+    assert result.sparsity == pytest.approx(1.0 - expected / p, abs=1e-12)
+    assert abs(result.sparsity - 0.7) <= len(sizes) / p
+    _check_masks_and_weights(result, models[arch], names, sizes)
+    if method in ("magnitude", "magnitude_layer", "obd"):  # no weight update: kept weights are the originals
+        params = dict(models[arch].named_parameters())
+        for name in names:
+            m = result.masks[name]
+            assert torch.equal(result.weights[name][m], params[name].detach()[m])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_layer_scope_gives_each_layer_the_requested_sparsity(run, models, method):
+    arch = "digits_mlp"
+    result, _ = run(arch, method=method, sparsity=0.7, scope="layer", lam=LAM, stages=2)
+    names, sizes = _sizes(models[arch], arch)
+    _check_masks_and_weights(result, models[arch], names, sizes)
+    for name, size, kept in zip(names, sizes, layer_budgets(sizes, 0.7)):
+        assert int(result.masks[name].sum()) == kept
+        assert abs(result.layer_sparsity[name] - 0.7) <= 1.0 / size
+
+
+def test_layer_scope_on_the_cnn_with_chita(run, models):
+    arch = "digits_cnn"
+    result, _ = run(arch, method="chita", sparsity=0.8, scope="layer", lam=LAM)
+    names, sizes = _sizes(models[arch], arch)
+    for name, size in zip(names, sizes):
+        assert abs(result.layer_sparsity[name] - 0.8) <= 1.0 / size
+        assert int(result.masks[name].sum()) == round(0.2 * size)
+
+
+# --------------------------------------------------------------------------- the input model is never modified
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("method", METHODS)
+def test_input_model_unchanged_after_a_successful_run(run, arch, method):
+    _, unchanged = run(arch, method=method, sparsity=0.7, lam=LAM, stages=3)
+    assert unchanged
+
+
+@pytest.mark.parametrize("method", ["magnitude", "woodfisher"])
+def test_input_model_in_train_mode_stays_in_train_mode(models, digits, method):
+    """prune() works in eval mode on its own copy: the caller's modes and BatchNorm stats stay."""
+    model = copy.deepcopy(models["digits_cnn"]).train()
+    snap = _snapshot(model)
+    result = prune(model, digits.calibration,
+                   PruneRequest(method=method, sparsity=0.7, samples=64, lam=LAM), arch="digits_cnn")
+    assert result.nonzeros > 0
+    _assert_same(model, snap)
+    assert model.training
+
+
+def test_input_model_unchanged_when_the_solver_raises_midway(models, digits, monkeypatch):
+    """The second λ of the grid fails after one full solve, BatchNorm refresh and gradients."""
+    model = models["digits_cnn"]
+    snap = _snapshot(model)
+    real = pruning.chita_solve
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(kwargs.get("lam", args[4] if len(args) > 4 else None))
+        if len(calls) == 2:
+            raise RuntimeError("solver failed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pruning, "chita_solve", flaky)
+    with pytest.raises(RuntimeError, match="solver failed"):
+        prune(model, digits.calibration, PruneRequest(method="chita", sparsity=0.7, samples=64),
+              arch="digits_cnn")
+    assert len(calls) == 2
+    _assert_same(model, snap)
+
+
+@pytest.mark.parametrize("method", ["chita", "chita++", "obd", "woodfisher"])
+def test_cancel_from_the_first_progress_report(models, digits, method):
+    model = models["digits_cnn"]
+    snap = _snapshot(model)
+    token = CancelToken()
+    reports = []
+
+    def progress(p):
+        reports.append(p)
+        token.cancel()
+
+    with pytest.raises(Cancelled):
+        prune(model, digits.calibration,
+              PruneRequest(method=method, sparsity=0.7, samples=SAMPLES, lam=LAM, stages=3),
+              arch="digits_cnn", progress=progress, cancel=token)
+    assert reports and reports[0].stage == "gradients"
+    assert all(r.stage != "done" for r in reports)
+    _assert_same(model, snap)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_already_cancelled_token_raises_for_every_method(models, digits, method):
+    model = models["digits_cnn"]
+    snap = _snapshot(model)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        prune(model, digits.calibration, PruneRequest(method=method, sparsity=0.5, samples=32, lam=LAM),
+              arch="digits_cnn", cancel=token)
+    _assert_same(model, snap)
+
+
+# --------------------------------------------------------------------------- apply_result and accuracy
+
+
+def test_apply_result_returns_a_pruned_copy_and_leaves_the_input(run, models):
+    model = models["digits_cnn"]
+    result, _ = run("digits_cnn", method="chita", sparsity=0.7, lam=LAM, stages=3)
+    assert result.buffers, "a BatchNorm model's result carries recalibrated statistics"
+    assert result.info["recalibrated"] is True
+    snap = _snapshot(model)
+    pruned = apply_result(model, result)
+    _assert_same(model, snap)
+    assert pruned is not model and not pruned.training
+    orig_params, new_params = dict(model.named_parameters()), dict(pruned.named_parameters())
+    for name, p in new_params.items():
+        assert p.data_ptr() != orig_params[name].data_ptr()
+        if name in result.weights:
+            assert torch.equal(p.detach(), result.weights[name])
+        else:
+            assert torch.equal(p.detach(), orig_params[name].detach())
+    new_bufs = dict(pruned.named_buffers())
+    for name, b in result.buffers.items():
+        assert torch.equal(new_bufs[name], b)
+    assert any(not torch.equal(new_bufs[n], dict(model.named_buffers())[n])
+               for n in result.buffers if n.endswith("running_mean"))
+    with torch.no_grad():  # the copy is independent
+        next(iter(new_params.values())).add_(1.0)
+    _assert_same(model, snap)
+
+
+@pytest.fixture(scope="module")
+def chita_auto_09(run):
+    """CHITA at 90% on the MLP with λ chosen on held-out calibration loss (the default request)."""
+    return run("digits_mlp", method="chita", sparsity=0.9)[0]
+
+
+def test_magnitude_at_half_sparsity_is_near_dense_accuracy(run, models, digits):
+    model = models["digits_mlp"]
+    dense = evaluate(model, digits.evaluation).accuracy
+    result, _ = run("digits_mlp", method="magnitude", sparsity=0.5)
+    pruned = evaluate(apply_result(model, result), digits.evaluation).accuracy
+    assert dense > 0.9
+    assert pruned >= dense - 0.05, (dense, pruned)
+
+
+def test_chita_at_90_percent_is_at_least_as_accurate_as_magnitude(run, models, digits, chita_auto_09):
+    model = models["digits_mlp"]
+    mag, _ = run("digits_mlp", method="magnitude", sparsity=0.9)
+    acc_mag = evaluate(apply_result(model, mag), digits.evaluation).accuracy
+    acc_chita = evaluate(apply_result(model, chita_auto_09), digits.evaluation).accuracy
+    assert acc_chita >= acc_mag, {"chita": acc_chita, "magnitude": acc_mag}
+
+
+# --------------------------------------------------------------------------- solver report and λ
+
+
+def test_chita_reports_objective_not_above_magnitude(chita_auto_09):
+    solver = chita_auto_09.info["solver"]
+    assert len(solver) >= len(LAMBDA_GRID)
+    compared = [s for s in solver if s["magnitude_objective"] is not None]
+    assert compared, "no solve reports the magnitude backsolve it started from"
+    for s in compared:
+        assert s["objective"] <= s["magnitude_objective"], s
+    trace = chita_auto_09.objective_trace
+    assert trace and all(b <= a * (1 + 1e-6) for a, b in zip(trace, trace[1:]))
+
+
+def test_lambda_is_chosen_on_held_out_loss_when_not_given(chita_auto_09):
+    info = chita_auto_09.info
+    assert info["samples"] == SAMPLES and info["holdout"] > 0
+    (sel,) = info["lambda_selection"]
+    fbar = sel["grid"][0] / LAMBDA_GRID[0]  # the grid is LAMBDA_GRID × the mean Fisher diagonal
+    assert fbar > 0
+    assert sel["grid"] == pytest.approx([g * fbar for g in LAMBDA_GRID], rel=1e-9)
+    losses = sel["holdout_loss"]
+    assert len(losses) == len(LAMBDA_GRID) and all(math.isfinite(v) for v in losses)
+    best = sel["grid"][min(range(len(losses)), key=losses.__getitem__)]
+    assert sel["chosen"] == best == chita_auto_09.lam
+    assert [s["lam"] for s in info["solver"]][: len(LAMBDA_GRID)] == sel["grid"]
+
+
+@pytest.mark.parametrize("method", ["chita", "woodfisher"])
+def test_given_lambda_is_used_as_is(run, method):
+    result, _ = run("digits_mlp", method=method, sparsity=0.7, lam=LAM, stages=3)
+    assert result.lam == LAM
+    assert "lambda_selection" not in result.info
+    if method == "chita":
+        assert [s["lam"] for s in result.info["solver"]] == [LAM]
+
+
+def test_magnitude_and_obd_report_no_lambda(run):
+    for method in ("magnitude", "obd"):
+        result, _ = run("digits_mlp", method=method, sparsity=0.7, lam=LAM, stages=3)
+        assert result.lam is None and result.objective_trace == ()
+
+
+# --------------------------------------------------------------------------- CHITA++
+
+
+def test_chitapp_runs_one_solve_per_stage_and_keeps_exact_k(run, models):
+    result, _ = run("digits_mlp", method="chita++", sparsity=0.7, lam=LAM, stages=3)
+    names, sizes = _sizes(models["digits_mlp"], "digits_mlp")
+    assert result.nonzeros == round(0.3 * sum(sizes))
+    assert [s["lam"] for s in result.info["solver"]] == [LAM] * 3
+
+
+@pytest.mark.parametrize("stages", [2, 3, 5, 10])
+@pytest.mark.parametrize("target", [0.5, 0.9, 0.98])
+def test_chitapp_schedule_rises_to_target_with_a_small_last_step(stages, target):
+    sched = chitapp_schedule(target, stages)
+    assert len(sched) == stages
+    assert sched[-1] == pytest.approx(target, abs=1e-12)
+    assert 0.0 < sched[0] and all(b > a for a, b in zip(sched, sched[1:]))
+    steps = [sched[0]] + [b - a for a, b in zip(sched, sched[1:])]
+    assert steps[-1] < steps[0]
+    assert all(s <= target + 1e-12 for s in sched)
+
+
+def test_chitapp_schedule_with_one_stage_is_the_target():
+    assert chitapp_schedule(0.8, 1) == pytest.approx([0.8])
+    assert chitapp_schedule(0.8, 0) == pytest.approx([0.8])
+
+
+# --------------------------------------------------------------------------- request validation
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"method": "prune-everything"}, "method"),
+    ({"sparsity": 1.0}, "sparsity"),
+    ({"sparsity": -0.1}, "sparsity"),
+    ({"sparsity": float("nan")}, "sparsity"),
+    ({"scope": "network"}, "scope"),
+    ({"samples": 0}, "samples"),
+    ({"lam": 0.0}, "lambda"),
+    ({"layers": ("fc1.weight", "fc9.weight")}, "layers"),
+])
+def test_bad_requests_raise_studio_error_naming_the_field(models, digits, kwargs, field):
+    model = models["digits_mlp"]
+    snap = _snapshot(model)
+    with pytest.raises(StudioError) as err:
+        prune(model, digits.calibration, PruneRequest(**kwargs), arch="digits_mlp")
+    assert err.value.field == field
+    assert f"[field: {field}]" in str(err.value)
+    _assert_same(model, snap)
