@@ -541,14 +541,162 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
-    """Register ``prune`` and ``sweep`` here.
+    """Register ``prune`` and ``sweep``."""
+    from core.pruning import METHODS
 
-    Pattern: ``p = subparsers.add_parser("prune", parents=common, help=...)``;
-    ``add_model_arguments(p)``; ``add_data_arguments(p, calibration=True)``; options;
-    ``p.set_defaults(func=cmd_prune)``, where ``cmd_prune(args) -> int`` uses
-    :func:`model_from_args`, :func:`bundle_from_args`, :func:`interruptible`, :class:`TextProgress`
-    and :func:`emit`, and raises ``StudioError`` for user problems.
-    """
+    def pruning_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--samples", type=_positive_int, default=1000, metavar="N",
+                       help="per-sample gradient rows n (default 1000)")
+        p.add_argument("--scope", choices=("global", "layer"), default="global",
+                       help="one budget over all layers (global) or the same sparsity per layer")
+        p.add_argument("--lambda", dest="lam", type=float, metavar="λ",
+                       help="ridge λ (default: chosen on held-out calibration loss)")
+        p.add_argument("--stages", type=_positive_int, default=10, help="CHITA++ stages (default 10)")
+        bn = p.add_mutually_exclusive_group()
+        bn.add_argument("--recalibrate-bn", dest="recal", action="store_true", default=None,
+                        help="recompute BatchNorm statistics after pruning (default: on for BatchNorm models)")
+        bn.add_argument("--no-recalibrate-bn", dest="recal", action="store_false")
+        p.add_argument("--layers", metavar="NAMES", help="comma-separated weight names to prune "
+                       "(default: every Conv/Linear weight; literature preset for mlpnet/resnet20)")
+
+    p = subparsers.add_parser("prune", parents=common, help="prune one model at one sparsity")
+    add_model_arguments(p)
+    add_data_arguments(p, calibration=True)
+    p.add_argument("--method", choices=METHODS, default="chita", help="pruning method (default chita)")
+    p.add_argument("--sparsity", type=float, required=True, help="fraction of weights removed, e.g. 0.9")
+    pruning_options(p)
+    p.add_argument("--out", metavar="FILE.onnx", help="export the pruned model (atomic, verified)")
+    p.set_defaults(func=cmd_prune)
+
+    p = subparsers.add_parser("sweep", parents=common, help="accuracy against sparsity for several methods")
+    add_model_arguments(p)
+    add_data_arguments(p, calibration=True)
+    p.add_argument("--methods", default="magnitude,chita", help="comma-separated methods")
+    p.add_argument("--sparsities", type=_float_list, default=[0.5, 0.7, 0.8, 0.9],
+                   help="comma-separated sparsities (default 0.5,0.7,0.8,0.9)")
+    pruning_options(p)
+    p.add_argument("--csv", metavar="FILE.csv", help="write the table as CSV")
+    p.add_argument("--plot", metavar="FILE.png|svg", help="write the plot (PNG or SVG)")
+    p.set_defaults(func=cmd_sweep)
+
+
+def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
+    from core.pruning import PruneRequest
+
+    layers = tuple(n.strip() for n in args.layers.split(",") if n.strip()) if args.layers else None
+    return PruneRequest(method=method, sparsity=sparsity, scope=args.scope, layers=layers,
+                        samples=args.samples, seed=args.seed, lam=args.lam,
+                        recalibrate_bn=args.recal, stages=args.stages)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """``prune MODEL --data DATA --method M --sparsity S``: prune, evaluate, optionally export."""
+    from core.evaluate import evaluate
+    from core.export import export_onnx, human_bytes
+    from core.pruning import apply_result, prune
+
+    request = _request_from_args(args, args.method, args.sparsity)
+    with _progress_for(args) as progress, interruptible() as cancel:
+        loaded = model_from_args(args, progress, cancel)
+        bundle = bundle_from_args(args, loaded)
+        before = evaluate(loaded.model, bundle.evaluation, progress=progress, cancel=cancel)
+        result = prune(loaded.model, bundle.calibration, request, arch=loaded.arch,
+                       progress=progress, cancel=cancel)
+        pruned = apply_result(loaded.model, result)
+        after = evaluate(pruned, bundle.evaluation, progress=progress, cancel=cancel)
+        export = None
+        if args.out:
+            batch = bundle.evaluation.x[:VERIFY_IMAGES]
+            export = export_onnx(pruned, batch[:2], args.out, verify_batch=batch,
+                                 progress=progress, cancel=cancel)
+    final = (result.info.get("final") or [{}])[-1]
+    data = {
+        "model": loaded.source,
+        "method": args.method,
+        "sparsity": result.sparsity,
+        "requested_sparsity": args.sparsity,
+        "nonzeros": result.nonzeros,
+        "prunable_weights": result.total,
+        "accuracy": after.accuracy,
+        "accuracy_ci": list(after.accuracy_ci),
+        "loss": after.loss,
+        "dense_accuracy": before.accuracy,
+        "dense_accuracy_ci": list(before.accuracy_ci),
+        "n_eval": after.n,
+        "lambda": result.lam,
+        "objective": final.get("objective"),
+        "magnitude_objective": final.get("magnitude_objective"),
+        "iterations": final.get("iterations"),
+        "converged": final.get("converged"),
+        "recalibrated_bn": result.info.get("recalibrated"),
+        "timings": dict(result.timings),
+        "layer_sparsity": dict(result.layer_sparsity),
+    }
+    if export is not None:
+        data["export"] = {"path": export.path, "onnx_bytes": export.onnx_bytes,
+                          "compressed_bytes": export.compressed_bytes,
+                          "max_abs_diff": export.max_abs_diff}
+
+    def pct(e) -> str:
+        return f"{100 * e.accuracy:.2f}% (95% interval {100 * e.accuracy_ci[0]:.2f}–{100 * e.accuracy_ci[1]:.2f}%)"
+
+    lines = [
+        f"Model:      {loaded.source}",
+        f"Method:     {args.method} at {100 * result.sparsity:.2f}% sparsity "
+        f"({result.nonzeros:,} of {result.total:,} prunable weights kept)",
+        f"Accuracy:   {pct(after)} on {after.n:,} images; dense {pct(before)}",
+        f"Loss:       {after.loss:.4f} (dense {before.loss:.4f})",
+    ]
+    if result.lam is not None:
+        lines.append(f"λ:          {result.lam:.3g}")
+    if final.get("objective") is not None:
+        lines.append(f"Objective:  {final['objective']:.6g} (backsolve on the magnitude mask "
+                     f"{final['magnitude_objective']:.6g}); {final['iterations']} swap steps, "
+                     f"{'converged' if final['converged'] else 'not converged'}")
+    lines.append("Time:       " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
+    if export is not None:
+        lines.append(f"Exported:   {export.path}: {export.onnx_bytes:,} bytes, "
+                     f"{human_bytes(export.compressed_bytes)} compressed; max |Δ| {export.max_abs_diff:.2g}")
+    emit(args, data, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``sweep MODEL --data DATA --methods a,b --sparsities ...``: accuracy against sparsity."""
+    from core.pruning import METHODS
+    from core.sweep import plot_sweep, run_sweep
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise StudioError(f"unknown method(s): {', '.join(bad)}", field="--methods",
+                          fix=f"choose from: {', '.join(METHODS)}.")
+    for s in args.sparsities:
+        _request_from_args(args, methods[0], s)
+    with _progress_for(args) as progress, interruptible() as cancel:
+        loaded = model_from_args(args, progress, cancel)
+        bundle = bundle_from_args(args, loaded)
+        res = run_sweep(loaded.model, bundle, methods, list(args.sparsities), samples=args.samples,
+                        seed=args.seed, arch=loaded.arch, recalibrate_bn=args.recal,
+                        scope=args.scope, progress=progress, cancel=cancel)
+    if args.csv:
+        res.to_csv(args.csv)
+    if args.plot:
+        plot_sweep(res, args.plot, title=f"{loaded.source}: accuracy against sparsity")
+    rows = [{"method": r.method, "sparsity": r.sparsity, "accuracy": r.eval.accuracy,
+             "accuracy_ci": list(r.eval.accuracy_ci), "loss": r.eval.loss, "nonzeros": r.nonzeros,
+             "lambda": r.lam, "seconds": r.seconds} for r in res.rows]
+    data = {"model": loaded.source, "dense_accuracy": res.dense.accuracy,
+            "dense_accuracy_ci": list(res.dense.accuracy_ci), "n_eval": res.dense.n,
+            "rows": rows, "seconds": res.seconds}
+    lines = [f"Model: {loaded.source}; dense {100 * res.dense.accuracy:.2f}% on {res.dense.n:,} images",
+             f"{'method':<16}{'sparsity':>9}{'accuracy':>10}{'95% interval':>18}{'seconds':>9}"]
+    for r in res.rows:
+        lo, hi = r.eval.accuracy_ci
+        lines.append(f"{r.method:<16}{r.sparsity:>9.3f}{100 * r.eval.accuracy:>9.2f}%"
+                     f"{100 * lo:>9.2f}–{100 * hi:.2f}%{r.seconds:>9.1f}")
+    emit(args, data, "\n".join(lines))
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,143 @@
+"""Headless sweep plots (PNG via Pillow, SVG by hand): accuracy against sparsity with 95% bands.
+
+The GUI draws the same picture with pyqtgraph; this writer serves the CLI (``sweep --plot``)
+without Qt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.errors import StudioError
+
+if TYPE_CHECKING:
+    from core.sweep import SweepResult
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
+W, H, L, R, T, B = 900, 560, 80, 220, 50, 70  # canvas and margins
+
+
+def _series(result: "SweepResult") -> list[tuple[str, list[tuple[float, float, float, float]]]]:
+    from core.pruning import METHOD_LABELS
+
+    out = []
+    for m in dict.fromkeys(r.method for r in result.rows):
+        pts = [(r.sparsity, r.eval.accuracy, *r.eval.accuracy_ci) for r in result.series(m)]
+        out.append((METHOD_LABELS.get(m, m), pts))
+    return out
+
+
+def _scales(result: "SweepResult"):
+    xs = [r.sparsity for r in result.rows] or [0.0, 1.0]
+    x0, x1 = min(xs), max(xs)
+    if x1 - x0 < 1e-9:
+        x0, x1 = x0 - 0.05, x1 + 0.05
+    ys = [v for r in result.rows for v in r.eval.accuracy_ci] + [result.dense.accuracy]
+    y0, y1 = max(0.0, min(ys) - 0.02), min(1.0, max(ys) + 0.02)
+    if y1 - y0 < 1e-9:
+        y0, y1 = max(0.0, y0 - 0.05), min(1.0, y1 + 0.05)
+
+    def sx(x: float) -> float:
+        return L + (x - x0) / (x1 - x0) * (W - L - R)
+
+    def sy(y: float) -> float:
+        return H - B - (y - y0) / (y1 - y0) * (H - T - B)
+
+    return (x0, x1, y0, y1), sx, sy
+
+
+def _ticks(lo: float, hi: float, n: int = 6) -> list[float]:
+    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+
+
+def write_sweep_plot(result: "SweepResult", path: str | Path, title: str = "") -> None:
+    """Write the sweep plot; the format follows the extension (.png or .svg)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".svg"):
+        raise StudioError(f"cannot write a plot as {suffix or 'a file without extension'}",
+                          path=str(path), field="--plot", fix="name the file .png or .svg.")
+    (x0, x1, y0, y1), sx, sy = _scales(result)
+    series = _series(result)
+    title = title or "Accuracy against sparsity (95% interval bands)"
+    if suffix == ".svg":
+        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+                 f'font-family="sans-serif" font-size="14">',
+                 f'<rect width="{W}" height="{H}" fill="white"/>',
+                 f'<text x="{L}" y="30" font-size="18">{title}</text>']
+        for t in _ticks(x0, x1):
+            parts.append(f'<line x1="{sx(t):.1f}" y1="{T}" x2="{sx(t):.1f}" y2="{H - B}" stroke="#ddd"/>'
+                         f'<text x="{sx(t):.1f}" y="{H - B + 20}" text-anchor="middle">{100 * t:.0f}%</text>')
+        for t in _ticks(y0, y1):
+            parts.append(f'<line x1="{L}" y1="{sy(t):.1f}" x2="{W - R}" y2="{sy(t):.1f}" stroke="#ddd"/>'
+                         f'<text x="{L - 8}" y="{sy(t) + 5:.1f}" text-anchor="end">{100 * t:.1f}%</text>')
+        parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 20}" text-anchor="middle">sparsity</text>')
+        parts.append(f'<line x1="{L}" y1="{sy(result.dense.accuracy):.1f}" x2="{W - R}" '
+                     f'y2="{sy(result.dense.accuracy):.1f}" stroke="#555" stroke-dasharray="6,4"/>')
+        for i, (label, pts) in enumerate(series):
+            c = COLORS[i % len(COLORS)]
+            band = [(sx(x), sy(hi)) for x, _, _, hi in pts] + [(sx(x), sy(lo)) for x, _, lo, _ in reversed(pts)]
+            parts.append('<polygon points="' + " ".join(f"{a:.1f},{b:.1f}" for a, b in band)
+                         + f'" fill="{c}" fill-opacity="0.18" stroke="none"/>')
+            parts.append('<polyline points="' + " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _, _ in pts)
+                         + f'" fill="none" stroke="{c}" stroke-width="2.5"/>')
+            for x, y, _, _ in pts:
+                parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="{c}"/>')
+            parts.append(f'<rect x="{W - R + 15}" y="{T + 24 * i}" width="14" height="14" fill="{c}"/>'
+                         f'<text x="{W - R + 36}" y="{T + 24 * i + 12}">{label}</text>')
+        n = len(series)
+        parts.append(f'<text x="{W - R + 15}" y="{T + 24 * n + 12}">- - dense</text>')
+        parts.append("</svg>")
+        _atomic_write(path, "\n".join(parts).encode())
+        return
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img, "RGBA")
+    d.text((L, 18), title, fill="black")
+    for t in _ticks(x0, x1):
+        d.line([(sx(t), T), (sx(t), H - B)], fill="#dddddd")
+        d.text((sx(t) - 12, H - B + 8), f"{100 * t:.0f}%", fill="black")
+    for t in _ticks(y0, y1):
+        d.line([(L, sy(t)), (W - R, sy(t))], fill="#dddddd")
+        d.text((L - 50, sy(t) - 6), f"{100 * t:.1f}%", fill="black")
+    d.text(((L + W - R) / 2 - 25, H - 30), "sparsity", fill="black")
+    yd = sy(result.dense.accuracy)
+    for xa in range(L, W - R, 12):
+        d.line([(xa, yd), (min(xa + 6, W - R), yd)], fill="#555555", width=1)
+    for i, (label, pts) in enumerate(series):
+        c = COLORS[i % len(COLORS)]
+        rgb = tuple(int(c[j:j + 2], 16) for j in (1, 3, 5))
+        band = [(sx(x), sy(hi)) for x, _, _, hi in pts] + [(sx(x), sy(lo)) for x, _, lo, _ in reversed(pts)]
+        if len(band) >= 3:
+            d.polygon(band, fill=rgb + (46,))
+        d.line([(sx(x), sy(y)) for x, y, _, _ in pts], fill=rgb, width=3)
+        for x, y, _, _ in pts:
+            d.ellipse([sx(x) - 4, sy(y) - 4, sx(x) + 4, sy(y) + 4], fill=rgb)
+        d.rectangle([W - R + 15, T + 24 * i, W - R + 29, T + 24 * i + 14], fill=rgb)
+        d.text((W - R + 36, T + 24 * i + 1), label, fill="black")
+    d.text((W - R + 15, T + 24 * len(series) + 1), "- - dense", fill="black")
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    _atomic_write(path, buf.getvalue())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    import os
+    import tempfile
+
+    if not path.parent.exists():
+        raise StudioError("the folder does not exist", path=str(path.parent), field="--plot",
+                          fix="create the folder or choose another path.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
