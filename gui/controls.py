@@ -1,0 +1,202 @@
+"""The pruning controls: method, sparsity (slider + spin box), scope, samples and λ."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QDoubleValidator
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.errors import StudioError
+from core.pruning import METHOD_LABELS, METHODS, PruneRequest
+from gui import settings as st
+
+SCOPES = (("global", "Global (one budget)"), ("layer", "Per layer (same sparsity)"))
+PREVIEW_DEBOUNCE_MS = 150
+
+
+class ControlsPanel(QGroupBox):
+    """Pruning settings. Signals:
+
+    * ``preview_requested(sparsity)`` — debounced while the slider moves (magnitude preview);
+    * ``run_requested()`` — Run button, or slider release when "run on release" is on;
+    * ``settings_changed()`` — any control changed (the window marks results stale).
+    """
+
+    preview_requested = Signal(float)
+    run_requested = Signal()
+    settings_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Pruning", parent)
+        self.method = QComboBox()
+        for m in METHODS:
+            self.method.addItem(METHOD_LABELS.get(m, m), m)
+        self.method.setToolTip("Pruning method (Ctrl+1 … Ctrl+6)")
+
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 99)
+        self.slider.setPageStep(5)
+        self.slider.setToolTip("Fraction of prunable weights set to zero (Ctrl+Up / Ctrl+Down: ±1%)")
+        self.spin = QSpinBox()
+        self.spin.setRange(0, 99)
+        self.spin.setSuffix(" %")
+        self.spin.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.spin.setMinimumWidth(76)
+        self.slider.valueChanged.connect(self.spin.setValue)
+        self.spin.valueChanged.connect(self.slider.setValue)
+
+        self.scope = QComboBox()
+        for value, label in SCOPES:
+            self.scope.addItem(label, value)
+
+        self.samples = QSpinBox()
+        self.samples.setRange(16, 100_000)
+        self.samples.setSingleStep(64)
+        self.samples.setToolTip("n: per-sample gradients used for the Fisher approximation")
+
+        self.lam = QLineEdit()
+        self.lam.setPlaceholderText("auto")
+        validator = QDoubleValidator(0.0, 1e12, 12, self.lam)
+        validator.setNotation(QDoubleValidator.Notation.ScientificNotation)
+        self.lam.setValidator(validator)
+        self.lam.setToolTip("Ridge λ. Empty = chosen automatically on held-out calibration loss; or type e.g. 1e-3")
+        self.lam.setClearButtonEnabled(True)
+
+        self.autorun = QCheckBox("Run method when the slider is released")
+        self.run_button = QPushButton("Run  (Ctrl+R)")
+        self.run_button.setObjectName("Primary")
+        self.run_button.setMinimumHeight(34)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.run_button.clicked.connect(self.run_requested)
+
+        slider_row = QHBoxLayout()
+        slider_row.addWidget(self.slider, 1)
+        slider_row.addWidget(self.spin)
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        form.addRow("Method", self.method)
+        form.addRow("Sparsity", slider_row)
+        form.addRow("Scope", self.scope)
+        form.addRow("Samples", self.samples)
+        form.addRow("λ", self.lam)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.autorun)
+        layout.addLayout(buttons)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(PREVIEW_DEBOUNCE_MS)
+        self._debounce.timeout.connect(lambda: self.preview_requested.emit(self.sparsity()))
+        self.slider.valueChanged.connect(self._on_sparsity)
+        self.slider.sliderReleased.connect(self._on_released)
+        for signal in (self.method.currentIndexChanged, self.scope.currentIndexChanged,
+                       self.samples.valueChanged, self.lam.textChanged):
+            signal.connect(self.settings_changed)
+        self.scope.currentIndexChanged.connect(self._debounce.start)
+
+    # -- values -----------------------------------------------------------------------------
+    def sparsity(self) -> float:
+        """The chosen sparsity as a fraction."""
+        return self.slider.value() / 100.0
+
+    def set_sparsity(self, fraction: float) -> None:
+        """Move the slider to ``fraction`` (rounded to whole percent)."""
+        self.slider.setValue(int(round(100 * fraction)))
+
+    def step_sparsity(self, delta_percent: int) -> None:
+        """Nudge the sparsity by whole percents (keyboard shortcuts)."""
+        self.slider.setValue(max(0, min(99, self.slider.value() + delta_percent)))
+
+    def method_name(self) -> str:
+        """Chosen method key (core.pruning.METHODS)."""
+        return str(self.method.currentData())
+
+    def set_method(self, name: str) -> None:
+        """Choose a method by key."""
+        i = self.method.findData(name)
+        if i >= 0:
+            self.method.setCurrentIndex(i)
+
+    def scope_name(self) -> str:
+        """"global" or "layer"."""
+        return str(self.scope.currentData())
+
+    def lam_value(self) -> float | None:
+        """λ, or None for automatic."""
+        text = self.lam.text().strip().replace(",", ".")
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise StudioError(f"λ must be a number, got {text!r}.", field="λ",
+                              fix="Type a value such as 1e-3, or clear the field for automatic λ.") from None
+        if value < 0:
+            raise StudioError("λ must not be negative.", field="λ", fix="Use a value ≥ 0, or clear the field.")
+        return value
+
+    def request(self, *, layers: tuple[str, ...] | None = None) -> PruneRequest:
+        """The core.pruning.PruneRequest these controls describe."""
+        return PruneRequest(method=self.method_name(), sparsity=self.sparsity(), scope=self.scope_name(),
+                            layers=layers, samples=int(self.samples.value()), lam=self.lam_value())
+
+    def set_busy(self, busy: bool) -> None:
+        """Enable Cancel (and disable Run) while a foreground job runs."""
+        self.run_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    # -- persistence ------------------------------------------------------------------------
+    def load_settings(self, s: QSettings) -> None:
+        """Restore the controls from QSettings."""
+        for w in (self.method, self.scope, self.samples, self.lam):
+            w.blockSignals(True)
+        self.set_method(st.read(s, "controls/method", "chita"))
+        i = self.scope.findData(st.read(s, "controls/scope", "global"))
+        self.scope.setCurrentIndex(max(0, i))
+        self.samples.setValue(st.read(s, "controls/samples", 1000, int))
+        self.lam.setText(st.read(s, "controls/lambda", ""))
+        for w in (self.method, self.scope, self.samples, self.lam):
+            w.blockSignals(False)
+        self.slider.blockSignals(True)
+        self.slider.setValue(st.read(s, "controls/sparsity_percent", 70, int))
+        self.spin.setValue(self.slider.value())
+        self.slider.blockSignals(False)
+        self.autorun.setChecked(st.read(s, "controls/run_on_release", True, bool))
+
+    def save_settings(self, s: QSettings) -> None:
+        """Store the controls in QSettings."""
+        s.setValue("controls/method", self.method_name())
+        s.setValue("controls/scope", self.scope_name())
+        s.setValue("controls/samples", int(self.samples.value()))
+        s.setValue("controls/lambda", self.lam.text().strip())
+        s.setValue("controls/sparsity_percent", int(self.slider.value()))
+        s.setValue("controls/run_on_release", self.autorun.isChecked())
+
+    # -- internals ---------------------------------------------------------------------------
+    def _on_sparsity(self, _value: int) -> None:
+        self.settings_changed.emit()
+        self._debounce.start()
+
+    def _on_released(self) -> None:
+        if self.autorun.isChecked():
+            self._debounce.stop()
+            self.preview_requested.emit(self.sparsity())
+            self.run_requested.emit()

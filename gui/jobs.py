@@ -1,0 +1,380 @@
+"""Background jobs: plain functions (no Qt) that compose core calls for the window's workers.
+
+Each job takes ``progress=`` and ``cancel=`` like every long core function, so
+:class:`gui.workers.Task` can run it. Results are frozen dataclasses that the views render.
+The loaded model is never modified: pruning returns a :class:`core.pruning.PruneResult`, and
+anything evaluated or exported is a pruned copy from :func:`core.pruning.apply_result`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from core.progress import CancelToken, Progress, ProgressFn, check, report
+
+SALIENCY_SAMPLES = 256
+PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the layer table (``key`` is the weight's parameter name)."""
+
+    name: str
+    key: str
+    type: str
+    shape: tuple[int, ...]
+    params: int
+    share: float
+    prunable: bool
+    sparsity_now: float
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """Per-layer facts about a loaded model, computed once off the UI thread."""
+
+    rows: tuple[LayerRow, ...]
+    total_params: int
+    percentiles: Mapping[str, tuple[float, ...]]  # weight key -> |w| percentiles (PERCENTILES)
+
+    @property
+    def prunable_keys(self) -> list[str]:
+        """Parameter names of the prunable weights, in model order."""
+        return [r.key for r in self.rows if r.prunable]
+
+
+@dataclass(frozen=True)
+class Session:
+    """A loaded model with its summary (``loaded`` is a core.model_io.LoadedModel).
+
+    ``twin`` is a private deep copy for the light worker lane (previews, evaluation): the two
+    lanes run at the same time, and core functions may attach temporary hooks to the model they
+    work on, so no model object is ever used by two threads at once.
+    """
+
+    loaded: Any
+    summary: ModelSummary
+    twin: Any = None
+
+    @property
+    def light_model(self) -> torch.nn.Module:
+        """The model copy that light-lane jobs use."""
+        return self.twin if self.twin is not None else self.loaded.model
+
+
+def make_session(loaded: Any) -> Session:
+    """Summarise a LoadedModel and make its light-lane twin (call off the UI thread)."""
+    return Session(loaded, summarize_loaded(loaded), copy.deepcopy(loaded.model))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The dense model's accuracy and ONNX sizes on the current data."""
+
+    eval: Any  # core.evaluate.EvalResult
+    onnx_bytes: int | None
+    compressed_bytes: int | None
+
+
+@dataclass(frozen=True)
+class MagnitudePreview:
+    """Cheap live preview: global (or per-layer) magnitude masks at the slider's sparsity."""
+
+    result: Any  # PruneResult
+    threshold: float | None  # global |w| threshold; None for per-layer scope
+    eval: Any  # EvalResult of the pruned copy
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A finished pruning run with its evaluation, sizes and the magnitude baseline's sparsity."""
+
+    result: Any  # PruneResult
+    eval: Any  # EvalResult
+    onnx_bytes: int | None
+    compressed_bytes: int | None
+    magnitude_sparsity: Mapping[str, float] = field(default_factory=dict)
+    magnitude_eval: Any = None
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def staged(progress: ProgressFn | None, prefix: str) -> ProgressFn | None:
+    """Wrap ``progress`` so that every stage name reads ``prefix · stage``."""
+    if progress is None:
+        return None
+
+    def fn(p: Progress) -> None:
+        stage = f"{prefix} · {p.stage}" if p.stage and p.stage != prefix else prefix
+        progress(Progress(stage, p.done, p.total, p.message))
+
+    return fn
+
+
+def find_weight(model: torch.nn.Module, name: str) -> tuple[str, torch.Tensor] | None:
+    """The weight tensor a layer name refers to: a parameter name or a module with ``.weight``."""
+    params = dict(model.named_parameters())
+    for key in (name, f"{name}.weight"):
+        if key in params:
+            return key, params[key]
+    try:
+        module = model.get_submodule(name)
+    except (AttributeError, ValueError):
+        return None
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor):
+        for key, value in params.items():
+            if value is weight:
+                return key, value
+    return None
+
+
+def as_matrix(weight: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A weight as a 2-D float array: conv kernels flattened to out × (in·kh·kw)."""
+    w = weight.detach().cpu().float().numpy() if isinstance(weight, torch.Tensor) else np.asarray(weight)
+    if w.ndim == 0:
+        return w.reshape(1, 1)
+    if w.ndim == 1:
+        return w.reshape(1, -1)
+    return w.reshape(w.shape[0], -1)
+
+
+def summarize(model: torch.nn.Module, layers: list[Any], pruned_by_default: list[str] | None = None) -> ModelSummary:
+    """Build the layer table rows and |w| percentiles from core.model_io.describe_layers output.
+
+    ``pruned_by_default`` (core.pruning.default_layers) decides which rows count as prunable;
+    without it the LayerInfo.prunable flags do."""
+    chosen = set(pruned_by_default) if pruned_by_default is not None else None
+    total = sum(p.numel() for p in model.parameters())
+    rows: list[LayerRow] = []
+    pct: dict[str, tuple[float, ...]] = {}
+    seen: set[str] = set()
+    for info in layers:
+        name = str(getattr(info, "name"))
+        found = find_weight(model, name)
+        key = found[0] if found else name
+        if key in seen:
+            continue
+        seen.add(key)
+        shape = tuple(int(s) for s in getattr(info, "shape", ()) or (found[1].shape if found else ()))
+        params = int(getattr(info, "params", 0) or (found[1].numel() if found else 0))
+        prunable = (key in chosen if chosen is not None else bool(getattr(info, "prunable", False))) and found is not None
+        zeros = 0.0
+        if found is not None:
+            w = found[1].detach()
+            zeros = float((w == 0).float().mean()) if w.numel() else 0.0
+            if prunable:
+                a = w.abs().flatten().float().numpy()
+                pct[key] = tuple(float(v) for v in np.percentile(a, PERCENTILES))
+        rows.append(
+            LayerRow(
+                name=name, key=key, type=str(getattr(info, "type", "")), shape=shape, params=params,
+                share=params / total if total else 0.0, prunable=prunable, sparsity_now=zeros,
+            )
+        )
+    return ModelSummary(tuple(rows), int(total), pct)
+
+
+def global_threshold(model: torch.nn.Module, masks: Mapping[str, torch.Tensor]) -> float | None:
+    """Largest |w| that the masks prune (the global magnitude threshold); None if none pruned."""
+    params = dict(model.named_parameters())
+    best: float | None = None
+    for key, mask in masks.items():
+        w = params.get(key)
+        if w is None:
+            continue
+        pruned = w.detach().abs()[~mask.bool()]
+        if pruned.numel():
+            v = float(pruned.max())
+            best = v if best is None else max(best, v)
+    return best
+
+
+def sample_input(bundle: Any, n: int = 1) -> torch.Tensor:
+    """The first ``n`` evaluation images (a real sample for tracing and verification)."""
+    return bundle.evaluation.x[:n].clone()
+
+
+# --------------------------------------------------------------------------------------------
+# jobs
+
+
+def summarize_loaded(loaded: Any) -> ModelSummary:
+    """Layer summary of a core.model_io.LoadedModel; prunable = what a run prunes by default."""
+    from core.model_io import describe_layers
+    from core.pruning import default_layers
+
+    try:
+        chosen = default_layers(loaded.model, loaded.arch)
+    except Exception:  # unusual models: fall back on describe_layers' own flags
+        chosen = None
+    return summarize(loaded.model, describe_layers(loaded.model), chosen)
+
+
+def load_demo_job(name: str = "digits_mlp", *, progress: ProgressFn | None = None,
+                  cancel: CancelToken | None = None) -> tuple[Session, Any]:
+    """Load (training on first use) a built-in demo model and the digits data."""
+    from core.data import load_bundle
+    from core.demo import load_demo
+
+    loaded = load_demo(name, progress=staged(progress, "Demo model"), cancel=cancel)
+    check(cancel)
+    report(progress, "Loading digits data", 0, 1)
+    bundle = load_bundle("digits", preset=getattr(loaded, "preset", None) or "digits")
+    check(cancel)
+    report(progress, "Summarising layers", 0, 1)
+    return make_session(loaded), bundle
+
+
+def load_model_job(path: str, *, arch: str | None = None, trust_pickle: bool = False,
+                   progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Session:
+    """Load a model file (see core.model_io.load_model) and summarise its layers."""
+    from core.model_io import load_model
+
+    report(progress, "Loading model", 0, 1, path)
+    loaded = load_model(path, arch=arch, trust_pickle=trust_pickle)
+    check(cancel)
+    report(progress, "Summarising layers", 0, 1)
+    return make_session(loaded)
+
+
+def load_data_job(source: str, *, preset: str | None = None, input_shape: tuple[int, ...] | None = None,
+                  download: bool = False, progress: ProgressFn | None = None,
+                  cancel: CancelToken | None = None) -> Any:
+    """Load images and labels (see core.data.load_bundle)."""
+    from core.data import load_bundle
+
+    report(progress, "Loading data", 0, 1, source)
+    kwargs: dict[str, Any] = {"preset": preset, "download": download}
+    if input_shape is not None:
+        kwargs["input_shape"] = input_shape
+    bundle = load_bundle(source, **kwargs)
+    check(cancel)
+    return bundle
+
+
+def baseline_job(session: Session, bundle: Any, *, progress: ProgressFn | None = None,
+                 cancel: CancelToken | None = None) -> Baseline:
+    """Check model/data compatibility, then the dense accuracy and ONNX sizes."""
+    from core.data import check_compatible
+    from core.evaluate import evaluate
+    from core.export import onnx_sizes
+
+    loaded = session.loaded
+    model = session.light_model
+    shape = tuple(loaded.input_shape) or tuple(bundle.input_shape)  # () = unknown: the forward check decides
+    check_compatible(bundle, model, input_shape=shape, num_classes=loaded.num_classes)
+    ev = evaluate(model, bundle.evaluation, progress=staged(progress, "Dense accuracy"), cancel=cancel)
+    check(cancel)
+    report(progress, "Dense ONNX size", 0, 1)
+    try:
+        dense, compressed = onnx_sizes(model, sample_input(bundle))
+    except Exception:  # sizes are informative only; the export itself reports real errors
+        dense = compressed = None
+    return Baseline(ev, dense, compressed)
+
+
+def saliency_job(model: torch.nn.Module, calibration: Any, *, samples: int = SALIENCY_SAMPLES,
+                 arch: str | None = None, progress: ProgressFn | None = None,
+                 cancel: CancelToken | None = None) -> dict[str, np.ndarray]:
+    """Per-weight empirical-Fisher saliency (core.pruning.saliency) as float32 arrays."""
+    from core.pruning import saliency
+
+    n = min(int(samples), int(calibration.x.shape[0]))
+    sal = saliency(model, calibration, samples=n, arch=arch, progress=staged(progress, "Importance"),
+                   cancel=cancel)
+    check(cancel)
+    return {k: v.detach().cpu().float().numpy() for k, v in sal.items()}
+
+
+def magnitude_preview_job(model: torch.nn.Module, bundle: Any, sparsity: float, scope: str = "global",
+                          layers: tuple[str, ...] | None = None, *, arch: str | None = None,
+                          progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> MagnitudePreview:
+    """Magnitude masks at ``sparsity`` and the accuracy of that pruned copy (cheap, live)."""
+    from core.evaluate import evaluate
+    from core.pruning import PruneRequest, apply_result, prune
+
+    request = PruneRequest(method="magnitude", sparsity=float(sparsity), scope=scope, layers=layers)
+    result = prune(model, bundle.calibration, request, arch=arch, progress=staged(progress, "Magnitude preview"),
+                   cancel=cancel)
+    check(cancel)
+    pruned = apply_result(model, result)
+    ev = evaluate(pruned, bundle.evaluation, progress=staged(progress, "Preview accuracy"), cancel=cancel)
+    threshold = global_threshold(model, result.masks) if scope == "global" else None
+    return MagnitudePreview(result, threshold, ev)
+
+
+def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | None = None,
+            compare_magnitude: bool = True, progress: ProgressFn | None = None,
+            cancel: CancelToken | None = None) -> RunOutcome:
+    """Prune with ``request``, evaluate the pruned copy, measure its ONNX sizes, and compute the
+    magnitude masks at the same sparsity for comparison."""
+    import time
+
+    from core.evaluate import evaluate
+    from core.export import onnx_sizes
+    from core.pruning import METHOD_LABELS, apply_result, prune
+
+    t0 = time.monotonic()
+    label = METHOD_LABELS.get(request.method, request.method)
+    result = prune(model, bundle.calibration, request, arch=arch, progress=staged(progress, f"Pruning with {label}"),
+                   cancel=cancel)
+    seconds = time.monotonic() - t0
+    check(cancel)
+    pruned = apply_result(model, result)
+    ev = evaluate(pruned, bundle.evaluation, progress=staged(progress, "Accuracy after pruning"), cancel=cancel)
+    check(cancel)
+    mag_sparsity: Mapping[str, float] = {}
+    mag_eval = None
+    if compare_magnitude:
+        if request.method == "magnitude":
+            mag_sparsity, mag_eval = dict(result.layer_sparsity), ev
+        else:
+            mag_req = replace(request, method="magnitude")
+            mag = prune(model, bundle.calibration, mag_req, arch=arch, progress=staged(progress, "Magnitude baseline"),
+                        cancel=cancel)
+            mag_sparsity = dict(mag.layer_sparsity)
+            check(cancel)
+            mag_eval = evaluate(apply_result(model, mag), bundle.evaluation, cancel=cancel)
+    check(cancel)
+    report(progress, "ONNX size", 0, 1)
+    try:
+        dense, compressed = onnx_sizes(pruned, sample_input(bundle))
+    except Exception:
+        dense = compressed = None
+    report(progress, "ONNX size", 1, 1)
+    return RunOutcome(result, ev, dense, compressed, mag_sparsity, mag_eval, seconds)
+
+
+def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *,
+               progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
+    """Export the pruned copy to ONNX (verified in onnxruntime) → core.export.ExportReport."""
+    from core.export import export_onnx
+    from core.pruning import apply_result
+
+    pruned = apply_result(model, result)
+    return export_onnx(pruned, sample_input(bundle), path, verify_batch=sample_input(bundle, 16),
+                       progress=progress, cancel=cancel)
+
+
+def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsities: list[float], *,
+              samples: int, seed: int = 0, arch: str | None = None, scope: str = "global",
+              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
+    """Accuracy against sparsity for several methods (core.sweep.run_sweep)."""
+    from core.sweep import run_sweep
+
+    return run_sweep(model, bundle, list(methods), list(sparsities), samples=samples, seed=seed,
+                     arch=arch, scope=scope, progress=progress, cancel=cancel)

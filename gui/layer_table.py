@@ -1,0 +1,244 @@
+"""The layer table: name, type, shape, parameters, share, sparsity now and after pruning."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRectF,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableView,
+    QWidget,
+)
+
+from gui.jobs import LayerRow
+
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+FRACTION_ROLE = Qt.ItemDataRole.UserRole + 2
+KEY_ROLE = Qt.ItemDataRole.UserRole + 3
+
+COLUMNS = ("#", "Layer", "Type", "Shape", "Params", "Share", "Sparsity", "After")
+COL_INDEX, COL_NAME, COL_TYPE, COL_SHAPE, COL_PARAMS, COL_SHARE, COL_NOW, COL_AFTER = range(len(COLUMNS))
+BAR_COLUMNS = (COL_SHARE, COL_NOW, COL_AFTER)
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+def fmt_int(n: int) -> str:
+    """12345 → '12,345'."""
+    return f"{n:,}"
+
+
+def fmt_pct(x: float | None, digits: int = 1) -> str:
+    """0.123 → '12.3%'; None → '–'."""
+    return "–" if x is None else f"{100.0 * x:.{digits}f}%"
+
+
+class LayerTableModel(QAbstractTableModel):
+    """Rows from :class:`gui.jobs.LayerRow`; the 'after' column is set by previews and runs."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[LayerRow] = []
+        self._after: dict[str, float] = {}
+        self._number: list[int | None] = []
+        self.after_label = "After"
+        self.after_method = ""
+        self.muted = QColor("#8a93a3")
+
+    # -- data ---------------------------------------------------------------------------------
+    def set_rows(self, rows: list[LayerRow] | tuple[LayerRow, ...]) -> None:
+        """Replace all rows (a new model was loaded)."""
+        self.beginResetModel()
+        self._rows = list(rows)
+        self._after = {}
+        ordinal = 0
+        self._number: list[int | None] = []
+        for r in self._rows:
+            if r.prunable:
+                ordinal += 1
+            self._number.append(ordinal if r.prunable else None)
+        self.endResetModel()
+
+    def set_after(self, sparsity: Mapping[str, float] | None, label: str | None = None) -> None:
+        """Fill the 'sparsity after' column from a PruneResult.layer_sparsity mapping."""
+        self._after = dict(sparsity or {})
+        if label is not None:
+            self.after_method = label
+            self.after_label = f"After ({label})" if sparsity and label else "After"
+            self.headerDataChanged.emit(Qt.Orientation.Horizontal, COL_AFTER, COL_AFTER)
+        if self._rows:
+            self.dataChanged.emit(self.index(0, COL_AFTER), self.index(len(self._rows) - 1, COL_AFTER))
+
+    def after(self, key: str) -> float | None:
+        """The 'after' sparsity of a weight, if a preview or run covered it."""
+        return self._after.get(key)
+
+    def row(self, i: int) -> LayerRow:
+        """The LayerRow at source row ``i``."""
+        return self._rows[i]
+
+    def rows(self) -> list[LayerRow]:
+        """All rows in model order."""
+        return list(self._rows)
+
+    def row_of_key(self, key: str) -> int:
+        """Source row of a weight key, or -1."""
+        for i, r in enumerate(self._rows):
+            if r.key == key:
+                return i
+        return -1
+
+    # -- Qt model API ---------------------------------------------------------------------------
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.after_label if section == COL_AFTER else COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return {
+                COL_SHARE: "Share of all parameters of the model",
+                COL_NOW: "Sparsity now: fraction of zero weights in the loaded model",
+                COL_AFTER: f"Sparsity after pruning ({self.after_method or 'preview or last run'})",
+            }.get(section)
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        r = self._rows[index.row()]
+        c = index.column()
+        after = self._after.get(r.key)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return {
+                COL_INDEX: "" if self._number[index.row()] is None else str(self._number[index.row()]),
+                COL_NAME: r.name,
+                COL_TYPE: r.type,
+                COL_SHAPE: "×".join(str(s) for s in r.shape),
+                COL_PARAMS: fmt_int(r.params),
+                COL_SHARE: fmt_pct(r.share),
+                COL_NOW: fmt_pct(r.sparsity_now) if r.prunable or r.sparsity_now else "–",
+                COL_AFTER: fmt_pct(after) if after is not None else ("–" if not r.prunable else ""),
+            }[c]
+        if role == SORT_ROLE:
+            return {
+                COL_INDEX: index.row(), COL_NAME: r.name, COL_TYPE: r.type, COL_SHAPE: r.params,
+                COL_PARAMS: r.params, COL_SHARE: r.share, COL_NOW: r.sparsity_now,
+                COL_AFTER: -1.0 if after is None else after,
+            }[c]
+        if role == FRACTION_ROLE:
+            return {COL_SHARE: r.share, COL_NOW: r.sparsity_now if r.prunable else None, COL_AFTER: after}.get(c)
+        if role == KEY_ROLE:
+            return r.key
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            if c in (COL_INDEX, COL_PARAMS, COL_SHARE, COL_NOW, COL_AFTER):
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and not r.prunable:
+            return self.muted
+        if role == Qt.ItemDataRole.ToolTipRole:
+            state = "prunable" if r.prunable else "not pruned (kept dense)"
+            return f"{r.key}: {r.type}, {fmt_int(r.params)} parameters, {state}"
+        return None
+
+
+class BarDelegate(QStyledItemDelegate):
+    """Draws a thin proportional bar under percentage cells."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.color = QColor("#2f6fde")
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        frac = index.data(FRACTION_ROLE)
+        if isinstance(frac, float) and frac > 0:
+            rect = option.rect.adjusted(4, option.rect.height() - 6, -4, -2)
+            painter.save()
+            bar = QColor(self.color)
+            bar.setAlpha(150)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(bar)
+            painter.drawRoundedRect(QRectF(rect.x(), rect.y(), rect.width() * min(1.0, frac), rect.height()), 2, 2)
+            painter.restore()
+        super().paint(painter, option, index)
+
+
+class LayerTable(QTableView):
+    """Sortable view of the layers; emits ``layer_selected(key)`` when a row is chosen."""
+
+    layer_selected = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.source = LayerTableModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.source)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.proxy.setFilterKeyColumn(COL_NAME)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setModel(self.proxy)
+        self.setSortingEnabled(True)
+        self.sortByColumn(COL_INDEX, Qt.SortOrder.AscendingOrder)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setAlternatingRowColors(True)
+        self.setShowGrid(False)
+        self.setWordWrap(False)
+        self.verticalHeader().setVisible(False)
+        header = self.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setMinimumSectionSize(40)
+        self.delegate = BarDelegate(self)
+        for col in BAR_COLUMNS:
+            self.setItemDelegateForColumn(col, self.delegate)
+        self.selectionModel().currentRowChanged.connect(self._on_current)
+
+    def set_bar_color(self, color: str) -> None:
+        """Colour of the percentage bars (follows the theme)."""
+        self.delegate.color = QColor(color)
+        self.viewport().update()
+
+    def set_rows(self, rows: list[LayerRow] | tuple[LayerRow, ...]) -> None:
+        """Show a new model's layers and choose the first prunable one."""
+        self.source.set_rows(rows)
+        first = next((i for i, r in enumerate(rows) if r.prunable), 0 if rows else -1)
+        if first >= 0:
+            self.select_key(rows[first].key)
+
+    def select_key(self, key: str) -> None:
+        """Select the row of a weight key."""
+        row = self.source.row_of_key(key)
+        if row < 0:
+            return
+        index = self.proxy.mapFromSource(self.source.index(row, COL_NAME))
+        if index.isValid():
+            self.setCurrentIndex(index)
+            self.scrollTo(index)
+
+    def current_key(self) -> str | None:
+        """Weight key of the selected row."""
+        index = self.currentIndex()
+        return index.data(KEY_ROLE) if index.isValid() else None
+
+    def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            self.layer_selected.emit(current.data(KEY_ROLE))

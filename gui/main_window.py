@@ -1,0 +1,1124 @@
+"""The main window: wires the views to background jobs over :mod:`core`.
+
+State is kept as core results (a loaded model, a data bundle, PruneResults and EvalResults).
+The loaded model is never modified; everything pruned is a copy made by
+:func:`core.pruning.apply_result` inside a worker.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.errors import StudioError
+from core.pruning import METHOD_LABELS, METHODS
+from gui import dialogs, jobs
+from gui import settings as st
+from gui.controls import ControlsPanel
+from gui.layer_table import LayerTable, fmt_int
+from gui.plots import ImportanceHeatMap, ImportanceHistogram, LayerOverview, SparsityBars, WeightHistogram
+from gui.preview import PreviewPanel, fmt_bytes
+from gui.sweep_view import SweepView
+from gui.theme import Theme, apply_theme, app_icon, make_theme
+from gui.workers import Task, TaskRunner
+
+MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ckpt", ".bin", ".pkl", ".pickle", ".ts", ".jit")
+DATA_SUFFIXES = (".npz", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
+FILE_FILTER = "PyTorch models (*.pt *.pth *.pt2 *.ckpt *.bin *.pkl *.ts);;All files (*)"
+
+
+def method_label(method: str) -> str:
+    """Display name of a method key."""
+    return METHOD_LABELS.get(method, method)
+
+
+class MainWindow(QMainWindow):
+    """CHITA Studio's main window.
+
+    Signals for scripts and tests: ``ready`` (model, data, dense baseline, importance and the
+    first preview are in), ``preview_updated``, ``run_finished(RunOutcome)``,
+    ``export_finished(ExportReport)``, ``sweep_finished(SweepResult)``, ``idle`` (no job left).
+    """
+
+    ready = Signal()
+    preview_updated = Signal()
+    run_finished = Signal(object)
+    run_cancelled = Signal()
+    export_finished = Signal(object)
+    sweep_finished = Signal(object)
+    idle = Signal()
+
+    def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings if settings is not None else st.make_settings()
+        self.runner = TaskRunner(self)
+        self.runner.task_started.connect(self._on_task_started)
+        self.runner.task_ended.connect(self._on_task_ended)
+        self.theme: Theme = make_theme("light")
+        # core state
+        self.session: jobs.Session | None = None
+        self.bundle: Any = None
+        self.data_source: tuple[str, str | None] = ("digits", None)
+        self.baseline: jobs.Baseline | None = None
+        self.saliency: dict[str, np.ndarray] | None = None
+        self.preview: jobs.MagnitudePreview | None = None
+        self.outcome: jobs.RunOutcome | None = None
+        self.shown: str = "none"  # which result the views show: "none" | "preview" | "run"
+        self.last_export: Any = None
+        self._gen = 0  # bumps when the model or the data changes; older results are dropped
+        self._ready_emitted = False
+        self._preview_task: Task | None = None
+        self._weights: dict[str, Any] = {}
+        self._foreground: Task | None = None
+        self.persist = True  # save settings on close
+
+        self.setWindowTitle("CHITA Studio")
+        self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
+        self._build_views()
+        self._build_actions()
+        self._build_status()
+        self._connect()
+        self._restore_settings()
+
+    # ======================================================================================
+    # construction
+
+    def _build_views(self) -> None:
+        # -- sidebar ------------------------------------------------------------------------
+        self.model_label = QLabel("No model")
+        self.model_label.setObjectName("Headline")
+        self.model_label.setWordWrap(True)
+        self.model_info = QLabel("")
+        self.model_info.setObjectName("Muted")
+        self.model_info.setWordWrap(True)
+        self.data_info = QLabel("")
+        self.data_info.setObjectName("Muted")
+        self.data_info.setWordWrap(True)
+        self.open_button = QPushButton("Open model…")
+        self.data_button = QPushButton("Choose data…")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.open_button)
+        buttons.addWidget(self.data_button)
+        model_box = QGroupBox("Model and data")
+        mb = QVBoxLayout(model_box)
+        mb.addWidget(self.model_label)
+        mb.addWidget(self.model_info)
+        mb.addWidget(self.data_info)
+        mb.addLayout(buttons)
+
+        self.controls = ControlsPanel()
+        self.preview_panel = PreviewPanel()
+        self.export_button = QPushButton("Export ONNX…  (Ctrl+E)")
+        self.export_button.setEnabled(False)
+
+        sidebar = QWidget()
+        sidebar.setObjectName("Sidebar")
+        sl = QVBoxLayout(sidebar)
+        sl.setContentsMargins(8, 8, 8, 8)
+        sl.setSpacing(8)
+        sl.addWidget(model_box)
+        sl.addWidget(self.controls)
+        sl.addWidget(self.preview_panel)
+        sl.addWidget(self.export_button)
+        sl.addStretch(1)
+        self.sidebar_scroll = QScrollArea()
+        self.sidebar_scroll.setWidgetResizable(True)
+        self.sidebar_scroll.setWidget(sidebar)
+        self.sidebar_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.sidebar_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.sidebar_scroll.setMinimumWidth(360)
+
+        # -- model tab ----------------------------------------------------------------------
+        self.table = LayerTable()
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter layers…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.prunable_only = QCheckBox("Prunable weights only")
+        self.prunable_only.setChecked(True)
+        table_box = QGroupBox("Layers")
+        tb = QVBoxLayout(table_box)
+        row = QHBoxLayout()
+        row.addWidget(self.filter_edit, 1)
+        row.addWidget(self.prunable_only)
+        tb.addLayout(row)
+        tb.addWidget(self.table)
+
+        self.overview = LayerOverview()
+        self.sparsity_bars = SparsityBars()
+        self.overview_tabs = QTabWidget()
+        self.overview_tabs.addTab(self.overview, "Spread")
+        self.overview_tabs.addTab(self.sparsity_bars, "Sparsity")
+
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(table_box)
+        top.addWidget(self.overview_tabs)
+        top.setStretchFactor(0, 5)
+        top.setStretchFactor(1, 4)
+        top.setSizes([800, 420])
+        self.top_splitter = top
+
+        self.layer_title = QLabel("Select a layer")
+        self.layer_title.setObjectName("Headline")
+        self.layer_detail = QLabel("")
+        self.layer_detail.setObjectName("Muted")
+        # long details must never widen the window (presentation fonts): clip instead
+        self.layer_detail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.log_button = QToolButton()
+        self.weight_hist = WeightHistogram()
+        self.importance_hist = ImportanceHistogram()
+        self.heatmap = ImportanceHeatMap()
+        plots = QSplitter(Qt.Orientation.Horizontal)
+        plots.addWidget(self.weight_hist)
+        plots.addWidget(self.importance_hist)
+        plots.addWidget(self.heatmap)
+        plots.setSizes([400, 400, 460])
+        self.plot_splitter = plots
+        bottom = QWidget()
+        bl = QVBoxLayout(bottom)
+        bl.setContentsMargins(0, 4, 0, 0)
+        head = QHBoxLayout()
+        head.addWidget(self.layer_title)
+        head.addWidget(self.layer_detail, 1)
+        head.addWidget(self.log_button)
+        bl.addLayout(head)
+        bl.addWidget(plots, 1)
+
+        model_tab = QSplitter(Qt.Orientation.Vertical)
+        model_tab.addWidget(top)
+        model_tab.addWidget(bottom)
+        model_tab.setStretchFactor(0, 4)
+        model_tab.setStretchFactor(1, 5)
+        model_tab.setSizes([380, 480])
+        self.model_splitter = model_tab
+
+        self.sweep_view = SweepView()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(model_tab, "Model")
+        self.tabs.addTab(self.sweep_view, "Sweep")
+
+        main = QSplitter(Qt.Orientation.Horizontal)
+        main.addWidget(self.sidebar_scroll)
+        main.addWidget(self.tabs)
+        main.setStretchFactor(0, 0)
+        main.setStretchFactor(1, 1)
+        main.setSizes([380, 1180])
+        main.setCollapsible(0, False)
+        self.main_splitter = main
+        central = QWidget()
+        cl = QVBoxLayout(central)
+        cl.setContentsMargins(0, 0, 8, 0)
+        cl.addWidget(main)
+        self.setCentralWidget(central)
+        self.plots = [self.weight_hist, self.importance_hist, self.heatmap, self.overview, self.sparsity_bars]
+
+    def _action(self, text: str, slot: Callable[..., Any], shortcut: Any = None, *, checkable: bool = False,
+                tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            if isinstance(shortcut, (list, tuple)):
+                action.setShortcuts([QKeySequence(s) for s in shortcut])
+            else:
+                action.setShortcut(QKeySequence(shortcut))
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.setCheckable(checkable)
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        f = bar.addMenu("&File")
+        self.act_open = self._action("&Open model…", lambda: self.open_model_dialog(), QKeySequence.StandardKey.Open)
+        f.addAction(self.act_open)
+        self.recent_menu = f.addMenu("Open &recent")
+        demo_menu = f.addMenu("Open &demo")
+        for name in ("digits_mlp", "digits_cnn"):
+            demo_menu.addAction(self._action(f"{name} (trained on scikit-learn digits)",
+                                             lambda _=False, n=name: self.load_demo(n)))
+        self.act_data = self._action("Choose &data…", lambda: self.choose_data_dialog(), "Ctrl+D")
+        f.addAction(self.act_data)
+        f.addSeparator()
+        self.act_export = self._action("&Export pruned ONNX…", lambda: self.export_dialog(), "Ctrl+E")
+        self.act_export.setEnabled(False)
+        f.addAction(self.act_export)
+        f.addSeparator()
+        f.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
+
+        r = bar.addMenu("&Run")
+        self.act_run = self._action("&Run pruning", lambda: self.run_pruning(), "Ctrl+R")
+        self.act_cancel = self._action("&Cancel", self.cancel_or_escape, "Esc")
+        r.addAction(self.act_run)
+        r.addAction(self.act_cancel)
+        r.addSeparator()
+        r.addAction(self._action("Sparsity +1%", lambda: self.controls.step_sparsity(1), "Ctrl+Up"))
+        r.addAction(self._action("Sparsity −1%", lambda: self.controls.step_sparsity(-1), "Ctrl+Down"))
+        r.addAction(self._action("Sparsity +10%", lambda: self.controls.step_sparsity(10), "Ctrl+PgUp"))
+        r.addAction(self._action("Sparsity −10%", lambda: self.controls.step_sparsity(-10), "Ctrl+PgDown"))
+        r.addSeparator()
+        methods = r.addMenu("&Method")
+        for i, m in enumerate(METHODS, start=1):
+            methods.addAction(self._action(method_label(m), lambda _=False, m=m: self.controls.set_method(m),
+                                           f"Ctrl+{i}" if i <= 9 else None))
+        r.addSeparator()
+        r.addAction(self._action("Run &sweep", lambda: self._start_sweep_from_view(), "Ctrl+Shift+R"))
+
+        v = bar.addMenu("&View")
+        self.act_presentation = self._action("&Presentation mode", self.set_presentation, "F11", checkable=True)
+        self.act_dark = self._action("&Dark theme", self.set_dark, "Ctrl+T", checkable=True)
+        self.act_log = self._action("&Log counts in histogram", self.weight_hist.set_log, "Ctrl+L", checkable=True)
+        v.addAction(self.act_presentation)
+        v.addAction(self.act_dark)
+        v.addAction(self.act_log)
+        v.addSeparator()
+        v.addAction(self._action("&Model tab", lambda: self.tabs.setCurrentIndex(0), "Ctrl+Shift+M"))
+        v.addAction(self._action("S&weep tab", lambda: self.tabs.setCurrentIndex(1), "Ctrl+Shift+W"))
+        self.act_log.setIconText("log counts")
+        self.log_button.setDefaultAction(self.act_log)
+
+        h = bar.addMenu("&Help")
+        h.addAction(self._action("&Keyboard shortcuts", self.show_shortcuts, "F1"))
+        h.addAction(self._action("&About CHITA Studio", self.show_about))
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        sb.setSizeGripEnabled(False)
+        self.stage_label = QLabel("Starting…")
+        self.stage_label.setMinimumWidth(200)
+        self.stage_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedWidth(260)
+        self.progress.setMaximumHeight(16)
+        self.eta_label = QLabel("")
+        self.eta_label.setObjectName("Muted")
+        self.eta_label.setMinimumWidth(90)
+        self.status_cancel = QPushButton("Cancel (Esc)")
+        self.status_cancel.setEnabled(False)
+        self.status_cancel.hide()
+        sb.addWidget(self.stage_label, 1)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.eta_label)
+        sb.addPermanentWidget(self.status_cancel)
+        self.progress.hide()
+
+    def _connect(self) -> None:
+        self.open_button.clicked.connect(lambda: self.open_model_dialog())
+        self.data_button.clicked.connect(lambda: self.choose_data_dialog())
+        self.export_button.clicked.connect(lambda: self.export_dialog())
+        self.controls.preview_requested.connect(self.request_preview)
+        self.controls.run_requested.connect(self.run_pruning)
+        self.controls.settings_changed.connect(self._on_settings_changed)
+        self.controls.cancel_button.clicked.connect(self.cancel_foreground)
+        self.status_cancel.clicked.connect(self.cancel_foreground)
+        self.table.layer_selected.connect(self._on_layer_selected)
+        self.filter_edit.textChanged.connect(self._apply_filter)
+        self.prunable_only.toggled.connect(self._apply_filter)
+        self.sweep_view.run_requested.connect(self.run_sweep)
+        self.sweep_view.cancel_requested.connect(self.cancel_foreground)
+
+    # ======================================================================================
+    # settings and theme
+
+    def _restore_settings(self) -> None:
+        s = self.settings
+        self.controls.load_settings(s)
+        self.sweep_view.load_settings(s)
+        self.act_log.setChecked(st.read(s, "view/log_counts", False, bool))
+        self.weight_hist.set_log(self.act_log.isChecked())
+        self.prunable_only.setChecked(st.read(s, "view/prunable_only", True, bool))
+        dark = st.read(s, "view/theme", "light") == "dark"
+        presentation = st.read(s, "view/presentation", False, bool)
+        self.act_dark.setChecked(dark)
+        self.act_presentation.setChecked(presentation)
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1560, 960)
+        for key, splitter in (("window/main_splitter", self.main_splitter), ("window/model_splitter", self.model_splitter),
+                              ("window/top_splitter", self.top_splitter), ("window/plot_splitter", self.plot_splitter)):
+            state = s.value(key)
+            if isinstance(state, QByteArray) and not state.isEmpty():
+                splitter.restoreState(state)
+        self._apply_filter()
+        self._refresh_recent()
+        self.apply_theme()
+
+    def save_settings(self) -> None:
+        """Write every remembered control and view option to QSettings."""
+        s = self.settings
+        self.controls.save_settings(s)
+        self.sweep_view.save_settings(s)
+        s.setValue("view/log_counts", self.act_log.isChecked())
+        s.setValue("view/prunable_only", self.prunable_only.isChecked())
+        s.setValue("view/theme", "dark" if self.act_dark.isChecked() else "light")
+        s.setValue("view/presentation", self.act_presentation.isChecked())
+        if not self.isFullScreen():
+            s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/main_splitter", self.main_splitter.saveState())
+        s.setValue("window/model_splitter", self.model_splitter.saveState())
+        s.setValue("window/top_splitter", self.top_splitter.saveState())
+        s.setValue("window/plot_splitter", self.plot_splitter.saveState())
+        s.sync()
+
+    def apply_theme(self) -> None:
+        """Apply the light/dark theme and the presentation font scale to the app and the plots."""
+        self.theme = make_theme("dark" if self.act_dark.isChecked() else "light", self.act_presentation.isChecked())
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            apply_theme(app, self.theme)
+        for plot in self.plots:
+            plot.apply_theme(self.theme)
+        self.sweep_view.apply_theme(self.theme)
+        self.table.set_bar_color(self.theme.palette.accent)
+        self.table.source.muted = QColor(self.theme.palette.muted)
+        self._fit_sidebar()
+        QTimer.singleShot(0, self._fit_table)
+
+    def _fit_sidebar(self) -> None:
+        """Keep the whole sidebar visible: its width follows its content (fonts change it)."""
+        content = self.sidebar_scroll.widget()
+        bar = self.sidebar_scroll.verticalScrollBar().sizeHint().width()
+        width = max(int(340 * self.theme.scale), content.minimumSizeHint().width() + bar + 2)
+        if width == self.sidebar_scroll.minimumWidth():
+            return
+        self.sidebar_scroll.setMinimumWidth(width)
+        sizes = self.main_splitter.sizes()
+        total = sum(sizes)
+        if total > width and sizes[0] < width:
+            self.main_splitter.setSizes([width, total - width])
+
+    def _fit_table(self) -> None:
+        """Give the layer table the width of its columns if the overview keeps ≥ 300 px.
+
+        In presentation mode the Type and Params columns are hidden (the line above the plots
+        names the chosen layer's type and size) so that the large fonts still fit."""
+        from gui.layer_table import COL_PARAMS, COL_TYPE
+
+        for col in (COL_TYPE, COL_PARAMS):
+            self.table.setColumnHidden(col, self.theme.scale > 1.0)
+        self.table.resizeColumnsToContents()
+        header = self.table.horizontalHeader()
+        box = self.table.parentWidget()
+        margins = box.contentsMargins().left() + box.contentsMargins().right() + 12
+        needed = header.length() + self.table.verticalScrollBar().sizeHint().width() + 2 * self.table.frameWidth() + margins
+        sizes = self.top_splitter.sizes()
+        total = sum(sizes)
+        if total <= 0:
+            return
+        needed = min(needed, total - 300)
+        if needed > 0:
+            self.top_splitter.setSizes([needed, total - needed])
+
+    def _fit_table_if_clipped(self) -> None:
+        """Widen the table when its columns no longer fit (e.g. the 'After (…)' header grew)."""
+        self.table.resizeColumnsToContents()
+        if self.table.horizontalHeader().length() > self.table.viewport().width():
+            self._fit_table()
+
+    def set_dark(self, on: bool) -> None:
+        """Switch between the dark and the light theme."""
+        self.act_dark.setChecked(bool(on))
+        self.apply_theme()
+        self.settings.setValue("view/theme", "dark" if on else "light")
+
+    def set_presentation(self, on: bool) -> None:
+        """Full screen with 1.4× fonts (F11), or back to the normal window."""
+        self.act_presentation.setChecked(bool(on))
+        if on:
+            self.showFullScreen()
+        elif self.isFullScreen():
+            self.showNormal()
+        self.apply_theme()
+        self.settings.setValue("view/presentation", bool(on))
+
+    def show_for_settings(self) -> None:
+        """Show the window, full screen if presentation mode was on last time."""
+        if self.act_presentation.isChecked():
+            self.showFullScreen()
+        else:
+            self.show()
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        files = st.recent_files(self.settings)
+        for path in files:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_model(p))
+        if not files:
+            none = self.recent_menu.addAction("(none yet)")
+            none.setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            clear = self.recent_menu.addAction("Clear list")
+            clear.triggered.connect(self._clear_recent)
+
+    def _clear_recent(self) -> None:
+        self.settings.setValue("recent/models", [])
+        self._refresh_recent()
+
+    # ======================================================================================
+    # jobs plumbing
+
+    def _submit(self, fn: Callable[..., Any], *args: Any, title: str, lane: str = "heavy", foreground: bool = True,
+                on_done: Callable[[Any], None] | None = None, on_failed: Callable[[BaseException], None] | None = None,
+                on_cancelled: Callable[[], None] | None = None, keep_gen: bool = True, **kwargs: Any) -> Task:
+        """Run ``fn`` in a worker; callbacks run on the UI thread, dropped if the model changed."""
+        gen = self._gen
+        task = Task(fn, *args, title=title, lane=lane, foreground=foreground, **kwargs)
+
+        def current() -> bool:
+            return not keep_gen or gen == self._gen
+
+        if on_done is not None:
+            task.finished.connect(lambda result: on_done(result) if current() else None)
+        task.failed.connect(lambda exc: (on_failed or self._show_failure)(exc) if current() else None)
+        if on_cancelled is not None:
+            task.cancelled.connect(lambda: on_cancelled() if current() else None)
+        if foreground:
+            task.progress.connect(lambda stage, frac, eta, msg, t=task: self._on_progress(t, stage, frac, eta, msg))
+        return self.runner.submit(task)
+
+    def _show_failure(self, exc: BaseException) -> None:
+        dialogs.show_exception(self, exc)
+
+    def _on_task_started(self, task: Task) -> None:
+        if task.foreground:
+            self._foreground = task
+            self.progress.setRange(0, 0)  # busy until the first report
+            self.progress.show()
+            self.stage_label.setText(f"{task.title}…")
+            self.eta_label.setText("")
+        self._update_busy()
+
+    def _on_task_ended(self, task: Task) -> None:
+        if task is self._foreground:
+            self._foreground = None
+            rest = self.runner.running(foreground=True)
+            if rest:
+                self._foreground = rest[-1]
+                self.stage_label.setText(f"{rest[-1].title}…")
+            else:
+                self.progress.hide()
+                self.eta_label.setText("")
+                state = {"cancelled": "Cancelled — nothing was changed.", "failed": f"{task.title} failed."}
+                self.stage_label.setText(state.get(task.state, f"{task.title}: done in {task.seconds:.1f} s."))
+        self._update_busy()
+        if not self.runner.running():
+            QTimer.singleShot(0, self._emit_idle)
+
+    def _emit_idle(self) -> None:
+        if not self.runner.running():
+            self.idle.emit()
+
+    def _on_progress(self, task: Task, stage: str, fraction: float, eta: float | None, message: str) -> None:
+        if task is not self._foreground:
+            return
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(int(1000 * fraction))
+        text = stage if not message or stage.endswith(message) else f"{stage} — {message}"
+        self.stage_label.setText(text)
+        self.stage_label.setToolTip(text)
+        self.eta_label.setText("" if eta is None or not math.isfinite(eta) else f"ETA {self._fmt_seconds(eta)}")
+
+    @staticmethod
+    def _fmt_seconds(s: float) -> str:
+        if s < 60:
+            return f"{s:.0f} s"
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+
+    def _update_busy(self) -> None:
+        fg = self.runner.running(foreground=True)
+        busy = bool(fg)
+        running_kinds = {t.title for t in fg}
+        self.status_cancel.setEnabled(busy)
+        self.status_cancel.setVisible(busy)
+        self.controls.set_busy(any(t.title.startswith("Pruning") for t in fg))
+        self.sweep_view.set_busy("Sweep" in running_kinds)
+        ready = self.session is not None and self.bundle is not None
+        self.act_run.setEnabled(ready)
+        can_export = ready and self.outcome is not None
+        self.act_export.setEnabled(can_export)
+        self.export_button.setEnabled(can_export)
+
+    def cancel_foreground(self) -> None:
+        """Cancel the running foreground jobs (load, run, sweep, export)."""
+        for task in self.runner.running(foreground=True):
+            task.cancel()
+        if self.runner.running(foreground=True):
+            self.stage_label.setText("Cancelling…")
+
+    def cancel_or_escape(self) -> None:
+        """Esc: cancel what runs; with nothing running, leave presentation mode."""
+        if self.runner.running(foreground=True):
+            self.cancel_foreground()
+        elif self.act_presentation.isChecked():
+            self.set_presentation(False)
+
+    # ======================================================================================
+    # loading
+
+    def start(self, *, demo: str | None = "digits_mlp", model: str | None = None, data: str | None = None,
+              arch: str | None = None, preset: str | None = None) -> None:
+        """Load what the command line asked for, else the built-in demo."""
+        if model:
+            self.open_model(model, arch=arch)
+            self.load_data(data or "digits", preset)
+        elif data:
+            self.load_demo(demo or "digits_mlp", with_data=False)
+            self.load_data(data, preset)
+        else:
+            self.load_demo(demo or "digits_mlp")
+
+    def load_demo(self, name: str = "digits_mlp", *, with_data: bool = True) -> None:
+        """Load (training on first use) a built-in demo model and, by default, the digits data."""
+        self._submit(jobs.load_demo_job, name, title=f"Loading demo {name}",
+                     on_done=lambda res: self._on_demo_loaded(res, with_data), keep_gen=False)
+
+    def _on_demo_loaded(self, res: tuple[jobs.Session, Any], with_data: bool) -> None:
+        session, bundle = res
+        self._set_session(session)
+        if with_data:
+            self.data_source = ("digits", None)
+            self._set_bundle(bundle)
+
+    def open_model_dialog(self) -> None:
+        """Ask for a model file (Ctrl+O)."""
+        start = str(Path(st.recent_files(self.settings)[0]).parent) if st.recent_files(self.settings) else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", start, FILE_FILTER)
+        if path:
+            self.open_model(path)
+
+    def open_model(self, path: str, *, arch: str | None = None, trust_pickle: bool = False) -> None:
+        """Load a model file in the background; asks for the architecture or for pickle trust when needed."""
+        self._submit(jobs.load_model_job, path, arch=arch, trust_pickle=trust_pickle,
+                     title=f"Loading {Path(path).name}", keep_gen=False,
+                     on_done=lambda session: self._on_model_loaded(session, path),
+                     on_failed=lambda exc: self._on_model_failed(exc, path, arch, trust_pickle))
+
+    def _on_model_loaded(self, session: jobs.Session, path: str) -> None:
+        self._refresh_recent_with(path)
+        self._set_session(session)
+        self._ensure_matching_data()
+
+    def _refresh_recent_with(self, path: str) -> None:
+        if Path(path).exists():
+            st.add_recent_file(self.settings, str(Path(path).resolve()))
+            self._refresh_recent()
+
+    def _on_model_failed(self, exc: BaseException, path: str, arch: str | None, trusted: bool) -> None:
+        if isinstance(exc, StudioError) and exc.field == "arch" and not arch:
+            from core.architectures import available_architectures
+
+            match = re.search(r"built-in '([^']+)'", str(exc))
+            names = available_architectures()
+            guess = match.group(1) if match else None
+            chosen = dialogs.ask_item(
+                self, "Architecture needed",
+                f"{Path(path).name} holds only weights (a state_dict).\n"
+                "Choose the network they belong to, or type a torchvision name or package.module:Class\n"
+                "(a module:Class name imports and runs that Python code).",
+                names, guess)
+            if chosen:
+                self.open_model(path, arch=chosen, trust_pickle=trusted)
+            return
+        if isinstance(exc, StudioError) and "--trust-pickle" in (exc.fix or "") and not trusted:
+            yes = dialogs.ask_yes_no(
+                self, "Load a pickled model?",
+                f"{Path(path).name} contains pickled Python objects.\n\n"
+                "WARNING: loading it EXECUTES CODE from the file, with your permissions. Only say yes "
+                "if you trust where this file came from.\n\nLoad it anyway?",
+                warning=True)
+            if yes:
+                self.open_model(path, arch=arch, trust_pickle=True)
+            return
+        dialogs.show_exception(self, exc, "Could not open the model")
+
+    def choose_data_dialog(self) -> None:
+        """Ask for the data source and normalisation preset (Ctrl+D)."""
+        from gui.data_dialog import DataDialog
+
+        dlg = DataDialog(self, *self.data_source)
+        if dlg.exec():
+            source, preset = dlg.choice()
+            if source:
+                self.load_data(source, preset)
+
+    def load_data(self, source: str, preset: str | None = None) -> None:
+        """Load images and labels in the background."""
+        if preset is None and self.session is not None:
+            preset = self.session.loaded.preset
+        download = source in ("mnist", "cifar10")
+        self._submit(jobs.load_data_job, source, preset=preset, download=download, title="Loading data",
+                     keep_gen=False, on_done=lambda bundle: self._on_data_loaded(bundle, source, preset))
+
+    def _on_data_loaded(self, bundle: Any, source: str, preset: str | None) -> None:
+        self.data_source = (source, preset)
+        key = getattr(bundle, "preset", None) or preset
+        if key:
+            self.settings.setValue(f"data/source_for/{key}", source)
+        self._set_bundle(bundle)
+
+    def _ensure_matching_data(self) -> None:
+        """After a model loads: if the current data cannot fit it, load remembered data for its preset."""
+        loaded = self.session.loaded if self.session else None
+        if loaded is None or self.bundle is None:
+            return
+        shape = tuple(loaded.input_shape)
+        if not shape or tuple(self.bundle.input_shape) == shape:
+            return
+        preset = loaded.preset
+        remembered = st.read(self.settings, f"data/source_for/{preset}", "") if preset else ""
+        if preset == "digits":
+            remembered = "digits"
+        if remembered:
+            self.load_data(remembered, preset)
+        else:
+            self.stage_label.setText("This model needs other data: File ▸ Choose data… (Ctrl+D)")
+
+    def _set_session(self, session: jobs.Session) -> None:
+        self._gen += 1
+        self.session = session
+        self._weights = {k: v for k, v in session.loaded.model.named_parameters()}
+        self.saliency = None
+        self._reset_results()
+        loaded = session.loaded
+        name = Path(loaded.source).name if loaded.format != "demo" else loaded.source.replace("demo:", "")
+        self.model_label.setText(name)
+        self.setWindowTitle(f"{name} — CHITA Studio")
+        summary = session.summary
+        prunable = summary.prunable_keys
+        n_prunable = sum(r.params for r in summary.rows if r.prunable)
+        shape = "×".join(str(s) for s in loaded.input_shape) or "unknown"
+        self.model_info.setText(
+            f"{loaded.format}{' · ' + loaded.arch if loaded.arch else ''} · input {shape}\n"
+            f"{fmt_int(summary.total_params)} parameters · {len(prunable)} prunable tensors "
+            f"({fmt_int(n_prunable)} weights)")
+        self.table.source.set_rows(summary.rows)
+        self._apply_filter()
+        first = next((r.key for r in summary.rows if r.prunable), summary.rows[0].key if summary.rows else None)
+        if first:
+            self.table.select_key(first)
+        QTimer.singleShot(0, self._fit_table)
+        self.overview.set_data(prunable, summary.percentiles)
+        key = self.table.current_key()
+        if key:
+            self._on_layer_selected(key)
+        self._maybe_analyse()
+
+    def _set_bundle(self, bundle: Any) -> None:
+        self._gen += 1
+        self.bundle = bundle
+        self.saliency = None
+        self._reset_results()
+        n_cal, n_eval = len(bundle.calibration.y), len(bundle.evaluation.y)
+        self.data_info.setText(
+            f"Data: {bundle.name} · preset {getattr(bundle, 'preset', None) or 'custom'}\n"
+            f"{n_cal:,} calibration / {n_eval:,} evaluation images")
+        self.controls.samples.setToolTip(
+            f"n: per-sample gradients for the Fisher approximation (this data has {n_cal:,} calibration images)")
+        self._maybe_analyse()
+
+    def _reset_results(self) -> None:
+        if self._preview_task is not None:
+            self._preview_task.cancel()
+            self._preview_task = None
+        self.baseline = None
+        self.preview = None
+        self.outcome = None
+        self.shown = "none"
+        self._ready_emitted = False
+        self.preview_panel.clear()
+        self.table.source.set_after({}, "")
+        self.sparsity_bars.set_data([], [])
+        self.overview.set_threshold(None)
+        self._render_layer()
+        self._update_busy()
+
+    def _maybe_analyse(self) -> None:
+        """With both a model and data: dense baseline, importance, and the first preview."""
+        if self.session is None or self.bundle is None:
+            return
+        self.preview_panel.caption.setText("Measuring the dense model…")
+        self._submit(jobs.baseline_job, self.session, self.bundle, title="Dense accuracy", lane="light",
+                     foreground=False, on_done=self._on_baseline, on_failed=self._on_baseline_failed)
+        self._submit(jobs.saliency_job, self.session.loaded.model, self.bundle.calibration,
+                     arch=self.session.loaded.arch, title="Importance (Fisher saliency)", lane="heavy", foreground=False,
+                     on_done=self._on_saliency, on_failed=self._on_saliency_failed)
+        self.request_preview(self.controls.sparsity())
+        self._update_busy()
+
+    def _on_baseline(self, baseline: jobs.Baseline) -> None:
+        self.baseline = baseline
+        nonzeros = sum(int((self._weights[k] != 0).sum()) for k in self.session.summary.prunable_keys
+                       if k in self._weights) if self.session else None
+        self.preview_panel.set_dense(baseline.eval, nonzeros, baseline.onnx_bytes, baseline.compressed_bytes)
+        self._refresh_after()
+        self._check_ready()
+
+    def _on_baseline_failed(self, exc: BaseException) -> None:
+        self.preview_panel.caption.setText("The model and the data do not fit together: choose other data (Ctrl+D).")
+        dialogs.show_exception(self, exc, "Model and data do not fit")
+
+    def _on_saliency(self, saliency: dict[str, np.ndarray]) -> None:
+        self.saliency = saliency
+        self._render_layer()
+        self._check_ready()
+
+    def _on_saliency_failed(self, exc: BaseException) -> None:
+        self.saliency = {}
+        self.importance_hist.set_message(f"Importance unavailable: {exc}")
+        self._render_layer()
+        self._check_ready()
+
+    def _check_ready(self) -> None:
+        if self._ready_emitted:
+            return
+        if self.baseline is not None and self.saliency is not None and self.preview is not None:
+            self._ready_emitted = True
+            self.stage_label.setText("Ready. Move the slider for a live magnitude preview; Ctrl+R runs the method.")
+            self.ready.emit()
+
+    # ======================================================================================
+    # preview and runs
+
+    def _on_settings_changed(self) -> None:
+        self._refresh_after()
+
+    def request_preview(self, sparsity: float) -> None:
+        """Live magnitude preview at ``sparsity`` (debounced by the controls)."""
+        if self.session is None or self.bundle is None:
+            return
+        if self._preview_task is not None and self._preview_task.running:
+            self._preview_task.cancel()
+        scope = self.controls.scope_name()
+        self._preview_task = self._submit(
+            jobs.magnitude_preview_job, self.session.light_model, self.bundle, sparsity, scope,
+            arch=self.session.loaded.arch, title="Magnitude preview", lane="light", foreground=False, on_done=self._on_preview,
+            on_failed=lambda exc: self.stage_label.setText(f"Preview failed: {exc}"))
+
+    def _on_preview(self, preview: jobs.MagnitudePreview) -> None:
+        self.preview = preview
+        if self.outcome is None or not self._outcome_current():
+            self.shown = "preview"
+        self._refresh_after()
+        self._check_ready()
+        self.preview_updated.emit()
+
+    def _outcome_current(self) -> bool:
+        """True if the last run matches the controls (method, sparsity, scope)."""
+        if self.outcome is None:
+            return False
+        req = self.outcome.result.request
+        return (req.method == self.controls.method_name() and abs(req.sparsity - self.controls.sparsity()) < 1e-9
+                and req.scope == self.controls.scope_name())
+
+    def run_pruning(self) -> None:
+        """Run the chosen method at the chosen sparsity (Ctrl+R)."""
+        if self.session is None or self.bundle is None:
+            return
+        try:
+            request = self.controls.request()
+        except StudioError as exc:
+            dialogs.show_exception(self, exc, "Check the settings")
+            return
+        for task in self.runner.running():
+            if task.title.startswith("Pruning"):
+                task.cancel()
+        self._submit(jobs.run_job, self.session.loaded.model, self.bundle, request, arch=self.session.loaded.arch,
+                     title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
+                     on_done=self._on_run_done, on_cancelled=self._on_run_cancelled)
+
+    def _on_run_done(self, outcome: jobs.RunOutcome) -> None:
+        self.outcome = outcome
+        self.shown = "run"
+        self._refresh_after()
+        self._update_busy()
+        self.run_finished.emit(outcome)
+
+    def _on_run_cancelled(self) -> None:
+        self.run_cancelled.emit()
+
+    def _display(self) -> tuple[str, Any]:
+        """(kind, PruneResult) the views show now: the run if it matches the controls, else the preview."""
+        if self.outcome is not None and (self.shown == "run" or self._outcome_current()):
+            if self._outcome_current() or self.preview is None:
+                return "run", self.outcome.result
+        if self.preview is not None:
+            return "preview", self.preview.result
+        return "none", None
+
+    def _refresh_after(self) -> None:
+        """Re-render everything that depends on the preview or the last run."""
+        kind, result = self._display()
+        keys = self.session.summary.prunable_keys if self.session else []
+        if kind == "run":
+            out = self.outcome
+            req = out.result.request
+            label = method_label(req.method)
+            self.table.source.set_after(out.result.layer_sparsity, label)
+            lam = f" · λ = {out.result.lam:.3g}" if out.result.lam is not None else ""
+            self.preview_panel.set_after(
+                out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
+                onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, seconds=out.seconds,
+                caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {req.samples:,} samples{lam}. "
+                        "Export with Ctrl+E.")
+            series = [(label, out.result.layer_sparsity, "accent")]
+            if out.magnitude_sparsity and req.method != "magnitude":
+                series.append(("Magnitude", out.magnitude_sparsity, "compare"))
+            self.sparsity_bars.set_data(keys, series)
+        elif kind == "preview":
+            pv = self.preview
+            req = pv.result.request
+            self.table.source.set_after(pv.result.layer_sparsity, "magnitude")
+            run_note = ""
+            if self.outcome is not None:
+                oreq = self.outcome.result.request
+                run_note = (f" The last {method_label(oreq.method)} run ({100 * oreq.sparsity:.0f}%) is kept for export.")
+            self.preview_panel.set_after(
+                pv.eval, title=f"Magnitude · {100 * req.sparsity:.0f}%", result=pv.result,
+                caption=f"Live magnitude preview. Release the slider or press Ctrl+R to run "
+                        f"{method_label(self.controls.method_name())}.{run_note}")
+            self.sparsity_bars.set_data(keys, [("Magnitude (preview)", pv.result.layer_sparsity, "compare")])
+        self.overview.set_threshold(self.preview.threshold if self.preview is not None else None)
+        self._render_layer()
+        self._update_busy()
+        QTimer.singleShot(0, self._fit_sidebar)  # new numbers may need a wider sidebar
+        QTimer.singleShot(0, self._fit_table_if_clipped)
+
+    # ======================================================================================
+    # the chosen layer
+
+    def _on_layer_selected(self, key: str) -> None:
+        self.overview.set_selected(key)
+        self._render_layer()
+
+    def _render_layer(self) -> None:
+        """Fill the three per-layer plots for the selected layer."""
+        key = self.table.current_key() if self.session else None
+        weight = self._weights.get(key) if key else None
+        if weight is None:
+            self.layer_title.setText("Select a layer")
+            self.layer_detail.setText("")
+            self.weight_hist.set_data(None)
+            self.importance_hist.set_data(None)
+            self.heatmap.set_data(None)
+            return
+        w = weight.detach().cpu().float().numpy()
+        kind, result = self._display()
+        mask = kept = None
+        if result is not None and key in result.masks:
+            mask = result.masks[key].detach().cpu().numpy().astype(bool)
+            new_w = result.weights[key].detach().cpu().float().numpy() if key in result.weights else w
+            kept = new_w[mask]
+        threshold = None
+        if self.preview is not None and self.preview.threshold is not None and result is not None:
+            if abs(self.preview.result.request.sparsity - result.request.sparsity) < 1e-9:
+                threshold = self.preview.threshold
+        if kind == "preview" and result is not None and result.request.scope == "layer" and mask is not None:
+            pruned = np.abs(w[~mask])
+            threshold = float(pruned.max()) if pruned.size else None
+        label = method_label(result.request.method) if result is not None else ""
+        self.weight_hist.set_data(w.ravel(), kept, threshold, kept_label="kept")
+        row = next((r for r in self.session.summary.rows if r.key == key), None)
+        shape = " × ".join(str(s) for s in w.shape)
+        detail = f"{row.type if row else ''} · {shape} · {w.size:,} weights"
+        if mask is not None:
+            detail += f" · {100 * (1 - mask.mean()):.1f}% pruned ({label}; dimmed in the map)"
+        self.layer_title.setText(key)
+        self.layer_detail.setText(detail)
+        self.layer_detail.setToolTip(detail)
+        self.weight_hist.set_title(f"Weights of {key}")
+        sal = self.saliency.get(key) if self.saliency else None
+        mask2d = jobs.as_matrix(mask.astype(np.float32)) if mask is not None else None
+        if sal is not None:
+            self.importance_hist.set_data(sal, mask)
+            s2 = jobs.as_matrix(sal)
+            positive = s2[s2 > 0]
+            floor = float(positive.min()) if positive.size else 1e-30
+            self.heatmap.set_data(np.log10(np.maximum(s2, floor)), mask2d, "log₁₀ saliency")
+            self.heatmap.set_title("Importance map (log₁₀ saliency)")
+        else:
+            self.importance_hist.set_data(None)
+            if self.saliency is None and self.session is not None and self.bundle is not None:
+                self.importance_hist.set_message("Computing importance (empirical Fisher)…")
+            a = np.abs(jobs.as_matrix(w))
+            self.heatmap.set_data(np.log10(np.maximum(a, 1e-12)), mask2d, "log₁₀ |w|")
+            self.heatmap.set_title("Weight map (log₁₀ |w|)")
+
+    def _apply_filter(self) -> None:
+        proxy = self.table.proxy
+        text = re.escape(self.filter_edit.text().strip())
+        if self.prunable_only.isChecked():
+            keys = {r.key for r in self.table.source.rows() if r.prunable}
+            names = [re.escape(r.name) for r in self.table.source.rows() if r.key in keys]
+            pattern = "^(" + "|".join(names) + ")$" if names else "^$"
+            proxy.setFilterRegularExpression(pattern)
+            if text:
+                # both conditions: prunable and containing the text
+                names = [re.escape(r.name) for r in self.table.source.rows()
+                         if r.key in keys and self.filter_edit.text().strip().lower() in r.name.lower()]
+                proxy.setFilterRegularExpression("^(" + "|".join(names) + ")$" if names else "^$")
+        else:
+            proxy.setFilterRegularExpression(text)
+        if not self.table.currentIndex().isValid() and proxy.rowCount() > 0:
+            self.table.setCurrentIndex(proxy.index(0, 1))
+
+    # ======================================================================================
+    # export
+
+    def export_dialog(self) -> None:
+        """Ask for an .onnx path and export the last run's pruned copy (Ctrl+E)."""
+        if self.session is None or self.bundle is None:
+            return
+        if self.outcome is None:
+            dialogs.show_info(self, "Nothing to export yet",
+                              "Run a pruning method first (Ctrl+R): export writes the pruned model of the last run.")
+            return
+        req = self.outcome.result.request
+        name = Path(self.model_label.text()).stem or "model"
+        default = str(Path(st.read(self.settings, "export/folder", str(Path.home())))
+                      / f"{name}_{req.method.replace('+', 'p')}_{100 * req.sparsity:.0f}.onnx")
+        path, _ = QFileDialog.getSaveFileName(self, "Export pruned model as ONNX", default, "ONNX model (*.onnx)")
+        if not path:
+            return
+        if not path.lower().endswith(".onnx"):
+            path += ".onnx"
+        self.settings.setValue("export/folder", str(Path(path).parent))
+        self.export_to(path)
+
+    def export_to(self, path: str) -> None:
+        """Export the last run's pruned copy to ``path`` in the background."""
+        if self.outcome is None or self.session is None:
+            return
+        self._submit(jobs.export_job, self.session.loaded.model, self.outcome.result, self.bundle, path,
+                     title="Exporting ONNX", on_done=self._on_exported)
+
+    def _on_exported(self, report: Any) -> None:
+        self.last_export = report
+        req = self.outcome.result.request if self.outcome else None
+        dense = self.baseline
+        zeros = getattr(report, "zero_fractions", {}) or {}
+        matched = sum(1 for a, b in zeros.values() if abs(a - b) < 1e-9)
+        rows = [
+            ("File", report.path),
+            ("Pruned with", f"{method_label(req.method)} at {100 * req.sparsity:.0f}%" if req else "–"),
+            ("ONNX size", f"{report.onnx_bytes:,} bytes ({fmt_bytes(report.onnx_bytes)})"),
+            ("Compressed (deflate)", f"{report.compressed_bytes:,} bytes ({fmt_bytes(report.compressed_bytes)})"),
+        ]
+        if dense is not None and dense.compressed_bytes:
+            rows.append(("Dense model, compressed", f"{dense.compressed_bytes:,} bytes ({fmt_bytes(dense.compressed_bytes)}) "
+                         f"→ {dense.compressed_bytes / max(1, report.compressed_bytes):.1f}× smaller"))
+        rows += [
+            ("Largest output difference", f"{report.max_abs_diff:.2e} (ONNX Runtime vs PyTorch)"),
+            ("Zeros verified", f"{matched} of {len(zeros)} pruned weight tensors match in the file"),
+            ("Opset", str(report.opset)),
+            ("Time", f"{report.seconds:.1f} s"),
+        ]
+        html = "<table cellspacing='6'>" + "".join(
+            f"<tr><td style='color:{self.theme.palette.muted}'>{k}</td><td><b>{v}</b></td></tr>" for k, v in rows) + "</table>"
+        self.stage_label.setText(f"Exported {report.path}")
+        dialogs.show_result(self, "Export finished", html)
+        self.export_finished.emit(report)
+
+    # ======================================================================================
+    # sweep
+
+    def _start_sweep_from_view(self) -> None:
+        self.tabs.setCurrentWidget(self.sweep_view)
+        self.sweep_view.run_button.click()
+
+    def run_sweep(self, methods: list[str], sparsities: list[float], samples: int) -> None:
+        """Accuracy against sparsity for ``methods`` (core.sweep.run_sweep) in the background."""
+        if self.session is None or self.bundle is None:
+            return
+        self.tabs.setCurrentWidget(self.sweep_view)
+        self.sweep_view.status.setText(f"Sweeping {len(methods)} methods × {len(sparsities)} sparsities…")
+        self._submit(jobs.sweep_job, self.session.loaded.model, self.bundle, methods, sparsities, samples=samples,
+                     arch=self.session.loaded.arch, scope=self.controls.scope_name(), title="Sweep", on_done=self._on_sweep_done,
+                     on_cancelled=lambda: self.sweep_view.status.setText("Sweep cancelled."))
+
+    def _on_sweep_done(self, result: Any) -> None:
+        dense = getattr(result, "dense", None) or (self.baseline.eval if self.baseline else None)
+        self.sweep_view.set_result(result, dense)
+        self.sweep_view.status.setText("Sweep finished. Save the plot or the table below.")
+        self.sweep_finished.emit(result)
+
+    # ======================================================================================
+    # help
+
+    def show_shortcuts(self) -> None:
+        """List the keyboard shortcuts."""
+        rows = [("Ctrl+O", "Open model"), ("Ctrl+D", "Choose data"), ("Ctrl+R", "Run pruning"), ("Esc", "Cancel"),
+                ("Ctrl+E", "Export pruned ONNX"), ("Ctrl+Up / Ctrl+Down", "Sparsity ±1%"),
+                ("Ctrl+PgUp / Ctrl+PgDown", "Sparsity ±10%"), ("Ctrl+1 … Ctrl+6", "Choose method"),
+                ("Ctrl+Shift+R", "Run sweep"), ("F11", "Presentation mode"), ("Ctrl+T", "Dark theme"),
+                ("Ctrl+L", "Log counts"), ("Ctrl+Shift+M / W", "Model / Sweep tab")]
+        html = "<table cellspacing='6'>" + "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows) + "</table>"
+        dialogs.show_result(self, "Keyboard shortcuts", html)
+
+    def show_about(self) -> None:
+        """About box."""
+        dialogs.show_result(self, "About CHITA Studio",
+                            "<b>CHITA Studio</b><br>One-shot second-order pruning (CHITA) with live previews "
+                            "and verified ONNX export.<br>Open a model, pick a method and a sparsity, run, export.")
+
+    # ======================================================================================
+    # Qt events
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        event.acceptProposedAction()
+        self.open_path(paths[0])
+
+    def open_path(self, path: str) -> None:
+        """Open a dropped path: folders and data files as data, anything else as a model."""
+        p = Path(path)
+        name = p.name.lower()
+        if p.is_dir() or name.endswith(DATA_SUFFIXES) or "ubyte" in name:
+            self.load_data(path)
+        else:
+            self.open_model(path)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        if self.persist:
+            self.save_settings()
+        self.runner.shutdown()
+        super().closeEvent(event)

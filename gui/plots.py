@@ -1,0 +1,449 @@
+"""pyqtgraph views: weight and importance histograms, the importance heat map, the all-layer
+overview and the per-layer sparsity comparison. Each view renders arrays it is given; none of
+them computes anything expensive or touches the model."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QLabel, QWidget
+
+from gui.theme import LIGHT, Theme
+
+MAX_HIST_VALUES = 2_000_000
+MAX_HEAT_ROWS = 256
+MAX_HEAT_COLS = 768
+BINS = 80
+
+
+def subsample(values: np.ndarray, limit: int = MAX_HIST_VALUES) -> np.ndarray:
+    """At most ``limit`` values, chosen with a fixed seed so repaints do not flicker."""
+    values = np.asarray(values).ravel()
+    if values.size <= limit:
+        return values
+    rng = np.random.default_rng(0)
+    return values[rng.choice(values.size, size=limit, replace=False)]
+
+
+def block_reduce(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Mean-pool a 2-D array down to at most ``rows`` × ``cols`` (padding with edge values)."""
+    fr = max(1, int(np.ceil(a.shape[0] / rows)))
+    fc = max(1, int(np.ceil(a.shape[1] / cols)))
+    if fr == 1 and fc == 1:
+        return a
+    pr = (-a.shape[0]) % fr
+    pc = (-a.shape[1]) % fc
+    a = np.pad(a, ((0, pr), (0, pc)), mode="edge")
+    return a.reshape(a.shape[0] // fr, fr, a.shape[1] // fc, fc).mean(axis=(1, 3))
+
+
+def short_name(key: str) -> str:
+    """'layer1.0.conv1.weight' → 'layer1.0.conv1'."""
+    return key[:-7] if key.endswith(".weight") else key
+
+
+def _make_shrinkable(label: pg.LabelItem) -> None:
+    """Let a pyqtgraph LabelItem be narrower than its text: a long title (large presentation
+    fonts) then gets clipped instead of pushing the plot wider than its widget."""
+    original = label.updateMin
+
+    def update_min() -> None:
+        original()
+        height = label.itemRect().height()
+        label.setMinimumWidth(0)
+        label._sizeHint[Qt.SizeHint.MinimumSize] = (0, height)
+        label._sizeHint[Qt.SizeHint.PreferredSize] = (0, height)
+        label.updateGeometry()
+
+    label.updateMin = update_min
+    label._studio_shrinkable = True
+
+
+class StudioPlot(pg.PlotWidget):
+    """A themed PlotWidget with a centred message for empty states."""
+
+    def __init__(self, title: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.theme = Theme(LIGHT)
+        self.title = title
+        self.setMenuEnabled(False)
+        self.getPlotItem().hideButtons()
+        self.getPlotItem().showGrid(x=False, y=True, alpha=0.15)
+        for name in ("left", "bottom"):
+            self.getPlotItem().getAxis(name).enableAutoSIPrefix(False)
+        self.setMinimumSize(220, 180)
+        self._message = QLabel(self)
+        self._message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._message.setWordWrap(True)
+        self._message.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self._message.hide()
+        self.set_title(title)
+
+    def set_title(self, text: str) -> None:
+        """Plot title in the theme's colours."""
+        self.title = text
+        p = self.theme.palette
+        item = self.getPlotItem()
+        label = item.titleLabel
+        if not getattr(label, "_studio_shrinkable", False):
+            _make_shrinkable(label)
+        item.setTitle(text, color=p.fg, size=f"{self.theme.point_size * 1.05:.1f}pt")
+
+    def set_message(self, text: str | None) -> None:
+        """Show ``text`` over the plot (None hides it)."""
+        if text:
+            self._message.setText(text)
+            self._message.setStyleSheet(f"color: {self.theme.palette.muted}; background: transparent;")
+            self._message.show()
+            self._place_message()
+        else:
+            self._message.hide()
+
+    def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(ev)
+        self._place_message()
+
+    def _place_message(self) -> None:
+        if "_message" not in self.__dict__:
+            return  # resize during the base class constructor
+        self._message.setGeometry(20, 40, max(10, self.width() - 40), max(10, self.height() - 80))
+
+    def apply_theme(self, theme: Theme) -> None:
+        """Restyle for a theme and redraw."""
+        from gui.theme import style_plot
+
+        self.theme = theme
+        style_plot(self, theme)
+        self.set_title(self.title)
+        if self._message.isVisible():
+            self.set_message(self._message.text())
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Redraw from the stored data (subclasses)."""
+
+
+class WeightHistogram(StudioPlot):
+    """Histogram of one layer's weights; kept weights highlighted; magnitude threshold as ±lines."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Weights", parent)
+        self.setLabel("bottom", "weight value")
+        self.setLabel("left", "count")
+        self.log_counts = False
+        self.values: np.ndarray | None = None
+        self.kept: np.ndarray | None = None
+        self.threshold: float | None = None
+        self.kept_label = "kept"
+        self.all_item: pg.PlotDataItem | None = None
+        self.kept_item: pg.PlotDataItem | None = None
+        self.lines: list[pg.InfiniteLine] = []
+        self.set_message("Load a model to see its weights")
+
+    def set_data(self, values: np.ndarray | None, kept: np.ndarray | None = None,
+                 threshold: float | None = None, kept_label: str = "kept") -> None:
+        """``values``: the layer's dense weights; ``kept``: the weights after pruning (nonzeros)."""
+        self.values = None if values is None else subsample(values)
+        self.kept = None if kept is None else subsample(kept)
+        self.threshold = threshold
+        self.kept_label = kept_label
+        self.redraw()
+
+    def set_log(self, on: bool) -> None:
+        """Log-scale counts."""
+        self.log_counts = bool(on)
+        self.redraw()
+
+    def redraw(self) -> None:
+        p = self.theme.palette
+        item = self.getPlotItem()
+        item.clear()
+        self.all_item = self.kept_item = None
+        self.lines = []
+        if self.values is None or self.values.size == 0:
+            return
+        self.set_message(None)
+        lo, hi = float(self.values.min()), float(self.values.max())
+        if lo == hi:
+            lo, hi = lo - 0.5, hi + 0.5
+        edges = np.linspace(lo, hi, BINS + 1)
+        counts, _ = np.histogram(self.values, bins=edges)
+        item.setLogMode(False, self.log_counts)
+        legend = item.legend if item.legend is not None else item.addLegend(offset=(-8, 8))
+        self.all_item = item.plot(edges, self._counts(counts), stepMode="center", fillLevel=self._floor(),
+                                  brush=pg.mkBrush(self.theme.qcolor("dense", 110)),
+                                  pen=pg.mkPen(p.dense, width=1), name="all weights")
+        if self.kept is not None:
+            kc, _ = np.histogram(self.kept, bins=edges)
+            self.kept_item = item.plot(edges, self._counts(kc), stepMode="center", fillLevel=self._floor(),
+                                       brush=pg.mkBrush(self.theme.qcolor("accent", 140)),
+                                       pen=pg.mkPen(p.accent, width=1.5), name=self.kept_label)
+        if self.threshold is not None and self.threshold > 0:
+            pen = pg.mkPen(p.pruned, width=2, style=Qt.PenStyle.DashLine)
+            for sign in (-1, 1):
+                label = f"{'+' if sign > 0 else '−'}{self.threshold:.3g}"
+                anchor = (0, 0.5) if sign > 0 else (1, 0.5)  # text outside the ± band
+                opts = {"position": 0.55, "color": p.pruned, "fill": self.theme.qcolor("panel", 210),
+                        "anchors": [anchor, anchor]}
+                line = pg.InfiniteLine(pos=sign * self.threshold, angle=90, pen=pen, label=label, labelOpts=opts)
+                item.addItem(line, ignoreBounds=True)
+                self.lines.append(line)
+        legend.setLabelTextColor(p.fg)
+        legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 210)))
+        self.setLabel("left", "count (log)" if self.log_counts else "count")
+        item.enableAutoRange()
+
+    def _counts(self, counts: np.ndarray) -> np.ndarray:
+        c = counts.astype(float)
+        if self.log_counts:
+            c = np.where(c > 0, c, 0.5)  # keep empty bins drawable on a log axis
+        return c
+
+    def _floor(self) -> float:
+        return float(np.log10(0.5)) if self.log_counts else 0.0
+
+
+class ImportanceHistogram(StudioPlot):
+    """Histogram of log10 per-weight saliency, split into kept and pruned weights."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Importance", parent)
+        self.setLabel("bottom", "log₁₀ saliency ½·F·w²")
+        self.setLabel("left", "count")
+        self.saliency: np.ndarray | None = None
+        self.mask: np.ndarray | None = None
+        self.kept_item: pg.PlotDataItem | None = None
+        self.pruned_item: pg.PlotDataItem | None = None
+        self.set_message("Importance is computed after loading")
+
+    def set_data(self, saliency: np.ndarray | None, mask: np.ndarray | None = None) -> None:
+        """``saliency`` of the layer's weights; ``mask`` True where a weight is kept."""
+        self.saliency = None if saliency is None else np.asarray(saliency, dtype=np.float64).ravel()
+        self.mask = None if mask is None else np.asarray(mask, dtype=bool).ravel()
+        self.redraw()
+
+    def redraw(self) -> None:
+        p = self.theme.palette
+        item = self.getPlotItem()
+        item.clear()
+        self.kept_item = self.pruned_item = None
+        if self.saliency is None or self.saliency.size == 0:
+            return
+        self.set_message(None)
+        s = self.saliency
+        positive = s[s > 0]
+        floor = float(positive.min()) if positive.size else 1e-30
+        logs = np.log10(np.maximum(s, floor))
+        lo, hi = float(logs.min()), float(logs.max())
+        if lo == hi:
+            lo, hi = lo - 0.5, hi + 0.5
+        edges = np.linspace(lo, hi, BINS + 1)
+        if item.legend is None:
+            item.addLegend(offset=(-8, 8))
+        if self.mask is not None and self.mask.size == logs.size:
+            kc, _ = np.histogram(subsample(logs[self.mask]), bins=edges)
+            pc, _ = np.histogram(subsample(logs[~self.mask]), bins=edges)
+            self.kept_item = item.plot(edges, kc, stepMode="center", fillLevel=0,
+                                       brush=pg.mkBrush(self.theme.qcolor("accent", 140)),
+                                       pen=pg.mkPen(p.accent, width=1.5), name="kept")
+            self.pruned_item = item.plot(edges, pc, stepMode="center", fillLevel=0,
+                                         brush=pg.mkBrush(self.theme.qcolor("pruned", 120)),
+                                         pen=pg.mkPen(p.pruned, width=1.5), name="pruned")
+        else:
+            c, _ = np.histogram(subsample(logs), bins=edges)
+            self.kept_item = item.plot(edges, c, stepMode="center", fillLevel=0,
+                                       brush=pg.mkBrush(self.theme.qcolor("accent", 140)),
+                                       pen=pg.mkPen(p.accent, width=1.5), name="all weights")
+        if item.legend is not None:
+            item.legend.setLabelTextColor(p.fg)
+            item.legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 210)))
+        item.enableAutoRange()
+
+
+class ImportanceHeatMap(StudioPlot):
+    """The weight matrix coloured by log10 saliency (or |w|); pruned weights dimmed."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Importance map", parent)
+        self.setLabel("bottom", "input (in·kh·kw)")
+        self.setLabel("left", "output")
+        self.getPlotItem().showGrid(x=False, y=False)
+        self.getPlotItem().invertY(True)
+        self.image = pg.ImageItem()
+        self.overlay = pg.ImageItem()
+        self.addItem(self.image)
+        self.addItem(self.overlay)
+        self.colorbar: pg.ColorBarItem | None = None
+        self.values: np.ndarray | None = None
+        self.mask: np.ndarray | None = None
+        self.quantity = "log₁₀ saliency"
+        self.set_message("Select a layer")
+
+    def set_data(self, values: np.ndarray | None, mask: np.ndarray | None = None,
+                 quantity: str = "log₁₀ saliency") -> None:
+        """``values``: 2-D per-weight importance (already log-scaled if wanted); ``mask``: kept."""
+        self.values = None if values is None else np.asarray(values, dtype=np.float32)
+        self.mask = None if mask is None else np.asarray(mask, dtype=np.float32)
+        self.quantity = quantity
+        self.redraw()
+
+    def redraw(self) -> None:
+        p = self.theme.palette
+        if self.values is None or self.values.size == 0:
+            self.image.clear()
+            self.overlay.clear()
+            return
+        self.set_message(None)
+        v = block_reduce(self.values, MAX_HEAT_ROWS, MAX_HEAT_COLS)
+        h, w = self.values.shape
+        rect = (0, 0, w, h)
+        cmap = pg.colormap.get(p.colormap)
+        finite = v[np.isfinite(v)]
+        lo, hi = (float(np.percentile(finite, 1)), float(np.percentile(finite, 99.5))) if finite.size else (0.0, 1.0)
+        if hi <= lo:
+            hi = lo + 1e-6
+        self.image.setImage(v, levels=(lo, hi), rect=rect)
+        self.image.setColorMap(cmap)
+        if self.colorbar is None:
+            self.colorbar = pg.ColorBarItem(values=(lo, hi), colorMap=cmap, interactive=False, width=14,
+                                            colorMapMenu=False)
+            self.colorbar.setImageItem(self.image, insert_in=self.getPlotItem())
+        else:
+            self.colorbar.setColorMap(cmap)
+            self.colorbar.setLevels((lo, hi))
+        axis = self.colorbar.axis
+        axis.setTextPen(pg.mkPen(p.muted))
+        axis.setPen(pg.mkPen(p.border))
+        axis.setStyle(tickFont=self.theme.font(0.85))
+        if self.mask is not None and self.mask.shape == self.values.shape:
+            pruned = 1.0 - block_reduce(self.mask, MAX_HEAT_ROWS, MAX_HEAT_COLS)
+            rgba = np.zeros(pruned.shape + (4,), dtype=np.ubyte)
+            c = self.theme.qcolor("border" if p.name == "light" else "panel")
+            rgba[..., 0], rgba[..., 1], rgba[..., 2] = c.red(), c.green(), c.blue()
+            rgba[..., 3] = (pruned * 225).astype(np.ubyte)
+            self.overlay.setImage(rgba, levels=None, rect=rect)
+            self.overlay.show()
+        else:
+            self.overlay.clear()
+            self.overlay.hide()
+        self.getPlotItem().setRange(xRange=(0, w), yRange=(0, h), padding=0)
+        self.setLabel("bottom", "input (in·kh·kw)" if w != 1 else "")
+
+
+class LayerOverview(StudioPlot):
+    """|w| spread of every prunable layer: 25–75% boxes, 5–95% whiskers, median; the global
+    magnitude threshold as a horizontal line; the chosen layer highlighted."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Weight spread per layer (|w|)", parent)
+        self.setLabel("left", "|w|")
+        self.keys: list[str] = []
+        self.percentiles: Mapping[str, Sequence[float]] = {}
+        self.selected: str | None = None
+        self.threshold: float | None = None
+        self.boxes: pg.BarGraphItem | None = None
+        self.set_message("Layer overview appears after loading")
+
+    def set_data(self, keys: list[str], percentiles: Mapping[str, Sequence[float]]) -> None:
+        """Layers in order and their |w| percentiles (5, 25, 50, 75, 95)."""
+        self.keys = [k for k in keys if k in percentiles]
+        self.percentiles = percentiles
+        self.redraw()
+
+    def set_selected(self, key: str | None) -> None:
+        """Highlight one layer."""
+        self.selected = key
+        self.redraw()
+
+    def set_threshold(self, threshold: float | None) -> None:
+        """Global magnitude threshold (None hides the line)."""
+        self.threshold = threshold
+        self.redraw()
+
+    def redraw(self) -> None:
+        p = self.theme.palette
+        item = self.getPlotItem()
+        item.clear()
+        self.boxes = None
+        if not self.keys:
+            return
+        self.set_message(None)
+        n = len(self.keys)
+        x = np.arange(n, dtype=float)
+        q = np.array([self.percentiles[k] for k in self.keys], dtype=float)
+        brushes = [self.theme.qcolor("accent", 230 if k == self.selected else 110) for k in self.keys]
+        pens = [pg.mkPen(p.accent if k == self.selected else p.dense, width=2 if k == self.selected else 1)
+                for k in self.keys]
+        err = pg.ErrorBarItem(x=x, y=q[:, 2], top=q[:, 4] - q[:, 2], bottom=q[:, 2] - q[:, 0], beam=0.25,
+                              pen=pg.mkPen(p.muted, width=1.2))
+        item.addItem(err)
+        self.boxes = pg.BarGraphItem(x=x, y0=q[:, 1], y1=q[:, 3], width=0.6, brushes=brushes, pens=pens)
+        item.addItem(self.boxes)
+        item.plot(x, q[:, 2], pen=None, symbol="s", symbolSize=7, symbolBrush=pg.mkBrush(p.fg),
+                  symbolPen=pg.mkPen(p.fg))
+        if self.threshold is not None and self.threshold > 0:
+            line = pg.InfiniteLine(pos=self.threshold, angle=0,
+                                   pen=pg.mkPen(p.pruned, width=2, style=Qt.PenStyle.DashLine),
+                                   label=f"magnitude threshold {self.threshold:.3g}",
+                                   labelOpts={"position": 0.98, "color": p.pruned, "anchors": [(1, 1), (1, 1)],
+                                              "fill": self.theme.qcolor("panel", 200)})
+            item.addItem(line)
+        names = [short_name(k) for k in self.keys]
+        compact = n > 8 or sum(len(s) for s in names) > 90
+        ticks = [(i, str(i + 1) if compact else names[i]) for i in range(n)]
+        item.getAxis("bottom").setTicks([ticks])
+        self.setLabel("bottom", "layer # (as in the table)" if compact else "")
+        item.setXRange(-0.7, n - 0.3, padding=0)
+        item.enableAutoRange(axis="y")
+
+
+class SparsityBars(StudioPlot):
+    """Per-layer sparsity of the chosen method next to magnitude pruning at the same sparsity."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Sparsity per layer", parent)
+        self.setLabel("left", "sparsity", units="%")
+        self.keys: list[str] = []
+        self.series: list[tuple[str, Mapping[str, float], str]] = []
+        self.bars: list[pg.BarGraphItem] = []
+        self.set_message("Move the sparsity slider or press Run")
+
+    def set_data(self, keys: list[str], series: list[tuple[str, Mapping[str, float], str]]) -> None:
+        """``series``: (label, layer key → sparsity, palette colour name) per bar group."""
+        self.keys = list(keys)
+        self.series = [s for s in series if s[1]]
+        self.redraw()
+
+    def redraw(self) -> None:
+        item = self.getPlotItem()
+        item.clear()
+        self.bars = []
+        if item.legend is not None:
+            item.legend.clear()
+        if not self.keys or not self.series:
+            return
+        self.set_message(None)
+        legend = item.legend if item.legend is not None else item.addLegend(offset=(8, 8), colCount=2)
+        n = len(self.keys)
+        k = len(self.series)
+        width = 0.8 / k
+        for j, (label, values, colour) in enumerate(self.series):
+            x = np.arange(n) - 0.4 + width * (j + 0.5)
+            h = np.array([100.0 * float(values.get(key, 0.0)) for key in self.keys])
+            bar = pg.BarGraphItem(x=x, height=h, width=width * 0.92, brush=self.theme.qcolor(colour, 200),
+                                  pen=pg.mkPen(self.theme.qcolor(colour)))
+            item.addItem(bar)
+            legend.addItem(bar, label)
+            self.bars.append(bar)
+        legend.setLabelTextColor(self.theme.palette.fg)
+        legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 210)))
+        names = [short_name(key) for key in self.keys]
+        compact = n > 8 or sum(len(s) for s in names) > 90
+        item.getAxis("bottom").setTicks([[(i, str(i + 1) if compact else names[i]) for i in range(n)]])
+        self.setLabel("bottom", "layer # (as in the table)" if compact else "")
+        item.setXRange(-0.7, n - 0.3, padding=0)
+        item.setYRange(0, 105, padding=0)

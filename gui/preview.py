@@ -1,0 +1,158 @@
+"""The preview panel: accuracy before and after pruning with 95% intervals, loss, nonzeros and
+ONNX sizes (dense and deflate-compressed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+
+def fmt_bytes(n: int | None) -> str:
+    """1536 → '1.5 KiB'; None → '–'."""
+    if n is None:
+        return "–"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def fmt_acc(ev: Any) -> str:
+    """EvalResult → '97.2%'."""
+    return "–" if ev is None else f"{100 * ev.accuracy:.1f}%"
+
+
+def fmt_ci(ev: Any) -> str:
+    """EvalResult → '96.0–98.1' (the 95% interval, in percent)."""
+    if ev is None:
+        return ""
+    lo, hi = ev.accuracy_ci
+    return f"{100 * lo:.1f}–{100 * hi:.1f}"
+
+
+class PreviewPanel(QGroupBox):
+    """Dense vs pruned numbers. The window calls :meth:`set_dense` and :meth:`set_after`."""
+
+    ROWS = (("loss", "Loss"), ("nonzeros", "Nonzeros"), ("sparsity", "Sparsity"),
+            ("onnx", "ONNX size"), ("deflate", "Compressed"), ("time", "Time"))
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Preview", parent)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(14)
+        grid.setVerticalSpacing(4)
+        self.dense_title = QLabel("Dense")
+        self.after_title = QLabel("After pruning")
+        for lab in (self.dense_title, self.after_title):
+            lab.setObjectName("Muted")
+            lab.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.dense_acc = QLabel("–")
+        self.dense_acc.setObjectName("BigNumber")
+        self.after_acc = QLabel("–")
+        self.after_acc.setObjectName("BigNumberAccent")
+        self.dense_ci = QLabel("")
+        self.after_ci = QLabel("")
+        for lab in (self.dense_acc, self.after_acc, self.dense_ci, self.after_ci):
+            lab.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        for lab in (self.dense_ci, self.after_ci):
+            lab.setObjectName("Muted")
+        acc_label = QLabel("Accuracy")
+        ci_label = QLabel("95% interval")
+        ci_label.setObjectName("Muted")
+        grid.addWidget(self.dense_title, 0, 1)
+        grid.addWidget(self.after_title, 0, 2)
+        grid.addWidget(acc_label, 1, 0)
+        grid.addWidget(self.dense_acc, 1, 1)
+        grid.addWidget(self.after_acc, 1, 2)
+        grid.addWidget(ci_label, 2, 0)
+        grid.addWidget(self.dense_ci, 2, 1)
+        grid.addWidget(self.after_ci, 2, 2)
+        self.cells: dict[str, tuple[QLabel, QLabel]] = {}
+        for r, (key, title) in enumerate(self.ROWS, start=3):
+            name = QLabel(title)
+            name.setObjectName("Muted")
+            d, a = QLabel("–"), QLabel("–")
+            for lab in (d, a):
+                lab.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            grid.addWidget(name, r, 0)
+            grid.addWidget(d, r, 1)
+            grid.addWidget(a, r, 2)
+            self.cells[key] = (d, a)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(2, 1)
+        self.delta = QLabel("")
+        self.delta.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.caption = QLabel("Loading…")
+        self.caption.setObjectName("Banner")
+        self.caption.setWordWrap(True)
+        self.caption.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        grid.addWidget(self.delta, 3 + len(self.ROWS), 0, 1, 3)
+        layout = QVBoxLayout(self)
+        layout.addLayout(grid)
+        layout.addWidget(self.caption)
+        self._dense_eval: Any = None
+        self._after_eval: Any = None
+
+    def clear(self) -> None:
+        """Forget all numbers (a new model or data set)."""
+        self.set_dense(None, None, None, None)
+        self.set_after(None, title="After pruning", caption="")
+
+    def set_dense(self, ev: Any, nonzeros: int | None, onnx_bytes: int | None, compressed: int | None) -> None:
+        """Dense model numbers (EvalResult or None while computing)."""
+        self._dense_eval = ev
+        self.dense_acc.setText(fmt_acc(ev))
+        self.dense_ci.setText(fmt_ci(ev))
+        self.cells["loss"][0].setText("–" if ev is None else f"{ev.loss:.3f}")
+        self.cells["nonzeros"][0].setText("–" if nonzeros is None else f"{nonzeros:,}")
+        self.cells["sparsity"][0].setText("–" if nonzeros is None else "0.0%")
+        self.cells["onnx"][0].setText(fmt_bytes(onnx_bytes))
+        self.cells["deflate"][0].setText(fmt_bytes(compressed))
+        self._update_delta()
+
+    def set_dense_sparsity(self, fraction: float | None) -> None:
+        """Sparsity the dense model already has (usually 0)."""
+        self.cells["sparsity"][0].setText("–" if fraction is None else f"{100 * fraction:.1f}%")
+
+    def set_after(self, ev: Any, *, title: str, caption: str, result: Any = None,
+                  onnx_bytes: int | None = None, compressed: int | None = None,
+                  seconds: float | None = None, stale: bool = False) -> None:
+        """Numbers of the pruned copy: a PruneResult, its EvalResult and its ONNX sizes."""
+        self._after_eval = ev
+        self.after_title.setText(title)
+        self.after_acc.setText(fmt_acc(ev))
+        self.after_ci.setText(fmt_ci(ev))
+        self.cells["loss"][1].setText("–" if ev is None else f"{ev.loss:.3f}")
+        if result is not None:
+            self.cells["nonzeros"][1].setText(f"{result.nonzeros:,} / {result.total:,}")
+            self.cells["sparsity"][1].setText(f"{100 * result.sparsity:.1f}%")
+        else:
+            self.cells["nonzeros"][1].setText("–")
+            self.cells["sparsity"][1].setText("–")
+        self.cells["onnx"][1].setText(fmt_bytes(onnx_bytes))
+        self.cells["deflate"][1].setText(fmt_bytes(compressed))
+        self.cells["time"][1].setText("–" if seconds is None else f"{seconds:.1f} s")
+        self.caption.setText(caption)
+        self.caption.setVisible(bool(caption))
+        self.after_acc.setEnabled(not stale)
+        self._update_delta()
+
+    def after_text(self) -> str:
+        """The after-accuracy as shown (tests and screenshots read it)."""
+        return self.after_acc.text()
+
+    def _update_delta(self) -> None:
+        d, a = self._dense_eval, self._after_eval
+        if d is None or a is None:
+            self.delta.setText("")
+            return
+        diff = 100 * (a.accuracy - d.accuracy)
+        self.delta.setObjectName("Good" if diff >= -1.0 else "Bad")
+        self.delta.setText(f"Accuracy change: {diff:+.1f} points")
+        self.delta.style().unpolish(self.delta)
+        self.delta.style().polish(self.delta)

@@ -1,0 +1,339 @@
+"""Sweep view: accuracy against sparsity for several methods, with 95% interval bands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+import pyqtgraph.exporters  # noqa: F401 - registers the exporters
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.errors import StudioError
+from core.pruning import METHOD_LABELS, METHODS
+from gui import settings as st
+from gui.plots import StudioPlot
+from gui.theme import Theme
+
+DEFAULT_METHODS = ("chita", "magnitude", "obd")
+DEFAULT_SPARSITIES = "30, 50, 60, 70, 80, 90"
+SERIES_COLOURS = ("accent", "compare", "good", "bad", "muted", "dense")
+
+
+def sweep_rows(result: Any) -> list[tuple[str, float, Any]]:
+    """(method, sparsity, EvalResult) for each row of a core.sweep.SweepResult.
+
+    Rows may be tuples ``(method, sparsity, EvalResult, summary)`` or objects with those
+    attributes (``eval``/``evaluation``/``result``)."""
+    out = []
+    for row in getattr(result, "rows", result):
+        if isinstance(row, (tuple, list)):
+            method, sparsity, ev = row[0], row[1], row[2]
+        else:
+            method = getattr(row, "method")
+            sparsity = getattr(row, "sparsity")
+            ev = next((getattr(row, a) for a in ("eval", "evaluation", "eval_result", "result")
+                       if hasattr(row, a)), None)
+        out.append((str(method), float(sparsity), ev))
+    return out
+
+
+def parse_sparsities(text: str) -> list[float]:
+    """'30, 50, 0.7' → [0.3, 0.5, 0.7] (values > 1 are percent)."""
+    values = []
+    for part in text.replace(";", ",").replace(" ", ",").split(","):
+        part = part.strip().rstrip("%")
+        if not part:
+            continue
+        try:
+            v = float(part)
+        except ValueError:
+            raise StudioError(f"'{part}' is not a number.", field="sparsities",
+                              fix="List sparsities in percent separated by commas, e.g. 50, 70, 90.") from None
+        v = v / 100.0 if v > 1.0 else v
+        if not 0.0 <= v < 1.0:
+            raise StudioError(f"Sparsity {part} is out of range.", field="sparsities",
+                              fix="Use values from 0 to 99 (percent).")
+        values.append(v)
+    if not values:
+        raise StudioError("No sparsities given.", field="sparsities",
+                          fix="List sparsities in percent separated by commas, e.g. 50, 70, 90.")
+    return sorted(set(values))
+
+
+def write_svg(widget: QWidget, path: str) -> None:
+    """Render a widget as vector SVG with QSvgGenerator.
+
+    (pyqtgraph 0.14's SVGExporter cannot parse the path syntax Qt 6.12 writes.)"""
+    from PySide6.QtCore import QRect, QSize
+    from PySide6.QtGui import QPainter
+    from PySide6.QtSvg import QSvgGenerator
+
+    generator = QSvgGenerator()
+    generator.setFileName(path)
+    generator.setSize(QSize(widget.width(), widget.height()))
+    generator.setViewBox(QRect(0, 0, widget.width(), widget.height()))
+    generator.setTitle("CHITA Studio sweep")
+    painter = QPainter(generator)
+    try:
+        widget.render(painter)
+    finally:
+        painter.end()
+
+
+class SweepPlot(StudioPlot):
+    """Accuracy (%) against sparsity (%) per method with FillBetweenItem 95% bands."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Accuracy against sparsity", parent)
+        self.setLabel("bottom", "sparsity", units="%")
+        self.setLabel("left", "top-1 accuracy", units="%")
+        self.getPlotItem().showGrid(x=True, y=True, alpha=0.15)
+        self.rows: list[tuple[str, float, Any]] = []
+        self.dense: Any = None
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.bands: dict[str, pg.FillBetweenItem] = {}
+        self.set_message("Choose methods and sparsities, then press Run sweep")
+
+    def set_data(self, rows: list[tuple[str, float, Any]], dense: Any = None) -> None:
+        """Rows from :func:`sweep_rows`; ``dense`` is the dense model's EvalResult."""
+        self.rows = rows
+        self.dense = dense
+        self.redraw()
+
+    def redraw(self) -> None:
+        item = self.getPlotItem()
+        item.clear()
+        self.curves, self.bands = {}, {}
+        if not self.rows:
+            return
+        self.set_message(None)
+        legend = item.legend if item.legend is not None else item.addLegend(offset=(10, -10))  # bottom left
+        legend.clear()
+        methods = list(dict.fromkeys(m for m, _, _ in self.rows))
+        for i, method in enumerate(methods):
+            colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+            pts = sorted((s, ev) for m, s, ev in self.rows if m == method and ev is not None)
+            if not pts:
+                continue
+            x = np.array([100 * s for s, _ in pts])
+            acc = np.array([100 * ev.accuracy for _, ev in pts])
+            lo = np.array([100 * ev.accuracy_ci[0] for _, ev in pts])
+            hi = np.array([100 * ev.accuracy_ci[1] for _, ev in pts])
+            c_lo = pg.PlotCurveItem(x, lo, pen=pg.mkPen(self.theme.qcolor(colour, 60)))
+            c_hi = pg.PlotCurveItem(x, hi, pen=pg.mkPen(self.theme.qcolor(colour, 60)))
+            item.addItem(c_lo)
+            item.addItem(c_hi)
+            band = pg.FillBetweenItem(c_lo, c_hi, brush=pg.mkBrush(self.theme.qcolor(colour, 55)))
+            item.addItem(band)
+            self.bands[method] = band
+            self.curves[method] = item.plot(
+                x, acc, pen=pg.mkPen(self.theme.qcolor(colour), width=2.5), symbol="o", symbolSize=8,
+                symbolBrush=pg.mkBrush(self.theme.qcolor(colour)), symbolPen=pg.mkPen(self.theme.qcolor("panel")),
+                name=METHOD_LABELS.get(method, method),
+            )
+        if self.dense is not None:
+            line = pg.InfiniteLine(pos=100 * self.dense.accuracy, angle=0,
+                                   pen=pg.mkPen(self.theme.palette.muted, width=1.5, style=Qt.PenStyle.DashLine),
+                                   label=f"dense {100 * self.dense.accuracy:.1f}%",
+                                   labelOpts={"position": 0.97, "color": self.theme.palette.muted,
+                                              "anchors": [(1, 1), (1, 1)]})
+            item.addItem(line)
+        legend.setLabelTextColor(self.theme.palette.fg)
+        legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 220)))
+        legend.setPen(pg.mkPen(self.theme.palette.border))
+        item.enableAutoRange()
+
+
+class SweepView(QWidget):
+    """Controls, plot and table of a sweep. ``run_requested(methods, sparsities, samples)``."""
+
+    run_requested = Signal(list, list, int)
+    cancel_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.result: Any = None
+        self.method_boxes: dict[str, QCheckBox] = {}
+        methods_row = QHBoxLayout()
+        methods_row.addWidget(QLabel("Methods"))
+        for m in METHODS:
+            box = QCheckBox(METHOD_LABELS.get(m, m))
+            box.setChecked(m in DEFAULT_METHODS)
+            self.method_boxes[m] = box
+            methods_row.addWidget(box)
+        methods_row.addStretch(1)
+        self.sparsities = QLineEdit(DEFAULT_SPARSITIES)
+        self.sparsities.setToolTip("Sparsities in percent, separated by commas")
+        self.samples = QSpinBox()
+        self.samples.setRange(16, 100_000)
+        self.samples.setSingleStep(64)
+        self.samples.setValue(1000)
+        self.run_button = QPushButton("Run sweep")
+        self.run_button.setObjectName("Primary")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.save_png = QPushButton("Save PNG…")
+        self.save_svg = QPushButton("Save SVG…")
+        self.save_csv = QPushButton("Save CSV…")
+        for b in (self.save_png, self.save_svg, self.save_csv):
+            b.setEnabled(False)
+        grid = QGridLayout()
+        grid.addLayout(methods_row, 0, 0, 1, 8)
+        grid.addWidget(QLabel("Sparsities (%)"), 1, 0)
+        grid.addWidget(self.sparsities, 1, 1)
+        grid.addWidget(QLabel("Samples"), 1, 2)
+        grid.addWidget(self.samples, 1, 3)
+        grid.addWidget(self.run_button, 1, 4)
+        grid.addWidget(self.cancel_button, 1, 5)
+        grid.setColumnStretch(1, 1)
+        saves = QHBoxLayout()
+        saves.addStretch(1)
+        for b in (self.save_png, self.save_svg, self.save_csv):
+            saves.addWidget(b)
+
+        self.plot = SweepPlot()
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Method", "Sparsity", "Accuracy", "95% interval"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.plot)
+        splitter.addWidget(self.table)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([820, 440])
+        self.table.setMinimumWidth(300)
+        self.status = QLabel("")
+        self.status.setObjectName("Muted")
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(grid)
+        layout.addWidget(splitter, 1)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.status, 1)
+        bottom.addLayout(saves)
+        layout.addLayout(bottom)
+
+        self.run_button.clicked.connect(self._on_run)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.save_png.clicked.connect(lambda: self.save_plot("png"))
+        self.save_svg.clicked.connect(lambda: self.save_plot("svg"))
+        self.save_csv.clicked.connect(self.save_csv_file)
+
+    # -- state --------------------------------------------------------------------------------
+    def methods(self) -> list[str]:
+        """Ticked methods, in METHODS order."""
+        return [m for m, b in self.method_boxes.items() if b.isChecked()]
+
+    def set_busy(self, busy: bool) -> None:
+        """Disable Run while a sweep runs."""
+        self.run_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    def set_result(self, result: Any, dense: Any = None) -> None:
+        """Show a core.sweep.SweepResult."""
+        self.result = result
+        rows = sweep_rows(result)
+        self.plot.set_data(rows, dense)
+        self.table.setRowCount(len(rows))
+        for r, (method, sparsity, ev) in enumerate(sorted(rows, key=lambda t: (METHODS.index(t[0]) if t[0] in METHODS else 99, t[1]))):
+            cells = [
+                METHOD_LABELS.get(method, method),
+                f"{100 * sparsity:.0f}%",
+                "–" if ev is None else f"{100 * ev.accuracy:.1f}%",
+                "–" if ev is None else f"{100 * ev.accuracy_ci[0]:.1f}–{100 * ev.accuracy_ci[1]:.1f}",
+            ]
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, item)
+        for b in (self.save_png, self.save_svg):
+            b.setEnabled(bool(rows))
+        self.save_csv.setEnabled(bool(rows) and hasattr(result, "to_csv"))
+
+    def apply_theme(self, theme: Theme) -> None:
+        """Restyle the plot."""
+        self.plot.apply_theme(theme)
+
+    # -- saving -------------------------------------------------------------------------------
+    def save_plot(self, kind: str, path: str | None = None) -> str | None:
+        """Save the plot as PNG or SVG (asks for the path unless given)."""
+        if path is None:
+            flt = "PNG image (*.png)" if kind == "png" else "SVG image (*.svg)"
+            path, _ = QFileDialog.getSaveFileName(self, f"Save plot as {kind.upper()}", f"sweep.{kind}", flt)
+            if not path:
+                return None
+        if not path.lower().endswith(f".{kind}"):
+            path += f".{kind}"
+        item = self.plot.getPlotItem()
+        if kind == "png":
+            exporter = pg.exporters.ImageExporter(item)
+            exporter.parameters()["width"] = max(1200, int(item.width()))
+            exporter.export(path)
+        else:
+            write_svg(self.plot, path)
+        self.status.setText(f"Saved {path}")
+        return path
+
+    def save_csv_file(self, path: str | None = None) -> str | None:
+        """Save the sweep's rows with SweepResult.to_csv."""
+        if self.result is None:
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save sweep as CSV", "sweep.csv", "CSV (*.csv)")
+            if not path:
+                return None
+        self.result.to_csv(path)
+        self.status.setText(f"Saved {path}")
+        return path
+
+    # -- persistence ----------------------------------------------------------------------------
+    def load_settings(self, s: QSettings) -> None:
+        """Restore ticked methods, sparsities and samples."""
+        chosen = st.read(s, "sweep/methods", list(DEFAULT_METHODS), list)
+        for m, b in self.method_boxes.items():
+            b.setChecked(m in chosen)
+        self.sparsities.setText(st.read(s, "sweep/sparsities", DEFAULT_SPARSITIES))
+        self.samples.setValue(st.read(s, "sweep/samples", 1000, int))
+
+    def save_settings(self, s: QSettings) -> None:
+        """Store ticked methods, sparsities and samples."""
+        s.setValue("sweep/methods", self.methods())
+        s.setValue("sweep/sparsities", self.sparsities.text())
+        s.setValue("sweep/samples", int(self.samples.value()))
+
+    def _on_run(self) -> None:
+        from gui.dialogs import show_exception
+
+        try:
+            methods = self.methods()
+            if not methods:
+                raise StudioError("No method is ticked.", field="methods", fix="Tick at least one method to sweep.")
+            sparsities = parse_sparsities(self.sparsities.text())
+        except StudioError as exc:
+            show_exception(self, exc, "Sweep")
+            return
+        self.run_requested.emit(methods, sparsities, int(self.samples.value()))

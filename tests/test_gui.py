@@ -1,0 +1,346 @@
+"""The desktop app, driven offscreen with pytest-qt on the built-in digits demo.
+
+Settings go to a temporary INI file; dialogs are captured through gui.dialogs hooks so nothing
+blocks. pytest-qt's exception capture stays on: an exception in any slot fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pyqtgraph")
+pytest.importorskip("pytestqt")
+
+import torch  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QFileDialog  # noqa: E402
+
+from gui import dialogs  # noqa: E402
+from gui import settings as st  # noqa: E402
+from gui.jobs import RunOutcome  # noqa: E402
+from gui.main_window import MainWindow  # noqa: E402
+from gui.workers import Task, TaskRunner  # noqa: E402
+
+LOAD_TIMEOUT_MS = 180_000
+RUN_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture
+def settings_dir(tmp_path: Path) -> Path:
+    """Point QSettings at a fresh INI folder so tests never touch the user's settings."""
+    folder = tmp_path / "settings"
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+    return folder
+
+
+@pytest.fixture
+def hooks(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """Capture error and information dialogs instead of showing them."""
+    captured = SimpleNamespace(errors=[], infos=[])
+    monkeypatch.setattr(dialogs, "ERROR_HOOK", lambda title, text, details: captured.errors.append((title, text, details)))
+    monkeypatch.setattr(dialogs, "INFO_HOOK", lambda title, text: captured.infos.append((title, text)))
+    return captured
+
+
+def make_window(qtbot, settings_dir: Path) -> MainWindow:
+    window = MainWindow(st.make_settings())
+    qtbot.addWidget(window)
+    window.resize(1400, 900)
+    window.show()
+    return window
+
+
+@pytest.fixture
+def window(qtbot, settings_dir: Path, hooks: SimpleNamespace) -> MainWindow:
+    """The main window with the digits demo loaded and analysed."""
+    w = make_window(qtbot, settings_dir)
+    w.controls.samples.setValue(128)
+    with qtbot.waitSignal(w.ready, timeout=LOAD_TIMEOUT_MS):
+        w.start(demo="digits_mlp")
+    assert not hooks.errors, hooks.errors
+    return w
+
+
+def state_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def drop_file(window: MainWindow, path: Path) -> None:
+    """Simulate dropping a file from a file manager onto the window."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    enter = QDragEnterEvent(window.rect().center(), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dragEnterEvent(enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(window.rect().center()), Qt.DropAction.CopyAction, mime,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(drop)
+
+
+def run_and_wait(qtbot, window: MainWindow, method: str, sparsity_percent: int) -> RunOutcome:
+    window.controls.set_method(method)
+    window.controls.slider.setValue(sparsity_percent)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.act_run.trigger()
+    return blocker.args[0]
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def test_demo_loads_and_layer_selection_fills_plots(qtbot, window: MainWindow, hooks) -> None:
+    rows = window.table.source.rows()
+    prunable = [r.key for r in rows if r.prunable]
+    assert prunable, "the demo has prunable layers"
+    assert window.table.proxy.rowCount() == len(prunable)  # "prunable only" filter is on
+    assert window.preview_panel.dense_acc.text().endswith("%")
+    for key in (prunable[-1], prunable[0]):
+        window.table.select_key(key)
+        assert window.layer_title.text() == key
+        x, y = window.weight_hist.all_item.getData()
+        assert y is not None and np.sum(y) > 0
+        assert window.importance_hist.kept_item is not None
+        assert window.heatmap.image.image is not None
+        assert window.heatmap.image.image.shape[0] == window._weights[key].shape[0]
+    assert window.overview.boxes is not None
+    assert not hooks.errors
+
+
+def test_slider_updates_magnitude_preview(qtbot, window: MainWindow) -> None:
+    window.controls.autorun.setChecked(False)
+    with qtbot.waitSignal(window.preview_updated, timeout=30_000):
+        window.controls.slider.setValue(30)
+    assert window.preview is not None
+    assert window.preview.result.request.method == "magnitude"
+    assert abs(window.preview.result.sparsity - 0.30) < 0.01
+    key = window.table.current_key()
+    assert window.table.source.after(key) is not None
+    assert "30%" in window.preview_panel.after_title.text()
+    assert window.weight_hist.threshold is not None and window.weight_hist.threshold > 0
+    # keyboard shortcut nudges the sparsity by one percent
+    with qtbot.waitSignal(window.preview_updated, timeout=30_000):
+        window.controls.step_sparsity(1)
+    assert window.controls.slider.value() == 31
+    assert abs(window.preview.result.sparsity - 0.31) < 0.01
+
+
+def test_run_chita_shows_after_accuracy(qtbot, window: MainWindow, hooks) -> None:
+    before = state_snapshot(window.session.loaded.model)
+    outcome = run_and_wait(qtbot, window, "chita", 50)
+    assert outcome.result.request.method == "chita"
+    assert abs(outcome.result.sparsity - 0.5) < 0.01
+    text = window.preview_panel.after_text()
+    assert text.endswith("%") and text != "–"
+    assert "CHITA" in window.preview_panel.after_title.text()
+    assert "CHITA" in window.table.source.after_label
+    assert len(window.sparsity_bars.bars) == 2  # the method beside magnitude
+    assert window.export_button.isEnabled()
+    after = state_snapshot(window.session.loaded.model)
+    assert all(torch.equal(before[k], after[k]) for k in before), "the loaded model must not change"
+    assert not hooks.errors
+
+
+def test_cancel_leaves_model_unchanged(qtbot, window: MainWindow) -> None:
+    before = state_snapshot(window.session.loaded.model)
+    window.controls.set_method("chita")
+    with qtbot.waitSignal(window.run_cancelled, timeout=RUN_TIMEOUT_MS):
+        window.act_run.trigger()
+        window.act_cancel.trigger()
+    assert window.outcome is None
+    after = state_snapshot(window.session.loaded.model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    qtbot.waitUntil(lambda: not window.runner.running(foreground=True), timeout=30_000)
+    assert not window.status_cancel.isEnabled()
+
+
+def test_export_loads_in_onnxruntime(qtbot, window: MainWindow, hooks, tmp_path: Path, monkeypatch) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from core.pruning import apply_result
+
+    outcome = run_and_wait(qtbot, window, "magnitude", 60)
+    target = tmp_path / "pruned.onnx"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.act_export.trigger()
+    report = blocker.args[0]
+    assert target.exists() and report.onnx_bytes == target.stat().st_size
+    assert any(title == "Export finished" for title, _ in hooks.infos)
+    x = window.bundle.evaluation.x[:8]
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = apply_result(window.session.loaded.model, outcome.result)(x).numpy()
+    assert np.max(np.abs(got - want)) < 1e-3
+    assert not hooks.errors
+
+
+def test_bad_file_shows_error_dialog(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"this is not a model")
+    window.open_model(str(bad))
+    qtbot.waitUntil(lambda: bool(hooks.errors), timeout=30_000)
+    title, text, _details = hooks.errors[-1]
+    assert "broken.pt" in text
+    assert "What to do" in text  # StudioError messages carry their fix
+    assert window.session is not None and window.model_label.text() == "digits_mlp"  # still usable
+
+
+def test_pickle_needs_explicit_consent(qtbot, window: MainWindow, hooks, tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "whole_model.pt"
+    torch.save(window.session.loaded.model, path)  # a pickled nn.Module: loading runs code
+    questions = []
+
+    def refuse(parent, title, text, *, warning=False):
+        questions.append((title, text, warning))
+        return False
+
+    monkeypatch.setattr(dialogs, "ask_yes_no", refuse)
+    window.open_model(str(path))
+    qtbot.waitUntil(lambda: bool(questions), timeout=30_000)
+    title, text, warning = questions[0]
+    assert warning and "EXECUTES CODE" in text
+    qtbot.waitUntil(lambda: not window.runner.running(foreground=True), timeout=30_000)
+    assert window.session.loaded.format == "demo"  # nothing loaded without consent
+
+    monkeypatch.setattr(dialogs, "ask_yes_no", lambda *a, **k: True)
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window.open_model(str(path))
+    assert window.session.loaded.format == "pickle"
+    assert not hooks.errors
+
+
+def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "weights.pt"
+    torch.save(window.session.loaded.model.state_dict(), path)
+    asked = []
+
+    def choose(parent, title, label, items, current=None):
+        asked.append((items, current))
+        return "digits_mlp"
+
+    monkeypatch.setattr(dialogs, "ask_item", choose)
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        drop_file(window, path)  # drag and drop onto the window
+    assert asked and "digits_mlp" in asked[0][0]
+    assert window.session.loaded.format == "state_dict"
+    assert window.session.loaded.arch == "digits_mlp"
+    assert st.recent_files(window.settings)[0] == str(path.resolve())
+    assert str(path.resolve()) in [a.text() for a in window.recent_menu.actions()]
+    assert not hooks.errors
+
+
+def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
+    with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
+        window.run_sweep(["magnitude", "magnitude_layer"], [0.5, 0.8], 128)
+    plot = window.sweep_view.plot
+    assert set(plot.curves) == {"magnitude", "magnitude_layer"}
+    assert set(plot.bands) == {"magnitude", "magnitude_layer"}
+    assert window.sweep_view.table.rowCount() == 4
+    png = window.sweep_view.save_plot("png", str(tmp_path / "sweep.png"))
+    svg = window.sweep_view.save_plot("svg", str(tmp_path / "sweep.svg"))
+    csv = window.sweep_view.save_csv_file(str(tmp_path / "sweep.csv"))
+    assert Path(png).stat().st_size > 0 and Path(svg).stat().st_size > 0 and Path(csv).stat().st_size > 0
+    assert not hooks.errors
+
+
+def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> None:
+    first = make_window(qtbot, settings_dir)
+    first.controls.slider.setValue(42)
+    first.controls.set_method("obd")
+    first.controls.samples.setValue(256)
+    first.act_dark.trigger()
+    first.close()
+    second = make_window(qtbot, settings_dir)
+    assert second.controls.slider.value() == 42
+    assert second.controls.spin.value() == 42
+    assert second.controls.method_name() == "obd"
+    assert second.controls.samples.value() == 256
+    assert second.act_dark.isChecked() and second.theme.palette.name == "dark"
+    second.act_dark.trigger()  # back to light for the tests that follow
+    assert (settings_dir / "CHITA Studio" / "CHITA Studio.ini").exists()
+
+
+def test_theme_and_presentation_mode(qtbot, window: MainWindow) -> None:
+    window.act_presentation.trigger()
+    assert window.theme.scale > 1.0
+    window.act_dark.trigger()
+    assert window.theme.palette.name == "dark"
+    assert window.weight_hist.backgroundBrush().color().name() == window.theme.palette.panel
+    window.act_presentation.trigger()
+    window.act_dark.trigger()
+    assert window.theme.scale == 1.0 and window.theme.palette.name == "light"
+
+
+def test_worker_signals(qtbot) -> None:
+    from core.errors import StudioError
+    from core.progress import check, report
+
+    runner = TaskRunner()
+
+    def work(n, *, progress=None, cancel=None):
+        for i in range(n):
+            check(cancel)
+            report(progress, "counting", i + 1, n)
+        return n * 2
+
+    task = Task(work, 5)
+    seen = []
+    task.progress.connect(lambda stage, frac, eta, msg: seen.append((stage, frac)))
+    with qtbot.waitSignal(task.finished, timeout=10_000) as blocker:
+        runner.submit(task)
+    assert blocker.args == [10] and seen and seen[-1] == ("counting", 1.0)
+
+    def fail(*, progress=None, cancel=None):
+        raise StudioError("nope", fix="do something else")
+
+    with qtbot.waitSignal(runner.task_ended, timeout=10_000):
+        failing = runner.submit(Task(fail))
+    assert isinstance(failing.error, StudioError)
+
+    stopped = Task(work, 10**6)
+    stopped.cancel()
+    with qtbot.waitSignal(stopped.cancelled, timeout=10_000):
+        runner.submit(stopped)
+    assert runner.shutdown(10_000)
+
+
+def test_screenshot_mode_writes_png(qapp, settings_dir: Path, hooks, tmp_path: Path, monkeypatch) -> None:
+    import sys
+    from argparse import Namespace
+
+    from gui.app import run_app
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    target = tmp_path / "shot.png"
+    assert run_app(Namespace(screenshot=str(target), demo="digits_mlp")) == 0
+    assert target.exists() and target.stat().st_size > 10_000
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(target))
+    assert image.width() >= 1200 and image.height() >= 800
+
+
+def test_excepthook_shows_dialog(qapp, hooks, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    dialogs.install_excepthook(lambda: None)
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    assert hooks.errors and "boom" in hooks.errors[-1][1]
