@@ -20,9 +20,10 @@ from core.batchnorm import has_batchnorm, recalibrate_batchnorm
 from core.errors import StudioError
 from core.evaluate import set_eval_mode
 from core.fisher import fisher_diagonal, per_sample_gradients
-from core.methods.chita import chita_solve, support_state
+from core.methods.chita import chita_solve, support_state, support_weights
 from core.methods.magnitude import magnitude_prune
 from core.methods.obd import obd_prune
+from core.methods.quadratic import LocalQuadratic
 from core.methods.selection import global_budget, layer_budgets, select
 from core.methods.woodfisher import woodfisher_prune
 from core.progress import CancelToken, ProgressFn, check, report
@@ -317,49 +318,63 @@ class _Context:
         grid = [self.request.lam] if self.request.lam is not None else \
             [g * self.fbar for g in LAMBDA_GRID]
         t0 = time.perf_counter()
-        best, evaluated = None, []
-        for i, lam in enumerate(grid):
-            check(self.cancel)
-            report(self.progress, "solve", i, len(grid), f"{label} λ = {lam:.3g}".strip())
-            if method == "woodfisher":
-                w, mask, obj = woodfisher_prune(A, wbar, k, self.groups, lam, cancel=self.cancel)
-                trace, state = [obj], None
-            else:
-                init = None
-                if self.warm is not None:
-                    init = select(self.warm.free_values.abs(), k, self.groups)
-                sol = chita_solve(A, wbar, k, self.groups, lam, first_order=self.request.first_order,
-                                  init_mask=init,
-                                  warm=self.warm.state if self.warm is not None else None,
-                                  cancel=self.cancel)
-                w, mask, trace = sol.weights, sol.mask, list(sol.trace)
-                mag_obj = None
-                if init is None:
-                    mag_obj = sol.start_objective
-                info.setdefault("solver", []).append(
-                    {"sparsity": sparsity, "lam": lam, "iterations": sol.iterations,
-                     "swaps": sol.swaps, "converged": sol.converged, "objective": sol.objective,
-                     "start_objective": sol.start_objective, "magnitude_objective": mag_obj,
-                     "seconds": sol.timings.get("solve")})
-                state = sol
-            if len(grid) == 1:
-                best = (0.0, w, mask, trace, lam, state)
-                break
-            loss = self._holdout_loss(work, w)
-            evaluated.append((lam, loss))
-            if best is None or loss < best[0]:
-                best = (loss, w, mask, trace, lam, state)
-            if method == "chita":
-                self.warm = state  # next λ starts from this support, K_S reused
-        if method == "chita":
-            best = self._not_worse_than_magnitude(A, wbar, k, best, info, sparsity)
-            self.warm = best[5]  # the next (sparser) solve starts from the chosen one
+        if method == "woodfisher":
+            out = self._woodfisher(work, A, wbar, k, grid, info, sparsity, label)
+        else:
+            out = self._chita(work, A, wbar, k, grid, info, sparsity, label)
         timings["solve"] = timings.get("solve", 0.0) + time.perf_counter() - t0
-        if evaluated:
-            info.setdefault("lambda_selection", []).append(
-                {"sparsity": sparsity, "grid": [lam for lam, _ in evaluated],
-                 "holdout_loss": [l for _, l in evaluated], "chosen": best[4]})
+        return out
+
+    def _choose_lambda(self, work, grid, candidates, info, sparsity, label):
+        """Held-out calibration loss of each candidate's weights; returns the best index."""
+        losses = []
+        for i, (lam, w) in enumerate(zip(grid, candidates)):
+            check(self.cancel)
+            report(self.progress, "solve", i, len(grid) + 1, f"{label} choosing λ: {lam:.3g}".strip())
+            losses.append(self._holdout_loss(work, w()))
+        best = min(range(len(grid)), key=lambda i: losses[i])
+        info.setdefault("lambda_selection", []).append(
+            {"sparsity": sparsity, "grid": list(grid), "holdout_loss": losses, "chosen": grid[best]})
+        return best
+
+    def _chita(self, work, A, wbar, k, grid, info, sparsity, label):
+        """λ: backsolves on the starting support scored on held-out calibration loss (K_S shared);
+        then the mask search at the chosen λ, never ending above the magnitude backsolve."""
+        first_order = self.request.first_order
+        warm = self.warm
+        init = select(warm.free_values.abs(), k, self.groups) if warm is not None else \
+            select(wbar.abs(), k, self.groups)
+        start = support_state(A, wbar, init, grid[0], first_order=first_order,
+                              warm=warm.state if warm is not None else None)
+        lam = grid[0]
+        if len(grid) > 1:
+            def backsolved(l):
+                return lambda: support_weights(A, wbar, start, l, first_order=first_order)
+            lam = grid[self._choose_lambda(work, grid, [backsolved(l) for l in grid], info,
+                                           sparsity, label)]
+        report(self.progress, "solve", len(grid), len(grid) + 1, f"{label} CHITA at λ = {lam:.3g}".strip())
+        sol = chita_solve(A, wbar, k, self.groups, lam, first_order=first_order, init_mask=init,
+                          warm=start, progress=self.progress, cancel=self.cancel)
+        info.setdefault("solver", []).append(
+            {"sparsity": sparsity, "lam": lam, "iterations": sol.iterations, "swaps": sol.swaps,
+             "converged": sol.converged, "objective": sol.objective,
+             "start_objective": sol.start_objective, "seconds": sol.timings.get("solve")})
+        best = self._not_worse_than_magnitude(A, wbar, k, (0.0, sol.weights, sol.mask,
+                                                           list(sol.trace), lam, sol), info, sparsity)
+        self.warm = best[5]  # the next (sparser) solve starts from this one, K_S reused
         return best[1], best[2], best[3], best[4]
+
+    def _woodfisher(self, work, A, wbar, k, grid, info, sparsity, label):
+        """WoodFisher at each λ of the grid, the best on held-out calibration loss."""
+        runs = []
+        K = LocalQuadratic(A, wbar, grid[0]).gram()  # AAᵀ, shared by every λ
+        for lam in grid:
+            check(self.cancel)
+            runs.append(woodfisher_prune(A, wbar, k, self.groups, lam, K=K, cancel=self.cancel))
+        i = 0 if len(grid) == 1 else self._choose_lambda(
+            work, grid, [(lambda r=r: r[0]) for r in runs], info, sparsity, label)
+        w, mask, obj = runs[i]
+        return w, mask, [obj], grid[i]
 
     def _not_worse_than_magnitude(self, A, wbar, k, best, info, sparsity):
         """At the chosen λ, compare with the backsolve on the magnitude mask (a rank update

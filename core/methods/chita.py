@@ -329,3 +329,10 @@ def support_state(A: torch.Tensor, wbar: torch.Tensor, mask: torch.Tensor, lam: 
         return quad.swap(warm, (mask & ~warm.mask).nonzero().squeeze(1),
                          (warm.mask & ~mask).nonzero().squeeze(1))
     return quad.state(mask)
+
+
+def support_weights(A: torch.Tensor, wbar: torch.Tensor, st: SupportState, lam: float, *,
+                    first_order: bool = False) -> torch.Tensor:
+    """Backsolved weights on ``st``'s support at another λ (K_S and e reused: one Cholesky)."""
+    quad = LocalQuadratic(A, wbar, lam, first_order=first_order)
+    return quad.weights(quad.state(st.mask, K=st.K, e=st.e))

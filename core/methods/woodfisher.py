@@ -41,12 +41,15 @@ def inverse_fisher_diagonal(quad: LocalQuadratic, K: torch.Tensor | None = None,
 
 def woodfisher_prune(A: torch.Tensor, wbar: torch.Tensor, k: int | list[int],
                      groups: list[slice], lam: float, *, update: bool = True,
-                     cancel: CancelToken | None = None
+                     K: torch.Tensor | None = None, cancel: CancelToken | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Return (weights, mask, objective): OBS-saliency mask and the joint OBS update."""
+    """Return (weights, mask, objective): OBS-saliency mask and the joint OBS update.
+
+    ``K`` = AAᵀ may be passed when known (it does not depend on λ).
+    """
     wbar = wbar.reshape(-1).to(torch.float32)
     quad = LocalQuadratic(A, wbar, lam)
-    finv = inverse_fisher_diagonal(quad, cancel=cancel)
+    finv = inverse_fisher_diagonal(quad, K=K, cancel=cancel)
     saliency = wbar.double() ** 2 / (2.0 * finv)
     mask = select(saliency, k, groups)
     st = quad.state(mask)
