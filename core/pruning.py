@@ -100,6 +100,8 @@ class PruneResult:
 # ------------------------------------------------------------------------------------------
 
 NEEDS_GRADIENTS = {"chita", "chita++", "obd", "woodfisher"}
+HOLDOUT = 500  # held-out calibration images for choosing λ (never test images)
+RECAL_CHECK = 512  # images for the BatchNorm passes inside λ selection and the refresh check
 LAMBDA_GRID: tuple[float, ...] = (1.0, 1e-1, 1e-2, 1e-3, 1e-4)  # × mean Fisher diagonal, large → small
 
 
@@ -159,8 +161,9 @@ def prune(model: nn.Module, calibration: "ImageSet", request: PruneRequest, *,
           cancel: CancelToken | None = None) -> PruneResult:
     """Run one pruning method on a copy of ``model`` and return the new weights and masks.
 
-    Calibration images: the first ``request.samples`` give the gradient rows G; up to 1000 of
-    the rest are held out to choose λ (never test images). ``model`` is never modified.
+    Calibration images: the first ``request.samples`` give the gradient rows G; up to
+    ``HOLDOUT`` of the rest are held out to choose λ (never test images). ``model`` is never
+    modified.
     """
     return prune_path(model, calibration, request, [request.sparsity], arch=arch,
                       progress=progress, cancel=cancel)[0]
@@ -223,7 +226,7 @@ class _Context:
         if request.method in NEEDS_GRADIENTS and len(x) - n < 64 and len(x) > 128:
             n = len(x) - max(64, len(x) // 10)  # keep some images to choose λ on
         self.x_g, self.y_g = x[:n], y[:n]
-        self.x_h, self.y_h = x[n:n + 1000], y[n:n + 1000]
+        self.x_h, self.y_h = x[n:n + HOLDOUT], y[n:n + HOLDOUT]
         self.bn = has_batchnorm(self.base)
         self.recal = self.bn if request.recalibrate_bn is None else bool(request.recalibrate_bn and self.bn)
         self.bn_images = x[: min(len(x), 2000)]
@@ -234,7 +237,7 @@ class _Context:
             t0 = time.perf_counter()
             before = _mean_loss(self.base, self.x_h, self.y_h)
             trial = copy.deepcopy(self.base)
-            recalibrate_batchnorm(trial, self.bn_images, cancel=cancel)
+            recalibrate_batchnorm(trial, self.bn_images[:RECAL_CHECK], cancel=cancel)
             after = _mean_loss(trial, self.x_h, self.y_h)
             if after < before:
                 self.base = trial
@@ -402,7 +405,7 @@ class _Context:
         trial = copy.deepcopy(work)
         _write(trial, self.names, w)
         if self.recal:
-            recalibrate_batchnorm(trial, self.bn_images[:1000])
+            recalibrate_batchnorm(trial, self.bn_images[:RECAL_CHECK])
         return _mean_loss(trial, self.x_h, self.y_h)
 
     def _finish(self, work: nn.Module, timings: dict[str, float],
