@@ -118,6 +118,14 @@ class TextProgress:
         self.close()
 
     def _write_tty(self, p: Progress, eta: float | None, now: float, done: bool) -> None:
+        if p.indeterminate:
+            text = f"{p.stage}: {_format_seconds(now - self._stage_start)}"
+            if p.message:
+                text += f"  {p.message}"
+            self.stream.write("\r\x1b[2K" + text)
+            self.stream.flush()
+            self._line_open = True
+            return
         filled = int(round(p.fraction * self.width))
         bar = "#" * filled + "." * (self.width - filled)
         if done:
@@ -136,6 +144,8 @@ class TextProgress:
     def _write_log(self, p: Progress, eta: float | None, now: float, done: bool) -> None:
         if done:
             text = f"{p.stage}: done in {_format_seconds(now - self._stage_start)}"
+        elif p.indeterminate:
+            text = f"{p.stage}: {_format_seconds(now - self._stage_start)} so far"
         else:
             text = f"{p.stage}: {100 * p.fraction:.0f}%"
             if eta is not None:

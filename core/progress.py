@@ -25,6 +25,11 @@ class Progress:
     message: str = ""
 
     @property
+    def indeterminate(self) -> bool:
+        """True for work of unknown length (``total <= 0``): show activity, not a fraction."""
+        return self.total <= 0
+
+    @property
     def fraction(self) -> float:
         """Fraction of the stage done, in [0, 1]."""
         if self.total <= 0:
@@ -78,6 +83,9 @@ class EtaEstimator:
     def update(self, p: Progress, now: float | None = None) -> float | None:
         """Feed a report; return the estimated seconds left, or None if unknown yet."""
         now = time.monotonic() if now is None else now
+        if p.indeterminate:
+            self._stage = p.stage
+            return None
         if p.stage != self._stage:
             self._stage = p.stage
             self._start = now

@@ -332,7 +332,7 @@ class _Context:
         losses = []
         for i, (lam, w) in enumerate(zip(grid, candidates)):
             check(self.cancel)
-            report(self.progress, "solve", i, len(grid) + 1, f"{label} choosing λ: {lam:.3g}".strip())
+            report(self.progress, "choosing λ", i, len(grid), f"{label} λ = {lam:.3g}".strip())
             losses.append(self._holdout_loss(work, w()))
         best = min(range(len(grid)), key=lambda i: losses[i])
         info.setdefault("lambda_selection", []).append(
@@ -354,7 +354,7 @@ class _Context:
                 return lambda: support_weights(A, wbar, start, l, first_order=first_order)
             lam = grid[self._choose_lambda(work, grid, [backsolved(l) for l in grid], info,
                                            sparsity, label)]
-        report(self.progress, "solve", len(grid), len(grid) + 1, f"{label} CHITA at λ = {lam:.3g}".strip())
+        report(self.progress, "mask search", 0, 0, f"{label} CHITA at λ = {lam:.3g}".strip())
         sol = chita_solve(A, wbar, k, self.groups, lam, first_order=first_order, init_mask=init,
                           warm=start, progress=self.progress, cancel=self.cancel)
         info.setdefault("solver", []).append(

@@ -543,8 +543,11 @@ class MainWindow(QMainWindow):
     def _on_progress(self, task: Task, stage: str, fraction: float, eta: float | None, message: str) -> None:
         if task is not self._foreground:
             return
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(int(1000 * fraction))
+        if fraction < 0:  # unknown length: busy indicator
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * fraction))
         text = stage if not message or stage.endswith(message) else f"{stage} — {message}"
         self.stage_label.setText(text)
         self.stage_label.setToolTip(text)

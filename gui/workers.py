@@ -151,7 +151,8 @@ class Task(QObject):
         if self.state != "running" or self.token.cancelled:
             return
         eta = self._eta.update(p)
-        self.progress.emit(p.stage, p.fraction, eta, p.message)
+        # fraction −1 marks work of unknown length (the view shows a busy bar, no ETA)
+        self.progress.emit(p.stage, -1.0 if p.indeterminate else p.fraction, eta, p.message)
 
     @Slot(object)
     def _on_done(self, result: Any) -> None:

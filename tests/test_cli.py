@@ -261,3 +261,16 @@ def test_text_progress_in_a_log_prints_a_few_lines():
     quiet = io.StringIO()
     TextProgress(quiet, quiet=True)(Progress("sweep", 1, 2))
     assert quiet.getvalue() == ""
+
+
+def test_text_progress_shows_elapsed_not_a_fraction_for_work_of_unknown_length():
+    """The mask search cannot know how many refreshes it needs: no bar, no ETA, elapsed time."""
+    stream = io.StringIO()
+    stream.isatty = lambda: True  # type: ignore[method-assign]
+    clock = iter([0.0, 5.0]).__next__
+    prog = TextProgress(stream, interval=0.0, clock=clock)
+    prog(Progress("mask search", 3, 0, "3 swap steps"))
+    prog(Progress("mask search", 40, 0, "40 swap steps"))
+    out = stream.getvalue()
+    assert "ETA" not in out and "%" not in out and "#" not in out
+    assert "40 swap steps" in out and "0:05" in out
