@@ -16,9 +16,10 @@ from types import SimpleNamespace  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-pytest.importorskip("PySide6")
-pytest.importorskip("pyqtgraph")
-pytest.importorskip("pytestqt")
+# PySide6, pyqtgraph, pytest-qt and onnxruntime are required dependencies: import them plainly so
+# a broken install fails these tests instead of skipping them.
+import pyqtgraph  # noqa: E402,F401
+import pytestqt  # noqa: E402,F401
 
 import torch  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
@@ -168,7 +169,7 @@ def test_cancel_leaves_model_unchanged(qtbot, window: MainWindow) -> None:
 
 
 def test_export_loads_in_onnxruntime(qtbot, window: MainWindow, hooks, tmp_path: Path, monkeypatch) -> None:
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
     from core.pruning import apply_result
 
     outcome = run_and_wait(qtbot, window, "magnitude", 60)
