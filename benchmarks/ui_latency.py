@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from gui.main_window import MainWindow
     from gui.settings import make_settings
 
-    app = make_app()
+    _app = make_app()  # keep the QApplication alive for the whole run
     errors: list[str] = []
 
     def on_error(title: str, text: str, details: str) -> None:

@@ -52,7 +52,9 @@ class PruneRequest:
     sparsity in every layer). ``layers`` names the prunable weights (parameter names); ``None``
     takes the model's preset (see :mod:`core.prunable`). ``samples`` is n, the number of
     per-sample gradient rows. ``lam`` is the ridge λ; ``None`` chooses it on held-out calibration
-    loss. ``recalibrate_bn`` ``None`` means on for models with BatchNorm.
+    loss. ``recalibrate_bn`` ``None`` means on for models with BatchNorm. ``seed`` 0 uses the
+    calibration images in the data split's own (seeded) order; another seed reshuffles which of
+    them give G and which are held out for λ.
     """
 
     method: str = "chita"
@@ -222,6 +224,9 @@ class _Context:
             off += sz
         self.p = off
         x, y = calibration.x, calibration.y
+        if request.seed:
+            perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(request.seed))
+            x, y = x[perm], y[perm]
         n = min(request.samples, len(x))
         if request.method in NEEDS_GRADIENTS and len(x) - n < 64 and len(x) > 128:
             n = len(x) - max(64, len(x) // 10)  # keep some images to choose λ on
@@ -445,6 +450,8 @@ class _Context:
             layer_sparsity[name] = 1.0 - float(mask[sl].sum()) / (sl.stop - sl.start)
         info["recalibrated"] = bool(self.recal)
         all_timings = {**self.timings_shared, **timings}
+        # the shared work before pruning (BatchNorm refresh) is part of this result's cost
+        all_timings["total"] = timings.get("total", 0.0) + self.timings_shared.get("batchnorm_before", 0.0)
         return PruneResult(request=replace(self.request, sparsity=sparsity), weights=weights,
                            masks=masks, layer_sparsity=layer_sparsity,
                            nonzeros=int(mask.sum()), total=self.p,

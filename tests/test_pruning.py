@@ -374,3 +374,13 @@ def test_bad_requests_raise_studio_error_naming_the_field(models, digits, kwargs
     assert err.value.field == field
     assert f"[field: {field}]" in str(err.value)
     _assert_same(model, snap)
+
+
+def test_seed_changes_the_gradient_sample_and_zero_keeps_the_data_order(models, digits):
+    """seed 0: the calibration split's own order; another seed: another sample for G."""
+    model = models["digits_mlp"]
+    a = prune(model, digits.calibration, PruneRequest(method="obd", sparsity=0.7, samples=64, seed=0))
+    b = prune(model, digits.calibration, PruneRequest(method="obd", sparsity=0.7, samples=64, seed=0))
+    c = prune(model, digits.calibration, PruneRequest(method="obd", sparsity=0.7, samples=64, seed=3))
+    assert all(torch.equal(a.masks[k], b.masks[k]) for k in a.masks)
+    assert any(not torch.equal(a.masks[k], c.masks[k]) for k in a.masks)

@@ -27,7 +27,6 @@ objective is never above the magnitude mask's backsolve at the same A, λ, k.
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
