@@ -118,21 +118,16 @@ class TextProgress:
         self.close()
 
     def _write_tty(self, p: Progress, eta: float | None, now: float, done: bool) -> None:
-        if p.indeterminate:
+        if p.indeterminate:  # unknown length: elapsed time, no bar and no ETA
             text = f"{p.stage}: {_format_seconds(now - self._stage_start)}"
-            if p.message:
-                text += f"  {p.message}"
-            self.stream.write("\r\x1b[2K" + text)
-            self.stream.flush()
-            self._line_open = True
-            return
-        filled = int(round(p.fraction * self.width))
-        bar = "#" * filled + "." * (self.width - filled)
-        if done:
-            tail = f"done in {_format_seconds(now - self._stage_start)}"
         else:
-            tail = f"ETA {_format_seconds(eta)}" if eta is not None else "ETA --:--"
-        text = f"{p.stage} [{bar}] {100 * p.fraction:5.1f}%  {tail}"
+            filled = int(round(p.fraction * self.width))
+            bar = "#" * filled + "." * (self.width - filled)
+            if done:
+                tail = f"done in {_format_seconds(now - self._stage_start)}"
+            else:
+                tail = f"ETA {_format_seconds(eta)}" if eta is not None else "ETA --:--"
+            text = f"{p.stage} [{bar}] {100 * p.fraction:5.1f}%  {tail}"
         if p.message:
             text += f"  {p.message}"
         self.stream.write("\r\x1b[2K" + text)
