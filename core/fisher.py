@@ -159,23 +159,25 @@ def per_sample_gradients(
             check(cancel)
             xb, yb = x[start:start + chunk], y[start:start + chunk]
             if method == "closed_form":
-                rows, loss = _closed_form_chunk(model, xb, yb, names)
+                parts, loss = _closed_form_chunk(model, xb, yb, names)
             elif method == "func":
-                rows, loss = _func_chunk(model, xb, yb, names)
+                parts, loss = _func_chunk(model, xb, yb, names)
             else:
                 raise ValueError(f"unknown gradient method {method!r}")
             total_loss += loss
-            if m > 1:
-                rows = rows.view(-1, m, p).mean(1)
-            G[start // m:(start + len(xb)) // m] = rows
+            rows = G[start // m:(start + len(xb)) // m]
+            for part, off, sz in zip(parts, offsets, sizes):  # straight into G: no concatenation
+                part = part.reshape(len(xb), sz)
+                rows[:, off:off + sz] = part.view(-1, m, sz).mean(1) if m > 1 else part
             report(progress, "gradients", min(start + chunk, len(x)), len(x),
                    f"per-sample gradients {min(start + chunk, len(x))}/{len(x)}")
     return GradientMatrix(G, names, shapes, offsets, total_loss / len(x))
 
 
 def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
-                       names: tuple[str, ...]) -> tuple[torch.Tensor, float]:
-    """Rows for one chunk: capture inputs a and output gradients δ of each layer, then δᵀa."""
+                       names: tuple[str, ...]) -> tuple[list[torch.Tensor], float]:
+    """Rows for one chunk, one tensor per layer (leading dim B): capture inputs a and output
+    gradients δ of each layer, then δᵀa."""
     lookup = _modules_by_param(model)
     mods = [lookup[nm][0] for nm in names]
     acts: dict[int, torch.Tensor] = {}
@@ -211,26 +213,56 @@ def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
         # a layer used twice (shared weights) or never called through its forward: the
         # outer-product form does not apply, so this chunk takes the general path
         return _func_chunk(model, xb, yb, names)
-    B = len(xb)
     parts = []
     for i, mod in enumerate(mods):
         a, g = acts[i], grads[i]
         if isinstance(mod, nn.Linear):
             if a.dim() > 2:  # sequences: sum over positions
-                parts.append(torch.einsum("b...o,b...i->boi", g, a).reshape(B, -1))
+                parts.append(torch.einsum("b...o,b...i->boi", g, a))
             else:
-                parts.append(torch.bmm(g.unsqueeze(2), a.unsqueeze(1)).reshape(B, -1))
+                parts.append(torch.bmm(g.unsqueeze(2), a.unsqueeze(1)))
         else:
-            cols = F.unfold(a, mod.kernel_size, dilation=mod.dilation, padding=mod.padding,
-                            stride=mod.stride)  # (B, C_in·kh·kw, L)
-            gg = g.reshape(B, g.shape[1], -1)  # (B, C_out, L)
-            parts.append(torch.bmm(gg, cols.transpose(1, 2)).reshape(B, -1))
-    return torch.cat(parts, 1), float(losses.detach().sum())
+            parts.append(conv_weight_rows(a, g, mod))
+    return parts, float(losses.detach().sum())
+
+
+SHIFT_MIN_POSITIONS = 256  # output positions from which per-offset products beat one im2col
+
+
+def conv_weight_rows(a: torch.Tensor, g: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """Per-sample weight gradients of a groups=1 Conv2d, (B, C_out, C_in·kh·kw).
+
+    With input a (B, C_in, H, W) and output gradient δ (B, C_out, H', W'), the gradient of
+    sample b at kernel offset (i, j) is δ_b · a_b[shifted by (i, j)]ᵀ. For large feature maps
+    one batched product per offset over strided views of the padded input is 3–4× faster on CPU
+    than ``F.unfold`` (which materialises the kh·kw-fold patch matrix); for small maps a single
+    product over an ``as_strided`` patch view is faster. Both equal the im2col form exactly.
+    """
+    B, C = a.shape[:2]
+    O, Ho, Wo = g.shape[1:]
+    kh, kw = conv.kernel_size
+    sh, sw = conv.stride
+    dh, dw = conv.dilation
+    ph, pw = conv.padding  # type: ignore[misc]  # tuple: supports_closed_form excludes strings
+    gg = g.reshape(B, O, Ho * Wo)
+    ap = F.pad(a, (pw, pw, ph, ph)) if (ph or pw) else a
+    if Ho * Wo >= SHIFT_MIN_POSITIONS and kh * kw > 1:
+        out = torch.empty(B, O, C, kh, kw, dtype=gg.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                xs = ap[:, :, i * dh: i * dh + sh * (Ho - 1) + 1: sh,
+                        j * dw: j * dw + sw * (Wo - 1) + 1: sw]
+                out[:, :, :, i, j] = torch.bmm(gg, xs.reshape(B, C, Ho * Wo).transpose(1, 2))
+        return out.reshape(B, O, C * kh * kw)
+    ap = ap.contiguous()
+    sB, sC, sH, sW = ap.stride()
+    patches = ap.as_strided((B, C, kh, kw, Ho, Wo), (sB, sC, dh * sH, dw * sW, sh * sH, sw * sW))
+    return torch.bmm(gg, patches.reshape(B, C * kh * kw, Ho * Wo).transpose(1, 2))
 
 
 def _func_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
-                names: tuple[str, ...]) -> tuple[torch.Tensor, float]:
-    """Rows for one chunk with torch.func: vmap over grad of a functional call."""
+                names: tuple[str, ...]) -> tuple[list[torch.Tensor], float]:
+    """Rows for one chunk with torch.func (vmap over grad of a functional call), per layer."""
     from torch.func import functional_call, grad, vmap
 
     params = {k: v.detach() for k, v in model.named_parameters()}
@@ -245,7 +277,7 @@ def _func_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
     g = vmap(grad(loss_fn), in_dims=(None, 0, 0))(free, xb, yb)
     with torch.no_grad():
         loss = float(F.cross_entropy(model(xb), yb, reduction="sum"))
-    return torch.cat([g[k].reshape(len(xb), -1) for k in names], 1), loss
+    return [g[k] for k in names], loss
 
 
 def fisher_diagonal(G: torch.Tensor, block: int = 65536) -> torch.Tensor:

@@ -11,7 +11,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.errors import Cancelled, StudioError
-from core.fisher import check_memory, fisher_diagonal, per_sample_gradients, supports_closed_form
+from core.fisher import (
+    SHIFT_MIN_POSITIONS,
+    check_memory,
+    conv_weight_rows,
+    fisher_diagonal,
+    per_sample_gradients,
+    supports_closed_form,
+)
 from core.progress import CancelToken
 
 # --------------------------------------------------------------------------- models and references
@@ -116,6 +123,35 @@ def test_cnn_with_batchnorm_closed_form_equals_func_and_batch1_loop(bias):
     _assert_close(func, ref)
     with torch.no_grad():
         assert gm.loss == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-5)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation,size,per_offset", [
+    ((3, 3), 1, 1, 1, 20, True),   # 400 output positions: one product per kernel offset
+    ((3, 3), 1, 1, 1, 8, False),   # 64 positions: one product over the strided patch view
+    ((3, 2), 2, (1, 0), 1, 40, True),
+    ((3, 3), 1, 2, 2, 18, True),
+    ((1, 1), 2, 0, 1, 40, False),
+])
+def test_conv_weight_rows_equal_im2col_and_autograd(kernel, stride, padding, dilation, size,
+                                                    per_offset):
+    torch.manual_seed(6)
+    conv = nn.Conv2d(3, 5, kernel, stride=stride, padding=padding, dilation=dilation, bias=False)
+    a = torch.randn(4, 3, size, size)
+    out = conv(a)
+    g = torch.randn_like(out)
+    positions = out.shape[2] * out.shape[3]
+    rows = conv_weight_rows(a, g, conv)
+    cols = F.unfold(a, conv.kernel_size, dilation=conv.dilation, padding=conv.padding,
+                    stride=conv.stride)
+    ref = torch.bmm(g.reshape(4, 5, -1), cols.transpose(1, 2))
+    assert rows.shape == (4, 5, 3 * kernel[0] * kernel[1])
+    torch.testing.assert_close(rows, ref, rtol=1e-4, atol=1e-4)
+    for b in range(4):  # and each row is the autograd gradient of sample b alone
+        conv.weight.grad = None
+        (conv(a[b:b + 1]) * g[b:b + 1]).sum().backward()
+        torch.testing.assert_close(rows[b].reshape(conv.weight.shape), conv.weight.grad,
+                                   rtol=1e-4, atol=1e-4)
+    assert (positions >= SHIFT_MIN_POSITIONS and kernel != (1, 1)) == per_offset  # both paths run
 
 
 def test_auto_on_grouped_conv_uses_func_and_is_exact():
