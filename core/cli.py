@@ -556,7 +556,8 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                        help="one budget over all layers (global) or the same sparsity per layer")
         p.add_argument("--lambda", dest="lam", type=float, metavar="λ",
                        help="ridge λ (default: chosen on held-out calibration loss)")
-        p.add_argument("--stages", type=_positive_int, default=10, help="CHITA++ stages (default 10)")
+        p.add_argument("--stages", type=_positive_int, default=0,
+                       help="CHITA++ stages (default: one per prunable layer, 10 to 20)")
         bn = p.add_mutually_exclusive_group()
         bn.add_argument("--recalibrate-bn", dest="recal", action="store_true", default=None,
                         help="recompute BatchNorm statistics after pruning (default: on for BatchNorm models)")
@@ -634,6 +635,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "iterations": final.get("iterations"),
         "converged": final.get("converged"),
         "recalibrated_bn": result.info.get("recalibrated"),
+        "stages": len(result.info["schedule"]) if "schedule" in result.info else None,
         "timings": dict(result.timings),
         "layer_sparsity": dict(result.layer_sparsity),
     }

@@ -20,6 +20,7 @@ from core.pruning import (
     METHODS,
     PruneRequest,
     apply_result,
+    auto_stages,
     chitapp_schedule,
     default_layers,
     prune,
@@ -305,10 +306,55 @@ def test_lambda_is_chosen_on_held_out_loss_when_not_given(chita_auto_09):
     assert fbar > 0
     assert sel["grid"] == pytest.approx([g * fbar for g in LAMBDA_GRID], rel=1e-9)
     losses = sel["holdout_loss"]
-    assert len(losses) == len(LAMBDA_GRID) and all(math.isfinite(v) for v in losses)
-    best = sel["grid"][min(range(len(losses)), key=losses.__getitem__)]
-    assert sel["chosen"] == best == chita_auto_09.lam
+    scored = [i for i, v in enumerate(losses) if v is not None]
+    assert len(losses) == len(LAMBDA_GRID) and len(scored) >= 3
+    assert all(math.isfinite(losses[i]) for i in scored)
+    best = min(scored, key=losses.__getitem__)
+    assert sel["chosen"] == sel["grid"][best] == chita_auto_09.lam
+    # the walk stops at a local minimum: every grid neighbour of the choice was scored higher
+    for nb in (best - 1, best + 1):
+        if 0 <= nb < len(losses):
+            assert losses[nb] is not None and losses[nb] >= losses[best]
     assert [s["lam"] for s in info["solver"]] == [sel["chosen"]]  # the mask search runs at λ*
+
+
+class _FakeLosses:
+    """A _Context whose held-out loss is read from a table: tests the λ walk alone."""
+
+    def __init__(self, losses, start=None):
+        from core.pruning import _Context
+        self.ctx = _Context()
+        self.ctx.lam_index, self.ctx.cancel, self.ctx.progress = start, None, None
+        self.scored: list[int] = []
+        self.ctx._holdout_loss = lambda work, w: (self.scored.append(w), losses[w])[1]
+
+    def choose(self, n):
+        info: dict = {}
+        best = self.ctx._choose_lambda(None, list(range(n)), [lambda i=i: i for i in range(n)],
+                                       info, 0.5, "")
+        return best, info["lambda_selection"][0]
+
+
+@pytest.mark.parametrize("losses", [
+    [5, 4, 3, 2, 1], [1, 2, 3, 4, 5], [3, 2, 1, 2, 3], [2, 1, 3, 4, 5], [5, 4, 3, 1, 2],
+    [4, 3, 2, 1.5, 1.4], [1, 1, 1, 1, 1],
+])
+@pytest.mark.parametrize("start", [None, 0, 4, 1])
+def test_lambda_walk_finds_the_minimum_of_a_unimodal_grid(losses, start):
+    fake = _FakeLosses(losses, start)
+    best, sel = fake.choose(len(losses))
+    assert losses[best] == min(losses)
+    assert len(fake.scored) == len(set(fake.scored))  # no λ scored twice
+    assert fake.ctx.lam_index == best  # the next walk starts here
+    assert [v is not None for v in sel["holdout_loss"]] == [i in fake.scored for i in range(5)]
+    if start is None and losses == [3, 2, 1, 2, 3]:
+        assert sorted(fake.scored) == [1, 2, 3]  # a minimum at the start costs 3 passes
+
+
+def test_lambda_walk_stops_at_the_first_local_minimum():
+    fake = _FakeLosses([1, 3, 2, 4, 5], start=2)
+    best, _ = fake.choose(5)
+    assert best == 2 and sorted(fake.scored) == [1, 2, 3]
 
 
 @pytest.mark.parametrize("method", ["chita", "woodfisher"])
@@ -327,6 +373,18 @@ def test_magnitude_and_obd_report_no_lambda(run):
 
 
 # --------------------------------------------------------------------------- CHITA++
+
+
+@pytest.mark.parametrize("layers,stages", [(1, 10), (3, 10), (14, 14), (20, 20), (53, 20)])
+def test_auto_stages_is_one_per_layer_between_10_and_20(layers, stages):
+    assert auto_stages(layers) == stages
+
+
+def test_chitapp_with_stages_0_uses_the_auto_count(run, models):
+    result, _ = run("digits_mlp", method="chita++", sparsity=0.5, lam=LAM, stages=0)
+    names, _ = _sizes(models["digits_mlp"], "digits_mlp")
+    assert len(result.info["schedule"]) == auto_stages(len(names))
+    assert len(result.info["solver"]) == auto_stages(len(names))
 
 
 def test_chitapp_runs_one_solve_per_stage_and_keeps_exact_k(run, models):
