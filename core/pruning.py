@@ -411,7 +411,8 @@ class _Context:
              "converged": sol.converged, "objective": sol.objective,
              "start_objective": sol.start_objective, "seconds": sol.timings.get("solve")})
         best = self._not_worse_than_magnitude(A, wbar, k, (0.0, sol.weights, sol.mask,
-                                                           list(sol.trace), lam, sol), info, sparsity)
+                                                           list(sol.trace), lam, sol), info, sparsity,
+                                              init)
         self.warm = best[5]  # the next (sparser) solve starts from this one, K_S reused
         return best[1], best[2], best[3], best[4]
 
@@ -431,21 +432,26 @@ class _Context:
         w, mask, obj = run(i)
         return w, mask, [obj], grid[i]
 
-    def _not_worse_than_magnitude(self, A, wbar, k, best, info, sparsity):
+    def _not_worse_than_magnitude(self, A, wbar, k, best, info, sparsity, init):
         """At the chosen λ, compare with the backsolve on the magnitude mask (a rank update
-        from the solution); if a warm start ended above it, solve again from magnitude."""
+        from the solution); if a warm start ended above it, solve again from magnitude. A
+        search that started on the magnitude mask already measured it: its start objective."""
         loss, w, mask, trace, lam, sol = best
         mag_mask = select(wbar.abs(), k, self.groups)
-        mag = support_state(A, wbar, mag_mask, lam, first_order=self.request.first_order,
-                            warm=sol.state)
-        if mag.objective < sol.objective:
+        if torch.equal(init, mag_mask):
+            mag_objective = sol.start_objective
+        else:
+            mag = support_state(A, wbar, mag_mask, lam, first_order=self.request.first_order,
+                                warm=sol.state)
+            mag_objective = mag.objective
+        if mag_objective < sol.objective:
             sol = chita_solve(A, wbar, k, self.groups, lam, first_order=self.request.first_order,
-                              init_mask=mag_mask, warm=mag, cancel=self.cancel)
+                              init_mask=mag_mask, warm=sol.state, cancel=self.cancel)
             w, mask, trace = sol.weights, sol.mask, list(sol.trace)
         agree = float((mask & mag_mask).sum()) / max(1, int(mag_mask.sum()))
         info.setdefault("final", []).append(
             {"sparsity": sparsity, "lam": lam, "objective": sol.objective,
-             "magnitude_objective": mag.objective, "iterations": sol.iterations,
+             "magnitude_objective": mag_objective, "iterations": sol.iterations,
              "converged": sol.converged, "magnitude_mask_kept": agree})
         return (loss, w, mask, trace, lam, sol)
 
