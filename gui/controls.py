@@ -1,4 +1,4 @@
-"""The pruning controls: method, sparsity (slider + spin box), scope, samples and λ."""
+"""The pruning controls: method, sparsity (slider + spin box), scope, samples, λ and CHITA++ stages."""
 
 from __future__ import annotations
 
@@ -74,6 +74,12 @@ class ControlsPanel(QGroupBox):
         self.lam.setToolTip("Ridge λ. Empty = chosen automatically on held-out calibration loss; or type e.g. 1e-3")
         self.lam.setClearButtonEnabled(True)
 
+        self.stages = QSpinBox()
+        self.stages.setRange(0, 50)
+        self.stages.setSpecialValueText("auto")
+        self.stages.setToolTip("CHITA++ stages of rising sparsity, gradients recomputed at each. "
+                               "auto = one per prunable layer, 10 to 20")
+
         self.autorun = QCheckBox("Run method when the slider is released")
         self.run_button = QPushButton("Run  (Ctrl+R)")
         self.run_button.setObjectName("Primary")
@@ -93,6 +99,7 @@ class ControlsPanel(QGroupBox):
         form.addRow("Scope", self.scope)
         form.addRow("Samples", self.samples)
         form.addRow("λ", self.lam)
+        form.addRow("Stages", self.stages)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.cancel_button, 1)
@@ -108,8 +115,10 @@ class ControlsPanel(QGroupBox):
         self.slider.valueChanged.connect(self._on_sparsity)
         self.slider.sliderReleased.connect(self._on_released)
         for signal in (self.method.currentIndexChanged, self.scope.currentIndexChanged,
-                       self.samples.valueChanged, self.lam.textChanged):
+                       self.samples.valueChanged, self.lam.textChanged, self.stages.valueChanged):
             signal.connect(self.settings_changed)
+        self.method.currentIndexChanged.connect(self._update_stages_enabled)
+        self._update_stages_enabled()
         self.scope.currentIndexChanged.connect(self._debounce.start)
 
     # -- values -----------------------------------------------------------------------------
@@ -156,7 +165,8 @@ class ControlsPanel(QGroupBox):
     def request(self, *, layers: tuple[str, ...] | None = None) -> PruneRequest:
         """The core.pruning.PruneRequest these controls describe."""
         return PruneRequest(method=self.method_name(), sparsity=self.sparsity(), scope=self.scope_name(),
-                            layers=layers, samples=int(self.samples.value()), lam=self.lam_value())
+                            layers=layers, samples=int(self.samples.value()), lam=self.lam_value(),
+                            stages=int(self.stages.value()))
 
     def set_busy(self, busy: bool) -> None:
         """Enable Cancel (and disable Run) while a foreground job runs."""
@@ -166,15 +176,17 @@ class ControlsPanel(QGroupBox):
     # -- persistence ------------------------------------------------------------------------
     def load_settings(self, s: QSettings) -> None:
         """Restore the controls from QSettings."""
-        for w in (self.method, self.scope, self.samples, self.lam):
+        for w in (self.method, self.scope, self.samples, self.lam, self.stages):
             w.blockSignals(True)
         self.set_method(st.read(s, "controls/method", "chita"))
         i = self.scope.findData(st.read(s, "controls/scope", "global"))
         self.scope.setCurrentIndex(max(0, i))
         self.samples.setValue(st.read(s, "controls/samples", 1000, int))
         self.lam.setText(st.read(s, "controls/lambda", ""))
-        for w in (self.method, self.scope, self.samples, self.lam):
+        self.stages.setValue(st.read(s, "controls/stages", 0, int))
+        for w in (self.method, self.scope, self.samples, self.lam, self.stages):
             w.blockSignals(False)
+        self._update_stages_enabled()
         self.slider.blockSignals(True)
         self.slider.setValue(st.read(s, "controls/sparsity_percent", 70, int))
         self.spin.setValue(self.slider.value())
@@ -187,10 +199,14 @@ class ControlsPanel(QGroupBox):
         s.setValue("controls/scope", self.scope_name())
         s.setValue("controls/samples", int(self.samples.value()))
         s.setValue("controls/lambda", self.lam.text().strip())
+        s.setValue("controls/stages", int(self.stages.value()))
         s.setValue("controls/sparsity_percent", int(self.slider.value()))
         s.setValue("controls/run_on_release", self.autorun.isChecked())
 
     # -- internals ---------------------------------------------------------------------------
+    def _update_stages_enabled(self, *_args) -> None:
+        self.stages.setEnabled(self.method_name() == "chita++")
+
     def _on_sparsity(self, _value: int) -> None:
         self.settings_changed.emit()
         self._debounce.start()

@@ -263,6 +263,7 @@ def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> N
     first.controls.slider.setValue(42)
     first.controls.set_method("obd")
     first.controls.samples.setValue(256)
+    first.controls.stages.setValue(7)
     first.act_dark.trigger()
     first.close()
     second = make_window(qtbot, settings_dir)
@@ -270,9 +271,24 @@ def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> N
     assert second.controls.spin.value() == 42
     assert second.controls.method_name() == "obd"
     assert second.controls.samples.value() == 256
+    assert second.controls.stages.value() == 7 and not second.controls.stages.isEnabled()
     assert second.act_dark.isChecked() and second.theme.palette.name == "dark"
     second.act_dark.trigger()  # back to light for the tests that follow
     assert (settings_dir / "CHITA Studio" / "CHITA Studio.ini").exists()
+
+
+def test_stages_control_applies_to_chitapp_only(qtbot, window: MainWindow) -> None:
+    c = window.controls
+    c.set_method("chita")
+    assert not c.stages.isEnabled()
+    c.set_method("chita++")
+    assert c.stages.isEnabled()
+    c.stages.setValue(0)
+    assert c.stages.text() == "auto" and c.request().stages == 0  # 0 = auto in core.pruning
+    c.stages.setValue(12)
+    req = c.request()
+    assert req.method == "chita++" and req.stages == 12
+    c.stages.setValue(0)
 
 
 def test_theme_and_presentation_mode(qtbot, window: MainWindow) -> None:
