@@ -152,6 +152,7 @@ def _mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 
     return total / max(1, len(x))
 
 
+STAGE_REFRESHES = 5  # verified refreshes of the mask search at an intermediate CHITA++ stage
 AUTO_STAGES = (10, 20)  # CHITA++ stage count when the request gives 0: one per layer, clamped
 
 
@@ -266,6 +267,7 @@ class _Context:
         self.A: torch.Tensor | None = None
         self.warm = None  # previous CHITA solution at the same A
         self.lam_index: int | None = None  # grid index of the last λ chosen: the next walk's start
+        self.max_refresh: int | None = None  # cap on the mask search's refreshes (None: converge)
         return self
 
     # --- gradients -------------------------------------------------------------------------
@@ -305,6 +307,7 @@ class _Context:
         info = dict(self.info)
         schedule = chitapp_schedule(sparsity, self.request.stages or auto_stages(len(self.names)))
         self.lam_index = None  # each stage's λ walk starts from the previous stage's choice
+        self.max_refresh: int | None = None
         info["schedule"] = schedule
         trace: list[float] = []
         lam = None
@@ -313,6 +316,9 @@ class _Context:
             check(self.cancel)
             self.gradients(work, timings)
             label = f"stage {stage}/{len(schedule)} (sparsity {s:.3f})"
+            # an intermediate stage's mask is searched again from the next stage's gradients:
+            # it gets a few refreshes; the last stage runs to convergence
+            self.max_refresh = STAGE_REFRESHES if stage < len(schedule) else None
             w, mask, stage_trace, lam = self._solve(work, s, timings, info, label, method="chita")
             trace.extend(stage_trace)
             _write(work, self.names, w)
@@ -405,7 +411,8 @@ class _Context:
                                            sparsity, label)]
         report(self.progress, "mask search", 0, 0, f"{label} CHITA at λ = {lam:.3g}".strip())
         sol = chita_solve(A, wbar, k, self.groups, lam, first_order=first_order, init_mask=init,
-                          warm=start, progress=self.progress, cancel=self.cancel)
+                          warm=start, progress=self.progress, cancel=self.cancel,
+                          max_refresh=self.max_refresh or 100)
         info.setdefault("solver", []).append(
             {"sparsity": sparsity, "lam": lam, "iterations": sol.iterations, "swaps": sol.swaps,
              "converged": sol.converged, "objective": sol.objective,
