@@ -562,6 +562,9 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
         bn.add_argument("--recalibrate-bn", dest="recal", action="store_true", default=None,
                         help="recompute BatchNorm statistics after pruning (default: on for BatchNorm models)")
         bn.add_argument("--no-recalibrate-bn", dest="recal", action="store_false")
+        p.add_argument("--recalibrate-between-stages", dest="between", action="store_true",
+                       help="CHITA++: recalibrate BatchNorm after every stage, not only after the "
+                       "last (measured worse on ResNet20 at 0.9)")
         p.add_argument("--layers", metavar="NAMES", help="comma-separated weight names to prune "
                        "(default: every Conv/Linear weight; literature preset for mlpnet/resnet20)")
 
@@ -592,7 +595,8 @@ def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
     layers = tuple(n.strip() for n in args.layers.split(",") if n.strip()) if args.layers else None
     return PruneRequest(method=method, sparsity=sparsity, scope=args.scope, layers=layers,
                         samples=args.samples, seed=args.seed, lam=args.lam,
-                        recalibrate_bn=args.recal, stages=args.stages)
+                        recalibrate_bn=args.recal, stages=args.stages,
+                        recalibrate_between_stages=args.between)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -685,7 +689,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         bundle = bundle_from_args(args, loaded)
         res = run_sweep(loaded.model, bundle, methods, list(args.sparsities), samples=args.samples,
                         seed=args.seed, arch=loaded.arch, recalibrate_bn=args.recal,
-                        scope=args.scope, progress=progress, cancel=cancel)
+                        scope=args.scope, lam=args.lam, stages=args.stages,
+                        recalibrate_between_stages=args.between, progress=progress, cancel=cancel)
     if args.csv:
         res.to_csv(args.csv)
     if args.plot:

@@ -54,7 +54,10 @@ class PruneRequest:
     per-sample gradient rows. ``lam`` is the ridge λ; ``None`` chooses it on held-out calibration
     loss. ``recalibrate_bn`` ``None`` means on for models with BatchNorm. ``seed`` 0 uses the
     calibration images in the data split's own (seeded) order; another seed reshuffles which of
-    them give G and which are held out for λ.
+    them give G and which are held out for λ. CHITA++ recalibrates BatchNorm (when on) after its
+    last stage only, unless ``recalibrate_between_stages``: the weights each stage solves for
+    already compensate for the statistics they were solved under, and new statistics on top of
+    that correction measured worse (ResNet20 at 0.9: 45.4% against 65.1% without).
     """
 
     method: str = "chita"
@@ -66,6 +69,7 @@ class PruneRequest:
     lam: float | None = None
     recalibrate_bn: bool | None = None
     stages: int = 0  # CHITA++ stages; 0 = auto_stages(number of prunable layers)
+    recalibrate_between_stages: bool = False  # CHITA++: also recalibrate BatchNorm after each stage
     first_order: bool = False
 
 
@@ -268,6 +272,7 @@ class _Context:
         self.warm = None  # previous CHITA solution at the same A
         self.lam_index: int | None = None  # grid index of the last λ chosen: the next walk's start
         self.max_refresh: int | None = None  # cap on the mask search's refreshes (None: converge)
+        self.holdout_recal: bool | None = None  # λ scoring recalibrates BatchNorm (None: self.recal)
         return self
 
     # --- gradients -------------------------------------------------------------------------
@@ -312,21 +317,27 @@ class _Context:
         trace: list[float] = []
         lam = None
         mask = None
+        between = self.recal and self.request.recalibrate_between_stages
         for stage, s in enumerate(schedule, 1):
             check(self.cancel)
             self.gradients(work, timings)
             label = f"stage {stage}/{len(schedule)} (sparsity {s:.3f})"
+            last = stage == len(schedule)
             # an intermediate stage's mask is searched again from the next stage's gradients:
             # it gets a few refreshes; the last stage runs to convergence
-            self.max_refresh = STAGE_REFRESHES if stage < len(schedule) else None
+            self.max_refresh = None if last else STAGE_REFRESHES
+            # λ is scored the way the stage's weights will be used: with recalibrated
+            # statistics only where a recalibration follows the stage
+            self.holdout_recal = self.recal and (between or last)
             w, mask, stage_trace, lam = self._solve(work, s, timings, info, label, method="chita")
             trace.extend(stage_trace)
             _write(work, self.names, w)
-            if self.recal:
+            if between:
                 info.setdefault("recalibration_stages", []).append(
                     self._maybe_recalibrate(work, timings))
         self.A = None
-        buffers = self._finish(work, timings, info, recalibrated=self.recal)
+        self.holdout_recal = None
+        buffers = self._finish(work, timings, info, recalibrated=between)
         timings["total"] = time.perf_counter() - t0
         return self._result(sparsity, work, mask, trace, lam, timings, info, buffers)
 
@@ -469,7 +480,7 @@ class _Context:
             return 0.0
         trial = copy.deepcopy(work)
         _write(trial, self.names, w)
-        if self.recal:
+        if self.recal if self.holdout_recal is None else self.holdout_recal:
             recalibrate_batchnorm(trial, self.bn_images[:RECAL_CHECK])
         return _mean_loss(trial, self.x_h, self.y_h)
 

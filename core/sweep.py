@@ -62,6 +62,8 @@ class SweepResult:
 def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsities: list[float],
               *, samples: int = 1000, seed: int = 0, arch: str | None = None,
               recalibrate_bn: bool | None = None, scope: str = "global",
+              lam: float | None = None, stages: int = 0,
+              recalibrate_between_stages: bool = False,
               progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> SweepResult:
     """Prune with each method at each sparsity and evaluate on the bundle's evaluation images.
@@ -83,7 +85,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                    f"{_label}: {p.message or p.stage}")
 
         request = PruneRequest(method=method, sparsity=sparsities[0], samples=samples, seed=seed,
-                               recalibrate_bn=recalibrate_bn, scope=scope)
+                               recalibrate_bn=recalibrate_bn, scope=scope, lam=lam, stages=stages,
+                               recalibrate_between_stages=recalibrate_between_stages)
         t1 = time.perf_counter()
         results = prune_path(model, bundle.calibration, request, list(sparsities), arch=arch,
                              progress=inner, cancel=cancel)

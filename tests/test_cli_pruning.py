@@ -39,6 +39,18 @@ def test_prune_reports_accuracy_interval_sparsity_and_exports(capsys, tmp_path):
     assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape == (4, 10)
 
 
+def test_prune_chitapp_reports_its_stages_given_or_automatic(capsys):
+    given = _json(capsys, "prune", "demo:digits_mlp", "--data", "digits", "--method", "chita++",
+                  "--sparsity", "0.6", "--samples", "64", "--stages", "3", "--lambda", "1e-4")
+    assert given["stages"] == 3 and given["lambda"] == 1e-4
+    auto = _json(capsys, "prune", "demo:digits_mlp", "--data", "digits", "--method", "chita++",
+                 "--sparsity", "0.6", "--samples", "64", "--lambda", "1e-4")
+    assert auto["stages"] == 10  # the demo MLP has fewer than 10 prunable layers
+    single = _json(capsys, "prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude",
+                   "--sparsity", "0.6")
+    assert single["stages"] is None
+
+
 def test_prune_rejects_a_bad_sparsity_with_the_field(capsys):
     code = main(["prune", "demo", "--data", "digits", "--sparsity", "1.5"])
     _, err = capsys.readouterr()

@@ -387,6 +387,22 @@ def test_chitapp_with_stages_0_uses_the_auto_count(run, models):
     assert len(result.info["solver"]) == auto_stages(len(names))
 
 
+@pytest.mark.parametrize("between", [False, True])
+def test_chitapp_recalibrates_after_the_last_stage_unless_asked_between(run, between):
+    result, _ = run("digits_cnn", method="chita++", sparsity=0.6, lam=LAM, stages=3,
+                    recalibrate_bn=True, recalibrate_between_stages=between)
+    info = result.info
+    if between:
+        stages = info["recalibration_stages"]
+        assert len(stages) == 3 and "recalibration" not in info
+        assert all({"holdout_loss_before", "holdout_loss_after", "applied"} <= set(d) for d in stages)
+    else:
+        assert "recalibration_stages" not in info
+        final = info["recalibration"]  # one decision, after the last stage, on held-out loss
+        assert final["applied"] == (final["holdout_loss_after"] < final["holdout_loss_before"])
+    assert result.buffers and info["recalibrated"] is True
+
+
 def test_chitapp_runs_one_solve_per_stage_and_keeps_exact_k(run, models):
     result, _ = run("digits_mlp", method="chita++", sparsity=0.7, lam=LAM, stages=3)
     names, sizes = _sizes(models["digits_mlp"], "digits_mlp")

@@ -1,0 +1,76 @@
+"""How much one-shot accuracy moves with the calibration sample: CHITA against magnitude over seeds.
+
+The seed reshuffles which calibration (training) images give the n = 1000 gradient rows and which
+are held out to choose λ (`PruneRequest.seed`); the test images never change. A single run's
+accuracy is one draw from this spread, and so is each row of the official code's figures
+(seed 0, one run each in ../shared/reference/one_shot_figures.md).
+
+    python benchmarks/seed_spread.py [--model resnet20] [--sparsities 0.8,0.9] [--seeds 0,1,2,3,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.data import load_bundle  # noqa: E402
+from core.evaluate import evaluate  # noqa: E402
+from core.model_io import load_model  # noqa: E402
+from core.pruning import PruneRequest, apply_result, prune  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+SETUPS = {"resnet20": ("models/resnet20_cifar10.pt", "data/cifar10"),
+          "mlpnet": ("models/mlpnet_mnist.pt", "data/mnist")}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="resnet20", choices=sorted(SETUPS))
+    ap.add_argument("--methods", default="magnitude,chita")
+    ap.add_argument("--sparsities", default="0.8,0.9")
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--recalibrate-bn", action="store_true",
+                    help="recalibrate BatchNorm after pruning (default: off, as the official rows)")
+    args = ap.parse_args()
+    if not SHARED.exists():
+        print(f"{SHARED} is missing: this benchmark needs the shared checkpoints and data.", file=sys.stderr)
+        return 2
+    model_file, data = SETUPS[args.model]
+    loaded = load_model(SHARED / model_file, arch=args.model)
+    bundle = load_bundle(str(SHARED / data), preset=args.model)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    sparsities = [float(s) for s in args.sparsities.split(",")]
+    methods = args.methods.split(",")
+    print(f"{args.model}, n = 1000, accuracy on {len(bundle.evaluation.y)} test images, "
+          f"BatchNorm recalibration {'on' if args.recalibrate_bn else 'off'}\n")
+    print("| method | sparsity | " + " | ".join(f"seed {s}" for s in seeds) +
+          " | mean ± sd | mean − magnitude mean | seconds (mean) |")
+    print("| --- | --- |" + " --- |" * len(seeds) + " --- | --- | --- |")
+    magnitude_mean: dict[float, float] = {}
+    for s in sparsities:
+        for method in methods:
+            accs, secs = [], []
+            for seed in seeds:
+                req = PruneRequest(method=method, sparsity=s, samples=1000, seed=seed,
+                                   recalibrate_bn=args.recalibrate_bn)
+                t0 = time.perf_counter()
+                res = prune(loaded.model, bundle.calibration, req, arch=args.model)
+                secs.append(time.perf_counter() - t0)
+                accs.append(100 * evaluate(apply_result(loaded.model, res), bundle.evaluation).accuracy)
+            mean, sd = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
+            if method == "magnitude":
+                magnitude_mean[s] = mean
+            delta = f"{mean - magnitude_mean[s]:+.2f}" if s in magnitude_mean and method != "magnitude" else "—"
+            print(f"| {method} | {s} | " + " | ".join(f"{a:.2f}" for a in accs) +
+                  f" | {mean:.2f} ± {sd:.2f} | {delta} | {statistics.mean(secs):.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
