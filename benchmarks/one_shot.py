@@ -190,7 +190,7 @@ def to_markdown(all_rows: list[Row], extras: dict, ref: dict, command: str) -> s
              "images) with its 95% Wilson interval. Seconds: gradients + solve + BatchNorm work, "
              "excluding start-up, data loading and evaluation. Peak: the process's resident memory "
              "during the run (includes the loaded data). λ is chosen on held-out *training* images. "
-             "'recal' = BatchNorm statistics recomputed after pruning (and between CHITA++ stages); "
+             "'recal' = BatchNorm statistics recomputed after pruning (CHITA++: after its last stage), kept only when that lowers held-out loss; "
              "every ResNet20 run first refreshes stale BatchNorm statistics when that lowers held-out "
              "loss, as the official code does before pruning.", "",
              "Official rows: **official code, measured on this machine kind, not this run** "

@@ -165,7 +165,7 @@ def auto_stages(layers: int) -> int:
 
     A heuristic from measurements, not a theorem: a deeper network leaves the local quadratic
     model sooner as weights are removed, so it needs smaller steps. Measured here (docs/
-    benchmarks.md): ResNet20 (20 layers) at 0.9 went from 43.9% with 10 stages to 63.6% with
+    benchmarks.md): ResNet20 (20 layers) at 0.9 went from 43.9% with 10 stages to 62–65% with
     20; MLPNet (3 layers) at 0.98 gained nothing from 20 (85.6% → 86.0%) at 1.5× the time.
     """
     lo, hi = AUTO_STAGES
@@ -312,7 +312,6 @@ class _Context:
         info = dict(self.info)
         schedule = chitapp_schedule(sparsity, self.request.stages or auto_stages(len(self.names)))
         self.lam_index = None  # each stage's λ walk starts from the previous stage's choice
-        self.max_refresh: int | None = None
         info["schedule"] = schedule
         trace: list[float] = []
         lam = None
