@@ -403,6 +403,24 @@ def test_chitapp_recalibrates_after_the_last_stage_unless_asked_between(run, bet
     assert result.buffers and info["recalibrated"] is True
 
 
+def test_chitapp_caps_intermediate_mask_searches_and_converges_the_last(models, digits, monkeypatch):
+    import core.pruning as pruning
+
+    calls = []
+    real = pruning.chita_solve
+
+    def spy(*args, **kw):
+        calls.append(kw.get("max_refresh"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pruning, "chita_solve", spy)
+    result = prune(models["digits_mlp"], digits.calibration,
+                   PruneRequest(method="chita++", sparsity=0.7, samples=SAMPLES, lam=LAM, stages=3),
+                   arch="digits_mlp")
+    assert calls[:2] == [pruning.STAGE_REFRESHES] * 2 and calls[2] == 100
+    assert result.info["solver"][-1]["converged"] is True
+
+
 def test_chitapp_runs_one_solve_per_stage_and_keeps_exact_k(run, models):
     result, _ = run("digits_mlp", method="chita++", sparsity=0.7, lam=LAM, stages=3)
     names, sizes = _sizes(models["digits_mlp"], "digits_mlp")
