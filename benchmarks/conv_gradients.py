@@ -21,6 +21,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from timing import mean_ms  # noqa: E402
+
 from core import fisher  # noqa: E402
 from core.fisher import conv_weight_rows, per_sample_gradients  # noqa: E402
 
@@ -31,14 +33,6 @@ def _im2col(a: torch.Tensor, g: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     cols = F.unfold(a, conv.kernel_size, dilation=conv.dilation, padding=conv.padding,
                     stride=conv.stride)
     return torch.bmm(g.reshape(g.shape[0], g.shape[1], -1), cols.transpose(1, 2))
-
-
-def _time(fn, repeat: int) -> float:
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t0) / repeat * 1000
 
 
 def main() -> int:
@@ -63,10 +57,10 @@ def main() -> int:
                 fisher.SHIFT_MIN_POSITIONS = threshold
             try:
                 torch.testing.assert_close(conv_weight_rows(a, g, conv), ref, rtol=1e-4, atol=1e-3)
-                timings[label] = _time(lambda: conv_weight_rows(a, g, conv), args.repeat)
+                timings[label] = mean_ms(lambda: conv_weight_rows(a, g, conv), args.repeat)
             finally:
                 fisher.SHIFT_MIN_POSITIONS = saved
-        base = _time(lambda: _im2col(a, g, conv), args.repeat)
+        base = mean_ms(lambda: _im2col(a, g, conv), args.repeat)
         print(f"| {c_in}→{c_out}, {size}×{size}, {stride} | {base:.1f} ms | {timings['offsets']:.1f} ms | "
               f"{timings['patches']:.1f} ms | {timings['chosen']:.1f} ms | {timings['chosen'] / base:.2f}× |")
 

@@ -125,3 +125,24 @@ def test_per_layer_budget_is_exact_per_group():
     groups = [slice(0, 30), slice(30, 90)]
     sol = chita_solve(A, wbar, [10, 12], groups, 1e-2)
     assert int(sol.mask[:30].sum()) == 10 and int(sol.mask[30:].sum()) == 12
+
+
+@pytest.mark.parametrize("two_groups", [False, True])
+def test_swap_pricing_equals_the_backsolve_change_of_every_swap(two_groups):
+    """The in-place pricing of the mask search against a fresh backsolve after each single swap."""
+    from core.methods.chita import _ActiveSet
+
+    A, wbar, lam = _problem(3)
+    quad = LocalQuadratic(A, wbar, lam)
+    st = quad.state(magnitude_mask(wbar, 7, [slice(0, wbar.numel())]))
+    idx = torch.arange(wbar.numel())
+    group = (idx >= 7).long() if two_groups else torch.zeros_like(idx)
+    off, on, delta = _ActiveSet(quad, st, idx, group).pair_deltas()
+    assert delta.shape == (off.numel(), on.numel()) == (7, 7)
+    for r, j in enumerate(off.tolist()):
+        for c, i in enumerate(on.tolist()):
+            if two_groups and group[j] != group[i]:
+                assert delta[r, c] == float("inf")
+                continue
+            exact = quad.swap(st, torch.tensor([j]), torch.tensor([i])).objective - st.objective
+            assert float(delta[r, c]) == pytest.approx(exact, rel=1e-5, abs=1e-5 * abs(st.objective))  # float32 A

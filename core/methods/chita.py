@@ -105,23 +105,48 @@ class _ActiveSet:
         return float(0.5 * self.lam * (2 * self.h[pos] @ s + s @ Pw @ s - t @ inner - s @ (D * s)))
 
     def pair_deltas(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """ΔQ of every single swap (j off S enters, i on S leaves) in the pool, same group."""
+        """ΔQ of every single swap (j off S enters, i on S leaves) in the pool, same group.
+
+        The 2×2 case of :meth:`delta` written out, with a = 1 + q_j, b = 1 − q_i (> 0 on the
+        support), C = P_ji, t₁ = h_j + q_j w̄_j − C w̄_i, t₂ = h_i + C w̄_j − q_i w̄_i:
+
+            ΔQ = (λ/2)·[(q_j − 1)w̄_j² + 2h_j w̄_j + (q_i + 1)w̄_i² − 2h_i w̄_i − 2C w̄_j w̄_i
+                        − (b t₁² + 2C t₁t₂ − a t₂²)/(ab + C²)]
+
+        computed in place over the off × on block (this is the solver's hot loop).
+        """
         off = (~self.on).nonzero().squeeze(1)
         on = self.on.nonzero().squeeze(1)
-        q = self.P.diagonal()
-        qj, qi = q[off][:, None], q[on][None, :]
+        q, h, wb = self.P.diagonal(), self.h, self.wb
+        qj, qi, hj, hi, wj, wi = q[off], q[on], h[off], h[on], wb[off], wb[on]
+        a, b = (1.0 + qj)[:, None], (1.0 - qi)[None, :]
         C = self.P[off][:, on]
-        wj, wi = self.wb[off][:, None], self.wb[on][None, :]
-        hj, hi = self.h[off][:, None], self.h[on][None, :]
-        s1, s2 = wj, -wi
-        t1 = hj + qj * s1 + C * s2
-        t2 = hi + C * s1 + qi * s2
-        det = (1.0 + qj) * (qi - 1.0) - C * C  # < 0: q_i < 1 on the support
-        quad_form = (t1 * t1 * (qi - 1.0) - 2.0 * C * t1 * t2 + t2 * t2 * (1.0 + qj)) / det
-        sPs = qj * s1 * s1 + 2.0 * C * s1 * s2 + qi * s2 * s2
-        delta = 0.5 * self.lam * (2.0 * (hj * s1 + hi * s2) + sPs - quad_form - (wj * wj - wi * wi))
-        same = self.group[off][:, None] == self.group[on][None, :]
-        delta = torch.where(same, delta, torch.full_like(delta, float("inf")))
+        t1 = C * (-wi)[None, :]
+        t1 += (hj + qj * wj)[:, None]
+        t2 = C * wj[:, None]
+        t2 += (hi - qi * wi)[None, :]
+        num = t1 * t1
+        num *= b
+        t1 *= t2
+        t1 *= C
+        t1 *= 2.0
+        num += t1
+        t2 *= t2
+        t2 *= a
+        num -= t2
+        den = C * C
+        den += a * b
+        num /= den
+        delta = C  # reuse C's storage: −2C w̄_j w̄_i + the separable terms − the quadratic form
+        delta *= (-2.0 * wj)[:, None]
+        delta *= wi[None, :]
+        delta += ((qj - 1.0) * wj * wj + 2.0 * hj * wj)[:, None]
+        delta += ((qi + 1.0) * wi * wi - 2.0 * hi * wi)[None, :]
+        delta -= num
+        delta *= 0.5 * self.lam
+        if int(self.group.max()) > 0:  # several budgets: only swaps within one group
+            same = self.group[off][:, None] == self.group[on][None, :]
+            delta.masked_fill_(~same, float("inf"))
         return off, on, delta
 
     def accept(self, pos: torch.Tensor, sign: torch.Tensor) -> None:
@@ -132,7 +157,7 @@ class _ActiveSet:
         t = self.h[pos] + self.P[pos][:, pos] @ s
         B = torch.linalg.inv(torch.diag(D) + self.P[pos][:, pos])
         self.h = self.h + Pcol @ (s - B @ t)
-        self.P = self.P - Pcol @ B @ Pcol.T
+        self.P = torch.addmm(self.P, Pcol @ B, Pcol.T, alpha=-1.0)
         self.on[pos] = sign > 0
 
 
