@@ -351,6 +351,19 @@ def test_lambda_walk_finds_the_minimum_of_a_unimodal_grid(losses, start):
         assert sorted(fake.scored) == [1, 2, 3]  # a minimum at the start costs 3 passes
 
 
+@pytest.mark.parametrize("end", [0, len(LAMBDA_GRID) - 1])
+def test_lambda_walk_on_the_real_grid_starts_at_lambda_start_and_reaches_either_end(end):
+    """A held-out loss still falling at an end is followed there: no stop mid-grid."""
+    from core.pruning import LAMBDA_START
+
+    losses = [abs(i - end) for i in range(len(LAMBDA_GRID))]
+    fake = _FakeLosses(losses)
+    best, sel = fake.choose(len(LAMBDA_GRID))
+    assert best == end
+    assert fake.scored[0] == LAMBDA_START and LAMBDA_GRID[LAMBDA_START] == 1e-2
+    assert LAMBDA_GRID[0] >= 1e2 and LAMBDA_GRID[-1] <= 1e-5  # room above and below the old 1 … 1e-4
+
+
 def test_lambda_walk_stops_at_the_first_local_minimum():
     fake = _FakeLosses([1, 3, 2, 4, 5], start=2)
     best, _ = fake.choose(5)
