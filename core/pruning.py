@@ -107,6 +107,7 @@ class PruneResult:
 
 NEEDS_GRADIENTS = {"chita", "chita++", "obd", "woodfisher"}
 HOLDOUT = 500  # held-out calibration images for choosing λ (never test images)
+BN_IMAGES = 2000  # calibration images for a BatchNorm recalibration (none of the held-out ones)
 RECAL_CHECK = 512  # images for the BatchNorm passes inside λ selection and the refresh check
 # λ candidates × the mean Fisher diagonal, large → small. Wide on purpose: the walk only scores
 # where the held-out loss keeps falling, and a narrower grid stopped it at an end while the loss
@@ -258,7 +259,9 @@ class _Context:
         self.x_h, self.y_h = x[n:n + HOLDOUT], y[n:n + HOLDOUT]
         self.bn = has_batchnorm(self.base)
         self.recal = self.bn if request.recalibrate_bn is None else bool(request.recalibrate_bn and self.bn)
-        self.bn_images = x[: min(len(x), 2000)]
+        # BatchNorm statistics come from images the held-out loss never sees: G's, then the rest
+        rest = x[n + len(self.x_h):]
+        self.bn_images = torch.cat([self.x_g, rest[: max(0, BN_IMAGES - n)]])[:BN_IMAGES]
         self.info: dict[str, object] = {"samples": n, "holdout": len(self.x_h),
                                         "layers": len(self.names)}
         if self.bn and len(self.x_h):

@@ -489,3 +489,22 @@ def test_seed_changes_the_gradient_sample_and_zero_keeps_the_data_order(models, 
     c = prune(model, digits.calibration, PruneRequest(method="obd", sparsity=0.7, samples=64, seed=3))
     assert all(torch.equal(a.masks[k], b.masks[k]) for k in a.masks)
     assert any(not torch.equal(a.masks[k], c.masks[k]) for k in a.masks)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_batchnorm_images_never_include_the_held_out_ones(models, seed):
+    """The held-out loss judges recalibrations: it must not see the images they were run on."""
+    from core.data import ImageSet
+    from core.pruning import BN_IMAGES, HOLDOUT, _Context
+
+    g = torch.Generator().manual_seed(1)
+    images = ImageSet(x=torch.randn(3000, 1, 8, 8, generator=g),
+                      y=torch.randint(0, 10, (3000,), generator=g), source="random")
+    ctx = _Context.build(models["digits_mlp"], images,
+                         PruneRequest(method="chita", samples=1000, seed=seed), "digits_mlp",
+                         None, None)
+    held_out = {row.numpy().tobytes() for row in ctx.x_h}
+    used = [row.numpy().tobytes() for row in ctx.bn_images]
+    assert len(held_out) == HOLDOUT and len(used) == BN_IMAGES
+    assert not held_out.intersection(used)
+    assert {row.numpy().tobytes() for row in ctx.x_g} <= set(used)  # G's images come first
