@@ -6,6 +6,7 @@ accuracy is one draw from this spread, and so is each row of the official code's
 (seed 0, one run each in ../shared/reference/one_shot_figures.md).
 
     python benchmarks/seed_spread.py [--model resnet20] [--sparsities 0.8,0.9] [--seeds 0,1,2,3,4]
+                                     [--methods magnitude,chita] [--old-lambda-grid]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core import pruning  # noqa: E402
 from core.data import load_bundle  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 from core.model_io import load_model  # noqa: E402
@@ -37,7 +39,12 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--recalibrate-bn", action="store_true",
                     help="recalibrate BatchNorm after pruning (default: off, as the official rows)")
+    ap.add_argument("--old-lambda-grid", action="store_true",
+                    help="use the previous λ grid (1 … 1e-4 × mean Fisher diagonal) for comparison")
     args = ap.parse_args()
+    if args.old_lambda_grid:
+        pruning.LAMBDA_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4)
+        pruning.LAMBDA_START = pruning.LAMBDA_GRID.index(1e-2)
     if not SHARED.exists():
         print(f"{SHARED} is missing: this benchmark needs the shared checkpoints and data.", file=sys.stderr)
         return 2
@@ -48,7 +55,8 @@ def main() -> int:
     sparsities = [float(s) for s in args.sparsities.split(",")]
     methods = args.methods.split(",")
     print(f"{args.model}, n = 1000, accuracy on {len(bundle.evaluation.y)} test images, "
-          f"BatchNorm recalibration {'on' if args.recalibrate_bn else 'off'}\n")
+          f"BatchNorm recalibration {'on' if args.recalibrate_bn else 'off'}, "
+          f"λ grid {pruning.LAMBDA_GRID[0]:g} … {pruning.LAMBDA_GRID[-1]:g} × mean Fisher diagonal\n")
     print("| method | sparsity | " + " | ".join(f"seed {s}" for s in seeds) +
           " | mean ± sd | mean − magnitude mean | seconds (mean) |")
     print("| --- | --- |" + " --- |" * len(seeds) + " --- | --- | --- |")
