@@ -18,11 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import pruning  # noqa: E402
-from core.data import load_bundle  # noqa: E402
-from core.model_io import load_model  # noqa: E402
+from shared_models import load_shared  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
+from core import pruning  # noqa: E402
+
 OLD_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4)
 
 
@@ -39,11 +38,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sparsities", default="0.5,0.7,0.8,0.9")
     args = ap.parse_args()
-    if not SHARED.is_dir():
-        print(f"{SHARED} is missing: this benchmark needs the shared ResNet20 checkpoint.", file=sys.stderr)
+    shared = load_shared("resnet20")
+    if shared is None:
         return 1
-    loaded = load_model(SHARED / "models/resnet20_cifar10.pt", arch="resnet20")
-    bundle = load_bundle(str(SHARED / "data/cifar10"), preset="resnet20")
+    loaded, bundle = shared
     grid, start = pruning.LAMBDA_GRID, pruning.LAMBDA_START
     print("ResNet20, single-stage CHITA, n = 1000, no recalibration after pruning; seconds\n")
     print("| sparsity | λ grid | total | gradients | BatchNorm check | λ walk (held-out passes) | "

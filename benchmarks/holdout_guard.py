@@ -20,13 +20,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.data import load_bundle  # noqa: E402
+from shared_models import load_shared  # noqa: E402
+
 from core.evaluate import evaluate  # noqa: E402
 from core.methods.selection import global_budget, select  # noqa: E402
-from core.model_io import load_model  # noqa: E402
 from core.pruning import PruneRequest, _Context, _flat, apply_result, prune  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
 
 
 def main() -> int:
@@ -34,11 +32,10 @@ def main() -> int:
     ap.add_argument("--sparsities", default="0.8,0.9")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     args = ap.parse_args()
-    if not SHARED.exists():
-        print(f"{SHARED} is missing: this benchmark needs the shared checkpoints and data.", file=sys.stderr)
+    shared = load_shared("resnet20")
+    if shared is None:
         return 2
-    loaded = load_model(SHARED / "models" / "resnet20_cifar10.pt", arch="resnet20")
-    bundle = load_bundle(str(SHARED / "data" / "cifar10"), preset="resnet20")
+    loaded, bundle = shared
     print("ResNet20, single-stage CHITA, no recalibration after pruning; held-out loss on 500 training "
           "images, accuracy on the 846 test images\n")
     print("| sparsity | seed | held-out loss, magnitude | held-out loss, CHITA | test %, magnitude | "

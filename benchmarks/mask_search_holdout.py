@@ -19,14 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from shared_models import load_shared  # noqa: E402
+
 from core import pruning  # noqa: E402
-from core.data import load_bundle  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 from core.methods.chita import support_state, support_weights  # noqa: E402
 from core.methods.selection import select  # noqa: E402
-from core.model_io import load_model  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
 
 
 def main() -> int:
@@ -34,11 +32,10 @@ def main() -> int:
     ap.add_argument("--sparsities", default="0.8,0.9")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     args = ap.parse_args()
-    if not SHARED.is_dir():
-        print(f"{SHARED} is missing: this benchmark needs the shared ResNet20 checkpoint.", file=sys.stderr)
+    shared = load_shared("resnet20")
+    if shared is None:
         return 1
-    loaded = load_model(SHARED / "models/resnet20_cifar10.pt", arch="resnet20")
-    bundle = load_bundle(str(SHARED / "data/cifar10"), preset="resnet20")
+    loaded, bundle = shared
 
     seen: dict = {}
     solve = pruning._Context._chita
