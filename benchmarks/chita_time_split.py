@@ -40,7 +40,7 @@ def main() -> int:
     args = ap.parse_args()
     shared = load_shared("resnet20")
     if shared is None:
-        return 1
+        return 2
     loaded, bundle = shared
     grid, start = pruning.LAMBDA_GRID, pruning.LAMBDA_START
     print("ResNet20, single-stage CHITA, n = 1000, no recalibration after pruning; seconds\n")

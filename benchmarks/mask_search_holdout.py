@@ -34,7 +34,7 @@ def main() -> int:
     args = ap.parse_args()
     shared = load_shared("resnet20")
     if shared is None:
-        return 1
+        return 2
     loaded, bundle = shared
 
     seen: dict = {}
