@@ -6,13 +6,11 @@ Accuracy carries a Wilson score interval (honest for small test sets and for acc
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 import torch.nn.functional as F

@@ -36,7 +36,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from core.architectures import arch_info, available_architectures, build_architecture, names_help
+from core.architectures import (
+    arch_info,
+    available_architectures,
+    build_architecture,
+    names_help,
+)
 from core.errors import StudioError
 from core.prunable import graph_param_types, module_type_name, prunable_parameters
 
