@@ -7,6 +7,7 @@ accuracy is one draw from this spread, and so is each row of the official code's
 
     python benchmarks/seed_spread.py [--model resnet20] [--sparsities 0.8,0.9] [--seeds 0,1,2,3,4]
                                      [--methods magnitude,chita] [--old-lambda-grid]
+                                     [--resample-stages]
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def main() -> int:
                     help="recalibrate BatchNorm after pruning (default: off, as the official rows)")
     ap.add_argument("--old-lambda-grid", action="store_true",
                     help="use the previous λ grid (1 … 1e-4 × mean Fisher diagonal) for comparison")
+    ap.add_argument("--resample-stages", action="store_true",
+                    help="CHITA++: each stage's G from the next n calibration images (default: the same n)")
     args = ap.parse_args()
     if args.old_lambda_grid:
         pruning.LAMBDA_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4)
@@ -56,7 +59,8 @@ def main() -> int:
     methods = args.methods.split(",")
     print(f"{args.model}, n = 1000, accuracy on {len(bundle.evaluation.y)} test images, "
           f"BatchNorm recalibration {'on' if args.recalibrate_bn else 'off'}, "
-          f"λ grid {pruning.LAMBDA_GRID[0]:g} … {pruning.LAMBDA_GRID[-1]:g} × mean Fisher diagonal\n")
+          f"λ grid {pruning.LAMBDA_GRID[0]:g} … {pruning.LAMBDA_GRID[-1]:g} × mean Fisher diagonal, "
+          f"CHITA++ stages {'each on new' if args.resample_stages else 'on the same'} gradient images\n")
     print("| method | sparsity | " + " | ".join(f"seed {s}" for s in seeds) +
           " | mean ± sd | mean − magnitude mean | seconds (mean) |")
     print("| --- | --- |" + " --- |" * len(seeds) + " --- | --- | --- |")
@@ -66,7 +70,8 @@ def main() -> int:
             accs, secs = [], []
             for seed in seeds:
                 req = PruneRequest(method=method, sparsity=s, samples=1000, seed=seed,
-                                   recalibrate_bn=args.recalibrate_bn)
+                                   recalibrate_bn=args.recalibrate_bn,
+                                   resample_stages=args.resample_stages)
                 t0 = time.perf_counter()
                 res = prune(loaded.model, bundle.calibration, req, arch=args.model)
                 secs.append(time.perf_counter() - t0)

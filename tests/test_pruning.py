@@ -508,3 +508,39 @@ def test_batchnorm_images_never_include_the_held_out_ones(models, seed):
     assert len(held_out) == HOLDOUT and len(used) == BN_IMAGES
     assert not held_out.intersection(used)
     assert {row.numpy().tobytes() for row in ctx.x_g} <= set(used)  # G's images come first
+
+
+@pytest.mark.parametrize("resample", [True, False])
+def test_chitapp_stages_take_new_gradient_images_never_held_out_ones(models, monkeypatch, resample):
+    """resample_stages: stage 1 uses single-stage CHITA's images, each later stage the next block
+    (cycling through every calibration image but the held-out ones); off: the same images."""
+    from core.data import ImageSet
+    from core.pruning import HOLDOUT
+
+    g = torch.Generator().manual_seed(2)
+    n_images, n = 900, 160
+    images = ImageSet(x=torch.randn(n_images, 1, 8, 8, generator=g),
+                      y=torch.randint(0, 10, (n_images,), generator=g), source="random")
+    seen: list[list[bytes]] = []
+    real = pruning.per_sample_gradients
+
+    def spy(model, x, y, names, **kw):
+        seen.append([row.numpy().tobytes() for row in x])
+        return real(model, x, y, names, **kw)
+
+    monkeypatch.setattr(pruning, "per_sample_gradients", spy)
+    request = PruneRequest(method="chita++", sparsity=0.6, samples=n, lam=LAM, stages=4,
+                           resample_stages=resample)
+    prune(models["digits_mlp"], images, request, arch="digits_mlp")
+    rows = [r.numpy().tobytes() for r in images.x]
+    held_out = set(rows[n:n + HOLDOUT])
+    pool = rows[:n] + rows[n + HOLDOUT:]  # 400 images for 4 stages of 160: the last one wraps
+    assert len(seen) == 4 and all(len(s) == n for s in seen)
+    assert seen[0] == rows[:n]
+    if resample:
+        for stage, got in enumerate(seen):
+            assert got == [pool[(stage * n + i) % len(pool)] for i in range(n)]
+        assert set().union(*map(set, seen)) == set(pool)
+    else:
+        assert all(s == seen[0] for s in seen)
+    assert all(not held_out.intersection(s) for s in seen)
