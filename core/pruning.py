@@ -25,7 +25,7 @@ from core.methods.magnitude import magnitude_prune
 from core.methods.obd import obd_prune
 from core.methods.quadratic import LocalQuadratic
 from core.methods.selection import global_budget, layer_budgets, select
-from core.methods.woodfisher import woodfisher_prune
+from core.methods.woodfisher import inverse_fisher_diagonals, woodfisher_solve
 from core.progress import CancelToken, ProgressFn, check, report
 from core.prunable import prunable_parameters
 
@@ -463,20 +463,28 @@ class _Context:
         return best[1], best[2], best[3], best[4]
 
     def _woodfisher(self, work, A, wbar, k, grid, info, sparsity, label):
-        """WoodFisher at each λ of the grid, the best on held-out calibration loss."""
-        runs: dict[int, tuple] = {}
-        K = LocalQuadratic(A, wbar, grid[0]).gram()  # AAᵀ, shared by every λ
+        """WoodFisher at each λ of the grid, the best on held-out calibration loss.
 
-        def run(i: int) -> tuple:
+        K = AAᵀ and diag(F_λ⁻¹) for the whole grid come from two passes over G; each λ the walk
+        scores then costs a mask selection and a rank update of the previous λ's backsolve."""
+        runs: dict[int, object] = {}
+        K = LocalQuadratic(A, wbar, grid[0]).gram()  # AAᵀ, shared by every λ
+        report(self.progress, "WoodFisher", 0, 0, f"{label} inverse Fisher diagonal".strip())
+        finv = inverse_fisher_diagonals(A, K, grid, cancel=self.cancel)
+        last: list = [None]  # the previous solve's backsolve state: the next one's warm start
+
+        def run(i: int):
             if i not in runs:  # only the λ the walk scores are solved
                 check(self.cancel)
-                runs[i] = woodfisher_prune(A, wbar, k, self.groups, grid[i], K=K, cancel=self.cancel)
+                runs[i] = woodfisher_solve(A, wbar, k, self.groups, grid[i], K=K, finv=finv[i],
+                                           warm=last[0], cancel=self.cancel)
+                last[0] = runs[i].state
             return runs[i]
 
         i = 0 if len(grid) == 1 else self._choose_lambda(
-            work, grid, [(lambda i=i: run(i)[0]) for i in range(len(grid))], info, sparsity, label)
-        w, mask, obj = run(i)
-        return w, mask, [obj], grid[i]
+            work, grid, [(lambda i=i: run(i).weights) for i in range(len(grid))], info, sparsity, label)
+        sol = run(i)
+        return sol.weights, sol.mask, [sol.objective], grid[i]
 
     def _not_worse_than_magnitude(self, A, wbar, k, best, info, sparsity, init):
         """At the chosen λ, compare with the backsolve on the magnitude mask (a rank update

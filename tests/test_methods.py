@@ -10,7 +10,12 @@ from core.methods.magnitude import magnitude_mask, magnitude_prune
 from core.methods.obd import obd_prune, obd_saliency
 from core.methods.quadratic import LocalQuadratic
 from core.methods.selection import global_budget, layer_budgets, select, topk_mask
-from core.methods.woodfisher import inverse_fisher_diagonal, woodfisher_prune
+from core.methods.woodfisher import (
+    inverse_fisher_diagonal,
+    inverse_fisher_diagonals,
+    woodfisher_prune,
+    woodfisher_solve,
+)
 
 P = 60
 GROUPS = [slice(0, 20), slice(20, 45), slice(45, 60)]
@@ -141,6 +146,34 @@ def test_inverse_fisher_diagonal_matches_explicit_inverse():
     got = inverse_fisher_diagonal(LocalQuadratic(A, wbar, lam))
     assert got.shape == (30,)
     assert torch.allclose(got, Finv.diagonal(), rtol=1e-4, atol=0)
+
+
+def test_inverse_fisher_diagonals_for_a_grid_match_explicit_inverses():
+    """One pass over A gives diag(F_λ⁻¹) for every λ: each row equals the explicit inverse's."""
+    A, wbar, _ = _small_obs_problem()
+    lams = [10.0, 0.1, 1e-3]
+    got = inverse_fisher_diagonals(A, (A @ A.T).double(), lams)
+    assert got.shape == (3, 30)
+    for row, lam in zip(got, lams):
+        assert torch.allclose(row, torch.linalg.inv(_H(A, lam)).diagonal(), rtol=1e-4, atol=0)
+    assert not torch.allclose(got[0], got[2], rtol=1e-2)  # λ matters
+
+
+@pytest.mark.parametrize("k", [6, 24])  # more pruned than kept, and fewer
+def test_woodfisher_warm_and_gram_shortcuts_give_the_cold_solution(k):
+    """A rank update from another λ's backsolve, or K_S = K − K_{Sᶜ}, changes nothing."""
+    A, wbar, lam = _small_obs_problem(seed=8)
+    p = wbar.numel()
+    K = (A @ A.T).double()
+    cold = woodfisher_solve(A, wbar, k, [slice(0, p)], lam)
+    other = woodfisher_solve(A, wbar, k + 3 if k < p // 2 else k - 3, [slice(0, p)], 10.0)
+    assert int((other.mask != cold.mask).sum()) == 3  # the warm start has to move, by a rank update
+    finv = inverse_fisher_diagonals(A, K, [lam])[0]
+    for kw in ({"K": K}, {"K": K, "finv": finv}, {"warm": other.state}, {"K": K, "warm": other.state}):
+        sol = woodfisher_solve(A, wbar, k, [slice(0, p)], lam, **kw)
+        assert torch.equal(sol.mask, cold.mask), kw
+        assert torch.allclose(sol.weights, cold.weights, atol=1e-5), kw
+        assert sol.objective == pytest.approx(cold.objective, rel=1e-6), kw
 
 
 def test_obs_single_weight_removal_matches_closed_form():
