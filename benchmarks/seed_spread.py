@@ -7,7 +7,7 @@ accuracy is one draw from this spread, and so is each row of the official code's
 
     python benchmarks/seed_spread.py [--model resnet20] [--sparsities 0.8,0.9] [--seeds 0,1,2,3,4]
                                      [--methods magnitude,chita] [--old-lambda-grid]
-                                     [--resample-stages]
+                                     [--resample-stages] [--augment-calibration]
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,6 +34,33 @@ SETUPS = {"resnet20": ("models/resnet20_cifar10.pt", "data/cifar10"),
           "mlpnet": ("models/mlpnet_mnist.pt", "data/mnist")}
 
 
+def augment(x: torch.Tensor, seed: int, pad: torch.Tensor) -> torch.Tensor:
+    """Random 4-pixel-padded crop and horizontal flip of each image (pad: normalised black)."""
+    g = torch.Generator().manual_seed(seed)
+    n, c, h, w = x.shape
+    padded = pad.view(1, c, 1, 1).expand(n, c, h + 8, w + 8).clone()
+    padded[:, :, 4:4 + h, 4:4 + w] = x
+    dx, dy = torch.randint(0, 9, (n,), generator=g), torch.randint(0, 9, (n,), generator=g)
+    flip = torch.rand(n, generator=g) < 0.5
+    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
+def augment_calibration(norm) -> None:
+    """Patch the engine so that G's images and the held-out images are augmented per seed."""
+    pad = -torch.tensor(norm.mean) / torch.tensor(norm.std)  # (0 − mean) / std
+    build = pruning._Context.build.__func__
+
+    def augmented(cls, model, calibration, request, arch, progress, cancel):
+        ctx = build(cls, model, calibration, request, arch, progress, cancel)
+        ctx.x_g = augment(ctx.x_g, 100 + request.seed, pad)
+        ctx.x_h = augment(ctx.x_h, 200 + request.seed, pad)
+        return ctx
+
+    pruning._Context.build = classmethod(augmented)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="resnet20", choices=sorted(SETUPS))
@@ -44,6 +73,9 @@ def main() -> int:
                     help="use the previous λ grid (1 … 1e-4 × mean Fisher diagonal) for comparison")
     ap.add_argument("--resample-stages", action="store_true",
                     help="CHITA++: each stage's G from the next n calibration images (default: the same n)")
+    ap.add_argument("--augment-calibration", action="store_true",
+                    help="diagnostic for single-stage methods: G's and the held-out images randomly "
+                    "cropped (padding 4) and flipped, as the official code's CIFAR-10 loader does")
     args = ap.parse_args()
     if args.old_lambda_grid:
         pruning.LAMBDA_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4)
@@ -54,13 +86,16 @@ def main() -> int:
     model_file, data = SETUPS[args.model]
     loaded = load_model(SHARED / model_file, arch=args.model)
     bundle = load_bundle(str(SHARED / data), preset=args.model)
+    if args.augment_calibration:
+        augment_calibration(bundle.normalization)
     seeds = [int(s) for s in args.seeds.split(",")]
     sparsities = [float(s) for s in args.sparsities.split(",")]
     methods = args.methods.split(",")
     print(f"{args.model}, n = 1000, accuracy on {len(bundle.evaluation.y)} test images, "
           f"BatchNorm recalibration {'on' if args.recalibrate_bn else 'off'}, "
           f"λ grid {pruning.LAMBDA_GRID[0]:g} … {pruning.LAMBDA_GRID[-1]:g} × mean Fisher diagonal, "
-          f"CHITA++ stages {'each on new' if args.resample_stages else 'on the same'} gradient images\n")
+          f"CHITA++ stages {'each on new' if args.resample_stages else 'on the same'} gradient images"
+          f"{', calibration images augmented' if args.augment_calibration else ''}\n")
     print("| method | sparsity | " + " | ".join(f"seed {s}" for s in seeds) +
           " | mean ± sd | mean − magnitude mean | seconds (mean) |")
     print("| --- | --- |" + " --- |" * len(seeds) + " --- | --- | --- |")
