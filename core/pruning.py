@@ -286,6 +286,7 @@ class _Context:
             self.info["bn_refreshed_before"] = bool(after < before)
             self.timings_shared["batchnorm_before"] = time.perf_counter() - t0
         self.A: torch.Tensor | None = None
+        self.fisher_inverse: tuple | None = None  # WoodFisher: (λ grid, AAᵀ, diag(F_λ⁻¹) per λ)
         self.warm = None  # previous CHITA solution at the same A
         self.lam_index: int | None = None  # grid index of the last λ chosen: the next walk's start
         self.max_refresh: int | None = None  # cap on the mask search's refreshes (None: converge)
@@ -305,7 +306,7 @@ class _Context:
     def gradients(self, work: nn.Module, timings: dict[str, float]) -> torch.Tensor:
         """A = G/√n at ``work``'s weights (G is scaled in place: no copy)."""
         t0 = time.perf_counter()
-        self.A = None  # free the previous stage's G before building the next
+        self.A = self.fisher_inverse = None  # free the previous G, and WoodFisher's K and diag(F⁻¹)
         gm = per_sample_gradients(work, self.x_g, self.y_g, self.names,
                                   progress=self.progress, cancel=self.cancel)
         timings["gradients"] = timings.get("gradients", 0.0) + time.perf_counter() - t0
@@ -468,9 +469,12 @@ class _Context:
         K = AAᵀ and diag(F_λ⁻¹) for the whole grid come from two passes over G; each λ the walk
         scores then costs a mask selection and a rank update of the previous λ's backsolve."""
         runs: dict[int, object] = {}
-        K = LocalQuadratic(A, wbar, grid[0]).gram()  # AAᵀ, shared by every λ
-        report(self.progress, "WoodFisher", 0, 0, f"{label} inverse Fisher diagonal".strip())
-        finv = inverse_fisher_diagonals(A, K, grid, cancel=self.cancel)
+        if self.fisher_inverse is None or self.fisher_inverse[0] != tuple(grid):
+            # AAᵀ and the diagonals depend on G and λ only: a sweep's sparsities share them
+            report(self.progress, "WoodFisher", 0, 0, f"{label} inverse Fisher diagonal".strip())
+            K = LocalQuadratic(A, wbar, grid[0]).gram()
+            self.fisher_inverse = (tuple(grid), K, inverse_fisher_diagonals(A, K, grid, cancel=self.cancel))
+        _, K, finv = self.fisher_inverse
         last: list = [None]  # the previous solve's backsolve state: the next one's warm start
 
         def run(i: int):

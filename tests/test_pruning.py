@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -544,3 +545,25 @@ def test_chitapp_stages_take_new_gradient_images_never_held_out_ones(models, mon
     else:
         assert all(s == seen[0] for s in seen)
     assert all(not held_out.intersection(s) for s in seen)
+
+
+def test_woodfisher_sweep_computes_the_inverse_fisher_diagonals_once(models, digits, monkeypatch):
+    """K = AAᵀ and diag(F_λ⁻¹) depend on G and λ only: a sweep's sparsities share them, and each
+    point equals a separate run."""
+    calls = []
+    real = pruning.inverse_fisher_diagonals
+
+    def spy(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pruning, "inverse_fisher_diagonals", spy)
+    request = PruneRequest(method="woodfisher", samples=SAMPLES, lam=LAM)  # one λ: points comparable
+    model = models["digits_cnn"]
+    swept = pruning.prune_path(model, digits.calibration, request, [0.5, 0.8], arch="digits_cnn")
+    assert len(calls) == 1
+    for s, got in zip([0.5, 0.8], swept):
+        alone = prune(model, digits.calibration, replace(request, sparsity=s), arch="digits_cnn")
+        assert all(torch.equal(got.masks[k], alone.masks[k]) for k in got.masks)
+        assert all(torch.allclose(got.weights[k], alone.weights[k], atol=1e-5) for k in got.weights)
+    assert len(calls) == 3
