@@ -471,9 +471,10 @@ class _Context:
         runs: dict[int, object] = {}
         if self.fisher_inverse is None or self.fisher_inverse[0] != tuple(grid):
             # AAᵀ and the diagonals depend on G and λ only: a sweep's sparsities share them
-            report(self.progress, "WoodFisher", 0, 0, f"{label} inverse Fisher diagonal".strip())
+            report(self.progress, "WoodFisher", 0, 0, f"{label} Gram matrix AAᵀ".strip())
             K = LocalQuadratic(A, wbar, grid[0]).gram()
-            self.fisher_inverse = (tuple(grid), K, inverse_fisher_diagonals(A, K, grid, cancel=self.cancel))
+            finv = inverse_fisher_diagonals(A, K, grid, cancel=self.cancel, progress=self.progress)
+            self.fisher_inverse = (tuple(grid), K, finv)
         _, K, finv = self.fisher_inverse
         last: list = [None]  # the previous solve's backsolve state: the next one's warm start
 

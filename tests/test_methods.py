@@ -159,6 +159,19 @@ def test_inverse_fisher_diagonals_for_a_grid_match_explicit_inverses():
     assert not torch.allclose(got[0], got[2], rtol=1e-2)  # λ matters
 
 
+def test_inverse_fisher_diagonals_blockwise_report_progress_and_equal_one_block(monkeypatch):
+    import core.methods.woodfisher as wf
+
+    A, _, _ = _small_obs_problem()
+    K = (A @ A.T).double()
+    whole = inverse_fisher_diagonals(A, K, [0.1, 1.0])
+    monkeypatch.setattr(wf, "DIAG_BLOCK", 8)
+    seen = []
+    blocked = inverse_fisher_diagonals(A, K, [0.1, 1.0], progress=seen.append)
+    assert torch.allclose(blocked, whole, rtol=1e-12, atol=0)
+    assert [(r.stage, r.done, r.total) for r in seen] == [("inverse Fisher", d, 30) for d in (0, 8, 16, 24)]
+
+
 @pytest.mark.parametrize("k", [6, 24])  # more pruned than kept, and fewer
 def test_woodfisher_warm_and_gram_shortcuts_give_the_cold_solution(k):
     """A rank update from another λ's backsolve, or K_S = K − K_{Sᶜ}, changes nothing."""

@@ -26,13 +26,14 @@ import torch
 
 from core.methods.quadratic import LocalQuadratic, SupportState
 from core.methods.selection import select
-from core.progress import CancelToken, check
+from core.progress import CancelToken, ProgressFn, check, report
 
 DIAG_BLOCK = 8192  # columns per block of the pass that projects A on K's eigenvectors
 
 
 def inverse_fisher_diagonals(A: torch.Tensor, K: torch.Tensor, lams: Sequence[float],
-                             cancel: CancelToken | None = None) -> torch.Tensor:
+                             cancel: CancelToken | None = None,
+                             progress: ProgressFn | None = None) -> torch.Tensor:
     """diag(F_λ⁻¹) for every λ in ``lams``: a (len(lams), p) float64 tensor, one pass over A.
 
     ``K`` = AAᵀ (n×n). Costs one eigendecomposition of K and n²·p flops for Vᵀa_j, whatever
@@ -46,6 +47,7 @@ def inverse_fisher_diagonals(A: torch.Tensor, K: torch.Tensor, lams: Sequence[fl
     q = torch.empty(len(lam), p, dtype=torch.float64)
     for j in range(0, p, DIAG_BLOCK):
         check(cancel)
+        report(progress, "inverse Fisher", j, p, f"inverse Fisher diagonal {j:,}/{p:,} weights")
         B = (V32 @ A[:, j:j + DIAG_BLOCK]).double()
         q[:, j:j + DIAG_BLOCK] = inv @ B.square_()
     return (1.0 - q).clamp_min(1e-12) / lam[:, None]
