@@ -8,6 +8,7 @@ accuracy is one draw from this spread, and so is each row of the official code's
     python benchmarks/seed_spread.py [--model resnet20] [--sparsities 0.8,0.9] [--seeds 0,1,2,3,4]
                                      [--methods magnitude,chita] [--old-lambda-grid]
                                      [--resample-stages] [--augment-calibration]
+                                     [--first-order]
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def main() -> int:
                     help="use the previous λ grid (1 … 1e-4 × mean Fisher diagonal) for comparison")
     ap.add_argument("--resample-stages", action="store_true",
                     help="CHITA++: each stage's G from the next n calibration images (default: the same n)")
+    ap.add_argument("--first-order", action="store_true",
+                    help="include the first-order term gᵀ(w − w̄) in the quadratic model")
     ap.add_argument("--augment-calibration", action="store_true",
                     help="diagnostic for single-stage methods: G's and the held-out images randomly "
                     "cropped (padding 4) and flipped, as the official code's CIFAR-10 loader does")
@@ -95,7 +98,8 @@ def main() -> int:
           f"BatchNorm recalibration {'on' if args.recalibrate_bn else 'off'}, "
           f"λ grid {pruning.LAMBDA_GRID[0]:g} … {pruning.LAMBDA_GRID[-1]:g} × mean Fisher diagonal, "
           f"CHITA++ stages {'each on new' if args.resample_stages else 'on the same'} gradient images"
-          f"{', calibration images augmented' if args.augment_calibration else ''}\n")
+          f"{', calibration images augmented' if args.augment_calibration else ''}"
+          f"{', first-order term on' if args.first_order else ''}\n")
     print("| method | sparsity | " + " | ".join(f"seed {s}" for s in seeds) +
           " | mean ± sd | mean − magnitude mean | seconds (mean) |")
     print("| --- | --- |" + " --- |" * len(seeds) + " --- | --- | --- |")
@@ -106,7 +110,8 @@ def main() -> int:
             for seed in seeds:
                 req = PruneRequest(method=method, sparsity=s, samples=1000, seed=seed,
                                    recalibrate_bn=args.recalibrate_bn,
-                                   resample_stages=args.resample_stages)
+                                   resample_stages=args.resample_stages,
+                                   first_order=args.first_order)
                 t0 = time.perf_counter()
                 res = prune(loaded.model, bundle.calibration, req, arch=args.model)
                 secs.append(time.perf_counter() - t0)
