@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Mapping
 
@@ -189,23 +191,69 @@ def chitapp_schedule(sparsity: float, stages: int) -> list[float]:
     return [sparsity * (1.0 - (1.0 - t / T) ** 3) for t in range(1, T + 1)]
 
 
+class GradientCache:
+    """The dense starting point and per-sample gradients of the last run, for the next run on
+    the same model, calibration images and sample (the GUI's runs at other sparsities).
+
+    A hit skips the gradient pass and the BatchNorm refresh check and gives the same result as
+    a fresh run. One entry only (G is large); CHITA++ and magnitude runs do not use it, and a
+    run on another model, data or sample replaces it. The model and the images are held by weak
+    reference, and any in-place change to the model's parameters (their version counters) is a
+    miss. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple | None = None  # (model ref, images ref, versions, key, base, A, fbar, info)
+        self.hits = 0
+
+    def clear(self) -> None:
+        """Drop the kept gradients (frees their memory)."""
+        with self._lock:
+            self._entry = None
+
+    @staticmethod
+    def _versions(model: nn.Module) -> tuple[int, ...]:
+        return tuple(p._version for p in model.parameters())
+
+    def get(self, model: nn.Module, images: torch.Tensor, key: tuple):
+        """(base, A, fbar, info) kept for exactly this model, images and key, or None."""
+        with self._lock:
+            e = self._entry
+            if e is not None and e[0]() is None:  # its model is gone: free its gradients
+                self._entry = e = None
+            if (e is None or e[0]() is not model or e[1]() is not images or e[3] != key
+                    or e[2] != self._versions(model)):
+                return None
+            self.hits += 1
+            return e[4:]
+
+    def put(self, model: nn.Module, images: torch.Tensor, key: tuple, base: nn.Module,
+            A: torch.Tensor, fbar: float, info: dict) -> None:
+        """Keep this run's base model and gradients (replacing any previous entry)."""
+        with self._lock:
+            self._entry = (weakref.ref(model), weakref.ref(images), self._versions(model), key,
+                           base, A, fbar, dict(info))
+
+
 def prune(model: nn.Module, calibration: "ImageSet", request: PruneRequest, *,
           arch: str | None = None, progress: ProgressFn | None = None,
-          cancel: CancelToken | None = None) -> PruneResult:
+          cancel: CancelToken | None = None, cache: GradientCache | None = None) -> PruneResult:
     """Run one pruning method on a copy of ``model`` and return the new weights and masks.
 
     Calibration images: the first ``request.samples`` give the gradient rows G; up to
     ``HOLDOUT`` of the rest are held out to choose λ (never test images). ``model`` is never
-    modified.
+    modified. ``cache`` keeps G for the next run on the same model and sample.
     """
     return prune_path(model, calibration, request, [request.sparsity], arch=arch,
-                      progress=progress, cancel=cancel)[0]
+                      progress=progress, cancel=cancel, cache=cache)[0]
 
 
 def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
                sparsities: list[float], *, arch: str | None = None,
                progress: ProgressFn | None = None,
-               cancel: CancelToken | None = None) -> list[PruneResult]:
+               cancel: CancelToken | None = None,
+               cache: GradientCache | None = None) -> list[PruneResult]:
     """Prune at several sparsities (returned in the order given) with one set of gradients.
 
     Single-stage methods compute G once; CHITA warm-starts each sparsity from the previous
@@ -215,7 +263,7 @@ def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
     for s in sparsities:
         _validate(replace(request, sparsity=s))
     t_start = time.perf_counter()
-    ctx = _Context.build(model, calibration, request, arch, progress, cancel)
+    ctx = _Context.build(model, calibration, request, arch, progress, cancel, cache)
     order = sorted(range(len(sparsities)), key=lambda i: sparsities[i])
     results: list[PruneResult | None] = [None] * len(sparsities)
     if request.method == "chita++":
@@ -236,12 +284,22 @@ class _Context:
         self.timings_shared: dict[str, float] = {}
 
     @classmethod
-    def build(cls, model, calibration, request, arch, progress, cancel) -> "_Context":
+    def build(cls, model, calibration, request, arch, progress, cancel, cache=None) -> "_Context":
         self = cls()
         self.request, self.progress, self.cancel = request, progress, cancel
         self.base = copy.deepcopy(model)
         set_eval_mode(self.base)
         self.names = list(request.layers) if request.layers else default_layers(self.base, arch)
+        self.A: torch.Tensor | None = None
+        # single-stage methods with gradients may reuse the last run's G (same model and sample)
+        self.cache = cache if request.method in NEEDS_GRADIENTS - {"chita++"} else None
+        if cache is not None and request.method == "chita++":
+            cache.clear()  # CHITA++ renews G at every stage: free the kept one for it
+        self.cache_key = (tuple(self.names), request.samples, request.seed, str(arch))
+        self.cached = (self.cache.get(model, calibration.x, self.cache_key)
+                       if self.cache is not None else None)
+        if self.cache is not None and self.cached is None:
+            self.cache.clear()  # a miss: free the kept G before this run builds its own
         params = dict(self.base.named_parameters())
         bad = [n for n in self.names if n not in params]
         if bad:
@@ -274,7 +332,11 @@ class _Context:
         self.bn_images = torch.cat([self.x_g, rest[: max(0, BN_IMAGES - n)]])[:BN_IMAGES]
         self.info: dict[str, object] = {"samples": n, "holdout": len(self.x_h),
                                         "layers": len(self.names)}
-        if self.bn and len(self.x_h):
+        if self.cached is not None:  # the same base and G as the last run: no refresh check
+            self.base, self.A, self.fbar, kept = self.cached
+            self.info.update(kept)
+            self.info["gradients_reused"] = True
+        elif self.bn and len(self.x_h):
             # refresh stale running statistics before pruning when that lowers held-out loss
             t0 = time.perf_counter()
             before = _mean_loss(self.base, self.x_h, self.y_h)
@@ -285,7 +347,7 @@ class _Context:
                 self.base = trial
             self.info["bn_refreshed_before"] = bool(after < before)
             self.timings_shared["batchnorm_before"] = time.perf_counter() - t0
-        self.A: torch.Tensor | None = None
+        self.model, self.images = model, calibration.x  # the cache's keys
         self.fisher_inverse: tuple | None = None  # WoodFisher: (λ grid, AAᵀ, diag(F_λ⁻¹) per λ)
         self.warm = None  # previous CHITA solution at the same A
         self.lam_index: int | None = None  # grid index of the last λ chosen: the next walk's start
@@ -324,6 +386,10 @@ class _Context:
         work = copy.deepcopy(self.base)
         if self.request.method in NEEDS_GRADIENTS and self.A is None:
             self.gradients(work, timings)
+            if self.cache is not None:
+                kept = {k_: self.info[k_] for k_ in ("bn_refreshed_before",) if k_ in self.info}
+                self.cache.put(self.model, self.images, self.cache_key, self.base, self.A,
+                               self.fbar, kept)
         info = dict(self.info)
         w, mask, trace, lam = self._solve(work, sparsity, timings, info, "")
         _write(work, self.names, w)

@@ -318,10 +318,11 @@ def magnitude_preview_job(model: torch.nn.Module, bundle: Any, sparsity: float, 
 
 
 def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | None = None,
-            compare_magnitude: bool = True, progress: ProgressFn | None = None,
+            compare_magnitude: bool = True, cache: Any = None, progress: ProgressFn | None = None,
             cancel: CancelToken | None = None) -> RunOutcome:
     """Prune with ``request``, evaluate the pruned copy, measure its ONNX sizes, and compute the
-    magnitude masks at the same sparsity for comparison."""
+    magnitude masks at the same sparsity for comparison. ``cache`` (core.pruning.GradientCache)
+    lets a run reuse the previous run's gradients on the same model and sample."""
     import time
 
     from core.evaluate import evaluate
@@ -331,7 +332,7 @@ def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | No
     t0 = time.monotonic()
     label = METHOD_LABELS.get(request.method, request.method)
     result = prune(model, bundle.calibration, request, arch=arch, progress=staged(progress, f"Pruning with {label}"),
-                   cancel=cancel)
+                   cancel=cancel, cache=cache)
     seconds = time.monotonic() - t0
     check(cancel)
     pruned = apply_result(model, result)

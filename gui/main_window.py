@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import StudioError
-from core.pruning import METHOD_LABELS, METHODS
+from core.pruning import METHOD_LABELS, METHODS, GradientCache
 from gui import dialogs, jobs
 from gui import settings as st
 from gui.controls import ControlsPanel
@@ -77,6 +77,8 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.settings = settings if settings is not None else st.make_settings()
         self.runner = TaskRunner(self)
+        # G of the last run, reused by the next run on the same model, data and sample
+        self.gradient_cache = GradientCache()
         self.runner.task_started.connect(self._on_task_started)
         self.runner.task_ended.connect(self._on_task_ended)
         self.theme: Theme = make_theme("light")
@@ -713,6 +715,7 @@ class MainWindow(QMainWindow):
         self.session = session
         self._weights = {k: v for k, v in session.loaded.model.named_parameters()}
         self.saliency = None
+        self.gradient_cache.clear()  # the previous model's gradients: free their memory
         self._reset_results()
         loaded = session.loaded
         name = Path(loaded.source).name if loaded.format != "demo" else loaded.source.replace("demo:", "")
@@ -742,6 +745,7 @@ class MainWindow(QMainWindow):
         self._gen += 1
         self.bundle = bundle
         self.saliency = None
+        self.gradient_cache.clear()
         self._reset_results()
         n_cal, n_eval = len(bundle.calibration.y), len(bundle.evaluation.y)
         self.data_info.setText(
@@ -858,7 +862,7 @@ class MainWindow(QMainWindow):
             if task.title.startswith("Pruning"):
                 task.cancel()
         self._submit(jobs.run_job, self.session.loaded.model, self.bundle, request, arch=self.session.loaded.arch,
-                     title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
+                     cache=self.gradient_cache, title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
                      on_done=self._on_run_done, on_cancelled=self._on_run_cancelled)
 
     def _on_run_done(self, outcome: jobs.RunOutcome) -> None:

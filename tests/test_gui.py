@@ -155,6 +155,19 @@ def test_run_chita_shows_after_accuracy(qtbot, window: MainWindow, hooks) -> Non
     assert not hooks.errors
 
 
+def test_second_chita_run_reuses_the_gradients_of_the_first(qtbot, window: MainWindow, hooks) -> None:
+    """Runs at other sparsities on the same model and data skip the gradient pass; new data drops G."""
+    first = run_and_wait(qtbot, window, "chita", 60)
+    second = run_and_wait(qtbot, window, "chita", 80)
+    assert "gradients" in first.result.timings or first.result.info.get("gradients_reused")
+    assert second.result.info.get("gradients_reused") is True
+    assert "gradients" not in second.result.timings
+    assert window.gradient_cache._entry is not None
+    window._set_bundle(window.bundle)  # a data change (here: the same data loaded again)
+    assert window.gradient_cache._entry is None
+    assert not hooks.errors
+
+
 def test_cancel_leaves_model_unchanged(qtbot, window: MainWindow) -> None:
     before = state_snapshot(window.session.loaded.model)
     window.controls.set_method("chita")

@@ -99,6 +99,19 @@ def _sizes(model, arch):
     return names, [params[n].numel() for n in names]
 
 
+def _count_calls(monkeypatch, name: str) -> list:
+    """Wrap ``core.pruning.<name>`` to record each call's (args, kwargs); return the record."""
+    calls: list = []
+    real = getattr(pruning, name)
+
+    def spy(*args, **kw):
+        calls.append((args, kw))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pruning, name, spy)
+    return calls
+
+
 def _check_masks_and_weights(result, model, names, sizes):
     params = dict(model.named_parameters())
     assert list(result.masks) == names and list(result.weights) == names
@@ -522,17 +535,11 @@ def test_chitapp_stages_take_new_gradient_images_never_held_out_ones(models, mon
     n_images, n = 900, 160
     images = ImageSet(x=torch.randn(n_images, 1, 8, 8, generator=g),
                       y=torch.randint(0, 10, (n_images,), generator=g), source="random")
-    seen: list[list[bytes]] = []
-    real = pruning.per_sample_gradients
-
-    def spy(model, x, y, names, **kw):
-        seen.append([row.numpy().tobytes() for row in x])
-        return real(model, x, y, names, **kw)
-
-    monkeypatch.setattr(pruning, "per_sample_gradients", spy)
+    calls = _count_calls(monkeypatch, "per_sample_gradients")
     request = PruneRequest(method="chita++", sparsity=0.6, samples=n, lam=LAM, stages=4,
                            resample_stages=resample)
     prune(models["digits_mlp"], images, request, arch="digits_mlp")
+    seen = [[row.numpy().tobytes() for row in args[1]] for args, _ in calls]
     rows = [r.numpy().tobytes() for r in images.x]
     held_out = set(rows[n:n + HOLDOUT])
     pool = rows[:n] + rows[n + HOLDOUT:]  # 400 images for 4 stages of 160: the last one wraps
@@ -550,14 +557,7 @@ def test_chitapp_stages_take_new_gradient_images_never_held_out_ones(models, mon
 def test_woodfisher_sweep_computes_the_inverse_fisher_diagonals_once(models, digits, monkeypatch):
     """K = AAᵀ and diag(F_λ⁻¹) depend on G and λ only: a sweep's sparsities share them, and each
     point equals a separate run."""
-    calls = []
-    real = pruning.inverse_fisher_diagonals
-
-    def spy(*args, **kw):
-        calls.append(1)
-        return real(*args, **kw)
-
-    monkeypatch.setattr(pruning, "inverse_fisher_diagonals", spy)
+    calls = _count_calls(monkeypatch, "inverse_fisher_diagonals")
     request = PruneRequest(method="woodfisher", samples=SAMPLES, lam=LAM)  # one λ: points comparable
     model = models["digits_cnn"]
     swept = pruning.prune_path(model, digits.calibration, request, [0.5, 0.8], arch="digits_cnn")
@@ -567,3 +567,33 @@ def test_woodfisher_sweep_computes_the_inverse_fisher_diagonals_once(models, dig
         assert all(torch.equal(got.masks[k], alone.masks[k]) for k in got.masks)
         assert all(torch.allclose(got.weights[k], alone.weights[k], atol=1e-5) for k in got.weights)
     assert len(calls) == 3
+
+
+def test_gradient_cache_reuses_g_and_gives_the_same_result(models, digits, monkeypatch):
+    """A second run on the same model and sample skips the gradient pass and equals a fresh run;
+    another sample, an in-place edit of the model or another model is a miss."""
+    calls = _count_calls(monkeypatch, "per_sample_gradients")
+    model = copy.deepcopy(models["digits_cnn"])
+    cache = pruning.GradientCache()
+    req = PruneRequest(method="chita", sparsity=0.6, samples=SAMPLES, lam=LAM)
+    prune(model, digits.calibration, req, arch="digits_cnn", cache=cache)
+    second = prune(model, digits.calibration, replace(req, sparsity=0.8), arch="digits_cnn", cache=cache)
+    assert len(calls) == 1 and cache.hits == 1 and second.info.get("gradients_reused") is True
+    fresh = prune(model, digits.calibration, replace(req, sparsity=0.8), arch="digits_cnn")
+    assert len(calls) == 2 and "gradients_reused" not in fresh.info
+    assert all(torch.equal(second.masks[k], fresh.masks[k]) for k in fresh.masks)
+    assert all(torch.equal(second.weights[k], fresh.weights[k]) for k in fresh.weights)
+    assert second.buffers.keys() == fresh.buffers.keys()
+    assert all(torch.equal(second.buffers[k], fresh.buffers[k]) for k in fresh.buffers)
+
+    prune(model, digits.calibration, replace(req, seed=2), arch="digits_cnn", cache=cache)
+    assert len(calls) == 3  # another sample
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.0)  # an in-place edit, even one that changes nothing
+    prune(model, digits.calibration, replace(req, seed=2), arch="digits_cnn", cache=cache)
+    assert len(calls) == 4
+    prune(copy.deepcopy(model), digits.calibration, replace(req, seed=2), arch="digits_cnn", cache=cache)
+    assert len(calls) == 5  # another model object
+    prune(model, digits.calibration, replace(req, method="chita++", stages=2), arch="digits_cnn",
+          cache=cache)
+    assert cache.get(model, digits.calibration.x, ("anything",)) is None and cache._entry is None
