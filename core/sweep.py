@@ -1,7 +1,8 @@
 """Accuracy against sparsity for several methods: the picture people show at meetings.
 
-Each method's sparsities run as one :func:`core.pruning.prune_path`, so gradients are computed
-once per method and CHITA warm-starts each sparsity from the previous one.
+Each method's sparsities run as one :func:`core.pruning.prune_path`, and the methods share one
+:class:`core.pruning.GradientCache`, so gradients are computed once for OBD, WoodFisher and CHITA
+together (CHITA++ recomputes its own) and CHITA warm-starts each sparsity from the previous one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import torch.nn as nn
 from core.data import DataBundle
 from core.evaluate import EvalResult, evaluate
 from core.progress import CancelToken, Progress, ProgressFn, check, report
-from core.pruning import METHOD_LABELS, PruneRequest, apply_result, prune_path
+from core.pruning import (
+    METHOD_LABELS,
+    GradientCache,
+    PruneRequest,
+    apply_result,
+    prune_path,
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
     rows: list[SweepRow] = []
     total_points = len(methods) * len(sparsities)
     done = 0
+    cache = GradientCache()  # one G for every single-stage method that needs gradients
     for method in methods:
         check(cancel)
         label = METHOD_LABELS.get(method, method)
@@ -89,7 +97,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                                recalibrate_between_stages=recalibrate_between_stages)
         t1 = time.perf_counter()
         results = prune_path(model, bundle.calibration, request, list(sparsities), arch=arch,
-                             progress=inner, cancel=cancel)
+                             progress=inner, cancel=cancel, cache=cache)
         prune_seconds = time.perf_counter() - t1
         for s, res in zip(sparsities, results):
             check(cancel)

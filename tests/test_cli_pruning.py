@@ -12,6 +12,7 @@ import torch
 from core.cli import main
 from core.data import load_bundle
 from core.demo import load_demo
+from core.evaluate import evaluate
 from core.sweep import run_sweep
 
 
@@ -92,3 +93,26 @@ def test_sweep_leaves_the_model_untouched_and_accuracy_falls_with_sparsity():
     acc = [r.eval.accuracy for r in res.series("magnitude")]
     assert acc[0] > acc[1]
     assert all(torch.equal(before[k], v) for k, v in loaded.model.state_dict().items())
+
+
+def test_sweep_computes_gradients_once_for_the_single_stage_methods(monkeypatch):
+    """OBD, WoodFisher and CHITA share one G in a sweep; the rows equal separate runs."""
+    import core.pruning as pruning
+
+    calls = []
+    real = pruning.per_sample_gradients
+
+    def spy(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pruning, "per_sample_gradients", spy)
+    loaded, bundle = load_demo("digits_mlp"), load_bundle("digits")
+    res = run_sweep(loaded.model, bundle, ["obd", "magnitude", "woodfisher", "chita"], [0.5, 0.8],
+                    samples=64, lam=1e-4)
+    assert len(calls) == 1
+    alone = pruning.prune(loaded.model, bundle.calibration,
+                          pruning.PruneRequest(method="woodfisher", sparsity=0.8, samples=64, lam=1e-4))
+    row = [r for r in res.series("woodfisher") if r.sparsity == 0.8][0]
+    assert row.nonzeros == alone.nonzeros
+    assert row.eval.accuracy == evaluate(pruning.apply_result(loaded.model, alone), bundle.evaluation).accuracy
