@@ -1,4 +1,4 @@
-"""Repeated runs on one model (the GUI's slider): a second CHITA run with the first run's G kept.
+"""Repeated runs on one model (the GUI's slider): a second run with the first run's G kept.
 
 The GUI keeps the last run's per-sample gradients and refreshed starting point in a
 `core.pruning.GradientCache`; a run on the same model, data and sample at another sparsity
@@ -7,7 +7,8 @@ request (BatchNorm recalibration on for ResNet20) at a first sparsity, then at e
 both without the cache (the baseline, a fresh run) and with it, checks that both give the same
 masks and weights, and prints the seconds.
 
-    python benchmarks/gradient_cache.py [--model resnet20] [--first 0.7] [--next 0.5,0.8,0.9]
+    python benchmarks/gradient_cache.py [--model resnet20] [--method chita] [--first 0.7]
+                                        [--next 0.5,0.8,0.9]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from core.pruning import GradientCache, PruneRequest, prune  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="resnet20", choices=("resnet20", "mlpnet"))
+    ap.add_argument("--method", default="chita", choices=("chita", "obd", "woodfisher"))
     ap.add_argument("--first", type=float, default=0.7)
     ap.add_argument("--next", default="0.5,0.8,0.9")
     args = ap.parse_args()
@@ -40,11 +42,11 @@ def main() -> int:
     loaded, bundle = shared
     model, cal = loaded.model, bundle.calibration
     cache = GradientCache()
-    req = PruneRequest(method="chita", sparsity=args.first)
+    req = PruneRequest(method=args.method, sparsity=args.first)
     t0 = time.perf_counter()
     prune(model, cal, req, arch=args.model, cache=cache)
     first = time.perf_counter() - t0
-    print(f"{args.model}, CHITA, default request (n = 1000), first run at {args.first}: {first:.1f} s "
+    print(f"{args.model}, {args.method}, default request (n = 1000), first run at {args.first}: {first:.1f} s "
           "(fills the cache)\n")
     print("| next sparsity | fresh run (s) | with the kept G (s) | ratio | same masks and weights |")
     print("| --- | --- | --- | --- | --- |")

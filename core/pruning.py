@@ -204,7 +204,8 @@ class GradientCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entry: tuple | None = None  # (model ref, images ref, versions, key, base, A, fbar, info)
+        # (model ref, images ref, versions, key, base, A, fbar, info, derived)
+        self._entry: tuple | None = None
         self.hits = 0
 
     def clear(self) -> None:
@@ -217,7 +218,10 @@ class GradientCache:
         return tuple(p._version for p in model.parameters())
 
     def get(self, model: nn.Module, images: torch.Tensor, key: tuple):
-        """(base, A, fbar, info) kept for exactly this model, images and key, or None."""
+        """(base, A, fbar, info, derived) kept for exactly this model, images and key, or None.
+
+        ``derived`` is a dict for what later runs compute from G (WoodFisher's AAᵀ and inverse
+        Fisher diagonals), kept with it."""
         with self._lock:
             e = self._entry
             if e is not None and e[0]() is None:  # its model is gone: free its gradients
@@ -229,11 +233,14 @@ class GradientCache:
             return e[4:]
 
     def put(self, model: nn.Module, images: torch.Tensor, key: tuple, base: nn.Module,
-            A: torch.Tensor, fbar: float, info: dict) -> None:
-        """Keep this run's base model and gradients (replacing any previous entry)."""
+            A: torch.Tensor, fbar: float, info: dict) -> dict:
+        """Keep this run's base model and gradients (replacing any previous entry); returns the
+        entry's (empty) ``derived`` dict."""
+        derived: dict = {}
         with self._lock:
             self._entry = (weakref.ref(model), weakref.ref(images), self._versions(model), key,
-                           base, A, fbar, dict(info))
+                           base, A, fbar, dict(info), derived)
+        return derived
 
 
 def prune(model: nn.Module, calibration: "ImageSet", request: PruneRequest, *,
@@ -300,6 +307,7 @@ class _Context:
                        if self.cache is not None else None)
         if self.cache is not None and self.cached is None:
             self.cache.clear()  # a miss: free the kept G before this run builds its own
+        self.derived: dict | None = None  # what is computed from the cached G, kept with it
         params = dict(self.base.named_parameters())
         bad = [n for n in self.names if n not in params]
         if bad:
@@ -333,7 +341,7 @@ class _Context:
         self.info: dict[str, object] = {"samples": n, "holdout": len(self.x_h),
                                         "layers": len(self.names)}
         if self.cached is not None:  # the same base and G as the last run: no refresh check
-            self.base, self.A, self.fbar, kept = self.cached
+            self.base, self.A, self.fbar, kept, self.derived = self.cached
             self.info.update(kept)
             self.info["gradients_reused"] = True
         elif self.bn and len(self.x_h):
@@ -348,7 +356,9 @@ class _Context:
             self.info["bn_refreshed_before"] = bool(after < before)
             self.timings_shared["batchnorm_before"] = time.perf_counter() - t0
         self.model, self.images = model, calibration.x  # the cache's keys
-        self.fisher_inverse: tuple | None = None  # WoodFisher: (λ grid, AAᵀ, diag(F_λ⁻¹) per λ)
+        # WoodFisher: (λ grid, AAᵀ, diag(F_λ⁻¹) per λ), kept with G in the cache
+        self.fisher_inverse: tuple | None = (self.derived.get("fisher_inverse")
+                                             if self.derived is not None else None)
         self.warm = None  # previous CHITA solution at the same A
         self.lam_index: int | None = None  # grid index of the last λ chosen: the next walk's start
         self.max_refresh: int | None = None  # cap on the mask search's refreshes (None: converge)
@@ -388,8 +398,8 @@ class _Context:
             self.gradients(work, timings)
             if self.cache is not None:
                 kept = {k_: self.info[k_] for k_ in ("bn_refreshed_before",) if k_ in self.info}
-                self.cache.put(self.model, self.images, self.cache_key, self.base, self.A,
-                               self.fbar, kept)
+                self.derived = self.cache.put(self.model, self.images, self.cache_key, self.base,
+                                              self.A, self.fbar, kept)
         info = dict(self.info)
         w, mask, trace, lam = self._solve(work, sparsity, timings, info, "")
         _write(work, self.names, w)
@@ -541,6 +551,8 @@ class _Context:
             K = LocalQuadratic(A, wbar, grid[0]).gram()
             finv = inverse_fisher_diagonals(A, K, grid, cancel=self.cancel, progress=self.progress)
             self.fisher_inverse = (tuple(grid), K, finv)
+            if self.derived is not None and A is self.A:  # kept with this G for the next run
+                self.derived["fisher_inverse"] = self.fisher_inverse
         _, K, finv = self.fisher_inverse
         last: list = [None]  # the previous solve's backsolve state: the next one's warm start
 

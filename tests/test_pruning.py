@@ -569,6 +569,22 @@ def test_woodfisher_sweep_computes_the_inverse_fisher_diagonals_once(models, dig
     assert len(calls) == 3
 
 
+def test_gradient_cache_keeps_woodfishers_inverse_fisher_diagonals(models, digits, monkeypatch):
+    calls = _count_calls(monkeypatch, "inverse_fisher_diagonals")
+    model, cache = models["digits_mlp"], pruning.GradientCache()
+    req = PruneRequest(method="woodfisher", sparsity=0.5, samples=SAMPLES)
+    prune(model, digits.calibration, req, arch="digits_mlp", cache=cache)
+    again = prune(model, digits.calibration, replace(req, sparsity=0.8), arch="digits_mlp", cache=cache)
+    assert len(calls) == 1 and again.info.get("gradients_reused") is True
+    fresh = prune(model, digits.calibration, replace(req, sparsity=0.8), arch="digits_mlp")
+    assert len(calls) == 2 and again.lam == fresh.lam
+    assert all(torch.equal(again.masks[k], fresh.masks[k]) for k in fresh.masks)
+    prune(model, digits.calibration, replace(req, method="chita", sparsity=0.8), arch="digits_mlp",
+          cache=cache)  # another method on the same G keeps them too
+    prune(model, digits.calibration, replace(req, sparsity=0.7), arch="digits_mlp", cache=cache)
+    assert len(calls) == 2
+
+
 def test_gradient_cache_reuses_g_and_gives_the_same_result(models, digits, monkeypatch):
     """A second run on the same model and sample skips the gradient pass and equals a fresh run;
     another sample, an in-place edit of the model or another model is a miss."""
