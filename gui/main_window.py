@@ -14,7 +14,14 @@ from typing import Any, Callable
 
 import numpy as np
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QColor, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -41,10 +48,16 @@ from gui import dialogs, jobs
 from gui import settings as st
 from gui.controls import ControlsPanel
 from gui.layer_table import LayerTable, fmt_int
-from gui.plots import ImportanceHeatMap, ImportanceHistogram, LayerOverview, SparsityBars, WeightHistogram
+from gui.plots import (
+    ImportanceHeatMap,
+    ImportanceHistogram,
+    LayerOverview,
+    SparsityBars,
+    WeightHistogram,
+)
 from gui.preview import PreviewPanel, fmt_bytes
 from gui.sweep_view import SweepView
-from gui.theme import Theme, apply_theme, app_icon, make_theme
+from gui.theme import Theme, app_icon, apply_theme, make_theme
 from gui.workers import Task, TaskRunner
 
 MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ckpt", ".bin", ".pkl", ".pickle", ".ts", ".jit")

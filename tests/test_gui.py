@@ -14,13 +14,12 @@ from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
-import pytest  # noqa: E402
 
 # PySide6, pyqtgraph, pytest-qt and onnxruntime are required dependencies: import them plainly so
 # a broken install fails these tests instead of skipping them.
 import pyqtgraph  # noqa: E402,F401
+import pytest  # noqa: E402
 import pytestqt  # noqa: E402,F401
-
 import torch  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
@@ -183,6 +182,7 @@ def test_cancel_leaves_model_unchanged(qtbot, window: MainWindow) -> None:
 
 def test_export_loads_in_onnxruntime(qtbot, window: MainWindow, hooks, tmp_path: Path, monkeypatch) -> None:
     import onnxruntime as ort
+
     from core.pruning import apply_result
 
     outcome = run_and_wait(qtbot, window, "magnitude", 60)
