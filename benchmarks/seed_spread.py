@@ -24,15 +24,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import pruning  # noqa: E402
-from core.data import load_bundle  # noqa: E402
-from core.evaluate import evaluate  # noqa: E402
-from core.model_io import load_model  # noqa: E402
-from core.pruning import PruneRequest, apply_result, prune  # noqa: E402
+from shared_models import SETUPS, load_shared  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
-SETUPS = {"resnet20": ("models/resnet20_cifar10.pt", "data/cifar10"),
-          "mlpnet": ("models/mlpnet_mnist.pt", "data/mnist")}
+from core import pruning  # noqa: E402
+from core.evaluate import evaluate  # noqa: E402
+from core.pruning import PruneRequest, apply_result, prune  # noqa: E402
 
 
 def augment(x: torch.Tensor, seed: int, pad: torch.Tensor) -> torch.Tensor:
@@ -83,12 +79,10 @@ def main() -> int:
     if args.old_lambda_grid:
         pruning.LAMBDA_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4)
         pruning.LAMBDA_START = pruning.LAMBDA_GRID.index(1e-2)
-    if not SHARED.exists():
-        print(f"{SHARED} is missing: this benchmark needs the shared checkpoints and data.", file=sys.stderr)
+    shared = load_shared(args.model)
+    if shared is None:
         return 2
-    model_file, data = SETUPS[args.model]
-    loaded = load_model(SHARED / model_file, arch=args.model)
-    bundle = load_bundle(str(SHARED / data), preset=args.model)
+    loaded, bundle = shared
     if args.augment_calibration:
         augment_calibration(bundle.normalization)
     seeds = [int(s) for s in args.seeds.split(",")]
