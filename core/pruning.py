@@ -264,8 +264,9 @@ def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
     """Prune at several sparsities (returned in the order given) with one set of gradients.
 
     Single-stage methods compute G once; CHITA warm-starts each sparsity from the previous
-    solution (ascending order) and reuses its n×n Gram. CHITA++ recomputes gradients per stage,
-    so its sparsities are run one after another. ``model`` is never modified.
+    solution (ascending order) and reuses its n×n Gram. CHITA++ recomputes gradients per stage:
+    its sparsities share one schedule, to the sparsest, off which the others branch for their
+    closing stages (:meth:`_Context.chitapp_path`). ``model`` is never modified.
     """
     for s in sparsities:
         _validate(replace(request, sparsity=s))
@@ -274,14 +275,34 @@ def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
     order = sorted(range(len(sparsities)), key=lambda i: sparsities[i])
     results: list[PruneResult | None] = [None] * len(sparsities)
     if request.method == "chita++":
+        targets = sorted(set(sparsities))
+        by_target = dict(zip(targets, ctx.chitapp_path(targets)))
         for i in order:
-            results[i] = ctx.chitapp(sparsities[i])
+            results[i] = by_target[sparsities[i]]
     else:
         for i in order:
             results[i] = ctx.single(sparsities[i])
     ctx.timings_shared["total"] = time.perf_counter() - t_start
     report(progress, "done", 1, 1, "done")
     return [r for r in results if r is not None]
+
+
+@dataclass(eq=False)
+class _StageRun:
+    """One CHITA++ schedule being walked: its working copy and what its stages produced."""
+
+    target: float
+    schedule: list[float]
+    work: nn.Module | None
+    info: dict
+    first: int = 1  # number of its first stage (a branch continues the main schedule's count)
+    done: int = 0  # stages solved
+    lam_index: int | None = None  # the last λ chosen: the next stage's walk starts there
+    mask: torch.Tensor | None = None
+    lam: float | None = None
+    trace: list[float] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time of its own stages
 
 
 class _Context:
@@ -407,43 +428,93 @@ class _Context:
         timings["total"] = time.perf_counter() - t0
         return self._result(sparsity, work, mask, trace, lam, timings, info, buffers)
 
-    def chitapp(self, sparsity: float) -> PruneResult:
-        """CHITA++: CHITA over a rising schedule, gradients (and BatchNorm) renewed per stage."""
-        timings: dict[str, float] = {}
+    def chitapp_path(self, targets: list[float]) -> list[PruneResult]:
+        """CHITA++ at each sparsity of ``targets`` (ascending, distinct) along one schedule.
+
+        The sparsest target's schedule runs exactly as a CHITA++ run at that sparsity alone
+        would: the same stages, the same result. Every other target s branches off it at the
+        last stage below s: a copy of the network there takes the stages of s's own schedule
+        that lie above that point (its small closing steps) and finishes. A branch's first stage
+        solves with the gradients the main schedule computes at that point, so a branch costs
+        its closing stages only, not a run from the dense network; one G is alive at a time.
+        """
+        T = self.request.stages or auto_stages(len(self.names))
+        main = _StageRun(targets[-1], chitapp_schedule(targets[-1], T),
+                         copy.deepcopy(self.base), dict(self.info))
+        levels = [0.0] + main.schedule
+        branch_at: dict[int, list[_StageRun]] = {}
+        for s in targets[:-1]:
+            t = max((i for i in range(len(main.schedule)) if levels[i] < s), default=0)
+            tail = [u for u in chitapp_schedule(s, T) if u > levels[t]] or [s]
+            run = _StageRun(s, tail, None, dict(self.info), first=t + 1)
+            run.info["branched_after_stage"] = t
+            run.info["schedule"] = levels[1:t + 1] + tail
+            branch_at.setdefault(t, []).append(run)
+        main.info["schedule"] = main.schedule
+        results: dict[float, PruneResult] = {}
+        for t in range(len(main.schedule)):
+            self._stage_gradients(main, t)
+            branches = branch_at.get(t, [])
+            for b in branches:  # first branch stage: the main schedule's G at this point
+                b.work = copy.deepcopy(main.work)
+                b.lam_index = main.lam_index
+                self._stage_solve(b)
+            self._stage_solve(main)
+            for b in branches:
+                while b.done < len(b.schedule):
+                    self._stage_gradients(b, t + b.done)
+                    self._stage_solve(b)
+                results[b.target] = self._stage_finish(b)
+        results[main.target] = self._stage_finish(main)
+        return [results[s] for s in targets]
+
+    def _stage_gradients(self, run: "_StageRun", stage: int) -> None:
+        """G at ``run``'s current weights (the images of stage ``stage`` when resampling)."""
+        check(self.cancel)
         t0 = time.perf_counter()
-        work = copy.deepcopy(self.base)
-        info = dict(self.info)
-        schedule = chitapp_schedule(sparsity, self.request.stages or auto_stages(len(self.names)))
-        self.lam_index = None  # each stage's λ walk starts from the previous stage's choice
-        info["schedule"] = schedule
-        trace: list[float] = []
-        lam = None
-        mask = None
+        self.stage_images(stage if self.request.resample_stages else 0)
+        self.gradients(run.work, run.timings)
+        run.seconds += time.perf_counter() - t0
+
+    def _stage_solve(self, run: "_StageRun") -> None:
+        """Solve ``run``'s next stage with the current G and write its weights."""
+        check(self.cancel)
+        t0 = time.perf_counter()
+        i = run.done
+        s = run.schedule[i]
+        last = i == len(run.schedule) - 1
+        label = f"stage {run.first + i}/{run.first - 1 + len(run.schedule)} (sparsity {s:.3f})"
+        # an intermediate stage's mask is searched again from the next stage's gradients:
+        # it gets a few refreshes; the last stage runs to convergence
+        self.max_refresh = None if last else STAGE_REFRESHES
+        # λ is scored the way the stage's weights will be used: with recalibrated statistics
+        # only where a recalibration follows the stage
         between = self.recal and self.request.recalibrate_between_stages
-        for stage, s in enumerate(schedule, 1):
-            check(self.cancel)
-            self.stage_images(stage - 1 if self.request.resample_stages else 0)
-            self.gradients(work, timings)
-            label = f"stage {stage}/{len(schedule)} (sparsity {s:.3f})"
-            last = stage == len(schedule)
-            # an intermediate stage's mask is searched again from the next stage's gradients:
-            # it gets a few refreshes; the last stage runs to convergence
-            self.max_refresh = None if last else STAGE_REFRESHES
-            # λ is scored the way the stage's weights will be used: with recalibrated
-            # statistics only where a recalibration follows the stage
-            self.holdout_recal = self.recal and (between or last)
-            w, mask, stage_trace, lam = self._solve(work, s, timings, info, label, method="chita")
-            trace.extend(stage_trace)
-            _write(work, self.names, w)
-            if between:
-                info.setdefault("recalibration_stages", []).append(
-                    self._maybe_recalibrate(work, timings))
+        self.holdout_recal = self.recal and (between or last)
+        self.lam_index = run.lam_index  # each stage's λ walk starts from the run's previous choice
+        self.warm = None  # every stage starts its mask search from its own magnitude mask
+        w, run.mask, stage_trace, run.lam = self._solve(run.work, s, run.timings, run.info, label,
+                                                        method="chita")
+        run.lam_index = self.lam_index
+        run.trace.extend(stage_trace)
+        _write(run.work, self.names, w)
+        if between:
+            run.info.setdefault("recalibration_stages", []).append(
+                self._maybe_recalibrate(run.work, run.timings))
+        run.done += 1
+        run.seconds += time.perf_counter() - t0
+
+    def _stage_finish(self, run: "_StageRun") -> PruneResult:
+        """Recalibrate (when on) and package a finished schedule; frees its G."""
+        t0 = time.perf_counter()
         self.A = None
         self.holdout_recal = None
         self.stage_images(0)
-        buffers = self._finish(work, timings, info, recalibrated=between)
-        timings["total"] = time.perf_counter() - t0
-        return self._result(sparsity, work, mask, trace, lam, timings, info, buffers)
+        between = self.recal and self.request.recalibrate_between_stages
+        buffers = self._finish(run.work, run.timings, run.info, recalibrated=between)
+        run.timings["total"] = run.seconds + time.perf_counter() - t0
+        return self._result(run.target, run.work, run.mask, run.trace, run.lam, run.timings,
+                            run.info, buffers)
 
     def _solve(self, work, sparsity, timings, info, label, method=None):
         """One stage's method at one sparsity; returns (weights, mask, trace, λ)."""

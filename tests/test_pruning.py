@@ -613,3 +613,65 @@ def test_gradient_cache_reuses_g_and_gives_the_same_result(models, digits, monke
     prune(model, digits.calibration, replace(req, method="chita++", stages=2), arch="digits_cnn",
           cache=cache)
     assert cache.get(model, digits.calibration.x, ("anything",)) is None and cache._entry is None
+
+
+def test_chitapp_path_runs_the_sparsest_schedule_once_and_branches_the_others(models, digits,
+                                                                             monkeypatch):
+    """A CHITA++ sweep: the sparsest target equals its own run exactly (λ walk and warm starts of
+    the branches do not leak into it); a branch takes the main stages below its target, then
+    its own schedule's closing stages, its first one on the main schedule's G."""
+    calls = _count_calls(monkeypatch, "per_sample_gradients")
+    model = models["digits_cnn"]
+    snap = _snapshot(model)
+    request = PruneRequest(method="chita++", samples=SAMPLES, stages=6, recalibrate_bn=True)
+    swept = pruning.prune_path(model, digits.calibration, request, [0.8, 0.5], arch="digits_cnn")
+    _assert_same(model, snap)
+    main, branch = swept
+    assert main.request.sparsity == 0.8 and branch.request.sparsity == 0.5
+    shared = chitapp_schedule(0.8, 6)[:1]  # 0.337: the last main level below 0.5
+    tail = [u for u in chitapp_schedule(0.5, 6) if u > shared[-1]]
+    assert len(tail) == 5
+    assert branch.info["branched_after_stage"] == 1
+    assert branch.info["schedule"] == pytest.approx(shared + tail)
+    assert len(branch.info["solver"]) == len(tail)
+    assert len(calls) == 6 + len(tail) - 1  # separate runs would take 12
+    names, sizes = _sizes(model, "digits_cnn")
+    assert branch.nonzeros == round(0.5 * sum(sizes)) and main.nonzeros == round(0.2 * sum(sizes))
+    alone = prune(model, digits.calibration, replace(request, sparsity=0.8), arch="digits_cnn")
+    assert alone.lam == main.lam and alone.objective_trace == main.objective_trace
+    # the same λ scored at every stage: each walk started where its own schedule's last one ended
+    assert alone.info["lambda_selection"] == main.info["lambda_selection"]
+    for k in alone.weights:
+        assert torch.equal(alone.weights[k], main.weights[k]) and torch.equal(alone.masks[k], main.masks[k])
+    assert alone.buffers.keys() == main.buffers.keys()
+    assert all(torch.equal(alone.buffers[k], main.buffers[k]) for k in alone.buffers)
+
+
+def test_chitapp_path_branch_at_the_dense_start_is_its_own_run(models, digits):
+    """A target below the main schedule's first level branches before any stage: its schedule is
+    its own, so it equals a separate run."""
+    model = models["digits_mlp"]
+    request = PruneRequest(method="chita++", samples=SAMPLES, stages=3)
+    low, high = pruning.prune_path(model, digits.calibration, request, [0.2, 0.9], arch="digits_mlp")
+    alone = prune(model, digits.calibration, replace(request, sparsity=0.2), arch="digits_mlp")
+    assert low.info["branched_after_stage"] == 0 and low.info["schedule"] == alone.info["schedule"]
+    assert all(torch.equal(alone.weights[k], low.weights[k]) for k in alone.weights)
+
+
+def test_chitapp_path_cancelled_in_a_branch_leaves_the_model_alone(models, digits):
+    model = models["digits_cnn"]
+    snap = _snapshot(model)
+    token = CancelToken()
+    seen: list[str] = []
+
+    def progress(p) -> None:
+        seen.append(p.message)
+        if "stage 3/3" in (p.message or ""):  # the 0.5 branch's closing stage (main's are k/4)
+            token.cancel()
+
+    request = PruneRequest(method="chita++", samples=SAMPLES, stages=4, lam=LAM)
+    with pytest.raises(Cancelled):
+        pruning.prune_path(model, digits.calibration, request, [0.5, 0.8], arch="digits_cnn",
+                           progress=progress, cancel=token)
+    assert any("stage 3/3" in (m or "") for m in seen)
+    _assert_same(model, snap)
