@@ -2,7 +2,10 @@
 
     .venv/bin/python benchmarks/one_shot.py                       # everything (~30 min, 2 cores)
     .venv/bin/python benchmarks/one_shot.py --models mlpnet       # MLPNet only (~2 min)
-    .venv/bin/python benchmarks/one_shot.py --out docs/benchmarks.md
+    .venv/bin/python benchmarks/one_shot.py --out report.md      # the markdown to a file
+
+docs/benchmarks.md opens with this report and goes on with sections written by hand; --out
+overwrites its file, so write to a scratch file and paste the report over the page's first half.
 
 For every method, sparsity and (for BatchNorm models) with and without BatchNorm recalibration:
 accuracy on the shared test images with its 95% Wilson interval, the quadratic objective, wall
