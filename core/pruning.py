@@ -28,7 +28,7 @@ from core.methods.obd import obd_prune
 from core.methods.quadratic import LocalQuadratic
 from core.methods.selection import global_budget, layer_budgets, select
 from core.methods.woodfisher import inverse_fisher_diagonals, woodfisher_solve
-from core.progress import CancelToken, ProgressFn, check, report
+from core.progress import CancelToken, Progress, ProgressFn, check, report
 from core.prunable import prunable_parameters
 
 if TYPE_CHECKING:
@@ -304,6 +304,11 @@ class _StageRun:
     timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0  # wall time of its own stages
 
+    def label(self) -> str:
+        """"stage k/T (sparsity s)" for its next stage, numbered along the whole schedule."""
+        return (f"stage {self.first + self.done}/{self.first - 1 + len(self.schedule)} "
+                f"(sparsity {self.schedule[self.done]:.3f})")
+
 
 class _Context:
     """What a run computes once: the working copy, layers, data split, gradients, warm starts."""
@@ -384,6 +389,7 @@ class _Context:
         self.lam_index: int | None = None  # grid index of the last λ chosen: the next walk's start
         self.max_refresh: int | None = None  # cap on the mask search's refreshes (None: converge)
         self.holdout_recal: bool | None = None  # λ scoring recalibrates BatchNorm (None: self.recal)
+        self.stage_units, self.stage_label = 0, ""  # CHITA++: stage solves done, current stage
         return self
 
     # --- gradients -------------------------------------------------------------------------
@@ -451,6 +457,35 @@ class _Context:
             run.info["schedule"] = levels[1:t + 1] + tail
             branch_at.setdefault(t, []).append(run)
         main.info["schedule"] = main.schedule
+        units = len(main.schedule) + sum(len(b.schedule) for bs in branch_at.values() for b in bs)
+        outer = self.progress
+        self.progress = self._whole_run_progress(outer, units)
+        try:
+            return self._walk_path(main, branch_at, targets)
+        finally:
+            self.progress = outer
+
+    def _whole_run_progress(self, outer: ProgressFn | None, units: int) -> ProgressFn | None:
+        """Report a CHITA++ run as one stage, "CHITA++", of ``units`` stage solves, so that a
+        front end's ETA covers the whole run: a stage's gradient pass is its first half, the
+        λ walk and mask search its second; the inner report's text goes into the message."""
+        if outer is None:
+            return None
+
+        def staged(p: Progress) -> None:
+            if p.stage == "done":
+                return
+            part = 0.5 * p.fraction if p.stage == "gradients" else 0.5
+            text = p.message or p.stage
+            if self.stage_label and not text.startswith(self.stage_label):
+                text = f"{self.stage_label}: {text}"
+            outer(Progress("CHITA++", min(units, self.stage_units + part), units, text))
+
+        return staged
+
+    def _walk_path(self, main: "_StageRun", branch_at: dict[int, list["_StageRun"]],
+                   targets: list[float]) -> list[PruneResult]:
+        """The main schedule's stages with each branch run where it leaves (see chitapp_path)."""
         results: dict[float, PruneResult] = {}
         for t in range(len(main.schedule)):
             self._stage_gradients(main, t)
@@ -473,6 +508,7 @@ class _Context:
         check(self.cancel)
         t0 = time.perf_counter()
         self.stage_images(stage if self.request.resample_stages else 0)
+        self.stage_label = run.label()
         self.gradients(run.work, run.timings)
         run.seconds += time.perf_counter() - t0
 
@@ -483,7 +519,7 @@ class _Context:
         i = run.done
         s = run.schedule[i]
         last = i == len(run.schedule) - 1
-        label = f"stage {run.first + i}/{run.first - 1 + len(run.schedule)} (sparsity {s:.3f})"
+        label = self.stage_label = run.label()
         # an intermediate stage's mask is searched again from the next stage's gradients:
         # it gets a few refreshes; the last stage runs to convergence
         self.max_refresh = None if last else STAGE_REFRESHES
@@ -502,6 +538,7 @@ class _Context:
             run.info.setdefault("recalibration_stages", []).append(
                 self._maybe_recalibrate(run.work, run.timings))
         run.done += 1
+        self.stage_units += 1
         run.seconds += time.perf_counter() - t0
 
     def _stage_finish(self, run: "_StageRun") -> PruneResult:

@@ -230,7 +230,9 @@ def test_cancel_from_the_first_progress_report(models, digits, method):
         prune(model, digits.calibration,
               PruneRequest(method=method, sparsity=0.7, samples=SAMPLES, lam=LAM, stages=3),
               arch="digits_cnn", progress=progress, cancel=token)
-    assert reports and reports[0].stage == "gradients"
+    first = reports[0] if reports else None  # CHITA++ reports its stages as one whole-run stage
+    assert first and (first.stage == "CHITA++" if method == "chita++" else first.stage == "gradients")
+    assert "gradients" in first.message
     assert all(r.stage != "done" for r in reports)
     _assert_same(model, snap)
 
@@ -675,3 +677,21 @@ def test_chitapp_path_cancelled_in_a_branch_leaves_the_model_alone(models, digit
                            progress=progress, cancel=token)
     assert any("stage 3/3" in (m or "") for m in seen)
     _assert_same(model, snap)
+
+
+def test_chitapp_reports_the_whole_run_as_one_stage_for_an_eta(models, digits):
+    """Every report of a CHITA++ run (branches included) is stage "CHITA++", determinate, rising
+    over the stage solves, with the current stage named in the message."""
+    seen = []
+    request = PruneRequest(method="chita++", samples=SAMPLES, stages=4, lam=LAM)
+    pruning.prune_path(models["digits_mlp"], digits.calibration, request, [0.5, 0.8],
+                       arch="digits_mlp", progress=seen.append)
+    final = seen.pop()
+    assert final.stage == "done"
+    units = 4 + 2  # main schedule to 0.8, and the 0.5 branch's two closing stages
+    assert {p.stage for p in seen} == {"CHITA++"} and {p.total for p in seen} == {units}
+    done = [p.done for p in seen]
+    assert done == sorted(done) and done[0] <= 0.5 and done[-1] == units - 0.5
+    first = f"stage 1/4 (sparsity {chitapp_schedule(0.8, 4)[0]:.3f})"
+    assert any(p.message.startswith(first + ": per-sample gradients") for p in seen)
+    assert any(p.message.startswith("stage 3/3 (sparsity 0.500)") for p in seen)
