@@ -89,6 +89,10 @@ class TextProgress:
     def __call__(self, p: Progress) -> None:
         if self.quiet:
             return
+        if p.stage == "done":  # the end of a whole job, not a stage: the results follow
+            self._end_line()
+            self._stage = None
+            return
         now = self._clock()
         eta = self._eta.update(p, now)
         new_stage = p.stage != self._stage

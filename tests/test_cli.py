@@ -274,3 +274,14 @@ def test_text_progress_shows_elapsed_not_a_fraction_for_work_of_unknown_length()
     out = stream.getvalue()
     assert "ETA" not in out and "%" not in out and "#" not in out
     assert "40 swap steps" in out and "0:05" in out
+
+
+def test_text_progress_prints_no_line_for_the_end_of_a_job():
+    """prune_path ends with a "done" report: the CLI prints the results, not "done: done in 0:00"."""
+    stream = io.StringIO()
+    prog = TextProgress(stream, interval=0.0)
+    prog(Progress("gradients", 1, 2, "per-sample gradients 1/2"))
+    prog(Progress("gradients", 2, 2, "per-sample gradients 2/2"))
+    prog(Progress("done", 1, 1, "done"))
+    lines = stream.getvalue().splitlines()
+    assert lines and all(line.startswith("gradients:") for line in lines)
