@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 
 from core.errors import StudioError
 from core.pruning import METHOD_LABELS, METHODS, GradientCache
-from gui import dialogs, jobs
+from gui import dialogs, jobs, main_thread_gc
 from gui import settings as st
 from gui.controls import ControlsPanel
 from gui.layer_table import LayerTable, fmt_int
@@ -88,6 +88,8 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        main_thread_gc.acquire()  # no cyclic collection in worker threads while this window lives
+        self._gc_released = False
         self.settings = settings if settings is not None else st.make_settings()
         self.runner = TaskRunner(self)
         # G of the last run, reused by the next run on the same model, data and sample
@@ -1141,4 +1143,7 @@ class MainWindow(QMainWindow):
         if self.persist:
             self.save_settings()
         self.runner.shutdown()
+        if not self._gc_released:  # the workers have stopped: automatic collection may resume
+            self._gc_released = True
+            main_thread_gc.release()
         super().closeEvent(event)

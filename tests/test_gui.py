@@ -374,3 +374,45 @@ def test_excepthook_shows_dialog(qapp, hooks, monkeypatch) -> None:
     except ValueError as exc:
         sys.excepthook(type(exc), exc, exc.__traceback__)
     assert hooks.errors and "boom" in hooks.errors[-1][1]
+
+
+class _Cyclic:
+    """A reference cycle that only the cyclic garbage collector can free."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_cyclic_garbage_is_collected_on_the_gui_thread_only_while_a_window_is_open(
+        qtbot, settings_dir: Path) -> None:
+    """A collection triggered in a worker thread can tear down Qt objects off the GUI thread and
+    deadlock against the GUI thread (seen in test_pickle_needs_explicit_consent during
+    torch.load): with a window open, worker threads never collect, the GUI thread's timer does,
+    and closing the last window restores automatic collection."""
+    import gc
+    import threading
+    import weakref
+
+    from gui import main_thread_gc
+
+    assert gc.isenabled() and not main_thread_gc.active()
+    window = make_window(qtbot, settings_dir)
+    assert main_thread_gc.active() and not gc.isenabled()
+    refs, keep = [], []
+
+    def worker() -> None:
+        obj = _Cyclic()
+        refs.append(weakref.ref(obj))
+        del obj
+        # enough new containers to trigger a generation-0 collection, kept alive so that the
+        # timer's check also sees the count above the threshold
+        keep.extend([] for _ in range(20 * gc.get_threshold()[0]))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()  # the GUI thread is blocked here: only the worker could have collected
+    assert refs[0]() is not None  # it did not
+    qtbot.waitUntil(lambda: refs[0]() is None, timeout=5_000)  # the GUI thread's timer did
+    keep.clear()
+    window.close()
+    assert gc.isenabled() and not main_thread_gc.active()
