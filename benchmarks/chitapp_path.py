@@ -30,18 +30,13 @@ sys.path.insert(0, str(ROOT))
 
 from shared_models import SETUPS, load_shared  # noqa: E402
 
-from core import pruning  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
-from core.pruning import PruneRequest, apply_result, prune, prune_path  # noqa: E402
+from core.pruning import PruneRequest, _Context, apply_result, prune, prune_path  # noqa: E402
 
 
-def holdout_loss(model: torch.nn.Module, bundle, seed: int, samples: int) -> float:
+def holdout_loss(model: torch.nn.Module, held_out: tuple[torch.Tensor, torch.Tensor]) -> float:
     """Mean loss on the calibration images the run held out to choose λ (never test images)."""
-    x, y = bundle.calibration.x, bundle.calibration.y
-    if seed:
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-        x, y = x[perm], y[perm]
-    x, y = x[samples:samples + pruning.HOLDOUT], y[samples:samples + pruning.HOLDOUT]
+    x, y = held_out
     model.eval()
     with torch.no_grad():
         return float(F.cross_entropy(model(x), y))
@@ -73,6 +68,9 @@ def main() -> int:
     for seed in seeds:
         req = PruneRequest(method="chita++", sparsity=sparsities[-1], samples=n, seed=seed,
                            recalibrate_bn=args.recalibrate_bn)
+        ctx = _Context.build(model, bundle.calibration, req, args.model, None, None)
+        held_out = (ctx.x_h, ctx.y_h)  # the engine's own split for this seed
+        del ctx
         separate = []
         for s in sparsities:
             t0 = time.perf_counter()
@@ -93,7 +91,7 @@ def main() -> int:
                 pruned = apply_result(model, res)
                 ev = evaluate(pruned, bundle.evaluation)
                 rows.setdefault((s, how), []).append(
-                    (100 * ev.accuracy, holdout_loss(pruned, bundle, seed, n)))
+                    (100 * ev.accuracy, holdout_loss(pruned, held_out)))
                 ci.setdefault((s, how), tuple(100 * c for c in ev.accuracy_ci))
         print(f"seed {seed}: separate {times['separate'][-1]:.1f} s, path {times['path'][-1]:.1f} s",
               file=sys.stderr, flush=True)
