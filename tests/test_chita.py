@@ -146,3 +146,24 @@ def test_swap_pricing_equals_the_backsolve_change_of_every_swap(two_groups):
                 continue
             exact = quad.swap(st, torch.tensor([j]), torch.tensor([i])).objective - st.objective
             assert float(delta[r, c]) == pytest.approx(exact, rel=1e-5, abs=1e-5 * abs(st.objective))  # float32 A
+
+
+def test_backsolve_survives_a_ridge_far_below_the_gram_scale_on_a_small_support():
+    """A support smaller than n makes K_S singular; at λ ~ 1e-12 of its scale a plain Cholesky
+    of K_S + λI fails in float64. The solve adds a growing relative jitter instead, so the
+    weights stay finite and near the direct solve's optimum on the support."""
+    g = torch.Generator().manual_seed(3)
+    n, p = 40, 60
+    A = torch.randn(n, p, generator=g) / n**0.5
+    A[:, 30:] = A[:, :30] @ torch.randn(30, 30, generator=g) / 30**0.5  # rank ≤ 30 < n
+    wbar = torch.randn(p, generator=g)
+    mask = magnitude_mask(wbar, 12, [slice(0, p)])
+    M = (A[:, mask] @ A[:, mask].T).double()
+    M.diagonal().add_(1e-14)
+    assert int(torch.linalg.cholesky_ex(M)[1]) != 0  # the plain factorisation does fail here
+    w, obj = backsolve(A, wbar, mask, 1e-14)
+    assert torch.isfinite(w).all() and (w[~mask] == 0).all()
+    obj_ref, _ = _primal_best(A, wbar, 1e-14, mask)  # a 12×12 solve: no trouble there
+    # K_S is accumulated in float32, so at this λ the weights are near-optimal, not exact
+    assert LocalQuadratic(A, wbar, 1e-14).objective(w) == pytest.approx(obj_ref, rel=0.05)
+    assert obj == pytest.approx(obj_ref, rel=0.1)

@@ -22,6 +22,7 @@ rank-m updates; each v is one pass over G.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -115,20 +116,34 @@ class LocalQuadratic:
             K = self.gram(mask)
         if e is None:
             e = -self.matvec(wbar_off) + self.c
-        u, L = self._solve(K, e)
+        u, L, lam = self._solve(K, e)
         wo = wbar_off.double()
-        obj = 0.5 * self.lam * (float(e @ u) + float(wo @ wo)) - 0.5 * self.c_sq
+        obj = 0.5 * lam * (float(e @ u) + float(wo @ wo)) - 0.5 * self.c_sq
         return SupportState(mask, K, e, float(wo @ wo), u, obj, L)
 
-    def _solve(self, K: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _solve(self, K: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """u = (K + λI)⁻¹e, the Cholesky factor, and the ridge actually used.
+
+        When λ is far below the scale of a rank-deficient K_S (a support smaller than n) the
+        factorisation fails in float64; the ridge then grows by a jitter relative to K's mean
+        diagonal, 100× larger each try, and the objective is the one of that ridge (it differs
+        from Q_λ at the same weights by (jitter/2)‖w − w̄‖², negligible at such λ)."""
         M = K.clone()
         M.diagonal().add_(self.lam)
+        lam = self.lam
         L, info = torch.linalg.cholesky_ex(M)
-        if int(info) != 0:  # numerically singular: add a tiny jitter relative to the scale
-            M.diagonal().add_(1e-10 * float(M.diagonal().mean()) + 1e-12)
-            L = torch.linalg.cholesky(M)
+        scale = float(M.diagonal().abs().mean())
+        rel = 1e-10
+        while int(info) != 0:
+            if rel > 1e-2 or not math.isfinite(scale):
+                raise ValueError(f"K_S + λI is not positive definite (λ = {self.lam:g}, mean "
+                                 f"diagonal {scale:g}): are the gradients finite?")
+            M.diagonal().add_(rel * scale)
+            lam += rel * scale
+            L, info = torch.linalg.cholesky_ex(M)
+            rel *= 100
         z = torch.linalg.solve_triangular(L, e.unsqueeze(1), upper=False)
-        return torch.linalg.solve_triangular(L.T, z, upper=True).squeeze(1), L
+        return torch.linalg.solve_triangular(L.T, z, upper=True).squeeze(1), L, lam
 
     def leverage(self, st: SupportState, idx: torch.Tensor) -> torch.Tensor:
         """q_j = a_jᵀ(K_S + λI)⁻¹a_j for the columns ``idx`` (float64).
@@ -160,6 +175,6 @@ class LocalQuadratic:
         e = st.e + (A_add @ self.wbar[add]).double() - (A_drop @ self.wbar[drop]).double()
         wo_sq = st.wbar_off_sq - float((self.wbar[add].double() ** 2).sum()) \
             + float((self.wbar[drop].double() ** 2).sum())
-        u, L = self._solve(K, e)
-        obj = 0.5 * self.lam * (float(e @ u) + wo_sq) - 0.5 * self.c_sq
+        u, L, lam = self._solve(K, e)
+        obj = 0.5 * lam * (float(e @ u) + wo_sq) - 0.5 * self.c_sq
         return SupportState(mask, K, e, wo_sq, u, obj, L)
