@@ -38,11 +38,13 @@ class GradientMatrix:
     shapes: tuple[tuple[int, ...], ...]
     offsets: tuple[int, ...]
     loss: float  # mean loss over the rows' samples
+    widths: tuple[int, ...] | None = None  # columns per tensor when only some were kept
 
     @property
     def slices(self) -> list[slice]:
         """Column slice of each weight tensor."""
-        return [slice(o, o + _numel(s)) for o, s in zip(self.offsets, self.shapes)]
+        widths = self.widths or tuple(_numel(s) for s in self.shapes)
+        return [slice(o, o + w) for o, w in zip(self.offsets, widths)]
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -118,6 +120,7 @@ def per_sample_gradients(
     rows_per_sample: int = 1,
     method: str = "auto",
     out: torch.Tensor | None = None,
+    columns: torch.Tensor | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> GradientMatrix:
@@ -125,8 +128,10 @@ def per_sample_gradients(
 
     ``rows_per_sample`` > 1 averages that many consecutive samples into one row
     (mini-batch-averaged rows, n = len(x) // rows_per_sample). ``method`` is ``"auto"``,
-    ``"closed_form"`` or ``"func"``. The model is not modified (its parameters are only read;
-    its training flag is restored).
+    ``"closed_form"`` or ``"func"``. ``columns``, a bool mask over the p weights, keeps only
+    those columns (in order; e.g. the kept weights of a pruned network): G is then
+    n × columns.sum() and ``offsets`` index that compact layout. The model is not modified
+    (its parameters are only read; its training flag is restored).
     """
     if len(x) != len(y):
         raise StudioError("images and labels differ in length", field="calibration data")
@@ -140,6 +145,15 @@ def per_sample_gradients(
     sizes = [_numel(s) for s in shapes]
     offsets = tuple(int(v) for v in torch.tensor([0] + sizes[:-1]).cumsum(0).tolist())
     p = sum(sizes)
+    picks: list[torch.Tensor | None] = [None] * len(names)
+    if columns is not None:
+        if columns.numel() != p:
+            raise ValueError(f"columns has {columns.numel()} entries for {p} weights")
+        columns = columns.reshape(-1).bool()
+        picks = [columns[o:o + sz].nonzero().squeeze(1) for o, sz in zip(offsets, sizes)]
+        sizes = [len(ix) for ix in picks]
+        offsets = tuple(int(v) for v in torch.tensor([0] + sizes[:-1]).cumsum(0).tolist())
+        p = sum(sizes)
     m = max(1, rows_per_sample)
     n_rows = len(x) // m
     if n_rows == 0:
@@ -166,12 +180,17 @@ def per_sample_gradients(
                 raise ValueError(f"unknown gradient method {method!r}")
             total_loss += loss
             rows = G[start // m:(start + len(xb)) // m]
-            for part, off, sz in zip(parts, offsets, sizes):  # straight into G: no concatenation
-                part = part.reshape(len(xb), sz)
-                rows[:, off:off + sz] = part.view(-1, m, sz).mean(1) if m > 1 else part
+            for part, off, sz, pick in zip(parts, offsets, sizes, picks):  # straight into G
+                part = part.reshape(len(xb), -1)
+                if pick is not None:
+                    part = part.index_select(1, pick)
+                if m > 1:
+                    part = part.reshape(len(xb) // m, m, sz).mean(1)
+                rows[:, off:off + sz] = part
             report(progress, "gradients", min(start + chunk, len(x)), len(x),
                    f"per-sample gradients {min(start + chunk, len(x))}/{len(x)}")
-    return GradientMatrix(G, names, shapes, offsets, total_loss / len(x))
+    return GradientMatrix(G, names, shapes, offsets, total_loss / len(x),
+                          tuple(sizes) if columns is not None else None)
 
 
 def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,

@@ -386,3 +386,25 @@ def test_fisher_diagonal_is_mean_of_squares():
     expected = (G ** 2).mean(0)
     assert torch.allclose(fisher_diagonal(G), expected, rtol=1e-6, atol=0)
     assert torch.allclose(fisher_diagonal(G, block=7), expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("method", ["closed_form", "func"])
+@pytest.mark.parametrize("rows_per_sample", [1, 3])
+def test_columns_keep_only_the_selected_weights_in_order(method, rows_per_sample):
+    """G restricted to a column mask equals the full G's columns, with compact slices."""
+    torch.manual_seed(4)
+    model = _with_bn_stats(_CNN(True), seed=5).eval()
+    x, y = _data((3, 8, 8), 7, n=9)
+    names = _weight_names(model)
+    full = per_sample_gradients(model, x, y, names, method=method, chunk=4,
+                                rows_per_sample=rows_per_sample)
+    keep = torch.rand(full.G.shape[1], generator=torch.Generator().manual_seed(0)) < 0.3
+    keep[full.slices[1]] = False  # a layer with no kept weight at all
+    part = per_sample_gradients(model, x, y, names, method=method, chunk=4,
+                                rows_per_sample=rows_per_sample, columns=keep)
+    assert part.G.shape == (full.G.shape[0], int(keep.sum()))
+    assert torch.equal(part.G, full.G[:, keep])
+    for sl_full, sl_part in zip(full.slices, part.slices):
+        assert torch.equal(part.G[:, sl_part], full.G[:, sl_full][:, keep[sl_full]])
+    with pytest.raises(ValueError, match="columns"):
+        per_sample_gradients(model, x, y, names, columns=keep[:-1])
