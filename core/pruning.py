@@ -22,6 +22,7 @@ from core.batchnorm import has_batchnorm, recalibrate_batchnorm
 from core.errors import StudioError
 from core.evaluate import set_eval_mode
 from core.fisher import fisher_diagonal, per_sample_gradients
+from core.grid_walk import walk_grid
 from core.methods.chita import chita_solve, support_state, support_weights
 from core.methods.magnitude import magnitude_prune
 from core.methods.obd import obd_prune
@@ -30,6 +31,7 @@ from core.methods.selection import global_budget, layer_budgets, select
 from core.methods.woodfisher import inverse_fisher_diagonals, woodfisher_solve
 from core.progress import CancelToken, Progress, ProgressFn, check, report
 from core.prunable import prunable_parameters
+from core.refine import GaussNewtonStep
 
 if TYPE_CHECKING:
     from core.data import ImageSet
@@ -65,6 +67,9 @@ class PruneRequest:
     shuffled loader does; the first stage uses single-stage CHITA's images. Off by default: over
     5 calibration samples on ResNet20 it measured 0.5 points lower at 0.8 and 1.2 lower at 0.9
     (docs/benchmarks.md), within the spread between samples.
+    ``refine_steps`` > 0 refines the kept weights after pruning, mask fixed: each step takes
+    per-sample gradients at the pruned network and a damped Gauss–Newton step whose ridge is
+    chosen on held-out calibration loss, taken only if that loss falls (:mod:`core.refine`).
     """
 
     method: str = "chita"
@@ -79,6 +84,7 @@ class PruneRequest:
     recalibrate_between_stages: bool = False  # CHITA++: also recalibrate BatchNorm after each stage
     first_order: bool = False
     resample_stages: bool = False  # CHITA++: each stage's G from the next n calibration images
+    refine_steps: int = 0  # damped Gauss–Newton steps on the kept weights after pruning (core.refine)
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,7 @@ class PruneResult:
 NEEDS_GRADIENTS = {"chita", "chita++", "obd", "woodfisher"}
 HOLDOUT = 500  # held-out calibration images for choosing λ (never test images)
 BN_IMAGES = 2000  # calibration images for a BatchNorm recalibration (none of the held-out ones)
+MAX_REFINE_STEPS = 20  # cap on PruneRequest.refine_steps
 RECAL_CHECK = 512  # images for the BatchNorm passes inside λ selection and the refresh check
 # λ candidates × the mean Fisher diagonal, large → small. Wide on purpose: the walk only scores
 # where the held-out loss keeps falling, and a narrower grid stopped it at an end while the loss
@@ -138,6 +145,9 @@ def _validate(request: PruneRequest) -> None:
         raise StudioError("samples must be at least 1", field="samples")
     if request.lam is not None and request.lam <= 0:
         raise StudioError("λ must be positive", field="lambda", fix="e.g. 1e-4, or leave it on auto.")
+    if not 0 <= request.refine_steps <= MAX_REFINE_STEPS:
+        raise StudioError(f"refine steps {request.refine_steps} is outside 0–{MAX_REFINE_STEPS}",
+                          field="refine steps", fix="use 0 (off) or a few steps, e.g. 3.")
 
 
 def default_layers(model: nn.Module, arch: str | None = None) -> list[str]:
@@ -430,6 +440,7 @@ class _Context:
         info = dict(self.info)
         w, mask, trace, lam = self._solve(work, sparsity, timings, info, "")
         _write(work, self.names, w)
+        self._refine(work, mask, timings, info)
         buffers = self._finish(work, timings, info)
         timings["total"] = time.perf_counter() - t0
         return self._result(sparsity, work, mask, trace, lam, timings, info, buffers)
@@ -458,6 +469,7 @@ class _Context:
             branch_at.setdefault(t, []).append(run)
         main.info["schedule"] = main.schedule
         units = len(main.schedule) + sum(len(b.schedule) for bs in branch_at.values() for b in bs)
+        units += self.request.refine_steps * len(targets)  # each refinement step counts as a stage
         outer = self.progress
         self.progress = self._whole_run_progress(outer, units)
         try:
@@ -548,6 +560,8 @@ class _Context:
         self.holdout_recal = None
         self.stage_images(0)
         between = self.recal and self.request.recalibrate_between_stages
+        self.stage_label = f"sparsity {run.target:.3f}"
+        self._refine(run.work, run.mask, run.timings, run.info)
         buffers = self._finish(run.work, run.timings, run.info, recalibrated=between)
         run.timings["total"] = run.seconds + time.perf_counter() - t0
         return self._result(run.target, run.work, run.mask, run.trace, run.lam, run.timings,
@@ -600,18 +614,7 @@ class _Context:
 
         start = self.lam_index if self.lam_index is not None else \
             (LAMBDA_START if len(grid) == len(LAMBDA_GRID) else len(grid) // 2)
-        start = min(max(start, 0), len(grid) - 1)
-        score(start)
-        for i in (start - 1, start + 1):
-            if 0 <= i < len(grid):
-                score(i)
-        best = min(losses, key=losses.__getitem__)
-        step = best - start
-        while step:
-            nxt = best + step
-            if not 0 <= nxt < len(grid) or score(nxt) >= losses[best]:
-                break
-            best = nxt
+        best = walk_grid(score, len(grid), start)
         self.lam_index = best
         info.setdefault("lambda_selection", []).append(
             {"sparsity": sparsity, "grid": list(grid),
@@ -699,6 +702,68 @@ class _Context:
              "magnitude_objective": mag_objective, "iterations": sol.iterations,
              "converged": sol.converged, "magnitude_mask_kept": agree})
         return (loss, w, mask, trace, lam, sol)
+
+    def _refine(self, work: nn.Module, mask: torch.Tensor, timings: dict[str, float],
+                info: dict[str, object]) -> None:
+        """Up to ``refine_steps`` damped Gauss–Newton steps on ``work``'s kept weights, in place.
+
+        Each step (:meth:`_refine_step`) is taken only if it lowers held-out calibration loss;
+        the first step that does not ends the refinement. BatchNorm is recalibrated after a
+        step when the run recalibrates. The log goes to ``info["refinement"]``.
+        """
+        steps = self.request.refine_steps
+        if steps <= 0 or not len(self.x_h):
+            return
+        t_start = time.perf_counter()
+        log: list[dict[str, object]] = []
+        current = self._holdout_loss(work, _flat(work, self.names))
+        start = LAMBDA_GRID.index(1.0)
+        for step in range(steps):
+            t0 = time.perf_counter()
+            loss, w, (lam, factor), passes = self._refine_step(
+                work, mask, start, f"refinement step {step + 1}/{steps}", step, steps)
+            accepted = loss < current
+            log.append({"lam": lam, "holdout_loss_before": current,
+                        "holdout_loss_after": loss if accepted else current,
+                        "accepted": accepted, "holdout_passes": passes,
+                        "seconds": time.perf_counter() - t0})
+            self.stage_units += 1
+            if not accepted:
+                self.stage_units += steps - step - 1
+                break
+            _write(work, self.names, w)
+            current, start = loss, LAMBDA_GRID.index(factor)  # the next walk starts here
+            if self.recal:
+                recalibrate_batchnorm(work, self.bn_images, cancel=self.cancel)
+        info["refinement"] = log
+        timings["refine"] = timings.get("refine", 0.0) + time.perf_counter() - t_start
+
+    def _refine_step(self, work: nn.Module, mask: torch.Tensor, start: int, label: str,
+                     step: int, steps: int):
+        """One candidate step: per-sample gradients at ``work`` on the kept columns only, then
+        a walk over the λ grid (× the support's mean Fisher diagonal) on held-out calibration
+        loss. Returns (best held-out loss, its flat weights, (λ, grid factor), passes)."""
+        check(self.cancel)
+        report(self.progress, "refining", step, steps, label)
+        flat = _flat(work, self.names)
+        gm = per_sample_gradients(work, self.x_g, self.y_g, self.names, columns=mask,
+                                  progress=self.progress, cancel=self.cancel)
+        gn = GaussNewtonStep(gm.G.div_(math.sqrt(len(self.x_g))), flat[mask])
+        grid = [g * gn.scale for g in LAMBDA_GRID]
+        losses: dict[int, float] = {}
+        candidates: dict[int, torch.Tensor] = {}
+
+        def score(i: int) -> float:
+            check(self.cancel)
+            report(self.progress, "refining", step, steps, f"{label}: λ = {grid[i]:.3g}")
+            trial = flat.clone()
+            trial[mask] = gn.weights(grid[i])[0]
+            candidates[i] = trial
+            losses[i] = self._holdout_loss(work, trial)
+            return losses[i]
+
+        best = walk_grid(score, len(grid), start)
+        return losses[best], candidates[best], (grid[best], LAMBDA_GRID[best]), len(losses)
 
     def _holdout_loss(self, work: nn.Module, w: torch.Tensor) -> float:
         """Held-out calibration loss with weights ``w`` (BatchNorm recalibrated first when the

@@ -485,6 +485,8 @@ def test_chitapp_schedule_with_one_stage_is_the_target():
     ({"scope": "network"}, "scope"),
     ({"samples": 0}, "samples"),
     ({"lam": 0.0}, "lambda"),
+    ({"refine_steps": -1}, "refine steps"),
+    ({"refine_steps": 21}, "refine steps"),
     ({"layers": ("fc1.weight", "fc9.weight")}, "layers"),
 ])
 def test_bad_requests_raise_studio_error_naming_the_field(models, digits, kwargs, field):

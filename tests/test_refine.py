@@ -1,0 +1,125 @@
+"""Refinement of the kept weights: the Gauss–Newton step's closed form and the engine's guard."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+import core.refine as refine
+from core.data import load_bundle
+from core.demo import load_demo
+from core.errors import Cancelled
+from core.progress import CancelToken
+from core.pruning import PruneRequest, prune
+from core.refine import GaussNewtonStep
+
+
+@pytest.mark.parametrize("n, s", [(8, 20), (30, 12)])
+@pytest.mark.parametrize("lam", [1e-3, 0.5])
+def test_gauss_newton_step_equals_the_direct_levenberg_marquardt_solve(n, s, lam):
+    """d = −(A_SᵀA_S + λI)⁻¹g_S with g = Aᵀ𝟙/√n, solved directly in |S| dimensions."""
+    g = torch.Generator().manual_seed(n + s)
+    A = torch.randn(n, s, generator=g) / n**0.5
+    w = torch.randn(s, generator=g)
+    new_w, predicted = GaussNewtonStep(A, w).weights(lam)
+    Ad = A.double()
+    H = Ad.T @ Ad + lam * torch.eye(s, dtype=torch.float64)
+    grad = Ad.T @ torch.full((n,), n**-0.5, dtype=torch.float64)
+    d = -torch.linalg.solve(H, grad)
+    # float32 A: Aᵀu loses ~1e-7 of |u|, which grows as 1/λ on the null space of K_S when n > |S|
+    assert torch.allclose(new_w.double(), w.double() + d, atol=1e-4)
+    assert predicted == pytest.approx(float(0.5 * d @ H @ d + grad @ d), rel=1e-4)
+    assert predicted < 0
+
+
+SAMPLES = 128
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_bundle("digits")
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return load_demo("digits_cnn").model
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _flat_masks(result):
+    return torch.cat([m.reshape(-1) for m in result.masks.values()])
+
+
+@pytest.mark.parametrize("method", ["magnitude", "chita"])
+def test_refinement_keeps_the_mask_and_lowers_held_out_loss_step_by_step(cnn, digits, method):
+    before = _state(cnn)
+    req = PruneRequest(method=method, sparsity=0.9, samples=SAMPLES)
+    plain = prune(cnn, digits.calibration, req, arch="digits_cnn")
+    refined = prune(cnn, digits.calibration, PruneRequest(method=method, sparsity=0.9,
+                                                          samples=SAMPLES, refine_steps=3),
+                    arch="digits_cnn")
+    assert torch.equal(_flat_masks(refined), _flat_masks(plain))
+    assert refined.nonzeros == plain.nonzeros
+    for name, w in refined.weights.items():
+        assert torch.equal(w != 0, refined.masks[name]), name
+    steps = refined.info["refinement"]
+    assert 1 <= len(steps) <= 3 and steps[0]["accepted"]
+    for st in steps:  # accepted steps lower the held-out loss; a refused one ends the walk
+        assert st["holdout_loss_after"] <= st["holdout_loss_before"]
+        assert st["accepted"] == (st["holdout_loss_after"] < st["holdout_loss_before"])
+    assert all(st["accepted"] for st in steps[:-1])
+    assert any(not torch.equal(refined.weights[n], plain.weights[n]) for n in plain.weights)
+    assert "refine" in refined.timings and "refinement" not in plain.info
+    assert all(torch.equal(v, before[k]) for k, v in cnn.state_dict().items())
+
+
+def test_a_step_that_raises_held_out_loss_is_not_taken(cnn, digits, monkeypatch):
+    """Every candidate made worse on purpose: the refinement stops after one refused step and
+    returns the unrefined weights."""
+    real = GaussNewtonStep.weights
+
+    def worse(self, lam):
+        w, predicted = real(self, lam)
+        return self.w + 50.0 * (w - self.w), predicted  # overshoot the step 50×
+
+    monkeypatch.setattr(refine.GaussNewtonStep, "weights", worse)
+    req = PruneRequest(method="magnitude", sparsity=0.5, samples=SAMPLES, lam=1e-5)
+    plain = prune(cnn, digits.calibration, req, arch="digits_cnn")
+    refined = prune(cnn, digits.calibration, replace(req, refine_steps=3), arch="digits_cnn")
+    steps = refined.info["refinement"]
+    assert len(steps) == 1 and not steps[0]["accepted"]
+    for name in plain.weights:
+        assert torch.equal(refined.weights[name], plain.weights[name])
+
+
+def test_cancel_during_refinement_leaves_the_model_alone(cnn, digits):
+    before = _state(cnn)
+    token = CancelToken()
+
+    def progress(p):
+        if p.stage == "refining":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        prune(cnn, digits.calibration, PruneRequest(method="chita", sparsity=0.8, samples=SAMPLES,
+                                                    lam=1e-5, refine_steps=2),
+              arch="digits_cnn", progress=progress, cancel=token)
+    assert all(torch.equal(v, before[k]) for k, v in cnn.state_dict().items())
+
+
+def test_chitapp_counts_refinement_steps_in_its_whole_run_progress(cnn, digits):
+    reports = []
+    res = prune(cnn, digits.calibration, PruneRequest(method="chita++", sparsity=0.8, samples=SAMPLES,
+                                                      stages=3, refine_steps=2),
+                arch="digits_cnn", progress=reports.append)
+    run = [r for r in reports if r.stage == "CHITA++"]
+    assert {r.total for r in run} == {3 + 2}
+    done = [r.done for r in run]
+    assert done == sorted(done) and done[-1] == pytest.approx(4.5)  # into the 2nd step's solves
+    assert any("refinement step" in r.message for r in run)
+    assert res.info["refinement"] and res.info["refinement"][0]["accepted"]
