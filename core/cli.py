@@ -569,6 +569,10 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
         p.add_argument("--recalibrate-between-stages", dest="between", action="store_true",
                        help="CHITA++: recalibrate BatchNorm after every stage, not only after the "
                        "last (measured worse on ResNet20 at 0.9)")
+        p.add_argument("--refine", dest="refine", type=int, default=0, metavar="STEPS",
+                       help="after pruning, refine the kept weights with up to STEPS damped "
+                       "Gauss-Newton steps on the calibration data, each kept only if held-out "
+                       "calibration loss falls (default 0: off)")
         p.add_argument("--layers", metavar="NAMES", help="comma-separated weight names to prune "
                        "(default: every Conv/Linear weight; literature preset for mlpnet/resnet20)")
 
@@ -600,7 +604,7 @@ def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
     return PruneRequest(method=method, sparsity=sparsity, scope=args.scope, layers=layers,
                         samples=args.samples, seed=args.seed, lam=args.lam,
                         recalibrate_bn=args.recal, stages=args.stages,
-                        recalibrate_between_stages=args.between)
+                        recalibrate_between_stages=args.between, refine_steps=args.refine)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -644,6 +648,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "converged": final.get("converged"),
         "recalibrated_bn": result.info.get("recalibrated"),
         "stages": len(result.info["schedule"]) if "schedule" in result.info else None,
+        "refinement": list(result.info.get("refinement", [])),
         "timings": dict(result.timings),
         "layer_sparsity": dict(result.layer_sparsity),
     }
@@ -668,6 +673,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
         lines.append(f"Objective:  {final['objective']:.6g} (backsolve on the magnitude mask "
                      f"{final['magnitude_objective']:.6g}); {final['iterations']} swap steps, "
                      f"{'converged' if final['converged'] else 'not converged'}")
+    steps = result.info.get("refinement") or []
+    if steps:
+        taken = [st for st in steps if st["accepted"]]
+        lines.append(f"Refinement: {len(taken)} of {len(steps)} steps taken; held-out calibration "
+                     f"loss {steps[0]['holdout_loss_before']:.4f} → {steps[-1]['holdout_loss_after']:.4f}")
     lines.append("Time:       " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
     if export is not None:
         lines.append(f"Exported:   {export.path}: {export.onnx_bytes:,} bytes, "

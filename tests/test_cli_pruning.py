@@ -52,6 +52,20 @@ def test_prune_chitapp_reports_its_stages_given_or_automatic(capsys):
     assert single["stages"] is None
 
 
+def test_prune_refine_reports_its_steps_in_json_and_text(capsys):
+    data = _json(capsys, "prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude",
+                 "--sparsity", "0.9", "--samples", "128", "--refine", "2")
+    steps = data["refinement"]
+    assert 1 <= len(steps) <= 2 and steps[0]["accepted"]
+    assert steps[-1]["holdout_loss_after"] < steps[0]["holdout_loss_before"]
+    assert data["timings"]["refine"] > 0
+    assert main(["prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude",
+                 "--sparsity", "0.9", "--samples", "128", "--refine", "2", "-q"]) == 0
+    assert "Refinement: " in capsys.readouterr().out
+    assert main(["prune", "demo", "--data", "digits", "--sparsity", "0.5", "--refine", "-1"]) == 2
+    assert "refine steps" in capsys.readouterr().err
+
+
 def test_prune_rejects_a_bad_sparsity_with_the_field(capsys):
     code = main(["prune", "demo", "--data", "digits", "--sparsity", "1.5"])
     _, err = capsys.readouterr()
