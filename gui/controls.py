@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import StudioError
-from core.pruning import METHOD_LABELS, METHODS, PruneRequest
+from core.pruning import MAX_REFINE_STEPS, METHOD_LABELS, METHODS, PruneRequest
 from gui import settings as st
 
 SCOPES = (("global", "Global (one budget)"), ("layer", "Per layer (same sparsity)"))
@@ -80,6 +80,14 @@ class ControlsPanel(QGroupBox):
         self.stages.setToolTip("CHITA++ stages of rising sparsity, gradients recomputed at each. "
                                "auto = one per prunable layer, 10 to 20")
 
+        self.refine = QSpinBox()
+        self.refine.setRange(0, MAX_REFINE_STEPS)
+        self.refine.setSpecialValueText("off")
+        self.refine.setSuffix(" steps")
+        self.refine.setToolTip("After pruning, refine the kept weights (mask fixed) with up to this many "
+                               "damped Gauss-Newton steps on the calibration images; a step is kept only "
+                               "if held-out calibration loss falls. Helps most at high sparsity.")
+
         self.autorun = QCheckBox("Run method when the slider is released")
         self.run_button = QPushButton("Run  (Ctrl+R)")
         self.run_button.setObjectName("Primary")
@@ -100,6 +108,7 @@ class ControlsPanel(QGroupBox):
         form.addRow("Samples", self.samples)
         form.addRow("λ", self.lam)
         form.addRow("Stages", self.stages)
+        form.addRow("Refine", self.refine)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.cancel_button, 1)
@@ -115,7 +124,8 @@ class ControlsPanel(QGroupBox):
         self.slider.valueChanged.connect(self._on_sparsity)
         self.slider.sliderReleased.connect(self._on_released)
         for signal in (self.method.currentIndexChanged, self.scope.currentIndexChanged,
-                       self.samples.valueChanged, self.lam.textChanged, self.stages.valueChanged):
+                       self.samples.valueChanged, self.lam.textChanged, self.stages.valueChanged,
+                       self.refine.valueChanged):
             signal.connect(self.settings_changed)
         self.method.currentIndexChanged.connect(self._update_stages_enabled)
         self._update_stages_enabled()
@@ -166,7 +176,7 @@ class ControlsPanel(QGroupBox):
         """The core.pruning.PruneRequest these controls describe."""
         return PruneRequest(method=self.method_name(), sparsity=self.sparsity(), scope=self.scope_name(),
                             layers=layers, samples=int(self.samples.value()), lam=self.lam_value(),
-                            stages=int(self.stages.value()))
+                            stages=int(self.stages.value()), refine_steps=int(self.refine.value()))
 
     def set_busy(self, busy: bool) -> None:
         """Enable Cancel (and disable Run) while a foreground job runs."""
@@ -176,7 +186,7 @@ class ControlsPanel(QGroupBox):
     # -- persistence ------------------------------------------------------------------------
     def load_settings(self, s: QSettings) -> None:
         """Restore the controls from QSettings."""
-        for w in (self.method, self.scope, self.samples, self.lam, self.stages):
+        for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine):
             w.blockSignals(True)
         self.set_method(st.read(s, "controls/method", "chita"))
         i = self.scope.findData(st.read(s, "controls/scope", "global"))
@@ -184,7 +194,8 @@ class ControlsPanel(QGroupBox):
         self.samples.setValue(st.read(s, "controls/samples", 1000, int))
         self.lam.setText(st.read(s, "controls/lambda", ""))
         self.stages.setValue(st.read(s, "controls/stages", 0, int))
-        for w in (self.method, self.scope, self.samples, self.lam, self.stages):
+        self.refine.setValue(st.read(s, "controls/refine_steps", 0, int))
+        for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine):
             w.blockSignals(False)
         self._update_stages_enabled()
         self.slider.blockSignals(True)
@@ -200,6 +211,7 @@ class ControlsPanel(QGroupBox):
         s.setValue("controls/samples", int(self.samples.value()))
         s.setValue("controls/lambda", self.lam.text().strip())
         s.setValue("controls/stages", int(self.stages.value()))
+        s.setValue("controls/refine_steps", int(self.refine.value()))
         s.setValue("controls/sparsity_percent", int(self.slider.value()))
         s.setValue("controls/run_on_release", self.autorun.isChecked())
 

@@ -70,6 +70,16 @@ def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
+def refinement_note(result) -> str:
+    """" Refined: k of T steps, held-out loss a → b." for a run that refined its weights, else ""."""
+    steps = result.info.get("refinement") or []
+    if not steps:
+        return ""
+    taken = sum(1 for st in steps if st["accepted"])
+    return (f" Refined: {taken} of {len(steps)} step{'s' if len(steps) != 1 else ''} taken, held-out "
+            f"loss {steps[0]['holdout_loss_before']:.3f} → {steps[-1]['holdout_loss_after']:.3f}.")
+
+
 class MainWindow(QMainWindow):
     """CHITA Studio's main window.
 
@@ -912,8 +922,8 @@ class MainWindow(QMainWindow):
             self.preview_panel.set_after(
                 out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, seconds=out.seconds,
-                caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {req.samples:,} samples{lam}. "
-                        "Export with Ctrl+E.")
+                caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {req.samples:,} samples{lam}."
+                        f"{refinement_note(out.result)} Export with Ctrl+E.")
             series = [(label, out.result.layer_sparsity, "accent")]
             if out.magnitude_sparsity and req.method != "magnitude":
                 series.append(("Magnitude", out.magnitude_sparsity, "compare"))

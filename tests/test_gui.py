@@ -167,6 +167,22 @@ def test_second_chita_run_reuses_the_gradients_of_the_first(qtbot, window: MainW
     assert not hooks.errors
 
 
+def test_refinement_runs_from_the_controls_and_is_reported(qtbot, window: MainWindow, hooks) -> None:
+    before = state_snapshot(window.session.loaded.model)
+    window.controls.refine.setValue(2)
+    try:
+        outcome = run_and_wait(qtbot, window, "magnitude", 90)
+    finally:
+        window.controls.refine.setValue(0)
+    assert outcome.result.request.refine_steps == 2
+    steps = outcome.result.info["refinement"]
+    assert steps and steps[0]["accepted"]
+    assert "Refined: " in window.preview_panel.caption.text()
+    after = state_snapshot(window.session.loaded.model)
+    assert all(torch.equal(before[k], after[k]) for k in before), "the loaded model must not change"
+    assert not hooks.errors
+
+
 def test_cancel_leaves_model_unchanged(qtbot, window: MainWindow) -> None:
     before = state_snapshot(window.session.loaded.model)
     window.controls.set_method("chita")
@@ -277,6 +293,7 @@ def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> N
     first.controls.set_method("obd")
     first.controls.samples.setValue(256)
     first.controls.stages.setValue(7)
+    first.controls.refine.setValue(3)
     first.act_dark.trigger()
     first.close()
     second = make_window(qtbot, settings_dir)
@@ -285,6 +302,8 @@ def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> N
     assert second.controls.method_name() == "obd"
     assert second.controls.samples.value() == 256
     assert second.controls.stages.value() == 7 and not second.controls.stages.isEnabled()
+    assert second.controls.refine.value() == 3 and second.controls.request().refine_steps == 3
+    second.controls.refine.setValue(0)
     assert second.act_dark.isChecked() and second.theme.palette.name == "dark"
     second.act_dark.trigger()  # back to light for the tests that follow
     assert (settings_dir / "CHITA Studio" / "CHITA Studio.ini").exists()
