@@ -440,8 +440,8 @@ class _Context:
         info = dict(self.info)
         w, mask, trace, lam = self._solve(work, sparsity, timings, info, "")
         _write(work, self.names, w)
-        self._refine(work, mask, timings, info)
-        buffers = self._finish(work, timings, info)
+        recalibrated = self._refine(work, mask, timings, info)
+        buffers = self._finish(work, timings, info, recalibrated=recalibrated)
         timings["total"] = time.perf_counter() - t0
         return self._result(sparsity, work, mask, trace, lam, timings, info, buffers)
 
@@ -561,8 +561,8 @@ class _Context:
         self.stage_images(0)
         between = self.recal and self.request.recalibrate_between_stages
         self.stage_label = f"sparsity {run.target:.3f}"
-        self._refine(run.work, run.mask, run.timings, run.info)
-        buffers = self._finish(run.work, run.timings, run.info, recalibrated=between)
+        refined = self._refine(run.work, run.mask, run.timings, run.info)
+        buffers = self._finish(run.work, run.timings, run.info, recalibrated=between or refined)
         run.timings["total"] = run.seconds + time.perf_counter() - t0
         return self._result(run.target, run.work, run.mask, run.trace, run.lam, run.timings,
                             run.info, buffers)
@@ -704,45 +704,60 @@ class _Context:
         return (loss, w, mask, trace, lam, sol)
 
     def _refine(self, work: nn.Module, mask: torch.Tensor, timings: dict[str, float],
-                info: dict[str, object]) -> None:
+                info: dict[str, object]) -> bool:
         """Up to ``refine_steps`` damped Gauss–Newton steps on ``work``'s kept weights, in place.
 
-        Each step (:meth:`_refine_step`) is taken only if it lowers held-out calibration loss;
-        the first step that does not ends the refinement. BatchNorm is recalibrated after a
-        step when the run recalibrates. The log goes to ``info["refinement"]``.
+        When the run recalibrates BatchNorm, the recalibration decision (kept only if it lowers
+        held-out loss) is made first, on the pruned network, and again after every step taken.
+        Each step (:meth:`_refine_step`) is scored on the network as it stands, statistics
+        included, and taken only if it lowers held-out calibration loss; the first step that
+        does not ends the refinement. The log goes to ``info["refinement"]``. Returns whether the
+        recalibration decision was made here (then :meth:`_finish` does not make it again).
         """
         steps = self.request.refine_steps
         if steps <= 0 or not len(self.x_h):
-            return
+            return False
         t_start = time.perf_counter()
         log: list[dict[str, object]] = []
-        current = self._holdout_loss(work, _flat(work, self.names))
-        start = LAMBDA_GRID.index(1.0)
-        for step in range(steps):
-            t0 = time.perf_counter()
-            loss, w, (lam, factor), passes = self._refine_step(
-                work, mask, start, f"refinement step {step + 1}/{steps}", step, steps)
-            accepted = loss < current
-            log.append({"lam": lam, "holdout_loss_before": current,
-                        "holdout_loss_after": loss if accepted else current,
-                        "accepted": accepted, "holdout_passes": passes,
-                        "seconds": time.perf_counter() - t0})
-            self.stage_units += 1
-            if not accepted:
-                self.stage_units += steps - step - 1
-                break
-            _write(work, self.names, w)
-            current, start = loss, LAMBDA_GRID.index(factor)  # the next walk starts here
+        saved, self.holdout_recal = self.holdout_recal, False  # score the network as it stands
+        try:
             if self.recal:
-                recalibrate_batchnorm(work, self.bn_images, cancel=self.cancel)
+                info["recalibration"] = self._maybe_recalibrate(work, timings)
+            current = self._holdout_loss(work, _flat(work, self.names))
+            start = LAMBDA_GRID.index(1.0)
+            for step in range(steps):
+                t0 = time.perf_counter()
+                loss, w, (lam, factor), scored = self._refine_step(
+                    work, mask, start, f"refinement step {step + 1}/{steps}", step, steps)
+                accepted = loss < current
+                entry = {"lam": lam, "holdout_loss_before": current, "accepted": accepted,
+                         "holdout_loss_by_lam": scored}
+                log.append(entry)
+                self.stage_units += 1
+                if accepted:
+                    _write(work, self.names, w)
+                    current, start = loss, LAMBDA_GRID.index(factor)  # the next walk starts here
+                    if self.recal:  # new weights: are new statistics better still?
+                        decision = self._maybe_recalibrate(work, timings)
+                        entry["recalibration"] = decision
+                        if decision["applied"]:
+                            current = float(decision["holdout_loss_after"])
+                entry["holdout_loss_after"] = current
+                entry["seconds"] = time.perf_counter() - t0
+                if not accepted:
+                    self.stage_units += steps - step - 1
+                    break
+        finally:
+            self.holdout_recal = saved
         info["refinement"] = log
         timings["refine"] = timings.get("refine", 0.0) + time.perf_counter() - t_start
+        return self.recal
 
     def _refine_step(self, work: nn.Module, mask: torch.Tensor, start: int, label: str,
                      step: int, steps: int):
         """One candidate step: per-sample gradients at ``work`` on the kept columns only, then
         a walk over the λ grid (× the support's mean Fisher diagonal) on held-out calibration
-        loss. Returns (best held-out loss, its flat weights, (λ, grid factor), passes)."""
+        loss. Returns (best held-out loss, its flat weights, (λ, grid factor), {λ: loss scored})."""
         check(self.cancel)
         report(self.progress, "refining", step, steps, label)
         flat = _flat(work, self.names)
@@ -763,7 +778,8 @@ class _Context:
             return losses[i]
 
         best = walk_grid(score, len(grid), start)
-        return losses[best], candidates[best], (grid[best], LAMBDA_GRID[best]), len(losses)
+        return losses[best], candidates[best], (grid[best], LAMBDA_GRID[best]), \
+            {grid[i]: losses[i] for i in sorted(losses)}
 
     def _holdout_loss(self, work: nn.Module, w: torch.Tensor) -> float:
         """Held-out calibration loss with weights ``w`` (BatchNorm recalibrated first when the

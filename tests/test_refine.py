@@ -123,3 +123,21 @@ def test_chitapp_counts_refinement_steps_in_its_whole_run_progress(cnn, digits):
     assert done == sorted(done) and done[-1] == pytest.approx(4.5)  # into the 2nd step's solves
     assert any("refinement step" in r.message for r in run)
     assert res.info["refinement"] and res.info["refinement"][0]["accepted"]
+
+
+def test_the_logged_held_out_loss_is_the_returned_networks(cnn, digits):
+    """With BatchNorm recalibration on, the network returned (weights and statistics) has
+    exactly the held-out loss the refinement log ends with: nothing changes after the last
+    decision, and the recalibration decision was made before the first step."""
+    from core.batchnorm import has_batchnorm
+    from core.pruning import _Context, _mean_loss, apply_result
+
+    assert has_batchnorm(cnn)
+    req = PruneRequest(method="magnitude", sparsity=0.9, samples=SAMPLES, refine_steps=2)
+    res = prune(cnn, digits.calibration, req, arch="digits_cnn")
+    assert res.info["recalibrated"] and "recalibration" in res.info
+    steps = res.info["refinement"]
+    ctx = _Context.build(cnn, digits.calibration, req, "digits_cnn", None, None)
+    pruned = apply_result(cnn, res)
+    assert _mean_loss(pruned, ctx.x_h, ctx.y_h) == pytest.approx(steps[-1]["holdout_loss_after"],
+                                                                 rel=1e-5)
