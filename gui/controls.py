@@ -215,6 +215,10 @@ class ControlsPanel(QGroupBox):
         s.setValue("controls/sparsity_percent", int(self.slider.value()))
         s.setValue("controls/run_on_release", self.autorun.isChecked())
 
+    def cancel_pending(self) -> None:
+        """Drop a preview the slider has scheduled but not yet asked for (the window closes)."""
+        self._debounce.stop()
+
     # -- internals ---------------------------------------------------------------------------
     def _update_stages_enabled(self, *_args) -> None:
         self.stages.setEnabled(self.method_name() == "chita++")

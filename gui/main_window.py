@@ -1152,6 +1152,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         if self.persist:
             self.save_settings()
+        self.controls.cancel_pending()  # a preview scheduled by the slider would start a job later
         self.runner.shutdown()
         if not self._gc_released:  # the workers have stopped: automatic collection may resume
             self._gc_released = True

@@ -183,6 +183,18 @@ def test_refinement_runs_from_the_controls_and_is_reported(qtbot, window: MainWi
     assert not hooks.errors
 
 
+def test_closing_drops_a_preview_the_slider_scheduled(qtbot, window: MainWindow) -> None:
+    """A slider move schedules a magnitude preview 150 ms later; closing the window in between
+    must not start it (it would run after the runner's shutdown, on objects being deleted)."""
+    started = []
+    window.runner.task_started.connect(started.append)
+    window.controls.step_sparsity(+3)
+    assert window.controls._debounce.isActive()
+    window.close()
+    qtbot.wait(400)
+    assert started == [] and window.runner.tasks == []
+
+
 def test_cancel_leaves_model_unchanged(qtbot, window: MainWindow) -> None:
     before = state_snapshot(window.session.loaded.model)
     window.controls.set_method("chita")
