@@ -704,7 +704,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         res = run_sweep(loaded.model, bundle, methods, list(args.sparsities), samples=args.samples,
                         seed=args.seed, arch=loaded.arch, recalibrate_bn=args.recal,
                         scope=args.scope, lam=args.lam, stages=args.stages,
-                        recalibrate_between_stages=args.between, progress=progress, cancel=cancel)
+                        recalibrate_between_stages=args.between, refine_steps=args.refine,
+                        progress=progress, cancel=cancel)
     if args.csv:
         res.to_csv(args.csv)
     if args.plot:

@@ -70,7 +70,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
               *, samples: int = 1000, seed: int = 0, arch: str | None = None,
               recalibrate_bn: bool | None = None, scope: str = "global",
               lam: float | None = None, stages: int = 0,
-              recalibrate_between_stages: bool = False,
+              recalibrate_between_stages: bool = False, refine_steps: int = 0,
               progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> SweepResult:
     """Prune with each method at each sparsity and evaluate on the bundle's evaluation images.
@@ -94,7 +94,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
 
         request = PruneRequest(method=method, sparsity=sparsities[0], samples=samples, seed=seed,
                                recalibrate_bn=recalibrate_bn, scope=scope, lam=lam, stages=stages,
-                               recalibrate_between_stages=recalibrate_between_stages)
+                               recalibrate_between_stages=recalibrate_between_stages,
+                               refine_steps=refine_steps)
         t1 = time.perf_counter()
         results = prune_path(model, bundle.calibration, request, list(sparsities), arch=arch,
                              progress=inner, cancel=cancel, cache=cache)
@@ -109,7 +110,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                    f"{label} at {100 * s:.0f}%: {100 * ev.accuracy:.2f}%")
     return SweepResult(tuple(rows), dense, time.perf_counter() - t0,
                        {"samples": samples, "seed": seed, "scope": scope,
-                        "recalibrate_bn": recalibrate_bn})
+                        "recalibrate_bn": recalibrate_bn, "refine_steps": refine_steps})
 
 
 def plot_sweep(result: SweepResult, path: str | Path, title: str = "") -> None:

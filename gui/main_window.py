@@ -1094,9 +1094,12 @@ class MainWindow(QMainWindow):
         if self.session is None or self.bundle is None:
             return
         self.tabs.setCurrentWidget(self.sweep_view)
-        self.sweep_view.status.setText(f"Sweeping {len(methods)} methods × {len(sparsities)} sparsities…")
+        refine = int(self.controls.refine.value())  # scope and refinement follow the Pruning panel
+        self.sweep_view.status.setText(f"Sweeping {len(methods)} methods × {len(sparsities)} sparsities"
+                                       f"{f', each refined up to {refine} steps' if refine else ''}…")
         self._submit(jobs.sweep_job, self.session.loaded.model, self.bundle, methods, sparsities, samples=samples,
-                     arch=self.session.loaded.arch, scope=self.controls.scope_name(), title="Sweep", on_done=self._on_sweep_done,
+                     arch=self.session.loaded.arch, scope=self.controls.scope_name(), refine_steps=refine,
+                     title="Sweep", on_done=self._on_sweep_done,
                      on_cancelled=lambda: self.sweep_view.status.setText("Sweep cancelled."))
 
     def _on_sweep_done(self, result: Any) -> None:

@@ -66,6 +66,16 @@ def test_prune_refine_reports_its_steps_in_json_and_text(capsys):
     assert "refine steps" in capsys.readouterr().err
 
 
+def test_sweep_refine_is_applied_to_every_point(capsys):
+    argv = ("sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude,chita",
+            "--sparsities", "0.9", "--samples", "128")
+    plain = _json(capsys, *argv)["rows"]
+    refined = _json(capsys, *argv, "--refine", "2")["rows"]
+    for a, b in zip(plain, refined):  # a step is taken only if held-out loss falls: test loss moves
+        assert a["method"] == b["method"] and a["nonzeros"] == b["nonzeros"]
+        assert a["loss"] != b["loss"]
+
+
 def test_prune_rejects_a_bad_sparsity_with_the_field(capsys):
     code = main(["prune", "demo", "--data", "digits", "--sparsity", "1.5"])
     _, err = capsys.readouterr()

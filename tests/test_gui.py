@@ -285,6 +285,17 @@ def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_
     assert not hooks.errors
 
 
+def test_sweep_takes_refinement_from_the_pruning_panel(qtbot, window: MainWindow, hooks) -> None:
+    window.controls.refine.setValue(1)
+    try:
+        with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+            window.run_sweep(["magnitude"], [0.9], 128)
+    finally:
+        window.controls.refine.setValue(0)
+    assert blocker.args[0].meta["refine_steps"] == 1
+    assert not hooks.errors
+
+
 def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
     with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
         window.run_sweep(["magnitude", "magnitude_layer"], [0.5, 0.8], 128)
