@@ -1,0 +1,104 @@
+"""What refining the kept weights after pruning (``PruneRequest.refine_steps``) buys, per method.
+
+Each row prunes the shared checkpoint twice per seed, with the same request except
+``refine_steps`` (0, then ``--steps``), and evaluates both on the shared test images. The
+refinement keeps the mask and takes damped Gauss–Newton steps on the n = 1000 gradient images,
+each kept only if held-out calibration loss falls (core/refine.py); the test images are never
+used to choose anything. CHITA++ rows prune all sparsities of a seed along one schedule
+(``prune_path``), as a sweep does.
+
+    python benchmarks/refine.py [--model mlpnet|resnet20] [--methods magnitude,chita,chita++]
+                                [--sparsities 0.9,0.95,0.98] [--seeds 0] [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared_models import SETUPS, load_shared  # noqa: E402
+
+from core.evaluate import evaluate, wilson_interval  # noqa: E402
+from core.pruning import PruneRequest, apply_result, prune_path  # noqa: E402
+
+
+def _runs(loaded, bundle, arch, method, sparsities, seed, steps):
+    """(accuracy %, seconds, refinement log, refine seconds) per sparsity for one request."""
+    req = PruneRequest(method=method, sparsity=sparsities[-1], samples=1000, seed=seed,
+                       refine_steps=steps)
+    if method == "chita++":
+        t0 = time.perf_counter()
+        results = prune_path(loaded.model, bundle.calibration, req, sparsities, arch=arch)
+        seconds = [(time.perf_counter() - t0) / len(sparsities)] * len(sparsities)
+    else:  # one run per sparsity: each row's seconds are a user's wait for that run
+        results, seconds = [], []
+        for s in sparsities:
+            t0 = time.perf_counter()
+            results += prune_path(loaded.model, bundle.calibration, replace(req, sparsity=s), [s],
+                                  arch=arch)
+            seconds.append(time.perf_counter() - t0)
+    out = []
+    for res, secs in zip(results, seconds):
+        ev = evaluate(apply_result(loaded.model, res), bundle.evaluation)
+        out.append((100 * ev.accuracy, ev.n, secs, res.info.get("refinement", []),
+                    res.timings.get("refine", 0.0)))
+    return out
+
+
+def _fmt(accs: list[float], n: int) -> str:
+    if len(accs) == 1:
+        lo, hi = wilson_interval(round(accs[0] * n / 100), n)
+        return f"{accs[0]:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
+    return f"{statistics.mean(accs):.2f} ± {statistics.stdev(accs):.2f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="mlpnet", choices=sorted(SETUPS))
+    ap.add_argument("--methods", default="magnitude,chita,chita++")
+    ap.add_argument("--sparsities", default="0.9,0.95,0.98")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--steps", type=int, default=3)
+    args = ap.parse_args()
+    shared = load_shared(args.model)
+    if shared is None:
+        return 2
+    loaded, bundle = shared
+    sparsities = sorted(float(s) for s in args.sparsities.split(","))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    print(f"{args.model}, n = 1000, accuracy % on {len(bundle.evaluation.y)} test images "
+          f"({'95% interval' if len(seeds) == 1 else f'mean ± sd over seeds {args.seeds}'}), "
+          f"default BatchNorm handling, refinement of up to {args.steps} steps\n")
+    print("| method | sparsity | without | with refinement | Δ (paired mean) | steps taken "
+          "| held-out loss before → after | run s | refine s | refine / run |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for method in args.methods.split(","):
+        plain = {seed: _runs(loaded, bundle, args.model, method, sparsities, seed, 0) for seed in seeds}
+        refined = {seed: _runs(loaded, bundle, args.model, method, sparsities, seed, args.steps)
+                   for seed in seeds}
+        for j, s in enumerate(sparsities):
+            a0 = [plain[seed][j][0] for seed in seeds]
+            a1 = [refined[seed][j][0] for seed in seeds]
+            n = plain[seeds[0]][j][1]
+            logs = [refined[seed][j][3] for seed in seeds]
+            taken = statistics.mean(sum(st["accepted"] for st in log) for log in logs)
+            before = statistics.mean(log[0]["holdout_loss_before"] for log in logs)
+            after = statistics.mean(log[-1]["holdout_loss_after"] for log in logs)
+            run_s = statistics.mean(plain[seed][j][2] for seed in seeds)
+            ref_s = statistics.mean(refined[seed][j][4] for seed in seeds)
+            delta = statistics.mean(b - a for a, b in zip(a0, a1))
+            print(f"| {method} | {s} | {_fmt(a0, n)} | {_fmt(a1, n)} | {delta:+.2f} | {taken:.1f} "
+                  f"| {before:.3f} → {after:.3f} | {run_s:.1f} | {ref_s:.1f} | {ref_s / run_s:.2f}× |",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
