@@ -721,9 +721,12 @@ class _Context:
         log: list[dict[str, object]] = []
         saved, self.holdout_recal = self.holdout_recal, False  # score the network as it stands
         try:
-            if self.recal:
-                info["recalibration"] = self._maybe_recalibrate(work, timings)
-            current = self._holdout_loss(work, _flat(work, self.names))
+            if self.recal:  # the decision measures the held-out loss of what it keeps
+                decision = info["recalibration"] = self._maybe_recalibrate(work, timings)
+                current = float(decision["holdout_loss_after" if decision["applied"]
+                                         else "holdout_loss_before"])
+            else:
+                current = _mean_loss(work, self.x_h, self.y_h)
             start = LAMBDA_GRID.index(1.0)
             for step in range(steps):
                 t0 = time.perf_counter()
