@@ -556,6 +556,10 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     def pruning_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--samples", type=_positive_int, default=1000, metavar="N",
                        help="per-sample gradient rows n (default 1000)")
+        p.add_argument("--images-per-row", dest="per_row", type=_positive_int, default=1,
+                       metavar="B", help="average B calibration images into each gradient row "
+                       "(mini-batch rows: the Fisher from n·B images at the cost of n rows; "
+                       "default 1, lowered to what the calibration set holds)")
         p.add_argument("--scope", choices=("global", "layer"), default="global",
                        help="one budget over all layers (global) or the same sparsity per layer")
         p.add_argument("--lambda", dest="lam", type=float, metavar="λ",
@@ -604,7 +608,8 @@ def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
     return PruneRequest(method=method, sparsity=sparsity, scope=args.scope, layers=layers,
                         samples=args.samples, seed=args.seed, lam=args.lam,
                         recalibrate_bn=args.recal, stages=args.stages,
-                        recalibrate_between_stages=args.between, refine_steps=args.refine)
+                        recalibrate_between_stages=args.between, refine_steps=args.refine,
+                        images_per_row=args.per_row)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -649,6 +654,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "recalibrated_bn": result.info.get("recalibrated"),
         "stages": len(result.info["schedule"]) if "schedule" in result.info else None,
         "refinement": list(result.info.get("refinement", [])),
+        "samples": result.info.get("samples"),
+        "images_per_row": result.info.get("images_per_row", 1),
         "timings": dict(result.timings),
         "layer_sparsity": dict(result.layer_sparsity),
     }
@@ -667,6 +674,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
         f"Accuracy:   {pct(after)} on {after.n:,} images; dense {pct(before)}",
         f"Loss:       {after.loss:.4f} (dense {before.loss:.4f})",
     ]
+    if "images_per_row" in result.info:
+        b, rows = int(result.info["images_per_row"]), int(result.info["samples"])
+        asked = int(result.info["images_per_row_asked"])
+        lines.append(f"Gradients:  {rows:,} rows of {b} images each ({rows * b:,} calibration "
+                     "images)" + (f"; {asked} per row asked, more than the calibration set "
+                                  "holds beside the held-out images" if asked > b else ""))
     if result.lam is not None:
         lines.append(f"λ:          {result.lam:.3g}")
     if final.get("objective") is not None:
@@ -705,7 +718,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         seed=args.seed, arch=loaded.arch, recalibrate_bn=args.recal,
                         scope=args.scope, lam=args.lam, stages=args.stages,
                         recalibrate_between_stages=args.between, refine_steps=args.refine,
-                        progress=progress, cancel=cancel)
+                        images_per_row=args.per_row, progress=progress, cancel=cancel)
     if args.csv:
         res.to_csv(args.csv)
     if args.plot:

@@ -193,6 +193,70 @@ def per_sample_gradients(
                           tuple(sizes) if columns is not None else None)
 
 
+@dataclass(frozen=True)
+class FisherFactor:
+    """A factor of the empirical Fisher, F̂ = AᵀA, and c with Aᵀc = the mean gradient."""
+
+    A: torch.Tensor  # (rows, p) float32
+    c: torch.Tensor  # (rows,) float64
+    images: int  # calibration images behind it
+    loss: float  # their mean loss
+
+
+def fisher_factor(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    names: list[str] | tuple[str, ...],
+    *,
+    images_per_row: int = 1,
+    columns: torch.Tensor | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> FisherFactor:
+    """The empirical Fisher of the images ``x`` as A (F̂ = AᵀA, never formed) and c (Aᵀc = ḡ).
+
+    B = ``images_per_row`` = 1: A = G/√n and c = 𝟙/√n, G the n per-sample gradients.
+
+    B > 1 (mini-batch-averaged rows): the n = len(x) // B rows ḡ_j of G each average B images.
+    Since Cov(ḡ_j) = Cov(g)/B, the centred rows scaled by √B estimate the per-sample covariance
+    from all n·B images, and the mean gradient μ̂ adds back the rest of F = Cov + μμᵀ:
+
+        A = [ √(B/n)(ḡ_1 − μ̂); … ; √(B/n)(ḡ_n − μ̂); μ̂ ]   ((n+1) × p),   c = e_{n+1}.
+
+    Without the centring, B·ḡḡᵀ would add (B − 1)μμᵀ: a spurious curvature along the mean
+    gradient, large wherever the network is far from a minimum (a pruned one). ``columns``
+    keeps only some weights, as in :func:`per_sample_gradients`.
+    """
+    m = max(1, images_per_row)
+    if m == 1:
+        gm = per_sample_gradients(model, x, y, names, columns=columns,
+                                  progress=progress, cancel=cancel)
+        n = gm.G.shape[0]
+        return FisherFactor(gm.G.div_(n ** 0.5), torch.full((n,), 1.0 / n**0.5, dtype=torch.float64),
+                            n, gm.loss)
+    n = len(x) // m
+    if n == 0:
+        raise StudioError(f"{len(x)} calibration images are fewer than the {m} images of one "
+                          "gradient row", field="images per row", fix=f"use at most {len(x)}.")
+    params = dict(model.named_parameters())
+    missing = [nm for nm in names if nm not in params]
+    if missing:
+        raise StudioError(f"unknown parameter names: {missing[:5]}", field="layers",
+                          fix="pick prunable weights listed by `chita-studio info MODEL`.")
+    p = int(columns.sum()) if columns is not None else sum(params[nm].numel() for nm in names)
+    check_memory(n + 1, p)
+    A = torch.empty(n + 1, p, dtype=torch.float32)
+    gm = per_sample_gradients(model, x[: n * m], y[: n * m], names, rows_per_sample=m, out=A,
+                              columns=columns, progress=progress, cancel=cancel)
+    mu = gm.G.mean(0)
+    gm.G.sub_(mu).mul_((m / n) ** 0.5)
+    A[n] = mu
+    c = torch.zeros(n + 1, dtype=torch.float64)
+    c[n] = 1.0
+    return FisherFactor(A, c, n * m, gm.loss)
+
+
 def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
                        names: tuple[str, ...]) -> tuple[list[torch.Tensor], float]:
     """Rows for one chunk, one tensor per layer (leading dim B): capture inputs a and output

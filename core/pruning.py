@@ -7,7 +7,6 @@ into the methods. :func:`prune` never modifies the model it is given.
 from __future__ import annotations
 
 import copy
-import math
 import threading
 import time
 import weakref
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from core.batchnorm import has_batchnorm, recalibrate_batchnorm
 from core.errors import StudioError
 from core.evaluate import set_eval_mode
-from core.fisher import fisher_diagonal, per_sample_gradients
+from core.fisher import fisher_diagonal, fisher_factor, per_sample_gradients
 from core.grid_walk import walk_grid
 from core.methods.chita import chita_solve, support_state, support_weights
 from core.methods.magnitude import magnitude_prune
@@ -70,6 +69,12 @@ class PruneRequest:
     ``refine_steps`` > 0 refines the kept weights after pruning, mask fixed: each step takes
     per-sample gradients at the pruned network and a damped Gauss–Newton step whose ridge is
     chosen on held-out calibration loss, taken only if that loss falls (:mod:`core.refine`).
+    ``images_per_row`` B > 1 makes each of the n gradient rows the mean gradient of B
+    calibration images (mini-batch-averaged rows, centred and scaled so that they still
+    estimate the per-sample Fisher, :func:`core.fisher.fisher_factor`): the Fisher then comes
+    from n·B images at the solver cost of n rows. B is
+    lowered to what the calibration set holds beside the held-out images (``info`` records
+    both). Off (1) by default, as in the papers' set-up.
     """
 
     method: str = "chita"
@@ -85,6 +90,7 @@ class PruneRequest:
     first_order: bool = False
     resample_stages: bool = False  # CHITA++: each stage's G from the next n calibration images
     refine_steps: int = 0  # damped Gauss–Newton steps on the kept weights after pruning (core.refine)
+    images_per_row: int = 1  # B: each gradient row averages B calibration images
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,7 @@ NEEDS_GRADIENTS = {"chita", "chita++", "obd", "woodfisher"}
 HOLDOUT = 500  # held-out calibration images for choosing λ (never test images)
 BN_IMAGES = 2000  # calibration images for a BatchNorm recalibration (none of the held-out ones)
 MAX_REFINE_STEPS = 20  # cap on PruneRequest.refine_steps
+MAX_IMAGES_PER_ROW = 256  # cap on PruneRequest.images_per_row
 RECAL_CHECK = 512  # images for the BatchNorm passes inside λ selection and the refresh check
 # λ candidates × the mean Fisher diagonal, large → small. Wide on purpose: the walk only scores
 # where the held-out loss keeps falling, and a narrower grid stopped it at an end while the loss
@@ -148,6 +155,11 @@ def _validate(request: PruneRequest) -> None:
     if not 0 <= request.refine_steps <= MAX_REFINE_STEPS:
         raise StudioError(f"refine steps {request.refine_steps} is outside 0–{MAX_REFINE_STEPS}",
                           field="refine steps", fix="use 0 (off) or a few steps, e.g. 3.")
+    if not 1 <= request.images_per_row <= MAX_IMAGES_PER_ROW:
+        raise StudioError(f"images per row {request.images_per_row} is outside "
+                          f"1–{MAX_IMAGES_PER_ROW}", field="images per row",
+                          fix="use 1 (one image per gradient row) or e.g. 4–16 to average "
+                          "mini-batches.")
 
 
 def default_layers(model: nn.Module, arch: str | None = None) -> list[str]:
@@ -334,11 +346,13 @@ class _Context:
         set_eval_mode(self.base)
         self.names = list(request.layers) if request.layers else default_layers(self.base, arch)
         self.A: torch.Tensor | None = None
+        self.c: torch.Tensor | None = None  # Aᵀc = mean gradient (core.fisher.fisher_factor)
         # single-stage methods with gradients may reuse the last run's G (same model and sample)
         self.cache = cache if request.method in NEEDS_GRADIENTS - {"chita++"} else None
         if cache is not None and request.method == "chita++":
             cache.clear()  # CHITA++ renews G at every stage: free the kept one for it
-        self.cache_key = (tuple(self.names), request.samples, request.seed, str(arch))
+        self.cache_key = (tuple(self.names), request.samples, request.seed, str(arch),
+                          request.images_per_row)
         self.cached = (self.cache.get(model, calibration.x, self.cache_key)
                        if self.cache is not None else None)
         if self.cache is not None and self.cached is None:
@@ -363,6 +377,11 @@ class _Context:
         n = min(request.samples, len(x))
         if request.method in NEEDS_GRADIENTS and len(x) - n < 64 and len(x) > 128:
             n = len(x) - max(64, len(x) // 10)  # keep some images to choose λ on
+        # mini-batch-averaged rows: B images per row, as many as fit beside the held-out images
+        self.rows = n
+        self.per_row = max(1, min(request.images_per_row, (len(x) - HOLDOUT) // n)) \
+            if request.method in NEEDS_GRADIENTS and request.images_per_row > 1 else 1
+        n *= self.per_row  # images, from here on
         self.x_g, self.y_g = x[:n], y[:n]
         self.x_h, self.y_h = x[n:n + HOLDOUT], y[n:n + HOLDOUT]
         # CHITA++ stages draw their gradient images from all but the held-out ones (indices:
@@ -374,10 +393,14 @@ class _Context:
         # BatchNorm statistics come from images the held-out loss never sees: G's, then the rest
         rest = x[n + len(self.x_h):]
         self.bn_images = torch.cat([self.x_g, rest[: max(0, BN_IMAGES - n)]])[:BN_IMAGES]
-        self.info: dict[str, object] = {"samples": n, "holdout": len(self.x_h),
+        self.info: dict[str, object] = {"samples": self.rows, "holdout": len(self.x_h),
                                         "layers": len(self.names)}
+        if request.images_per_row > 1:
+            self.info["images_per_row"] = self.per_row
+            self.info["images_per_row_asked"] = request.images_per_row
         if self.cached is not None:  # the same base and G as the last run: no refresh check
             self.base, self.A, self.fbar, kept, self.derived = self.cached
+            self.c = self.derived.get("c")
             self.info.update(kept)
             self.info["gradients_reused"] = True
         elif self.bn and len(self.x_h):
@@ -403,6 +426,11 @@ class _Context:
         return self
 
     # --- gradients -------------------------------------------------------------------------
+    @property
+    def first_order(self) -> bool | torch.Tensor:
+        """The first-order term's c (Aᵀc = mean gradient at the current G), or False (off)."""
+        return self.c if self.request.first_order and self.c is not None else False
+
     def stage_images(self, stage: int) -> None:
         """Point G's images at CHITA++ stage ``stage``'s block (0: single-stage CHITA's)."""
         n = len(self.x_g)
@@ -413,13 +441,14 @@ class _Context:
         self.x_g, self.y_g = self.x_all[rows], self.y_all[rows]
 
     def gradients(self, work: nn.Module, timings: dict[str, float]) -> torch.Tensor:
-        """A = G/√n at ``work``'s weights (G is scaled in place: no copy)."""
+        """The Fisher factor A at ``work``'s weights: G/√n, G scaled in place (no copy), or with
+        ``images_per_row`` > 1 centred mini-batch rows and a mean row (:func:`fisher_factor`)."""
         t0 = time.perf_counter()
         self.A = self.fisher_inverse = None  # free the previous G, and WoodFisher's K and diag(F⁻¹)
-        gm = per_sample_gradients(work, self.x_g, self.y_g, self.names,
-                                  progress=self.progress, cancel=self.cancel)
+        ff = fisher_factor(work, self.x_g, self.y_g, self.names, images_per_row=self.per_row,
+                           progress=self.progress, cancel=self.cancel)
         timings["gradients"] = timings.get("gradients", 0.0) + time.perf_counter() - t0
-        self.A = gm.G.div_(math.sqrt(gm.G.shape[0]))
+        self.A, self.c = ff.A, ff.c
         # mean of diag(AᵀA) = ‖A‖²_F / p: the λ grid's scale
         self.fbar = float(torch.linalg.vector_norm(self.A)) ** 2 / self.A.shape[1]
         self.warm = None
@@ -437,6 +466,7 @@ class _Context:
                 kept = {k_: self.info[k_] for k_ in ("bn_refreshed_before",) if k_ in self.info}
                 self.derived = self.cache.put(self.model, self.images, self.cache_key, self.base,
                                               self.A, self.fbar, kept)
+                self.derived["c"] = self.c
         info = dict(self.info)
         w, mask, trace, lam = self._solve(work, sparsity, timings, info, "")
         _write(work, self.names, w)
@@ -624,7 +654,7 @@ class _Context:
     def _chita(self, work, A, wbar, k, grid, info, sparsity, label):
         """λ: backsolves on the starting support scored on held-out calibration loss (K_S shared);
         then the mask search at the chosen λ, never ending above the magnitude backsolve."""
-        first_order = self.request.first_order
+        first_order = self.first_order
         warm = self.warm
         init = select(warm.free_values.abs(), k, self.groups) if warm is not None else \
             select(wbar.abs(), k, self.groups)
@@ -689,11 +719,11 @@ class _Context:
         if torch.equal(init, mag_mask):
             mag_objective = sol.start_objective
         else:
-            mag = support_state(A, wbar, mag_mask, lam, first_order=self.request.first_order,
+            mag = support_state(A, wbar, mag_mask, lam, first_order=self.first_order,
                                 warm=sol.state)
             mag_objective = mag.objective
         if mag_objective < sol.objective:
-            sol = chita_solve(A, wbar, k, self.groups, lam, first_order=self.request.first_order,
+            sol = chita_solve(A, wbar, k, self.groups, lam, first_order=self.first_order,
                               init_mask=mag_mask, warm=sol.state, cancel=self.cancel)
             w, mask, trace = sol.weights, sol.mask, list(sol.trace)
         agree = float((mask & mag_mask).sum()) / max(1, int(mag_mask.sum()))
@@ -764,9 +794,9 @@ class _Context:
         check(self.cancel)
         report(self.progress, "refining", step, steps, label)
         flat = _flat(work, self.names)
-        gm = per_sample_gradients(work, self.x_g, self.y_g, self.names, columns=mask,
-                                  progress=self.progress, cancel=self.cancel)
-        gn = GaussNewtonStep(gm.G.div_(math.sqrt(len(self.x_g))), flat[mask])
+        ff = fisher_factor(work, self.x_g, self.y_g, self.names, images_per_row=self.per_row,
+                           columns=mask, progress=self.progress, cancel=self.cancel)
+        gn = GaussNewtonStep(ff.A, flat[mask], c=ff.c)
         grid = [g * gn.scale for g in LAMBDA_GRID]
         losses: dict[int, float] = {}
         candidates: dict[int, torch.Tensor] = {}

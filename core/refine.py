@@ -28,8 +28,11 @@ from core.methods.quadratic import LocalQuadratic
 class GaussNewtonStep:
     """The damped step on the kept weights for any λ, from A_S (n×|S|) and w_S at one point."""
 
-    def __init__(self, A_S: torch.Tensor, w_S: torch.Tensor) -> None:
+    def __init__(self, A_S: torch.Tensor, w_S: torch.Tensor, c: torch.Tensor | None = None) -> None:
+        """``c``: the vector with A_Sᵀc = mean gradient (default 𝟙/√n, for A = G/√n);
+        :func:`core.fisher.fisher_factor` gives it for mini-batch-averaged rows."""
         self.A, self.w = A_S, w_S.reshape(-1).to(torch.float32)
+        self.first_order: bool | torch.Tensor = True if c is None else c
         self.all = torch.ones(self.w.numel(), dtype=torch.bool)
         self.K = LocalQuadratic(self.A, self.w, 1.0).gram()
         # mean diagonal of the Fisher on S: the scale of the λ grid
@@ -37,6 +40,6 @@ class GaussNewtonStep:
 
     def weights(self, lam: float) -> tuple[torch.Tensor, float]:
         """w_S + d at ridge ``lam``, and the model's predicted change of the loss, Q(d) < 0."""
-        quad = LocalQuadratic(self.A, self.w, lam, first_order=True)
+        quad = LocalQuadratic(self.A, self.w, lam, first_order=self.first_order)
         st = quad.state(self.all, K=self.K, e=quad.c.clone())
         return quad.weights(st), st.objective

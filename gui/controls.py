@@ -1,4 +1,5 @@
-"""The pruning controls: method, sparsity (slider + spin box), scope, samples, λ and CHITA++ stages."""
+"""The pruning controls: method, sparsity (slider + spin box), scope, samples and images per row, λ,
+CHITA++ stages and refinement."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import StudioError
-from core.pruning import MAX_REFINE_STEPS, METHOD_LABELS, METHODS, PruneRequest
+from core.pruning import (
+    MAX_IMAGES_PER_ROW,
+    MAX_REFINE_STEPS,
+    METHOD_LABELS,
+    METHODS,
+    PruneRequest,
+)
 from gui import settings as st
 
 SCOPES = (("global", "Global (one budget)"), ("layer", "Per layer (same sparsity)"))
@@ -66,6 +73,14 @@ class ControlsPanel(QGroupBox):
         self.samples.setSingleStep(64)
         self.samples.setToolTip("n: per-sample gradients used for the Fisher approximation")
 
+        self.per_row = QSpinBox()
+        self.per_row.setRange(1, MAX_IMAGES_PER_ROW)
+        self.per_row.setSuffix(" per row")
+        self.per_row.setToolTip("Calibration images averaged into each gradient row. Above 1 the Fisher "
+                                "comes from samples × this many images at the solver cost of the samples "
+                                "alone (mini-batch rows); lowered to what the calibration set holds. "
+                                "1 = one image per row, as in the papers.")
+
         self.lam = QLineEdit()
         self.lam.setPlaceholderText("auto")
         validator = QDoubleValidator(0.0, 1e12, 12, self.lam)
@@ -106,6 +121,7 @@ class ControlsPanel(QGroupBox):
         form.addRow("Sparsity", slider_row)
         form.addRow("Scope", self.scope)
         form.addRow("Samples", self.samples)
+        form.addRow("Images", self.per_row)
         form.addRow("λ", self.lam)
         form.addRow("Stages", self.stages)
         form.addRow("Refine", self.refine)
@@ -125,7 +141,7 @@ class ControlsPanel(QGroupBox):
         self.slider.sliderReleased.connect(self._on_released)
         for signal in (self.method.currentIndexChanged, self.scope.currentIndexChanged,
                        self.samples.valueChanged, self.lam.textChanged, self.stages.valueChanged,
-                       self.refine.valueChanged):
+                       self.refine.valueChanged, self.per_row.valueChanged):
             signal.connect(self.settings_changed)
         self.method.currentIndexChanged.connect(self._update_stages_enabled)
         self._update_stages_enabled()
@@ -176,7 +192,8 @@ class ControlsPanel(QGroupBox):
         """The core.pruning.PruneRequest these controls describe."""
         return PruneRequest(method=self.method_name(), sparsity=self.sparsity(), scope=self.scope_name(),
                             layers=layers, samples=int(self.samples.value()), lam=self.lam_value(),
-                            stages=int(self.stages.value()), refine_steps=int(self.refine.value()))
+                            stages=int(self.stages.value()), refine_steps=int(self.refine.value()),
+                            images_per_row=int(self.per_row.value()))
 
     def set_busy(self, busy: bool) -> None:
         """Enable Cancel (and disable Run) while a foreground job runs."""
@@ -186,7 +203,7 @@ class ControlsPanel(QGroupBox):
     # -- persistence ------------------------------------------------------------------------
     def load_settings(self, s: QSettings) -> None:
         """Restore the controls from QSettings."""
-        for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine):
+        for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine, self.per_row):
             w.blockSignals(True)
         self.set_method(st.read(s, "controls/method", "chita"))
         i = self.scope.findData(st.read(s, "controls/scope", "global"))
@@ -195,7 +212,8 @@ class ControlsPanel(QGroupBox):
         self.lam.setText(st.read(s, "controls/lambda", ""))
         self.stages.setValue(st.read(s, "controls/stages", 0, int))
         self.refine.setValue(st.read(s, "controls/refine_steps", 0, int))
-        for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine):
+        self.per_row.setValue(st.read(s, "controls/images_per_row", 1, int))
+        for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine, self.per_row):
             w.blockSignals(False)
         self._update_stages_enabled()
         self.slider.blockSignals(True)
@@ -212,6 +230,7 @@ class ControlsPanel(QGroupBox):
         s.setValue("controls/lambda", self.lam.text().strip())
         s.setValue("controls/stages", int(self.stages.value()))
         s.setValue("controls/refine_steps", int(self.refine.value()))
+        s.setValue("controls/images_per_row", int(self.per_row.value()))
         s.setValue("controls/sparsity_percent", int(self.slider.value()))
         s.setValue("controls/run_on_release", self.autorun.isChecked())
 

@@ -373,11 +373,11 @@ def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *,
 
 def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsities: list[float], *,
               samples: int, seed: int = 0, arch: str | None = None, scope: str = "global",
-              refine_steps: int = 0, progress: ProgressFn | None = None,
+              refine_steps: int = 0, images_per_row: int = 1, progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> Any:
     """Accuracy against sparsity for several methods (core.sweep.run_sweep)."""
     from core.sweep import run_sweep
 
     return run_sweep(model, bundle, list(methods), list(sparsities), samples=samples, seed=seed,
-                     arch=arch, scope=scope, refine_steps=refine_steps, progress=progress,
-                     cancel=cancel)
+                     arch=arch, scope=scope, refine_steps=refine_steps,
+                     images_per_row=images_per_row, progress=progress, cancel=cancel)

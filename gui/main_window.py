@@ -80,6 +80,19 @@ def refinement_note(result) -> str:
             f"loss {steps[0]['holdout_loss_before']:.3f} → {steps[-1]['holdout_loss_after']:.3f}.")
 
 
+def samples_note(result) -> str:
+    """"1,000 samples" or, with mini-batch rows, "1,000 samples of 13 images each" (and what was
+    asked when the calibration set could not give that many images per row)."""
+    if "images_per_row" not in result.info:
+        return f"{result.request.samples:,} samples"
+    b, asked = int(result.info["images_per_row"]), int(result.info["images_per_row_asked"])
+    rows = int(result.info["samples"])
+    text = f"{rows:,} samples of {b} images each" if b > 1 else f"{rows:,} samples"
+    if asked > b:
+        text += f" ({asked} images per row asked: the calibration set has too few images)"
+    return text
+
+
 class MainWindow(QMainWindow):
     """CHITA Studio's main window.
 
@@ -922,7 +935,7 @@ class MainWindow(QMainWindow):
             self.preview_panel.set_after(
                 out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, seconds=out.seconds,
-                caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {req.samples:,} samples{lam}."
+                caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {samples_note(out.result)}{lam}."
                         f"{refinement_note(out.result)} Export with Ctrl+E.")
             series = [(label, out.result.layer_sparsity, "accent")]
             if out.magnitude_sparsity and req.method != "magnitude":
@@ -1094,11 +1107,12 @@ class MainWindow(QMainWindow):
         if self.session is None or self.bundle is None:
             return
         self.tabs.setCurrentWidget(self.sweep_view)
-        refine = int(self.controls.refine.value())  # scope and refinement follow the Pruning panel
+        refine = int(self.controls.refine.value())  # scope, refinement, images per row: Pruning panel
         self.sweep_view.status.setText(f"Sweeping {len(methods)} methods × {len(sparsities)} sparsities"
                                        f"{f', each refined up to {refine} steps' if refine else ''}…")
         self._submit(jobs.sweep_job, self.session.loaded.model, self.bundle, methods, sparsities, samples=samples,
                      arch=self.session.loaded.arch, scope=self.controls.scope_name(), refine_steps=refine,
+                     images_per_row=int(self.controls.per_row.value()),
                      title="Sweep", on_done=self._on_sweep_done,
                      on_cancelled=lambda: self.sweep_view.status.setText("Sweep cancelled."))
 

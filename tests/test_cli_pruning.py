@@ -66,6 +66,20 @@ def test_prune_refine_reports_its_steps_in_json_and_text(capsys):
     assert "refine steps" in capsys.readouterr().err
 
 
+def test_prune_images_per_row_reports_rows_and_images(capsys):
+    data = _json(capsys, "prune", "demo:digits_mlp", "--data", "digits", "--method", "chita",
+                 "--sparsity", "0.8", "--samples", "128", "--images-per-row", "3")
+    assert data["images_per_row"] == 3 and data["samples"] == 128
+    assert data["nonzeros"] == round(0.2 * data["prunable_weights"])
+    argv = ["prune", "demo:digits_mlp", "--data", "digits", "--method", "obd", "--sparsity", "0.8",
+            "--samples", "128"]
+    assert main([*argv, "--images-per-row", "99", "-q"]) == 0  # 1,258 images hold 5 per row
+    assert "Gradients:  128 rows of 5 images each (640 calibration images); 99 per row asked" \
+        in capsys.readouterr().out
+    assert main([*argv, "--images-per-row", "300"]) == 2
+    assert "images per row" in capsys.readouterr().err
+
+
 def test_sweep_refine_is_applied_to_every_point(capsys):
     argv = ("sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude,chita",
             "--sparsities", "0.9", "--samples", "128")
@@ -124,13 +138,13 @@ def test_sweep_computes_gradients_once_for_the_single_stage_methods(monkeypatch)
     import core.pruning as pruning
 
     calls = []
-    real = pruning.per_sample_gradients
+    real = pruning.fisher_factor
 
     def spy(*args, **kw):
         calls.append(1)
         return real(*args, **kw)
 
-    monkeypatch.setattr(pruning, "per_sample_gradients", spy)
+    monkeypatch.setattr(pruning, "fisher_factor", spy)
     loaded, bundle = load_demo("digits_mlp"), load_bundle("digits")
     res = run_sweep(loaded.model, bundle, ["obd", "magnitude", "woodfisher", "chita"], [0.5, 0.8],
                     samples=64, lam=1e-4)

@@ -16,6 +16,7 @@ from core.fisher import (
     check_memory,
     conv_weight_rows,
     fisher_diagonal,
+    fisher_factor,
     per_sample_gradients,
     supports_closed_form,
 )
@@ -408,3 +409,70 @@ def test_columns_keep_only_the_selected_weights_in_order(method, rows_per_sample
         assert torch.equal(part.G[:, sl_part], full.G[:, sl_full][:, keep[sl_full]])
     with pytest.raises(ValueError, match="columns"):
         per_sample_gradients(model, x, y, names, columns=keep[:-1])
+
+
+# --------------------------------------------------------------------------- Fisher factor
+
+
+def test_fisher_factor_with_one_image_per_row_is_g_over_root_n():
+    torch.manual_seed(11)
+    model = _mlp(True).eval()
+    x, y = _data((3, 4), 4, n=10)
+    names = _weight_names(model)
+    G = per_sample_gradients(model, x, y, names).G
+    ff = fisher_factor(model, x, y, names)
+    assert torch.equal(ff.A, G / 10 ** 0.5)
+    assert torch.equal(ff.c, torch.full((10,), 10 ** -0.5, dtype=torch.float64))
+    assert ff.images == 10
+
+
+@pytest.mark.parametrize("columns", [False, True])
+def test_fisher_factor_of_minibatch_rows_is_centred_rows_plus_the_mean(columns):
+    """B images per row: AᵀA = (B/n)Σ(ḡ_j − μ̂)(ḡ_j − μ̂)ᵀ + μ̂μ̂ᵀ and Aᵀc = μ̂, the mean
+    per-sample gradient over all n·B images (a column mask keeps those columns of both)."""
+    torch.manual_seed(12)
+    model = _with_bn_stats(_CNN(True), seed=3).eval()
+    x, y = _data((3, 8, 8), 7, n=14)  # B = 4: 3 rows, the last 2 images dropped
+    names = _weight_names(model)
+    single = per_sample_gradients(model, x, y, names).G.double()
+    keep = torch.rand(single.shape[1], generator=torch.Generator().manual_seed(1)) < 0.4
+    cols = keep if columns else torch.ones(single.shape[1], dtype=torch.bool)
+    g = single[:12][:, cols]
+    rows = g.view(3, 4, -1).mean(1)
+    mu = g.mean(0)
+    fisher = 4 / 3 * (rows - mu).T @ (rows - mu) + torch.outer(mu, mu)
+    ff = fisher_factor(model, x, y, names, images_per_row=4, columns=keep if columns else None)
+    A = ff.A.double()
+    assert ff.A.shape == (4, int(cols.sum())) and ff.images == 12
+    _assert_close(A.T @ A, fisher, rel=1e-5)
+    _assert_close(A.T @ ff.c, mu, rel=1e-5)
+
+
+def test_minibatch_rows_estimate_the_per_sample_fisher_where_the_mean_gradient_is_large():
+    """Far from a minimum (one label for every image), uncentred rows
+    scaled by √B would add (B − 1)μμᵀ; the centred factor's trace stays near the per-sample
+    Fisher's on the same images."""
+    torch.manual_seed(13)
+    model = _mlp(False).eval()
+    x, _ = _data((3, 4), 4, n=1600, seed=4)
+    x += 1.5  # inputs of one sign, one label for all: a large, consistent mean gradient
+    y = torch.zeros(len(x), dtype=torch.long)
+    names = _weight_names(model)
+    G = per_sample_gradients(model, x, y, names).G.double()
+    exact = float((G * G).sum()) / len(G)  # tr F from all 1600 per-sample rows
+    mu = G.mean(0)
+    assert float(mu @ mu) > 0.1 * exact  # the regime this test is about (0.16 here)
+    ff = fisher_factor(model, x, y, names, images_per_row=16)
+    centred = float(ff.A.double().pow(2).sum())
+    rows = G.view(100, 16, -1).mean(1)
+    uncentred = 16 * float((rows * rows).sum()) / 100
+    assert abs(centred / exact - 1) < 0.15  # 0.93 here; uncentred 3.3
+    assert uncentred / exact > 2.0
+
+
+def test_fisher_factor_refuses_fewer_images_than_one_row():
+    model = _mlp(True).eval()
+    x, y = _data((3, 4), 4, n=3)
+    with pytest.raises(StudioError, match="fewer than") as err:
+        fisher_factor(model, x, y, _weight_names(model), images_per_row=4)
+    assert err.value.field == "images per row"

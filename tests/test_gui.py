@@ -287,12 +287,30 @@ def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_
 
 def test_sweep_takes_refinement_from_the_pruning_panel(qtbot, window: MainWindow, hooks) -> None:
     window.controls.refine.setValue(1)
+    window.controls.per_row.setValue(2)
     try:
         with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS) as blocker:
             window.run_sweep(["magnitude"], [0.9], 128)
     finally:
         window.controls.refine.setValue(0)
+        window.controls.per_row.setValue(1)
     assert blocker.args[0].meta["refine_steps"] == 1
+    assert blocker.args[0].meta["images_per_row"] == 2
+    assert not hooks.errors
+
+
+def test_images_per_row_from_the_controls_reaches_the_run_and_its_caption(qtbot, window: MainWindow,
+                                                                          hooks) -> None:
+    window.controls.per_row.setValue(3)
+    try:
+        outcome = run_and_wait(qtbot, window, "chita", 80)
+        window.controls.per_row.setValue(40)  # more than the 1,258 calibration images hold
+        capped = run_and_wait(qtbot, window, "obd", 80)
+    finally:
+        window.controls.per_row.setValue(1)
+    assert outcome.result.request.images_per_row == 3 and outcome.result.info["images_per_row"] == 3
+    assert capped.result.info["images_per_row"] == 5  # (1258 − 500 held out) // 128
+    assert "128 samples of 5 images each (40 images per row asked" in window.preview_panel.caption.text()
     assert not hooks.errors
 
 
@@ -317,6 +335,7 @@ def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> N
     first.controls.samples.setValue(256)
     first.controls.stages.setValue(7)
     first.controls.refine.setValue(3)
+    first.controls.per_row.setValue(4)
     first.act_dark.trigger()
     first.close()
     second = make_window(qtbot, settings_dir)
@@ -327,6 +346,8 @@ def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> N
     assert second.controls.stages.value() == 7 and not second.controls.stages.isEnabled()
     assert second.controls.refine.value() == 3 and second.controls.request().refine_steps == 3
     second.controls.refine.setValue(0)
+    assert second.controls.per_row.value() == 4 and second.controls.request().images_per_row == 4
+    second.controls.per_row.setValue(1)
     assert second.act_dark.isChecked() and second.theme.palette.name == "dark"
     second.act_dark.trigger()  # back to light for the tests that follow
     assert (settings_dir / "CHITA Studio" / "CHITA Studio.ini").exists()

@@ -539,7 +539,7 @@ def test_chitapp_stages_take_new_gradient_images_never_held_out_ones(models, mon
     n_images, n = 900, 160
     images = ImageSet(x=torch.randn(n_images, 1, 8, 8, generator=g),
                       y=torch.randint(0, 10, (n_images,), generator=g), source="random")
-    calls = _count_calls(monkeypatch, "per_sample_gradients")
+    calls = _count_calls(monkeypatch, "fisher_factor")
     request = PruneRequest(method="chita++", sparsity=0.6, samples=n, lam=LAM, stages=4,
                            resample_stages=resample)
     prune(models["digits_mlp"], images, request, arch="digits_mlp")
@@ -592,7 +592,7 @@ def test_gradient_cache_keeps_woodfishers_inverse_fisher_diagonals(models, digit
 def test_gradient_cache_reuses_g_and_gives_the_same_result(models, digits, monkeypatch):
     """A second run on the same model and sample skips the gradient pass and equals a fresh run;
     another sample, an in-place edit of the model or another model is a miss."""
-    calls = _count_calls(monkeypatch, "per_sample_gradients")
+    calls = _count_calls(monkeypatch, "fisher_factor")
     model = copy.deepcopy(models["digits_cnn"])
     cache = pruning.GradientCache()
     req = PruneRequest(method="chita", sparsity=0.6, samples=SAMPLES, lam=LAM)
@@ -624,7 +624,7 @@ def test_chitapp_path_runs_the_sparsest_schedule_once_and_branches_the_others(mo
     """A CHITA++ sweep: the sparsest target equals its own run exactly (λ walk and warm starts of
     the branches do not leak into it); a branch takes the main stages below its target, then
     its own schedule's closing stages, its first one on the main schedule's G."""
-    calls = _count_calls(monkeypatch, "per_sample_gradients")
+    calls = _count_calls(monkeypatch, "fisher_factor")
     model = models["digits_cnn"]
     snap = _snapshot(model)
     request = PruneRequest(method="chita++", samples=SAMPLES, stages=6, recalibrate_bn=True)
@@ -697,3 +697,75 @@ def test_chitapp_reports_the_whole_run_as_one_stage_for_an_eta(models, digits):
     first = f"stage 1/4 (sparsity {chitapp_schedule(0.8, 4)[0]:.3f})"
     assert any(p.message.startswith(first + ": per-sample gradients") for p in seen)
     assert any(p.message.startswith("stage 3/3 (sparsity 0.500)") for p in seen)
+
+
+# --------------------------------------------------------------------------- mini-batch rows
+
+
+def test_images_per_row_averages_b_images_per_row_none_of_them_held_out(models, digits, monkeypatch):
+    """B = 3: G's n rows take the first 3n calibration images, the held-out images follow them,
+    the refinement's gradients use the same rows, and k nonzeros come out (first-order on)."""
+    calls = _count_calls(monkeypatch, "fisher_factor")
+    req = PruneRequest(method="chita", sparsity=0.8, samples=SAMPLES, lam=LAM, images_per_row=3,
+                       first_order=True, refine_steps=1)
+    model = models["digits_mlp"]
+    snap = _snapshot(model)
+    res = prune(model, digits.calibration, req, arch="digits_mlp")
+    _assert_same(model, snap)
+    assert res.info["images_per_row"] == 3 and res.info["samples"] == SAMPLES
+    assert res.nonzeros == round(0.2 * res.total)
+    (args, kw), (r_args, r_kw) = calls[0], calls[1]
+    assert torch.equal(args[1], digits.calibration.x[: 3 * SAMPLES]) and kw["images_per_row"] == 3
+    assert torch.equal(r_args[1], args[1]) and r_kw["images_per_row"] == 3
+    assert r_kw["columns"].sum() == res.nonzeros  # the refinement: kept columns only
+    ctx = pruning._Context.build(model, digits.calibration, req, "digits_mlp", None, None)
+    assert torch.equal(ctx.x_h, digits.calibration.x[3 * SAMPLES:3 * SAMPLES + pruning.HOLDOUT])
+
+
+def test_images_per_row_is_lowered_to_what_the_calibration_set_holds(models, digits):
+    req = PruneRequest(method="obd", sparsity=0.5, samples=SAMPLES, images_per_row=50)
+    res = prune(models["digits_mlp"], digits.calibration, req, arch="digits_mlp")
+    fits = (len(digits.calibration.x) - pruning.HOLDOUT) // SAMPLES  # 1258 images: 5
+    assert res.info["images_per_row"] == fits and res.info["images_per_row_asked"] == 50
+    one = prune(models["digits_mlp"], digits.calibration, replace(req, images_per_row=1),
+                arch="digits_mlp")
+    assert "images_per_row" not in one.info
+
+
+@pytest.mark.parametrize("bad", [0, pruning.MAX_IMAGES_PER_ROW + 1])
+def test_images_per_row_outside_its_range_is_refused_with_the_field(models, digits, bad):
+    with pytest.raises(StudioError) as err:
+        prune(models["digits_mlp"], digits.calibration,
+              PruneRequest(method="chita", sparsity=0.5, images_per_row=bad), arch="digits_mlp")
+    assert err.value.field == "images per row"
+
+
+def test_gradient_cache_keeps_one_images_per_row_apart_from_another(models, digits, monkeypatch):
+    calls = _count_calls(monkeypatch, "fisher_factor")
+    cache = pruning.GradientCache()
+    req = PruneRequest(method="chita", sparsity=0.6, samples=SAMPLES, lam=LAM)
+    model = models["digits_mlp"]
+    prune(model, digits.calibration, req, arch="digits_mlp", cache=cache)
+    prune(model, digits.calibration, replace(req, images_per_row=2), arch="digits_mlp", cache=cache)
+    assert len(calls) == 2 and cache.hits == 0
+    again = prune(model, digits.calibration, replace(req, images_per_row=2, first_order=True,
+                                                     sparsity=0.7), arch="digits_mlp", cache=cache)
+    fresh = prune(model, digits.calibration, replace(req, images_per_row=2, first_order=True,
+                                                     sparsity=0.7), arch="digits_mlp")
+    assert cache.hits == 1 and again.info.get("gradients_reused") is True
+    assert all(torch.equal(again.weights[k], fresh.weights[k]) for k in fresh.weights)
+
+
+def test_saliency_is_half_the_fisher_diagonal_times_the_squared_weight(models, digits):
+    """The importance view's numbers: ½·F_jj·w_j² from per-sample gradients, per layer."""
+    from core.fisher import per_sample_gradients
+
+    model = models["digits_mlp"]
+    sal = pruning.saliency(model, digits.calibration, samples=64, arch="digits_mlp")
+    names = default_layers(model, "digits_mlp")
+    G = per_sample_gradients(model, digits.calibration.x[:64], digits.calibration.y[:64], names).G
+    params = dict(model.named_parameters())
+    flat = 0.5 * (G.double() ** 2).mean(0) * torch.cat([params[n].detach().reshape(-1) for n in names]).double() ** 2
+    assert list(sal) == names
+    got = torch.cat([sal[n].reshape(-1) for n in names]).double()
+    assert torch.allclose(got, flat, rtol=1e-5, atol=1e-12)

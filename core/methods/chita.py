@@ -248,7 +248,7 @@ def chita_solve(
     groups: list[slice],
     lam: float,
     *,
-    first_order: bool = False,
+    first_order: bool | torch.Tensor = False,
     init_mask: torch.Tensor | None = None,
     warm: SupportState | None = None,
     max_iter: int = 1000,
@@ -338,7 +338,7 @@ def chita_solve(
 
 
 def backsolve(A: torch.Tensor, wbar: torch.Tensor, mask: torch.Tensor, lam: float,
-              first_order: bool = False) -> tuple[torch.Tensor, float]:
+              first_order: bool | torch.Tensor = False) -> tuple[torch.Tensor, float]:
     """Least-squares weights on a fixed support, and Q at them (e.g. the magnitude mask)."""
     quad = LocalQuadratic(A, wbar, lam, first_order=first_order)
     st = quad.state(mask)
@@ -346,7 +346,7 @@ def backsolve(A: torch.Tensor, wbar: torch.Tensor, mask: torch.Tensor, lam: floa
 
 
 def support_state(A: torch.Tensor, wbar: torch.Tensor, mask: torch.Tensor, lam: float, *,
-                  first_order: bool = False, warm: SupportState | None = None) -> SupportState:
+                  first_order: bool | torch.Tensor = False, warm: SupportState | None = None) -> SupportState:
     """The backsolve on ``mask`` (objective, K_S, e), by a rank update from ``warm`` when given."""
     quad = LocalQuadratic(A, wbar, lam, first_order=first_order)
     if warm is not None and int((warm.mask != mask).sum()) < int(mask.sum()):
@@ -356,7 +356,7 @@ def support_state(A: torch.Tensor, wbar: torch.Tensor, mask: torch.Tensor, lam: 
 
 
 def support_weights(A: torch.Tensor, wbar: torch.Tensor, st: SupportState, lam: float, *,
-                    first_order: bool = False) -> torch.Tensor:
+                    first_order: bool | torch.Tensor = False) -> torch.Tensor:
     """Backsolved weights on ``st``'s support at another λ (K_S and e reused: one Cholesky)."""
     quad = LocalQuadratic(A, wbar, lam, first_order=first_order)
     return quad.weights(quad.state(st.mask, K=st.K, e=st.e))

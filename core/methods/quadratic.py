@@ -8,6 +8,9 @@ A = G/√n so that the empirical Fisher is F = AᵀA, λ the ridge. For a candid
 which is the paper's ½‖G(w̄ − w)‖² + (nλ/2)‖w − w̄‖² divided by n. With c = 𝟙/√n,
 g is the mean gradient; with c = 0 the model is purely second order.
 
+With mini-batch-averaged rows A is not G/√n but :func:`core.fisher.fisher_factor`'s factor
+(centred rows and a mean row), still with AᵀA = F and Aᵀc = g for its own c.
+
 Backsolve on a support S (w zero off S), by the Woodbury identity (never a p×p matrix):
 
     e   = −A_{Sᶜ} w̄_{Sᶜ} + c                     (n)
@@ -47,7 +50,9 @@ class LocalQuadratic:
     """Q(w) for fixed A, w̄, λ (and optional first-order vector c), with n-space solves."""
 
     def __init__(self, A: torch.Tensor, wbar: torch.Tensor, lam: float,
-                 first_order: bool = False) -> None:
+                 first_order: bool | torch.Tensor = False) -> None:
+        """``first_order``: False for no first-order term, True for c = 𝟙/√n (for A = G/√n,
+        Aᵀc is the mean gradient), or c itself (length n), e.g. :func:`core.fisher.fisher_factor`'s."""
         if A.dim() != 2 or A.shape[1] != wbar.numel():
             raise ValueError(f"A {tuple(A.shape)} does not match w̄ of {wbar.numel()} entries")
         if lam <= 0:
@@ -57,8 +62,13 @@ class LocalQuadratic:
         self.lam = float(lam)
         n = A.shape[0]
         self.n, self.p = n, A.shape[1]
-        self.c = (torch.full((n,), 1.0 / n**0.5, dtype=torch.float64) if first_order
-                  else torch.zeros(n, dtype=torch.float64))
+        if isinstance(first_order, torch.Tensor):
+            if first_order.numel() != n:
+                raise ValueError(f"c has {first_order.numel()} entries for {n} rows of A")
+            self.c = first_order.reshape(-1).to(torch.float64)
+        else:
+            self.c = (torch.full((n,), 1.0 / n**0.5, dtype=torch.float64) if first_order
+                      else torch.zeros(n, dtype=torch.float64))
         self.c_sq = float(self.c @ self.c)
 
     # --- passes over A -------------------------------------------------------------------
