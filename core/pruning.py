@@ -379,8 +379,10 @@ class _Context:
             n = len(x) - max(64, len(x) // 10)  # keep some images to choose λ on
         # mini-batch-averaged rows: B images per row, as many as fit beside the held-out images
         self.rows = n
+        per_row = request.images_per_row > 1 and (request.method in NEEDS_GRADIENTS
+                                                  or request.refine_steps > 0)
         self.per_row = max(1, min(request.images_per_row, (len(x) - HOLDOUT) // n)) \
-            if request.method in NEEDS_GRADIENTS and request.images_per_row > 1 else 1
+            if per_row else 1
         n *= self.per_row  # images, from here on
         self.x_g, self.y_g = x[:n], y[:n]
         self.x_h, self.y_h = x[n:n + HOLDOUT], y[n:n + HOLDOUT]
@@ -395,7 +397,7 @@ class _Context:
         self.bn_images = torch.cat([self.x_g, rest[: max(0, BN_IMAGES - n)]])[:BN_IMAGES]
         self.info: dict[str, object] = {"samples": self.rows, "holdout": len(self.x_h),
                                         "layers": len(self.names)}
-        if request.images_per_row > 1:
+        if per_row:  # only where gradients are taken
             self.info["images_per_row"] = self.per_row
             self.info["images_per_row_asked"] = request.images_per_row
         if self.cached is not None:  # the same base and G as the last run: no refresh check

@@ -730,6 +730,13 @@ def test_images_per_row_is_lowered_to_what_the_calibration_set_holds(models, dig
     one = prune(models["digits_mlp"], digits.calibration, replace(req, images_per_row=1),
                 arch="digits_mlp")
     assert "images_per_row" not in one.info
+    plain = prune(models["digits_mlp"], digits.calibration, replace(req, method="magnitude"),
+                  arch="digits_mlp")
+    assert "images_per_row" not in plain.info  # no gradients taken: nothing to average
+    refined = prune(models["digits_mlp"], digits.calibration,
+                    replace(req, method="magnitude", images_per_row=2, refine_steps=1),
+                    arch="digits_mlp")
+    assert refined.info["images_per_row"] == 2  # the refinement's gradients average them
 
 
 @pytest.mark.parametrize("bad", [0, pruning.MAX_IMAGES_PER_ROW + 1])
