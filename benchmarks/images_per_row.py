@@ -59,9 +59,9 @@ def main() -> int:
           f"images ({'95% interval' if len(seeds) == 1 else f'mean ± sd over seeds {args.seeds}'}), "
           f"BatchNorm recalibration {args.recalibrate_bn or 'default'}, refinement steps "
           f"{args.refine}\n")
-    print("| method | sparsity | B (images per row) | images | accuracy % | Δ vs B = "
+    print("| method | sparsity | B (images per row) | images | per seed | accuracy % | Δ vs B = "
           f"{per_row[0]} (paired) | seconds (mean) | time ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for method in args.methods.split(","):
         for s in sparsities:
             base_accs: list[float] = []
@@ -85,7 +85,8 @@ def main() -> int:
                 else:
                     delta = f"{statistics.mean(a - c for a, c in zip(accs, base_accs)):+.2f}"
                     ratio = f"{mean_s / base_secs:.2f}×"
-                print(f"| {method} | {s} | {b} | {used} | {_fmt(accs, ev.n)} | {delta} | "
+                print(f"| {method} | {s} | {b} | {used} | {' / '.join(f'{a:.2f}' for a in accs)} | "
+                      f"{_fmt(accs, ev.n)} | {delta} | "
                       f"{mean_s:.1f} | {ratio} |", flush=True)
     return 0
 
