@@ -23,17 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from refine import fmt_accuracy  # noqa: E402
 from shared_models import SETUPS, load_shared  # noqa: E402
 
-from core.evaluate import evaluate, wilson_interval  # noqa: E402
+from core.evaluate import evaluate  # noqa: E402
 from core.pruning import PruneRequest, apply_result, prune  # noqa: E402
-
-
-def _fmt(accs: list[float], n: int) -> str:
-    if len(accs) == 1:
-        lo, hi = wilson_interval(round(accs[0] * n / 100), n)
-        return f"{accs[0]:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
-    return f"{statistics.mean(accs):.2f} ± {statistics.stdev(accs):.2f}"
 
 
 def main() -> int:
@@ -86,7 +80,7 @@ def main() -> int:
                     delta = f"{statistics.mean(a - c for a, c in zip(accs, base_accs)):+.2f}"
                     ratio = f"{mean_s / base_secs:.2f}×"
                 print(f"| {method} | {s} | {b} | {used} | {' / '.join(f'{a:.2f}' for a in accs)} | "
-                      f"{_fmt(accs, ev.n)} | {delta} | "
+                      f"{fmt_accuracy(accs, ev.n)} | {delta} | "
                       f"{mean_s:.1f} | {ratio} |", flush=True)
     return 0
 

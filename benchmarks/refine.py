@@ -52,7 +52,8 @@ def _runs(loaded, bundle, arch, method, sparsities, seed, steps):
     return out
 
 
-def _fmt(accs: list[float], n: int) -> str:
+def fmt_accuracy(accs: list[float], n: int) -> str:
+    """One seed: accuracy with its 95% interval; several: mean ± sd."""
     if len(accs) == 1:
         lo, hi = wilson_interval(round(accs[0] * n / 100), n)
         return f"{accs[0]:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
@@ -94,7 +95,7 @@ def main() -> int:
             run_s = statistics.mean(plain[seed][j][2] for seed in seeds)
             ref_s = statistics.mean(refined[seed][j][4] for seed in seeds)
             delta = statistics.mean(b - a for a, b in zip(a0, a1))
-            print(f"| {method} | {s} | {_fmt(a0, n)} | {_fmt(a1, n)} | {delta:+.2f} | {taken:.1f} "
+            print(f"| {method} | {s} | {fmt_accuracy(a0, n)} | {fmt_accuracy(a1, n)} | {delta:+.2f} | {taken:.1f} "
                   f"| {before:.3f} → {after:.3f} | {run_s:.1f} | {ref_s:.1f} | {ref_s / run_s:.2f}× |",
                   flush=True)
     return 0
