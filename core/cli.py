@@ -614,7 +614,7 @@ def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """``prune MODEL --data DATA --method M --sparsity S``: prune, evaluate, optionally export."""
-    from core.evaluate import evaluate
+    from core.evaluate import evaluate, paired_difference
     from core.export import export_onnx, human_bytes
     from core.pruning import apply_result, prune
 
@@ -633,6 +633,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             export = export_onnx(pruned, batch[:2], args.out, verify_batch=batch,
                                  progress=progress, cancel=cancel)
     final = (result.info.get("final") or [{}])[-1]
+    change = paired_difference(after, before)
     data = {
         "model": loaded.source,
         "method": args.method,
@@ -645,6 +646,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "loss": after.loss,
         "dense_accuracy": before.accuracy,
         "dense_accuracy_ci": list(before.accuracy_ci),
+        "accuracy_change": change.difference,
+        "accuracy_change_ci": list(change.ci),
+        "images_gained": change.a_only,
+        "images_lost": change.b_only,
         "n_eval": after.n,
         "lambda": result.lam,
         "objective": final.get("objective"),
@@ -672,6 +677,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         f"Method:     {args.method} at {100 * result.sparsity:.2f}% sparsity "
         f"({result.nonzeros:,} of {result.total:,} prunable weights kept)",
         f"Accuracy:   {pct(after)} on {after.n:,} images; dense {pct(before)}",
+        f"Change:     {change.describe('dense')}",
         f"Loss:       {after.loss:.4f} (dense {before.loss:.4f})",
     ]
     if "images_per_row" in result.info:
@@ -723,18 +729,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         res.to_csv(args.csv)
     if args.plot:
         plot_sweep(res, args.plot, title=f"{loaded.source}: accuracy against sparsity")
+    changes = [res.change(r) for r in res.rows]
     rows = [{"method": r.method, "sparsity": r.sparsity, "accuracy": r.eval.accuracy,
              "accuracy_ci": list(r.eval.accuracy_ci), "loss": r.eval.loss, "nonzeros": r.nonzeros,
-             "lambda": r.lam, "seconds": r.seconds} for r in res.rows]
+             "lambda": r.lam, "seconds": r.seconds, "accuracy_change": d.difference,
+             "accuracy_change_ci": list(d.ci)} for r, d in zip(res.rows, changes)]
     data = {"model": loaded.source, "dense_accuracy": res.dense.accuracy,
             "dense_accuracy_ci": list(res.dense.accuracy_ci), "n_eval": res.dense.n,
             "rows": rows, "seconds": res.seconds}
     lines = [f"Model: {loaded.source}; dense {100 * res.dense.accuracy:.2f}% on {res.dense.n:,} images",
-             f"{'method':<16}{'sparsity':>9}{'accuracy':>10}{'95% interval':>18}{'seconds':>9}"]
-    for r in res.rows:
+             f"{'method':<16}{'sparsity':>9}{'accuracy':>10}{'95% interval':>18}"
+             f"{'vs dense, points [95%]':>28}{'seconds':>9}"]
+    for r, d in zip(res.rows, changes):
         lo, hi = r.eval.accuracy_ci
+        vs = f"{100 * d.difference:+.2f} [{100 * d.ci[0]:+.2f}, {100 * d.ci[1]:+.2f}]"
         lines.append(f"{r.method:<16}{r.sparsity:>9.3f}{100 * r.eval.accuracy:>9.2f}%"
-                     f"{100 * lo:>9.2f}–{100 * hi:.2f}%{r.seconds:>9.1f}")
+                     f"{100 * lo:>9.2f}–{100 * hi:.2f}%{vs:>28}{r.seconds:>9.1f}")
+    lines.append("vs dense: the change in accuracy on the same images, with its paired 95% interval.")
     emit(args, data, "\n".join(lines))
     return EXIT_OK
 

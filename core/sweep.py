@@ -15,7 +15,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from core.data import DataBundle
-from core.evaluate import EvalResult, evaluate
+from core.evaluate import EvalResult, PairedDifference, evaluate, paired_difference
 from core.progress import CancelToken, Progress, ProgressFn, check, report
 from core.pruning import (
     METHOD_LABELS,
@@ -52,18 +52,26 @@ class SweepResult:
         """The rows of one method, by rising sparsity."""
         return sorted((r for r in self.rows if r.method == method), key=lambda r: r.sparsity)
 
+    def change(self, row: SweepRow) -> PairedDifference:
+        """The row's accuracy minus the dense model's, paired on the same evaluation images."""
+        return paired_difference(row.eval, self.dense)
+
     def to_csv(self, path: str | Path) -> None:
-        """Write one line per row: method, sparsity, accuracy with its interval, loss, …"""
+        """Write one line per row: method, sparsity, accuracy with its interval, loss, …, and
+        the change against the dense model with its paired 95% interval."""
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["method", "sparsity", "accuracy", "accuracy_lo", "accuracy_hi", "loss",
-                        "n_eval", "nonzeros", "total", "lambda", "prune_seconds"])
+                        "n_eval", "nonzeros", "total", "lambda", "prune_seconds",
+                        "change_vs_dense", "change_lo", "change_hi"])
             w.writerow(["dense", 0.0, self.dense.accuracy, *self.dense.accuracy_ci,
-                        self.dense.loss, self.dense.n, "", "", "", ""])
+                        self.dense.loss, self.dense.n, "", "", "", "", 0.0, 0.0, 0.0])
             for r in self.rows:
+                d = self.change(r)
                 w.writerow([r.method, r.sparsity, r.eval.accuracy, *r.eval.accuracy_ci,
                             r.eval.loss, r.eval.n, r.nonzeros, r.total,
-                            "" if r.lam is None else r.lam, round(r.seconds, 3)])
+                            "" if r.lam is None else r.lam, round(r.seconds, 3),
+                            d.difference, *d.ci])
 
 
 def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsities: list[float],

@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import StudioError
+from core.evaluate import paired_difference
 from core.pruning import METHOD_LABELS, METHODS, GradientCache
 from gui import dialogs, jobs, main_thread_gc
 from gui import settings as st
@@ -937,6 +938,10 @@ class MainWindow(QMainWindow):
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, seconds=out.seconds,
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {samples_note(out.result)}{lam}."
                         f"{refinement_note(out.result)} Export with Ctrl+E.")
+            mag = out.magnitude_eval if req.method != "magnitude" else None
+            self.preview_panel.set_versus(
+                paired_difference(out.eval, mag) if mag is not None and mag.hits is not None else None,
+                "magnitude")
             series = [(label, out.result.layer_sparsity, "accent")]
             if out.magnitude_sparsity and req.method != "magnitude":
                 series.append(("Magnitude", out.magnitude_sparsity, "compare"))
@@ -949,6 +954,7 @@ class MainWindow(QMainWindow):
             if self.outcome is not None:
                 oreq = self.outcome.result.request
                 run_note = (f" The last {method_label(oreq.method)} run ({100 * oreq.sparsity:.0f}%) is kept for export.")
+            self.preview_panel.set_versus(None)
             self.preview_panel.set_after(
                 pv.eval, title=f"Magnitude · {100 * req.sparsity:.0f}%", result=pv.result,
                 caption=f"Live magnitude preview. Release the slider or press Ctrl+R to run "

@@ -1,5 +1,6 @@
 """The preview panel: accuracy before and after pruning with 95% intervals, loss, nonzeros and
-ONNX sizes (dense and deflate-compressed)."""
+ONNX sizes (dense and deflate-compressed); the change against the dense model (and against
+magnitude pruning after a run) with its paired 95% interval on the same images."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from core.evaluate import PairedDifference, paired_difference
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -94,11 +97,17 @@ class PreviewPanel(QGroupBox):
         grid.setColumnStretch(2, 1)
         self.delta = QLabel("")
         self.delta.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.delta.setWordWrap(True)
+        self.versus = QLabel("")
+        self.versus.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.versus.setWordWrap(True)
+        self.versus.setVisible(False)
         self.caption = QLabel("Loading…")
         self.caption.setObjectName("Banner")
         self.caption.setWordWrap(True)
         self.caption.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         grid.addWidget(self.delta, 3 + len(self.ROWS), 0, 1, 3)
+        grid.addWidget(self.versus, 4 + len(self.ROWS), 0, 1, 3)
         layout = QVBoxLayout(self)
         layout.addLayout(grid)
         layout.addWidget(self.caption)
@@ -109,6 +118,7 @@ class PreviewPanel(QGroupBox):
         """Forget all numbers (a new model or data set)."""
         self.set_dense(None, None, None, None)
         self.set_after(None, title="After pruning", caption="")
+        self.set_versus(None)
 
     def set_dense(self, ev: Any, nonzeros: int | None, onnx_bytes: int | None, compressed: int | None) -> None:
         """Dense model numbers (EvalResult or None while computing)."""
@@ -160,6 +170,42 @@ class PreviewPanel(QGroupBox):
             return
         diff = 100 * (a.accuracy - d.accuracy)
         self.delta.setObjectName("Good" if diff >= -1.0 else "Bad")
-        self.delta.setText(f"Accuracy change: {diff:+.1f} points")
+        text = f"Accuracy change: {diff:+.1f} points"
+        if getattr(a, "hits", None) is not None and getattr(d, "hits", None) is not None \
+                and a.hits.shape == d.hits.shape:
+            ch = paired_difference(a, d)
+            text += f" (95% interval {100 * ch.ci[0]:+.1f} to {100 * ch.ci[1]:+.1f}, same images)"
+            self.delta.setToolTip(_paired_tip(ch, "the dense model"))
+        else:
+            self.delta.setToolTip("")
+        self.delta.setText(text)
         self.delta.style().unpolish(self.delta)
         self.delta.style().polish(self.delta)
+
+    def set_versus(self, change: PairedDifference | None, label: str = "magnitude") -> None:
+        """After a run: its accuracy minus another method's at the same sparsity (or hide)."""
+        if change is None:
+            self.versus.setText("")
+            self.versus.setToolTip("")
+            self.versus.setVisible(False)
+            return
+        lo, hi = change.ci
+        verdict = ("better" if lo > 0 else "worse") if change.excludes_zero else "no clear difference"
+        self.versus.setText(f"Against {label} at the same sparsity: {100 * change.difference:+.1f} points "
+                            f"({100 * lo:+.1f} to {100 * hi:+.1f}; {verdict})")
+        self.versus.setToolTip(_paired_tip(change, label))
+        self.versus.setObjectName("Muted")
+        self.versus.style().unpolish(self.versus)
+        self.versus.style().polish(self.versus)
+        self.versus.setVisible(True)
+
+    def versus_text(self) -> str:
+        """The comparison line as shown ('' when hidden)."""
+        return self.versus.text()
+
+
+def _paired_tip(change: PairedDifference, other: str) -> str:
+    """Tooltip: what the paired interval counts."""
+    return (f"Scored on the same {change.n:,} images: {change.a_only:,} right only after pruning, "
+            f"{change.b_only:,} right only with {other}. The 95% interval is for matched pairs "
+            "(Agresti–Min), narrower than the two accuracy intervals side by side.")

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import StudioError
+from core.evaluate import paired_difference
 from core.pruning import METHOD_LABELS, METHODS
 from gui import settings as st
 from gui.plots import StudioPlot
@@ -210,8 +211,12 @@ class SweepView(QWidget):
             saves.addWidget(b)
 
         self.plot = SweepPlot()
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["Method", "Sparsity", "Accuracy", "95% interval"])
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["Method", "Sparsity", "Accuracy", "95% interval",
+                                              "vs dense, points"])
+        self.table.horizontalHeaderItem(4).setToolTip(
+            "Change in accuracy against the dense model on the same images, with its paired 95% "
+            "interval (matched pairs: only the images one of the two gets right count)")
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
@@ -264,6 +269,7 @@ class SweepView(QWidget):
                 f"{100 * sparsity:.0f}%",
                 "–" if ev is None else f"{100 * ev.accuracy:.1f}%",
                 "–" if ev is None else f"{100 * ev.accuracy_ci[0]:.1f}–{100 * ev.accuracy_ci[1]:.1f}",
+                _vs_dense(ev, dense),
             ]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -337,3 +343,12 @@ class SweepView(QWidget):
             show_exception(self, exc, "Sweep")
             return
         self.run_requested.emit(methods, sparsities, int(self.samples.value()))
+
+
+def _vs_dense(ev: Any, dense: Any) -> str:
+    """'-1.2 (-1.8 to -0.6)': the change against dense with its paired interval, or '–'."""
+    if ev is None or dense is None or getattr(ev, "hits", None) is None \
+            or getattr(dense, "hits", None) is None or ev.hits.shape != dense.hits.shape:
+        return "–"
+    d = paired_difference(ev, dense)
+    return f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})"

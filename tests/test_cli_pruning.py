@@ -70,6 +70,10 @@ def test_prune_images_per_row_reports_rows_and_images(capsys):
     data = _json(capsys, "prune", "demo:digits_mlp", "--data", "digits", "--method", "chita",
                  "--sparsity", "0.8", "--samples", "128", "--images-per-row", "3")
     assert data["images_per_row"] == 3 and data["samples"] == 128
+    assert data["accuracy_change"] == pytest.approx(data["accuracy"] - data["dense_accuracy"])
+    assert data["images_gained"] - data["images_lost"] == round(data["accuracy_change"] * data["n_eval"])
+    lo, hi = data["accuracy_change_ci"]
+    assert lo <= data["accuracy_change"] <= hi and hi - lo < 0.2
     assert data["nonzeros"] == round(0.2 * data["prunable_weights"])
     argv = ["prune", "demo:digits_mlp", "--data", "digits", "--method", "obd", "--sparsity", "0.8",
             "--samples", "128"]
@@ -117,6 +121,12 @@ def test_sweep_writes_csv_and_plots(capsys, tmp_path):
     rows = list(csv.DictReader(open(csv_path)))
     assert rows[0]["method"] == "dense" and len(rows) == 5
     assert float(rows[1]["accuracy_lo"]) <= float(rows[1]["accuracy"]) <= float(rows[1]["accuracy_hi"])
+    for r, j in zip(rows[1:], data["rows"]):  # change against dense, paired on the same images
+        change = float(r["change_vs_dense"])
+        assert change == pytest.approx(float(r["accuracy"]) - float(rows[0]["accuracy"]))
+        assert float(r["change_lo"]) <= change <= float(r["change_hi"])
+        assert j["accuracy_change"] == pytest.approx(j["accuracy"] - data["dense_accuracy"])
+        assert j["accuracy_change_ci"] == pytest.approx([float(r["change_lo"]), float(r["change_hi"])])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     main(["sweep", "demo", "--data", "digits", "--methods", "magnitude", "--sparsities", "0.5",
           "--plot", str(svg)])

@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
+from core.evaluate import paired_difference  # noqa: E402
 from gui import dialogs  # noqa: E402
 from gui import settings as st  # noqa: E402
 from gui.jobs import RunOutcome  # noqa: E402
@@ -127,6 +128,8 @@ def test_slider_updates_magnitude_preview(qtbot, window: MainWindow) -> None:
     assert window.preview is not None
     assert window.preview.result.request.method == "magnitude"
     assert abs(window.preview.result.sparsity - 0.30) < 0.01
+    assert "95% interval" in window.preview_panel.delta.text()
+    assert window.preview_panel.versus_text() == ""  # magnitude is not compared with itself
     key = window.table.current_key()
     assert window.table.source.after(key) is not None
     assert "30%" in window.preview_panel.after_title.text()
@@ -149,6 +152,16 @@ def test_run_chita_shows_after_accuracy(qtbot, window: MainWindow, hooks) -> Non
     assert "CHITA" in window.table.source.after_label
     assert len(window.sparsity_bars.bars) == 2  # the method beside magnitude
     assert window.export_button.isEnabled()
+    # the change against dense and against magnitude, each paired on the same images
+    panel = window.preview_panel
+    dense = window.baseline.eval
+    change = paired_difference(outcome.eval, dense)
+    assert f"{100 * change.difference:+.1f} points" in panel.delta.text()
+    assert f"{100 * change.ci[0]:+.1f} to {100 * change.ci[1]:+.1f}" in panel.delta.text()
+    versus = paired_difference(outcome.eval, outcome.magnitude_eval)
+    assert panel.versus_text().startswith("Against magnitude at the same sparsity: "
+                                          f"{100 * versus.difference:+.1f} points")
+    assert f"{versus.b_only:,} right only with magnitude" in panel.versus.toolTip()
     after = state_snapshot(window.session.loaded.model)
     assert all(torch.equal(before[k], after[k]) for k in before), "the loaded model must not change"
     assert not hooks.errors
@@ -321,6 +334,11 @@ def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: 
     assert set(plot.curves) == {"magnitude", "magnitude_layer"}
     assert set(plot.bands) == {"magnitude", "magnitude_layer"}
     assert window.sweep_view.table.rowCount() == 4
+    res = window.sweep_view.result
+    row = res.series("magnitude")[-1]  # magnitude at 80%: the table's second row
+    d = res.change(row)
+    assert window.sweep_view.table.item(1, 4).text() == \
+        f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})"
     png = window.sweep_view.save_plot("png", str(tmp_path / "sweep.png"))
     svg = window.sweep_view.save_plot("svg", str(tmp_path / "sweep.svg"))
     csv = window.sweep_view.save_csv_file(str(tmp_path / "sweep.csv"))
