@@ -174,7 +174,7 @@ class PreviewPanel(QGroupBox):
         if getattr(a, "hits", None) is not None and getattr(d, "hits", None) is not None \
                 and a.hits.shape == d.hits.shape:
             ch = paired_difference(a, d)
-            text += f" (95% interval {100 * ch.ci[0]:+.1f} to {100 * ch.ci[1]:+.1f}, same images)"
+            text += f" [{100 * ch.ci[0]:+.1f}, {100 * ch.ci[1]:+.1f}]"
             self.delta.setToolTip(_paired_tip(ch, "the dense model"))
         else:
             self.delta.setToolTip("")
@@ -191,9 +191,10 @@ class PreviewPanel(QGroupBox):
             return
         lo, hi = change.ci
         verdict = ("better" if lo > 0 else "worse") if change.excludes_zero else "no clear difference"
-        self.versus.setText(f"Against {label} at the same sparsity: {100 * change.difference:+.1f} points "
-                            f"({100 * lo:+.1f} to {100 * hi:+.1f}; {verdict})")
-        self.versus.setToolTip(_paired_tip(change, label))
+        self.versus.setText(f"vs {label}: {100 * change.difference:+.1f} points "
+                            f"[{100 * lo:+.1f}, {100 * hi:+.1f}]")
+        self.versus.setToolTip(f"Against {label} pruning at the same sparsity: {verdict}. "
+                               + _paired_tip(change, label))
         self.versus.setObjectName("Muted")
         self.versus.style().unpolish(self.versus)
         self.versus.style().polish(self.versus)
@@ -206,6 +207,7 @@ class PreviewPanel(QGroupBox):
 
 def _paired_tip(change: PairedDifference, other: str) -> str:
     """Tooltip: what the paired interval counts."""
-    return (f"Scored on the same {change.n:,} images: {change.a_only:,} right only after pruning, "
-            f"{change.b_only:,} right only with {other}. The 95% interval is for matched pairs "
+    return (f"In brackets: the 95% interval of the change. Both were scored on the same "
+            f"{change.n:,} images: {change.a_only:,} are right only after pruning, "
+            f"{change.b_only:,} only with {other}. The interval is for matched pairs "
             "(Agresti–Min), narrower than the two accuracy intervals side by side.")

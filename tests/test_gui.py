@@ -128,7 +128,7 @@ def test_slider_updates_magnitude_preview(qtbot, window: MainWindow) -> None:
     assert window.preview is not None
     assert window.preview.result.request.method == "magnitude"
     assert abs(window.preview.result.sparsity - 0.30) < 0.01
-    assert "95% interval" in window.preview_panel.delta.text()
+    assert "95% interval" in window.preview_panel.delta.toolTip()
     assert window.preview_panel.versus_text() == ""  # magnitude is not compared with itself
     key = window.table.current_key()
     assert window.table.source.after(key) is not None
@@ -157,11 +157,12 @@ def test_run_chita_shows_after_accuracy(qtbot, window: MainWindow, hooks) -> Non
     dense = window.baseline.eval
     change = paired_difference(outcome.eval, dense)
     assert f"{100 * change.difference:+.1f} points" in panel.delta.text()
-    assert f"{100 * change.ci[0]:+.1f} to {100 * change.ci[1]:+.1f}" in panel.delta.text()
+    assert f"[{100 * change.ci[0]:+.1f}, {100 * change.ci[1]:+.1f}]" in panel.delta.text()
+    assert f"{change.b_only:,} only with the dense model" in panel.delta.toolTip()
     versus = paired_difference(outcome.eval, outcome.magnitude_eval)
-    assert panel.versus_text().startswith("Against magnitude at the same sparsity: "
-                                          f"{100 * versus.difference:+.1f} points")
-    assert f"{versus.b_only:,} right only with magnitude" in panel.versus.toolTip()
+    assert panel.versus_text() == (f"vs magnitude: {100 * versus.difference:+.1f} points "
+                                   f"[{100 * versus.ci[0]:+.1f}, {100 * versus.ci[1]:+.1f}]")
+    assert f"{versus.b_only:,} only with magnitude" in panel.versus.toolTip()
     after = state_snapshot(window.session.loaded.model)
     assert all(torch.equal(before[k], after[k]) for k in before), "the loaded model must not change"
     assert not hooks.errors
