@@ -612,6 +612,13 @@ def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
                         images_per_row=args.per_row)
 
 
+def rows_of(result, per_row: int) -> str:
+    """'13,000 calibration images (1,000 rows of 13)' for a result's gradient rows."""
+    rows = int(result.info.get("samples", result.request.samples))
+    return (f"{rows * per_row:,} calibration images ({rows:,} rows of {per_row})" if per_row > 1
+            else f"{rows:,} calibration images (one per row)")
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     """``prune MODEL --data DATA --method M --sparsity S``: prune, evaluate, optionally export."""
     from core.evaluate import evaluate, paired_difference
@@ -661,6 +668,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "refinement": list(result.info.get("refinement", [])),
         "samples": result.info.get("samples"),
         "images_per_row": result.info.get("images_per_row", 1),
+        "refine_images_per_row": result.info.get("refine_images_per_row"),
         "timings": dict(result.timings),
         "layer_sparsity": dict(result.layer_sparsity),
     }
@@ -695,8 +703,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     steps = result.info.get("refinement") or []
     if steps:
         taken = [st for st in steps if st["accepted"]]
+        rb = int(result.info.get("refine_images_per_row", 1))
         lines.append(f"Refinement: {len(taken)} of {len(steps)} steps taken; held-out calibration "
-                     f"loss {steps[0]['holdout_loss_before']:.4f} → {steps[-1]['holdout_loss_after']:.4f}")
+                     f"loss {steps[0]['holdout_loss_before']:.4f} → {steps[-1]['holdout_loss_after']:.4f}; "
+                     f"gradients from {rows_of(result, rb)}")
     lines.append("Time:       " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
     if export is not None:
         lines.append(f"Exported:   {export.path}: {export.onnx_bytes:,} bytes, "

@@ -67,8 +67,11 @@ class PruneRequest:
     5 calibration samples on ResNet20 it measured 0.5 points lower at 0.8 and 1.2 lower at 0.9
     (docs/benchmarks.md), within the spread between samples.
     ``refine_steps`` > 0 refines the kept weights after pruning, mask fixed: each step takes
-    per-sample gradients at the pruned network and a damped Gauss–Newton step whose ridge is
-    chosen on held-out calibration loss, taken only if that loss falls (:mod:`core.refine`).
+    gradients at the pruned network and a damped Gauss–Newton step whose ridge is chosen on
+    held-out calibration loss, taken only if that loss falls (:mod:`core.refine`). Its
+    gradients come from every calibration image but the held-out ones, as n mini-batch rows
+    (``info["refine_images_per_row"]``). With 13 images per row on MLPNet/MNIST, 3 steps took
+    CHITA++ at 0.98 to 88.24% against 85.31% from n single images (docs/benchmarks.md).
     ``images_per_row`` B > 1 makes each of the n gradient rows the mean gradient of B
     calibration images (mini-batch-averaged rows, centred and scaled so that they still
     estimate the per-sample Fisher, :func:`core.fisher.fisher_factor`): the Fisher then comes
@@ -390,6 +393,11 @@ class _Context:
         # no copy of the calibration set)
         self.x_all, self.y_all = x, y
         self.stage_rows = torch.cat([torch.arange(n), torch.arange(n + len(self.x_h), len(x))])
+        # the refinement's gradients: every calibration image but the held-out ones, n rows of
+        # as many images each as that gives (never fewer than G's own B)
+        self.refine_per_row = max(self.per_row, min(MAX_IMAGES_PER_ROW, len(self.stage_rows) // self.rows))
+        refine_rows = self.stage_rows[: self.rows * self.refine_per_row]
+        self.x_r, self.y_r = (x[refine_rows], y[refine_rows]) if request.refine_steps > 0 else (x[:0], y[:0])
         self.bn = has_batchnorm(self.base)
         self.recal = self.bn if request.recalibrate_bn is None else bool(request.recalibrate_bn and self.bn)
         # BatchNorm statistics come from images the held-out loss never sees: G's, then the rest
@@ -400,6 +408,8 @@ class _Context:
         if per_row:  # only where gradients are taken
             self.info["images_per_row"] = self.per_row
             self.info["images_per_row_asked"] = request.images_per_row
+        if request.refine_steps > 0:
+            self.info["refine_images_per_row"] = self.refine_per_row
         if self.cached is not None:  # the same base and G as the last run: no refresh check
             self.base, self.A, self.fbar, kept, self.derived = self.cached
             self.c = self.derived.get("c")
@@ -515,6 +525,7 @@ class _Context:
         λ walk and mask search its second; the inner report's text goes into the message."""
         if outer is None:
             return None
+        last = [0.0]  # never report less than before (a step's label comes before its gradients)
 
         def staged(p: Progress) -> None:
             if p.stage == "done":
@@ -523,7 +534,8 @@ class _Context:
             text = p.message or p.stage
             if self.stage_label and not text.startswith(self.stage_label):
                 text = f"{self.stage_label}: {text}"
-            outer(Progress("CHITA++", min(units, self.stage_units + part), units, text))
+            last[0] = max(last[0], min(units, self.stage_units + part))
+            outer(Progress("CHITA++", last[0], units, text))
 
         return staged
 
@@ -790,13 +802,14 @@ class _Context:
 
     def _refine_step(self, work: nn.Module, mask: torch.Tensor, start: int, label: str,
                      step: int, steps: int):
-        """One candidate step: per-sample gradients at ``work`` on the kept columns only, then
+        """One candidate step: gradients at ``work`` on the kept columns only, from every
+        calibration image but the held-out ones (n rows, ``refine_per_row`` images each), then
         a walk over the λ grid (× the support's mean Fisher diagonal) on held-out calibration
         loss. Returns (best held-out loss, its flat weights, (λ, grid factor), {λ: loss scored})."""
         check(self.cancel)
         report(self.progress, "refining", step, steps, label)
         flat = _flat(work, self.names)
-        ff = fisher_factor(work, self.x_g, self.y_g, self.names, images_per_row=self.per_row,
+        ff = fisher_factor(work, self.x_r, self.y_r, self.names, images_per_row=self.refine_per_row,
                            columns=mask, progress=self.progress, cancel=self.cancel)
         gn = GaussNewtonStep(ff.A, flat[mask], c=ff.c)
         grid = [g * gn.scale for g in LAMBDA_GRID]

@@ -77,7 +77,9 @@ def refinement_note(result) -> str:
     if not steps:
         return ""
     taken = sum(1 for st in steps if st["accepted"])
-    return (f" Refined: {taken} of {len(steps)} step{'s' if len(steps) != 1 else ''} taken, held-out "
+    images = int(result.info.get("samples", 0)) * int(result.info.get("refine_images_per_row", 1))
+    return (f" Refined: {taken} of {len(steps)} step{'s' if len(steps) != 1 else ''} taken "
+            f"(gradients from {images:,} images), held-out "
             f"loss {steps[0]['holdout_loss_before']:.3f} → {steps[-1]['holdout_loss_after']:.3f}.")
 
 

@@ -59,9 +59,11 @@ def test_prune_refine_reports_its_steps_in_json_and_text(capsys):
     assert 1 <= len(steps) <= 2 and steps[0]["accepted"]
     assert steps[-1]["holdout_loss_after"] < steps[0]["holdout_loss_before"]
     assert data["timings"]["refine"] > 0
+    assert data["refine_images_per_row"] == 5  # (1,258 calibration − 500 held out) // 128
     assert main(["prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude",
                  "--sparsity", "0.9", "--samples", "128", "--refine", "2", "-q"]) == 0
-    assert "Refinement: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Refinement: " in out and "gradients from 640 calibration images (128 rows of 5)" in out
     assert main(["prune", "demo", "--data", "digits", "--sparsity", "0.5", "--refine", "-1"]) == 2
     assert "refine steps" in capsys.readouterr().err
 

@@ -191,7 +191,9 @@ def test_refinement_runs_from_the_controls_and_is_reported(qtbot, window: MainWi
     assert outcome.result.request.refine_steps == 2
     steps = outcome.result.info["refinement"]
     assert steps and steps[0]["accepted"]
-    assert "Refined: " in window.preview_panel.caption.text()
+    rows = outcome.result.info["samples"] * outcome.result.info["refine_images_per_row"]
+    assert rows > outcome.result.info["samples"]  # every calibration image but the held-out ones
+    assert f"taken (gradients from {rows:,} images)" in window.preview_panel.caption.text()
     after = state_snapshot(window.session.loaded.model)
     assert all(torch.equal(before[k], after[k]) for k in before), "the loaded model must not change"
     assert not hooks.errors

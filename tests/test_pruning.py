@@ -704,7 +704,8 @@ def test_chitapp_reports_the_whole_run_as_one_stage_for_an_eta(models, digits):
 
 def test_images_per_row_averages_b_images_per_row_none_of_them_held_out(models, digits, monkeypatch):
     """B = 3: G's n rows take the first 3n calibration images, the held-out images follow them,
-    the refinement's gradients use the same rows, and k nonzeros come out (first-order on)."""
+    the refinement's gradients take every image but the held-out ones, and k nonzeros come out
+    (first-order on)."""
     calls = _count_calls(monkeypatch, "fisher_factor")
     req = PruneRequest(method="chita", sparsity=0.8, samples=SAMPLES, lam=LAM, images_per_row=3,
                        first_order=True, refine_steps=1)
@@ -716,10 +717,17 @@ def test_images_per_row_averages_b_images_per_row_none_of_them_held_out(models, 
     assert res.nonzeros == round(0.2 * res.total)
     (args, kw), (r_args, r_kw) = calls[0], calls[1]
     assert torch.equal(args[1], digits.calibration.x[: 3 * SAMPLES]) and kw["images_per_row"] == 3
-    assert torch.equal(r_args[1], args[1]) and r_kw["images_per_row"] == 3
+    # the refinement: G's images, then the ones after the held-out block, 5 per row
+    x = digits.calibration.x
+    per_row = (len(x) - pruning.HOLDOUT) // SAMPLES  # 1258 images, 500 held out: 5
+    assert r_kw["images_per_row"] == per_row == res.info["refine_images_per_row"] == 5
+    end = 3 * SAMPLES + pruning.HOLDOUT
+    assert torch.equal(r_args[1], torch.cat([x[:3 * SAMPLES], x[end:end + (per_row - 3) * SAMPLES]]))
     assert r_kw["columns"].sum() == res.nonzeros  # the refinement: kept columns only
     ctx = pruning._Context.build(model, digits.calibration, req, "digits_mlp", None, None)
-    assert torch.equal(ctx.x_h, digits.calibration.x[3 * SAMPLES:3 * SAMPLES + pruning.HOLDOUT])
+    assert torch.equal(ctx.x_h, x[3 * SAMPLES:end])
+    held = {tuple(row.flatten().tolist()) for row in ctx.x_h}
+    assert not any(tuple(row.flatten().tolist()) in held for row in ctx.x_r)
 
 
 def test_images_per_row_is_lowered_to_what_the_calibration_set_holds(models, digits):
@@ -736,7 +744,8 @@ def test_images_per_row_is_lowered_to_what_the_calibration_set_holds(models, dig
     refined = prune(models["digits_mlp"], digits.calibration,
                     replace(req, method="magnitude", images_per_row=2, refine_steps=1),
                     arch="digits_mlp")
-    assert refined.info["images_per_row"] == 2  # the refinement's gradients average them
+    assert refined.info["images_per_row"] == 2  # asked for, and where the held-out block starts
+    assert refined.info["refine_images_per_row"] == fits  # the refinement takes all it can
 
 
 @pytest.mark.parametrize("bad", [0, pruning.MAX_IMAGES_PER_ROW + 1])
