@@ -8,13 +8,14 @@ accuracy with its Wilson interval, and the difference with the matched-pairs int
 ``core.evaluate.paired_difference`` (Agresti–Min), from the images only one of the two gets right.
 
 Every method runs with the engine's defaults (n = 1000, λ on held-out calibration loss,
-BatchNorm recalibration on or off as asked, no refinement); CHITA++ prunes all sparsities of a
-seed along one schedule (``prune_path``), as a sweep does. The baseline is magnitude pruning with
-the same recalibration setting, measured in the same run.
+BatchNorm recalibration on or off as asked, no refinement unless ``--refine STEPS``, which then
+refines the baseline too); CHITA++ prunes all sparsities of a seed along one schedule
+(``prune_path``), as a sweep does. The baseline is magnitude pruning with the same settings,
+measured in the same run.
 
     python benchmarks/paired_vs_magnitude.py [--model resnet20|mlpnet]
         [--methods woodfisher,chita,chita++] [--sparsities 0.7,0.8,0.9] [--recal on|off]
-        [--seeds 0]
+        [--seeds 0] [--refine STEPS]
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from core.pruning import PruneRequest, apply_result, prune_path  # noqa: E402
 
 
 def _evals(loaded, bundle, arch: str, method: str, sparsities: list[float], seed: int,
-           recal: bool) -> tuple[list[EvalResult], float]:
+           recal: bool, refine: int) -> tuple[list[EvalResult], float]:
     """Test-set results per sparsity for one method, and the pruning seconds in all."""
     req = PruneRequest(method=method, sparsity=sparsities[-1], samples=1000, seed=seed,
-                       recalibrate_bn=recal)
+                       recalibrate_bn=recal, refine_steps=refine)
     t0 = time.perf_counter()
     if method == "chita++":
         results = prune_path(loaded.model, bundle.calibration, req, sparsities, arch=arch)
@@ -61,6 +62,7 @@ def main() -> int:
     ap.add_argument("--sparsities", default="0.7,0.8,0.9")
     ap.add_argument("--recal", default="on", choices=("on", "off"))
     ap.add_argument("--seeds", default="0")
+    ap.add_argument("--refine", type=int, default=0, help="refinement steps, baseline included")
     args = ap.parse_args()
     shared = load_shared(args.model)
     if shared is None:
@@ -70,10 +72,12 @@ def main() -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     seeds = [int(s) for s in args.seeds.split(",")]
     recal = args.recal == "on"
-    base, base_secs = _evals(loaded, bundle, args.model, "magnitude", sparsities, 0, recal)
-    n = base[0].n
-    print(f"{args.model}, n = 1000 gradient images, BatchNorm recalibration {args.recal}, no "
-          f"refinement; accuracy % on {n} test images with 95% Wilson intervals; Δ = method − "
+    bases = {seed: _evals(loaded, bundle, args.model, "magnitude", sparsities, seed, recal, args.refine)
+             for seed in seeds}  # the baseline with the same calibration sample
+    n = bases[seeds[0]][0][0].n
+    refined = f"{args.refine} refinement steps (baseline too)" if args.refine else "no refinement"
+    print(f"{args.model}, n = 1000 gradient images, BatchNorm recalibration {args.recal}, "
+          f"{refined}; accuracy % on {n} test images with 95% Wilson intervals; Δ = method − "
           f"magnitude on the same images, with its paired 95% interval (Agresti–Min)\n")
     print("| method | seed | sparsity | accuracy | magnitude | Δ points [paired 95%] | images "
           "only the method / only magnitude gets right | unpaired intervals disjoint | paired "
@@ -81,14 +85,16 @@ def main() -> int:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for method in methods:
         for seed in seeds:
-            evs, secs = _evals(loaded, bundle, args.model, method, sparsities, seed, recal)
-            for s, ev, mag in zip(sparsities, evs, base):
+            evs, secs = _evals(loaded, bundle, args.model, method, sparsities, seed, recal,
+                               args.refine)
+            for s, ev, mag in zip(sparsities, evs, bases[seed][0]):
                 d = paired_difference(ev, mag)
                 disjoint = ev.accuracy_ci[0] > mag.accuracy_ci[1] or ev.accuracy_ci[1] < mag.accuracy_ci[0]
                 print(f"| {method} | {seed} | {s} | {_acc(ev)} | {_acc(mag)} | "
                       f"{100 * d.difference:+.2f} [{100 * d.ci[0]:+.2f}, {100 * d.ci[1]:+.2f}] | "
                       f"{d.a_only} / {d.b_only} | {'yes' if disjoint else 'no'} | "
                       f"{'yes' if d.excludes_zero else 'no'} | {secs / len(sparsities):.1f} |")
+    base_secs = sum(secs for _, secs in bases.values()) / len(bases)
     print(f"\nmagnitude (the baseline): {base_secs / len(sparsities):.1f} s per sparsity")
     return 0
 
