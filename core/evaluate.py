@@ -94,6 +94,14 @@ def paired_interval(a_only: int, b_only: int, n: int, z: float = Z_95) -> tuple[
     return (max(-1.0, centre - z * se), min(1.0, centre + z * se))
 
 
+def paired_or_none(a: EvalResult | None, b: EvalResult | None) -> PairedDifference | None:
+    """:func:`paired_difference`, or None when either result is missing, lacks per-image hits,
+    or was scored on other images (what a view shows as "–")."""
+    if a is None or b is None or a.hits is None or b.hits is None or a.hits.shape != b.hits.shape:
+        return None
+    return paired_difference(a, b)
+
+
 def paired_difference(a: EvalResult, b: EvalResult) -> PairedDifference:
     """Accuracy of ``a`` minus accuracy of ``b``, both scored by :func:`evaluate` on the same
     images, with the matched-pairs interval of :func:`paired_interval`."""

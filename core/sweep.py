@@ -65,7 +65,7 @@ class SweepResult:
                         "n_eval", "nonzeros", "total", "lambda", "prune_seconds",
                         "change_vs_dense", "change_lo", "change_hi"])
             w.writerow(["dense", 0.0, self.dense.accuracy, *self.dense.accuracy_ci,
-                        self.dense.loss, self.dense.n, "", "", "", "", 0.0, 0.0, 0.0])
+                        self.dense.loss, self.dense.n, "", "", "", "", "", "", ""])
             for r in self.rows:
                 d = self.change(r)
                 w.writerow([r.method, r.sparsity, r.eval.accuracy, *r.eval.accuracy_ci,

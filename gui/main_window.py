@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import StudioError
-from core.evaluate import paired_difference
+from core.evaluate import paired_or_none
 from core.pruning import METHOD_LABELS, METHODS, GradientCache
 from gui import dialogs, jobs, main_thread_gc
 from gui import settings as st
@@ -941,9 +941,7 @@ class MainWindow(QMainWindow):
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {samples_note(out.result)}{lam}."
                         f"{refinement_note(out.result)} Export with Ctrl+E.")
             mag = out.magnitude_eval if req.method != "magnitude" else None
-            self.preview_panel.set_versus(
-                paired_difference(out.eval, mag) if mag is not None and mag.hits is not None else None,
-                "magnitude")
+            self.preview_panel.set_versus(paired_or_none(out.eval, mag), "magnitude")
             series = [(label, out.result.layer_sparsity, "accent")]
             if out.magnitude_sparsity and req.method != "magnitude":
                 series.append(("Magnitude", out.magnitude_sparsity, "compare"))

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.evaluate import PairedDifference, paired_difference
+from core.evaluate import PairedDifference, paired_or_none
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -101,6 +101,7 @@ class PreviewPanel(QGroupBox):
         self.versus = QLabel("")
         self.versus.setAlignment(Qt.AlignmentFlag.AlignRight)
         self.versus.setWordWrap(True)
+        self.versus.setObjectName("Muted")
         self.versus.setVisible(False)
         self.caption = QLabel("Loading…")
         self.caption.setObjectName("Banner")
@@ -171,9 +172,8 @@ class PreviewPanel(QGroupBox):
         diff = 100 * (a.accuracy - d.accuracy)
         self.delta.setObjectName("Good" if diff >= -1.0 else "Bad")
         text = f"Accuracy change: {diff:+.1f} points"
-        if getattr(a, "hits", None) is not None and getattr(d, "hits", None) is not None \
-                and a.hits.shape == d.hits.shape:
-            ch = paired_difference(a, d)
+        ch = paired_or_none(a, d)
+        if ch is not None:
             text += f" [{100 * ch.ci[0]:+.1f}, {100 * ch.ci[1]:+.1f}]"
             self.delta.setToolTip(_paired_tip(ch, "the dense model"))
         else:
@@ -195,9 +195,6 @@ class PreviewPanel(QGroupBox):
                             f"[{100 * lo:+.1f}, {100 * hi:+.1f}]")
         self.versus.setToolTip(f"Against {label} pruning at the same sparsity: {verdict}. "
                                + _paired_tip(change, label))
-        self.versus.setObjectName("Muted")
-        self.versus.style().unpolish(self.versus)
-        self.versus.style().polish(self.versus)
         self.versus.setVisible(True)
 
     def versus_text(self) -> str:

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import StudioError
-from core.evaluate import paired_difference
+from core.evaluate import paired_or_none
 from core.pruning import METHOD_LABELS, METHODS
 from gui import settings as st
 from gui.plots import StudioPlot
@@ -347,8 +347,7 @@ class SweepView(QWidget):
 
 def _vs_dense(ev: Any, dense: Any) -> str:
     """'-1.2 (-1.8 to -0.6)': the change against dense with its paired interval, or '–'."""
-    if ev is None or dense is None or getattr(ev, "hits", None) is None \
-            or getattr(dense, "hits", None) is None or ev.hits.shape != dense.hits.shape:
+    d = paired_or_none(ev, dense)
+    if d is None:
         return "–"
-    d = paired_difference(ev, dense)
     return f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})"

@@ -15,6 +15,7 @@ from core.evaluate import (
     evaluate,
     paired_difference,
     paired_interval,
+    paired_or_none,
     wilson_interval,
 )
 from core.progress import CancelToken
@@ -225,3 +226,7 @@ def test_paired_difference_of_two_evaluated_models():
         paired_difference(ea, other)
     with pytest.raises(ValueError, match="hits"):
         paired_difference(ea, EvalResult(0.5, (0.4, 0.6), 1.0, (0.9, 1.1), 300, 150, 0.0))
+    # what views call: None instead of an error
+    assert paired_or_none(ea, eb) == d
+    assert paired_or_none(ea, other) is None and paired_or_none(None, eb) is None
+    assert paired_or_none(ea, EvalResult(0.5, (0.4, 0.6), 1.0, (0.9, 1.1), 300, 150, 0.0)) is None
