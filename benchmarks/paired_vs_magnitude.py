@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import SETUPS, load_shared  # noqa: E402
+from shared_models import SETUPS, load_shared, prune_at  # noqa: E402
 
 from core.evaluate import EvalResult, evaluate, paired_difference  # noqa: E402
-from core.pruning import PruneRequest, apply_result, prune_path  # noqa: E402
+from core.pruning import PruneRequest, apply_result  # noqa: E402
 
 
 def _evals(loaded, bundle, arch: str, method: str, sparsities: list[float], seed: int,
@@ -40,14 +38,8 @@ def _evals(loaded, bundle, arch: str, method: str, sparsities: list[float], seed
     """Test-set results per sparsity for one method, and the pruning seconds in all."""
     req = PruneRequest(method=method, sparsity=sparsities[-1], samples=1000, seed=seed,
                        recalibrate_bn=recal, refine_steps=refine)
-    t0 = time.perf_counter()
-    if method == "chita++":
-        results = prune_path(loaded.model, bundle.calibration, req, sparsities, arch=arch)
-    else:
-        results = [prune_path(loaded.model, bundle.calibration, replace(req, sparsity=s), [s],
-                              arch=arch)[0] for s in sparsities]
-    seconds = time.perf_counter() - t0
-    return [evaluate(apply_result(loaded.model, r), bundle.evaluation) for r in results], seconds
+    results, seconds = prune_at(loaded, bundle, arch, req, sparsities)
+    return [evaluate(apply_result(loaded.model, r), bundle.evaluation) for r in results], sum(seconds)
 
 
 def _acc(ev: EvalResult) -> str:

@@ -16,34 +16,22 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import SETUPS, load_shared  # noqa: E402
+from shared_models import SETUPS, load_shared, prune_at  # noqa: E402
 
 from core.evaluate import evaluate, wilson_interval  # noqa: E402
-from core.pruning import PruneRequest, apply_result, prune_path  # noqa: E402
+from core.pruning import PruneRequest, apply_result  # noqa: E402
 
 
 def _runs(loaded, bundle, arch, method, sparsities, seed, steps):
     """(accuracy %, seconds, refinement log, refine seconds) per sparsity for one request."""
     req = PruneRequest(method=method, sparsity=sparsities[-1], samples=1000, seed=seed,
                        refine_steps=steps)
-    if method == "chita++":
-        t0 = time.perf_counter()
-        results = prune_path(loaded.model, bundle.calibration, req, sparsities, arch=arch)
-        seconds = [(time.perf_counter() - t0) / len(sparsities)] * len(sparsities)
-    else:  # one run per sparsity: each row's seconds are a user's wait for that run
-        results, seconds = [], []
-        for s in sparsities:
-            t0 = time.perf_counter()
-            results += prune_path(loaded.model, bundle.calibration, replace(req, sparsity=s), [s],
-                                  arch=arch)
-            seconds.append(time.perf_counter() - t0)
+    results, seconds = prune_at(loaded, bundle, arch, req, sparsities)
     out = []
     for res, secs in zip(results, seconds):
         ev = evaluate(apply_result(loaded.model, res), bundle.evaluation)

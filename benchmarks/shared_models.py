@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from core.data import load_bundle
 from core.model_io import load_model
+from core.pruning import PruneRequest, PruneResult, prune_path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SETUPS = {"resnet20": ("models/resnet20_cifar10.pt", "data/cifar10"),
@@ -20,3 +23,19 @@ def load_shared(arch: str = "resnet20"):
         return None
     model_file, data = SETUPS[arch]
     return load_model(SHARED / model_file, arch=arch), load_bundle(str(SHARED / data), preset=arch)
+
+
+def prune_at(loaded, bundle, arch: str, req: PruneRequest, sparsities: list[float]
+             ) -> tuple[list[PruneResult], list[float]]:
+    """Results and seconds per sparsity: CHITA++ prunes them all along one schedule (its
+    seconds split evenly), every other method runs once per sparsity (a user's wait for it)."""
+    if req.method == "chita++":
+        t0 = time.perf_counter()
+        results = prune_path(loaded.model, bundle.calibration, req, sparsities, arch=arch)
+        return results, [(time.perf_counter() - t0) / len(sparsities)] * len(sparsities)
+    results, seconds = [], []
+    for s in sparsities:
+        t0 = time.perf_counter()
+        results += prune_path(loaded.model, bundle.calibration, replace(req, sparsity=s), [s], arch=arch)
+        seconds.append(time.perf_counter() - t0)
+    return results, seconds
