@@ -281,6 +281,54 @@ def prune(model: nn.Module, calibration: "ImageSet", request: PruneRequest, *,
                       progress=progress, cancel=cancel, cache=cache)[0]
 
 
+def refine_result(model: nn.Module, calibration: "ImageSet", result: PruneResult, steps: int, *,
+                  arch: str | None = None, progress: ProgressFn | None = None,
+                  cancel: CancelToken | None = None) -> PruneResult:
+    """Refine a finished result's kept weights (mask fixed) without pruning again.
+
+    The same up to ``steps`` damped Gauss–Newton steps as ``PruneRequest.refine_steps``, each
+    taken only if it lowers held-out calibration loss, on the result's network: ``model`` with
+    the result applied. The calibration images are split as the result's own run split them
+    (its request's ``samples``, ``seed`` and ``images_per_row``), so the held-out images that
+    judge each step are the ones that chose λ. Returns a new result with the same mask; its
+    ``request.refine_steps`` counts every step asked for so far and ``info["refinement"]`` logs
+    them all. ``model`` and ``result`` are not modified.
+    """
+    if steps < 1:
+        raise StudioError(f"refinement steps must be at least 1, not {steps}", field="refine steps",
+                          fix="ask for 1 or more steps.")
+    t0 = time.perf_counter()
+    request = replace(result.request, refine_steps=steps)
+    ctx = _Context.build(model, calibration, request, arch, progress, cancel, refresh_bn=False)
+    names = list(result.masks)
+    if names != ctx.names:
+        raise StudioError("the result prunes other layers than this model's preset",
+                          field="layers", fix="refine a result made for this model.")
+    if not len(ctx.x_h):
+        raise StudioError(f"the calibration set's {len(ctx.x_all)} images leave none held out to "
+                          "judge refinement steps", field="calibration data",
+                          fix="use a calibration set with a few hundred more images than samples.")
+    work = apply_result(model, result)
+    mask = torch.cat([result.masks[n].reshape(-1) for n in names])
+    info: dict[str, object] = dict(result.info)
+    info["refine_images_per_row"] = ctx.refine_per_row
+    log = list(info.pop("refinement", None) or [])  # type: ignore[call-overload]
+    timings: dict[str, float] = {}
+    recalibrated = ctx._refine(work, mask, timings, info)
+    info["refinement"] = log + list(info.pop("refinement", None) or [])  # type: ignore[call-overload]
+    buffers = ctx._finish(work, timings, info, recalibrated=recalibrated) or dict(result.buffers)
+    total = dict(result.timings)
+    for key, secs in timings.items():
+        total[key] = total.get(key, 0.0) + secs
+    total["total"] = total.get("total", 0.0) + time.perf_counter() - t0
+    out = ctx._result(result.sparsity, work, mask, list(result.objective_trace), result.lam, {},
+                      info, buffers)
+    report(progress, "done", 1, 1, "done")
+    return replace(out, request=replace(result.request,
+                                        refine_steps=result.request.refine_steps + steps),
+                   timings=total)
+
+
 def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
                sparsities: list[float], *, arch: str | None = None,
                progress: ProgressFn | None = None,
@@ -342,7 +390,10 @@ class _Context:
         self.timings_shared: dict[str, float] = {}
 
     @classmethod
-    def build(cls, model, calibration, request, arch, progress, cancel, cache=None) -> "_Context":
+    def build(cls, model, calibration, request, arch, progress, cancel, cache=None,
+              refresh_bn: bool = True) -> "_Context":
+        """``refresh_bn`` False skips the check of stale BatchNorm statistics before pruning
+        (:func:`refine_result` starts from a pruned network's own statistics)."""
         self = cls()
         self.request, self.progress, self.cancel = request, progress, cancel
         self.base = copy.deepcopy(model)
@@ -415,7 +466,7 @@ class _Context:
             self.c = self.derived.get("c")
             self.info.update(kept)
             self.info["gradients_reused"] = True
-        elif self.bn and len(self.x_h):
+        elif self.bn and len(self.x_h) and refresh_bn:
             # refresh stale running statistics before pruning when that lowers held-out loss
             t0 = time.perf_counter()
             before = _mean_loss(self.base, self.x_h, self.y_h)

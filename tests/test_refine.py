@@ -141,3 +141,72 @@ def test_the_logged_held_out_loss_is_the_returned_networks(cnn, digits):
     pruned = apply_result(cnn, res)
     assert _mean_loss(pruned, ctx.x_h, ctx.y_h) == pytest.approx(steps[-1]["holdout_loss_after"],
                                                                  rel=1e-5)
+
+
+def test_refining_a_finished_result_equals_refining_in_the_run(cnn, digits):
+    """refine_result on a plain result takes the steps a run with refine_steps takes: the same
+    held-out images judge them and the same mask is kept; model and result are left alone."""
+    from core.pruning import refine_result
+
+    before = _state(cnn)
+    req = PruneRequest(method="chita", sparsity=0.9, samples=SAMPLES)
+    plain = prune(cnn, digits.calibration, req, arch="digits_cnn")
+    plain_weights = {k: v.clone() for k, v in plain.weights.items()}
+    in_run = prune(cnn, digits.calibration, replace(req, refine_steps=2), arch="digits_cnn")
+    after = refine_result(cnn, digits.calibration, plain, 2, arch="digits_cnn")
+    assert torch.equal(_flat_masks(after), _flat_masks(plain))
+    assert after.nonzeros == plain.nonzeros and after.lam == plain.lam
+    assert after.request.refine_steps == 2 and after.request.sparsity == req.sparsity
+    assert [s["accepted"] for s in after.info["refinement"]] == \
+        [s["accepted"] for s in in_run.info["refinement"]]
+    assert after.info["refinement"][0]["accepted"]
+    assert after.info["refinement"][-1]["holdout_loss_after"] == pytest.approx(
+        in_run.info["refinement"][-1]["holdout_loss_after"], rel=1e-4)
+    for name in plain.weights:
+        assert torch.allclose(after.weights[name], in_run.weights[name], atol=1e-5), name
+        assert torch.equal(plain.weights[name], plain_weights[name]), name  # the input result
+    assert "refinement" not in plain.info
+    assert after.timings["refine"] > 0 and after.timings["total"] > plain.timings["total"]
+    assert all(torch.equal(v, before[k]) for k, v in cnn.state_dict().items())
+
+
+def test_refining_twice_continues_and_logs_every_step(cnn, digits):
+    from core.pruning import apply_result, refine_result
+
+    plain = prune(cnn, digits.calibration, PruneRequest(method="magnitude", sparsity=0.9,
+                                                        samples=SAMPLES), arch="digits_cnn")
+    once = refine_result(cnn, digits.calibration, plain, 1, arch="digits_cnn")
+    twice = refine_result(cnn, digits.calibration, once, 1, arch="digits_cnn")
+    assert twice.request.refine_steps == 2 and len(twice.info["refinement"]) == 2
+    assert twice.info["refinement"][0] == once.info["refinement"][0]
+    second = twice.info["refinement"][1]
+    assert second["holdout_loss_before"] == pytest.approx(
+        once.info["refinement"][0]["holdout_loss_after"], rel=1e-5)
+    assert torch.equal(_flat_masks(twice), _flat_masks(plain))
+    assert twice.buffers  # BatchNorm statistics travel with the result (digits_cnn has BatchNorm)
+    from core.pruning import _Context, _mean_loss
+    ctx = _Context.build(cnn, digits.calibration, plain.request, "digits_cnn", None, None)
+    assert _mean_loss(apply_result(cnn, twice), ctx.x_h, ctx.y_h) == pytest.approx(
+        second["holdout_loss_after"], rel=1e-5)
+
+
+def test_refining_a_result_can_be_cancelled_and_refuses_zero_steps(cnn, digits):
+    from core.errors import StudioError
+    from core.pruning import refine_result
+
+    plain = prune(cnn, digits.calibration, PruneRequest(method="magnitude", sparsity=0.8,
+                                                        samples=SAMPLES), arch="digits_cnn")
+    before, kept = _state(cnn), {k: v.clone() for k, v in plain.weights.items()}
+    token = CancelToken()
+
+    def progress(p):
+        if p.stage == "refining":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        refine_result(cnn, digits.calibration, plain, 2, arch="digits_cnn", progress=progress,
+                      cancel=token)
+    assert all(torch.equal(v, before[k]) for k, v in cnn.state_dict().items())
+    assert all(torch.equal(plain.weights[k], kept[k]) for k in kept)
+    with pytest.raises(StudioError, match="at least 1"):
+        refine_result(cnn, digits.calibration, plain, 0, arch="digits_cnn")
