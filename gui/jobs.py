@@ -326,7 +326,6 @@ def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | No
     import time
 
     from core.evaluate import evaluate
-    from core.export import onnx_sizes
     from core.pruning import METHOD_LABELS, apply_result, prune
 
     t0 = time.monotonic()
@@ -344,20 +343,66 @@ def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | No
         if request.method == "magnitude":
             mag_sparsity, mag_eval = dict(result.layer_sparsity), ev
         else:
-            mag_req = replace(request, method="magnitude")
-            mag = prune(model, bundle.calibration, mag_req, arch=arch, progress=staged(progress, "Magnitude baseline"),
-                        cancel=cancel)
-            mag_sparsity = dict(mag.layer_sparsity)
-            check(cancel)
-            mag_eval = evaluate(apply_result(model, mag), bundle.evaluation, cancel=cancel)
+            mag_sparsity, mag_eval = _magnitude_baseline(model, bundle, request, arch, "Magnitude baseline",
+                                                         progress, cancel)
     check(cancel)
+    dense, compressed = _onnx_sizes(pruned, bundle, progress)
+    return RunOutcome(result, ev, dense, compressed, mag_sparsity, mag_eval, seconds)
+
+
+def _magnitude_baseline(model: torch.nn.Module, bundle: Any, request: Any, arch: str | None, label: str,
+                        progress: ProgressFn | None, cancel: CancelToken | None) -> tuple[dict[str, float], Any]:
+    """Magnitude pruning with ``request``'s other settings: its per-layer sparsity and evaluation."""
+    from core.evaluate import evaluate
+    from core.pruning import apply_result, prune
+
+    mag = prune(model, bundle.calibration, replace(request, method="magnitude"), arch=arch,
+                progress=staged(progress, label), cancel=cancel)
+    check(cancel)
+    return dict(mag.layer_sparsity), evaluate(apply_result(model, mag), bundle.evaluation, cancel=cancel)
+
+
+def _onnx_sizes(pruned: torch.nn.Module, bundle: Any, progress: ProgressFn | None) -> tuple[int | None, int | None]:
+    """The pruned copy's ONNX bytes, dense and deflate-compressed (None, None if it cannot export)."""
+    from core.export import onnx_sizes
+
     report(progress, "ONNX size", 0, 1)
     try:
-        dense, compressed = onnx_sizes(pruned, sample_input(bundle))
+        sizes = onnx_sizes(pruned, sample_input(bundle))
     except Exception:
-        dense = compressed = None
+        sizes = (None, None)
     report(progress, "ONNX size", 1, 1)
-    return RunOutcome(result, ev, dense, compressed, mag_sparsity, mag_eval, seconds)
+    return sizes
+
+
+def refine_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, steps: int, *,
+               arch: str | None = None, progress: ProgressFn | None = None,
+               cancel: CancelToken | None = None) -> RunOutcome:
+    """Refine a finished run's kept weights (core.pruning.refine_result, mask fixed), evaluate
+    the result and measure its ONNX sizes. A run compared with magnitude pruning is compared
+    again with magnitude pruning refined as many steps, so that "vs magnitude" stays like for
+    like. ``outcome`` is not modified."""
+    import time
+
+    from core.evaluate import evaluate
+    from core.pruning import apply_result, refine_result
+
+    t0 = time.monotonic()
+    result = refine_result(model, bundle.calibration, outcome.result, steps, arch=arch,
+                           progress=staged(progress, "Refining"), cancel=cancel)
+    pruned = apply_result(model, result)
+    ev = evaluate(pruned, bundle.evaluation, progress=staged(progress, "Accuracy after refining"), cancel=cancel)
+    check(cancel)
+    mag_eval = None
+    if result.request.method == "magnitude":
+        mag_eval = ev
+    elif outcome.magnitude_eval is not None:
+        _, mag_eval = _magnitude_baseline(model, bundle, result.request, arch, "Magnitude baseline, refined",
+                                          progress, cancel)
+    check(cancel)
+    dense, compressed = _onnx_sizes(pruned, bundle, progress)
+    return RunOutcome(result, ev, dense, compressed, outcome.magnitude_sparsity, mag_eval,
+                      outcome.seconds + time.monotonic() - t0)
 
 
 def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *,

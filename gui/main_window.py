@@ -63,6 +63,7 @@ from gui.workers import Task, TaskRunner
 
 MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ckpt", ".bin", ".pkl", ".pickle", ".ts", ".jit")
 DATA_SUFFIXES = (".npz", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
+DEFAULT_REFINE_STEPS = 3  # "Refine result" with the Refine box off
 FILE_FILTER = "PyTorch models (*.pt *.pth *.pt2 *.ckpt *.bin *.pkl *.ts);;All files (*)"
 
 
@@ -179,6 +180,15 @@ class MainWindow(QMainWindow):
         self.preview_panel = PreviewPanel()
         self.export_button = QPushButton("Export ONNX…  (Ctrl+E)")
         self.export_button.setEnabled(False)
+        # refine the last run's kept weights without pruning again, before exporting it
+        self.refine_button = QPushButton("Refine result")
+        self.refine_button.setEnabled(False)
+        self.refine_button.setToolTip(f"Up to {DEFAULT_REFINE_STEPS} Gauss–Newton steps (or the Refine box's "
+                                      "number) on the last run's kept weights, mask fixed, each kept only if "
+                                      "held-out calibration loss falls; no pruning again (Ctrl+Shift+F)")
+        finish = QHBoxLayout()
+        finish.addWidget(self.refine_button)
+        finish.addWidget(self.export_button, 1)
 
         sidebar = QWidget()
         sidebar.setObjectName("Sidebar")
@@ -188,7 +198,7 @@ class MainWindow(QMainWindow):
         sl.addWidget(model_box)
         sl.addWidget(self.controls)
         sl.addWidget(self.preview_panel)
-        sl.addWidget(self.export_button)
+        sl.addLayout(finish)
         sl.addStretch(1)
         self.sidebar_scroll = QScrollArea()
         self.sidebar_scroll.setWidgetResizable(True)
@@ -318,7 +328,11 @@ class MainWindow(QMainWindow):
         r = bar.addMenu("&Run")
         self.act_run = self._action("&Run pruning", lambda: self.run_pruning(), "Ctrl+R")
         self.act_cancel = self._action("&Cancel", self.cancel_or_escape, "Esc")
+        self.act_refine = self._action("Re&fine last run", lambda: self.refine_last_run(), "Ctrl+Shift+F",
+                                       tip="Refine the last run's kept weights (mask fixed) without pruning again")
+        self.act_refine.setEnabled(False)
         r.addAction(self.act_run)
+        r.addAction(self.act_refine)
         r.addAction(self.act_cancel)
         r.addSeparator()
         r.addAction(self._action("Sparsity +1%", lambda: self.controls.step_sparsity(1), "Ctrl+Up"))
@@ -377,6 +391,7 @@ class MainWindow(QMainWindow):
         self.open_button.clicked.connect(lambda: self.open_model_dialog())
         self.data_button.clicked.connect(lambda: self.choose_data_dialog())
         self.export_button.clicked.connect(lambda: self.export_dialog())
+        self.refine_button.clicked.connect(lambda: self.refine_last_run())
         self.controls.preview_requested.connect(self.request_preview)
         self.controls.run_requested.connect(self.run_pruning)
         self.controls.settings_changed.connect(self._on_settings_changed)
@@ -608,13 +623,16 @@ class MainWindow(QMainWindow):
         running_kinds = {t.title for t in fg}
         self.status_cancel.setEnabled(busy)
         self.status_cancel.setVisible(busy)
-        self.controls.set_busy(any(t.title.startswith("Pruning") for t in fg))
+        self.controls.set_busy(any(t.title.startswith(("Pruning", "Refining")) for t in fg))
         self.sweep_view.set_busy("Sweep" in running_kinds)
         ready = self.session is not None and self.bundle is not None
         self.act_run.setEnabled(ready)
         can_export = ready and self.outcome is not None
         self.act_export.setEnabled(can_export)
         self.export_button.setEnabled(can_export)
+        refining = any(t.title.startswith("Refining") for t in fg)
+        self.act_refine.setEnabled(can_export and not refining)
+        self.refine_button.setEnabled(can_export and not refining)
 
     def cancel_foreground(self) -> None:
         """Cancel the running foreground jobs (load, run, sweep, export)."""
@@ -900,11 +918,35 @@ class MainWindow(QMainWindow):
             dialogs.show_exception(self, exc, "Check the settings")
             return
         for task in self.runner.running():
-            if task.title.startswith("Pruning"):
+            if task.title.startswith(("Pruning", "Refining")):
                 task.cancel()
         self._submit(jobs.run_job, self.session.loaded.model, self.bundle, request, arch=self.session.loaded.arch,
                      cache=self.gradient_cache, title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
                      on_done=self._on_run_done, on_cancelled=self._on_run_cancelled)
+
+    def refine_last_run(self) -> None:
+        """Refine the last run's kept weights, mask fixed, without pruning again (Ctrl+Shift+F):
+        the Refine box's number of steps, or 3 when it is off."""
+        if self.session is None or self.bundle is None:
+            return
+        if self.outcome is None:
+            dialogs.show_info(self, "Nothing to refine yet",
+                              "Run a pruning method first (Ctrl+R): refining improves the kept weights of the last run.")
+            return
+        if any(t.title.startswith(("Pruning", "Refining")) for t in self.runner.running()):
+            return  # the run being computed, or refined, replaces this one
+        steps = int(self.controls.refine.value()) or DEFAULT_REFINE_STEPS
+        started = self.outcome
+        req = started.result.request
+
+        def done(outcome: jobs.RunOutcome) -> None:
+            if self.outcome is started:  # nothing replaced the run meanwhile
+                self._on_run_done(outcome)
+
+        self._submit(jobs.refine_job, self.session.loaded.model, self.bundle, started, steps,
+                     arch=self.session.loaded.arch,
+                     title=f"Refining {method_label(req.method)} at {100 * req.sparsity:.0f}% ({steps} steps)",
+                     on_done=done)
 
     def _on_run_done(self, outcome: jobs.RunOutcome) -> None:
         self.outcome = outcome
@@ -941,7 +983,8 @@ class MainWindow(QMainWindow):
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {samples_note(out.result)}{lam}."
                         f"{refinement_note(out.result)} Export with Ctrl+E.")
             mag = out.magnitude_eval if req.method != "magnitude" else None
-            self.preview_panel.set_versus(paired_or_none(out.eval, mag), "magnitude")
+            versus = "refined magnitude" if req.refine_steps and mag is not None else "magnitude"
+            self.preview_panel.set_versus(paired_or_none(out.eval, mag), versus)
             series = [(label, out.result.layer_sparsity, "accent")]
             if out.magnitude_sparsity and req.method != "magnitude":
                 series.append(("Magnitude", out.magnitude_sparsity, "compare"))
@@ -1133,7 +1176,8 @@ class MainWindow(QMainWindow):
 
     def show_shortcuts(self) -> None:
         """List the keyboard shortcuts."""
-        rows = [("Ctrl+O", "Open model"), ("Ctrl+D", "Choose data"), ("Ctrl+R", "Run pruning"), ("Esc", "Cancel"),
+        rows = [("Ctrl+O", "Open model"), ("Ctrl+D", "Choose data"), ("Ctrl+R", "Run pruning"),
+                ("Ctrl+Shift+F", "Refine the last run's kept weights"), ("Esc", "Cancel"),
                 ("Ctrl+E", "Export pruned ONNX"), ("Ctrl+Up / Ctrl+Down", "Sparsity ±1%"),
                 ("Ctrl+PgUp / Ctrl+PgDown", "Sparsity ±10%"), ("Ctrl+1 … Ctrl+6", "Choose method"),
                 ("Ctrl+Shift+R", "Run sweep"), ("F11", "Presentation mode"), ("Ctrl+T", "Dark theme"),

@@ -301,6 +301,33 @@ def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_
     assert not hooks.errors
 
 
+def test_refine_result_improves_the_last_run_without_pruning_again(qtbot, window: MainWindow, hooks) -> None:
+    """"Refine result" (the button beside Export, Ctrl+Shift+F) refines the shown run's kept weights:
+    same mask, the steps logged, the caption says so, magnitude is refined too for "vs"."""
+    before = state_snapshot(window.session.loaded.model)
+    panel = window.preview_panel
+    assert not window.act_refine.isEnabled() and not window.refine_button.isEnabled()
+    plain = run_and_wait(qtbot, window, "chita", 90)
+    assert window.act_refine.isEnabled() and window.refine_button.isEnabled()
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.refine_button.click()
+    refined = blocker.args[0]
+    assert refined.result.request.refine_steps == 3  # the Refine box is off: 3 steps
+    assert refined.result.request.method == "chita" and refined.result.lam == plain.result.lam
+    for name, mask in plain.result.masks.items():
+        assert torch.equal(refined.result.masks[name], mask), name
+    steps = refined.result.info["refinement"]
+    assert 1 <= len(steps) <= 3 and steps[0]["accepted"]
+    timings = refined.result.timings  # no pruning again: the run's gradient time, plus refinement
+    assert timings.get("gradients") == plain.result.timings.get("gradients") and timings["refine"] > 0
+    assert window.outcome is refined and "Refined:" in panel.caption.text()
+    assert panel.versus_text().startswith("vs refined magnitude:")
+    assert refined.magnitude_eval is not plain.magnitude_eval
+    after = state_snapshot(window.session.loaded.model)
+    assert all(torch.equal(before[k], after[k]) for k in before), "the loaded model must not change"
+    assert not hooks.errors
+
+
 def test_sweep_takes_refinement_from_the_pruning_panel(qtbot, window: MainWindow, hooks) -> None:
     window.controls.refine.setValue(1)
     window.controls.per_row.setValue(2)
