@@ -401,6 +401,9 @@ class LayerOverview(StudioPlot):
         item.enableAutoRange(axis="y")
 
 
+HEADROOM = 1.25  # the sparsity bars' y range over 100%: room for the legend above the bars
+
+
 class SparsityBars(StudioPlot):
     """Per-layer sparsity of the chosen method next to magnitude pruning at the same sparsity."""
 
@@ -446,4 +449,7 @@ class SparsityBars(StudioPlot):
         item.getAxis("bottom").setTicks([[(i, str(i + 1) if compact else names[i]) for i in range(n)]])
         self.setLabel("bottom", "layer # (as in the table)" if compact else "")
         item.setXRange(-0.7, n - 0.3, padding=0)
-        item.setYRange(0, 105, padding=0)
+        # headroom above 100% for the legend, so it never covers a bar; ticks stop at 100
+        item.setYRange(0, 100 * HEADROOM, padding=0)
+        item.getAxis("left").setTicks([[(v, str(v)) for v in range(0, 101, 20)],
+                                       [(v, "") for v in range(10, 100, 20)]])
