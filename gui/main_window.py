@@ -77,11 +77,16 @@ def refinement_note(result) -> str:
     steps = result.info.get("refinement") or []
     if not steps:
         return ""
-    taken = sum(1 for st in steps if st["accepted"])
+    taken = refinement_taken(result)
     images = int(result.info.get("samples", 0)) * int(result.info.get("refine_images_per_row", 1))
     return (f" Refined: {taken} of {len(steps)} step{'s' if len(steps) != 1 else ''} taken "
             f"(gradients from {images:,} images), held-out "
             f"loss {steps[0]['holdout_loss_before']:.3f} → {steps[-1]['holdout_loss_after']:.3f}.")
+
+
+def refinement_taken(result) -> int:
+    """How many refinement steps the result took (steps asked but refused are not counted)."""
+    return sum(1 for step in (result.info.get("refinement") or []) if step.get("accepted"))
 
 
 def samples_note(result) -> str:
@@ -1114,18 +1119,21 @@ class MainWindow(QMainWindow):
         """Export the last run's pruned copy to ``path`` in the background."""
         if self.outcome is None or self.session is None:
             return
-        self._submit(jobs.export_job, self.session.loaded.model, self.outcome.result, self.bundle, path,
-                     title="Exporting ONNX", on_done=self._on_exported)
+        result = self.outcome.result  # the report names this run even if another finishes meanwhile
+        self._submit(jobs.export_job, self.session.loaded.model, result, self.bundle, path,
+                     title="Exporting ONNX", on_done=lambda report: self._on_exported(report, result))
 
-    def _on_exported(self, report: Any) -> None:
+    def _on_exported(self, report: Any, result: Any = None) -> None:
         self.last_export = report
-        req = self.outcome.result.request if self.outcome else None
+        req = result.request if result is not None else None
         dense = self.baseline
         zeros = getattr(report, "zero_fractions", {}) or {}
         matched = sum(1 for a, b in zeros.values() if abs(a - b) < 1e-9)
         rows = [
             ("File", report.path),
-            ("Pruned with", f"{method_label(req.method)} at {100 * req.sparsity:.0f}%" if req else "–"),
+            ("Pruned with", f"{method_label(req.method)} at {100 * req.sparsity:.0f}%"
+                            f"{f', refined ({refinement_taken(result)} of {req.refine_steps} steps taken)' if req.refine_steps else ''}"
+                            if req else "–"),
             ("ONNX size", f"{report.onnx_bytes:,} bytes ({fmt_bytes(report.onnx_bytes)})"),
             ("Compressed (deflate)", f"{report.compressed_bytes:,} bytes ({fmt_bytes(report.compressed_bytes)})"),
         ]

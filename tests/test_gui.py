@@ -301,7 +301,8 @@ def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_
     assert not hooks.errors
 
 
-def test_refine_result_improves_the_last_run_without_pruning_again(qtbot, window: MainWindow, hooks) -> None:
+def test_refine_result_improves_the_last_run_without_pruning_again(qtbot, window: MainWindow, hooks,
+                                                                   tmp_path: Path, monkeypatch) -> None:
     """"Refine result" (the button beside Export, Ctrl+Shift+F) refines the shown run's kept weights:
     same mask, the steps logged, the caption says so, magnitude is refined too for "vs"."""
     before = state_snapshot(window.session.loaded.model)
@@ -323,6 +324,24 @@ def test_refine_result_improves_the_last_run_without_pruning_again(qtbot, window
     assert window.outcome is refined and "Refined:" in panel.caption.text()
     assert panel.versus_text().startswith("vs refined magnitude:")
     assert refined.magnitude_eval is not plain.magnitude_eval
+    # the export writes the refined weights and says so
+    import onnxruntime as ort
+
+    from core.pruning import apply_result
+
+    target = tmp_path / "refined.onnx"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS):
+        window.act_export.trigger()
+    taken = sum(1 for s in steps if s["accepted"])
+    assert any(f"CHITA at 90%, refined ({taken} of 3 steps taken)" in html for _, html in hooks.infos)
+    x = window.bundle.evaluation.x[:8]
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = apply_result(window.session.loaded.model, refined.result)(x).numpy()
+        unrefined = apply_result(window.session.loaded.model, plain.result)(x).numpy()
+    assert np.max(np.abs(got - want)) < 1e-3 and np.max(np.abs(got - unrefined)) > 1e-2
     after = state_snapshot(window.session.loaded.model)
     assert all(torch.equal(before[k], after[k]) for k in before), "the loaded model must not change"
     assert not hooks.errors
