@@ -10,8 +10,9 @@ see one. This script removes that direction from every gradient row, per output 
 
 for every Conv2d whose output goes straight into a BatchNorm2d, and runs single-stage CHITA with
 recalibration both ways on ResNet20. It reaches into ``core.pruning._Context.gradients`` to do so.
-What decides is the held-out calibration loss (after the run's recalibration), the quantity the
-engine can see; the test accuracy is printed beside it.
+What decides is the held-out calibration loss (of the network the run returns, statistics
+included), the quantity the engine decides on; the held-out accuracy (the same 500 training
+images) and the test accuracy are printed beside it.
 
     python benchmarks/bn_scale_projection.py [--sparsities 0.7,0.8,0.9] [--seeds 0,1,2,3,4]
 """
@@ -85,6 +86,16 @@ def projected_gradients() -> Iterator[None]:
         _Context.gradients = original
 
 
+def held_out(model: nn.Module, result, calibration, req: PruneRequest) -> tuple[float, float]:
+    """(loss, accuracy) of the pruned network on the run's own held-out calibration images."""
+    ctx = _Context.build(model, calibration, req, "resnet20", None, None, refresh_bn=False)
+    pruned = apply_result(model, result)
+    with torch.no_grad():
+        logits = torch.cat([pruned(ctx.x_h[i:i + 250]) for i in range(0, len(ctx.x_h), 250)])
+    loss = float(torch.nn.functional.cross_entropy(logits, ctx.y_h))
+    return loss, float((logits.argmax(1) == ctx.y_h).float().mean())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sparsities", default="0.7,0.8,0.9")
@@ -96,13 +107,14 @@ def main() -> int:
     loaded, bundle = shared
     sparsities = [float(s) for s in args.sparsities.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    print("ResNet20, single-stage CHITA with BatchNorm recalibration, n = 1000; held-out loss on the "
-          "500 held-out training images after the run's recalibration; accuracy % on the 846 test "
-          "images; Δ = projected − plain on the same images, paired 95% interval\n")
-    print("| seed | sparsity | magnitude+recal acc | plain: held-out loss | projected: held-out loss "
-          "| plain acc | projected acc | Δ points [paired 95%] |")
+    print("ResNet20, single-stage CHITA with BatchNorm recalibration, n = 1000; held-out loss and "
+          "accuracy % on the run's 500 held-out training images (the returned network, statistics "
+          "included); test accuracy % on the 846 test images; Δ = projected − plain on the same test "
+          "images, paired 95% interval\n")
+    print("| seed | sparsity | magnitude+recal test acc | held-out loss plain / projected | held-out "
+          "acc plain / projected | test acc plain | test acc projected | Δ points [paired 95%] |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    lower, gains = 0, []
+    lower, higher, gains = 0, 0, []
     for seed in seeds:
         for s in sparsities:
             req = PruneRequest(method="chita", sparsity=s, samples=1000, seed=seed, recalibrate_bn=True)
@@ -114,18 +126,19 @@ def main() -> int:
                 proj = prune(loaded.model, bundle.calibration, req, arch="resnet20")
             ev_plain = evaluate(apply_result(loaded.model, plain), bundle.evaluation)
             ev_proj = evaluate(apply_result(loaded.model, proj), bundle.evaluation)
-            loss_plain = plain.info["recalibration"]["holdout_loss_after"]
-            loss_proj = proj.info["recalibration"]["holdout_loss_after"]
+            loss_plain, acc_plain = held_out(loaded.model, plain, bundle.calibration, req)
+            loss_proj, acc_proj = held_out(loaded.model, proj, bundle.calibration, req)
             lower += loss_proj < loss_plain
+            higher += acc_proj > acc_plain
             d = paired_difference(ev_proj, ev_plain)
             gains.append(100 * d.difference)
             lo, hi = d.ci
-            print(f"| {seed} | {s} | {100 * mag.accuracy:.2f} | {loss_plain:.4f} | {loss_proj:.4f} | "
-                  f"{100 * ev_plain.accuracy:.2f} | {100 * ev_proj.accuracy:.2f} | "
+            print(f"| {seed} | {s} | {100 * mag.accuracy:.2f} | {loss_plain:.4f} / {loss_proj:.4f} | "
+                  f"{100 * acc_plain:.1f} / {100 * acc_proj:.1f} | {100 * ev_plain.accuracy:.2f} | {100 * ev_proj.accuracy:.2f} | "
                   f"{100 * d.difference:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] |", flush=True)
     runs = len(seeds) * len(sparsities)
-    print(f"\nProjected gradients lower the held-out loss in {lower} of {runs} runs; mean accuracy "
-          f"change {sum(gains) / runs:+.2f} points.")
+    print(f"\nProjected gradients lower the held-out loss in {lower} of {runs} runs and raise the "
+          f"held-out accuracy in {higher}; mean test accuracy change {sum(gains) / runs:+.2f} points.")
     return 0
 
 
