@@ -210,3 +210,20 @@ def test_refining_a_result_can_be_cancelled_and_refuses_zero_steps(cnn, digits):
     assert all(torch.equal(plain.weights[k], kept[k]) for k in kept)
     with pytest.raises(StudioError, match="at least 1"):
         refine_result(cnn, digits.calibration, plain, 0, arch="digits_cnn")
+
+
+@pytest.mark.parametrize("request_", [
+    PruneRequest(method="chita++", sparsity=0.8, samples=SAMPLES, stages=2),
+    PruneRequest(method="magnitude_layer", sparsity=0.8, samples=SAMPLES),
+    PruneRequest(method="woodfisher", sparsity=0.8, samples=SAMPLES, scope="layer", seed=3),
+], ids=["chita++", "magnitude per layer", "woodfisher per layer, seed 3"])
+def test_any_result_can_be_refined_and_keeps_its_mask_and_facts(cnn, digits, request_):
+    from core.pruning import refine_result
+
+    plain = prune(cnn, digits.calibration, request_, arch="digits_cnn")
+    refined = refine_result(cnn, digits.calibration, plain, 1, arch="digits_cnn")
+    assert torch.equal(_flat_masks(refined), _flat_masks(plain))
+    assert refined.layer_sparsity == plain.layer_sparsity
+    assert refined.request == replace(request_, refine_steps=1)
+    assert refined.info.get("schedule") == plain.info.get("schedule")
+    assert len(refined.info["refinement"]) == 1
