@@ -379,9 +379,10 @@ def refine_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, steps: 
                arch: str | None = None, progress: ProgressFn | None = None,
                cancel: CancelToken | None = None) -> RunOutcome:
     """Refine a finished run's kept weights (core.pruning.refine_result, mask fixed), evaluate
-    the result and measure its ONNX sizes. A run compared with magnitude pruning is compared
-    again with magnitude pruning refined as many steps, so that "vs magnitude" stays like for
-    like. ``outcome`` is not modified."""
+    the result and measure its ONNX sizes. The outcome has no magnitude evaluation (unless the
+    method is magnitude): the like-for-like baseline, magnitude refined as many steps, costs as
+    much as the refinement itself and comes from :func:`refined_magnitude_job` afterwards.
+    ``outcome`` is not modified."""
     import time
 
     from core.evaluate import evaluate
@@ -393,16 +394,17 @@ def refine_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, steps: 
     pruned = apply_result(model, result)
     ev = evaluate(pruned, bundle.evaluation, progress=staged(progress, "Accuracy after refining"), cancel=cancel)
     check(cancel)
-    mag_eval = None
-    if result.request.method == "magnitude":
-        mag_eval = ev
-    elif outcome.magnitude_eval is not None:
-        _, mag_eval = _magnitude_baseline(model, bundle, result.request, arch, "Magnitude baseline, refined",
-                                          progress, cancel)
-    check(cancel)
+    mag_eval = ev if result.request.method == "magnitude" else None
     dense, compressed = _onnx_sizes(pruned, bundle, progress)
     return RunOutcome(result, ev, dense, compressed, outcome.magnitude_sparsity, mag_eval,
                       outcome.seconds + time.monotonic() - t0)
+
+
+def refined_magnitude_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | None = None,
+                          progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
+    """Magnitude pruning with ``request``'s settings, refinement steps included, evaluated: the
+    baseline a refined run is compared with (an EvalResult)."""
+    return _magnitude_baseline(model, bundle, request, arch, "Magnitude baseline, refined", progress, cancel)[1]
 
 
 def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *,

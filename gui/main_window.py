@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,6 +65,7 @@ from gui.workers import Task, TaskRunner
 MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ckpt", ".bin", ".pkl", ".pickle", ".ts", ".jit")
 DATA_SUFFIXES = (".npz", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
 DEFAULT_REFINE_STEPS = 3  # "Refine result" with the Refine box off
+COMPARE_TITLE = "Refining the magnitude baseline"  # the background job behind "vs refined magnitude"
 FILE_FILTER = "PyTorch models (*.pt *.pth *.pt2 *.ckpt *.bin *.pkl *.ts);;All files (*)"
 
 
@@ -113,6 +115,7 @@ class MainWindow(QMainWindow):
     ready = Signal()
     preview_updated = Signal()
     run_finished = Signal(object)
+    comparison_finished = Signal(object)  # a refined run's outcome once its refined baseline is in
     run_cancelled = Signal()
     export_finished = Signal(object)
     sweep_finished = Signal(object)
@@ -938,20 +941,41 @@ class MainWindow(QMainWindow):
             dialogs.show_info(self, "Nothing to refine yet",
                               "Run a pruning method first (Ctrl+R): refining improves the kept weights of the last run.")
             return
-        if any(t.title.startswith(("Pruning", "Refining")) for t in self.runner.running()):
+        if any(t.title.startswith(("Pruning", "Refining")) for t in self.runner.running(foreground=True)):
             return  # the run being computed, or refined, replaces this one
+        for task in self.runner.running(foreground=False):
+            if task.title == COMPARE_TITLE:
+                task.cancel()  # the baseline of a result about to be replaced
         steps = int(self.controls.refine.value()) or DEFAULT_REFINE_STEPS
         started = self.outcome
         req = started.result.request
 
         def done(outcome: jobs.RunOutcome) -> None:
-            if self.outcome is started:  # nothing replaced the run meanwhile
-                self._on_run_done(outcome)
+            if self.outcome is not started:  # another run replaced this one meanwhile
+                return
+            self._on_run_done(outcome)
+            if outcome.magnitude_eval is None and started.magnitude_eval is not None:
+                self._compare_refined(outcome)
 
         self._submit(jobs.refine_job, self.session.loaded.model, self.bundle, started, steps,
                      arch=self.session.loaded.arch,
                      title=f"Refining {method_label(req.method)} at {100 * req.sparsity:.0f}% ({steps} steps)",
                      on_done=done)
+
+    def _compare_refined(self, refined: jobs.RunOutcome) -> None:
+        """Magnitude pruning refined as many steps, in the background: the refined run's
+        "vs refined magnitude" line says "measuring…" until it arrives."""
+
+        def done(ev: Any) -> None:
+            if self.outcome is refined:
+                self.outcome = replace(refined, magnitude_eval=ev)
+                self._refresh_after()
+                self.comparison_finished.emit(self.outcome)
+
+        self._submit(jobs.refined_magnitude_job, self.session.loaded.model, self.bundle, refined.result.request,
+                     arch=self.session.loaded.arch, title=COMPARE_TITLE, foreground=False,
+                     on_done=done, on_failed=lambda exc: None)
+        self.preview_panel.set_versus(None, "refined magnitude", pending=True)
 
     def _on_run_done(self, outcome: jobs.RunOutcome) -> None:
         self.outcome = outcome
@@ -988,8 +1012,10 @@ class MainWindow(QMainWindow):
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {samples_note(out.result)}{lam}."
                         f"{refinement_note(out.result)} Export with Ctrl+E.")
             mag = out.magnitude_eval if req.method != "magnitude" else None
-            versus = "refined magnitude" if req.refine_steps and mag is not None else "magnitude"
-            self.preview_panel.set_versus(paired_or_none(out.eval, mag), versus)
+            versus = "refined magnitude" if req.refine_steps else "magnitude"
+            self.preview_panel.set_versus(paired_or_none(out.eval, mag), versus,
+                                          pending=req.method != "magnitude" and mag is None and any(
+                                              t.title == COMPARE_TITLE for t in self.runner.running()))
             series = [(label, out.result.layer_sparsity, "accent")]
             if out.magnitude_sparsity and req.method != "magnitude":
                 series.append(("Magnitude", out.magnitude_sparsity, "compare"))

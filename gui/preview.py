@@ -182,8 +182,16 @@ class PreviewPanel(QGroupBox):
         self.delta.style().unpolish(self.delta)
         self.delta.style().polish(self.delta)
 
-    def set_versus(self, change: PairedDifference | None, label: str = "magnitude") -> None:
-        """After a run: its accuracy minus another method's at the same sparsity (or hide)."""
+    def set_versus(self, change: PairedDifference | None, label: str = "magnitude", *,
+                   pending: bool = False) -> None:
+        """After a run: its accuracy minus another method's at the same sparsity (or hide);
+        ``pending``: that method's result is still being computed."""
+        if change is None and pending:
+            self.versus.setText(f"vs {label}: measuring…")
+            self.versus.setToolTip(f"{label[0].upper()}{label[1:]} pruning at the same sparsity is "
+                                   "being computed in the background for the comparison.")
+            self.versus.setVisible(True)
+            return
         if change is None:
             self.versus.setText("")
             self.versus.setToolTip("")

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             print("run at 95% failed:", *errors, sep="\n", file=sys.stderr)
             return 1
         window.refine_last_run()
-        if not _wait(window.run_finished) or errors:
+        if not _wait(window.run_finished) or not _wait(window.comparison_finished) or errors:
             print("refining failed:", *errors, sep="\n", file=sys.stderr)
             return 1
         _settle(window)  # the new caption's height first, then the scroll range
