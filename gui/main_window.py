@@ -558,7 +558,13 @@ class MainWindow(QMainWindow):
     def _submit(self, fn: Callable[..., Any], *args: Any, title: str, lane: str = "heavy", foreground: bool = True,
                 on_done: Callable[[Any], None] | None = None, on_failed: Callable[[BaseException], None] | None = None,
                 on_cancelled: Callable[[], None] | None = None, keep_gen: bool = True, **kwargs: Any) -> Task:
-        """Run ``fn`` in a worker; callbacks run on the UI thread, dropped if the model changed."""
+        """Run ``fn`` in a worker; callbacks run on the UI thread, dropped if the model changed.
+        A foreground heavy task first cancels a background baseline comparison, which would
+        otherwise hold the lane (an export right after "Refine result" measures it again)."""
+        if foreground and lane == "heavy":
+            for running in self.runner.running(foreground=False):
+                if running.title == COMPARE_TITLE:
+                    running.cancel()
         gen = self._gen
         task = Task(fn, *args, title=title, lane=lane, foreground=foreground, **kwargs)
 
@@ -943,9 +949,6 @@ class MainWindow(QMainWindow):
             return
         if any(t.title.startswith(("Pruning", "Refining")) for t in self.runner.running(foreground=True)):
             return  # the run being computed, or refined, replaces this one
-        for task in self.runner.running(foreground=False):
-            if task.title == COMPARE_TITLE:
-                task.cancel()  # the baseline of a result about to be replaced
         steps = int(self.controls.refine.value()) or DEFAULT_REFINE_STEPS
         started = self.outcome
         req = started.result.request
@@ -972,9 +975,13 @@ class MainWindow(QMainWindow):
                 self._refresh_after()
                 self.comparison_finished.emit(self.outcome)
 
+        def stopped() -> None:
+            if self.outcome is refined:
+                self.preview_panel.set_versus(None)
+
         self._submit(jobs.refined_magnitude_job, self.session.loaded.model, self.bundle, refined.result.request,
                      arch=self.session.loaded.arch, title=COMPARE_TITLE, foreground=False,
-                     on_done=done, on_failed=lambda exc: None)
+                     on_done=done, on_failed=lambda exc: stopped(), on_cancelled=stopped)
         self.preview_panel.set_versus(None, "refined magnitude", pending=True)
 
     def _on_run_done(self, outcome: jobs.RunOutcome) -> None:
@@ -1177,6 +1184,10 @@ class MainWindow(QMainWindow):
         self.stage_label.setText(f"Exported {report.path}")
         dialogs.show_result(self, "Export finished", html)
         self.export_finished.emit(report)
+        out = self.outcome
+        if (out is not None and out.result is result and req is not None and req.refine_steps
+                and req.method != "magnitude" and out.magnitude_eval is None):
+            self._compare_refined(out)  # the export cancelled it: measure it now
 
     # ======================================================================================
     # sweep

@@ -556,3 +556,43 @@ def test_cyclic_garbage_is_collected_on_the_gui_thread_only_while_a_window_is_op
     keep.clear()
     window.close()
     assert gc.isenabled() and not main_thread_gc.active()
+
+
+def test_export_right_after_refining_does_not_wait_for_the_baseline(qtbot, window: MainWindow, hooks,
+                                                                   tmp_path: Path, monkeypatch) -> None:
+    """The background "refined magnitude" comparison gives way to an export (cancelled, so the
+    export does not queue behind it) and is measured again once the export is done."""
+    import time
+
+    from core.errors import Cancelled
+    from gui import jobs
+
+    real = jobs.refined_magnitude_job
+    calls = []
+
+    def slow_then_real(*args, cancel=None, **kwargs):
+        calls.append(time.monotonic())
+        if len(calls) == 1:  # the first comparison would take a minute: only a cancel ends it
+            for _ in range(6000):
+                if cancel is not None and cancel.cancelled:
+                    raise Cancelled("comparison cancelled")
+                time.sleep(0.01)
+        return real(*args, cancel=cancel, **kwargs)
+
+    monkeypatch.setattr(jobs, "refined_magnitude_job", slow_then_real)
+    run_and_wait(qtbot, window, "chita", 80)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+        window.act_refine.trigger()
+    assert window.preview_panel.versus_text() == "vs refined magnitude: measuring…"
+    target = tmp_path / "refined.onnx"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    started = time.monotonic()
+    with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS):
+        window.act_export.trigger()
+    assert time.monotonic() - started < 30 and target.exists()
+    with qtbot.waitSignal(window.comparison_finished, timeout=RUN_TIMEOUT_MS) as compared:
+        pass
+    assert len(calls) == 2 and compared.args[0].magnitude_eval is not None
+    assert window.preview_panel.versus_text().startswith("vs refined magnitude: ")
+    assert "measuring" not in window.preview_panel.versus_text()
+    assert not hooks.errors
