@@ -206,7 +206,6 @@ class MainWindow(QMainWindow):
         sl.addWidget(model_box)
         sl.addWidget(self.controls)
         sl.addWidget(self.preview_panel)
-        sl.addLayout(finish)
         sl.addStretch(1)
         self.sidebar_scroll = QScrollArea()
         self.sidebar_scroll.setWidgetResizable(True)
@@ -214,6 +213,17 @@ class MainWindow(QMainWindow):
         self.sidebar_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.sidebar_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.sidebar_scroll.setMinimumWidth(360)
+        # Refine and Export stay in view below the scrolling sidebar, whatever the window height
+        pinned = QWidget()
+        pinned.setObjectName("Sidebar")
+        pinned.setLayout(finish)
+        finish.setContentsMargins(8, 4, 8, 8)
+        self.sidebar_pane = QWidget()
+        pane = QVBoxLayout(self.sidebar_pane)
+        pane.setContentsMargins(0, 0, 0, 0)
+        pane.setSpacing(0)
+        pane.addWidget(self.sidebar_scroll, 1)
+        pane.addWidget(pinned)
 
         # -- model tab ----------------------------------------------------------------------
         self.table = LayerTable()
@@ -284,7 +294,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.sweep_view, "Sweep")
 
         main = QSplitter(Qt.Orientation.Horizontal)
-        main.addWidget(self.sidebar_scroll)
+        main.addWidget(self.sidebar_pane)
         main.addWidget(self.tabs)
         main.setStretchFactor(0, 0)
         main.setStretchFactor(1, 1)

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         _settle(window)  # the new caption's height first, then the scroll range
         bar = window.sidebar_scroll.verticalScrollBar()
-        bar.setValue(bar.maximum())  # the caption and the Refine/Export buttons at the bottom
+        bar.setValue(bar.maximum())  # the caption at the bottom of the preview
         shot("after_refine")
         bar.setValue(0)
         window.controls.set_sparsity(0.8)
