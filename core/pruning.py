@@ -294,9 +294,15 @@ def refine_result(model: nn.Module, calibration: "ImageSet", result: PruneResult
     ``request.refine_steps`` counts every step asked for so far and ``info["refinement"]`` logs
     them all. ``model`` and ``result`` are not modified.
     """
-    if steps < 1:
-        raise StudioError(f"refinement steps must be at least 1, not {steps}", field="refine steps",
-                          fix="ask for 1 or more steps.")
+    done = result.request.refine_steps
+    if steps < 1 or done + steps > MAX_REFINE_STEPS:
+        left = MAX_REFINE_STEPS - done
+        raise StudioError(f"refinement steps must be at least 1 and, with the {done} this result "
+                          f"has had, at most {MAX_REFINE_STEPS} in all; asked for {steps}",
+                          field="refine steps",
+                          fix=(f"ask for {'1 step' if left == 1 else f'1 to {left} steps'}."
+                               if left > 0 else
+                               "this result has had all the refinement steps there are."))
     t0 = time.perf_counter()
     request = replace(result.request, refine_steps=steps)
     ctx = _Context.build(model, calibration, request, arch, progress, cancel, refresh_bn=False)

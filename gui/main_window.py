@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
 
 from core.errors import StudioError
 from core.evaluate import paired_or_none
-from core.pruning import METHOD_LABELS, METHODS, GradientCache
+from core.pruning import MAX_REFINE_STEPS, METHOD_LABELS, METHODS, GradientCache
 from gui import dialogs, jobs, main_thread_gc
 from gui import settings as st
 from gui.controls import ControlsPanel
@@ -959,9 +959,14 @@ class MainWindow(QMainWindow):
             return
         if any(t.title.startswith(("Pruning", "Refining")) for t in self.runner.running(foreground=True)):
             return  # the run being computed, or refined, replaces this one
-        steps = int(self.controls.refine.value()) or DEFAULT_REFINE_STEPS
         started = self.outcome
         req = started.result.request
+        steps = min(int(self.controls.refine.value()) or DEFAULT_REFINE_STEPS, MAX_REFINE_STEPS - req.refine_steps)
+        if steps < 1:
+            dialogs.show_info(self, "Refined as far as it goes",
+                              f"This run has had {req.refine_steps} refinement steps, the most there are. "
+                              "Run the method again (Ctrl+R) to start from a fresh pruning.")
+            return
 
         def done(outcome: jobs.RunOutcome) -> None:
             if self.outcome is not started:  # another run replaced this one meanwhile

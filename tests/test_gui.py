@@ -598,3 +598,17 @@ def test_export_right_after_refining_does_not_wait_for_the_baseline(qtbot, windo
     assert window.preview_panel.versus_text().startswith("vs refined magnitude: ")
     assert "measuring" not in window.preview_panel.versus_text()
     assert not hooks.errors
+
+
+def test_refine_result_stops_at_the_most_steps_there_are(qtbot, window: MainWindow, hooks) -> None:
+    from dataclasses import replace
+
+    from core.pruning import MAX_REFINE_STEPS
+
+    outcome = run_and_wait(qtbot, window, "magnitude", 70)
+    result = replace(outcome.result, request=replace(outcome.result.request, refine_steps=MAX_REFINE_STEPS))
+    window.outcome = replace(outcome, result=result)
+    window.act_refine.trigger()
+    assert hooks.infos and hooks.infos[-1][0] == "Refined as far as it goes"
+    assert not any(t.title.startswith("Refining") for t in window.runner.running())
+    assert not hooks.errors

@@ -210,6 +210,11 @@ def test_refining_a_result_can_be_cancelled_and_refuses_zero_steps(cnn, digits):
     assert all(torch.equal(plain.weights[k], kept[k]) for k in kept)
     with pytest.raises(StudioError, match="at least 1"):
         refine_result(cnn, digits.calibration, plain, 0, arch="digits_cnn")
+    from core.pruning import MAX_REFINE_STEPS
+    almost = replace(plain, request=replace(plain.request, refine_steps=MAX_REFINE_STEPS - 1))
+    with pytest.raises(StudioError, match=f"at most {MAX_REFINE_STEPS} in all") as err:
+        refine_result(cnn, digits.calibration, almost, 2, arch="digits_cnn")
+    assert err.value.fix == "ask for 1 step."
 
 
 @pytest.mark.parametrize("request_", [
