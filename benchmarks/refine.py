@@ -1,11 +1,12 @@
 """What refining the kept weights after pruning (``PruneRequest.refine_steps``) buys, per method.
 
-Each row prunes the shared checkpoint twice per seed, with the same request except
-``refine_steps`` (0, then ``--steps``), and evaluates both on the shared test images. The
-refinement keeps the mask and takes damped Gauss–Newton steps on the n = 1000 gradient images,
-each kept only if held-out calibration loss falls (core/refine.py); the test images are never
-used to choose anything. CHITA++ rows prune all sparsities of a seed along one schedule
-(``prune_path``), as a sweep does.
+Each row prunes the shared checkpoint once per seed, evaluates the result on the shared test
+images, then refines that result by up to ``--steps`` steps (``core.pruning.refine_result``,
+the same steps as a run with ``refine_steps``, tests/test_refine.py) and evaluates it again. The
+refinement keeps the mask and takes damped Gauss–Newton steps with gradients from every
+calibration image but the held-out ones, each kept only if held-out calibration loss falls
+(core/refine.py); the test images are never used to choose anything. CHITA++ rows prune all
+sparsities of a seed along one schedule (``prune_path``), as a sweep does.
 
     python benchmarks/refine.py [--model mlpnet|resnet20] [--methods magnitude,chita,chita++]
                                 [--sparsities 0.9,0.95,0.98] [--seeds 0] [--steps 3]
@@ -24,20 +25,23 @@ sys.path.insert(0, str(ROOT))
 from shared_models import SETUPS, load_shared, prune_at  # noqa: E402
 
 from core.evaluate import evaluate, wilson_interval  # noqa: E402
-from core.pruning import PruneRequest, apply_result  # noqa: E402
+from core.pruning import PruneRequest, apply_result, refine_result  # noqa: E402
 
 
 def _runs(loaded, bundle, arch, method, sparsities, seed, steps):
-    """(accuracy %, seconds, refinement log, refine seconds) per sparsity for one request."""
-    req = PruneRequest(method=method, sparsity=sparsities[-1], samples=1000, seed=seed,
-                       refine_steps=steps)
+    """Per sparsity, without and with refinement: (accuracy %, n, seconds, refinement log,
+    refine seconds), the pruning done once."""
+    req = PruneRequest(method=method, sparsity=sparsities[-1], samples=1000, seed=seed)
     results, seconds = prune_at(loaded, bundle, arch, req, sparsities)
-    out = []
+    plain, refined = [], []
     for res, secs in zip(results, seconds):
         ev = evaluate(apply_result(loaded.model, res), bundle.evaluation)
-        out.append((100 * ev.accuracy, ev.n, secs, res.info.get("refinement", []),
-                    res.timings.get("refine", 0.0)))
-    return out
+        plain.append((100 * ev.accuracy, ev.n, secs, [], 0.0))
+        better = refine_result(loaded.model, bundle.calibration, res, steps, arch=arch)
+        ev = evaluate(apply_result(loaded.model, better), bundle.evaluation)
+        refined.append((100 * ev.accuracy, ev.n, secs, better.info["refinement"],
+                        better.timings["refine"]))
+    return plain, refined
 
 
 def fmt_accuracy(accs: list[float], n: int) -> str:
@@ -69,9 +73,10 @@ def main() -> int:
           "| held-out loss before → after | run s | refine s | refine / run |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for method in args.methods.split(","):
-        plain = {seed: _runs(loaded, bundle, args.model, method, sparsities, seed, 0) for seed in seeds}
-        refined = {seed: _runs(loaded, bundle, args.model, method, sparsities, seed, args.steps)
-                   for seed in seeds}
+        runs = {seed: _runs(loaded, bundle, args.model, method, sparsities, seed, args.steps)
+                for seed in seeds}
+        plain = {seed: runs[seed][0] for seed in seeds}
+        refined = {seed: runs[seed][1] for seed in seeds}
         for j, s in enumerate(sparsities):
             a0 = [plain[seed][j][0] for seed in seeds]
             a1 = [refined[seed][j][0] for seed in seeds]
