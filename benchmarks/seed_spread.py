@@ -8,7 +8,7 @@ accuracy is one draw from this spread, and so is each row of the official code's
     python benchmarks/seed_spread.py [--model resnet20] [--sparsities 0.8,0.9] [--seeds 0,1,2,3,4]
                                      [--methods magnitude,chita] [--old-lambda-grid]
                                      [--resample-stages] [--augment-calibration]
-                                     [--first-order]
+                                     [--first-order] [--stages N]
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def main() -> int:
                     help="CHITA++: each stage's G from the next n calibration images (default: the same n)")
     ap.add_argument("--first-order", action="store_true",
                     help="include the first-order term gᵀ(w − w̄) in the quadratic model")
+    ap.add_argument("--stages", type=int, default=0, help="CHITA++ stages (default 0: automatic)")
     ap.add_argument("--augment-calibration", action="store_true",
                     help="diagnostic for single-stage methods: G's and the held-out images randomly "
                     "cropped (padding 4) and flipped, as the official code's CIFAR-10 loader does")
@@ -91,7 +92,8 @@ def main() -> int:
     print(f"{args.model}, n = 1000, accuracy on {len(bundle.evaluation.y)} test images, "
           f"BatchNorm recalibration {'on' if args.recalibrate_bn else 'off'}, "
           f"λ grid {pruning.LAMBDA_GRID[0]:g} … {pruning.LAMBDA_GRID[-1]:g} × mean Fisher diagonal, "
-          f"CHITA++ stages {'each on new' if args.resample_stages else 'on the same'} gradient images"
+          f"CHITA++ {args.stages or 'automatic'} stages "
+          f"{'each on new' if args.resample_stages else 'on the same'} gradient images"
           f"{', calibration images augmented' if args.augment_calibration else ''}"
           f"{', first-order term on' if args.first_order else ''}\n")
     print("| method | sparsity | " + " | ".join(f"seed {s}" for s in seeds) +
@@ -105,7 +107,7 @@ def main() -> int:
                 req = PruneRequest(method=method, sparsity=s, samples=1000, seed=seed,
                                    recalibrate_bn=args.recalibrate_bn,
                                    resample_stages=args.resample_stages,
-                                   first_order=args.first_order)
+                                   first_order=args.first_order, stages=args.stages)
                 t0 = time.perf_counter()
                 res = prune(loaded.model, bundle.calibration, req, arch=args.model)
                 secs.append(time.perf_counter() - t0)
