@@ -78,6 +78,8 @@ class PruneRequest:
     from n·B images at the solver cost of n rows. B is
     lowered to what the calibration set holds beside the held-out images (``info`` records
     both). Off (1) by default, as in the papers' set-up.
+    ``lambda_score`` is what the λ walk minimises on the held-out images: ``"loss"`` (mean
+    cross-entropy, the default) or ``"accuracy"`` (the error rate, ties broken by the loss).
     """
 
     method: str = "chita"
@@ -94,6 +96,7 @@ class PruneRequest:
     resample_stages: bool = False  # CHITA++: each stage's G from the next n calibration images
     refine_steps: int = 0  # damped Gauss–Newton steps on the kept weights after pruning (core.refine)
     images_per_row: int = 1  # B: each gradient row averages B calibration images
+    lambda_score: str = "loss"  # λ walk's held-out score: "loss" or "accuracy" (error, then loss)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ RECAL_CHECK = 512  # images for the BatchNorm passes inside λ selection and the
 # was still falling (ResNet20 at 0.9: 7.9 at the old top, 6.9 at 100×).
 LAMBDA_GRID: tuple[float, ...] = (1e3, 1e2, 1e1, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 LAMBDA_START = LAMBDA_GRID.index(1e-2)  # where a walk with no previous choice starts
+LAMBDA_SCORES = ("loss", "accuracy")  # what the λ walk minimises on the held-out images
 
 
 def _validate(request: PruneRequest) -> None:
@@ -163,6 +167,9 @@ def _validate(request: PruneRequest) -> None:
                           f"1–{MAX_IMAGES_PER_ROW}", field="images per row",
                           fix="use 1 (one image per gradient row) or e.g. 4–16 to average "
                           "mini-batches.")
+    if request.lambda_score not in LAMBDA_SCORES:
+        raise StudioError(f"unknown λ score {request.lambda_score!r}", field="lambda score",
+                          fix=f"use one of: {', '.join(LAMBDA_SCORES)}.")
 
 
 def default_layers(model: nn.Module, arch: str | None = None) -> list[str]:
@@ -186,12 +193,20 @@ def _write(model: nn.Module, names: list[str], flat: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def _mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 128) -> float:
+def _loss_and_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    batch: int = 128) -> tuple[float, float]:
+    """Mean cross-entropy and error rate of ``model`` (eval mode) on ``(x, y)``."""
     set_eval_mode(model)
-    total = 0.0
+    total, wrong = 0.0, 0
     for i in range(0, len(x), batch):
-        total += float(F.cross_entropy(model(x[i:i + batch]), y[i:i + batch], reduction="sum"))
-    return total / max(1, len(x))
+        z = model(x[i:i + batch])
+        total += float(F.cross_entropy(z, y[i:i + batch], reduction="sum"))
+        wrong += int((z.argmax(1) != y[i:i + batch]).sum())
+    return total / max(1, len(x)), wrong / max(1, len(x))
+
+
+def _mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 128) -> float:
+    return _loss_and_error(model, x, y, batch)[0]
 
 
 STAGE_REFRESHES = 5  # verified refreshes of the mask search at an intermediate CHITA++ stage
@@ -704,22 +719,25 @@ class _Context:
         held-out passes instead of 10. Unscored grid points are reported as ``None``.
         """
         losses: dict[int, float] = {}
+        errors: dict[int, float] = {}
+        by_accuracy = self.request.lambda_score == "accuracy"
 
-        def score(i: int) -> float:
+        def score(i: int) -> float | tuple[float, float]:
             if i not in losses:
                 check(self.cancel)
                 report(self.progress, "choosing λ", len(losses), len(grid),
                        f"{label} λ = {grid[i]:.3g}".strip())
-                losses[i] = self._holdout_loss(work, candidates[i]())
-            return losses[i]
+                losses[i], errors[i] = self._holdout_metrics(work, candidates[i]())
+            return (errors[i], losses[i]) if by_accuracy else losses[i]
 
         start = self.lam_index if self.lam_index is not None else \
             (LAMBDA_START if len(grid) == len(LAMBDA_GRID) else len(grid) // 2)
         best = walk_grid(score, len(grid), start)
         self.lam_index = best
         info.setdefault("lambda_selection", []).append(
-            {"sparsity": sparsity, "grid": list(grid),
-             "holdout_loss": [losses.get(i) for i in range(len(grid))], "chosen": grid[best]})
+            {"sparsity": sparsity, "grid": list(grid), "score": self.request.lambda_score,
+             "holdout_loss": [losses.get(i) for i in range(len(grid))],
+             "holdout_error": [errors.get(i) for i in range(len(grid))], "chosen": grid[best]})
         return best
 
     def _chita(self, work, A, wbar, k, grid, info, sparsity, label):
@@ -889,13 +907,18 @@ class _Context:
     def _holdout_loss(self, work: nn.Module, w: torch.Tensor) -> float:
         """Held-out calibration loss with weights ``w`` (BatchNorm recalibrated first when the
         run recalibrates)."""
+        return self._holdout_metrics(work, w)[0]
+
+    def _holdout_metrics(self, work: nn.Module, w: torch.Tensor) -> tuple[float, float]:
+        """Held-out calibration loss and error rate with weights ``w`` (BatchNorm recalibrated
+        first when the run recalibrates)."""
         if not len(self.x_h):
-            return 0.0
+            return 0.0, 0.0
         trial = copy.deepcopy(work)
         _write(trial, self.names, w)
         if self.recal if self.holdout_recal is None else self.holdout_recal:
             recalibrate_batchnorm(trial, self.bn_images[:RECAL_CHECK])
-        return _mean_loss(trial, self.x_h, self.y_h)
+        return _loss_and_error(trial, self.x_h, self.y_h)
 
     def _maybe_recalibrate(self, work: nn.Module, timings: dict[str, float]) -> dict[str, object]:
         """Recalibrate ``work``'s BatchNorm in place if that lowers held-out calibration loss

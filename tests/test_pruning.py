@@ -14,7 +14,7 @@ from core.data import load_bundle
 from core.demo import load_demo
 from core.errors import Cancelled, StudioError
 from core.evaluate import evaluate
-from core.methods.selection import layer_budgets
+from core.methods.selection import global_budget, layer_budgets
 from core.progress import CancelToken
 from core.pruning import (
     LAMBDA_GRID,
@@ -335,14 +335,16 @@ def test_lambda_is_chosen_on_held_out_loss_when_not_given(chita_auto_09):
 
 
 class _FakeLosses:
-    """A _Context whose held-out loss is read from a table: tests the λ walk alone."""
+    """A _Context whose held-out loss (and error rate) is read from a table: tests the λ walk alone."""
 
-    def __init__(self, losses, start=None):
+    def __init__(self, losses, start=None, errors=None, score="loss"):
         from core.pruning import _Context
         self.ctx = _Context()
+        self.ctx.request = PruneRequest(lambda_score=score)
         self.ctx.lam_index, self.ctx.cancel, self.ctx.progress = start, None, None
         self.scored: list[int] = []
-        self.ctx._holdout_loss = lambda work, w: (self.scored.append(w), losses[w])[1]
+        errors = errors or [0.0] * len(losses)
+        self.ctx._holdout_metrics = lambda work, w: (self.scored.append(w), (losses[w], errors[w]))[1]
 
     def choose(self, n):
         info: dict = {}
@@ -378,6 +380,38 @@ def test_lambda_walk_on_the_real_grid_starts_at_lambda_start_and_reaches_either_
     assert best == end
     assert fake.scored[0] == LAMBDA_START and LAMBDA_GRID[LAMBDA_START] == 1e-2
     assert LAMBDA_GRID[0] >= 1e2 and LAMBDA_GRID[-1] <= 1e-5  # room above and below the old 1 … 1e-4
+
+
+def test_lambda_walk_on_held_out_accuracy_minimises_the_error_then_the_loss():
+    """lambda_score="accuracy": the error rate decides, the loss breaks its ties; both are recorded."""
+    losses = [5.0, 4.0, 3.0, 2.0, 1.0]  # the loss alone walks to the end
+    errors = [0.5, 0.4, 0.3, 0.3, 0.45]  # the error is lowest at 2 and 3; the loss prefers 3
+    best, sel = _FakeLosses(losses, start=0, errors=errors, score="accuracy").choose(5)
+    assert best == 3
+    assert sel["score"] == "accuracy"
+    assert [sel["holdout_error"][i] for i in range(5) if sel["holdout_error"][i] is not None] == errors[:5]
+    by_loss, sel = _FakeLosses(losses, start=0, errors=errors).choose(5)
+    assert by_loss == 4 and sel["score"] == "loss"
+
+
+def test_a_run_with_lambda_score_accuracy_picks_the_lowest_held_out_error(run):
+    result, unchanged = run("digits_mlp", method="chita", sparsity=0.9, lambda_score="accuracy")
+    assert unchanged
+    (sel,) = result.info["lambda_selection"]
+    assert sel["score"] == "accuracy"
+    scored = [i for i, v in enumerate(sel["holdout_error"]) if v is not None]
+    assert len(scored) >= 3 and all(sel["holdout_loss"][i] is not None for i in scored)
+    key = {i: (sel["holdout_error"][i], sel["holdout_loss"][i]) for i in scored}
+    best = min(scored, key=key.__getitem__)
+    assert sel["chosen"] == sel["grid"][best] == result.lam
+    assert all(0.0 <= key[i][0] <= 1.0 for i in scored)
+    assert result.nonzeros == global_budget(result.total, 0.9)
+
+
+def test_unknown_lambda_score_is_refused(models, digits):
+    with pytest.raises(StudioError) as err:
+        prune(models["digits_mlp"], digits.calibration, PruneRequest(method="chita", lambda_score="auc"))
+    assert err.value.field == "lambda score" and "loss" in str(err.value.fix)
 
 
 def test_lambda_walk_stops_at_the_first_local_minimum():
