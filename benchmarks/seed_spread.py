@@ -9,6 +9,12 @@ accuracy is one draw from this spread, and so is each row of the official code's
                                      [--methods magnitude,chita] [--old-lambda-grid]
                                      [--resample-stages] [--augment-calibration]
                                      [--first-order] [--stages N]
+                                     [--lambda-score loss|accuracy] [--validation]
+
+``--validation`` adds, under each row, the accuracy on the run's *validation* images: the
+calibration images that neither G, nor the held-out images, nor BatchNorm's statistics used
+(single-stage runs and CHITA++ on its default images; not with --resample-stages). They are
+training images, so a rule can be judged on them without looking at the test set.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from shared_models import SETUPS, load_shared  # noqa: E402
 
 from core import pruning  # noqa: E402
+from core.data import ImageSet  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 from core.pruning import PruneRequest, apply_result, prune  # noqa: E402
 
@@ -58,6 +66,21 @@ def augment_calibration(norm) -> None:
     pruning._Context.build = classmethod(augmented)
 
 
+def validation_images(calibration, seed: int, result) -> ImageSet:
+    """The calibration images ``result``'s run used for nothing: after G's rows, the held-out
+    images and (when BatchNorm was recalibrated) the rest of its statistics' images, in the
+    order the engine's seed gives them (``core.pruning._Context.build``)."""
+    x, y = calibration.x, calibration.y
+    if seed:
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+        x, y = x[perm], y[perm]
+    n = int(result.info["samples"]) * int(result.info.get("images_per_row", 1))
+    used = n + int(result.info["holdout"])
+    if "recalibration" in result.info or "recalibration_stages" in result.info:
+        used += max(0, pruning.BN_IMAGES - n)
+    return replace(calibration, x=x[used:], y=y[used:], indices=None)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="resnet20", choices=sorted(SETUPS))
@@ -73,6 +96,10 @@ def main() -> int:
     ap.add_argument("--first-order", action="store_true",
                     help="include the first-order term gᵀ(w − w̄) in the quadratic model")
     ap.add_argument("--stages", type=int, default=0, help="CHITA++ stages (default 0: automatic)")
+    ap.add_argument("--lambda-score", default="loss", choices=pruning.LAMBDA_SCORES,
+                    help="what the λ walk minimises on the held-out images")
+    ap.add_argument("--validation", action="store_true",
+                    help="also print accuracy on the calibration images the run did not use")
     ap.add_argument("--augment-calibration", action="store_true",
                     help="diagnostic for single-stage methods: G's and the held-out images randomly "
                     "cropped (padding 4) and flipped, as the official code's CIFAR-10 loader does")
@@ -95,29 +122,39 @@ def main() -> int:
           f"CHITA++ {args.stages or 'automatic'} stages "
           f"{'each on new' if args.resample_stages else 'on the same'} gradient images"
           f"{', calibration images augmented' if args.augment_calibration else ''}"
-          f"{', first-order term on' if args.first_order else ''}\n")
+          f"{', first-order term on' if args.first_order else ''}"
+          f", λ chosen on held-out {args.lambda_score}\n")
     print("| method | sparsity | " + " | ".join(f"seed {s}" for s in seeds) +
           " | mean ± sd | mean − magnitude mean | seconds (mean) |")
     print("| --- | --- |" + " --- |" * len(seeds) + " --- | --- | --- |")
     magnitude_mean: dict[float, float] = {}
     for s in sparsities:
         for method in methods:
-            accs, secs = [], []
+            accs, secs, vals = [], [], []
             for seed in seeds:
                 req = PruneRequest(method=method, sparsity=s, samples=1000, seed=seed,
                                    recalibrate_bn=args.recalibrate_bn,
                                    resample_stages=args.resample_stages,
-                                   first_order=args.first_order, stages=args.stages)
+                                   first_order=args.first_order, stages=args.stages,
+                                   lambda_score=args.lambda_score)
                 t0 = time.perf_counter()
                 res = prune(loaded.model, bundle.calibration, req, arch=args.model)
                 secs.append(time.perf_counter() - t0)
-                accs.append(100 * evaluate(apply_result(loaded.model, res), bundle.evaluation).accuracy)
+                pruned = apply_result(loaded.model, res)
+                accs.append(100 * evaluate(pruned, bundle.evaluation).accuracy)
+                if args.validation:
+                    vals.append(100 * evaluate(pruned, validation_images(bundle.calibration, seed,
+                                                                         res)).accuracy)
             mean, sd = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
             if method == "magnitude":
                 magnitude_mean[s] = mean
             delta = f"{mean - magnitude_mean[s]:+.2f}" if s in magnitude_mean and method != "magnitude" else "—"
             print(f"| {method} | {s} | " + " | ".join(f"{a:.2f}" for a in accs) +
                   f" | {mean:.2f} ± {sd:.2f} | {delta} | {statistics.mean(secs):.1f} |", flush=True)
+            if vals:
+                vsd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                print(f"| {method} (validation) | {s} | " + " | ".join(f"{a:.2f}" for a in vals) +
+                      f" | {statistics.mean(vals):.2f} ± {vsd:.2f} | — | — |", flush=True)
     return 0
 
 
