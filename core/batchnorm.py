@@ -55,3 +55,58 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, *, batch_size:
         for b in ("running_mean", "running_var", "num_batches_tracked"):
             out[f"{names[id(m)]}.{b}"] = getattr(m, b).detach().clone()
     return out
+
+
+def convs_into_batchnorm(model: nn.Module, x: torch.Tensor) -> set[str]:
+    """Names of the ``Conv2d`` modules whose output tensor is fed straight into a ``BatchNorm2d``
+    (found with hooks on one forward pass of two images of ``x``; nothing is changed)."""
+    produced: dict[int, str] = {}
+    found: set[str] = set()
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(
+                lambda _m, _i, out, name=name: produced.__setitem__(id(out), name)))
+        elif isinstance(m, nn.BatchNorm2d) and m.track_running_stats:
+            hooks.append(m.register_forward_pre_hook(
+                lambda _m, inp: found.add(produced[id(inp[0])]) if id(inp[0]) in produced else None))
+    training = [(m, m.training) for m in model.modules()]
+    set_eval_mode(model)
+    try:
+        with torch.no_grad():
+            model(x[:2])
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, flag in training:
+            m.training = flag
+    return found
+
+
+@torch.no_grad()
+def remove_channel_scale(A: torch.Tensor, model: nn.Module, names: list[str], groups: list[slice],
+                         x: torch.Tensor) -> int:
+    """Remove from every gradient row the directions that a BatchNorm recalibration makes free;
+    **in place** on ``A`` (rows × p, the columns of ``names`` in ``groups``). Returns the number
+    of output channels projected.
+
+    A recalibrated BatchNorm normalises each channel by statistics measured after pruning, so
+    scaling a convolution's output channel c, w_c → αw_c, scales its output, mean and deviation
+    alike and leaves the network unchanged. Along ŵ_c = w̄_c/‖w̄_c‖ the loss after recalibration
+    is flat, while gradients taken with the statistics fixed see curvature there. For every
+    Conv2d that feeds a BatchNorm2d, each row's block g_c becomes g_c − (g_c·ŵ_c)ŵ_c, so the
+    quadratic model no longer charges for moves the recalibration undoes.
+    """
+    convs = convs_into_batchnorm(model, x)
+    params = dict(model.named_parameters())
+    channels = 0
+    for name, sl in zip(names, groups):
+        if name.removesuffix(".weight") not in convs or not name.endswith(".weight"):
+            continue
+        W = params[name].detach()
+        w_hat = W.reshape(W.shape[0], -1)
+        w_hat = w_hat / w_hat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        block = A[:, sl].view(A.shape[0], W.shape[0], -1)  # rows × channels × fan-in, a view
+        block -= torch.einsum("ncf,cf->nc", block, w_hat)[..., None] * w_hat[None]
+        channels += W.shape[0]
+    return channels

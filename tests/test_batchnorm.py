@@ -6,7 +6,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from core.batchnorm import has_batchnorm, recalibrate_batchnorm
+from core.batchnorm import (
+    convs_into_batchnorm,
+    has_batchnorm,
+    recalibrate_batchnorm,
+    remove_channel_scale,
+)
 from core.errors import Cancelled
 from core.progress import CancelToken
 
@@ -182,3 +187,86 @@ def test_has_batchnorm_on_the_demo_models():
 
     assert has_batchnorm(build_architecture("digits_cnn")) is True
     assert has_batchnorm(build_architecture("digits_mlp")) is False
+
+
+# --------------------------------------------------------------------------- channel scales
+
+
+class _ReluFirst(nn.Module):
+    """conv → ReLU → BN2d (the conv does not feed BatchNorm directly) and conv → BN2d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(2, 3, 3, padding=1)
+        self.bn_a = nn.BatchNorm2d(3)
+        self.b = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn_b = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn_b(self.b(self.bn_a(torch.relu(self.a(x))))).mean((2, 3))
+
+
+def test_convs_into_batchnorm_finds_only_convs_whose_output_batchnorm_reads():
+    net = _net()
+    net.train()
+    assert convs_into_batchnorm(net, _images()) == {"conv1", "conv2"}
+    assert all(m.training for m in net.modules())  # modes restored
+    assert convs_into_batchnorm(_ReluFirst(), _images()) == {"b"}
+    from core.architectures import ResNet20
+    found = convs_into_batchnorm(ResNet20(), torch.randn(2, 3, 32, 32))
+    convs = {n for n, m in ResNet20().named_modules() if isinstance(m, nn.Conv2d)}
+    assert found == convs and len(found) == 21  # conv1, 18 block convs, 2 shortcut convs
+
+
+def test_recalibration_makes_a_conv_channel_scale_free():
+    """The premise of remove_channel_scale: w_c → αw_c, then recalibration, changes nothing (up to
+    BatchNorm's ε, which is why the scales here grow: shrinking a channel makes ε count)."""
+    x = _images(64)
+    net = _net()
+    recalibrate_batchnorm(net, x)
+    scaled = _net()
+    with torch.no_grad():
+        scaled.conv1.weight[1] *= 3.0
+        scaled.conv1.bias[1] *= 3.0  # the bias too: the whole channel output scales
+        scaled.conv2.weight[0] *= 2.0
+        scaled.conv2.bias[0] *= 2.0
+    recalibrate_batchnorm(scaled, x)
+    net.eval()
+    scaled.eval()
+    with torch.no_grad():
+        same = float((net(x) - scaled(x)).abs().max())
+    other = _net()
+    with torch.no_grad():
+        other.conv1.weight[1, 0] *= 3.0  # not a channel scale: one input's slice of it
+    recalibrate_batchnorm(other, x)
+    other.eval()
+    with torch.no_grad():
+        moved = float((net(x) - other(x)).abs().max())
+    assert same < 0.01 < 0.1 < moved, (same, moved)  # bn2's ε (1e-3 on a variance of ~0.08) shows
+
+
+def test_remove_channel_scale_projects_each_channel_block_and_nothing_else():
+    net = _net()
+    names = ["conv1.weight", "conv2.weight", "fc1.weight"]
+    params = dict(net.named_parameters())
+    sizes = [params[n].numel() for n in names]
+    groups, off = [], 0
+    for sz in sizes:
+        groups.append(slice(off, off + sz))
+        off += sz
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(7, off, generator=g)
+    before = A.clone()
+    channels = remove_channel_scale(A, net, names, groups, _images())
+    assert channels == 4 + 3
+    for name, sl in zip(names[:2], groups[:2]):
+        W = params[name].detach().reshape(params[name].shape[0], -1)
+        blocks = A[:, sl].reshape(7, W.shape[0], -1)
+        old = before[:, sl].reshape(7, W.shape[0], -1)
+        # orthogonal to each channel's weights, and the removed part is along them
+        assert torch.allclose(torch.einsum("ncf,cf->nc", blocks, W), torch.zeros(7, W.shape[0]), atol=1e-4)
+        removed = old - blocks
+        w_hat = W / W.norm(dim=1, keepdim=True)
+        coef = torch.einsum("ncf,cf->nc", old, w_hat)
+        assert torch.allclose(removed, coef[..., None] * w_hat[None], atol=1e-5)
+    assert torch.equal(A[:, groups[2]], before[:, groups[2]])  # the Linear layer: untouched

@@ -819,3 +819,38 @@ def test_saliency_is_half_the_fisher_diagonal_times_the_squared_weight(models, d
     assert list(sal) == names
     got = torch.cat([sal[n].reshape(-1) for n in names]).double()
     assert torch.allclose(got, flat, rtol=1e-5, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- BatchNorm-aware G
+
+
+def test_chita_with_recalibration_drops_the_channel_scales_from_g(run, models, digits, monkeypatch):
+    """Single-stage CHITA on a BatchNorm model with recalibration removes, per conv channel, the
+    direction that recalibration makes free; other methods, no recalibration, or the option off
+    leave G alone. The flag is part of the gradient cache's key."""
+    convs = [m for m in models["digits_cnn"].modules() if isinstance(m, torch.nn.Conv2d)]
+    on, unchanged = run("digits_cnn", method="chita", sparsity=0.8, lam=LAM)
+    assert unchanged and on.info["bn_scale_free_channels"] == sum(c.out_channels for c in convs)
+    off, _ = run("digits_cnn", method="chita", sparsity=0.8, lam=LAM, bn_scale_free=False)
+    no_recal, _ = run("digits_cnn", method="chita", sparsity=0.8, lam=LAM, recalibrate_bn=False)
+    for r in (off, no_recal):
+        assert "bn_scale_free_channels" not in r.info
+    assert any(not torch.equal(on.weights[k], off.weights[k]) for k in on.weights)
+    assert on.nonzeros == off.nonzeros
+    for method in ("woodfisher", "chita++"):
+        other, _ = run("digits_cnn", method=method, sparsity=0.8, lam=LAM, stages=3)
+        assert "bn_scale_free_channels" not in other.info
+    forced, _ = run("digits_cnn", method="woodfisher", sparsity=0.8, lam=LAM, bn_scale_free=True)
+    assert forced.info["bn_scale_free_channels"] == on.info["bn_scale_free_channels"]
+    mlp, _ = run("digits_mlp", method="chita", sparsity=0.8, lam=LAM)
+    assert "bn_scale_free_channels" not in mlp.info  # no BatchNorm, nothing to recalibrate
+
+    calls = _count_calls(monkeypatch, "fisher_factor")
+    model, cache = copy.deepcopy(models["digits_cnn"]), pruning.GradientCache()
+    req = PruneRequest(method="chita", sparsity=0.6, samples=SAMPLES, lam=LAM)
+    prune(model, digits.calibration, req, arch="digits_cnn", cache=cache)
+    prune(model, digits.calibration, replace(req, recalibrate_bn=False), arch="digits_cnn", cache=cache)
+    assert len(calls) == 2 and cache.hits == 0  # projected G is not reused without recalibration
+    again = prune(model, digits.calibration, replace(req, recalibrate_bn=False, sparsity=0.7),
+                  arch="digits_cnn", cache=cache)
+    assert len(calls) == 2 and cache.hits == 1 and "bn_scale_free_channels" not in again.info
