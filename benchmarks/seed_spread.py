@@ -23,7 +23,6 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,10 +30,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import SETUPS, load_shared  # noqa: E402
+from shared_models import SETUPS, load_shared, validation_images  # noqa: E402
 
 from core import pruning  # noqa: E402
-from core.data import ImageSet  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 from core.pruning import PruneRequest, apply_result, prune  # noqa: E402
 
@@ -64,21 +62,6 @@ def augment_calibration(norm) -> None:
         return ctx
 
     pruning._Context.build = classmethod(augmented)
-
-
-def validation_images(calibration, seed: int, result) -> ImageSet:
-    """The calibration images ``result``'s run used for nothing: after G's rows, the held-out
-    images and (when BatchNorm was recalibrated) the rest of its statistics' images, in the
-    order the engine's seed gives them (``core.pruning._Context.build``)."""
-    x, y = calibration.x, calibration.y
-    if seed:
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-        x, y = x[perm], y[perm]
-    n = int(result.info["samples"]) * int(result.info.get("images_per_row", 1))
-    used = n + int(result.info["holdout"])
-    if "recalibration" in result.info or "recalibration_stages" in result.info:
-        used += max(0, pruning.BN_IMAGES - n)
-    return replace(calibration, x=x[used:], y=y[used:], indices=None)
 
 
 def main() -> int:

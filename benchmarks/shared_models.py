@@ -7,9 +7,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from core.data import load_bundle
+import torch
+
+from core.data import ImageSet, load_bundle
 from core.model_io import load_model
-from core.pruning import PruneRequest, PruneResult, prune_path
+from core.pruning import BN_IMAGES, PruneRequest, PruneResult, prune_path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SETUPS = {"resnet20": ("models/resnet20_cifar10.pt", "data/cifar10"),
@@ -39,3 +41,18 @@ def prune_at(loaded, bundle, arch: str, req: PruneRequest, sparsities: list[floa
         results += prune_path(loaded.model, bundle.calibration, replace(req, sparsity=s), [s], arch=arch)
         seconds.append(time.perf_counter() - t0)
     return results, seconds
+
+
+def validation_images(calibration, seed: int, result) -> ImageSet:
+    """The calibration images ``result``'s run used for nothing: after G's rows, the held-out
+    images and (when BatchNorm was recalibrated) the rest of its statistics' images, in the
+    order the engine's seed gives them (``core.pruning._Context.build``)."""
+    x, y = calibration.x, calibration.y
+    if seed:
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+        x, y = x[perm], y[perm]
+    n = int(result.info["samples"]) * int(result.info.get("images_per_row", 1))
+    used = n + int(result.info["holdout"])
+    if "recalibration" in result.info or "recalibration_stages" in result.info:
+        used += max(0, BN_IMAGES - n)
+    return replace(calibration, x=x[used:], y=y[used:], indices=None)
