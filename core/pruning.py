@@ -80,7 +80,8 @@ class PruneRequest:
     both). Off (1) by default, as in the papers' set-up.
     ``bn_scale_free`` removes from G the channel-scale directions that BatchNorm recalibration
     makes free (:func:`core.batchnorm.remove_channel_scale`); it acts only when BatchNorm is
-    recalibrated after pruning. ``None`` means on for single-stage CHITA (measured over 5
+    recalibrated after pruning, and when the held-out check then declines the recalibration (at
+    low sparsity) the run is solved again on the plain G (``info["bn_scale_free_declined"]``). ``None`` means on for single-stage CHITA (measured over 5
     calibration samples on ResNet20: validation accuracy higher in 12 of 15 runs, +2.1 points
     at 0.9; docs/benchmarks.md) and off for the other methods, which were not measured with it.
     ``lambda_score`` is what the λ walk minimises on the held-out images: ``"loss"`` (mean
@@ -564,12 +565,36 @@ class _Context:
                                               self.A, self.fbar, kept)
                 self.derived["c"] = self.c
         info = dict(self.info)
+        lam_index = self.lam_index
         w, mask, trace, lam = self._solve(work, sparsity, timings, info, "")
         _write(work, self.names, w)
         recalibrated = self._refine(work, mask, timings, info)
         buffers = self._finish(work, timings, info, recalibrated=recalibrated)
+        if self.scale_free and not (recalibrated or info["recalibration"]["applied"]):
+            return self._without_scale_free(sparsity, lam_index, timings, t0)
         timings["total"] = time.perf_counter() - t0
         return self._result(sparsity, work, mask, trace, lam, timings, info, buffers)
+
+    def _without_scale_free(self, sparsity: float, lam_index: int | None,
+                            timings: dict[str, float], t0: float) -> PruneResult:
+        """The held-out check declined the recalibration that the channel-scale-free G assumed
+        (at low sparsity the stored statistics can be better): solve again on the plain G, as a
+        run with ``bn_scale_free=False`` would. The next solve (a sweep's next point) takes the
+        channel-scale-free G again."""
+        cache, self.cache = self.cache, None  # the cached G is the channel-scale-free one: kept
+        self.scale_free, self.lam_index, self.A = False, lam_index, None
+        channels = self.info.pop("bn_scale_free_channels", None)
+        try:
+            result = self.single(sparsity)
+        finally:
+            self.scale_free, self.A, self.cache = True, None, cache
+        for k_, v in timings.items():  # the first solve's seconds count too
+            if k_ != "total":
+                result.timings[k_] = result.timings.get(k_, 0.0) + v
+        result.timings["total"] = (time.perf_counter() - t0
+                                   + self.timings_shared.get("batchnorm_before", 0.0))
+        result.info["bn_scale_free_declined"] = channels
+        return result
 
     def chitapp_path(self, targets: list[float]) -> list[PruneResult]:
         """CHITA++ at each sparsity of ``targets`` (ascending, distinct) along one schedule.

@@ -629,7 +629,8 @@ def test_gradient_cache_reuses_g_and_gives_the_same_result(models, digits, monke
     calls = _count_calls(monkeypatch, "fisher_factor")
     model = copy.deepcopy(models["digits_cnn"])
     cache = pruning.GradientCache()
-    req = PruneRequest(method="chita", sparsity=0.6, samples=SAMPLES, lam=LAM)
+    # (the plain G: a declined recalibration would solve a second time, on its own G)
+    req = PruneRequest(method="chita", sparsity=0.6, samples=SAMPLES, lam=LAM, bn_scale_free=False)
     prune(model, digits.calibration, req, arch="digits_cnn", cache=cache)
     second = prune(model, digits.calibration, replace(req, sparsity=0.8), arch="digits_cnn", cache=cache)
     assert len(calls) == 1 and cache.hits == 1 and second.info.get("gradients_reused") is True
@@ -847,10 +848,33 @@ def test_chita_with_recalibration_drops_the_channel_scales_from_g(run, models, d
 
     calls = _count_calls(monkeypatch, "fisher_factor")
     model, cache = copy.deepcopy(models["digits_cnn"]), pruning.GradientCache()
-    req = PruneRequest(method="chita", sparsity=0.6, samples=SAMPLES, lam=LAM)
-    prune(model, digits.calibration, req, arch="digits_cnn", cache=cache)
+    req = PruneRequest(method="chita", sparsity=0.8, samples=SAMPLES, lam=LAM)
+    first = prune(model, digits.calibration, req, arch="digits_cnn", cache=cache)
+    assert first.info["recalibration"]["applied"]
     prune(model, digits.calibration, replace(req, recalibrate_bn=False), arch="digits_cnn", cache=cache)
     assert len(calls) == 2 and cache.hits == 0  # projected G is not reused without recalibration
-    again = prune(model, digits.calibration, replace(req, recalibrate_bn=False, sparsity=0.7),
+    again = prune(model, digits.calibration, replace(req, recalibrate_bn=False, sparsity=0.9),
                   arch="digits_cnn", cache=cache)
     assert len(calls) == 2 and cache.hits == 1 and "bn_scale_free_channels" not in again.info
+
+
+def test_a_declined_recalibration_solves_again_on_the_plain_g(models, digits):
+    """At low sparsity the held-out check declines the recalibration the channel-scale-free G
+    assumed: the run then equals a run with bn_scale_free=False, and says so. In a sweep the
+    next point takes the channel-scale-free G again."""
+    model = models["digits_cnn"]
+    req = PruneRequest(method="chita", sparsity=0.3, samples=SAMPLES)
+    declined = prune(model, digits.calibration, req, arch="digits_cnn")
+    plain = prune(model, digits.calibration, replace(req, bn_scale_free=False), arch="digits_cnn")
+    assert declined.info["recalibration"]["applied"] is False
+    assert declined.info["bn_scale_free_declined"] == 48 and "bn_scale_free_channels" not in declined.info
+    assert all(torch.equal(declined.weights[k], plain.weights[k]) for k in plain.weights)
+    assert declined.lam == plain.lam and declined.timings["total"] >= plain.timings["gradients"]
+
+    low, high = pruning.prune_path(model, digits.calibration, req, [0.3, 0.8], arch="digits_cnn")
+    alone = prune(model, digits.calibration, replace(req, sparsity=0.8), arch="digits_cnn")
+    assert low.info["bn_scale_free_declined"] == 48
+    assert high.info["bn_scale_free_channels"] == 48 and high.info["recalibration"]["applied"]
+    assert "bn_scale_free_declined" not in high.info
+    assert all(torch.equal(low.weights[k], declined.weights[k]) for k in low.weights)
+    assert high.nonzeros == alone.nonzeros
