@@ -81,9 +81,10 @@ class PruneRequest:
     ``bn_scale_free`` removes from G the channel-scale directions that BatchNorm recalibration
     makes free (:func:`core.batchnorm.remove_channel_scale`); it acts only when BatchNorm is
     recalibrated after pruning, and when the held-out check then declines the recalibration (at
-    low sparsity) the run is solved again on the plain G (``info["bn_scale_free_declined"]``). ``None`` means on for single-stage CHITA (measured over 5
-    calibration samples on ResNet20: validation accuracy higher in 12 of 15 runs, +2.1 points
-    at 0.9; docs/benchmarks.md) and off for the other methods, which were not measured with it.
+    low sparsity) the run is solved again on the plain G (``info["bn_scale_free_declined"]``).
+    ``None`` means on for single-stage CHITA (measured over 5 calibration samples on ResNet20:
+    accuracy on unused calibration images higher in 12 of 15 runs, +2.1 points at 0.9;
+    docs/benchmarks.md) and off for the other methods, which were not measured with it.
     ``lambda_score`` is what the λ walk minimises on the held-out images: ``"loss"`` (mean
     cross-entropy, the default) or ``"accuracy"`` (the error rate, ties broken by the loss).
     """
