@@ -42,7 +42,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import SETUPS, load_shared  # noqa: E402
+from shared_models import SETUPS, load_shared, unused_calibration  # noqa: E402
 
 from core.batchnorm import recalibrate_batchnorm  # noqa: E402
 from core.evaluate import set_eval_mode  # noqa: E402
@@ -50,7 +50,6 @@ from core.grid_walk import walk_grid  # noqa: E402
 from core.methods.chita import support_state, support_weights  # noqa: E402
 from core.methods.selection import global_budget, select  # noqa: E402
 from core.pruning import (  # noqa: E402
-    BN_IMAGES,
     LAMBDA_GRID,
     LAMBDA_START,
     RECAL_CHECK,
@@ -141,8 +140,8 @@ def main() -> int:
         ctx = _Context.build(loaded.model, bundle.calibration, req, args.model, None, None)
         A = ctx.gradients(ctx.base, {})
         wbar = _flat(ctx.base, ctx.names)
-        n_used = len(ctx.x_g) + len(ctx.x_h) + (max(0, BN_IMAGES - len(ctx.x_g)) if ctx.recal else 0)
-        x_v, y_v = ctx.x_all[n_used:], ctx.y_all[n_used:]
+        unused = unused_calibration(bundle.calibration, seed, len(ctx.x_g), len(ctx.x_h), ctx.recal)
+        x_v, y_v = unused.x, unused.y
         grid = [g * ctx.fbar for g in LAMBDA_GRID]
         for s in sparsities:
             mask = select(wbar.abs(), global_budget(ctx.p, s), ctx.groups)

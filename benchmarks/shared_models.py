@@ -43,16 +43,20 @@ def prune_at(loaded, bundle, arch: str, req: PruneRequest, sparsities: list[floa
     return results, seconds
 
 
-def validation_images(calibration, seed: int, result) -> ImageSet:
-    """The calibration images ``result``'s run used for nothing: after G's rows, the held-out
-    images and (when BatchNorm was recalibrated) the rest of its statistics' images, in the
-    order the engine's seed gives them (``core.pruning._Context.build``)."""
+def unused_calibration(calibration, seed: int, images: int, holdout: int, recalibrated: bool) -> ImageSet:
+    """The calibration images a run used for nothing: after G's ``images``, the ``holdout``
+    held-out images and (when BatchNorm was recalibrated) the rest of its statistics' images, in
+    the order the engine's seed gives them (``core.pruning._Context.build``)."""
     x, y = calibration.x, calibration.y
     if seed:
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
         x, y = x[perm], y[perm]
-    n = int(result.info["samples"]) * int(result.info.get("images_per_row", 1))
-    used = n + int(result.info["holdout"])
-    if "recalibration" in result.info or "recalibration_stages" in result.info:
-        used += max(0, BN_IMAGES - n)
+    used = images + holdout + (max(0, BN_IMAGES - images) if recalibrated else 0)
     return replace(calibration, x=x[used:], y=y[used:], indices=None)
+
+
+def validation_images(calibration, seed: int, result) -> ImageSet:
+    """:func:`unused_calibration` for a finished ``result`` of seed ``seed``."""
+    images = int(result.info["samples"]) * int(result.info.get("images_per_row", 1))
+    recalibrated = "recalibration" in result.info or "recalibration_stages" in result.info
+    return unused_calibration(calibration, seed, images, int(result.info["holdout"]), recalibrated)
