@@ -10,14 +10,16 @@ channel (:func:`core.batchnorm.remove_channel_scale`),
     g_c ← g_c − (g_c · ŵ_c) ŵ_c,        ŵ_c = w̄_c / ‖w̄_c‖,
 
 for every Conv2d whose output goes straight into a BatchNorm2d. It is on by default for
-single-stage CHITA with recalibration; this script runs that on ResNet20 both ways.
+single-stage CHITA with recalibration; this script runs that on ResNet20 both ways (``--method``
+runs another method that takes gradients, e.g. WoodFisher or OBD, both ways instead).
 What decides is measured on calibration images only: the held-out loss (of the network the run
 returns, statistics included), the quantity the engine chooses λ on, and the accuracy on the
 *validation* images, the calibration images the run uses for nothing (2,160 training images
 beside G's 1,000, the 500 held-out and BatchNorm's 1,000 more). The held-out accuracy and the
 test accuracy are printed beside them.
 
-    python benchmarks/bn_scale_projection.py [--sparsities 0.7,0.8,0.9] [--seeds 0,1,2,3,4]
+    python benchmarks/bn_scale_projection.py [--method chita] [--sparsities 0.7,0.8,0.9]
+        [--seeds 0,1,2,3,4]
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sparsities", default="0.7,0.8,0.9")
     ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--method", default="chita", choices=["chita", "woodfisher", "obd"])
     args = ap.parse_args()
     shared = load_shared("resnet20")
     if shared is None:
@@ -60,7 +63,8 @@ def main() -> int:
     loaded, bundle = shared
     sparsities = [float(s) for s in args.sparsities.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    print("ResNet20, single-stage CHITA with BatchNorm recalibration, n = 1000; held-out loss and "
+    names = {"chita": "single-stage CHITA", "woodfisher": "WoodFisher", "obd": "OBD"}
+    print(f"ResNet20, {names[args.method]} with BatchNorm recalibration, n = 1000; held-out loss and "
           "accuracy % on the run's 500 held-out training images (the returned network, statistics "
           "included); validation accuracy % on the calibration images the run did not use; test "
           "accuracy % on the 846 test images; Δ = projected − plain on the same test images, paired "
@@ -72,7 +76,7 @@ def main() -> int:
     lower, higher, val_higher, gains, val_gains = 0, 0, 0, [], []
     for seed in seeds:
         for s in sparsities:
-            req = PruneRequest(method="chita", sparsity=s, samples=1000, seed=seed, recalibrate_bn=True)
+            req = PruneRequest(method=args.method, sparsity=s, samples=1000, seed=seed, recalibrate_bn=True)
             mag = evaluate(apply_result(loaded.model, prune(loaded.model, bundle.calibration,
                                                             replace(req, method="magnitude"),
                                                             arch="resnet20")), bundle.evaluation)

@@ -82,9 +82,9 @@ class PruneRequest:
     makes free (:func:`core.batchnorm.remove_channel_scale`); it acts only when BatchNorm is
     recalibrated after pruning, and when the held-out check then declines the recalibration (at
     low sparsity) the run is solved again on the plain G (``info["bn_scale_free_declined"]``).
-    ``None`` means on for single-stage CHITA (measured over 5 calibration samples on ResNet20:
-    accuracy on unused calibration images higher in 12 of 15 runs, +2.1 points at 0.9;
-    docs/benchmarks.md) and off for the other methods, which were not measured with it.
+    ``None`` means on for single-stage CHITA and WoodFisher (measured over 5 calibration samples
+    on ResNet20: accuracy on unused calibration images higher in 12 and 11 of 15 runs, +2.1 and
+    +1.8 points at 0.9; docs/benchmarks.md) and off for OBD and CHITA++.
     ``lambda_score`` is what the λ walk minimises on the held-out images: ``"loss"`` (mean
     cross-entropy, the default) or ``"accuracy"`` (the error rate, ties broken by the loss).
     """
@@ -104,7 +104,8 @@ class PruneRequest:
     refine_steps: int = 0  # damped Gauss–Newton steps on the kept weights after pruning (core.refine)
     images_per_row: int = 1  # B: each gradient row averages B calibration images
     lambda_score: str = "loss"  # λ walk's held-out score: "loss" or "accuracy" (error, then loss)
-    bn_scale_free: bool | None = None  # G without the channel scales recalibration frees; None: CHITA
+    bn_scale_free: bool | None = None  # G without the channel scales recalibration frees;
+    # None: on for SCALE_FREE_METHODS
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,9 @@ class PruneResult:
 # ------------------------------------------------------------------------------------------
 
 NEEDS_GRADIENTS = {"chita", "chita++", "obd", "woodfisher"}
+# single-stage methods whose G drops the channel scales by default when BatchNorm is recalibrated
+# (each measured over 5 calibration samples on ResNet20, docs/benchmarks.md)
+SCALE_FREE_METHODS = frozenset({"chita", "woodfisher"})
 HOLDOUT = 500  # held-out calibration images for choosing λ (never test images)
 BN_IMAGES = 2000  # calibration images for a BatchNorm recalibration (none of the held-out ones)
 MAX_REFINE_STEPS = 20  # cap on PruneRequest.refine_steps
@@ -436,7 +440,8 @@ class _Context:
             cache.clear()  # CHITA++ renews G at every stage: free the kept one for it
         self.bn = has_batchnorm(self.base)
         self.recal = self.bn if request.recalibrate_bn is None else bool(request.recalibrate_bn and self.bn)
-        self.scale_free = self.recal and (request.method == "chita" if request.bn_scale_free is None
+        self.scale_free = self.recal and (request.method in SCALE_FREE_METHODS
+                                          if request.bn_scale_free is None
                                           else bool(request.bn_scale_free))
         self.cache_key = (tuple(self.names), request.samples, request.seed, str(arch),
                           request.images_per_row, self.scale_free)

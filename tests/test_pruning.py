@@ -596,7 +596,8 @@ def test_woodfisher_sweep_computes_the_inverse_fisher_diagonals_once(models, dig
     """K = AAᵀ and diag(F_λ⁻¹) depend on G and λ only: a sweep's sparsities share them, and each
     point equals a separate run."""
     calls = _count_calls(monkeypatch, "inverse_fisher_diagonals")
-    request = PruneRequest(method="woodfisher", samples=SAMPLES, lam=LAM)  # one λ: points comparable
+    # one λ: points comparable; the plain G: a declined recalibration would solve a second time
+    request = PruneRequest(method="woodfisher", samples=SAMPLES, lam=LAM, bn_scale_free=False)
     model = models["digits_cnn"]
     swept = pruning.prune_path(model, digits.calibration, request, [0.5, 0.8], arch="digits_cnn")
     assert len(calls) == 1
@@ -826,9 +827,9 @@ def test_saliency_is_half_the_fisher_diagonal_times_the_squared_weight(models, d
 
 
 def test_chita_with_recalibration_drops_the_channel_scales_from_g(run, models, digits, monkeypatch):
-    """Single-stage CHITA on a BatchNorm model with recalibration removes, per conv channel, the
-    direction that recalibration makes free; other methods, no recalibration, or the option off
-    leave G alone. The flag is part of the gradient cache's key."""
+    """Single-stage CHITA and WoodFisher on a BatchNorm model with recalibration remove, per
+    conv channel, the direction that recalibration makes free; OBD, CHITA++, no recalibration,
+    or the option off leave G alone. The flag is part of the gradient cache's key."""
     convs = [m for m in models["digits_cnn"].modules() if isinstance(m, torch.nn.Conv2d)]
     on, unchanged = run("digits_cnn", method="chita", sparsity=0.8, lam=LAM)
     assert unchanged and on.info["bn_scale_free_channels"] == sum(c.out_channels for c in convs)
@@ -838,10 +839,15 @@ def test_chita_with_recalibration_drops_the_channel_scales_from_g(run, models, d
         assert "bn_scale_free_channels" not in r.info
     assert any(not torch.equal(on.weights[k], off.weights[k]) for k in on.weights)
     assert on.nonzeros == off.nonzeros
-    for method in ("woodfisher", "chita++"):
+    for method in ("obd", "chita++"):
         other, _ = run("digits_cnn", method=method, sparsity=0.8, lam=LAM, stages=3)
         assert "bn_scale_free_channels" not in other.info
-    forced, _ = run("digits_cnn", method="woodfisher", sparsity=0.8, lam=LAM, bn_scale_free=True)
+    wf, _ = run("digits_cnn", method="woodfisher", sparsity=0.8, lam=LAM)
+    wf_off, _ = run("digits_cnn", method="woodfisher", sparsity=0.8, lam=LAM, bn_scale_free=False)
+    assert wf.info["bn_scale_free_channels"] == on.info["bn_scale_free_channels"]
+    assert "bn_scale_free_channels" not in wf_off.info
+    assert any(not torch.equal(wf.weights[k], wf_off.weights[k]) for k in wf.weights)
+    forced, _ = run("digits_cnn", method="obd", sparsity=0.8, bn_scale_free=True)
     assert forced.info["bn_scale_free_channels"] == on.info["bn_scale_free_channels"]
     mlp, _ = run("digits_mlp", method="chita", sparsity=0.8, lam=LAM)
     assert "bn_scale_free_channels" not in mlp.info  # no BatchNorm, nothing to recalibrate
