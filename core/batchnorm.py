@@ -7,6 +7,8 @@ only the BatchNorm layers in train mode (cumulative average, no gradient, nothin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn as nn
 
@@ -110,3 +112,30 @@ def remove_channel_scale(A: torch.Tensor, model: nn.Module, names: list[str], gr
         block -= torch.einsum("ncf,cf->nc", block, w_hat)[..., None] * w_hat[None]
         channels += W.shape[0]
     return channels
+
+
+def describe_batchnorm(info: Mapping[str, object]) -> str:
+    """One line on what a pruning run did with BatchNorm's statistics, from its
+    ``PruneResult.info`` ("" for a model without BatchNorm). The CLI and the GUI show it."""
+    if not info.get("has_batchnorm"):
+        return ""
+    parts = []
+    if info.get("bn_refreshed_before"):
+        parts.append("stale statistics refreshed before pruning")
+    decision = info.get("recalibration")
+    if not info.get("recalibrated"):
+        parts.append("statistics not recomputed after pruning (recalibration off)")
+    elif isinstance(decision, Mapping) and "holdout_loss_after" in decision:
+        before, after = float(decision["holdout_loss_before"]), float(decision["holdout_loss_after"])
+        parts.append(f"statistics recomputed after pruning (held-out loss {before:.3f} → {after:.3f})"
+                     if decision["applied"] else
+                     f"stored statistics kept: recomputed ones gave held-out loss {after:.3f} "
+                     f"against {before:.3f}")
+    elif isinstance(decision, Mapping) and decision.get("applied"):
+        parts.append("statistics recomputed after pruning")
+    if "bn_scale_free_channels" in info:
+        parts.append(f"gradients without the scales of the {info['bn_scale_free_channels']} conv "
+                     "channels a recalibration frees")
+    if "bn_scale_free_declined" in info:
+        parts.append("solved on the full gradients, as the recalibration was declined")
+    return "BatchNorm: " + "; ".join(parts) + "." if parts else ""

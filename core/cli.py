@@ -621,6 +621,7 @@ def rows_of(result, per_row: int) -> str:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """``prune MODEL --data DATA --method M --sparsity S``: prune, evaluate, optionally export."""
+    from core.batchnorm import describe_batchnorm
     from core.evaluate import evaluate, paired_difference
     from core.export import export_onnx, human_bytes
     from core.pruning import apply_result, prune
@@ -664,6 +665,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "iterations": final.get("iterations"),
         "converged": final.get("converged"),
         "recalibrated_bn": result.info.get("recalibrated"),
+        "batchnorm": describe_batchnorm(result.info) or None,
+        "batchnorm_recalibration": result.info.get("recalibration"),
         "stages": len(result.info["schedule"]) if "schedule" in result.info else None,
         "refinement": list(result.info.get("refinement", [])),
         "samples": result.info.get("samples"),
@@ -696,6 +699,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
                                   "holds beside the held-out images" if asked > b else ""))
     if result.lam is not None:
         lines.append(f"λ:          {result.lam:.3g}")
+    if describe_batchnorm(result.info):
+        lines.append(f"BatchNorm:  {describe_batchnorm(result.info).removeprefix('BatchNorm: ')}")
     if final.get("objective") is not None:
         lines.append(f"Objective:  {final['objective']:.6g} (backsolve on the magnitude mask "
                      f"{final['magnitude_objective']:.6g}); {final['iterations']} swap steps, "

@@ -1000,6 +1000,7 @@ class _Context:
             masks[name] = mask[sl].view(shape).clone()
             layer_sparsity[name] = 1.0 - float(mask[sl].sum()) / (sl.stop - sl.start)
         info["recalibrated"] = bool(self.recal)
+        info["has_batchnorm"] = bool(self.bn)
         all_timings = {**self.timings_shared, **timings}
         # the shared work before pruning (BatchNorm refresh) is part of this result's cost
         all_timings["total"] = timings.get("total", 0.0) + self.timings_shared.get("batchnorm_before", 0.0)

@@ -68,6 +68,24 @@ def test_prune_refine_reports_its_steps_in_json_and_text(capsys):
     assert "refine steps" in capsys.readouterr().err
 
 
+def test_prune_says_what_it_did_with_batchnorm(capsys):
+    """On a BatchNorm model the JSON and the text say whether the statistics were recomputed,
+    with the held-out losses that decided it; --no-recalibrate-bn says they were kept."""
+    argv = ["prune", "demo:digits_cnn", "--data", "digits", "--method", "magnitude",
+            "--sparsity", "0.9", "--samples", "128"]
+    data = _json(capsys, *argv)
+    d = data["batchnorm_recalibration"]
+    assert data["recalibrated_bn"] is True and d["applied"] is True
+    assert d["holdout_loss_after"] < d["holdout_loss_before"]
+    assert (f"statistics recomputed after pruning (held-out loss {d['holdout_loss_before']:.3f} "
+            f"→ {d['holdout_loss_after']:.3f})") in data["batchnorm"]
+    assert main([*argv, "--no-recalibrate-bn", "-q"]) == 0
+    assert "statistics not recomputed after pruning (recalibration off).\n" in capsys.readouterr().out
+    mlp = _json(capsys, "prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude",
+                "--sparsity", "0.9")
+    assert mlp["batchnorm"] is None and mlp["batchnorm_recalibration"] is None
+
+
 def test_prune_images_per_row_reports_rows_and_images(capsys):
     data = _json(capsys, "prune", "demo:digits_mlp", "--data", "digits", "--method", "chita",
                  "--sparsity", "0.8", "--samples", "128", "--images-per-row", "3")

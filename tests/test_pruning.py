@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import core.pruning as pruning
+from core.batchnorm import describe_batchnorm
 from core.data import load_bundle
 from core.demo import load_demo
 from core.errors import Cancelled, StudioError
@@ -851,6 +852,16 @@ def test_chita_with_recalibration_drops_the_channel_scales_from_g(run, models, d
     assert forced.info["bn_scale_free_channels"] == on.info["bn_scale_free_channels"]
     mlp, _ = run("digits_mlp", method="chita", sparsity=0.8, lam=LAM)
     assert "bn_scale_free_channels" not in mlp.info  # no BatchNorm, nothing to recalibrate
+    # what the CLI and the GUI say about it
+    d = on.info["recalibration"]
+    refreshed = "stale statistics refreshed before pruning; " if on.info["bn_refreshed_before"] else ""
+    assert describe_batchnorm(on.info) == (
+        f"BatchNorm: {refreshed}statistics recomputed after pruning (held-out loss "
+        f"{d['holdout_loss_before']:.3f} → {d['holdout_loss_after']:.3f}); gradients without the "
+        f"scales of the {on.info['bn_scale_free_channels']} conv channels a recalibration frees.")
+    assert describe_batchnorm(no_recal.info).endswith("statistics not recomputed after pruning (recalibration off).")
+    assert "gradients without" not in describe_batchnorm(off.info)
+    assert describe_batchnorm(mlp.info) == ""
 
     calls = _count_calls(monkeypatch, "fisher_factor")
     model, cache = copy.deepcopy(models["digits_cnn"]), pruning.GradientCache()
@@ -876,6 +887,11 @@ def test_a_declined_recalibration_solves_again_on_the_plain_g(models, digits):
     assert declined.info["bn_scale_free_declined"] == 48 and "bn_scale_free_channels" not in declined.info
     assert all(torch.equal(declined.weights[k], plain.weights[k]) for k in plain.weights)
     assert declined.lam == plain.lam and declined.timings["total"] >= plain.timings["gradients"]
+    d = declined.info["recalibration"]
+    assert describe_batchnorm(declined.info).endswith(
+        f"stored statistics kept: recomputed ones gave held-out loss {d['holdout_loss_after']:.3f} "
+        f"against {d['holdout_loss_before']:.3f}; solved on the full gradients, as the "
+        "recalibration was declined.")
 
     low, high = pruning.prune_path(model, digits.calibration, req, [0.3, 0.8], arch="digits_cnn")
     alone = prune(model, digits.calibration, replace(req, sparsity=0.8), arch="digits_cnn")
