@@ -1,5 +1,5 @@
 """The pruning controls: method, sparsity (slider + spin box), scope, samples and images per row, λ,
-CHITA++ stages and refinement."""
+CHITA++ stages, refinement and BatchNorm recalibration."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ from gui import settings as st
 
 SCOPES = (("global", "Global (one budget)"), ("layer", "Per layer (same sparsity)"))
 PREVIEW_DEBOUNCE_MS = 150
+RECAL_TIP = ("Recompute BatchNorm's running statistics on calibration images after pruning; kept only "
+             "if held-out calibration loss falls. Untick to keep the stored statistics.")
 
 
 class ControlsPanel(QGroupBox):
@@ -103,6 +105,10 @@ class ControlsPanel(QGroupBox):
                                "damped Gauss-Newton steps on the calibration images; a step is kept only "
                                "if held-out calibration loss falls. Helps most at high sparsity.")
 
+        self.recal = QCheckBox("Recalibrate after pruning")
+        self.recal.setChecked(True)
+        self.recal.setToolTip(RECAL_TIP)
+
         self.autorun = QCheckBox("Run method when the slider is released")
         self.run_button = QPushButton("Run  (Ctrl+R)")
         self.run_button.setObjectName("Primary")
@@ -125,6 +131,7 @@ class ControlsPanel(QGroupBox):
         form.addRow("λ", self.lam)
         form.addRow("Stages", self.stages)
         form.addRow("Refine", self.refine)
+        form.addRow("BatchNorm", self.recal)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.cancel_button, 1)
@@ -141,11 +148,12 @@ class ControlsPanel(QGroupBox):
         self.slider.sliderReleased.connect(self._on_released)
         for signal in (self.method.currentIndexChanged, self.scope.currentIndexChanged,
                        self.samples.valueChanged, self.lam.textChanged, self.stages.valueChanged,
-                       self.refine.valueChanged, self.per_row.valueChanged):
+                       self.refine.valueChanged, self.per_row.valueChanged, self.recal.toggled):
             signal.connect(self.settings_changed)
         self.method.currentIndexChanged.connect(self._update_stages_enabled)
         self._update_stages_enabled()
         self.scope.currentIndexChanged.connect(self._debounce.start)
+        self.recal.toggled.connect(self._debounce.start)  # the preview follows the box too
 
     # -- values -----------------------------------------------------------------------------
     def sparsity(self) -> float:
@@ -193,7 +201,18 @@ class ControlsPanel(QGroupBox):
         return PruneRequest(method=self.method_name(), sparsity=self.sparsity(), scope=self.scope_name(),
                             layers=layers, samples=int(self.samples.value()), lam=self.lam_value(),
                             stages=int(self.stages.value()), refine_steps=int(self.refine.value()),
-                            images_per_row=int(self.per_row.value()))
+                            images_per_row=int(self.per_row.value()),
+                            recalibrate_bn=self.recalibrate_bn())
+
+    def recalibrate_bn(self) -> bool | None:
+        """PruneRequest.recalibrate_bn for the BatchNorm box: None (on where there is BatchNorm)
+        or False."""
+        return None if self.recal.isChecked() else False
+
+    def set_batchnorm(self, present: bool) -> None:
+        """Enable the BatchNorm box only for a model that has BatchNorm (its tick is kept)."""
+        self.recal.setEnabled(present)
+        self.recal.setToolTip(RECAL_TIP if present else "This model has no BatchNorm layers.")
 
     def set_busy(self, busy: bool) -> None:
         """Enable Cancel (and disable Run) while a foreground job runs."""
@@ -203,7 +222,8 @@ class ControlsPanel(QGroupBox):
     # -- persistence ------------------------------------------------------------------------
     def load_settings(self, s: QSettings) -> None:
         """Restore the controls from QSettings."""
-        for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine, self.per_row):
+        for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine, self.per_row,
+                  self.recal):
             w.blockSignals(True)
         self.set_method(st.read(s, "controls/method", "chita"))
         i = self.scope.findData(st.read(s, "controls/scope", "global"))
@@ -213,7 +233,9 @@ class ControlsPanel(QGroupBox):
         self.stages.setValue(st.read(s, "controls/stages", 0, int))
         self.refine.setValue(st.read(s, "controls/refine_steps", 0, int))
         self.per_row.setValue(st.read(s, "controls/images_per_row", 1, int))
-        for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine, self.per_row):
+        self.recal.setChecked(st.read(s, "controls/recalibrate_bn", True, bool))
+        for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine, self.per_row,
+                  self.recal):
             w.blockSignals(False)
         self._update_stages_enabled()
         self.slider.blockSignals(True)
@@ -231,6 +253,7 @@ class ControlsPanel(QGroupBox):
         s.setValue("controls/stages", int(self.stages.value()))
         s.setValue("controls/refine_steps", int(self.refine.value()))
         s.setValue("controls/images_per_row", int(self.per_row.value()))
+        s.setValue("controls/recalibrate_bn", self.recal.isChecked())
         s.setValue("controls/sparsity_percent", int(self.slider.value()))
         s.setValue("controls/run_on_release", self.autorun.isChecked())
 

@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.batchnorm import describe_batchnorm, has_batchnorm
 from core.errors import StudioError
 from core.evaluate import paired_or_none
 from core.pruning import MAX_REFINE_STEPS, METHOD_LABELS, METHODS, GradientCache
@@ -84,6 +85,12 @@ def refinement_note(result) -> str:
     return (f" Refined: {taken} of {len(steps)} step{'s' if len(steps) != 1 else ''} taken "
             f"(gradients from {images:,} images), held-out "
             f"loss {steps[0]['holdout_loss_before']:.3f} → {steps[-1]['holdout_loss_after']:.3f}.")
+
+
+def batchnorm_note(result) -> str:
+    """" BatchNorm: …" (what the run did with BatchNorm's statistics), or "" without BatchNorm."""
+    note = describe_batchnorm(result.info)
+    return f" {note}" if note else ""
 
 
 def refinement_taken(result) -> int:
@@ -804,6 +811,7 @@ class MainWindow(QMainWindow):
         name = Path(loaded.source).name if loaded.format != "demo" else loaded.source.replace("demo:", "")
         self.model_label.setText(name)
         self.setWindowTitle(f"{name} — CHITA Studio")
+        self.controls.set_batchnorm(has_batchnorm(loaded.model))
         summary = session.summary
         prunable = summary.prunable_keys
         n_prunable = sum(r.params for r in summary.rows if r.prunable)
@@ -913,7 +921,8 @@ class MainWindow(QMainWindow):
         scope = self.controls.scope_name()
         self._preview_task = self._submit(
             jobs.magnitude_preview_job, self.session.light_model, self.bundle, sparsity, scope,
-            arch=self.session.loaded.arch, title="Magnitude preview", lane="light", foreground=False, on_done=self._on_preview,
+            arch=self.session.loaded.arch, recalibrate_bn=self.controls.recalibrate_bn(),
+            title="Magnitude preview", lane="light", foreground=False, on_done=self._on_preview,
             on_failed=lambda exc: self.stage_label.setText(f"Preview failed: {exc}"))
 
     def _on_preview(self, preview: jobs.MagnitudePreview) -> None:
@@ -1032,7 +1041,7 @@ class MainWindow(QMainWindow):
                 out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, seconds=out.seconds,
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {samples_note(out.result)}{lam}."
-                        f"{refinement_note(out.result)} Export with Ctrl+E.")
+                        f"{refinement_note(out.result)}{batchnorm_note(out.result)} Export with Ctrl+E.")
             mag = out.magnitude_eval if req.method != "magnitude" else None
             versus = "refined magnitude" if req.refine_steps else "magnitude"
             self.preview_panel.set_versus(paired_or_none(out.eval, mag), versus,
@@ -1216,12 +1225,13 @@ class MainWindow(QMainWindow):
         if self.session is None or self.bundle is None:
             return
         self.tabs.setCurrentWidget(self.sweep_view)
-        refine = int(self.controls.refine.value())  # scope, refinement, images per row: Pruning panel
+        refine = int(self.controls.refine.value())  # scope, refinement, images, BatchNorm: Pruning panel
         self.sweep_view.status.setText(f"Sweeping {len(methods)} methods × {len(sparsities)} sparsities"
                                        f"{f', each refined up to {refine} steps' if refine else ''}…")
         self._submit(jobs.sweep_job, self.session.loaded.model, self.bundle, methods, sparsities, samples=samples,
                      arch=self.session.loaded.arch, scope=self.controls.scope_name(), refine_steps=refine,
                      images_per_row=int(self.controls.per_row.value()),
+                     recalibrate_bn=self.controls.recalibrate_bn(),
                      title="Sweep", on_done=self._on_sweep_done,
                      on_cancelled=lambda: self.sweep_view.status.setText("Sweep cancelled."))
 

@@ -386,6 +386,39 @@ def test_images_per_row_from_the_controls_reaches_the_run_and_its_caption(qtbot,
     assert not hooks.errors
 
 
+def test_batchnorm_box_reaches_the_run_and_the_caption_says_what_happened(qtbot, settings_dir: Path,
+                                                                          hooks) -> None:
+    """On a BatchNorm model the box is enabled; ticked, the run recalibrates and the caption gives
+    the held-out losses that decided it; unticked, the run and its magnitude baseline keep the
+    statistics and the caption says so. On a model without BatchNorm the box is disabled."""
+    w = make_window(qtbot, settings_dir)
+    w.controls.samples.setValue(128)
+    with qtbot.waitSignal(w.ready, timeout=LOAD_TIMEOUT_MS):
+        w.start(demo="digits_cnn")
+    assert w.controls.recal.isEnabled() and w.controls.recal.isChecked()
+    on = run_and_wait(qtbot, w, "magnitude", 90)
+    d = on.result.info["recalibration"]
+    assert on.result.request.recalibrate_bn is None and d["applied"]
+    caption = w.preview_panel.caption.text()
+    assert "BatchNorm: " in caption and (
+        f"statistics recomputed after pruning (held-out loss {d['holdout_loss_before']:.3f} "
+        f"→ {d['holdout_loss_after']:.3f})") in caption
+    w.controls.recal.setChecked(False)  # the live preview follows the box
+    qtbot.waitUntil(lambda: w.preview.result.request.recalibrate_bn is False, timeout=RUN_TIMEOUT_MS)
+    off = run_and_wait(qtbot, w, "magnitude", 90)
+    assert off.result.request.recalibrate_bn is False and "recalibration" not in off.result.info
+    assert "statistics not recomputed after pruning (recalibration off)." in w.preview_panel.caption.text()
+    assert off.eval.accuracy < on.eval.accuracy  # at 90% the stored statistics are stale
+    w.controls.recal.setChecked(True)
+    assert not hooks.errors
+    w.close()
+
+
+def test_batchnorm_box_is_disabled_without_batchnorm(window: MainWindow) -> None:
+    assert not window.controls.recal.isEnabled()
+    assert "no BatchNorm" in window.controls.recal.toolTip()
+
+
 def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
     with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
         window.run_sweep(["magnitude", "magnitude_layer"], [0.5, 0.8], 128)
@@ -413,6 +446,7 @@ def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> N
     first.controls.stages.setValue(7)
     first.controls.refine.setValue(3)
     first.controls.per_row.setValue(4)
+    first.controls.recal.setChecked(False)
     first.act_dark.trigger()
     first.close()
     second = make_window(qtbot, settings_dir)
@@ -425,6 +459,8 @@ def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> N
     second.controls.refine.setValue(0)
     assert second.controls.per_row.value() == 4 and second.controls.request().images_per_row == 4
     second.controls.per_row.setValue(1)
+    assert not second.controls.recal.isChecked() and second.controls.request().recalibrate_bn is False
+    second.controls.recal.setChecked(True)
     assert second.act_dark.isChecked() and second.theme.palette.name == "dark"
     second.act_dark.trigger()  # back to light for the tests that follow
     assert (settings_dir / "CHITA Studio" / "CHITA Studio.ini").exists()
