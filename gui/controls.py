@@ -212,6 +212,7 @@ class ControlsPanel(QGroupBox):
     def set_batchnorm(self, present: bool) -> None:
         """Enable the BatchNorm box only for a model that has BatchNorm (its tick is kept)."""
         self.recal.setEnabled(present)
+        self.recal.setText("Recalibrate after pruning" if present else "Recalibrate (the model has none)")
         self.recal.setToolTip(RECAL_TIP if present else "This model has no BatchNorm layers.")
 
     def set_busy(self, busy: bool) -> None:

@@ -396,6 +396,7 @@ def test_batchnorm_box_reaches_the_run_and_the_caption_says_what_happened(qtbot,
     with qtbot.waitSignal(w.ready, timeout=LOAD_TIMEOUT_MS):
         w.start(demo="digits_cnn")
     assert w.controls.recal.isEnabled() and w.controls.recal.isChecked()
+    assert w.controls.recal.text() == "Recalibrate after pruning"
     on = run_and_wait(qtbot, w, "magnitude", 90)
     d = on.result.info["recalibration"]
     assert on.result.request.recalibrate_bn is None and d["applied"]
@@ -417,6 +418,7 @@ def test_batchnorm_box_reaches_the_run_and_the_caption_says_what_happened(qtbot,
 def test_batchnorm_box_is_disabled_without_batchnorm(window: MainWindow) -> None:
     assert not window.controls.recal.isEnabled()
     assert "no BatchNorm" in window.controls.recal.toolTip()
+    assert "the model has none" in window.controls.recal.text()
 
 
 def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
