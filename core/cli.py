@@ -699,8 +699,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
                                   "holds beside the held-out images" if asked > b else ""))
     if result.lam is not None:
         lines.append(f"λ:          {result.lam:.3g}")
-    if describe_batchnorm(result.info):
-        lines.append(f"BatchNorm:  {describe_batchnorm(result.info).removeprefix('BatchNorm: ')}")
+    if data["batchnorm"]:
+        lines.append(f"BatchNorm:  {data['batchnorm'].removeprefix('BatchNorm: ')}")
     if final.get("objective") is not None:
         lines.append(f"Objective:  {final['objective']:.6g} (backsolve on the magnitude mask "
                      f"{final['magnitude_objective']:.6g}); {final['iterations']} swap steps, "
