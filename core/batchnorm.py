@@ -127,10 +127,10 @@ def describe_batchnorm(info: Mapping[str, object]) -> str:
         parts.append("statistics not recomputed after pruning (recalibration off)")
     elif isinstance(decision, Mapping) and "holdout_loss_after" in decision:
         before, after = float(decision["holdout_loss_before"]), float(decision["holdout_loss_after"])
-        parts.append(f"statistics recomputed after pruning (held-out loss {before:.3f} → {after:.3f})"
+        parts.append(f"statistics recomputed after pruning (held-out loss {before:.4g} → {after:.4g})"
                      if decision["applied"] else
-                     f"stored statistics kept: recomputed ones gave held-out loss {after:.3f} "
-                     f"against {before:.3f}")
+                     f"recomputing them after pruning was declined (held-out loss {after:.4g} "
+                     f"recomputed, {before:.4g} as they were)")
     elif isinstance(decision, Mapping) and decision.get("applied"):
         parts.append("statistics recomputed after pruning")
     if "bn_scale_free_channels" in info:

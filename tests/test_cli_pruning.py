@@ -77,8 +77,8 @@ def test_prune_says_what_it_did_with_batchnorm(capsys):
     d = data["batchnorm_recalibration"]
     assert data["recalibrated_bn"] is True and d["applied"] is True
     assert d["holdout_loss_after"] < d["holdout_loss_before"]
-    assert (f"statistics recomputed after pruning (held-out loss {d['holdout_loss_before']:.3f} "
-            f"→ {d['holdout_loss_after']:.3f})") in data["batchnorm"]
+    assert (f"statistics recomputed after pruning (held-out loss {d['holdout_loss_before']:.4g} "
+            f"→ {d['holdout_loss_after']:.4g})") in data["batchnorm"]
     assert main([*argv, "--no-recalibrate-bn", "-q"]) == 0
     assert "statistics not recomputed after pruning (recalibration off).\n" in capsys.readouterr().out
     mlp = _json(capsys, "prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude",

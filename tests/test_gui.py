@@ -402,8 +402,8 @@ def test_batchnorm_box_reaches_the_run_and_the_caption_says_what_happened(qtbot,
     assert on.result.request.recalibrate_bn is None and d["applied"]
     caption = w.preview_panel.caption.text()
     assert "BatchNorm: " in caption and (
-        f"statistics recomputed after pruning (held-out loss {d['holdout_loss_before']:.3f} "
-        f"→ {d['holdout_loss_after']:.3f})") in caption
+        f"statistics recomputed after pruning (held-out loss {d['holdout_loss_before']:.4g} "
+        f"→ {d['holdout_loss_after']:.4g})") in caption
     w.controls.recal.setChecked(False)  # the live preview follows the box
     qtbot.waitUntil(lambda: w.preview.result.request.recalibrate_bn is False, timeout=RUN_TIMEOUT_MS)
     off = run_and_wait(qtbot, w, "magnitude", 90)

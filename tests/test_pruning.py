@@ -857,7 +857,7 @@ def test_chita_with_recalibration_drops_the_channel_scales_from_g(run, models, d
     refreshed = "stale statistics refreshed before pruning; " if on.info["bn_refreshed_before"] else ""
     assert describe_batchnorm(on.info) == (
         f"BatchNorm: {refreshed}statistics recomputed after pruning (held-out loss "
-        f"{d['holdout_loss_before']:.3f} → {d['holdout_loss_after']:.3f}); gradients without the "
+        f"{d['holdout_loss_before']:.4g} → {d['holdout_loss_after']:.4g}); gradients without the "
         f"scales of the {on.info['bn_scale_free_channels']} conv channels a recalibration frees.")
     assert describe_batchnorm(no_recal.info).endswith("statistics not recomputed after pruning (recalibration off).")
     assert "gradients without" not in describe_batchnorm(off.info)
@@ -889,9 +889,9 @@ def test_a_declined_recalibration_solves_again_on_the_plain_g(models, digits):
     assert declined.lam == plain.lam and declined.timings["total"] >= plain.timings["gradients"]
     d = declined.info["recalibration"]
     assert describe_batchnorm(declined.info).endswith(
-        f"stored statistics kept: recomputed ones gave held-out loss {d['holdout_loss_after']:.3f} "
-        f"against {d['holdout_loss_before']:.3f}; solved on the full gradients, as the "
-        "recalibration was declined.")
+        f"recomputing them after pruning was declined (held-out loss {d['holdout_loss_after']:.4g} "
+        f"recomputed, {d['holdout_loss_before']:.4g} as they were); solved on the full gradients, "
+        "as the recalibration was declined.")
 
     low, high = pruning.prune_path(model, digits.calibration, req, [0.3, 0.8], arch="digits_cnn")
     alone = prune(model, digits.calibration, replace(req, sparsity=0.8), arch="digits_cnn")
