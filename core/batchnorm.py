@@ -137,5 +137,5 @@ def describe_batchnorm(info: Mapping[str, object]) -> str:
         parts.append(f"gradients without the scales of the {info['bn_scale_free_channels']} conv "
                      "channels a recalibration frees")
     if "bn_scale_free_declined" in info:
-        parts.append("solved on the full gradients, as the recalibration was declined")
+        parts.append("so it was solved again on the gradients with the channel scales")
     return "BatchNorm: " + "; ".join(parts) + "." if parts else ""

@@ -890,8 +890,8 @@ def test_a_declined_recalibration_solves_again_on_the_plain_g(models, digits):
     d = declined.info["recalibration"]
     assert describe_batchnorm(declined.info).endswith(
         f"recomputing them after pruning was declined (held-out loss {d['holdout_loss_after']:.4g} "
-        f"recomputed, {d['holdout_loss_before']:.4g} as they were); solved on the full gradients, "
-        "as the recalibration was declined.")
+        f"recomputed, {d['holdout_loss_before']:.4g} as they were); so it was solved again on the "
+        "gradients with the channel scales.")
 
     low, high = pruning.prune_path(model, digits.calibration, req, [0.3, 0.8], arch="digits_cnn")
     alone = prune(model, digits.calibration, replace(req, sparsity=0.8), arch="digits_cnn")
