@@ -129,13 +129,13 @@ def describe_batchnorm(info: Mapping[str, object]) -> str:
         before, after = float(decision["holdout_loss_before"]), float(decision["holdout_loss_after"])
         parts.append(f"statistics recomputed after pruning (held-out loss {before:.4g} → {after:.4g})"
                      if decision["applied"] else
-                     f"recomputing them after pruning was declined (held-out loss {after:.4g} "
-                     f"recomputed, {before:.4g} as they were)")
+                     f"statistics recomputed after pruning were declined (held-out loss {after:.4g} "
+                     f"with them, {before:.4g} without)")
     elif isinstance(decision, Mapping) and decision.get("applied"):
         parts.append("statistics recomputed after pruning")
     if "bn_scale_free_channels" in info:
         parts.append(f"gradients without the scales of the {info['bn_scale_free_channels']} conv "
                      "channels a recalibration frees")
     if "bn_scale_free_declined" in info:
-        parts.append("so it was solved again on the gradients with the channel scales")
+        parts.append("so the run was solved again on the gradients with the channel scales")
     return "BatchNorm: " + "; ".join(parts) + "." if parts else ""

@@ -889,9 +889,9 @@ def test_a_declined_recalibration_solves_again_on_the_plain_g(models, digits):
     assert declined.lam == plain.lam and declined.timings["total"] >= plain.timings["gradients"]
     d = declined.info["recalibration"]
     assert describe_batchnorm(declined.info).endswith(
-        f"recomputing them after pruning was declined (held-out loss {d['holdout_loss_after']:.4g} "
-        f"recomputed, {d['holdout_loss_before']:.4g} as they were); so it was solved again on the "
-        "gradients with the channel scales.")
+        f"statistics recomputed after pruning were declined (held-out loss "
+        f"{d['holdout_loss_after']:.4g} with them, {d['holdout_loss_before']:.4g} without); so the "
+        "run was solved again on the gradients with the channel scales.")
 
     low, high = pruning.prune_path(model, digits.calibration, req, [0.3, 0.8], arch="digits_cnn")
     alone = prune(model, digits.calibration, replace(req, sparsity=0.8), arch="digits_cnn")
