@@ -168,7 +168,9 @@ def test_inverse_fisher_diagonals_blockwise_report_progress_and_equal_one_block(
     monkeypatch.setattr(wf, "DIAG_BLOCK", 8)
     seen = []
     blocked = inverse_fisher_diagonals(A, K, [0.1, 1.0], progress=seen.append)
-    assert torch.allclose(blocked, whole, rtol=1e-12, atol=0)
+    # Vᵀ·A runs in float32, and a block's width picks the matmul kernel and its summation order:
+    # equal to float32 rounding (7e-7 measured with torch 2.14.1 here), not to the bit
+    assert torch.allclose(blocked, whole, rtol=1e-5, atol=0)
     assert [(r.stage, r.done, r.total) for r in seen] == [("inverse Fisher", d, 30) for d in (0, 8, 16, 24)]
 
 
