@@ -7,7 +7,7 @@ only the BatchNorm layers in train mode (cumulative average, no gradient, nothin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -25,10 +25,13 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, *, batch_size: int = 128,
+                          transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
                           progress: ProgressFn | None = None,
                           cancel: CancelToken | None = None) -> dict[str, torch.Tensor]:
     """Recompute the running statistics of ``model``'s BatchNorm layers **in place** on
     ``images`` and return the new BatchNorm buffers (name → tensor). Call it on a copy.
+    ``transform(batch, batch_index)``, when given, augments each batch first (for example
+    :class:`core.augment.CropFlip`, the augmentation the network's statistics were trained with).
     """
     bns = [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
     if not bns:
@@ -43,7 +46,8 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, *, batch_size:
     try:
         for start in range(0, len(images), batch_size):
             check(cancel)
-            model(images[start:start + batch_size])
+            batch = images[start:start + batch_size]
+            model(batch if transform is None else transform(batch, start // batch_size))
             report(progress, "batchnorm", min(start + batch_size, len(images)), len(images),
                    "recalibrating BatchNorm statistics")
     finally:
@@ -122,6 +126,8 @@ def describe_batchnorm(info: Mapping[str, object]) -> str:
     parts = []
     if info.get("bn_refreshed_before"):
         parts.append("stale statistics refreshed before pruning")
+    if info.get("bn_augment") == "crop_flip":
+        parts.append("statistics taken on randomly cropped and mirrored calibration images")
     decision = info.get("recalibration")
     if not info.get("recalibrated"):
         parts.append("statistics not recomputed after pruning (recalibration off)")
