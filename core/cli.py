@@ -551,6 +551,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
     """Register ``prune`` and ``sweep``."""
+    from core.augment import BN_AUGMENTS
     from core.pruning import METHODS
 
     def pruning_options(p: argparse.ArgumentParser) -> None:
@@ -570,6 +571,11 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
         bn.add_argument("--recalibrate-bn", dest="recal", action="store_true", default=None,
                         help="recompute BatchNorm statistics after pruning (default: on for BatchNorm models)")
         bn.add_argument("--no-recalibrate-bn", dest="recal", action="store_false")
+        p.add_argument("--bn-augment", choices=BN_AUGMENTS, default="auto",
+                       help="images BatchNorm statistics are recomputed on: as they are (none), "
+                       "cropped from a black-padded copy and mirrored as CIFAR training does "
+                       "(crop_flip), or whichever gives the dense model the lower held-out "
+                       "calibration loss (auto, the default)")
         p.add_argument("--recalibrate-between-stages", dest="between", action="store_true",
                        help="CHITA++: recalibrate BatchNorm after every stage, not only after the "
                        "last (measured worse on ResNet20 at 0.9)")
@@ -609,7 +615,7 @@ def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
                         samples=args.samples, seed=args.seed, lam=args.lam,
                         recalibrate_bn=args.recal, stages=args.stages,
                         recalibrate_between_stages=args.between, refine_steps=args.refine,
-                        images_per_row=args.per_row)
+                        images_per_row=args.per_row, bn_augment=args.bn_augment)
 
 
 def rows_of(result, per_row: int) -> str:
@@ -667,6 +673,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "recalibrated_bn": result.info.get("recalibrated"),
         "batchnorm": describe_batchnorm(result.info) or None,
         "batchnorm_recalibration": result.info.get("recalibration"),
+        "batchnorm_images": result.info.get("bn_augment"),
         "stages": len(result.info["schedule"]) if "schedule" in result.info else None,
         "refinement": list(result.info.get("refinement", [])),
         "samples": result.info.get("samples"),
@@ -739,7 +746,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         seed=args.seed, arch=loaded.arch, recalibrate_bn=args.recal,
                         scope=args.scope, lam=args.lam, stages=args.stages,
                         recalibrate_between_stages=args.between, refine_steps=args.refine,
-                        images_per_row=args.per_row, progress=progress, cancel=cancel)
+                        images_per_row=args.per_row, bn_augment=args.bn_augment,
+                        progress=progress, cancel=cancel)
     if args.csv:
         res.to_csv(args.csv)
     if args.plot:

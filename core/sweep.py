@@ -79,7 +79,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
               recalibrate_bn: bool | None = None, scope: str = "global",
               lam: float | None = None, stages: int = 0,
               recalibrate_between_stages: bool = False, refine_steps: int = 0,
-              images_per_row: int = 1, progress: ProgressFn | None = None,
+              images_per_row: int = 1, bn_augment: str = "auto",
+              progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> SweepResult:
     """Prune with each method at each sparsity and evaluate on the bundle's evaluation images.
 
@@ -103,7 +104,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
         request = PruneRequest(method=method, sparsity=sparsities[0], samples=samples, seed=seed,
                                recalibrate_bn=recalibrate_bn, scope=scope, lam=lam, stages=stages,
                                recalibrate_between_stages=recalibrate_between_stages,
-                               refine_steps=refine_steps, images_per_row=images_per_row)
+                               refine_steps=refine_steps, images_per_row=images_per_row,
+                               bn_augment=bn_augment)
         t1 = time.perf_counter()
         results = prune_path(model, bundle.calibration, request, list(sparsities), arch=arch,
                              progress=inner, cancel=cancel, cache=cache)

@@ -81,6 +81,12 @@ def test_prune_says_what_it_did_with_batchnorm(capsys):
             f"→ {d['holdout_loss_after']:.4g})") in data["batchnorm"]
     assert main([*argv, "--no-recalibrate-bn", "-q"]) == 0
     assert "statistics not recomputed after pruning (recalibration off).\n" in capsys.readouterr().out
+    assert data["batchnorm_images"] in ("none", "crop_flip")  # auto: the refresh check's choice
+    cropped = _json(capsys, *argv, "--bn-augment", "crop_flip")
+    assert cropped["batchnorm_images"] == "crop_flip" and "cropped and mirrored" in cropped["batchnorm"]
+    assert cropped["batchnorm_recalibration"]["holdout_loss_after"] != d["holdout_loss_after"]
+    assert main([*argv, "--bn-augment", "cutout"]) == 2
+    assert "--bn-augment" in capsys.readouterr().err
     mlp = _json(capsys, "prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude",
                 "--sparsity", "0.9")
     assert mlp["batchnorm"] is None and mlp["batchnorm_recalibration"] is None

@@ -900,3 +900,37 @@ def test_a_declined_recalibration_solves_again_on_the_plain_g(models, digits):
     assert "bn_scale_free_declined" not in high.info
     assert all(torch.equal(low.weights[k], declined.weights[k]) for k in low.weights)
     assert high.nonzeros == alone.nonzeros
+
+
+def test_batchnorm_statistics_images_are_chosen_on_held_out_loss(models, digits):
+    """bn_augment="auto" refreshes the dense statistics on the images as they are and on cropped
+    and flipped copies, keeps the one with the lower held-out loss for every later
+    recalibration, and refreshes only if that beats the stored statistics. An explicit choice
+    scores only its own kind."""
+    from core.augment import CropFlip
+    from core.batchnorm import recalibrate_batchnorm
+
+    model = models["digits_cnn"]
+    req = PruneRequest(method="magnitude", sparsity=0.8, samples=SAMPLES)
+    auto = prune(model, digits.calibration, req, arch="digits_cnn")
+    losses = auto.info["bn_refresh_losses"]
+    assert set(losses) == {"stored", "none", "crop_flip"} and losses["none"] != losses["crop_flip"]
+    assert auto.info["bn_augment"] == min(("none", "crop_flip"), key=losses.get)
+    assert auto.info["bn_refreshed_before"] == (losses[auto.info["bn_augment"]] < losses["stored"])
+    for kind in ("none", "crop_flip"):
+        r = prune(model, digits.calibration, replace(req, bn_augment=kind), arch="digits_cnn")
+        assert r.info["bn_augment"] == kind and set(r.info["bn_refresh_losses"]) == {"stored", kind}
+        assert r.info["bn_refresh_losses"][kind] == pytest.approx(losses[kind], rel=1e-6)
+        assert r.info["recalibration"]["applied"]
+        assert ("cropped and mirrored" in describe_batchnorm(r.info)) == (kind == "crop_flip")
+        # the recalibration after pruning ran on the chosen images: redo it by hand
+        ctx = pruning._Context.build(model, digits.calibration, replace(req, bn_augment=kind),
+                                     "digits_cnn", None, None)
+        by_hand = pruning.apply_result(model, r)
+        recalibrate_batchnorm(by_hand, ctx.bn_images,
+                              transform=CropFlip.for_images(ctx.bn_images) if kind == "crop_flip" else None)
+        want = dict(by_hand.named_buffers())
+        for name, value in r.buffers.items():
+            assert torch.allclose(value.float(), want[name].float(), atol=1e-5), (kind, name)
+    with pytest.raises(StudioError, match="bn augment"):
+        prune(model, digits.calibration, replace(req, bn_augment="mixup"), arch="digits_cnn")
