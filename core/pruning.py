@@ -94,8 +94,8 @@ class PruneRequest:
     (:class:`core.augment.CropFlip`, CIFAR's training augmentation), ``"auto"`` (the default)
     whichever of the two gives the dense network the lower held-out loss, decided once per run
     in the refresh check (``info["bn_augment"]``). On ResNet20 (../shared) it picks crop+flip,
-    and magnitude with recalibration goes from 82.03 / 70.80 / 41.73 to 85.58 / 79.43 / 50.71
-    at 0.7 / 0.8 / 0.9 (docs/benchmarks.md).
+    and magnitude with recalibration goes from 81.87 / 70.64 / 41.77 to 85.53 / 79.53 / 50.33
+    at 0.7 / 0.8 / 0.9, mean of 5 calibration seeds (benchmarks/bn_augment.py).
     """
 
     method: str = "chita"
