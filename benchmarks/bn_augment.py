@@ -11,7 +11,7 @@ per method, sparsity and calibration seed, and judges them on test images and on
 seed.
 
     python benchmarks/bn_augment.py [--methods magnitude,chita] [--sparsities 0.5,0.7,0.8,0.9]
-        [--seeds 0,1,2,3,4] [--recal on|off]
+        [--seeds 0,1,2,3,4] [--recal on|off] [--refresh-seeds 0,1,...,7]
 """
 
 from __future__ import annotations
@@ -58,12 +58,33 @@ def dense_table(loaded, bundle) -> None:
     print()
 
 
+def refresh_table(loaded, bundle, seeds: list[int]) -> None:
+    """The engine's refresh check per calibration seed: held-out loss with the stored statistics
+    and after a refresh on 512 images each way, and whether the run refreshed."""
+    print("The refresh check before pruning (magnitude, 0.5, no recalibration; it does not depend "
+          "on the method): held-out loss per calibration seed\n")
+    print("| seed | stored | refreshed as they are | refreshed cropped and mirrored | change with "
+          "crop+flip | refreshed (margin 25%) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for seed in seeds:
+        res = prune(loaded.model, bundle.calibration,
+                    PruneRequest(method="magnitude", sparsity=0.5, seed=seed, recalibrate_bn=False),
+                    arch="resnet20")
+        L = res.info["bn_refresh_losses"]
+        print(f"| {seed} | {L['stored']:.4f} | {L['none']:.4f} | {L['crop_flip']:.4f} | "
+              f"{100 * (L['crop_flip'] / L['stored'] - 1):+.1f}% | "
+              f"{'yes' if res.info['bn_refreshed_before'] else 'no'} |", flush=True)
+    print()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--methods", default="magnitude,chita")
     ap.add_argument("--sparsities", default="0.5,0.7,0.8,0.9")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--recal", default="on", choices=("on", "off"))
+    ap.add_argument("--refresh-seeds", default="0,1,2,3,4,5,6,7",
+                    help="calibration seeds for the refresh-check table ('' to skip it)")
     args = ap.parse_args()
     shared = load_shared("resnet20")
     if shared is None:
@@ -74,6 +95,8 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     recal = args.recal == "on"
     dense_table(loaded, bundle)
+    if args.refresh_seeds:
+        refresh_table(loaded, bundle, [int(s) for s in args.refresh_seeds.split(",")])
     print(f"Pruned ResNet20, n = 1000, BatchNorm recalibration {args.recal}; test accuracy % on the "
           "846 test images per seed; validation = accuracy % on the calibration images the run "
           "did not use; Δ = auto − none, mean over seeds\n")
