@@ -161,7 +161,7 @@ MAX_IMAGES_PER_ROW = 256  # cap on PruneRequest.images_per_row
 RECAL_CHECK = 512  # images for the BatchNorm passes inside λ selection and the refresh check
 # The refresh before pruning replaces the stored statistics only when it lowers the held-out loss
 # by more than this fraction: statistics from RECAL_CHECK images are a noisy estimate, and on
-# ResNet20, whose stored statistics are not stale, a refresh moved the loss by −15% to +13%
+# ResNet20, whose stored statistics are not stale, a refresh moved the loss by −13% to +15%
 # over 8 calibration seeds (docs/benchmarks.md, "BatchNorm statistics from augmented images").
 REFRESH_MARGIN = 0.25
 # λ candidates × the mean Fisher diagonal, large → small. Wide on purpose: the walk only scores
