@@ -3,7 +3,8 @@
 ResNet20's checkpoint was trained on CIFAR-10 images cropped at random from a black-padded copy
 and mirrored, so its stored BatchNorm statistics are those of augmented images. The first table
 refreshes the *dense* network's statistics on 2,000 calibration images both ways (and on the
-first 512, as the engine's refresh check does) and gives test accuracy and held-out loss. The
+first 512, the size of the engine's refresh check until it took 256, see refresh_check.py) and
+gives test accuracy and held-out loss. The
 second prunes with BatchNorm recalibration on, with ``bn_augment="none"`` (the engine before
 this option) and ``"auto"`` (the default: the refresh check picks the images on held-out loss),
 per method, sparsity and calibration seed, and judges them on test images and on the
@@ -60,7 +61,8 @@ def dense_table(loaded, bundle) -> None:
 
 def refresh_table(loaded, bundle, seeds: list[int]) -> None:
     """The engine's refresh check per calibration seed: held-out loss with the stored statistics
-    and after a refresh on 512 images each way, and whether the run refreshed."""
+    and after a refresh on ``REFRESH_CHECK`` images each way (scored on as many held-out
+    images), and whether the run refreshed."""
     print("The refresh check before pruning (magnitude, 0.5, no recalibration; it does not depend "
           "on the method): held-out loss per calibration seed\n")
     print("| seed | stored | refreshed as they are | refreshed cropped and mirrored | change with "

@@ -958,3 +958,19 @@ def test_only_stale_batchnorm_statistics_are_refreshed_before_pruning(models, di
     before = evaluate(stale, digits.evaluation).loss
     after = evaluate(pruning.apply_result(stale, refreshed), digits.evaluation).loss
     assert after < 0.5 * before  # on test images, which the check never saw
+    # decided on REFRESH_CHECK held-out images; the statistics kept come from all BN_IMAGES
+    from core.augment import CropFlip
+    from core.batchnorm import recalibrate_batchnorm
+
+    ctx = pruning._Context.build(stale, digits.calibration, replace(req, sparsity=0.0),
+                                 "digits_cnn", None, None, refresh_bn=False)
+    assert len(ctx.x_h) > pruning.REFRESH_CHECK and len(ctx.bn_images) > pruning.REFRESH_CHECK
+    assert losses["stored"] == pytest.approx(
+        pruning._mean_loss(stale, ctx.x_h[:pruning.REFRESH_CHECK], ctx.y_h[:pruning.REFRESH_CHECK]), rel=1e-6)
+    by_hand = copy.deepcopy(stale)
+    kind = refreshed.info["bn_augment"]
+    recalibrate_batchnorm(by_hand, ctx.bn_images,
+                          transform=CropFlip.for_images(ctx.bn_images) if kind == "crop_flip" else None)
+    want = dict(by_hand.named_buffers())
+    for name, value in refreshed.buffers.items():
+        assert torch.allclose(value.float(), want[name].float(), atol=1e-5), name
