@@ -317,10 +317,22 @@ def conv_weight_rows(a: torch.Tensor, g: torch.Tensor, conv: nn.Conv2d) -> torch
 
     With input a (B, C_in, H, W) and output gradient δ (B, C_out, H', W'), the gradient of
     sample b at kernel offset (i, j) is δ_b · a_b[shifted by (i, j)]ᵀ. For large feature maps
-    one batched product per offset over strided views of the padded input is 3–4× faster on CPU
-    than ``F.unfold`` (which materialises the kh·kw-fold patch matrix); for small maps a single
-    product over an ``as_strided`` patch view is faster. Both equal the im2col form exactly.
+    one batched product per offset is 3–4× faster on CPU than ``F.unfold`` (which materialises
+    the kh·kw-fold patch matrix): at stride 1 over shifted slices of the flattened padded
+    input (:func:`_rows_flat`, no copy per offset), otherwise over strided views
+    (:func:`_rows_offsets`). For small maps a single product over an ``as_strided`` patch view
+    is faster (:func:`_rows_patches`). All equal the im2col form up to float rounding.
     """
+    kh, kw = conv.kernel_size
+    Ho, Wo = g.shape[2:]
+    if Ho * Wo >= SHIFT_MIN_POSITIONS and kh * kw > 1:
+        return _rows_flat(a, g, conv) if tuple(conv.stride) == (1, 1) else _rows_offsets(a, g, conv)
+    return _rows_patches(a, g, conv)
+
+
+def _rows_offsets(a: torch.Tensor, g: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """:func:`conv_weight_rows`, one product per kernel offset over strided views of the
+    padded input (each view is copied into a matrix first)."""
     B, C = a.shape[:2]
     O, Ho, Wo = g.shape[1:]
     kh, kw = conv.kernel_size
@@ -329,15 +341,55 @@ def conv_weight_rows(a: torch.Tensor, g: torch.Tensor, conv: nn.Conv2d) -> torch
     ph, pw = conv.padding  # type: ignore[misc]  # tuple: supports_closed_form excludes strings
     gg = g.reshape(B, O, Ho * Wo)
     ap = F.pad(a, (pw, pw, ph, ph)) if (ph or pw) else a
-    if Ho * Wo >= SHIFT_MIN_POSITIONS and kh * kw > 1:
-        out = torch.empty(B, O, C, kh, kw, dtype=gg.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                xs = ap[:, :, i * dh: i * dh + sh * (Ho - 1) + 1: sh,
-                        j * dw: j * dw + sw * (Wo - 1) + 1: sw]
-                out[:, :, :, i, j] = torch.bmm(gg, xs.reshape(B, C, Ho * Wo).transpose(1, 2))
-        return out.reshape(B, O, C * kh * kw)
-    ap = ap.contiguous()
+    out = torch.empty(B, O, C, kh, kw, dtype=gg.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            xs = ap[:, :, i * dh: i * dh + sh * (Ho - 1) + 1: sh,
+                    j * dw: j * dw + sw * (Wo - 1) + 1: sw]
+            out[:, :, :, i, j] = torch.bmm(gg, xs.reshape(B, C, Ho * Wo).transpose(1, 2))
+    return out.reshape(B, O, C * kh * kw)
+
+
+def _rows_flat(a: torch.Tensor, g: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """:func:`conv_weight_rows` for stride 1, one product per kernel offset without copies.
+
+    Lay the padded input out as a (H_p·W_p) × C matrix per sample (channels last) and δ on the
+    same padded-width grid, zero in the W_p − W' columns no output occupies: output position
+    q = h·W_p + w then reads input row q + i·d_h·W_p + j·d_w at offset (i, j), so each offset's
+    input is a contiguous run of rows of one matrix, a view that ``bmm`` takes as it is. The
+    zero columns add exact zeros; the product runs over (H'−1)·W_p + W' rows instead of H'·W'.
+    """
+    B, C = a.shape[:2]
+    O, Ho, Wo = g.shape[1:]
+    kh, kw = conv.kernel_size
+    dh, dw = conv.dilation
+    ph, pw = conv.padding  # type: ignore[misc]
+    ap = F.pad(a.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph)).contiguous()  # B × H_p × W_p × C
+    Hp, Wp = ap.shape[1:3]
+    flat = ap.view(B, Hp * Wp, C)
+    rows = (Ho - 1) * Wp + Wo
+    d = g.new_zeros(B, Ho, Wp, O)
+    d[:, :, :Wo] = g.permute(0, 2, 3, 1)
+    dT = d.view(B, Ho * Wp, O)[:, :rows].transpose(1, 2)  # B × O × rows
+    out = torch.empty(B, O, C, kh, kw, dtype=g.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            start = i * dh * Wp + j * dw
+            out[:, :, :, i, j] = torch.bmm(dT, flat[:, start:start + rows])
+    return out.reshape(B, O, C * kh * kw)
+
+
+def _rows_patches(a: torch.Tensor, g: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """:func:`conv_weight_rows` as one product over an ``as_strided`` patch view (im2col
+    without ``F.unfold``), for small feature maps."""
+    B, C = a.shape[:2]
+    O, Ho, Wo = g.shape[1:]
+    kh, kw = conv.kernel_size
+    sh, sw = conv.stride
+    dh, dw = conv.dilation
+    ph, pw = conv.padding  # type: ignore[misc]
+    gg = g.reshape(B, O, Ho * Wo)
+    ap = (F.pad(a, (pw, pw, ph, ph)) if (ph or pw) else a).contiguous()
     sB, sC, sH, sW = ap.stride()
     patches = ap.as_strided((B, C, kh, kw, Ho, Wo), (sB, sC, dh * sH, dw * sW, sh * sH, sw * sW))
     return torch.bmm(gg, patches.reshape(B, C * kh * kw, Ho * Wo).transpose(1, 2))

@@ -131,13 +131,22 @@ def test_cnn_with_batchnorm_closed_form_equals_func_and_batch1_loop(bias):
     ((3, 3), 1, 1, 1, 8, False),   # 64 positions: one product over the strided patch view
     ((3, 2), 2, (1, 0), 1, 40, True),
     ((3, 3), 1, 2, 2, 18, True),
+    ((3, 3), 1, (1, 2), (1, 2), (19, 23), True),  # flattened grid: W_p ≠ H_p, dilated columns
+    ((3, 2), 1, (0, 1), 1, (21, 17), True),
     ((1, 1), 2, 0, 1, 40, False),
 ])
+@pytest.mark.parametrize("channels_last", [False, True])
 def test_conv_weight_rows_equal_im2col_and_autograd(kernel, stride, padding, dilation, size,
-                                                    per_offset):
+                                                    per_offset, channels_last):
+    """Every path of conv_weight_rows (per-offset products on the flattened padded grid at stride
+    1, on strided views otherwise, one product over the patch view for small maps) equals im2col
+    and autograd, for inputs in either memory format (ResNet20's activations are channels-last)."""
     torch.manual_seed(6)
     conv = nn.Conv2d(3, 5, kernel, stride=stride, padding=padding, dilation=dilation, bias=False)
-    a = torch.randn(4, 3, size, size)
+    h, w = size if isinstance(size, tuple) else (size, size)
+    a = torch.randn(4, 3, h, w)
+    if channels_last:
+        a = a.contiguous(memory_format=torch.channels_last)
     out = conv(a)
     g = torch.randn_like(out)
     positions = out.shape[2] * out.shape[3]
