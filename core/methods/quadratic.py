@@ -89,8 +89,15 @@ class LocalQuadratic:
         return out
 
     def gram(self, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """K_S = A_S A_Sᵀ (float64), S = mask (all columns if None)."""
-        K = torch.zeros(self.n, self.n, dtype=torch.float64)
+        """K_S = A_S A_Sᵀ (float64), S = mask (all columns if None).
+
+        K is symmetric, so only its lower block triangle is multiplied: with the rows split at
+        h = n/2, rows [0, h) against themselves and rows [h, n) against all, 3/4 of a full
+        product's flops; the upper right block is the lower left one transposed. Each entry is
+        the same dot product as in a full product (equal to the bit on ResNet20's G,
+        benchmarks/gram_gather.py)."""
+        n, h = self.n, self.n // 2
+        K = torch.zeros(n, n, dtype=torch.float64)
         for j in range(0, self.p, BLOCK):
             blk = self.A[:, j:j + BLOCK]
             if mask is not None:
@@ -102,7 +109,9 @@ class LocalQuadratic:
                     # a boolean-mask gather of the kept columns: the same K as index_select, in
                     # 0.48-0.96x its time on ResNet20's masks (benchmarks/gram_gather.py)
                     blk = blk[:, keep]
-            K += (blk @ blk.T).double()
+            K[:h, :h] += (blk[:h] @ blk[:h].T).double()
+            K[h:] += (blk[h:] @ blk.T).double()
+        K[:h, h:] = K[h:, :h].T
         return K
 
     def columns(self, idx: torch.Tensor) -> torch.Tensor:
