@@ -121,7 +121,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
     return SweepResult(tuple(rows), dense, time.perf_counter() - t0,
                        {"samples": samples, "seed": seed, "scope": scope,
                         "recalibrate_bn": recalibrate_bn, "refine_steps": refine_steps,
-                        "images_per_row": images_per_row})
+                        "images_per_row": images_per_row, "bn_augment": bn_augment})
 
 
 def plot_sweep(result: SweepResult, path: str | Path, title: str = "") -> None:

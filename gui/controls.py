@@ -31,6 +31,10 @@ from gui import settings as st
 
 SCOPES = (("global", "Global (one budget)"), ("layer", "Per layer (same sparsity)"))
 PREVIEW_DEBOUNCE_MS = 150
+BN_IMAGES = (("auto", "Automatic"), ("none", "As they are"), ("crop_flip", "Cropped and mirrored"))
+BN_IMAGES_TIP = ("Calibration images BatchNorm's statistics are computed on. Automatic: the refresh "
+                 "check before pruning tries both and keeps the lower held-out loss (ResNet20, trained "
+                 "on cropped and mirrored images, gets those). The run's caption says which was used.")
 RECAL_TIP = ("Recompute BatchNorm's running statistics on calibration images after pruning; kept only "
              "if held-out calibration loss falls. Untick to keep the stored statistics.")
 
@@ -108,6 +112,10 @@ class ControlsPanel(QGroupBox):
         self.recal = QCheckBox("Recalibrate after pruning")
         self.recal.setChecked(True)
         self.recal.setToolTip(RECAL_TIP)
+        self.bn_images = QComboBox()
+        for value, label in BN_IMAGES:
+            self.bn_images.addItem(label, value)
+        self.bn_images.setToolTip(BN_IMAGES_TIP)
 
         self.autorun = QCheckBox("Run method when the slider is released")
         self.run_button = QPushButton("Run  (Ctrl+R)")
@@ -132,6 +140,7 @@ class ControlsPanel(QGroupBox):
         form.addRow("Stages", self.stages)
         form.addRow("Refine", self.refine)
         form.addRow("BatchNorm", self.recal)
+        form.addRow("BN images", self.bn_images)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.cancel_button, 1)
@@ -148,12 +157,14 @@ class ControlsPanel(QGroupBox):
         self.slider.sliderReleased.connect(self._on_released)
         for signal in (self.method.currentIndexChanged, self.scope.currentIndexChanged,
                        self.samples.valueChanged, self.lam.textChanged, self.stages.valueChanged,
-                       self.refine.valueChanged, self.per_row.valueChanged, self.recal.toggled):
+                       self.refine.valueChanged, self.per_row.valueChanged, self.recal.toggled,
+                       self.bn_images.currentIndexChanged):
             signal.connect(self.settings_changed)
         self.method.currentIndexChanged.connect(self._update_stages_enabled)
         self._update_stages_enabled()
         self.scope.currentIndexChanged.connect(self._debounce.start)
         self.recal.toggled.connect(self._debounce.start)  # the preview follows the box too
+        self.bn_images.currentIndexChanged.connect(self._debounce.start)
 
     # -- values -----------------------------------------------------------------------------
     def sparsity(self) -> float:
@@ -202,16 +213,22 @@ class ControlsPanel(QGroupBox):
                             layers=layers, samples=int(self.samples.value()), lam=self.lam_value(),
                             stages=int(self.stages.value()), refine_steps=int(self.refine.value()),
                             images_per_row=int(self.per_row.value()),
-                            recalibrate_bn=self.recalibrate_bn())
+                            recalibrate_bn=self.recalibrate_bn(), bn_augment=self.bn_augment())
 
     def recalibrate_bn(self) -> bool | None:
         """PruneRequest.recalibrate_bn for the BatchNorm box: None (on where there is BatchNorm)
         or False."""
         return None if self.recal.isChecked() else False
 
+    def bn_augment(self) -> str:
+        """PruneRequest.bn_augment for the BN images box: "auto", "none" or "crop_flip"."""
+        return str(self.bn_images.currentData())
+
     def set_batchnorm(self, present: bool) -> None:
-        """Enable the BatchNorm box only for a model that has BatchNorm (its tick is kept)."""
+        """Enable the BatchNorm boxes only for a model that has BatchNorm (their values are kept)."""
         self.recal.setEnabled(present)
+        self.bn_images.setEnabled(present)
+        self.bn_images.setToolTip(BN_IMAGES_TIP if present else "This model has no BatchNorm layers.")
         self.recal.setText("Recalibrate after pruning" if present else "Recalibrate (the model has none)")
         self.recal.setToolTip(RECAL_TIP if present else "This model has no BatchNorm layers.")
 
@@ -224,7 +241,7 @@ class ControlsPanel(QGroupBox):
     def load_settings(self, s: QSettings) -> None:
         """Restore the controls from QSettings."""
         for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine, self.per_row,
-                  self.recal):
+                  self.recal, self.bn_images):
             w.blockSignals(True)
         self.set_method(st.read(s, "controls/method", "chita"))
         i = self.scope.findData(st.read(s, "controls/scope", "global"))
@@ -235,8 +252,9 @@ class ControlsPanel(QGroupBox):
         self.refine.setValue(st.read(s, "controls/refine_steps", 0, int))
         self.per_row.setValue(st.read(s, "controls/images_per_row", 1, int))
         self.recal.setChecked(st.read(s, "controls/recalibrate_bn", True, bool))
+        self.bn_images.setCurrentIndex(max(0, self.bn_images.findData(st.read(s, "controls/bn_augment", "auto"))))
         for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine, self.per_row,
-                  self.recal):
+                  self.recal, self.bn_images):
             w.blockSignals(False)
         self._update_stages_enabled()
         self.slider.blockSignals(True)
@@ -255,6 +273,7 @@ class ControlsPanel(QGroupBox):
         s.setValue("controls/refine_steps", int(self.refine.value()))
         s.setValue("controls/images_per_row", int(self.per_row.value()))
         s.setValue("controls/recalibrate_bn", self.recal.isChecked())
+        s.setValue("controls/bn_augment", self.bn_augment())
         s.setValue("controls/sparsity_percent", int(self.slider.value()))
         s.setValue("controls/run_on_release", self.autorun.isChecked())
 

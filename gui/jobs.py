@@ -302,15 +302,16 @@ def saliency_job(model: torch.nn.Module, calibration: Any, *, samples: int = SAL
 
 def magnitude_preview_job(model: torch.nn.Module, bundle: Any, sparsity: float, scope: str = "global",
                           layers: tuple[str, ...] | None = None, *, arch: str | None = None,
-                          recalibrate_bn: bool | None = None, progress: ProgressFn | None = None,
+                          recalibrate_bn: bool | None = None, bn_augment: str = "auto",
+                          progress: ProgressFn | None = None,
                           cancel: CancelToken | None = None) -> MagnitudePreview:
     """Magnitude masks at ``sparsity`` and the accuracy of that pruned copy (cheap, live);
-    ``recalibrate_bn`` as in core.pruning.PruneRequest."""
+    ``recalibrate_bn`` and ``bn_augment`` as in core.pruning.PruneRequest."""
     from core.evaluate import evaluate
     from core.pruning import PruneRequest, apply_result, prune
 
     request = PruneRequest(method="magnitude", sparsity=float(sparsity), scope=scope, layers=layers,
-                           recalibrate_bn=recalibrate_bn)
+                           recalibrate_bn=recalibrate_bn, bn_augment=bn_augment)
     result = prune(model, bundle.calibration, request, arch=arch, progress=staged(progress, "Magnitude preview"),
                    cancel=cancel)
     check(cancel)
@@ -424,10 +425,12 @@ def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *,
 def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsities: list[float], *,
               samples: int, seed: int = 0, arch: str | None = None, scope: str = "global",
               refine_steps: int = 0, images_per_row: int = 1, recalibrate_bn: bool | None = None,
-              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
+              bn_augment: str = "auto", progress: ProgressFn | None = None,
+              cancel: CancelToken | None = None) -> Any:
     """Accuracy against sparsity for several methods (core.sweep.run_sweep)."""
     from core.sweep import run_sweep
 
     return run_sweep(model, bundle, list(methods), list(sparsities), samples=samples, seed=seed,
                      arch=arch, scope=scope, refine_steps=refine_steps, recalibrate_bn=recalibrate_bn,
-                     images_per_row=images_per_row, progress=progress, cancel=cancel)
+                     images_per_row=images_per_row, bn_augment=bn_augment, progress=progress,
+                     cancel=cancel)

@@ -922,7 +922,7 @@ class MainWindow(QMainWindow):
         self._preview_task = self._submit(
             jobs.magnitude_preview_job, self.session.light_model, self.bundle, sparsity, scope,
             arch=self.session.loaded.arch, recalibrate_bn=self.controls.recalibrate_bn(),
-            title="Magnitude preview", lane="light", foreground=False, on_done=self._on_preview,
+            bn_augment=self.controls.bn_augment(), title="Magnitude preview", lane="light", foreground=False, on_done=self._on_preview,
             on_failed=lambda exc: self.stage_label.setText(f"Preview failed: {exc}"))
 
     def _on_preview(self, preview: jobs.MagnitudePreview) -> None:
@@ -1231,7 +1231,7 @@ class MainWindow(QMainWindow):
         self._submit(jobs.sweep_job, self.session.loaded.model, self.bundle, methods, sparsities, samples=samples,
                      arch=self.session.loaded.arch, scope=self.controls.scope_name(), refine_steps=refine,
                      images_per_row=int(self.controls.per_row.value()),
-                     recalibrate_bn=self.controls.recalibrate_bn(),
+                     recalibrate_bn=self.controls.recalibrate_bn(), bn_augment=self.controls.bn_augment(),
                      title="Sweep", on_done=self._on_sweep_done,
                      on_cancelled=lambda: self.sweep_view.status.setText("Sweep cancelled."))
 

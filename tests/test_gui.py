@@ -415,10 +415,42 @@ def test_batchnorm_box_reaches_the_run_and_the_caption_says_what_happened(qtbot,
     w.close()
 
 
+def test_batchnorm_images_box_reaches_the_run_the_preview_and_the_sweep(qtbot, settings_dir: Path,
+                                                                        hooks) -> None:
+    """The BN images box: Automatic picks the images as they are on the digits CNN (trained
+    without augmentation); Cropped and mirrored reaches the run (and the caption says so), the
+    live preview and a sweep, and gives other statistics than the automatic choice."""
+    w = make_window(qtbot, settings_dir)
+    w.controls.samples.setValue(128)
+    with qtbot.waitSignal(w.ready, timeout=LOAD_TIMEOUT_MS):
+        w.start(demo="digits_cnn")
+    assert w.controls.bn_images.isEnabled() and w.controls.bn_augment() == "auto"
+    auto = run_and_wait(qtbot, w, "magnitude", 90)
+    assert auto.result.request.bn_augment == "auto" and auto.result.info["bn_augment"] == "none"
+    assert "cropped and mirrored" not in w.preview_panel.caption.text()
+    w.controls.bn_images.setCurrentIndex(w.controls.bn_images.findData("crop_flip"))
+    qtbot.waitUntil(lambda: w.preview.result.request.bn_augment == "crop_flip", timeout=RUN_TIMEOUT_MS)
+    assert w.preview.result.info["bn_augment"] == "crop_flip"
+    crop = run_and_wait(qtbot, w, "magnitude", 90)
+    assert crop.result.request.bn_augment == "crop_flip" and crop.result.info["bn_augment"] == "crop_flip"
+    assert "statistics taken on randomly cropped and mirrored calibration images" in \
+        w.preview_panel.caption.text()
+    name = next(k for k in crop.result.buffers if k.endswith("running_mean"))
+    assert not torch.equal(crop.result.buffers[name], auto.result.buffers[name])
+    with qtbot.waitSignal(w.sweep_finished, timeout=RUN_TIMEOUT_MS):
+        w.run_sweep(["magnitude"], [0.8], 128)
+    assert w.sweep_view.result.meta["bn_augment"] == "crop_flip"
+    w.controls.bn_images.setCurrentIndex(0)
+    assert not hooks.errors
+    w.close()
+
+
 def test_batchnorm_box_is_disabled_without_batchnorm(window: MainWindow) -> None:
     assert not window.controls.recal.isEnabled()
     assert "no BatchNorm" in window.controls.recal.toolTip()
     assert "the model has none" in window.controls.recal.text()
+    assert not window.controls.bn_images.isEnabled()
+    assert "no BatchNorm" in window.controls.bn_images.toolTip()
 
 
 def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
@@ -449,6 +481,7 @@ def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> N
     first.controls.refine.setValue(3)
     first.controls.per_row.setValue(4)
     first.controls.recal.setChecked(False)
+    first.controls.bn_images.setCurrentIndex(first.controls.bn_images.findData("crop_flip"))
     first.act_dark.trigger()
     first.close()
     second = make_window(qtbot, settings_dir)
@@ -463,6 +496,8 @@ def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> N
     second.controls.per_row.setValue(1)
     assert not second.controls.recal.isChecked() and second.controls.request().recalibrate_bn is False
     second.controls.recal.setChecked(True)
+    assert second.controls.bn_augment() == "crop_flip" and second.controls.request().bn_augment == "crop_flip"
+    second.controls.bn_images.setCurrentIndex(0)
     assert second.act_dark.isChecked() and second.theme.palette.name == "dark"
     second.act_dark.trigger()  # back to light for the tests that follow
     assert (settings_dir / "CHITA Studio" / "CHITA Studio.ini").exists()
