@@ -195,10 +195,11 @@ def to_markdown(all_rows: list[Row], extras: dict, ref: dict, command: str) -> s
              "during the run (includes the loaded data). λ is chosen on held-out *training* images. "
              "'recal' = BatchNorm statistics recomputed after pruning (CHITA++: after its last stage), kept only when that lowers held-out loss; "
              "every ResNet20 run first checks its stored BatchNorm statistics against a refresh on "
-             "512 calibration images, as they are and cropped and mirrored: the lower held-out loss "
-             "picks the images every recalibration takes (`bn_augment`, crop+flip on ResNet20), and "
-             "the refresh replaces the stored statistics only when it lowers held-out loss by more "
-             "than 25% (stale statistics; the official code always refreshes before pruning).", "",
+             "256 calibration images, as they are and cropped and mirrored, scored on 256 held-out "
+             "images: the lower held-out loss picks the images every recalibration takes "
+             "(`bn_augment`, crop+flip on ResNet20), and the statistics are refreshed (on 2000 "
+             "images) only when that lowers held-out loss by more than 25% (stale statistics; the "
+             "official code always refreshes before pruning).", "",
              "Official rows: **official code, measured on this machine kind, not this run** "
              "(`../shared/reference/one_shot_figures.md`). Ratio columns: ours ÷ official. "
              "CHITA++ uses its automatic stage count (one per prunable layer, 10 to 20); on ResNet20 "
