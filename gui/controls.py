@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.augment import BN_AUGMENTS
 from core.errors import StudioError
 from core.pruning import (
     MAX_IMAGES_PER_ROW,
@@ -31,7 +32,7 @@ from gui import settings as st
 
 SCOPES = (("global", "Global (one budget)"), ("layer", "Per layer (same sparsity)"))
 PREVIEW_DEBOUNCE_MS = 150
-BN_IMAGES = (("auto", "Automatic"), ("none", "As they are"), ("crop_flip", "Cropped and mirrored"))
+BN_AUGMENT_LABELS = {"auto": "Automatic", "none": "As they are", "crop_flip": "Cropped and mirrored"}
 BN_IMAGES_TIP = ("Calibration images BatchNorm's statistics are computed on. Automatic: the refresh "
                  "check before pruning tries both and keeps the lower held-out loss (ResNet20, trained "
                  "on cropped and mirrored images, gets those). The run's caption says which was used.")
@@ -113,8 +114,8 @@ class ControlsPanel(QGroupBox):
         self.recal.setChecked(True)
         self.recal.setToolTip(RECAL_TIP)
         self.bn_images = QComboBox()
-        for value, label in BN_IMAGES:
-            self.bn_images.addItem(label, value)
+        for value in BN_AUGMENTS:  # core.augment's choices, in its order
+            self.bn_images.addItem(BN_AUGMENT_LABELS[value], value)
         self.bn_images.setToolTip(BN_IMAGES_TIP)
 
         self.autorun = QCheckBox("Run method when the slider is released")
