@@ -7,6 +7,7 @@ into the methods. :func:`prune` never modifies the model it is given.
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import time
 import weakref
@@ -22,7 +23,8 @@ from core.batchnorm import has_batchnorm, recalibrate_batchnorm, remove_channel_
 from core.errors import StudioError
 from core.evaluate import set_eval_mode
 from core.fisher import fisher_diagonal, fisher_factor, per_sample_gradients
-from core.grid_walk import walk_grid
+from core.grid_walk import walk_grid, walk_grid_by
+from core.holdout import PairedHoldout
 from core.methods.chita import chita_solve, support_state, support_weights
 from core.methods.magnitude import magnitude_prune
 from core.methods.obd import obd_prune
@@ -155,6 +157,11 @@ NEEDS_GRADIENTS = {"chita", "chita++", "obd", "woodfisher"}
 # (each measured over 5 calibration samples on ResNet20, docs/benchmarks.md)
 SCALE_FREE_METHODS = frozenset({"chita", "woodfisher"})
 HOLDOUT = 500  # held-out calibration images for choosing λ (never test images)
+# The λ walk compares two candidates on the held-out images in batches of HOLDOUT_BATCH and stops
+# once their paired per-image loss difference is HOLDOUT_Z standard errors from 0; otherwise it
+# scores all HOLDOUT images (core.holdout.PairedHoldout). math.inf: every candidate on every image.
+HOLDOUT_BATCH = 128
+HOLDOUT_Z = 3.0
 BN_IMAGES = 2000  # calibration images for a BatchNorm recalibration (none of the held-out ones)
 MAX_REFINE_STEPS = 20  # cap on PruneRequest.refine_steps
 MAX_IMAGES_PER_ROW = 256  # cap on PruneRequest.images_per_row
@@ -241,6 +248,17 @@ def _loss_and_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         total += float(F.cross_entropy(z, y[i:i + batch], reduction="sum"))
         wrong += int((z.argmax(1) != y[i:i + batch]).sum())
     return total / max(1, len(x)), wrong / max(1, len(x))
+
+
+@torch.no_grad()
+def _per_image_loss_and_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image cross-entropy and 0/1 error of ``model`` (eval mode) on one batch ``(x, y)``."""
+    set_eval_mode(model)
+    if not len(x):
+        return torch.zeros(0), torch.zeros(0)
+    z = model(x)
+    return F.cross_entropy(z, y, reduction="none"), (z.argmax(1) != y).float()
 
 
 def _mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 128) -> float:
@@ -816,31 +834,44 @@ class _Context:
         """The grid index whose candidate weights have the lowest held-out calibration loss.
 
         A walk, not a full scan: start at the previous choice (a sweep's previous sparsity, a
-        CHITA++ stage's previous stage) or at ``LAMBDA_START``, score both neighbours, then
-        keep stepping the way the loss falls until it rises or the grid ends. Along a grid
+        CHITA++ stage's previous stage) or at ``LAMBDA_START``, compare both neighbours with it,
+        then keep stepping the way the loss falls until it rises or the grid ends. Along a grid
         where the held-out loss is unimodal in log λ this finds the scan's minimum with 3–5
-        held-out passes instead of 10. Unscored grid points are reported as ``None``.
+        candidates instead of 10. Each comparison scores the two candidates on the held-out
+        images batch by batch and stops when the paired difference is clear
+        (:class:`core.holdout.PairedHoldout`, ``HOLDOUT_Z``); with ``lambda_score="accuracy"``
+        every candidate it looks at is scored on all of them. The record gives each candidate's
+        mean loss and error over the images it was scored on (``None``: not scored).
         """
-        losses: dict[int, float] = {}
-        errors: dict[int, float] = {}
         by_accuracy = self.request.lambda_score == "accuracy"
+        trials: dict[int, nn.Module] = {}
 
-        def score(i: int) -> float | tuple[float, float]:
-            if i not in losses:
-                check(self.cancel)
-                report(self.progress, "choosing λ", len(losses), len(grid),
+        def score(i: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+            check(self.cancel)
+            if i not in trials:
+                report(self.progress, "choosing λ", len(trials), len(grid),
                        f"{label} λ = {grid[i]:.3g}".strip())
-                losses[i], errors[i] = self._holdout_metrics(work, candidates[i]())
-            return (errors[i], losses[i]) if by_accuracy else losses[i]
+                trials[i] = self._holdout_model(work, candidates[i]())
+            return self._holdout_batch(trials[i], start, stop)
+
+        held = PairedHoldout(score, len(self.x_h), batch=HOLDOUT_BATCH, first=HOLDOUT_BATCH,
+                             z=math.inf if by_accuracy else HOLDOUT_Z)
+
+        def by_error(c: int, b: int) -> bool:
+            held.evaluate(c)
+            held.evaluate(b)
+            return (held.error(c), held.loss(c)) < (held.error(b), held.loss(b))
 
         start = self.lam_index if self.lam_index is not None else \
             (LAMBDA_START if len(grid) == len(LAMBDA_GRID) else len(grid) // 2)
-        best = walk_grid(score, len(grid), start)
+        best = walk_grid_by(by_error if by_accuracy else held.less, len(grid), start)
         self.lam_index = best
+        scored = [held.images(i) for i in range(len(grid))]
         info.setdefault("lambda_selection", []).append(
             {"sparsity": sparsity, "grid": list(grid), "score": self.request.lambda_score,
-             "holdout_loss": [losses.get(i) for i in range(len(grid))],
-             "holdout_error": [errors.get(i) for i in range(len(grid))], "chosen": grid[best]})
+             "holdout_loss": [held.loss(i) if scored[i] else None for i in range(len(grid))],
+             "holdout_error": [held.error(i) if scored[i] else None for i in range(len(grid))],
+             "holdout_images": scored, "chosen": grid[best]})
         return best
 
     def _chita(self, work, A, wbar, k, grid, info, sparsity, label):
@@ -1012,16 +1043,26 @@ class _Context:
         run recalibrates)."""
         return self._holdout_metrics(work, w)[0]
 
+    def _holdout_model(self, work: nn.Module, w: torch.Tensor) -> nn.Module:
+        """A copy of ``work`` with weights ``w``, its BatchNorm recalibrated first when the run
+        recalibrates: what the held-out loss of ``w`` is measured on."""
+        trial = copy.deepcopy(work)
+        _write(trial, self.names, w)
+        if self.recal if self.holdout_recal is None else self.holdout_recal:
+            recalibrate_batchnorm(trial, self.bn_images[:RECAL_CHECK], transform=self.bn_transform)
+        return trial
+
+    def _holdout_batch(self, trial: nn.Module, start: int, stop: int
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-image loss and 0/1 error of ``trial`` on held-out images ``[start, stop)``."""
+        return _per_image_loss_and_error(trial, self.x_h[start:stop], self.y_h[start:stop])
+
     def _holdout_metrics(self, work: nn.Module, w: torch.Tensor) -> tuple[float, float]:
         """Held-out calibration loss and error rate with weights ``w`` (BatchNorm recalibrated
         first when the run recalibrates)."""
         if not len(self.x_h):
             return 0.0, 0.0
-        trial = copy.deepcopy(work)
-        _write(trial, self.names, w)
-        if self.recal if self.holdout_recal is None else self.holdout_recal:
-            recalibrate_batchnorm(trial, self.bn_images[:RECAL_CHECK], transform=self.bn_transform)
-        return _loss_and_error(trial, self.x_h, self.y_h)
+        return _loss_and_error(self._holdout_model(work, w), self.x_h, self.y_h)
 
     def _maybe_recalibrate(self, work: nn.Module, timings: dict[str, float]) -> dict[str, object]:
         """Recalibrate ``work``'s BatchNorm in place if that lowers held-out calibration loss

@@ -345,7 +345,11 @@ class _FakeLosses:
         self.ctx.lam_index, self.ctx.cancel, self.ctx.progress = start, None, None
         self.scored: list[int] = []
         errors = errors or [0.0] * len(losses)
-        self.ctx._holdout_metrics = lambda work, w: (self.scored.append(w), (losses[w], errors[w]))[1]
+        self.ctx.x_h = torch.zeros(300, 1)  # every image of candidate i has loss losses[i]
+        self.ctx._holdout_model = lambda work, w: (self.scored.append(w), w)[1]
+        self.ctx._holdout_batch = lambda i, a, b: (
+            torch.full((b - a,), float(losses[i]), dtype=torch.float64),
+            torch.full((b - a,), float(errors[i]), dtype=torch.float64))
 
     def choose(self, n):
         info: dict = {}
@@ -370,6 +374,27 @@ def test_lambda_walk_finds_the_minimum_of_a_unimodal_grid(losses, start):
         assert sorted(fake.scored) == [1, 2, 3]  # a minimum at the start costs 3 passes
 
 
+@pytest.mark.parametrize("arch, sparsity", [("digits_mlp", 0.95), ("digits_cnn", 0.9)])
+def test_paired_early_stop_chooses_what_every_held_out_image_chooses(models, digits, monkeypatch,
+                                                                    arch, sparsity):
+    """The walk's comparisons stop early on clear differences (fewer images scored) and choose
+    the λ, and so the mask and weights, that scoring every candidate on every image chooses."""
+    req = PruneRequest(method="chita", sparsity=sparsity, samples=SAMPLES)
+    fast = prune(models[arch], digits.calibration, req, arch=arch)
+    monkeypatch.setattr(pruning, "HOLDOUT_Z", math.inf)
+    full = prune(models[arch], digits.calibration, req, arch=arch)
+    (sel_fast,), (sel_full,) = fast.info["lambda_selection"], full.info["lambda_selection"]
+    total = fast.info["holdout"]
+    assert sel_fast["chosen"] == sel_full["chosen"] == fast.lam
+    assert all(torch.equal(fast.masks[k], full.masks[k]) for k in fast.masks)
+    assert all(torch.equal(fast.weights[k], full.weights[k]) for k in fast.weights)
+    assert set(sel_full["holdout_images"]) <= {0, total}  # baseline: all images or none
+    scored = [m for m in sel_fast["holdout_images"] if m]
+    assert all(m % pruning.HOLDOUT_BATCH == 0 or m == total for m in scored)
+    assert any(m < total for m in scored)  # at least one comparison was decided early
+    assert sum(sel_fast["holdout_images"]) < sum(sel_full["holdout_images"])
+
+
 @pytest.mark.parametrize("end", [0, len(LAMBDA_GRID) - 1])
 def test_lambda_walk_on_the_real_grid_starts_at_lambda_start_and_reaches_either_end(end):
     """A held-out loss still falling at an end is followed there: no stop mid-grid."""
@@ -390,7 +415,7 @@ def test_lambda_walk_on_held_out_accuracy_minimises_the_error_then_the_loss():
     best, sel = _FakeLosses(losses, start=0, errors=errors, score="accuracy").choose(5)
     assert best == 3
     assert sel["score"] == "accuracy"
-    assert [sel["holdout_error"][i] for i in range(5) if sel["holdout_error"][i] is not None] == errors[:5]
+    assert [sel["holdout_error"][i] for i in range(5) if sel["holdout_error"][i] is not None] == pytest.approx(errors[:5])
     by_loss, sel = _FakeLosses(losses, start=0, errors=errors).choose(5)
     assert by_loss == 4 and sel["score"] == "loss"
 

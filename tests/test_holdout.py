@@ -1,0 +1,104 @@
+"""The λ walk's comparisons: the grid walk and the batch-by-batch paired held-out test."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+
+from core.grid_walk import walk_grid, walk_grid_by
+from core.holdout import PairedHoldout
+
+
+def _scan_walk(score, size: int, start: int) -> int:
+    """The walk as a full record of scores: start and both neighbours, then step while falling."""
+    start = min(max(start, 0), size - 1)
+    seen = {i: score(i) for i in (start, start - 1, start + 1) if 0 <= i < size}
+    best = min(seen, key=seen.__getitem__)
+    step = best - start
+    while step and 0 <= best + step < size and score(best + step) < seen[best]:
+        best += step
+        seen[best] = score(best)
+    return best
+
+
+def test_walk_by_comparisons_matches_the_walk_on_scores_ties_included():
+    rng = random.Random(0)
+    for _ in range(3000):
+        size = rng.randint(1, 10)
+        vals = [rng.choice([0.0, 1.0, 2.0, rng.random()]) for _ in range(size)]
+        start = rng.randint(-1, size)
+        want = _scan_walk(vals.__getitem__, size, start)
+        assert walk_grid(vals.__getitem__, size, start) == want
+        assert walk_grid_by(lambda i, j: vals[i] < vals[j], size, start) == want
+
+
+def test_walk_finds_the_minimum_of_a_unimodal_grid_from_any_start():
+    for size in range(1, 11):
+        for lowest in range(size):
+            vals = [abs(i - lowest) for i in range(size)]
+            for start in range(size):
+                assert walk_grid(vals.__getitem__, size, start) == lowest
+
+
+def _held(losses: torch.Tensor, z: float = 3.0):
+    """A PairedHoldout over fixed per-image losses (rows: candidates), counting the batches scored."""
+    calls: list[tuple[int, int, int]] = []
+
+    def score(i: int, start: int, stop: int):
+        calls.append((i, start, stop))
+        return losses[i, start:stop], (losses[i, start:stop] > 1.0).float()
+
+    return PairedHoldout(score, losses.shape[1], batch=100, first=100, z=z), calls
+
+
+def test_a_clear_difference_is_decided_on_the_first_batch():
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(500, generator=g, dtype=torch.float64) * 3
+    losses = torch.stack([base, base + 0.05 + 0.01 * torch.randn(500, generator=g, dtype=torch.float64)])
+    held, calls = _held(losses)
+    assert held.less(0, 1) and not held.less(1, 0)
+    assert held.images(0) == held.images(1) == 100  # 0.05 ± 0.001: decided on 100 images
+    assert sorted(calls) == [(0, 0, 100), (1, 0, 100)]  # each batch scored once
+
+
+def test_without_a_clear_difference_every_image_decides_as_the_full_means_do():
+    g = torch.Generator().manual_seed(1)
+    for trial in range(50):
+        base = torch.rand(500, generator=g, dtype=torch.float64)
+        noise = torch.randn(500, generator=g, dtype=torch.float64) * 0.2
+        other = base + noise - noise.mean() + (trial - 25) * 1e-4  # mean difference ≈ 0
+        losses = torch.stack([base, other])
+        held, _ = _held(losses)
+        assert held.less(1, 0) == bool(other.mean() < base.mean())
+        assert held.images(0) == held.images(1) == 500
+        assert math.isclose(held.loss(1), float(other.mean()), rel_tol=1e-12)
+
+
+def test_an_infinite_threshold_scores_every_image():
+    losses = torch.stack([torch.zeros(300, dtype=torch.float64), torch.ones(300, dtype=torch.float64)])
+    held, _ = _held(losses, z=math.inf)
+    assert held.less(0, 1)
+    assert held.images(0) == held.images(1) == 300
+
+
+def test_the_early_decision_agrees_with_the_full_comparison_on_noisy_candidates():
+    """Many candidate pairs whose true gap varies from none to large: every early decision
+    must be the one all 500 images give (the test's point: fewer images, same answer)."""
+    g = torch.Generator().manual_seed(2)
+    saved, agree, total = 0, 0, 0
+    for gap in torch.linspace(-0.05, 0.05, 41).tolist():
+        base = torch.rand(500, generator=g, dtype=torch.float64) * 2
+        other = base + gap + 0.05 * torch.randn(500, generator=g, dtype=torch.float64)
+        held, _ = _held(torch.stack([base, other]))
+        agree += held.less(1, 0) == bool(other.mean() < base.mean())
+        saved += 500 - held.images(1)
+        total += 1
+    assert agree == total
+    assert saved >= 200 * total  # most pairs are clear after 100 or 200 images
+
+
+def test_no_held_out_images_decides_nothing():
+    held = PairedHoldout(lambda i, a, b: (torch.zeros(0), torch.zeros(0)), 0)
+    assert not held.less(0, 1) and held.images(0) == 0 and held.loss(0) == 0.0
