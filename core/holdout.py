@@ -28,11 +28,14 @@ class PairedHoldout:
     it is called at most once per candidate and batch, in order. :meth:`less` answers the walk's
     question with as few batches as the paired test allows; :meth:`loss` and :meth:`error` are
     the means over the images a candidate was scored on, :meth:`images` how many those are.
+    ``forget(i)``, when given, is called with the loser of each comparison: the walk never
+    compares it again, so whatever the caller keeps to score it (a model copy) can go.
     """
 
     def __init__(self, score: ScoreBatch, images: int, *, batch: int = 128, first: int = 128,
-                 z: float = 3.0) -> None:
+                 z: float = 3.0, forget: Callable[[int], None] | None = None) -> None:
         self._score, self.total, self.batch, self.first, self.z = score, images, batch, first, z
+        self._forget = forget
         self._loss: dict[int, list[torch.Tensor]] = {}
         self._wrong: dict[int, list[torch.Tensor]] = {}
 
@@ -74,9 +77,8 @@ class PairedHoldout:
             lb = self._upto(b, m)  # the incumbent first: it is usually scored already
             d = self._upto(c, m) - lb
             mean = float(d.mean())
-            if m >= self.total:
-                return mean < 0.0
-            se = float(d.std()) / math.sqrt(m)
-            if abs(mean) > self.z * se:
+            if m >= self.total or abs(mean) > self.z * float(d.std()) / math.sqrt(m):
+                if self._forget is not None:
+                    self._forget(b if mean < 0.0 else c)
                 return mean < 0.0
             m = min(self.total, m + self.batch)

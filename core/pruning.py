@@ -855,12 +855,15 @@ class _Context:
             return self._holdout_batch(trials[i], start, stop)
 
         held = PairedHoldout(score, len(self.x_h), batch=HOLDOUT_BATCH, first=HOLDOUT_BATCH,
-                             z=math.inf if by_accuracy else HOLDOUT_Z)
+                             z=math.inf if by_accuracy else HOLDOUT_Z,
+                             forget=lambda i: trials.pop(i, None))  # one model copy per contender
 
         def by_error(c: int, b: int) -> bool:
-            held.evaluate(c)
             held.evaluate(b)
-            return (held.error(c), held.loss(c)) < (held.error(b), held.loss(b))
+            held.evaluate(c)
+            better = (held.error(c), held.loss(c)) < (held.error(b), held.loss(b))
+            trials.pop(b if better else c, None)
+            return better
 
         start = self.lam_index if self.lam_index is not None else \
             (LAMBDA_START if len(grid) == len(LAMBDA_GRID) else len(grid) // 2)

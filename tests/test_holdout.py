@@ -102,3 +102,25 @@ def test_the_early_decision_agrees_with_the_full_comparison_on_noisy_candidates(
 def test_no_held_out_images_decides_nothing():
     held = PairedHoldout(lambda i, a, b: (torch.zeros(0), torch.zeros(0)), 0)
     assert not held.less(0, 1) and held.images(0) == 0 and held.loss(0) == 0.0
+
+
+def test_a_walk_forgets_each_loser_and_never_scores_it_again():
+    """The engine keeps one model copy per candidate until ``forget``: the walk must never
+    come back to a candidate it was told to forget, and never forget the one it returns."""
+    g = torch.Generator().manual_seed(3)
+    for trial in range(30):
+        means = torch.rand(10, generator=g, dtype=torch.float64)
+        losses = means[:, None] + 0.3 * torch.rand(10, 400, generator=g, dtype=torch.float64)
+        forgotten: set[int] = set()
+        late: list[int] = []
+
+        def score(i: int, start: int, stop: int):
+            if i in forgotten:
+                late.append(i)
+            return losses[i, start:stop], torch.zeros(stop - start)
+
+        held = PairedHoldout(score, 400, batch=100, first=100, forget=forgotten.add)
+        best = walk_grid_by(held.less, 10, trial % 10)
+        assert best not in forgotten and not late
+        scored = {i for i in range(10) if held.images(i)}
+        assert forgotten == scored - {best}  # every other candidate it looked at lost once
