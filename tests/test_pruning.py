@@ -238,6 +238,30 @@ def test_cancel_from_the_first_progress_report(models, digits, method):
     _assert_same(model, snap)
 
 
+@pytest.mark.parametrize("method", ["chita", "woodfisher"])
+def test_cancel_during_the_lambda_walk_stops_before_the_next_held_out_batch(models, digits, monkeypatch,
+                                                                           method):
+    """A cancel while λ is being chosen ends the run at the next held-out batch, not after the walk."""
+    model = models["digits_cnn"]
+    snap = _snapshot(model)
+    token = CancelToken()
+    batches = []
+    real = pruning._Context._holdout_batch
+    monkeypatch.setattr(pruning._Context, "_holdout_batch",
+                        lambda self, trial, a, b: (batches.append((a, b)), real(self, trial, a, b))[1])
+
+    def progress(p):
+        if p.stage == "choosing λ":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        prune(model, digits.calibration, PruneRequest(method=method, sparsity=0.7, samples=SAMPLES),
+              arch="digits_cnn", progress=progress, cancel=token)
+    # at most the batch being prepared when the cancel came (WoodFisher's solve checks it first)
+    assert batches in ([], [(0, pruning.HOLDOUT_BATCH)])
+    _assert_same(model, snap)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_already_cancelled_token_raises_for_every_method(models, digits, method):
     model = models["digits_cnn"]
