@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from shared_models import load_shared  # noqa: E402
+from shared_models import shared_or_exit  # noqa: E402
 
 from core import pruning  # noqa: E402
 from core.pruning import PruneRequest, prune_path  # noqa: E402
@@ -58,10 +58,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--recal", action="store_true", help="recalibrate BatchNorm (ResNet20)")
     args = ap.parse_args()
-    shared = load_shared(args.model)
-    if shared is None:
-        sys.exit(1)
-    loaded, bundle = shared
+    loaded, bundle = shared_or_exit(args.model)
     sps = SPARSITIES[args.model]
     recal = None if args.recal else (False if args.model == "resnet20" else None)
     print(f"{args.model}, CHITA, n = 1000, recalibration {'on' if args.recal else 'off'}; "

@@ -27,6 +27,14 @@ def load_shared(arch: str = "resnet20"):
     return load_model(SHARED / model_file, arch=arch), load_bundle(str(SHARED / data), preset=arch)
 
 
+def shared_or_exit(arch: str = "resnet20"):
+    """:func:`load_shared`, or exit with status 2 (after its message) when ../shared is missing."""
+    shared = load_shared(arch)
+    if shared is None:
+        sys.exit(2)
+    return shared
+
+
 def prune_at(loaded, bundle, arch: str, req: PruneRequest, sparsities: list[float]
              ) -> tuple[list[PruneResult], list[float]]:
     """Results and seconds per sparsity: CHITA++ prunes them all along one schedule (its

@@ -293,21 +293,58 @@ class GradientCache:
 
     A hit skips the gradient pass and the BatchNorm refresh check and gives the same result as
     a fresh run. One entry only (G is large); CHITA++ and magnitude runs do not use it, and a
-    run on another model, data or sample replaces it. The model and the images are held by weak
-    reference, and any in-place change to the model's parameters (their version counters) is a
-    miss. Thread-safe.
+    run on another model, data or sample replaces it. Beside it, a few BatchNorm refresh-check
+    decisions are kept for every method (:meth:`check_get`): the GUI's live magnitude previews
+    and magnitude baselines skip the check after the first. The model and the images are held by
+    weak reference, and any in-place change to the model's parameters (their version counters;
+    for check decisions, its buffers' too) is a miss. Thread-safe.
     """
+
+    CHECKS_KEPT = 4  # refresh-check decisions kept (the GUI's run and preview copies, other samples)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # (model ref, images ref, versions, key, base, A, fbar, info, derived)
         self._entry: tuple | None = None
         self.hits = 0
+        # BatchNorm refresh-check decisions, any method: (id(model), id(images), key) ->
+        # (model ref, images ref, versions, info, refreshed buffers or None); oldest first
+        self._checks: dict[tuple, tuple] = {}
+        self.check_hits = 0
 
     def clear(self) -> None:
-        """Drop the kept gradients (frees their memory)."""
+        """Drop the kept gradients (frees their memory). Refresh-check decisions, a few
+        BatchNorm buffers each, stay: they are keyed by their model and go with it."""
         with self._lock:
             self._entry = None
+
+    @staticmethod
+    def _state_versions(model: nn.Module) -> tuple[int, ...]:
+        return tuple(t._version for t in (*model.parameters(), *model.buffers()))
+
+    def check_get(self, model: nn.Module, images: torch.Tensor, key: tuple
+                  ) -> tuple[dict, dict[str, torch.Tensor] | None] | None:
+        """(what the refresh check recorded, the buffers of its refresh or None) for exactly this
+        model (parameters and buffers unchanged), images and key, or None."""
+        with self._lock:
+            e = self._checks.get((id(model), id(images), key))
+            if (e is None or e[0]() is not model or e[1]() is not images
+                    or e[2] != self._state_versions(model)):
+                return None
+            self.check_hits += 1
+            return dict(e[3]), e[4]
+
+    def check_put(self, model: nn.Module, images: torch.Tensor, key: tuple, info: dict,
+                  buffers: dict[str, torch.Tensor] | None) -> None:
+        """Keep one refresh-check decision (the oldest of ``CHECKS_KEPT`` goes)."""
+        with self._lock:
+            self._checks = {k: e for k, e in self._checks.items()
+                            if e[0]() is not None and e[1]() is not None}  # dead models go
+            self._checks.pop((id(model), id(images), key), None)
+            self._checks[(id(model), id(images), key)] = (
+                weakref.ref(model), weakref.ref(images), self._state_versions(model), dict(info), buffers)
+            while len(self._checks) > self.CHECKS_KEPT:
+                self._checks.pop(next(iter(self._checks)))
 
     @staticmethod
     def _versions(model: nn.Module) -> tuple[int, ...]:
@@ -549,7 +586,7 @@ class _Context:
             self.info.update(kept)
             self.info["gradients_reused"] = True
         elif self.bn and len(self.x_h) and refresh_bn:
-            self._refresh_check()
+            self._refresh_check_cached(model, calibration.x, cache)
         # the images every recalibration takes: the refresh check's choice, or the request's own
         chosen = self.info.get("bn_augment", "none" if request.bn_augment == "auto" else request.bn_augment)
         self.bn_transform = self._bn_transform(str(chosen))
@@ -570,6 +607,36 @@ class _Context:
         if augment != "crop_flip" or not self.bn or self.bn_images.ndim != 4:
             return None
         return CropFlip.for_images(self.bn_images, self.request.seed)
+
+    CHECK_RECORD = ("bn_refreshed_before", "bn_augment", "bn_refresh_losses")
+
+    def _refresh_check_cached(self, model: nn.Module, images: torch.Tensor,
+                              cache: GradientCache | None) -> None:
+        """:meth:`_refresh_check`, or its decision from ``cache`` when this model, these images
+        and the same held-out and BatchNorm images (seed, sample size) were checked before: the
+        same statistics, restored without a pass (``info["bn_check_reused"]``). Any method uses
+        it, so a live magnitude preview after the first one skips the check."""
+        key = (self.request.seed, len(self.x_g), len(self.x_h), self.request.bn_augment,
+               REFRESH_CHECK, REFRESH_MARGIN, BN_IMAGES)
+        hit = cache.check_get(model, images, key) if cache is not None else None
+        if hit is None:
+            self._refresh_check()
+            if cache is not None:
+                buffers = ({n: b.detach().clone() for n, b in self.base.named_buffers()}
+                           if self.info["bn_refreshed_before"] else None)
+                cache.check_put(model, images, key, {k: self.info[k] for k in self.CHECK_RECORD},
+                                buffers)
+            return
+        t0 = time.perf_counter()
+        info, buffers = hit
+        if buffers is not None:
+            own = dict(self.base.named_buffers())
+            with torch.no_grad():
+                for n, b in buffers.items():
+                    own[n].copy_(b)
+        self.info.update(info)
+        self.info["bn_check_reused"] = True
+        self.timings_shared["batchnorm_before"] = time.perf_counter() - t0
 
     def _refresh_check(self) -> None:
         """Refresh stale running statistics before pruning when that lowers held-out loss by

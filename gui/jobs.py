@@ -303,17 +303,18 @@ def saliency_job(model: torch.nn.Module, calibration: Any, *, samples: int = SAL
 def magnitude_preview_job(model: torch.nn.Module, bundle: Any, sparsity: float, scope: str = "global",
                           layers: tuple[str, ...] | None = None, *, arch: str | None = None,
                           recalibrate_bn: bool | None = None, bn_augment: str = "auto",
-                          progress: ProgressFn | None = None,
+                          cache: Any = None, progress: ProgressFn | None = None,
                           cancel: CancelToken | None = None) -> MagnitudePreview:
     """Magnitude masks at ``sparsity`` and the accuracy of that pruned copy (cheap, live);
-    ``recalibrate_bn`` and ``bn_augment`` as in core.pruning.PruneRequest."""
+    ``recalibrate_bn`` and ``bn_augment`` as in core.pruning.PruneRequest. ``cache``
+    (core.pruning.GradientCache) keeps the BatchNorm refresh check's decision for the next preview."""
     from core.evaluate import evaluate
     from core.pruning import PruneRequest, apply_result, prune
 
     request = PruneRequest(method="magnitude", sparsity=float(sparsity), scope=scope, layers=layers,
                            recalibrate_bn=recalibrate_bn, bn_augment=bn_augment)
     result = prune(model, bundle.calibration, request, arch=arch, progress=staged(progress, "Magnitude preview"),
-                   cancel=cancel)
+                   cancel=cancel, cache=cache)
     check(cancel)
     pruned = apply_result(model, result)
     ev = evaluate(pruned, bundle.evaluation, progress=staged(progress, "Preview accuracy"), cancel=cancel)
@@ -348,20 +349,22 @@ def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | No
             mag_sparsity, mag_eval = dict(result.layer_sparsity), ev
         else:
             mag_sparsity, mag_eval = _magnitude_baseline(model, bundle, request, arch, "Magnitude baseline",
-                                                         progress, cancel)
+                                                         progress, cancel, cache)
     check(cancel)
     dense, compressed = _onnx_sizes(pruned, bundle, progress)
     return RunOutcome(result, ev, dense, compressed, mag_sparsity, mag_eval, seconds)
 
 
 def _magnitude_baseline(model: torch.nn.Module, bundle: Any, request: Any, arch: str | None, label: str,
-                        progress: ProgressFn | None, cancel: CancelToken | None) -> tuple[dict[str, float], Any]:
-    """Magnitude pruning with ``request``'s other settings: its per-layer sparsity and evaluation."""
+                        progress: ProgressFn | None, cancel: CancelToken | None,
+                        cache: Any = None) -> tuple[dict[str, float], Any]:
+    """Magnitude pruning with ``request``'s other settings: its per-layer sparsity and evaluation
+    (``cache``: the run's GradientCache, whose BatchNorm check decision it reuses)."""
     from core.evaluate import evaluate
     from core.pruning import apply_result, prune
 
     mag = prune(model, bundle.calibration, replace(request, method="magnitude"), arch=arch,
-                progress=staged(progress, label), cancel=cancel)
+                progress=staged(progress, label), cancel=cancel, cache=cache)
     check(cancel)
     return dict(mag.layer_sparsity), evaluate(apply_result(model, mag), bundle.evaluation, cancel=cancel)
 
@@ -405,10 +408,12 @@ def refine_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, steps: 
 
 
 def refined_magnitude_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | None = None,
-                          progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
+                          cache: Any = None, progress: ProgressFn | None = None,
+                          cancel: CancelToken | None = None) -> Any:
     """Magnitude pruning with ``request``'s settings, refinement steps included, evaluated: the
     baseline a refined run is compared with (an EvalResult)."""
-    return _magnitude_baseline(model, bundle, request, arch, "Magnitude baseline, refined", progress, cancel)[1]
+    return _magnitude_baseline(model, bundle, request, arch, "Magnitude baseline, refined", progress, cancel,
+                               cache)[1]
 
 
 def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *,

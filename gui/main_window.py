@@ -922,7 +922,8 @@ class MainWindow(QMainWindow):
         self._preview_task = self._submit(
             jobs.magnitude_preview_job, self.session.light_model, self.bundle, sparsity, scope,
             arch=self.session.loaded.arch, recalibrate_bn=self.controls.recalibrate_bn(),
-            bn_augment=self.controls.bn_augment(), title="Magnitude preview", lane="light", foreground=False, on_done=self._on_preview,
+            bn_augment=self.controls.bn_augment(), cache=self.gradient_cache, title="Magnitude preview", lane="light",
+            foreground=False, on_done=self._on_preview,
             on_failed=lambda exc: self.stage_label.setText(f"Preview failed: {exc}"))
 
     def _on_preview(self, preview: jobs.MagnitudePreview) -> None:
@@ -1004,7 +1005,7 @@ class MainWindow(QMainWindow):
                 self.preview_panel.set_versus(None)
 
         self._submit(jobs.refined_magnitude_job, self.session.loaded.model, self.bundle, refined.result.request,
-                     arch=self.session.loaded.arch, title=COMPARE_TITLE, foreground=False,
+                     arch=self.session.loaded.arch, cache=self.gradient_cache, title=COMPARE_TITLE, foreground=False,
                      on_done=done, on_failed=lambda exc: stopped(), on_cancelled=stopped)
         self.preview_panel.set_versus(None, "refined magnitude", pending=True)
 

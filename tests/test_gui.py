@@ -425,6 +425,12 @@ def test_batchnorm_images_box_reaches_the_run_the_preview_and_the_sweep(qtbot, s
     with qtbot.waitSignal(w.ready, timeout=LOAD_TIMEOUT_MS):
         w.start(demo="digits_cnn")
     assert w.controls.bn_images.isEnabled() and w.controls.bn_augment() == "auto"
+    # the live preview checks the BatchNorm statistics once; later previews reuse the decision
+    w.controls.autorun.setChecked(False)
+    qtbot.waitUntil(lambda: w.preview is not None, timeout=RUN_TIMEOUT_MS)
+    with qtbot.waitSignal(w.preview_updated, timeout=RUN_TIMEOUT_MS):
+        w.controls.slider.setValue(60)
+    assert w.preview.result.info.get("bn_check_reused") is True and w.gradient_cache.check_hits >= 1
     auto = run_and_wait(qtbot, w, "magnitude", 90)
     assert auto.result.request.bn_augment == "auto" and auto.result.info["bn_augment"] == "none"
     assert "cropped and mirrored" not in w.preview_panel.caption.text()

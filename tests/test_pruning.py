@@ -1023,3 +1023,47 @@ def test_only_stale_batchnorm_statistics_are_refreshed_before_pruning(models, di
     want = dict(by_hand.named_buffers())
     for name, value in refreshed.buffers.items():
         assert torch.allclose(value.float(), want[name].float(), atol=1e-5), name
+
+
+def test_the_refresh_check_decision_is_reused_from_the_cache(models, digits, monkeypatch):
+    """A GradientCache keeps the BatchNorm refresh check's decision for any method: a second
+    run on the same model, images, seed and sample skips the check and gives the same result,
+    stale statistics included (their refresh is restored, not recomputed); another seed, or a
+    model changed in place, checks again."""
+    checks = []
+    real = pruning._Context._refresh_check
+    monkeypatch.setattr(pruning._Context, "_refresh_check",
+                        lambda self: (checks.append(self.request.seed), real(self))[1])
+    stale = copy.deepcopy(models["digits_cnn"])
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in stale.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.mul_(torch.rand(m.num_features, generator=g) * 8 + 0.1)
+    cache = pruning.GradientCache()
+    req = PruneRequest(method="magnitude", sparsity=0.6, samples=SAMPLES, recalibrate_bn=False)
+    first = prune(stale, digits.calibration, req, arch="digits_cnn", cache=cache)
+    again = prune(stale, digits.calibration, req, arch="digits_cnn", cache=cache)
+    assert checks == [0] and cache.check_hits == 1
+    assert first.info["bn_refreshed_before"] is True and "bn_check_reused" not in first.info
+    assert again.info["bn_check_reused"] is True
+    for k in pruning._Context.CHECK_RECORD:
+        assert again.info[k] == first.info[k]
+    assert set(again.buffers) == set(first.buffers) and first.buffers
+    assert all(torch.equal(again.buffers[k], first.buffers[k]) for k in first.buffers)
+    x = digits.evaluation.x[:64]
+    with torch.no_grad():
+        assert torch.equal(pruning.apply_result(stale, again)(x), pruning.apply_result(stale, first)(x))
+    # a gradient method on the same sample reuses it too (its G is its own)
+    chita = prune(stale, digits.calibration, replace(req, method="chita", lam=LAM), arch="digits_cnn",
+                  cache=cache)
+    assert checks == [0] and chita.info["bn_check_reused"] is True
+    prune(stale, digits.calibration, replace(req, seed=1), arch="digits_cnn", cache=cache)
+    assert checks == [0, 1]
+    with torch.no_grad():
+        next(m for m in stale.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_mean.add_(0.01)
+    changed = prune(stale, digits.calibration, req, arch="digits_cnn", cache=cache)
+    assert checks == [0, 1, 0] and "bn_check_reused" not in changed.info
+    cache.clear()  # drops gradients only: the decisions stay
+    prune(stale, digits.calibration, req, arch="digits_cnn", cache=cache)
+    assert checks == [0, 1, 0]
