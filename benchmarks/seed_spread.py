@@ -8,7 +8,7 @@ accuracy is one draw from this spread, and so is each row of the official code's
     python benchmarks/seed_spread.py [--model resnet20] [--sparsities 0.8,0.9] [--seeds 0,1,2,3,4]
                                      [--methods magnitude,chita] [--old-lambda-grid]
                                      [--resample-stages] [--augment-calibration]
-                                     [--first-order] [--stages N]
+                                     [--first-order] [--stages N] [--schedule log|cubic]
                                      [--lambda-score loss|accuracy] [--validation]
 
 ``--validation`` adds, under each row, the accuracy on the run's *validation* images: the
@@ -79,6 +79,8 @@ def main() -> int:
     ap.add_argument("--first-order", action="store_true",
                     help="include the first-order term gᵀ(w − w̄) in the quadratic model")
     ap.add_argument("--stages", type=int, default=0, help="CHITA++ stages (default 0: automatic)")
+    ap.add_argument("--schedule", default="log", choices=pruning.SCHEDULES,
+                    help="CHITA++ schedule shape (core.pruning.chitapp_schedule)")
     ap.add_argument("--lambda-score", default="loss", choices=pruning.LAMBDA_SCORES,
                     help="what the λ walk minimises on the held-out images")
     ap.add_argument("--validation", action="store_true",
@@ -102,7 +104,7 @@ def main() -> int:
     print(f"{args.model}, n = 1000, accuracy on {len(bundle.evaluation.y)} test images, "
           f"BatchNorm recalibration {'on' if args.recalibrate_bn else 'off'}, "
           f"λ grid {pruning.LAMBDA_GRID[0]:g} … {pruning.LAMBDA_GRID[-1]:g} × mean Fisher diagonal, "
-          f"CHITA++ {args.stages or 'automatic'} stages "
+          f"CHITA++ {args.stages or 'automatic'} stages ({args.schedule} schedule) "
           f"{'each on new' if args.resample_stages else 'on the same'} gradient images"
           f"{', calibration images augmented' if args.augment_calibration else ''}"
           f"{', first-order term on' if args.first_order else ''}"
@@ -119,7 +121,7 @@ def main() -> int:
                                    recalibrate_bn=args.recalibrate_bn,
                                    resample_stages=args.resample_stages,
                                    first_order=args.first_order, stages=args.stages,
-                                   lambda_score=args.lambda_score)
+                                   schedule=args.schedule, lambda_score=args.lambda_score)
                 t0 = time.perf_counter()
                 res = prune(loaded.model, bundle.calibration, req, arch=args.model)
                 secs.append(time.perf_counter() - t0)

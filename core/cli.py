@@ -552,7 +552,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
     """Register ``prune`` and ``sweep``."""
     from core.augment import BN_AUGMENTS
-    from core.pruning import METHODS
+    from core.pruning import METHODS, SCHEDULES
 
     def pruning_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--samples", type=_positive_int, default=1000, metavar="N",
@@ -567,6 +567,10 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                        help="ridge λ (default: chosen on held-out calibration loss)")
         p.add_argument("--stages", type=_positive_int, default=0,
                        help="CHITA++ stages (default: one per prunable layer, 10 to 20)")
+        p.add_argument("--schedule", choices=SCHEDULES, default="log",
+                       help="CHITA++ schedule: each stage removes a share of the kept weights "
+                       "that shrinks toward the target (log, the default), or the earlier "
+                       "s·(1 − (1 − t/T)³) (cubic)")
         bn = p.add_mutually_exclusive_group()
         bn.add_argument("--recalibrate-bn", dest="recal", action="store_true", default=None,
                         help="recompute BatchNorm statistics after pruning (default: on for BatchNorm models)")
@@ -615,7 +619,8 @@ def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
                         samples=args.samples, seed=args.seed, lam=args.lam,
                         recalibrate_bn=args.recal, stages=args.stages,
                         recalibrate_between_stages=args.between, refine_steps=args.refine,
-                        images_per_row=args.per_row, bn_augment=args.bn_augment)
+                        images_per_row=args.per_row, bn_augment=args.bn_augment,
+                        schedule=args.schedule)
 
 
 def rows_of(result, per_row: int) -> str:
@@ -675,6 +680,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "batchnorm_recalibration": result.info.get("recalibration"),
         "batchnorm_images": result.info.get("bn_augment"),
         "stages": len(result.info["schedule"]) if "schedule" in result.info else None,
+        "schedule": ({"shape": result.info.get("schedule_shape"),
+                      "sparsities": list(result.info["schedule"])}
+                     if "schedule" in result.info else None),
         "refinement": list(result.info.get("refinement", [])),
         "samples": result.info.get("samples"),
         "images_per_row": result.info.get("images_per_row", 1),
@@ -747,7 +755,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         scope=args.scope, lam=args.lam, stages=args.stages,
                         recalibrate_between_stages=args.between, refine_steps=args.refine,
                         images_per_row=args.per_row, bn_augment=args.bn_augment,
-                        progress=progress, cancel=cancel)
+                        schedule=args.schedule, progress=progress, cancel=cancel)
     if args.csv:
         res.to_csv(args.csv)
     if args.plot:

@@ -79,7 +79,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
               recalibrate_bn: bool | None = None, scope: str = "global",
               lam: float | None = None, stages: int = 0,
               recalibrate_between_stages: bool = False, refine_steps: int = 0,
-              images_per_row: int = 1, bn_augment: str = "auto",
+              images_per_row: int = 1, bn_augment: str = "auto", schedule: str = "log",
               progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> SweepResult:
     """Prune with each method at each sparsity and evaluate on the bundle's evaluation images.
@@ -105,7 +105,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                                recalibrate_bn=recalibrate_bn, scope=scope, lam=lam, stages=stages,
                                recalibrate_between_stages=recalibrate_between_stages,
                                refine_steps=refine_steps, images_per_row=images_per_row,
-                               bn_augment=bn_augment)
+                               bn_augment=bn_augment, schedule=schedule)
         t1 = time.perf_counter()
         results = prune_path(model, bundle.calibration, request, list(sparsities), arch=arch,
                              progress=inner, cancel=cancel, cache=cache)
@@ -121,7 +121,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
     return SweepResult(tuple(rows), dense, time.perf_counter() - t0,
                        {"samples": samples, "seed": seed, "scope": scope,
                         "recalibrate_bn": recalibrate_bn, "refine_steps": refine_steps,
-                        "images_per_row": images_per_row, "bn_augment": bn_augment})
+                        "images_per_row": images_per_row, "bn_augment": bn_augment,
+                        "schedule": schedule})
 
 
 def plot_sweep(result: SweepResult, path: str | Path, title: str = "") -> None:

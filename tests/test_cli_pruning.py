@@ -13,6 +13,7 @@ from core.cli import main
 from core.data import load_bundle
 from core.demo import load_demo
 from core.evaluate import evaluate
+from core.pruning import chitapp_schedule
 from core.sweep import run_sweep
 
 
@@ -50,6 +51,19 @@ def test_prune_chitapp_reports_its_stages_given_or_automatic(capsys):
     single = _json(capsys, "prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude",
                    "--sparsity", "0.6")
     assert single["stages"] is None
+
+
+def test_prune_chitapp_schedule_reaches_the_run_and_its_report(capsys):
+    argv = ("prune", "demo:digits_mlp", "--data", "digits", "--method", "chita++",
+            "--sparsity", "0.9", "--samples", "64", "--stages", "4", "--lambda", "1e-4")
+    log = _json(capsys, *argv)
+    cubic = _json(capsys, *argv, "--schedule", "cubic")
+    assert log["schedule"]["shape"] == "log" and cubic["schedule"]["shape"] == "cubic"
+    assert log["schedule"]["sparsities"] == pytest.approx(chitapp_schedule(0.9, 4, "log"))
+    assert cubic["schedule"]["sparsities"] == pytest.approx(chitapp_schedule(0.9, 4, "cubic"))
+    assert log["nonzeros"] == cubic["nonzeros"] == round(0.1 * log["prunable_weights"])
+    assert main([*argv, "--schedule", "linear"]) == 2
+    assert "--schedule" in capsys.readouterr().err
 
 
 def test_prune_refine_reports_its_steps_in_json_and_text(capsys):

@@ -20,6 +20,7 @@ from core.progress import CancelToken
 from core.pruning import (
     LAMBDA_GRID,
     METHODS,
+    SCHEDULES,
     PruneRequest,
     apply_result,
     auto_stages,
@@ -541,10 +542,11 @@ def test_chitapp_runs_one_solve_per_stage_and_keeps_exact_k(run, models):
     assert [s["lam"] for s in result.info["solver"]] == [LAM] * 3
 
 
-@pytest.mark.parametrize("stages", [2, 3, 5, 10])
+@pytest.mark.parametrize("shape", SCHEDULES)
+@pytest.mark.parametrize("stages", [2, 3, 5, 10, 20])
 @pytest.mark.parametrize("target", [0.5, 0.9, 0.98])
-def test_chitapp_schedule_rises_to_target_with_a_small_last_step(stages, target):
-    sched = chitapp_schedule(target, stages)
+def test_chitapp_schedule_rises_to_target_with_a_small_last_step(stages, target, shape):
+    sched = chitapp_schedule(target, stages, shape)
     assert len(sched) == stages
     assert sched[-1] == pytest.approx(target, abs=1e-12)
     assert 0.0 < sched[0] and all(b > a for a, b in zip(sched, sched[1:]))
@@ -554,8 +556,38 @@ def test_chitapp_schedule_rises_to_target_with_a_small_last_step(stages, target)
 
 
 def test_chitapp_schedule_with_one_stage_is_the_target():
-    assert chitapp_schedule(0.8, 1) == pytest.approx([0.8])
-    assert chitapp_schedule(0.8, 0) == pytest.approx([0.8])
+    for shape in SCHEDULES:
+        assert chitapp_schedule(0.8, 1, shape) == pytest.approx([0.8])
+        assert chitapp_schedule(0.8, 0, shape) == pytest.approx([0.8])
+    assert chitapp_schedule(0.0, 3) == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("stages", [3, 10, 20])
+@pytest.mark.parametrize("target", [0.5, 0.9, 0.98])
+def test_log_schedule_removes_shrinking_shares_of_the_kept_weights(stages, target):
+    """Stage t removes a share of the weights still kept that falls with t (linearly in log
+    density); the cubic schedule's shares rise before they fall."""
+    def shares(sched):
+        kept = [1.0] + [1.0 - s for s in sched]
+        return [1.0 - b / a for a, b in zip(kept, kept[1:])]
+
+    log = shares(chitapp_schedule(target, stages, "log"))
+    assert all(b < a for a, b in zip(log, log[1:]))
+    steps = [-math.log1p(-r) for r in log]  # log-density steps: an arithmetic sequence
+    gaps = [a - b for a, b in zip(steps, steps[1:])]
+    assert max(gaps) - min(gaps) < 1e-9 * max(steps)
+    assert sum(steps) == pytest.approx(-math.log1p(-target))
+    if target >= 0.9:  # at high sparsity the cubic schedule's largest share comes later
+        cubic = shares(chitapp_schedule(target, stages, "cubic"))
+        assert max(cubic) > cubic[0]
+
+
+def test_an_unknown_schedule_is_refused_by_name():
+    with pytest.raises(StudioError) as err:
+        pruning._validate(PruneRequest(method="chita++", schedule="linear"))
+    assert err.value.field == "schedule" and "log" in err.value.fix
+    with pytest.raises(ValueError):
+        chitapp_schedule(0.9, 5, "linear")
 
 
 # --------------------------------------------------------------------------- request validation
@@ -718,9 +750,9 @@ def test_chitapp_path_runs_the_sparsest_schedule_once_and_branches_the_others(mo
     _assert_same(model, snap)
     main, branch = swept
     assert main.request.sparsity == 0.8 and branch.request.sparsity == 0.5
-    shared = chitapp_schedule(0.8, 6)[:1]  # 0.337: the last main level below 0.5
+    shared = [u for u in chitapp_schedule(0.8, 6) if u < 0.5]  # the main levels below 0.5
     tail = [u for u in chitapp_schedule(0.5, 6) if u > shared[-1]]
-    assert len(tail) == 5
+    assert len(shared) == 1 and len(tail) == 4  # 0.388, then 0.405 … 0.5 (log schedule)
     assert branch.info["branched_after_stage"] == 1
     assert branch.info["schedule"] == pytest.approx(shared + tail)
     assert len(branch.info["solver"]) == len(tail)
@@ -754,16 +786,21 @@ def test_chitapp_path_cancelled_in_a_branch_leaves_the_model_alone(models, digit
     token = CancelToken()
     seen: list[str] = []
 
+    shared = [u for u in chitapp_schedule(0.8, 5) if u < 0.5]
+    last = len(shared) + len([u for u in chitapp_schedule(0.5, 5) if u > shared[-1]])
+    closing = f"stage {last}/{last}"  # the 0.5 branch's closing stage (main's are k/5)
+    assert shared and last != 5
+
     def progress(p) -> None:
         seen.append(p.message)
-        if "stage 3/3" in (p.message or ""):  # the 0.5 branch's closing stage (main's are k/4)
+        if closing in (p.message or ""):
             token.cancel()
 
-    request = PruneRequest(method="chita++", samples=SAMPLES, stages=4, lam=LAM)
+    request = PruneRequest(method="chita++", samples=SAMPLES, stages=5, lam=LAM)
     with pytest.raises(Cancelled):
         pruning.prune_path(model, digits.calibration, request, [0.5, 0.8], arch="digits_cnn",
                            progress=progress, cancel=token)
-    assert any("stage 3/3" in (m or "") for m in seen)
+    assert any(closing in (m or "") for m in seen)
     _assert_same(model, snap)
 
 
@@ -771,18 +808,21 @@ def test_chitapp_reports_the_whole_run_as_one_stage_for_an_eta(models, digits):
     """Every report of a CHITA++ run (branches included) is stage "CHITA++", determinate, rising
     over the stage solves, with the current stage named in the message."""
     seen = []
-    request = PruneRequest(method="chita++", samples=SAMPLES, stages=4, lam=LAM)
+    request = PruneRequest(method="chita++", samples=SAMPLES, stages=5, lam=LAM)
     pruning.prune_path(models["digits_mlp"], digits.calibration, request, [0.5, 0.8],
                        arch="digits_mlp", progress=seen.append)
     final = seen.pop()
     assert final.stage == "done"
-    units = 4 + 2  # main schedule to 0.8, and the 0.5 branch's two closing stages
+    shared = [u for u in chitapp_schedule(0.8, 5) if u < 0.5]
+    tail = [u for u in chitapp_schedule(0.5, 5) if u > shared[-1]]
+    assert len(shared) == 1 and len(tail) == 3
+    units = 5 + 3  # main schedule to 0.8, and the 0.5 branch's three closing stages
     assert {p.stage for p in seen} == {"CHITA++"} and {p.total for p in seen} == {units}
     done = [p.done for p in seen]
     assert done == sorted(done) and done[0] <= 0.5 and done[-1] == units - 0.5
-    first = f"stage 1/4 (sparsity {chitapp_schedule(0.8, 4)[0]:.3f})"
+    first = f"stage 1/5 (sparsity {chitapp_schedule(0.8, 5)[0]:.3f})"
     assert any(p.message.startswith(first + ": per-sample gradients") for p in seen)
-    assert any(p.message.startswith("stage 3/3 (sparsity 0.500)") for p in seen)
+    assert any(p.message.startswith("stage 4/4 (sparsity 0.500)") for p in seen)
 
 
 # --------------------------------------------------------------------------- mini-batch rows
