@@ -311,8 +311,6 @@ def chitapp_schedule(sparsity: float, stages: int, shape: str = "log") -> list[f
     T = max(1, stages)
     if shape == "cubic":
         return [sparsity * (1.0 - (1.0 - t / T) ** 3) for t in range(1, T + 1)]
-    if sparsity <= 0.0:
-        return [0.0] * T
     L = math.log1p(-sparsity)
     out = [-math.expm1(L * (1.0 - (1.0 - t / T) ** 2)) for t in range(1, T + 1)]
     out[-1] = sparsity  # exact at the target, whatever the rounding
