@@ -163,6 +163,9 @@ def per_sample_gradients(
         check_memory(n_rows, p)
         G = torch.empty(n_rows, p, dtype=torch.float32)
     else:
+        if out.dtype != torch.float32 or out.dim() != 2 or out.shape[0] < n_rows or out.shape[1] != p:
+            raise ValueError(f"out must be float32 with at least {n_rows} rows and {p} columns, "
+                             f"not {out.dtype} {tuple(out.shape)}")
         G = out[:n_rows]
     if method == "auto":
         method = "closed_form" if supports_closed_form(model, names) else "func"
@@ -211,6 +214,7 @@ def fisher_factor(
     *,
     images_per_row: int = 1,
     columns: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> FisherFactor:
@@ -226,11 +230,13 @@ def fisher_factor(
 
     Without the centring, B·ḡḡᵀ would add (B − 1)μμᵀ: a spurious curvature along the mean
     gradient, large wherever the network is far from a minimum (a pruned one). ``columns``
-    keeps only some weights, as in :func:`per_sample_gradients`.
+    keeps only some weights, as in :func:`per_sample_gradients`. ``out``, a float32 buffer of
+    A's shape (a previous A no one reads any more), receives A instead of new memory: a CHITA++
+    stage then skips the first-touch page faults of a fresh G (0.3–0.4 s per GB).
     """
     m = max(1, images_per_row)
     if m == 1:
-        gm = per_sample_gradients(model, x, y, names, columns=columns,
+        gm = per_sample_gradients(model, x, y, names, columns=columns, out=out,
                                   progress=progress, cancel=cancel)
         n = gm.G.shape[0]
         return FisherFactor(gm.G.div_(n ** 0.5), torch.full((n,), 1.0 / n**0.5, dtype=torch.float64),
@@ -245,8 +251,11 @@ def fisher_factor(
         raise StudioError(f"unknown parameter names: {missing[:5]}", field="layers",
                           fix="pick prunable weights listed by `chita-studio info MODEL`.")
     p = int(columns.sum()) if columns is not None else sum(params[nm].numel() for nm in names)
-    check_memory(n + 1, p)
-    A = torch.empty(n + 1, p, dtype=torch.float32)
+    if out is None:
+        check_memory(n + 1, p)
+        A = torch.empty(n + 1, p, dtype=torch.float32)
+    else:
+        A = out[: n + 1]
     gm = per_sample_gradients(model, x[: n * m], y[: n * m], names, rows_per_sample=m, out=A,
                               columns=columns, progress=progress, cancel=cancel)
     mu = gm.G.mean(0)

@@ -629,6 +629,7 @@ class _Context:
         self.max_refresh: int | None = None  # cap on the mask search's refreshes (None: converge)
         self.holdout_recal: bool | None = None  # λ scoring recalibrates BatchNorm (None: self.recal)
         self.stage_units, self.stage_label = 0, ""  # CHITA++: stage solves done, current stage
+        self.stage_buffer: torch.Tensor | None = None  # CHITA++: the last stage's A, this run's own
         return self
 
     def _bn_transform(self, augment: str) -> CropFlip | None:
@@ -713,13 +714,16 @@ class _Context:
         rows = self.stage_rows[(torch.arange(n) + stage * n) % len(self.stage_rows)]
         self.x_g, self.y_g = self.x_all[rows], self.y_all[rows]
 
-    def gradients(self, work: nn.Module, timings: dict[str, float]) -> torch.Tensor:
+    def gradients(self, work: nn.Module, timings: dict[str, float],
+                  out: torch.Tensor | None = None) -> torch.Tensor:
         """The Fisher factor A at ``work``'s weights: G/√n, G scaled in place (no copy), or with
-        ``images_per_row`` > 1 centred mini-batch rows and a mean row (:func:`fisher_factor`)."""
+        ``images_per_row`` > 1 centred mini-batch rows and a mean row (:func:`fisher_factor`).
+        ``out``: a buffer of A's shape that nothing reads any more (the previous CHITA++ stage's
+        A), written instead of new memory."""
         t0 = time.perf_counter()
         self.A = self.fisher_inverse = None  # free the previous G, and WoodFisher's K and diag(F⁻¹)
         ff = fisher_factor(work, self.x_g, self.y_g, self.names, images_per_row=self.per_row,
-                           progress=self.progress, cancel=self.cancel)
+                           out=out, progress=self.progress, cancel=self.cancel)
         if self.scale_free:  # recalibration follows: the channel scales it fixes cost nothing
             self.info["bn_scale_free_channels"] = remove_channel_scale(ff.A, work, self.names,
                                                                        self.groups, self.x_g)
@@ -856,7 +860,10 @@ class _Context:
         t0 = time.perf_counter()
         self.stage_images(stage if self.request.resample_stages else 0)
         self.stage_label = run.label()
-        self.gradients(run.work, run.timings)
+        # every stage's G has the same shape, and the previous stage's is read no more: its
+        # memory takes the new one (a fresh GB costs 0.3–0.4 s of page faults to first touch)
+        self.gradients(run.work, run.timings, out=self.stage_buffer)
+        self.stage_buffer = self.A
         run.seconds += time.perf_counter() - t0
 
     def _stage_solve(self, run: "_StageRun") -> None:
@@ -891,7 +898,7 @@ class _Context:
     def _stage_finish(self, run: "_StageRun") -> PruneResult:
         """Recalibrate (when on) and package a finished schedule; frees its G."""
         t0 = time.perf_counter()
-        self.A = None
+        self.A = self.stage_buffer = None
         self.holdout_recal = None
         self.stage_images(0)
         between = self.recal and self.request.recalibrate_between_stages

@@ -485,3 +485,28 @@ def test_fisher_factor_refuses_fewer_images_than_one_row():
     with pytest.raises(StudioError, match="fewer than") as err:
         fisher_factor(model, x, y, _weight_names(model), images_per_row=4)
     assert err.value.field == "images per row"
+
+
+@pytest.mark.parametrize("per_row", [1, 4])
+def test_fisher_factor_into_a_given_buffer_equals_a_fresh_one(per_row):
+    """``out`` (a previous A's memory, filled with other numbers) receives A: the same values
+    to the bit as new memory, in that memory."""
+    torch.manual_seed(14)
+    model = _with_bn_stats(_CNN(True), seed=5).eval()
+    x, y = _data((3, 8, 8), 7, n=16)
+    names = _weight_names(model)
+    fresh = fisher_factor(model, x, y, names, images_per_row=per_row)
+    buffer = torch.full_like(fresh.A, float("nan"))
+    into = fisher_factor(model, x, y, names, images_per_row=per_row, out=buffer)
+    assert into.A.data_ptr() == buffer.data_ptr() and into.A.shape == fresh.A.shape
+    assert torch.equal(into.A, fresh.A) and torch.equal(into.c, fresh.c)
+
+
+def test_a_buffer_of_the_wrong_shape_is_refused():
+    model = _mlp(True).eval()
+    x, y = _data((3, 4), 4, n=10)
+    names = _weight_names(model)
+    p = per_sample_gradients(model, x, y, names).G.shape[1]
+    for bad in (torch.empty(10, p + 1), torch.empty(9, p), torch.empty(10, p, dtype=torch.float64)):
+        with pytest.raises(ValueError, match="out must be float32"):
+            per_sample_gradients(model, x, y, names, out=bad)

@@ -804,6 +804,40 @@ def test_chitapp_path_cancelled_in_a_branch_leaves_the_model_alone(models, digit
     _assert_same(model, snap)
 
 
+def test_chitapp_stages_write_g_into_the_previous_stages_memory_with_the_same_result(
+        models, digits, monkeypatch):
+    """After a run's first stage, each stage's G takes the previous stage's memory (no fresh
+    allocation), branches of a sweep included, and the results are those of a fresh G per stage
+    to the bit. It fails if a stage allocates anew, or if a reused buffer leaks into a result."""
+    model = models["digits_cnn"]
+    request = PruneRequest(method="chita++", samples=SAMPLES, stages=4)  # λ walked at each stage
+    real = pruning.fisher_factor
+    calls: list[tuple[int | None, int]] = []
+
+    def spy(*args, out=None, **kw):
+        ff = real(*args, out=out, **kw)
+        calls.append((None if out is None else out.data_ptr(), ff.A.data_ptr()))
+        return ff
+
+    monkeypatch.setattr(pruning, "fisher_factor", spy)
+    reused = pruning.prune_path(model, digits.calibration, request, [0.5, 0.8], arch="digits_cnn")
+    stages = calls
+    assert stages[0][0] is None  # the first stage allocates
+    assert sum(o is not None for o, _ in stages) >= 3  # the main schedule's later stages do not
+    assert all(a == o for o, a in stages if o is not None)  # and write where they were told
+    assert all(o == stages[i][1] for i, (o, _) in enumerate(stages[1:]) if o is not None)
+
+    def fresh(*args, out=None, **kw):
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pruning, "fisher_factor", fresh)
+    apart = pruning.prune_path(model, digits.calibration, request, [0.5, 0.8], arch="digits_cnn")
+    for a, b in zip(reused, apart):
+        assert a.lam == b.lam and a.objective_trace == b.objective_trace
+        assert all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)
+        assert all(torch.equal(a.masks[k], b.masks[k]) for k in a.masks)
+
+
 def test_chitapp_reports_the_whole_run_as_one_stage_for_an_eta(models, digits):
     """Every report of a CHITA++ run (branches included) is stage "CHITA++", determinate, rising
     over the stage solves, with the current stage named in the message."""
