@@ -821,11 +821,10 @@ def test_chitapp_stages_write_g_into_the_previous_stages_memory_with_the_same_re
 
     monkeypatch.setattr(pruning, "fisher_factor", spy)
     reused = pruning.prune_path(model, digits.calibration, request, [0.5, 0.8], arch="digits_cnn")
-    stages = calls
-    assert stages[0][0] is None  # the first stage allocates
-    assert sum(o is not None for o, _ in stages) >= 3  # the main schedule's later stages do not
-    assert all(a == o for o, a in stages if o is not None)  # and write where they were told
-    assert all(o == stages[i][1] for i, (o, _) in enumerate(stages[1:]) if o is not None)
+    assert calls[0][0] is None  # the first stage allocates
+    assert sum(o is not None for o, _ in calls) >= 3  # the main schedule's later stages do not
+    assert all(a == o for o, a in calls if o is not None)  # and write where they were told
+    assert all(o == calls[i][1] for i, (o, _) in enumerate(calls[1:]) if o is not None)
 
     def fresh(*args, out=None, **kw):
         return real(*args, **kw)

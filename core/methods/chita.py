@@ -297,8 +297,9 @@ def chita_solve(
         if idx.numel() == 0:
             converged = True
             break
-        # P = UᵀM⁻¹U takes products of n × pool matrices: all threads (0.6–0.8× the seconds
-        # of one); the swap steps after it are small pool-space ops: one thread
+        # P = UᵀM⁻¹U takes products of n × pool matrices: all threads (whole solves in
+        # 0.81–0.93× the seconds, benchmarks/solver_overheads.py); the swap steps after it are
+        # small pool-space ops: one thread
         act = _ActiveSet(quad, st, idx, grp)
         with _one_thread():
             act, first_step, inner = _inner_steps(act, st.objective, max_iter - it, max_inner, rtol)
