@@ -10,6 +10,7 @@ accuracy is one draw from this spread, and so is each row of the official code's
                                      [--resample-stages] [--augment-calibration]
                                      [--first-order] [--stages N] [--schedule log|cubic]
                                      [--lambda-score loss|accuracy] [--validation]
+                                     [--bn-scale-free auto|on|off]
 
 ``--validation`` adds, under each row, the accuracy on the run's *validation* images: the
 calibration images that neither G, nor the held-out images, nor BatchNorm's statistics used
@@ -83,6 +84,9 @@ def main() -> int:
                     help="CHITA++ schedule shape (core.pruning.chitapp_schedule)")
     ap.add_argument("--lambda-score", default="loss", choices=pruning.LAMBDA_SCORES,
                     help="what the λ walk minimises on the held-out images")
+    ap.add_argument("--bn-scale-free", default="auto", choices=("auto", "on", "off"),
+                    help="G without the channel scales a recalibration frees (PruneRequest."
+                    "bn_scale_free): auto = the engine's default (single-stage CHITA and WoodFisher)")
     ap.add_argument("--validation", action="store_true",
                     help="also print accuracy on the calibration images the run did not use")
     ap.add_argument("--augment-calibration", action="store_true",
@@ -98,6 +102,7 @@ def main() -> int:
     loaded, bundle = shared
     if args.augment_calibration:
         augment_calibration(bundle.normalization)
+    scale_free = {"auto": None, "on": True, "off": False}[args.bn_scale_free]
     seeds = [int(s) for s in args.seeds.split(",")]
     sparsities = [float(s) for s in args.sparsities.split(",")]
     methods = args.methods.split(",")
@@ -108,6 +113,7 @@ def main() -> int:
           f"{'each on new' if args.resample_stages else 'on the same'} gradient images"
           f"{', calibration images augmented' if args.augment_calibration else ''}"
           f"{', first-order term on' if args.first_order else ''}"
+          f"{'' if args.bn_scale_free == 'auto' else ', channel-scale-free G ' + args.bn_scale_free}"
           f", λ chosen on held-out {args.lambda_score}\n")
     print("| method | sparsity | " + " | ".join(f"seed {s}" for s in seeds) +
           " | mean ± sd | mean − magnitude mean | seconds (mean) |")
@@ -121,7 +127,8 @@ def main() -> int:
                                    recalibrate_bn=args.recalibrate_bn,
                                    resample_stages=args.resample_stages,
                                    first_order=args.first_order, stages=args.stages,
-                                   schedule=args.schedule, lambda_score=args.lambda_score)
+                                   schedule=args.schedule, lambda_score=args.lambda_score,
+                                   bn_scale_free=scale_free)
                 t0 = time.perf_counter()
                 res = prune(loaded.model, bundle.calibration, req, arch=args.model)
                 secs.append(time.perf_counter() - t0)

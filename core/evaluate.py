@@ -148,6 +148,24 @@ def _logits(output: object) -> torch.Tensor:
     )
 
 
+FORWARD_CHUNK = 32  # images per forward call of an eval-mode pass on the CPU (benchmarks/forward_chunk.py)
+
+
+def forward_in_chunks(model: torch.nn.Module, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """The logits of ``model`` (in eval mode) on the images ``x``, ``chunk`` (default
+    ``FORWARD_CHUNK``) images per call on the CPU.
+
+    In eval mode each image is scored on its own, so the logits are those of one call on all of
+    ``x``: equal to the bit on the shared ResNet20 and MLPNet. Calls on a few images keep each
+    layer's activations in the CPU's caches: a 128-image held-out batch of ResNet20 takes about
+    0.8× the time in chunks of 32 on the 2-core machine this was measured on. Other devices get
+    one call."""
+    chunk = chunk or FORWARD_CHUNK
+    if x.device.type != "cpu" or len(x) <= chunk:
+        return _logits(model(x))
+    return torch.cat([_logits(model(x[i:i + chunk])) for i in range(0, len(x), chunk)])
+
+
 def _model_device(model: torch.nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -224,7 +242,7 @@ def evaluate(
                 xb = x[lo : lo + batch_size].to(device)
                 yb = y[lo : lo + batch_size].to(device)
                 try:
-                    logits = _logits(model(xb))
+                    logits = forward_in_chunks(model, xb)
                 except RuntimeError as err:
                     raise StudioError(
                         f"the model failed on a batch of images of shape {tuple(xb.shape)}: "

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from core.augment import BN_AUGMENTS, CropFlip
 from core.batchnorm import has_batchnorm, recalibrate_batchnorm, remove_channel_scale
 from core.errors import StudioError
-from core.evaluate import set_eval_mode
+from core.evaluate import forward_in_chunks, set_eval_mode
 from core.fisher import fisher_diagonal, fisher_factor, per_sample_gradients
 from core.grid_walk import walk_grid, walk_grid_by
 from core.holdout import PairedHoldout
@@ -251,7 +251,7 @@ def _loss_and_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     set_eval_mode(model)
     total, wrong = 0.0, 0
     for i in range(0, len(x), batch):
-        z = model(x[i:i + batch])
+        z = forward_in_chunks(model, x[i:i + batch])
         total += float(F.cross_entropy(z, y[i:i + batch], reduction="sum"))
         wrong += int((z.argmax(1) != y[i:i + batch]).sum())
     return total / max(1, len(x)), wrong / max(1, len(x))
@@ -264,7 +264,7 @@ def _per_image_loss_and_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     set_eval_mode(model)
     if not len(x):
         return torch.zeros(0), torch.zeros(0)
-    z = model(x)
+    z = forward_in_chunks(model, x)
     return F.cross_entropy(z, y, reduction="none"), (z.argmax(1) != y).float()
 
 

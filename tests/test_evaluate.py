@@ -13,6 +13,7 @@ from core.errors import Cancelled, StudioError
 from core.evaluate import (
     EvalResult,
     evaluate,
+    forward_in_chunks,
     paired_difference,
     paired_interval,
     paired_or_none,
@@ -104,6 +105,31 @@ def test_batch_size_does_not_change_the_result():
     b = evaluate(model, images, batch_size=7)
     assert (a.correct, a.n) == (b.correct, b.n) == (60, 101)
     assert a.loss == pytest.approx(b.loss, rel=1e-9)
+
+
+def test_forward_in_chunks_gives_one_calls_logits_in_calls_of_chunk_images():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                              torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(8, 5))
+    net[1].running_mean.uniform_(-1, 1)
+    net[1].running_var.uniform_(0.5, 2)
+    net.eval()
+    x = torch.randn(100, 3, 12, 12)
+    calls = []
+    net.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    with torch.no_grad():
+        whole = net(x)
+        chunked = forward_in_chunks(net, x, chunk=32)
+    assert calls == [100, 32, 32, 32, 4]
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
+
+    class TupleOut(torch.nn.Module):  # logits first in a tuple, as evaluate accepts
+        def forward(self, x):
+            return net(x), "extra"
+    with torch.no_grad():
+        torch.testing.assert_close(forward_in_chunks(TupleOut(), x, chunk=40), whole,
+                                   rtol=1e-6, atol=1e-6)
 
 
 def test_runs_in_eval_mode_without_grad_and_restores_training_flag():
