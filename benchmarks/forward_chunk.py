@@ -33,7 +33,12 @@ sys.path.insert(0, str(ROOT))
 from shared_models import load_shared  # noqa: E402
 
 from core import evaluate as ev  # noqa: E402
-from core.pruning import HOLDOUT_BATCH, PruneRequest, _per_image_loss_and_error, prune_path  # noqa: E402
+from core.pruning import (  # noqa: E402
+    HOLDOUT_BATCH,
+    PruneRequest,
+    _per_image_loss_and_error,
+    prune_path,
+)
 
 BASELINE = 10**9  # a chunk larger than any batch: one call per batch
 

@@ -6,6 +6,7 @@ without Qt.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,14 +30,12 @@ def _series(result: "SweepResult") -> list[tuple[str, list[tuple[float, float, f
 
 
 def _scales(result: "SweepResult"):
+    """Axis ranges widened to round tick values, their ticks, and the data → pixel maps."""
     xs = [r.sparsity for r in result.rows] or [0.0, 1.0]
-    x0, x1 = min(xs), max(xs)
-    if x1 - x0 < 1e-9:
-        x0, x1 = x0 - 0.05, x1 + 0.05
     ys = [v for r in result.rows for v in r.eval.accuracy_ci] + [result.dense.accuracy]
-    y0, y1 = max(0.0, min(ys) - 0.02), min(1.0, max(ys) + 0.02)
-    if y1 - y0 < 1e-9:
-        y0, y1 = max(0.0, y0 - 0.05), min(1.0, y1 + 0.05)
+    xt = nice_ticks(min(xs), max(xs), lo_limit=0.0, hi_limit=1.0)
+    yt = nice_ticks(max(0.0, min(ys) - 0.01), min(1.0, max(ys) + 0.01), lo_limit=0.0, hi_limit=1.0)
+    x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
 
     def sx(x: float) -> float:
         return L + (x - x0) / (x1 - x0) * (W - L - R)
@@ -44,11 +43,43 @@ def _scales(result: "SweepResult"):
     def sy(y: float) -> float:
         return H - B - (y - y0) / (y1 - y0) * (H - T - B)
 
-    return (x0, x1, y0, y1), sx, sy
+    return (xt, yt), sx, sy
 
 
-def _ticks(lo: float, hi: float, n: int = 6) -> list[float]:
-    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+def nice_ticks(lo: float, hi: float, *, target: int = 6, lo_limit: float = float("-inf"),
+               hi_limit: float = float("inf")) -> list[float]:
+    """Round tick values (steps of 1, 2, 2.5 or 5 × 10^k) from at or below ``lo`` to at or above
+    ``hi``, about ``target`` of them, kept within [``lo_limit``, ``hi_limit``]; the first and last
+    tick are the axis ends. A single value gets a small range around it."""
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.05, hi + 0.05
+    raw = (hi - lo) / max(1, target - 1)
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    first = max(math.floor(lo / step + 1e-9) * step, lo_limit)
+    last = min(math.ceil(hi / step - 1e-9) * step, hi_limit)
+    count = int(round((last - first) / step))
+    ticks = [round(first + i * step, 10) for i in range(count + 1)]
+    if ticks[-1] < last - 1e-9:  # a limit that is not a multiple of the step ends the axis
+        ticks.append(last)
+    return ticks
+
+
+def _label(v: float, ticks: list[float]) -> str:
+    """A tick's percentage with as many decimals as the step needs."""
+    step = min(b - a for a, b in zip(ticks, ticks[1:])) if len(ticks) > 1 else 1.0
+    decimals = 0 if step * 100 >= 1 - 1e-9 else (1 if step * 1000 >= 1 - 1e-9 else 2)
+    return f"{100 * v:.{decimals}f}%"
+
+
+def _font(size: int):
+    """Pillow's scalable default font at ``size`` pixels (its small bitmap font without FreeType)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType
+        return ImageFont.load_default()
 
 
 def write_sweep_plot(result: "SweepResult", path: str | Path, title: str = "") -> None:
@@ -58,7 +89,7 @@ def write_sweep_plot(result: "SweepResult", path: str | Path, title: str = "") -
     if suffix not in (".png", ".svg"):
         raise StudioError(f"cannot write a plot as {suffix or 'a file without extension'}",
                           path=str(path), field="--plot", fix="name the file .png or .svg.")
-    (x0, x1, y0, y1), sx, sy = _scales(result)
+    (xt, yt), sx, sy = _scales(result)
     series = _series(result)
     title = title or "Accuracy against sparsity (95% interval bands)"
     if suffix == ".svg":
@@ -66,12 +97,12 @@ def write_sweep_plot(result: "SweepResult", path: str | Path, title: str = "") -
                  f'font-family="sans-serif" font-size="14">',
                  f'<rect width="{W}" height="{H}" fill="white"/>',
                  f'<text x="{L}" y="30" font-size="18">{title}</text>']
-        for t in _ticks(x0, x1):
+        for t in xt:
             parts.append(f'<line x1="{sx(t):.1f}" y1="{T}" x2="{sx(t):.1f}" y2="{H - B}" stroke="#ddd"/>'
-                         f'<text x="{sx(t):.1f}" y="{H - B + 20}" text-anchor="middle">{100 * t:.0f}%</text>')
-        for t in _ticks(y0, y1):
+                         f'<text x="{sx(t):.1f}" y="{H - B + 20}" text-anchor="middle">{_label(t, xt)}</text>')
+        for t in yt:
             parts.append(f'<line x1="{L}" y1="{sy(t):.1f}" x2="{W - R}" y2="{sy(t):.1f}" stroke="#ddd"/>'
-                         f'<text x="{L - 8}" y="{sy(t) + 5:.1f}" text-anchor="end">{100 * t:.1f}%</text>')
+                         f'<text x="{L - 8}" y="{sy(t) + 5:.1f}" text-anchor="end">{_label(t, yt)}</text>')
         parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 20}" text-anchor="middle">sparsity</text>')
         parts.append(f'<line x1="{L}" y1="{sy(result.dense.accuracy):.1f}" x2="{W - R}" '
                      f'y2="{sy(result.dense.accuracy):.1f}" stroke="#555" stroke-dasharray="6,4"/>')
@@ -95,14 +126,15 @@ def write_sweep_plot(result: "SweepResult", path: str | Path, title: str = "") -
 
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img, "RGBA")
-    d.text((L, 18), title, fill="black")
-    for t in _ticks(x0, x1):
+    font, big = _font(14), _font(17)
+    d.text((L, 16), title, fill="black", font=big)
+    for t in xt:
         d.line([(sx(t), T), (sx(t), H - B)], fill="#dddddd")
-        d.text((sx(t) - 12, H - B + 8), f"{100 * t:.0f}%", fill="black")
-    for t in _ticks(y0, y1):
+        d.text((sx(t), H - B + 8), _label(t, xt), fill="black", font=font, anchor="ma")
+    for t in yt:
         d.line([(L, sy(t)), (W - R, sy(t))], fill="#dddddd")
-        d.text((L - 50, sy(t) - 6), f"{100 * t:.1f}%", fill="black")
-    d.text(((L + W - R) / 2 - 25, H - 30), "sparsity", fill="black")
+        d.text((L - 8, sy(t)), _label(t, yt), fill="black", font=font, anchor="rm")
+    d.text(((L + W - R) / 2, H - 22), "sparsity", fill="black", font=font, anchor="ms")
     yd = sy(result.dense.accuracy)
     for xa in range(L, W - R, 12):
         d.line([(xa, yd), (min(xa + 6, W - R), yd)], fill="#555555", width=1)
@@ -116,8 +148,8 @@ def write_sweep_plot(result: "SweepResult", path: str | Path, title: str = "") -
         for x, y, _, _ in pts:
             d.ellipse([sx(x) - 4, sy(y) - 4, sx(x) + 4, sy(y) + 4], fill=rgb)
         d.rectangle([W - R + 15, T + 24 * i, W - R + 29, T + 24 * i + 14], fill=rgb)
-        d.text((W - R + 36, T + 24 * i + 1), label, fill="black")
-    d.text((W - R + 15, T + 24 * len(series) + 1), "- - dense", fill="black")
+        d.text((W - R + 36, T + 24 * i + 7), label, fill="black", font=font, anchor="lm")
+    d.text((W - R + 15, T + 24 * len(series) + 7), "- - dense", fill="black", font=font, anchor="lm")
     import io
 
     buf = io.BytesIO()

@@ -1,0 +1,29 @@
+"""The sweep plot's axis ticks: round values that cover the data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from core.plotting import nice_ticks
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0.5, 0.98), (0.29, 0.96), (0.905, 0.935), (0.12, 0.131),
+                                        (0.9, 0.9), (0.0, 0.0), (0.97, 1.0), (0.0, 1.0)])
+def test_nice_ticks_are_round_evenly_spaced_and_cover_the_data(lo, hi):
+    ticks = nice_ticks(lo, hi, lo_limit=0.0, hi_limit=1.0)
+    assert 3 <= len(ticks) <= 11
+    assert ticks[0] <= lo + 1e-12 and ticks[-1] >= min(hi, 1.0) - 1e-12
+    assert 0.0 <= ticks[0] and ticks[-1] <= 1.0
+    steps = [b - a for a, b in zip(ticks, ticks[1:])]
+    step = steps[0]
+    assert all(s == pytest.approx(step) for s in steps)
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert min(abs(mantissa - m) for m in (1, 2, 2.5, 5)) < 1e-6
+    assert all(abs(t / step - round(t / step)) < 1e-6 for t in ticks)  # multiples of the step
+
+
+def test_the_previous_even_split_is_gone_for_a_typical_sweep():
+    # 0.5 … 0.98 used to be labelled 50, 60, 69, 79, 88, 98%
+    assert nice_ticks(0.5, 0.98, lo_limit=0.0, hi_limit=1.0) == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
