@@ -36,7 +36,8 @@ class SweepRow:
     nonzeros: int
     total: int
     lam: float | None
-    seconds: float  # pruning time (gradients + solve + BatchNorm), excluding evaluation
+    seconds: float  # pruning time (gradients + solve + BatchNorm), excluding evaluation: the
+    # method's whole sweep (its points share G) split evenly over its points
 
 
 @dataclass(frozen=True)
