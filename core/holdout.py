@@ -6,8 +6,10 @@ dᵢ = ℓ_c,i − ℓ_b,i are paired, and neighbouring λ move most images' los
 their spread is far smaller than either loss's. :class:`PairedHoldout` scores a candidate on
 the first ``first`` images, then one batch more at a time, and stops as soon as the mean
 difference is more than ``z`` standard errors from 0 (a sequential paired z-test). Where it
-never is, both are scored on every image and the answer is exactly the comparison of the two
-means over all of them, as a full evaluation gives. ``z = inf`` turns the early stop off.
+never is, both are scored on every image, and the challenger c counts as lower only if its mean
+is lower by more than ``move_z`` standard errors over all of them (``move_z = 0``: by any amount,
+exactly the comparison of the two means a full evaluation gives). ``z = inf`` turns the early
+stop off.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ class PairedHoldout:
     """
 
     def __init__(self, score: ScoreBatch, images: int, *, batch: int = 128, first: int = 128,
-                 z: float = 3.0, forget: Callable[[int], None] | None = None) -> None:
+                 z: float = 3.0, move_z: float = 0.0,
+                 forget: Callable[[int], None] | None = None) -> None:
         self._score, self.total, self.batch, self.first, self.z = score, images, batch, first, z
+        self.move_z = move_z
         self._forget = forget
         self._loss: dict[int, list[torch.Tensor]] = {}
         self._wrong: dict[int, list[torch.Tensor]] = {}
@@ -68,8 +72,9 @@ class PairedHoldout:
         return float(torch.cat(self._wrong[i]).mean()) if self.images(i) else 0.0
 
     def less(self, c: int, b: int) -> bool:
-        """Whether candidate ``c``'s mean held-out loss is below ``b``'s: decided on the first
-        images when the paired difference is clear, on all of them otherwise."""
+        """Whether candidate ``c``'s mean held-out loss is below the incumbent ``b``'s: decided
+        on the first images when the paired difference is clear (``z``); otherwise on all of
+        them, where ``c`` must be lower by more than ``move_z`` standard errors."""
         if self.total == 0:
             return False
         m = min(self.total, self.first)
@@ -77,8 +82,14 @@ class PairedHoldout:
             lb = self._upto(b, m)  # the incumbent first: it is usually scored already
             d = self._upto(c, m) - lb
             mean = float(d.mean())
-            if m >= self.total or abs(mean) > self.z * float(d.std()) / math.sqrt(m):
-                if self._forget is not None:
-                    self._forget(b if mean < 0.0 else c)
-                return mean < 0.0
+            se = float(d.std()) / math.sqrt(m)  # NaN on one image: nothing is clear
+            if abs(mean) > self.z * se:
+                lower = mean < 0.0
+                break
+            if m >= self.total:
+                lower = mean < (-self.move_z * se if self.move_z > 0 else 0.0)
+                break
             m = min(self.total, m + self.batch)
+        if self._forget is not None:
+            self._forget(b if lower else c)
+        return lower

@@ -166,6 +166,14 @@ HOLDOUT = 500  # held-out calibration images for choosing λ (never test images)
 # scores all HOLDOUT images (core.holdout.PairedHoldout). math.inf: every candidate on every image.
 HOLDOUT_BATCH = 128
 HOLDOUT_Z = 3.0
+# Where the paired test never becomes clear, the walk steps to a neighbouring λ only if its mean
+# held-out loss over all HOLDOUT images is lower by more than HOLDOUT_MOVE_Z standard errors: a
+# flat stretch of the grid ends the walk instead of leading it on by noise (docs/benchmarks.md,
+# "The λ walk steps only on evidence"). 0: by any amount (the walk before 2026-11-25).
+HOLDOUT_MOVE_Z = 2.0
+# CHITA++ stages walk from the previous stage's λ by any lower mean: the margin held λ back
+# there (ResNet20 at 0.9: 1.35 validation points lower over 5 seeds).
+STAGE_MOVE_Z = 0.0
 BN_IMAGES = 2000  # calibration images for a BatchNorm recalibration (none of the held-out ones)
 MAX_REFINE_STEPS = 20  # cap on PruneRequest.refine_steps
 MAX_IMAGES_PER_ROW = 256  # cap on PruneRequest.images_per_row
@@ -534,6 +542,7 @@ class _Context:
 
     def __init__(self) -> None:
         self.timings_shared: dict[str, float] = {}
+        self.move_z: float | None = None  # the λ walk's step margin (None: HOLDOUT_MOVE_Z)
 
     @classmethod
     def build(cls, model, calibration, request, arch, progress, cancel, cache=None,
@@ -881,6 +890,7 @@ class _Context:
         # only where a recalibration follows the stage
         between = self.recal and self.request.recalibrate_between_stages
         self.holdout_recal = self.recal and (between or last)
+        self.move_z = STAGE_MOVE_Z
         self.lam_index = run.lam_index  # each stage's λ walk starts from the run's previous choice
         self.warm = None  # every stage starts its mask search from its own magnitude mask
         w, run.mask, stage_trace, run.lam = self._solve(run.work, s, run.timings, run.info, label,
@@ -899,7 +909,7 @@ class _Context:
         """Recalibrate (when on) and package a finished schedule; frees its G."""
         t0 = time.perf_counter()
         self.A = self.stage_buffer = None
-        self.holdout_recal = None
+        self.holdout_recal = self.move_z = None
         self.stage_images(0)
         between = self.recal and self.request.recalibrate_between_stages
         self.stage_label = f"sparsity {run.target:.3f}"
@@ -961,6 +971,7 @@ class _Context:
 
         held = PairedHoldout(score, len(self.x_h), batch=HOLDOUT_BATCH, first=HOLDOUT_BATCH,
                              z=math.inf if by_accuracy else HOLDOUT_Z,
+                             move_z=HOLDOUT_MOVE_Z if self.move_z is None else self.move_z,
                              forget=lambda i: trials.pop(i, None))  # one model copy per contender
 
         def by_error(c: int, b: int) -> bool:

@@ -76,6 +76,28 @@ def test_without_a_clear_difference_every_image_decides_as_the_full_means_do():
         assert math.isclose(held.loss(1), float(other.mean()), rel_tol=1e-12)
 
 
+def test_with_move_z_an_unclear_challenger_must_be_lower_by_that_many_standard_errors():
+    """move_z only changes the answer where the sequential test never became clear: there the
+    challenger (first argument) must be lower by more than move_z standard errors of the paired
+    difference over all images; a clear difference is decided as before."""
+    g = torch.Generator().manual_seed(4)
+    base = torch.rand(500, generator=g, dtype=torch.float64)
+    noise = torch.randn(500, generator=g, dtype=torch.float64)
+    noise = (noise - noise.mean()) / noise.std()  # exactly mean 0, sd 1
+    se = 0.1 / math.sqrt(500)  # the paired difference's standard error below
+    for gap_in_se, lower_at_0, lower_at_2 in [(-1.0, True, False), (-2.5, True, True),
+                                              (+1.0, False, False), (-10.0, True, True)]:
+        other = base + 0.1 * noise + gap_in_se * se
+        for move_z, want in ((0.0, lower_at_0), (2.0, lower_at_2)):
+            held, _ = _held(torch.stack([base, other]))
+            held.move_z = move_z
+            assert held.less(1, 0) == want, (gap_in_se, move_z)
+    # a clear difference (10 standard errors on all 500, clear on the first 100) is taken at once
+    held, calls = _held(torch.stack([base, base + 0.1 * noise - 10 * se]))
+    held.move_z = 2.0
+    assert held.less(1, 0) and held.images(1) == 100 and len(calls) == 2
+
+
 def test_an_infinite_threshold_scores_every_image():
     losses = torch.stack([torch.zeros(300, dtype=torch.float64), torch.ones(300, dtype=torch.float64)])
     held, _ = _held(losses, z=math.inf)

@@ -351,29 +351,35 @@ def test_lambda_is_chosen_on_held_out_loss_when_not_given(chita_auto_09):
     scored = [i for i, v in enumerate(losses) if v is not None]
     assert len(losses) == len(LAMBDA_GRID) and len(scored) >= 3
     assert all(math.isfinite(losses[i]) for i in scored)
-    best = min(scored, key=losses.__getitem__)
-    assert sel["chosen"] == sel["grid"][best] == chita_auto_09.lam
-    # the walk stops at a local minimum: every grid neighbour of the choice was scored higher
+    best = sel["grid"].index(sel["chosen"])
+    assert sel["chosen"] == chita_auto_09.lam and best in scored
+    # the walk stops where no neighbour is clearly lower: every grid neighbour of the choice was
+    # scored, and is higher, or lower by a difference that stayed unclear on every held-out image
+    # (a clear one ends the paired test early and is taken; HOLDOUT_MOVE_Z)
+    images = sel["holdout_images"]
     for nb in (best - 1, best + 1):
         if 0 <= nb < len(losses):
-            assert losses[nb] is not None and losses[nb] >= losses[best]
+            assert losses[nb] is not None
+            assert losses[nb] >= losses[best] or images[nb] == images[best] == info["holdout"]
     assert [s["lam"] for s in info["solver"]] == [sel["chosen"]]  # the mask search runs at λ*
 
 
 class _FakeLosses:
     """A _Context whose held-out loss (and error rate) is read from a table: tests the λ walk alone."""
 
-    def __init__(self, losses, start=None, errors=None, score="loss"):
+    def __init__(self, losses, start=None, errors=None, score="loss", per_image=None):
         from core.pruning import _Context
         self.ctx = _Context()
         self.ctx.request = PruneRequest(lambda_score=score)
         self.ctx.lam_index, self.ctx.cancel, self.ctx.progress = start, None, None
         self.scored: list[int] = []
         errors = errors or [0.0] * len(losses)
-        self.ctx.x_h = torch.zeros(300, 1)  # every image of candidate i has loss losses[i]
+        # every image of candidate i has loss losses[i], or per_image[i] (one row per candidate)
+        self.ctx.x_h = torch.zeros(300 if per_image is None else per_image.shape[1], 1)
         self.ctx._holdout_model = lambda work, w: (self.scored.append(w), w)[1]
         self.ctx._holdout_batch = lambda i, a, b: (
-            torch.full((b - a,), float(losses[i]), dtype=torch.float64),
+            torch.full((b - a,), float(losses[i]), dtype=torch.float64) if per_image is None
+            else per_image[i, a:b],
             torch.full((b - a,), float(errors[i]), dtype=torch.float64))
 
     def choose(self, n):
@@ -418,6 +424,48 @@ def test_paired_early_stop_chooses_what_every_held_out_image_chooses(models, dig
     assert all(m % pruning.HOLDOUT_BATCH == 0 or m == total for m in scored)
     assert any(m < total for m in scored)  # at least one comparison was decided early
     assert sum(sel_fast["holdout_images"]) < sum(sel_full["holdout_images"])
+
+
+@pytest.mark.parametrize("gap_in_se, moves", [(1.0, False), (3.0, True)])
+def test_lambda_walk_steps_only_when_the_neighbour_is_lower_by_holdout_move_z_errors(
+        monkeypatch, gap_in_se, moves):
+    """Candidates whose per-image losses differ by noise: candidate 1 (left of the start, 2) is
+    lower on average by ``gap_in_se`` standard errors of the paired difference over all 500
+    images. The walk moves there only beyond HOLDOUT_MOVE_Z = 2; with 0, by any amount."""
+    g = torch.Generator().manual_seed(5)
+    base = 1.0 + torch.rand(500, generator=g, dtype=torch.float64)
+    noise = torch.randn(3, 500, generator=g, dtype=torch.float64)
+    noise = (noise - noise.mean(1, keepdim=True)) / noise.std(1, keepdim=True)
+    rows = base + 0.2 * noise
+    rows[0] += 1.0  # far worse: never chosen
+    diff_sd = float((rows[1] - rows[2]).std())
+    rows[1] += float(rows[2].mean() - rows[1].mean()) - gap_in_se * diff_sd / math.sqrt(500)
+    assert pruning.HOLDOUT_MOVE_Z == 2.0
+    best, _ = _FakeLosses([0, 0, 0], start=2, per_image=rows).choose(3)
+    assert best == (1 if moves else 2)
+    monkeypatch.setattr(pruning, "HOLDOUT_MOVE_Z", 0.0)
+    best, _ = _FakeLosses([0, 0, 0], start=2, per_image=rows).choose(3)
+    assert best == 1  # any lower mean wins without the margin
+
+
+def test_single_runs_walk_with_the_margin_and_chitapp_stages_without(models, digits, monkeypatch):
+    """HOLDOUT_MOVE_Z for a single-stage run's walk, STAGE_MOVE_Z (0) for every CHITA++ stage,
+    the margin for a single-stage run."""
+    seen: list[float] = []
+
+    class Recording(pruning.PairedHoldout):
+        def __init__(self, *a, **k):
+            seen.append(k["move_z"])
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(pruning, "PairedHoldout", Recording)
+    prune(models["digits_mlp"], digits.calibration,
+          PruneRequest(method="chita++", sparsity=0.7, samples=SAMPLES, stages=3), arch="digits_mlp")
+    assert seen == [pruning.STAGE_MOVE_Z] * 3 and pruning.STAGE_MOVE_Z == 0.0
+    seen.clear()
+    prune(models["digits_mlp"], digits.calibration,
+          PruneRequest(method="chita", sparsity=0.7, samples=SAMPLES), arch="digits_mlp")
+    assert seen == [pruning.HOLDOUT_MOVE_Z] and pruning.HOLDOUT_MOVE_Z > 0
 
 
 @pytest.mark.parametrize("end", [0, len(LAMBDA_GRID) - 1])
