@@ -10,7 +10,7 @@ accuracy is one draw from this spread, and so is each row of the official code's
                                      [--resample-stages] [--augment-calibration]
                                      [--first-order] [--stages N] [--schedule log|cubic]
                                      [--lambda-score loss|accuracy] [--validation]
-                                     [--bn-scale-free auto|on|off]
+                                     [--bn-scale-free auto|on|off] [--move-z Z] [--stage-move-z Z]
 
 ``--validation`` adds, under each row, the accuracy on the run's *validation* images: the
 calibration images that neither G, nor the held-out images, nor BatchNorm's statistics used
@@ -87,6 +87,11 @@ def main() -> int:
     ap.add_argument("--bn-scale-free", default="auto", choices=("auto", "on", "off"),
                     help="G without the channel scales a recalibration frees (PruneRequest."
                     "bn_scale_free): auto = the engine's default (single-stage CHITA and WoodFisher)")
+    ap.add_argument("--move-z", type=float, default=None,
+                    help="the single-stage λ walk's step margin in standard errors "
+                    f"(core.pruning.HOLDOUT_MOVE_Z, default {pruning.HOLDOUT_MOVE_Z:g}; 0: the walk before it)")
+    ap.add_argument("--stage-move-z", type=float, default=None,
+                    help=f"the same for CHITA++ stages (STAGE_MOVE_Z, default {pruning.STAGE_MOVE_Z:g})")
     ap.add_argument("--validation", action="store_true",
                     help="also print accuracy on the calibration images the run did not use")
     ap.add_argument("--augment-calibration", action="store_true",
@@ -102,6 +107,10 @@ def main() -> int:
     loaded, bundle = shared
     if args.augment_calibration:
         augment_calibration(bundle.normalization)
+    if args.move_z is not None:
+        pruning.HOLDOUT_MOVE_Z = args.move_z
+    if args.stage_move_z is not None:
+        pruning.STAGE_MOVE_Z = args.stage_move_z
     scale_free = {"auto": None, "on": True, "off": False}[args.bn_scale_free]
     seeds = [int(s) for s in args.seeds.split(",")]
     sparsities = [float(s) for s in args.sparsities.split(",")]
@@ -114,6 +123,8 @@ def main() -> int:
           f"{', calibration images augmented' if args.augment_calibration else ''}"
           f"{', first-order term on' if args.first_order else ''}"
           f"{'' if args.bn_scale_free == 'auto' else ', channel-scale-free G ' + args.bn_scale_free}"
+          f", λ walk step margin {pruning.HOLDOUT_MOVE_Z:g} (CHITA++ stages {pruning.STAGE_MOVE_Z:g}) "
+          "standard errors"
           f", λ chosen on held-out {args.lambda_score}\n")
     print("| method | sparsity | " + " | ".join(f"seed {s}" for s in seeds) +
           " | mean ± sd | mean − magnitude mean | seconds (mean) |")
