@@ -157,8 +157,8 @@ def forward_in_chunks(model: torch.nn.Module, x: torch.Tensor, chunk: int | None
 
     In eval mode each image is scored on its own, so the logits are those of one call on all of
     ``x``: equal to the bit on the shared ResNet20 and MLPNet. Calls on a few images keep each
-    layer's activations in the CPU's caches: a 128-image held-out batch of ResNet20 takes about
-    0.8× the time in chunks of 32 on the 2-core machine this was measured on. Other devices get
+    layer's activations in the CPU's caches: a held-out pass of ResNet20 (batches of 128) takes
+    0.85× the time in chunks of 32 on the 2-core machine this was measured on. Other devices get
     one call."""
     chunk = chunk or FORWARD_CHUNK
     if x.device.type != "cpu" or len(x) <= chunk:

@@ -954,7 +954,8 @@ class _Context:
         where the held-out loss is unimodal in log λ this finds the scan's minimum with 3–5
         candidates instead of 10. Each comparison scores the two candidates on the held-out
         images batch by batch and stops when the paired difference is clear
-        (:class:`core.holdout.PairedHoldout`, ``HOLDOUT_Z``); with ``lambda_score="accuracy"``
+        (:class:`core.holdout.PairedHoldout`, ``HOLDOUT_Z``); where it never is, a step needs a
+        mean lower by ``HOLDOUT_MOVE_Z`` standard errors (``STAGE_MOVE_Z`` in CHITA++ stages); with ``lambda_score="accuracy"``
         every candidate it looks at is scored on all of them. The record gives each candidate's
         mean loss and error over the images it was scored on (``None``: not scored).
         """
