@@ -10,6 +10,18 @@ never is, both are scored on every image, and the challenger c counts as lower o
 is lower by more than ``move_z`` standard errors over all of them (``move_z = 0``: by any amount,
 exactly the comparison of the two means a full evaluation gives). ``z = inf`` turns the early
 stop off.
+
+A challenger that is not clearly better can still be hopeless: ``futility_z`` stops it early
+when, continuing at the trend of the images seen so far, its mean over all N images would end
+below the step threshold with probability under Φ(−futility_z) (stochastic curtailment). With
+the paired mean d̄ and standard deviation s on the first m images, the full mean is then
+distributed about d̄ with standard deviation s·√(N − m)/N, so the comparison stops, answering
+"not lower", once
+
+    (−move_z · s/√N − d̄) / (s·√(N − m)/N) < −futility_z.
+
+It only ever answers "not lower" early, which is what all N images would say unless the rest
+turn against the trend; ``futility_z = inf`` (the default here) turns it off.
 """
 
 from __future__ import annotations
@@ -35,10 +47,10 @@ class PairedHoldout:
     """
 
     def __init__(self, score: ScoreBatch, images: int, *, batch: int = 128, first: int = 128,
-                 z: float = 3.0, move_z: float = 0.0,
+                 z: float = 3.0, move_z: float = 0.0, futility_z: float = math.inf,
                  forget: Callable[[int], None] | None = None) -> None:
         self._score, self.total, self.batch, self.first, self.z = score, images, batch, first, z
-        self.move_z = move_z
+        self.move_z, self.futility_z = move_z, futility_z
         self._forget = forget
         self._loss: dict[int, list[torch.Tensor]] = {}
         self._wrong: dict[int, list[torch.Tensor]] = {}
@@ -71,10 +83,21 @@ class PairedHoldout:
         """Error rate over the images candidate ``i`` was scored on."""
         return float(torch.cat(self._wrong[i]).mean()) if self.images(i) else 0.0
 
+    def _futile(self, mean: float, sd: float, m: int) -> bool:
+        """Whether a challenger trending at ``mean`` (sd ``sd``) on the first ``m`` images would
+        end below the step threshold over all of them with probability under Φ(−futility_z)."""
+        n = self.total
+        spread = sd * math.sqrt(n - m) / n
+        if not (spread > 0.0) or math.isinf(self.futility_z):  # NaN or 0: nothing to project
+            return False
+        threshold = -self.move_z * sd / math.sqrt(n) if self.move_z > 0 else 0.0
+        return (threshold - mean) / spread < -self.futility_z
+
     def less(self, c: int, b: int) -> bool:
         """Whether candidate ``c``'s mean held-out loss is below the incumbent ``b``'s: decided
-        on the first images when the paired difference is clear (``z``); otherwise on all of
-        them, where ``c`` must be lower by more than ``move_z`` standard errors."""
+        on the first images when the paired difference is clear (``z``) or the challenger's
+        trend is hopeless (``futility_z``); otherwise on all of them, where ``c`` must be lower
+        by more than ``move_z`` standard errors."""
         if self.total == 0:
             return False
         m = min(self.total, self.first)
@@ -82,12 +105,16 @@ class PairedHoldout:
             lb = self._upto(b, m)  # the incumbent first: it is usually scored already
             d = self._upto(c, m) - lb
             mean = float(d.mean())
-            se = float(d.std()) / math.sqrt(m)  # NaN on one image: nothing is clear
+            sd = float(d.std())  # NaN on one image: nothing is clear
+            se = sd / math.sqrt(m)
             if abs(mean) > self.z * se:
                 lower = mean < 0.0
                 break
             if m >= self.total:
                 lower = mean < (-self.move_z * se if self.move_z > 0 else 0.0)
+                break
+            if self._futile(mean, sd, m):
+                lower = False
                 break
             m = min(self.total, m + self.batch)
         if self._forget is not None:

@@ -174,6 +174,14 @@ HOLDOUT_MOVE_Z = 2.0
 # CHITA++ stages walk from the previous stage's λ by any lower mean: the margin held λ back
 # there (ResNet20 at 0.9: 1.35 validation points lower over 5 seeds).
 STAGE_MOVE_Z = 0.0
+# In a single-stage walk a challenger that is not clearly better stops early, as "not lower",
+# once at the trend of the images scored so far it would reach the step threshold with
+# probability under Φ(−3) (core.holdout, futility_z): the same λ and masks on 15 ResNet20 and 15
+# MLPNet runs and 6 sweeps, 0.74× / 0.64× the held-out images (docs/benchmarks.md, "Hopeless
+# challengers stop early"). CHITA++ stages walk without it (STAGE_FUTILITY_Z): one stage's
+# other λ changed ResNet20's 0.9 result, which moves by points with any change.
+HOLDOUT_FUTILITY_Z = 3.0
+STAGE_FUTILITY_Z = math.inf
 BN_IMAGES = 2000  # calibration images for a BatchNorm recalibration (none of the held-out ones)
 MAX_REFINE_STEPS = 20  # cap on PruneRequest.refine_steps
 MAX_IMAGES_PER_ROW = 256  # cap on PruneRequest.images_per_row
@@ -954,8 +962,10 @@ class _Context:
         where the held-out loss is unimodal in log λ this finds the scan's minimum with 3–5
         candidates instead of 10. Each comparison scores the two candidates on the held-out
         images batch by batch and stops when the paired difference is clear
-        (:class:`core.holdout.PairedHoldout`, ``HOLDOUT_Z``); where it never is, a step needs a
-        mean lower by ``HOLDOUT_MOVE_Z`` standard errors (``STAGE_MOVE_Z`` in CHITA++ stages); with ``lambda_score="accuracy"``
+        (:class:`core.holdout.PairedHoldout`, ``HOLDOUT_Z``), or, in a single-stage run, when
+        the challenger's trend makes a step improbable (``HOLDOUT_FUTILITY_Z``); where neither
+        happens, a step needs a mean lower by ``HOLDOUT_MOVE_Z`` standard errors
+        (``STAGE_MOVE_Z`` in CHITA++ stages); with ``lambda_score="accuracy"``
         every candidate it looks at is scored on all of them. The record gives each candidate's
         mean loss and error over the images it was scored on (``None``: not scored).
         """
@@ -970,9 +980,11 @@ class _Context:
                 trials[i] = self._holdout_model(work, candidates[i]())
             return self._holdout_batch(trials[i], start, stop)
 
+        stage = self.move_z is not None  # a CHITA++ stage's walk
         held = PairedHoldout(score, len(self.x_h), batch=HOLDOUT_BATCH, first=HOLDOUT_BATCH,
                              z=math.inf if by_accuracy else HOLDOUT_Z,
-                             move_z=HOLDOUT_MOVE_Z if self.move_z is None else self.move_z,
+                             move_z=self.move_z if stage else HOLDOUT_MOVE_Z,
+                             futility_z=STAGE_FUTILITY_Z if stage else HOLDOUT_FUTILITY_Z,
                              forget=lambda i: trials.pop(i, None))  # one model copy per contender
 
         def by_error(c: int, b: int) -> bool:

@@ -98,6 +98,62 @@ def test_with_move_z_an_unclear_challenger_must_be_lower_by_that_many_standard_e
     assert held.less(1, 0) and held.images(1) == 100 and len(calls) == 2
 
 
+def test_futility_stops_a_hopeless_challenger_early_and_never_a_promising_one():
+    """futility_z ends a comparison early, answering "not lower", only when the challenger's
+    trend makes a step over all images improbable; a challenger trending towards a step is
+    scored on every image as without it. The noise is centred in every batch of 100, so each
+    prefix of images trends exactly at the gap."""
+    g = torch.Generator().manual_seed(5)
+    base = torch.rand(500, generator=g, dtype=torch.float64)
+    noise = torch.randn(5, 100, generator=g, dtype=torch.float64)
+    noise = ((noise - noise.mean(1, keepdim=True)) / noise.std(1, keepdim=True)).reshape(500)
+    se = 0.1 / math.sqrt(500)  # the paired difference's standard error over all 500 images
+    for gap_in_se, move_z, stops_at, lower in [
+            (+1.0, 2.0, 100, False),   # worse: hopeless on the first batch
+            (0.0, 2.0, 300, False),    # level, needs −2 SE: hopeless after 300 images
+            (-1.0, 2.0, 500, False),   # trending lower: scored to the end (and not enough)
+            (-2.5, 2.0, 500, True),    # trending past the margin: scored to the end, steps
+            (+1.0, 0.0, 500, False),   # margin 0: 1 SE worse is not yet hopeless
+            (+2.0, 0.0, 300, False)]:  # 2 SE worse is, after 300 images
+        other = base + 0.1 * noise + gap_in_se * se
+        for futility_z, want_images in ((math.inf, 500), (3.0, stops_at)):
+            held, _ = _held(torch.stack([base, other]))
+            held.move_z, held.futility_z = move_z, futility_z
+            assert held.less(1, 0) == lower, (gap_in_se, move_z, futility_z)
+            assert held.images(1) == want_images, (gap_in_se, move_z, futility_z)
+    # the rule in numbers: on the first m images, stop iff (threshold − mean)/(sd·√(N−m)/N) < −z_f
+    held = PairedHoldout(lambda i, a, b: (torch.zeros(b - a), torch.zeros(b - a)), 400,
+                         move_z=2.0, futility_z=3.0)
+    sd, m = 1.0, 100
+    threshold, spread = -2.0 * sd / math.sqrt(400), sd * math.sqrt(300) / 400
+    edge = threshold + 3.0 * spread  # the mean at which the rule flips
+    assert held._futile(edge + 1e-9, sd, m) and not held._futile(edge - 1e-9, sd, m)
+    assert not held._futile(5.0, float("nan"), m) and not held._futile(5.0, 0.0, m)
+
+
+def test_futility_changes_few_answers_on_noisy_candidates_and_saves_images():
+    """Over pairs whose true gap runs from clearly better to clearly worse, with the engine's
+    margin of 2 standard errors: the early "not lower" answers must agree with all 500 images
+    on nearly every pair, and save images where the challenger is level or worse."""
+    g = torch.Generator().manual_seed(6)
+    agree = total = saved = 0
+    for gap in torch.linspace(-0.01, 0.01, 81).tolist():
+        base = torch.rand(500, generator=g, dtype=torch.float64) * 2
+        other = base + gap + 0.05 * torch.randn(500, generator=g, dtype=torch.float64)
+        d = other - base
+        full = bool(d.mean() < -2.0 * d.std() / math.sqrt(500))
+        held, _ = _held(torch.stack([base, other]))
+        held.move_z, held.futility_z = 2.0, 3.0
+        plain, _ = _held(torch.stack([base, other]))
+        plain.move_z = 2.0
+        agree += held.less(1, 0) == full
+        plain.less(1, 0)
+        saved += plain.images(1) - held.images(1)
+        total += 1
+    assert agree >= total - 1
+    assert saved >= 100 * total
+
+
 def test_an_infinite_threshold_scores_every_image():
     losses = torch.stack([torch.zeros(300, dtype=torch.float64), torch.ones(300, dtype=torch.float64)])
     held, _ = _held(losses, z=math.inf)

@@ -413,6 +413,7 @@ def test_paired_early_stop_chooses_what_every_held_out_image_chooses(models, dig
     req = PruneRequest(method="chita", sparsity=sparsity, samples=SAMPLES)
     fast = prune(models[arch], digits.calibration, req, arch=arch)
     monkeypatch.setattr(pruning, "HOLDOUT_Z", math.inf)
+    monkeypatch.setattr(pruning, "HOLDOUT_FUTILITY_Z", math.inf)
     full = prune(models[arch], digits.calibration, req, arch=arch)
     (sel_fast,), (sel_full,) = fast.info["lambda_selection"], full.info["lambda_selection"]
     total = fast.info["holdout"]
@@ -424,6 +425,27 @@ def test_paired_early_stop_chooses_what_every_held_out_image_chooses(models, dig
     assert all(m % pruning.HOLDOUT_BATCH == 0 or m == total for m in scored)
     assert any(m < total for m in scored)  # at least one comparison was decided early
     assert sum(sel_fast["holdout_images"]) < sum(sel_full["holdout_images"])
+
+
+@pytest.mark.parametrize("method, arch, sparsity", [
+    ("chita", "digits_mlp", 0.8), ("chita", "digits_cnn", 0.9), ("woodfisher", "digits_mlp", 0.95)])
+def test_the_futility_stop_changes_no_choice_and_saves_held_out_images(
+        models, digits, monkeypatch, method, arch, sparsity):
+    """HOLDOUT_FUTILITY_Z only ends comparisons early: against the same walk without it
+    (inf), the walk chooses the same λ, so the same masks and weights, on fewer held-out
+    images."""
+    req = PruneRequest(method=method, sparsity=sparsity, samples=SAMPLES)
+    assert pruning.HOLDOUT_FUTILITY_Z == 3.0
+    with_stop = prune(models[arch], digits.calibration, req, arch=arch)
+    monkeypatch.setattr(pruning, "HOLDOUT_FUTILITY_Z", math.inf)
+    without = prune(models[arch], digits.calibration, req, arch=arch)
+    sel_a, sel_b = with_stop.info["lambda_selection"], without.info["lambda_selection"]
+    assert [s["chosen"] for s in sel_a] == [s["chosen"] for s in sel_b]
+    assert all(torch.equal(with_stop.masks[k], without.masks[k]) for k in with_stop.masks)
+    assert all(torch.equal(with_stop.weights[k], without.weights[k]) for k in with_stop.weights)
+    images_a = sum(sum(s["holdout_images"]) for s in sel_a)
+    images_b = sum(sum(s["holdout_images"]) for s in sel_b)
+    assert images_a < images_b, (images_a, images_b)
 
 
 @pytest.mark.parametrize("gap_in_se, moves", [(1.0, False), (3.0, True)])
@@ -449,23 +471,25 @@ def test_lambda_walk_steps_only_when_the_neighbour_is_lower_by_holdout_move_z_er
 
 
 def test_single_runs_walk_with_the_margin_and_chitapp_stages_without(models, digits, monkeypatch):
-    """HOLDOUT_MOVE_Z for a single-stage run's walk, STAGE_MOVE_Z (0) for every CHITA++ stage,
-    the margin for a single-stage run."""
-    seen: list[float] = []
+    """HOLDOUT_MOVE_Z and HOLDOUT_FUTILITY_Z for a single-stage run's walk; STAGE_MOVE_Z (0)
+    and STAGE_FUTILITY_Z (inf: no futility stop) for every CHITA++ stage."""
+    seen: list[tuple[float, float]] = []
 
     class Recording(pruning.PairedHoldout):
         def __init__(self, *a, **k):
-            seen.append(k["move_z"])
+            seen.append((k["move_z"], k["futility_z"]))
             super().__init__(*a, **k)
 
     monkeypatch.setattr(pruning, "PairedHoldout", Recording)
     prune(models["digits_mlp"], digits.calibration,
           PruneRequest(method="chita++", sparsity=0.7, samples=SAMPLES, stages=3), arch="digits_mlp")
-    assert seen == [pruning.STAGE_MOVE_Z] * 3 and pruning.STAGE_MOVE_Z == 0.0
+    assert seen == [(pruning.STAGE_MOVE_Z, pruning.STAGE_FUTILITY_Z)] * 3
+    assert pruning.STAGE_MOVE_Z == 0.0 and pruning.STAGE_FUTILITY_Z == math.inf
     seen.clear()
     prune(models["digits_mlp"], digits.calibration,
           PruneRequest(method="chita", sparsity=0.7, samples=SAMPLES), arch="digits_mlp")
-    assert seen == [pruning.HOLDOUT_MOVE_Z] and pruning.HOLDOUT_MOVE_Z > 0
+    assert seen == [(pruning.HOLDOUT_MOVE_Z, pruning.HOLDOUT_FUTILITY_Z)]
+    assert pruning.HOLDOUT_MOVE_Z > 0 and pruning.HOLDOUT_FUTILITY_Z < math.inf
 
 
 @pytest.mark.parametrize("end", [0, len(LAMBDA_GRID) - 1])
