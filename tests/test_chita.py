@@ -137,15 +137,60 @@ def test_swap_pricing_equals_the_backsolve_change_of_every_swap(two_groups):
     st = quad.state(magnitude_mask(wbar, 7, [slice(0, wbar.numel())]))
     idx = torch.arange(wbar.numel())
     group = (idx >= 7).long() if two_groups else torch.zeros_like(idx)
-    off, on, delta = _ActiveSet(quad, st, idx, group).pair_deltas()
+    act = _ActiveSet(quad, st, idx, group)
+    off, on, delta = act.pair_deltas()  # pool positions: act.idx gives their weights
     assert delta.shape == (off.numel(), on.numel()) == (7, 7)
-    for r, j in enumerate(off.tolist()):
-        for c, i in enumerate(on.tolist()):
+    for r, j in enumerate(act.idx[off].tolist()):
+        for c, i in enumerate(act.idx[on].tolist()):
             if two_groups and group[j] != group[i]:
                 assert delta[r, c] == float("inf")
                 continue
             exact = quad.swap(st, torch.tensor([j]), torch.tensor([i])).objective - st.objective
             assert float(delta[r, c]) == pytest.approx(exact, rel=1e-5, abs=1e-5 * abs(st.objective))  # float32 A
+
+
+def test_accepted_swaps_keep_the_blocks_and_price_as_a_fresh_active_set():
+    """After accept() the pool is still off-block then on-block, every column keeps its weight
+    index, and pricing each (enter, leave) pair of weights gives what an active set built
+    afresh on the new support gives (Woodbury updates of P and h against a new factorisation)."""
+    from core.methods.chita import _ActiveSet
+
+    A, wbar, lam = _problem(3)
+    quad = LocalQuadratic(A, wbar, lam)
+    p = wbar.numel()
+    st = quad.state(magnitude_mask(wbar, 7, [slice(0, p)]))
+    scrambled = torch.randperm(p, generator=torch.Generator().manual_seed(1))  # on/off interleaved
+    act = _ActiveSet(quad, st, scrambled, torch.zeros(p, dtype=torch.long))
+    assert act.n_off == p - 7 and act.on.tolist() == [False] * (p - 7) + [True] * 7
+    assert sorted(act.idx.tolist()) == list(range(p)) and bool((st.mask[act.idx] == act.on).all())
+    mask = st.mask.clone()
+    for _ in range(2):  # two steps of two swaps each: the best disjoint pairs
+        off, on, delta = act.pair_deltas()
+        flat = torch.argsort(delta.reshape(-1))
+        rows, cols, used_r, used_c = [], [], set(), set()
+        for f in flat.tolist():
+            r, c = divmod(f, on.numel())
+            if r not in used_r and c not in used_c:
+                rows.append(r); cols.append(c); used_r.add(r); used_c.add(c)
+            if len(rows) == 2:
+                break
+        pos = torch.cat([off[rows], on[cols]])
+        enter, leave = act.idx[off[rows]].clone(), act.idx[on[cols]].clone()
+        act.accept(pos, torch.tensor([1.0, 1.0, -1.0, -1.0]))
+        mask[enter], mask[leave] = True, False
+        assert act.on.tolist() == [False] * (p - 7) + [True] * 7
+        assert bool((mask[act.idx] == act.on).all())  # each column still holds its weight
+    fresh_st = quad.state(mask)
+    fresh = _ActiveSet(quad, fresh_st, torch.arange(p), torch.zeros(p, dtype=torch.long))
+    _, _, d_act = act.pair_deltas()
+    _, _, d_fresh = fresh.pair_deltas()
+    by_weight = {(j, i): float(d_fresh[r, c])
+                 for r, j in enumerate(fresh.idx[:fresh.n_off].tolist())
+                 for c, i in enumerate(fresh.idx[fresh.n_off:].tolist())}
+    scale = abs(fresh_st.objective)
+    for r, j in enumerate(act.idx[:act.n_off].tolist()):
+        for c, i in enumerate(act.idx[act.n_off:].tolist()):
+            assert float(d_act[r, c]) == pytest.approx(by_weight[(j, i)], rel=1e-5, abs=1e-5 * scale)  # float32 A
 
 
 def test_backsolve_survives_a_ridge_far_below_the_gram_scale_on_a_small_support():

@@ -81,14 +81,23 @@ class _ActiveSet:
         P ← P − P_{:W} B P_{W:},      h ← h + P_{:W}(s − B t).
 
     So inner iterations work in the pool's dimension only; n and p are touched at refreshes.
+
+    The pool is kept in two blocks, its ``n_off`` columns off S first and those on S after
+    them. A swap exchanges one of each, so the blocks keep their sizes, and :meth:`accept`
+    exchanges the two columns' places: the off × on block of P that every pricing reads is
+    then a slice of P, not a gather (``benchmarks/swap_pricing.py``).
     """
 
     def __init__(self, quad: LocalQuadratic, st: SupportState, idx: torch.Tensor,
                  group: torch.Tensor) -> None:
+        on = st.mask[idx]
+        order = torch.cat([(~on).nonzero().squeeze(1), on.nonzero().squeeze(1)])
+        idx, group = idx[order], group[order]
         self.lam = quad.lam
         self.idx = idx
         self.group = group
-        self.on = st.mask[idx].clone()
+        self.n_off = int((~on).sum())
+        self.on = st.mask[idx].clone()  # n_off False, then True: kept so by accept
         U = quad.columns(idx).double()
         Y = torch.linalg.solve_triangular(st.chol, U, upper=False)
         self.P = Y.T @ Y
@@ -115,12 +124,12 @@ class _ActiveSet:
 
         computed in place over the off × on block (this is the solver's hot loop).
         """
-        off = (~self.on).nonzero().squeeze(1)
-        on = self.on.nonzero().squeeze(1)
+        k = self.n_off
+        off, on = torch.arange(k), torch.arange(k, self.on.numel())
         q, h, wb = self.P.diagonal(), self.h, self.wb
-        qj, qi, hj, hi, wj, wi = q[off], q[on], h[off], h[on], wb[off], wb[on]
+        qj, qi, hj, hi, wj, wi = q[:k], q[k:], h[:k], h[k:], wb[:k], wb[k:]
         a, b = (1.0 + qj)[:, None], (1.0 - qi)[None, :]
-        C = self.P[off][:, on]
+        C = self.P[:k, k:]  # a view of P: read, never written
         t1 = C * (-wi)[None, :]
         t1 += (hj + qj * wj)[:, None]
         t2 = C * wj[:, None]
@@ -137,20 +146,22 @@ class _ActiveSet:
         den = C * C
         den += a * b
         num /= den
-        delta = C  # reuse C's storage: −2C w̄_j w̄_i + the separable terms − the quadratic form
-        delta *= (-2.0 * wj)[:, None]
+        delta = C * (-2.0 * wj)[:, None]  # −2C w̄_j w̄_i + the separable terms − the quadratic form
         delta *= wi[None, :]
         delta += ((qj - 1.0) * wj * wj + 2.0 * hj * wj)[:, None]
         delta += ((qi + 1.0) * wi * wi - 2.0 * hi * wi)[None, :]
         delta -= num
         delta *= 0.5 * self.lam
         if int(self.group.max()) > 0:  # several budgets: only swaps within one group
-            same = self.group[off][:, None] == self.group[on][None, :]
+            same = self.group[:k][:, None] == self.group[k:][None, :]
             delta.masked_fill_(~same, float("inf"))
         return off, on, delta
 
     def accept(self, pos: torch.Tensor, sign: torch.Tensor) -> None:
-        """Apply the swaps: update P, h and the on/off status."""
+        """Apply the swaps: update P and h, then exchange the places of each entering column
+        (now on S) and its leaving partner (now off S), which keeps the two blocks.
+        ``pos`` lists the entering positions, then as many leaving ones (as _inner_steps
+        builds it)."""
         D = sign.double()
         s = D * self.wb[pos]
         Pcol = self.P[:, pos]
@@ -158,7 +169,13 @@ class _ActiveSet:
         B = torch.linalg.inv(torch.diag(D) + self.P[pos][:, pos])
         self.h = self.h + Pcol @ (s - B @ t)
         self.P = torch.addmm(self.P, Pcol @ B, Pcol.T, alpha=-1.0)
-        self.on[pos] = sign > 0
+        enter, leave = pos[sign > 0], pos[sign < 0]
+        a, b = torch.cat([enter, leave]), torch.cat([leave, enter])
+        self.P[a] = self.P[b]  # the right-hand sides are copies: a plain exchange
+        self.P[:, a] = self.P[:, b]
+        for name in ("h", "wb", "idx", "group"):
+            v = getattr(self, name)
+            v[a] = v[b]
 
 
 def _disjoint_pairs(off: torch.Tensor, on: torch.Tensor, delta: torch.Tensor
