@@ -7,7 +7,8 @@ implementations, measured in the same process:
 - "gather": the in-place arithmetic on the off × on block gathered from P at every pricing
   (``P[off][:, on]``), the pool in the order the active set was built (the previous code);
 - "blocks" (current, :class:`core.methods.chita._ActiveSet`): the pool kept as an off block then
-  an on block, an accepted swap exchanging its two columns' places, so the block is a slice.
+  an on block, an accepted swap exchanging its two columns' places, so the block is a slice;
+  and the accepted swaps' rank update of P made in place (``addmm_``, no new pool × pool array).
 
 It prints the milliseconds of one pricing, then, when ../shared is present, whole CHITA solves on
 MLPNet's gradients (n = 1000) with "gather" and "blocks", then whole runs (a CHITA sweep and
