@@ -223,7 +223,7 @@ class SweepView(QWidget):
         self.table.setShowGrid(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.plot)
         splitter.addWidget(self.table)
         splitter.setStretchFactor(0, 3)
@@ -279,6 +279,19 @@ class SweepView(QWidget):
         for b in (self.save_png, self.save_svg):
             b.setEnabled(bool(rows))
         self.save_csv.setEnabled(bool(rows) and hasattr(result, "to_csv"))
+        self.fit_table()
+
+    def fit_table(self) -> None:
+        """Widen the table's side of the splitter to show every column (at most half the
+        width): its five columns need more than the 440 px it starts with."""
+        self.table.resizeColumnsToContents()
+        need = (self.table.horizontalHeader().length() + self.table.verticalScrollBar().sizeHint().width()
+                + 2 * self.table.frameWidth())
+        plot_w, table_w = self.splitter.sizes()
+        total = plot_w + table_w
+        if table_w < need and total > 0:
+            table_w = min(need, total // 2)
+            self.splitter.setSizes([total - table_w, table_w])
 
     def apply_theme(self, theme: Theme) -> None:
         """Restyle the plot."""
