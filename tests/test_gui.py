@@ -695,3 +695,19 @@ def test_refine_result_stops_at_the_most_steps_there_are(qtbot, window: MainWind
     assert hooks.infos and hooks.infos[-1][0] == "Refined as far as it goes"
     assert not any(t.title.startswith("Refining") for t in window.runner.running())
     assert not hooks.errors
+
+
+@pytest.mark.parametrize("name", ["light", "dark"])
+def test_style_sheet_fills_every_field_and_its_images_exist(name: str) -> None:
+    """No $field is left unfilled, and every url() (the ticks of checked and disabled-checked
+    boxes) names a file that exists."""
+    import re
+
+    from gui.theme import make_theme, style_sheet
+
+    qss = style_sheet(make_theme(name))
+    assert "$" not in re.sub(r"/\*.*?\*/", "", qss, flags=re.S)  # comments may name fields
+    urls = re.findall(r"url\(([^)]+)\)", qss)
+    assert any(u.endswith("check_muted.svg") for u in urls)
+    for u in urls:
+        assert Path(u).is_file(), u
