@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QSlider,
@@ -142,11 +143,21 @@ class ControlsPanel(QGroupBox):
         form.addRow("Refine", self.refine)
         form.addRow("BatchNorm", self.recal)
         form.addRow("BN images", self.bn_images)
+        self._form = form
+        # presentation mode hides these rows (their values still apply) and names them in one line
+        self.advanced = (self.samples, self.per_row, self.lam, self.stages, self.refine, self.recal,
+                         self.bn_images)
+        self.hidden_note = QLabel("")
+        self.hidden_note.setObjectName("Muted")
+        self.hidden_note.setWordWrap(True)
+        self.hidden_note.setVisible(False)
+        self.compact = False
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.cancel_button, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.hidden_note)
         layout.addWidget(self.autorun)
         layout.addLayout(buttons)
 
@@ -161,6 +172,7 @@ class ControlsPanel(QGroupBox):
                        self.refine.valueChanged, self.per_row.valueChanged, self.recal.toggled,
                        self.bn_images.currentIndexChanged):
             signal.connect(self.settings_changed)
+            signal.connect(self._update_hidden_note)
         self.method.currentIndexChanged.connect(self._update_stages_enabled)
         self._update_stages_enabled()
         self.scope.currentIndexChanged.connect(self._debounce.start)
@@ -232,6 +244,34 @@ class ControlsPanel(QGroupBox):
         self.bn_images.setToolTip(BN_IMAGES_TIP if present else "This model has no BatchNorm layers.")
         self.recal.setText("Recalibrate after pruning" if present else "Recalibrate (the model has none)")
         self.recal.setToolTip(RECAL_TIP if present else "This model has no BatchNorm layers.")
+        self._update_hidden_note()
+
+    def set_compact(self, on: bool) -> None:
+        """Presentation mode: hide the rows past Scope (their values still apply to every run)
+        and show what they hold in one muted line, so that Run and the Preview stay in view."""
+        self.compact = bool(on)
+        for w in self.advanced:
+            self._form.setRowVisible(w, not self.compact)
+        self.hidden_note.setVisible(self.compact)
+        self._update_hidden_note()
+
+    def hidden_summary(self) -> str:
+        """The settings presentation mode hides, as one line."""
+        lam = self.lam.text().strip() or "auto"
+        stages = self.stages.text() if self.method_name() == "chita++" else None
+        bn = ("recalibrate" if self.recal.isChecked() else "stored statistics") if self.recal.isEnabled() \
+            else None
+        parts = [f"Samples {self.samples.value()}", f"Images {self.per_row.value()} per row", f"λ {lam}"]
+        if stages is not None:
+            parts.append(f"Stages {stages}")
+        parts.append(f"Refine {self.refine.text()}")
+        if bn is not None:
+            parts.append(f"BatchNorm: {bn}, {self.bn_images.currentText().lower()}")
+        return " · ".join(parts) + " — F11 for all settings"
+
+    def _update_hidden_note(self, *_args) -> None:
+        if self.compact:
+            self.hidden_note.setText(self.hidden_summary())
 
     def set_busy(self, busy: bool) -> None:
         """Enable Cancel (and disable Run) while a foreground job runs."""
@@ -263,6 +303,7 @@ class ControlsPanel(QGroupBox):
         self.spin.setValue(self.slider.value())
         self.slider.blockSignals(False)
         self.autorun.setChecked(st.read(s, "controls/run_on_release", True, bool))
+        self._update_hidden_note()
 
     def save_settings(self, s: QSettings) -> None:
         """Store the controls in QSettings."""

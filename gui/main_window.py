@@ -484,8 +484,17 @@ class MainWindow(QMainWindow):
         self.sweep_view.apply_theme(self.theme)
         self.table.set_bar_color(self.theme.palette.accent)
         self.table.source.muted = QColor(self.theme.palette.muted)
+        self._set_compact_sidebar(self.theme.scale > 1.0)
         self._fit_sidebar()
         QTimer.singleShot(0, self._fit_table)
+
+    def _set_compact_sidebar(self, on: bool) -> None:
+        """Presentation mode keeps Run and the Preview in view: the model box shows its name and
+        data only (File ▸ Open model… and Choose data… stay on the menu and their shortcuts), and
+        the pruning box hides its rows past Scope behind a one-line summary."""
+        for w in (self.model_info, self.open_button, self.data_button):
+            w.setVisible(not on)
+        self.controls.set_compact(on)
 
     def _fit_sidebar(self) -> None:
         """Keep the whole sidebar visible: its width follows its content (fonts change it)."""
@@ -503,11 +512,11 @@ class MainWindow(QMainWindow):
     def _fit_table(self) -> None:
         """Give the layer table the width of its columns if the overview keeps ≥ 300 px.
 
-        In presentation mode the Type and Params columns are hidden (the line above the plots
-        names the chosen layer's type and size) so that the large fonts still fit."""
-        from gui.layer_table import COL_PARAMS, COL_TYPE
+        In presentation mode the Type, Shape and Params columns are hidden (the line above the
+        plots names the chosen layer's type, shape and size) so that the large fonts still fit."""
+        from gui.layer_table import COL_PARAMS, COL_SHAPE, COL_TYPE
 
-        for col in (COL_TYPE, COL_PARAMS):
+        for col in (COL_TYPE, COL_SHAPE, COL_PARAMS):
             self.table.setColumnHidden(col, self.theme.scale > 1.0)
         self.table.resizeColumnsToContents()
         header = self.table.horizontalHeader()

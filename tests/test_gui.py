@@ -538,6 +538,40 @@ def test_theme_and_presentation_mode(qtbot, window: MainWindow) -> None:
     assert window.theme.scale == 1.0 and window.theme.palette.name == "light"
 
 
+def test_presentation_mode_keeps_run_and_the_accuracy_in_view(qtbot, window: MainWindow) -> None:
+    """Large fonts must not push the Preview below the fold: the rows past Scope fold into one
+    line that names their values (which still apply), and the layer table keeps its columns."""
+    c = window.controls
+    c.set_method("chita++")
+    c.samples.setValue(256)
+    c.lam.setText("1e-3")
+    window.act_presentation.trigger()
+    window.showNormal()  # offscreen "full screen" is the platform's screen; judge at 1600×1000
+    window.resize(1600, 1000)
+    qtbot.wait(50)
+    window._fit_table()
+    assert all(not w.isVisibleTo(c) for w in c.advanced) and c.hidden_note.isVisibleTo(c)
+    note = c.hidden_note.text()
+    assert "Samples 256" in note and "λ 1e-3" in note and "Stages auto" in note
+    req = c.request()
+    assert (req.samples, req.lam, req.method) == (256, 1e-3, "chita++")  # hidden, not dropped
+    c.samples.setValue(384)
+    assert "Samples 384" in c.hidden_note.text()
+    assert not window.model_info.isVisibleTo(window) and window.model_label.isVisibleTo(window)
+    viewport = window.sidebar_scroll.viewport()
+    acc = window.preview_panel.after_acc
+    bottom = acc.mapTo(window.sidebar_scroll.widget(), acc.rect().bottomLeft()).y()
+    assert bottom < viewport.height(), (bottom, viewport.height())
+    header = window.table.horizontalHeader()
+    assert header.length() <= window.table.viewport().width() + 1
+    window.act_presentation.trigger()
+    assert all(w.isVisibleTo(c) for w in c.advanced) and not c.hidden_note.isVisibleTo(c)
+    assert window.model_info.isVisibleTo(window) and window.open_button.isVisibleTo(window)
+    c.samples.setValue(128)
+    c.lam.setText("")
+    c.set_method("chita")
+
+
 def test_worker_signals(qtbot) -> None:
     from core.errors import StudioError
     from core.progress import check, report
