@@ -82,7 +82,9 @@ class PreviewPanel(QGroupBox):
         grid.addWidget(self.dense_ci, 2, 1)
         grid.addWidget(self.after_ci, 2, 2)
         self.cells: dict[str, tuple[QLabel, QLabel]] = {}
-        for r, (key, title) in enumerate(self.ROWS, start=3):
+        # the change in accuracy sits under the accuracies it compares (rows 3–4), above the
+        # sizes: where the sidebar scrolls, it is the detail rows that go below the fold
+        for r, (key, title) in enumerate(self.ROWS, start=5):
             name = QLabel(title)
             name.setObjectName("Muted")
             d, a = QLabel("–"), QLabel("–")
@@ -107,8 +109,8 @@ class PreviewPanel(QGroupBox):
         self.caption.setObjectName("Banner")
         self.caption.setWordWrap(True)
         self.caption.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
-        grid.addWidget(self.delta, 3 + len(self.ROWS), 0, 1, 3)
-        grid.addWidget(self.versus, 4 + len(self.ROWS), 0, 1, 3)
+        grid.addWidget(self.delta, 3, 0, 1, 3)
+        grid.addWidget(self.versus, 4, 0, 1, 3)
         layout = QVBoxLayout(self)
         layout.addLayout(grid)
         layout.addWidget(self.caption)

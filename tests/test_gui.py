@@ -163,6 +163,11 @@ def test_run_chita_shows_after_accuracy(qtbot, window: MainWindow, hooks) -> Non
     assert panel.versus_text() == (f"vs magnitude: {100 * versus.difference:+.1f} points "
                                    f"[{100 * versus.ci[0]:+.1f}, {100 * versus.ci[1]:+.1f}]")
     assert f"{versus.b_only:,} only with magnitude" in panel.versus.toolTip()
+    # the changes sit right under the accuracies, above the size rows the sidebar may scroll away
+    qtbot.wait(20)
+    ys = [w.mapTo(panel, w.rect().topLeft()).y() for w in
+          (panel.after_ci, panel.delta, panel.versus, panel.cells["onnx"][1], panel.cells["time"][1])]
+    assert ys == sorted(ys) and len(set(ys)) == len(ys), ys
     after = state_snapshot(window.session.loaded.model)
     assert all(torch.equal(before[k], after[k]) for k in before), "the loaded model must not change"
     assert not hooks.errors
