@@ -8,6 +8,8 @@ import sys
 
 import PySide6
 
+import core  # noqa: F401  (before any torch import: sets the OpenMP wait policy, see core)
+
 if PySide6.__version__ == "6.12.0" and sys.version_info < (3, 12):
     # PySide6 6.12.0 returns None/True/False from void methods and signals without a reference,
     # which is only safe for the immortal singletons of Python 3.12+: on 3.11 the process aborts
