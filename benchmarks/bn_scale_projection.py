@@ -29,6 +29,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import core  # noqa: F401  (first: the OpenMP wait policy the app runs with, set before torch loads)
+
+# isort: split
 import torch
 import torch.nn as nn
 

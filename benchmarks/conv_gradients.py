@@ -17,6 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+import core  # noqa: F401  (first: the OpenMP wait policy the app runs with, set before torch loads)
+
+# isort: split
 import torch
 import torch.nn.functional as F
 from torch import nn

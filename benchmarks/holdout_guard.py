@@ -15,6 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
+import core  # noqa: F401  (first: the OpenMP wait policy the app runs with, set before torch loads)
+
+# isort: split
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,6 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+import core  # noqa: F401  (first: the OpenMP wait policy the app runs with, set before torch loads)
+
+# isort: split
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,6 +7,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import core  # noqa: F401  (first: the OpenMP wait policy the app runs with, set before torch loads)
+
+# isort: split
 import torch
 
 from core.data import ImageSet, load_bundle

@@ -26,6 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import core  # noqa: F401  (first: the OpenMP wait policy the app runs with, set before torch loads)
+
+# isort: split
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]

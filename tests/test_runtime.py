@@ -36,3 +36,29 @@ def test_the_gui_package_sets_it_before_any_of_its_modules_imports_torch():
 
 def test_a_policy_the_user_set_is_kept():
     assert _probe("core", "ACTIVE")[0] == "ACTIVE"
+
+
+def _first_import_roots(path: Path) -> list[str]:
+    """Root package of each top-level import of a script, in order."""
+    import ast
+
+    roots = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            roots += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            roots.append(node.module.split(".")[0])
+    return roots
+
+
+def test_benchmarks_time_what_the_app_runs_with():
+    """A benchmark that loads torch before ``core`` would time torch's spinning threads, not the
+    app's passive ones: every script imports core (or a module that does) first."""
+    late = []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        roots = _first_import_roots(path)
+        if "torch" in roots:
+            before = roots[: roots.index("torch")]
+            if not {"core", "gui", "shared_models"} & set(before):
+                late.append(path.name)
+    assert not late, f"these benchmarks import torch before core: {late}"
