@@ -11,11 +11,14 @@ accuracy is one draw from this spread, and so is each row of the official code's
                                      [--first-order] [--stages N] [--schedule log|cubic]
                                      [--lambda-score loss|accuracy] [--validation]
                                      [--bn-scale-free auto|on|off] [--move-z Z] [--stage-move-z Z]
+                                     [--bn-images N]
 
 ``--validation`` adds, under each row, the accuracy on the run's *validation* images: the
 calibration images that neither G, nor the held-out images, nor BatchNorm's statistics used
 (single-stage runs and CHITA++ on its default images; not with --resample-stages). They are
-training images, so a rule can be judged on them without looking at the test set.
+training images, so a rule can be judged on them without looking at the test set. They exclude
+the first 2000 images past G's and the held-out ones whatever ``--bn-images`` says
+(``shared_models.VALIDATION_SKIP``), so validation figures compare across settings.
 """
 
 from __future__ import annotations
@@ -100,7 +103,12 @@ def main() -> int:
     ap.add_argument("--augment-calibration", action="store_true",
                     help="diagnostic for single-stage methods: G's and the held-out images randomly "
                     "cropped (padding 4) and flipped, as the official code's CIFAR-10 loader does")
+    ap.add_argument("--bn-images", type=int, default=None,
+                    help="calibration images of a BatchNorm recalibration (core.pruning.BN_IMAGES, "
+                    "default 1000; 2000 until 2026-12-06)")
     args = ap.parse_args()
+    if args.bn_images is not None:
+        pruning.BN_IMAGES = args.bn_images
     if args.old_lambda_grid:
         pruning.LAMBDA_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4)
         pruning.LAMBDA_START = pruning.LAMBDA_GRID.index(1e-2)

@@ -12,9 +12,10 @@ import core  # noqa: F401  (first: the OpenMP wait policy the app runs with, set
 # isort: split
 import torch
 
+from core import pruning
 from core.data import ImageSet, load_bundle
 from core.model_io import load_model
-from core.pruning import BN_IMAGES, PruneRequest, PruneResult, prune_path
+from core.pruning import PruneRequest, PruneResult, prune_path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SETUPS = {"resnet20": ("models/resnet20_cifar10.pt", "data/cifar10"),
@@ -54,6 +55,12 @@ def prune_at(loaded, bundle, arch: str, req: PruneRequest, sparsities: list[floa
     return results, seconds
 
 
+# A recalibrating run's statistics came from 2000 calibration images until 2026-12-06, now from
+# core.pruning.BN_IMAGES = 1000 (read when called: a benchmark may set it). Validation images
+# skip 2000 either way, so validation figures before and after that change are on the same images.
+VALIDATION_SKIP = 2000
+
+
 def unused_calibration(calibration, seed: int, images: int, holdout: int, recalibrated: bool) -> ImageSet:
     """The calibration images a run used for nothing: after G's ``images``, the ``holdout``
     held-out images and (when BatchNorm was recalibrated) the rest of its statistics' images, in
@@ -62,7 +69,7 @@ def unused_calibration(calibration, seed: int, images: int, holdout: int, recali
     if seed:
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
         x, y = x[perm], y[perm]
-    used = images + holdout + (max(0, BN_IMAGES - images) if recalibrated else 0)
+    used = images + holdout + (max(0, max(pruning.BN_IMAGES, VALIDATION_SKIP) - images) if recalibrated else 0)
     return replace(calibration, x=x[used:], y=y[used:], indices=None)
 
 

@@ -707,8 +707,8 @@ def test_batchnorm_images_never_include_the_held_out_ones(models, seed):
     images = ImageSet(x=torch.randn(3000, 1, 8, 8, generator=g),
                       y=torch.randint(0, 10, (3000,), generator=g), source="random")
     ctx = _Context.build(models["digits_mlp"], images,
-                         PruneRequest(method="chita", samples=1000, seed=seed), "digits_mlp",
-                         None, None)
+                         PruneRequest(method="chita", samples=BN_IMAGES // 2, seed=seed), "digits_mlp",
+                         None, None)  # fewer samples than BN_IMAGES: the statistics take more images
     held_out = {row.numpy().tobytes() for row in ctx.x_h}
     used = [row.numpy().tobytes() for row in ctx.bn_images]
     assert len(held_out) == HOLDOUT and len(used) == BN_IMAGES
