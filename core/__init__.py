@@ -6,8 +6,8 @@ Importing it sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already set
 torch loads its OpenMP runtime (libgomp reads the variable once, when it loads; an import of
 torch before this package leaves torch's default). Passive waiting lets OpenMP threads that
 run out of work sleep at once instead of spinning: with another process keeping one of two
-cores busy, a pruning run takes about 0.65× the seconds of the default spinning, at a cost of
-about 1.0–1.15× on an idle machine (``benchmarks/busy_machine.py``, docs/benchmarks.md,
+cores busy, a pruning run took 0.55–0.75× the seconds of the default spinning, and 1.00–1.11×
+on an idle machine (``benchmarks/busy_machine.py``, docs/benchmarks.md,
 "Runs on a busy machine"). The thread count, and so every result, is unchanged.
 """
 
