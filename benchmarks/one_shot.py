@@ -35,6 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core import pruning  # noqa: E402
 from core.data import load_bundle  # noqa: E402
 from core.evaluate import EvalResult, evaluate  # noqa: E402
 from core.model_io import load_model  # noqa: E402
@@ -49,7 +50,7 @@ SETUPS = {
                      sparsities=[0.5, 0.7, 0.8, 0.9]),
 }
 METHODS = ["magnitude", "magnitude_layer", "obd", "woodfisher", "chita", "chita++"]
-# CHITA++ on ResNet20 takes ~3-4 min a run (20 stages of gradients): 0.7 to 0.9 only
+# CHITA++ on ResNet20 takes ~2-3 min a run (20 stages of gradients): 0.7 to 0.9 only
 ONLY_AT = {("resnet20", "chita++"): [0.7, 0.8, 0.9]}
 
 
@@ -196,17 +197,17 @@ def to_markdown(all_rows: list[Row], extras: dict, ref: dict, command: str) -> s
              "images) with its 95% Wilson interval. Seconds: gradients + solve + BatchNorm work, "
              "excluding start-up, data loading and evaluation. Peak: the process's resident memory "
              "during the run (includes the loaded data). λ is chosen on held-out *training* images. "
-             "'recal' = BatchNorm statistics recomputed after pruning (CHITA++: after its last stage), kept only when that lowers held-out loss; "
+             f"'recal' = BatchNorm statistics recomputed after pruning on {pruning.BN_IMAGES} calibration images (CHITA++: after its last stage), kept only when that lowers held-out loss; "
              "every ResNet20 run first checks its stored BatchNorm statistics against a refresh on "
              "256 calibration images, as they are and cropped and mirrored, scored on 256 held-out "
              "images: the lower held-out loss picks the images every recalibration takes "
-             "(`bn_augment`, crop+flip on ResNet20), and the statistics are refreshed (on 2000 "
-             "images) only when that lowers held-out loss by more than 25% (stale statistics; the "
+             "(`bn_augment`, crop+flip on ResNet20), and the statistics are refreshed (on "
+             f"{pruning.BN_IMAGES} images) only when that lowers held-out loss by more than 25% (stale statistics; the "
              "official code always refreshes before pruning).", "",
              "Official rows: **official code, measured on this machine kind, not this run** "
              "(`../shared/reference/one_shot_figures.md`). Ratio columns: ours ÷ official. "
              "CHITA++ uses its automatic stage count (one per prunable layer, 10 to 20); on ResNet20 "
-             "it runs at 0.7, 0.8 and 0.9 only (~3-4 min a run).", ""]
+             "it runs at 0.7, 0.8 and 0.9 only (~2-3 min a run).", ""]
     for model in dict.fromkeys(r.model for r in all_rows):
         rows = [r for r in all_rows if r.model == model]
         ex = extras[model]
