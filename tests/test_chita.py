@@ -8,6 +8,7 @@ import torch
 from core.methods.chita import backsolve, chita_solve
 from core.methods.magnitude import magnitude_mask
 from core.methods.quadratic import LocalQuadratic
+from core.methods.selection import select
 
 
 def _problem(seed: int, n: int = 6, p: int = 14, lam: float = 0.05):
@@ -212,3 +213,30 @@ def test_backsolve_survives_a_ridge_far_below_the_gram_scale_on_a_small_support(
     # K_S is accumulated in float32, so at this λ the weights are near-optimal, not exact
     assert LocalQuadratic(A, wbar, 1e-14).objective(w) == pytest.approx(obj_ref, rel=0.05)
     assert obj == pytest.approx(obj_ref, rel=0.1)
+
+
+
+def test_chita_from_a_far_start_still_reaches_best_subset():
+    """The search is not tied to its magnitude start. Started on the k *smallest* |w̄| (as far
+    from magnitude's choice as k allows) or on a random support, over 5 random quadratics
+    (full-rank Fisher, p = 14) and 4 budgets, it ends within 1% of the brute-force best subset
+    in at least 38 of the 40 runs (measured: 39; one run from the smallest weights stops in a
+    one-swap optimum 14% above). ResNet20/MLPNet counterpart: benchmarks/mask_search_starts.py."""
+    ratios = []
+    for seed in range(5):
+        A, wbar = _random_quadratic(seed, 24, 14)
+        g = torch.Generator().manual_seed(100 + seed)
+        for k in (3, 6, 10, 13):
+            best = _brute_force(A, wbar, 1e-3, k)
+            smallest = select(-wbar.abs(), k, [slice(0, 14)])
+            shared = int((smallest & magnitude_mask(wbar, k, [slice(0, 14)])).sum())
+            assert shared == max(0, 2 * k - 14)
+            random = torch.zeros(14, dtype=torch.bool)
+            random[torch.randperm(14, generator=g)[:k]] = True
+            for init in (smallest, random):
+                sol = chita_solve(A, wbar, k, [slice(0, 14)], 1e-3, init_mask=init)
+                assert int(sol.mask.sum()) == k
+                assert sol.objective <= sol.start_objective
+                assert sol.objective >= best * (1 - 1e-4)  # float32 A: agreement to ~1e-5
+                ratios.append(sol.objective / best)
+    assert sum(r <= 1.01 for r in ratios) >= 38, ratios
