@@ -673,6 +673,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "lambda": result.lam,
         "objective": final.get("objective"),
         "magnitude_objective": final.get("magnitude_objective"),
+        "objective_lower_bound": final.get("objective_lower_bound"),
         "iterations": final.get("iterations"),
         "converged": final.get("converged"),
         "recalibrated_bn": result.info.get("recalibrated"),
@@ -717,8 +718,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if data["batchnorm"]:
         lines.append(f"BatchNorm:  {data['batchnorm'].removeprefix('BatchNorm: ')}")
     if final.get("objective") is not None:
+        floor = final.get("objective_lower_bound")
         lines.append(f"Objective:  {final['objective']:.6g} (backsolve on the magnitude mask "
-                     f"{final['magnitude_objective']:.6g}); {final['iterations']} swap steps, "
+                     f"{final['magnitude_objective']:.6g}"
+                     + (f"; no mask of this size goes below {floor:.6g}" if floor is not None else "")
+                     + f"); {final['iterations']} swap steps, "
                      f"{'converged' if final['converged'] else 'not converged'}")
     steps = result.info.get("refinement") or []
     if steps:

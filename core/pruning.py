@@ -25,7 +25,12 @@ from core.evaluate import forward_in_chunks, set_eval_mode
 from core.fisher import fisher_diagonal, fisher_factor, per_sample_gradients
 from core.grid_walk import walk_grid, walk_grid_by
 from core.holdout import PairedHoldout
-from core.methods.chita import chita_solve, support_state, support_weights
+from core.methods.chita import (
+    chita_solve,
+    objective_lower_bound,
+    support_state,
+    support_weights,
+)
 from core.methods.magnitude import magnitude_prune
 from core.methods.obd import obd_prune
 from core.methods.quadratic import LocalQuadratic
@@ -1085,10 +1090,14 @@ class _Context:
                               init_mask=mag_mask, warm=sol.state, cancel=self.cancel)
             w, mask, trace = sol.weights, sol.mask, list(sol.trace)
         agree = float((mask & mag_mask).sum()) / max(1, int(mag_mask.sum()))
+        # a floor under every support's objective (not defined with the first-order term)
+        floor = objective_lower_bound(wbar, k, self.groups, lam) \
+            if isinstance(self.first_order, bool) and not self.first_order else None
         info.setdefault("final", []).append(
             {"sparsity": sparsity, "lam": lam, "objective": sol.objective,
-             "magnitude_objective": mag_objective, "iterations": sol.iterations,
-             "converged": sol.converged, "magnitude_mask_kept": agree})
+             "magnitude_objective": mag_objective, "objective_lower_bound": floor,
+             "iterations": sol.iterations, "converged": sol.converged,
+             "magnitude_mask_kept": agree})
         return (loss, w, mask, trace, lam, sol)
 
     def _refine(self, work: nn.Module, mask: torch.Tensor, timings: dict[str, float],

@@ -98,6 +98,18 @@ def refinement_taken(result) -> int:
     return sum(1 for step in (result.info.get("refinement") or []) if step.get("accepted"))
 
 
+def optimality_note(result) -> str:
+    """" On the local quadratic no mask of this size beats this one by more than X%." for a
+    CHITA or CHITA++ run (its last solve, against the floor it reports), else ""."""
+    final = (result.info.get("final") or [None])[-1]
+    if not final or final.get("objective_lower_bound") is None or not final.get("objective"):
+        return ""
+    gap = max(0.0, (final["objective"] - final["objective_lower_bound"]) / final["objective"])
+    where = " (last stage)" if result.request.method == "chita++" else ""
+    return (f" On the local quadratic{where} no mask of this size beats this one by more than "
+            f"{100 * gap:.2g}%.")
+
+
 def samples_note(result) -> str:
     """"1,000 samples" or, with mini-batch rows, "1,000 samples of 13 images each" (and what was
     asked when the calibration set could not give that many images per row)."""
@@ -1051,7 +1063,8 @@ class MainWindow(QMainWindow):
                 out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, seconds=out.seconds,
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {samples_note(out.result)}{lam}."
-                        f"{refinement_note(out.result)}{batchnorm_note(out.result)} Export with Ctrl+E.")
+                        f"{optimality_note(out.result)}{refinement_note(out.result)}"
+                        f"{batchnorm_note(out.result)} Export with Ctrl+E.")
             mag = out.magnitude_eval if req.method != "magnitude" else None
             versus = "refined magnitude" if req.refine_steps else "magnitude"
             self.preview_panel.set_versus(paired_or_none(out.eval, mag), versus,

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from core.methods.chita import backsolve, chita_solve
+from core.methods.chita import backsolve, chita_solve, objective_lower_bound
 from core.methods.magnitude import magnitude_mask
 from core.methods.quadratic import LocalQuadratic
 from core.methods.selection import select
@@ -240,3 +240,47 @@ def test_chita_from_a_far_start_still_reaches_best_subset():
                 assert sol.objective >= best * (1 - 1e-4)  # float32 A: agreement to ~1e-5
                 ratios.append(sol.objective / best)
     assert sum(r <= 1.01 for r in ratios) >= 38, ratios
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_objective_lower_bound_is_below_the_best_subset(seed):
+    """L_k = (λ/2)·Σ of the p − k smallest w̄² never exceeds the brute-force best subset (global
+    and per-group budgets). Here rows are about as many as kept weights, so the data term is
+    large and the floor far below the best; the next test is the regime where it is tight."""
+    A, wbar = _random_quadratic(seed, 8, 14)
+    lam = 0.05
+    for k in (3, 6, 10, 13):
+        best = _brute_force(A, wbar, lam, k)
+        floor = objective_lower_bound(wbar, k, [slice(0, 14)], lam)
+        sol = chita_solve(A, wbar, k, [slice(0, 14)], lam)
+        assert 0 < floor <= best * (1 + 1e-9) <= sol.objective * (1 + 1e-4), (floor, best)
+    # per group: the p − k_g smallest of each group; brute force over the two groups' products
+    groups, budgets = [slice(0, 6), slice(6, 14)], [2, 5]
+    floor = objective_lower_bound(wbar, budgets, groups, lam)
+    H = A.double().T @ A.double() + lam * torch.eye(14, dtype=torch.float64)
+    best = float("inf")
+    for s1 in itertools.combinations(range(6), 2):
+        for s2 in itertools.combinations(range(6, 14), 5):
+            on = torch.zeros(14, dtype=torch.bool)
+            on[list(s1 + s2)] = True
+            d = torch.where(on, 0.0, -wbar.double())
+            idx = on.nonzero().squeeze(1)
+            d[idx] = torch.linalg.solve(H[idx][:, idx], -(H[idx] @ d))
+            best = min(best, float(0.5 * d @ H @ d))
+    assert floor <= best * (1 + 1e-9)
+    assert floor > objective_lower_bound(wbar, 7, [slice(0, 14)], lam)  # per group: a higher floor
+
+
+def test_objective_lower_bound_certifies_chita_when_kept_weights_outnumber_rows():
+    """With many more kept weights than rows (ResNet20's case: n = 1000, k ≥ 26,000) the kept
+    weights absorb the data term and the floor is nearly reached: CHITA's objective is within
+    3% of it, so within 3% of the best subset, with no brute force (n = 4, p = 400)."""
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        A = torch.randn(4, 400, generator=g) / 2.0
+        wbar = torch.randn(400, generator=g)
+        for k in (100, 200, 300):
+            floor = objective_lower_bound(wbar, k, [slice(0, 400)], 1e-2)
+            sol = chita_solve(A, wbar, k, [slice(0, 400)], 1e-2)
+            assert floor <= sol.objective <= 1.03 * floor, (seed, k, sol.objective / floor)
+            assert sol.objective < sol.start_objective  # and the search still had work to do

@@ -33,6 +33,7 @@ def test_prune_reports_accuracy_interval_sparsity_and_exports(capsys, tmp_path):
     lo, hi = data["accuracy_ci"]
     assert 0 <= lo <= data["accuracy"] <= hi <= 1
     assert data["objective"] <= data["magnitude_objective"]
+    assert 0 < data["objective_lower_bound"] <= data["objective"]  # a floor under every mask
     assert data["timings"]["total"] > 0 and data["lambda"] > 0
     # the exported file really is the pruned model: its zeros survive in onnxruntime's graph
     assert data["export"]["max_abs_diff"] < 1e-4 and out.exists()

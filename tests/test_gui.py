@@ -150,6 +150,12 @@ def test_run_chita_shows_after_accuracy(qtbot, window: MainWindow, hooks) -> Non
     assert text.endswith("%") and text != "–"
     assert "CHITA" in window.preview_panel.after_title.text()
     assert "CHITA" in window.table.source.after_label
+    # the caption certifies the mask against the floor the run reports
+    final = outcome.result.info["final"][-1]
+    gap = (final["objective"] - final["objective_lower_bound"]) / final["objective"]
+    assert 0 <= gap < 1
+    assert (f"no mask of this size beats this one by more than {100 * gap:.2g}%"
+            in window.preview_panel.caption.text())
     assert len(window.sparsity_bars.bars) == 2  # the method beside magnitude
     assert window.export_button.isEnabled()
     # the change against dense and against magnitude, each paired on the same images

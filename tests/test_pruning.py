@@ -336,6 +336,8 @@ def test_chita_reports_objective_not_above_magnitude(chita_auto_09):
     for s in final:
         assert s["objective"] <= s["magnitude_objective"], s
         assert s["lam"] == chita_auto_09.lam
+        # the floor no mask of this size goes below: (λ/2)·Σ of the pruned magnitude mask's w̄²
+        assert 0 < s["objective_lower_bound"] <= s["objective"], s
     trace = chita_auto_09.objective_trace
     assert trace and all(b <= a * (1 + 1e-6) for a, b in zip(trace, trace[1:]))
 
@@ -946,6 +948,7 @@ def test_images_per_row_averages_b_images_per_row_none_of_them_held_out(models, 
     _assert_same(model, snap)
     assert res.info["images_per_row"] == 3 and res.info["samples"] == SAMPLES
     assert res.nonzeros == round(0.2 * res.total)
+    assert res.info["final"][-1]["objective_lower_bound"] is None  # no floor with gᵀ(w − w̄)
     (args, kw), (r_args, r_kw) = calls[0], calls[1]
     assert torch.equal(args[1], digits.calibration.x[: 3 * SAMPLES]) and kw["images_per_row"] == 3
     # the refinement: G's images, then the ones after the held-out block, 5 per row

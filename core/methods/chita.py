@@ -364,6 +364,30 @@ def backsolve(A: torch.Tensor, wbar: torch.Tensor, mask: torch.Tensor, lam: floa
     return quad.weights(st), st.objective
 
 
+def objective_lower_bound(wbar: torch.Tensor, k: int | list[int], groups: list[slice],
+                          lam: float) -> float:
+    """A floor under the best-subset objective: no support of k weights has Q below it.
+
+    Without the first-order term, Q(w) = ½‖A(w − w̄)‖² + (λ/2)‖w − w̄‖² with w_j = 0 off S is at
+    least (λ/2)‖w̄_{Sᶜ}‖², the data term being ≥ 0. Over all |S| = k that is smallest when Sᶜ
+    holds the p − k smallest |w̄| (per group for per-layer budgets ``k``):
+
+        Q* ≥ L_k = (λ/2) · Σ_{the p − k smallest w̄_j²}.
+
+    So objective − L_k bounds how far a solve is from the best subset. The bound is tight when
+    the kept weights can absorb the data term, A_S(w_S − w̄_S) = A_{Sᶜ}w̄_{Sᶜ} (many more kept
+    weights than rows): there the best mask is the magnitude mask.
+    """
+    w2 = wbar.reshape(-1).double() ** 2
+    budgets = [(slice(0, w2.numel()), k)] if isinstance(k, int) else list(zip(groups, k))
+    total = 0.0
+    for sl, kg in budgets:
+        part = w2[sl]
+        kept = float(torch.topk(part, kg).values.sum()) if kg > 0 else 0.0
+        total += float(part.sum()) - kept
+    return 0.5 * lam * total
+
+
 def support_state(A: torch.Tensor, wbar: torch.Tensor, mask: torch.Tensor, lam: float, *,
                   first_order: bool | torch.Tensor = False, warm: SupportState | None = None) -> SupportState:
     """The backsolve on ``mask`` (objective, K_S, e), by a rank update from ``warm`` when given."""
