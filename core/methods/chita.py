@@ -374,9 +374,10 @@ def objective_lower_bound(wbar: torch.Tensor, k: int | list[int], groups: list[s
 
         Q* ≥ L_k = (λ/2) · Σ_{the p − k smallest w̄_j²}.
 
-    So objective − L_k bounds how far a solve is from the best subset. The bound is tight when
-    the kept weights can absorb the data term, A_S(w_S − w̄_S) = A_{Sᶜ}w̄_{Sᶜ} (many more kept
-    weights than rows): there the best mask is the magnitude mask.
+    So objective − L_k bounds how far a solve is from the best subset. The bound is nearly
+    tight when the kept weights can absorb the data term, A_S(w_S − w̄_S) ≈ A_{Sᶜ}w̄_{Sᶜ} at a
+    small cost in ‖w_S − w̄_S‖ (many more kept weights than rows): there the best mask is close
+    to the magnitude mask, which attains L_k's ridge term.
     """
     w2 = wbar.reshape(-1).double() ** 2
     budgets = [(slice(0, w2.numel()), k)] if isinstance(k, int) else list(zip(groups, k))
