@@ -217,6 +217,19 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number or a comma-separated list") from None
 
 
+def _update_scale(text: str) -> float | None:
+    """``--update-scale``: ``auto`` (None) or a number in [0, 1]."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither 'auto' nor a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] or 'auto', not {value:g}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -587,6 +600,10 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                        help="after pruning, refine the kept weights with up to STEPS damped "
                        "Gauss-Newton steps on the calibration data, each kept only if held-out "
                        "calibration loss falls (default 0: off)")
+        p.add_argument("--update-scale", dest="update_scale", type=_update_scale, default=1.0,
+                       metavar="auto|α", help="CHITA: move the kept weights by α times the "
+                       "backsolve's update (default 1: the whole update, as in the paper); auto "
+                       "chooses α on held-out calibration error when BatchNorm is not recalibrated")
         p.add_argument("--layers", metavar="NAMES", help="comma-separated weight names to prune "
                        "(default: every Conv/Linear weight; literature preset for mlpnet/resnet20)")
 
@@ -620,7 +637,7 @@ def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
                         recalibrate_bn=args.recal, stages=args.stages,
                         recalibrate_between_stages=args.between, refine_steps=args.refine,
                         images_per_row=args.per_row, bn_augment=args.bn_augment,
-                        schedule=args.schedule)
+                        schedule=args.schedule, update_scale=args.update_scale)
 
 
 def rows_of(result, per_row: int) -> str:
@@ -635,7 +652,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from core.batchnorm import describe_batchnorm
     from core.evaluate import evaluate, paired_difference
     from core.export import export_onnx, human_bytes
-    from core.pruning import apply_result, prune
+    from core.pruning import apply_result, describe_update_scale, prune
 
     request = _request_from_args(args, args.method, args.sparsity)
     with _progress_for(args) as progress, interruptible() as cancel:
@@ -684,6 +701,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "schedule": ({"shape": result.info.get("schedule_shape"),
                       "sparsities": list(result.info["schedule"])}
                      if "schedule" in result.info else None),
+        "update_scale": result.info.get("update_scale"),
         "refinement": list(result.info.get("refinement", [])),
         "samples": result.info.get("samples"),
         "images_per_row": result.info.get("images_per_row", 1),
@@ -724,6 +742,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
                      + (f"; no mask of this size goes below {floor:.6g}" if floor is not None else "")
                      + f"); {final['iterations']} swap steps, "
                      f"{'converged' if final['converged'] else 'not converged'}")
+    if describe_update_scale(result.info):
+        lines.append(f"Update:     {describe_update_scale(result.info)}")
     steps = result.info.get("refinement") or []
     if steps:
         taken = [st for st in steps if st["accepted"]]

@@ -46,7 +46,13 @@ from PySide6.QtWidgets import (
 from core.batchnorm import describe_batchnorm, has_batchnorm
 from core.errors import StudioError
 from core.evaluate import paired_or_none
-from core.pruning import MAX_REFINE_STEPS, METHOD_LABELS, METHODS, GradientCache
+from core.pruning import (
+    MAX_REFINE_STEPS,
+    METHOD_LABELS,
+    METHODS,
+    GradientCache,
+    describe_update_scale,
+)
 from gui import dialogs, jobs, main_thread_gc
 from gui import settings as st
 from gui.controls import ControlsPanel
@@ -108,6 +114,12 @@ def optimality_note(result) -> str:
     where = " (last stage)" if result.request.method == "chita++" else ""
     return (f" On the local quadratic{where} no mask of this size beats this one by more than "
             f"{100 * gap:.2g}%.")
+
+
+def update_scale_note(result) -> str:
+    """" Update: α = … of CHITA's update …" when the run scaled its update, else ""."""
+    text = describe_update_scale(result.info)
+    return f" Update: {text}" if text else ""
 
 
 def samples_note(result) -> str:
@@ -1063,7 +1075,8 @@ class MainWindow(QMainWindow):
                 out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, seconds=out.seconds,
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {samples_note(out.result)}{lam}."
-                        f"{optimality_note(out.result)}{refinement_note(out.result)}"
+                        f"{optimality_note(out.result)}{update_scale_note(out.result)}"
+                        f"{refinement_note(out.result)}"
                         f"{batchnorm_note(out.result)} Export with Ctrl+E.")
             mag = out.magnitude_eval if req.method != "magnitude" else None
             versus = "refined magnitude" if req.refine_steps else "magnitude"

@@ -83,6 +83,20 @@ def test_prune_refine_reports_its_steps_in_json_and_text(capsys):
     assert "refine steps" in capsys.readouterr().err
 
 
+def test_prune_update_scale_auto_reports_the_alpha_it_chose(capsys):
+    argv = ["prune", "demo:digits_mlp", "--data", "digits", "--method", "chita", "--sparsity", "0.95",
+            "--samples", "128", "--lambda", "1e-5"]
+    data = _json(capsys, *argv, "--update-scale", "auto")
+    rec = data["update_scale"]
+    assert rec["chosen"] in rec["grid"] and rec["holdout_error"][0] is not None
+    assert data["nonzeros"] == round(0.05 * data["prunable_weights"])
+    assert _json(capsys, *argv)["update_scale"] is None  # the default: the whole update
+    assert main([*argv, "--update-scale", "0.5", "-q"]) == 0
+    assert "Update:     α = 0.5 of CHITA's update on the kept weights (fixed)." in capsys.readouterr().out
+    assert main([*argv, "--update-scale", "2"]) == 2
+    assert "must be in [0, 1] or 'auto'" in capsys.readouterr().err
+
+
 def test_prune_says_what_it_did_with_batchnorm(capsys):
     """On a BatchNorm model the JSON and the text say whether the statistics were recomputed,
     with the held-out losses that decided it; --no-recalibrate-bn says they were kept."""

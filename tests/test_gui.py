@@ -538,6 +538,27 @@ def test_stages_control_applies_to_chitapp_only(qtbot, window: MainWindow) -> No
     c.stages.setValue(0)
 
 
+def test_update_control_applies_to_chita_only_and_its_alpha_reaches_the_caption(
+        qtbot, window: MainWindow, settings_dir: Path) -> None:
+    c = window.controls
+    c.set_method("obd")
+    assert not c.update_scale.isEnabled()
+    c.set_method("chita")
+    assert c.update_scale.isEnabled() and c.request().update_scale == 1.0  # the paper's whole update
+    c.update_scale.setCurrentIndex(c.update_scale.findText("Auto (held-out error)"))
+    assert c.request().update_scale is None and "Update auto" in c.hidden_summary()
+    c.samples.setValue(128)
+    out = run_and_wait(qtbot, window, "chita", 95)
+    rec = out.result.info["update_scale"]  # the digits MLP has no BatchNorm: α is chosen
+    assert rec["chosen"] in rec["grid"]
+    assert f"Update: α = {rec['chosen']:g} of CHITA's update" in window.preview_panel.caption.text()
+    window.close()  # the choice is remembered
+    again = make_window(qtbot, settings_dir)
+    assert again.controls.update_scale_value() is None
+    again.controls.update_scale.setCurrentIndex(0)
+    again.controls.samples.setValue(1000)
+
+
 def test_theme_and_presentation_mode(qtbot, window: MainWindow) -> None:
     window.act_presentation.trigger()
     assert window.theme.scale > 1.0

@@ -21,11 +21,13 @@ from core.pruning import (
     LAMBDA_GRID,
     METHODS,
     SCHEDULES,
+    UPDATE_SCALES,
     PruneRequest,
     apply_result,
     auto_stages,
     chitapp_schedule,
     default_layers,
+    describe_update_scale,
     prune,
 )
 
@@ -1215,3 +1217,61 @@ def test_the_refresh_check_decision_is_reused_from_the_cache(models, digits, mon
     cache.clear()  # drops gradients only: the decisions stay
     prune(stale, digits.calibration, req, arch="digits_cnn", cache=cache)
     assert checks == [0, 1, 0]
+
+
+# --------------------------------------------------------------------------- CHITA's update scale
+def test_fixed_update_scale_moves_the_kept_weights_by_that_fraction_of_chitas_update(run, models):
+    """α = 0.5 keeps CHITA's mask and puts each kept weight halfway between w̄ and CHITA's;
+    α = 0 keeps w̄ itself on that mask; both keep exactly k nonzeros."""
+    model = models["digits_mlp"]
+    dense = dict(model.named_parameters())
+    whole, _ = run("digits_mlp", method="chita", sparsity=0.8, lam=LAM)
+    half, unchanged = run("digits_mlp", method="chita", sparsity=0.8, lam=LAM, update_scale=0.5)
+    none, _ = run("digits_mlp", method="chita", sparsity=0.8, lam=LAM, update_scale=0.0)
+    assert unchanged
+    assert "update_scale" not in whole.info  # the default, α = 1, is the paper's CHITA as before
+    assert half.info["update_scale"]["chosen"] == 0.5 and "grid" not in half.info["update_scale"]
+    moved = False
+    for name, w in whole.weights.items():
+        mask = whole.masks[name]
+        assert torch.equal(half.masks[name], mask) and torch.equal(none.masks[name], mask)
+        wbar = dense[name].detach()
+        torch.testing.assert_close(half.weights[name], mask * (wbar + 0.5 * (w - wbar)))
+        torch.testing.assert_close(none.weights[name], mask * wbar)
+        moved |= not torch.allclose(w, mask * wbar)
+    assert moved, "CHITA's update is not zero here, so the three runs differ"
+    for r in (half, none):
+        assert r.nonzeros == whole.nonzeros == global_budget(r.total, 0.8)
+    assert describe_update_scale(half.info) == "α = 0.5 of CHITA's update on the kept weights (fixed)."
+
+
+def test_auto_update_scale_walks_down_from_the_whole_update_on_held_out_error(run):
+    """update_scale=None without recalibration: α by a walk from 1 down UPDATE_SCALES, each
+    candidate scored on every held-out image, the one chosen lowest in (error, loss) of those
+    scored, and a walk, not a scan: the scored candidates are a prefix of the grid."""
+    result, unchanged = run("digits_mlp", method="chita", sparsity=0.95, lam=LAM, update_scale=None)
+    assert unchanged
+    rec = result.info["update_scale"]
+    assert rec["grid"] == list(UPDATE_SCALES) and rec["grid"][0] == 1.0
+    scored = [i for i, e in enumerate(rec["holdout_error"]) if e is not None]
+    assert scored == list(range(len(scored))) and len(scored) >= 2
+    key = {i: (rec["holdout_error"][i], rec["holdout_loss"][i]) for i in scored}
+    best = min(scored, key=key.__getitem__)
+    assert rec["chosen"] == rec["grid"][best]
+    assert best == len(scored) - 1 or best == len(scored) - 2  # stopped at the first rise
+    assert result.nonzeros == global_budget(result.total, 0.95)
+    assert "update_scale" in result.timings
+    assert describe_update_scale(result.info).startswith(f"α = {rec['chosen']:g} of CHITA's update")
+
+
+def test_auto_update_scale_keeps_the_whole_update_when_batchnorm_is_recalibrated(run):
+    result, _ = run("digits_cnn", method="chita", sparsity=0.8, lam=LAM, update_scale=None)
+    assert result.info["recalibrated"] and "update_scale" not in result.info
+    assert describe_update_scale(result.info) == ""
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_update_scale_outside_zero_one_is_refused(models, digits, bad):
+    with pytest.raises(StudioError) as err:
+        prune(models["digits_mlp"], digits.calibration, PruneRequest(method="chita", update_scale=bad))
+    assert err.value.field == "update scale" and "auto" in str(err.value.fix)
