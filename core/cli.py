@@ -779,7 +779,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         scope=args.scope, lam=args.lam, stages=args.stages,
                         recalibrate_between_stages=args.between, refine_steps=args.refine,
                         images_per_row=args.per_row, bn_augment=args.bn_augment,
-                        schedule=args.schedule, progress=progress, cancel=cancel)
+                        schedule=args.schedule, update_scale=args.update_scale,
+                        progress=progress, cancel=cancel)
     if args.csv:
         res.to_csv(args.csv)
     if args.plot:

@@ -81,7 +81,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
               lam: float | None = None, stages: int = 0,
               recalibrate_between_stages: bool = False, refine_steps: int = 0,
               images_per_row: int = 1, bn_augment: str = "auto", schedule: str = "log",
-              progress: ProgressFn | None = None,
+              update_scale: float | None = 1.0, progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> SweepResult:
     """Prune with each method at each sparsity and evaluate on the bundle's evaluation images.
 
@@ -106,7 +106,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                                recalibrate_bn=recalibrate_bn, scope=scope, lam=lam, stages=stages,
                                recalibrate_between_stages=recalibrate_between_stages,
                                refine_steps=refine_steps, images_per_row=images_per_row,
-                               bn_augment=bn_augment, schedule=schedule)
+                               bn_augment=bn_augment, schedule=schedule,
+                               update_scale=update_scale)
         t1 = time.perf_counter()
         results = prune_path(model, bundle.calibration, request, list(sparsities), arch=arch,
                              progress=inner, cancel=cancel, cache=cache)
@@ -123,7 +124,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                        {"samples": samples, "seed": seed, "scope": scope,
                         "recalibrate_bn": recalibrate_bn, "refine_steps": refine_steps,
                         "images_per_row": images_per_row, "bn_augment": bn_augment,
-                        "schedule": schedule})
+                        "schedule": schedule, "update_scale": update_scale})
 
 
 def plot_sweep(result: SweepResult, path: str | Path, title: str = "") -> None:

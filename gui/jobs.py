@@ -430,12 +430,12 @@ def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *,
 def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsities: list[float], *,
               samples: int, seed: int = 0, arch: str | None = None, scope: str = "global",
               refine_steps: int = 0, images_per_row: int = 1, recalibrate_bn: bool | None = None,
-              bn_augment: str = "auto", progress: ProgressFn | None = None,
-              cancel: CancelToken | None = None) -> Any:
+              bn_augment: str = "auto", update_scale: float | None = 1.0,
+              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
     """Accuracy against sparsity for several methods (core.sweep.run_sweep)."""
     from core.sweep import run_sweep
 
     return run_sweep(model, bundle, list(methods), list(sparsities), samples=samples, seed=seed,
                      arch=arch, scope=scope, refine_steps=refine_steps, recalibrate_bn=recalibrate_bn,
-                     images_per_row=images_per_row, bn_augment=bn_augment, progress=progress,
-                     cancel=cancel)
+                     images_per_row=images_per_row, bn_augment=bn_augment,
+                     update_scale=update_scale, progress=progress, cancel=cancel)

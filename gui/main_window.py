@@ -1268,6 +1268,7 @@ class MainWindow(QMainWindow):
                      arch=self.session.loaded.arch, scope=self.controls.scope_name(), refine_steps=refine,
                      images_per_row=int(self.controls.per_row.value()),
                      recalibrate_bn=self.controls.recalibrate_bn(), bn_augment=self.controls.bn_augment(),
+                     update_scale=self.controls.update_scale_value(),
                      title="Sweep", on_done=self._on_sweep_done,
                      on_cancelled=lambda: self.sweep_view.status.setText("Sweep cancelled."))
 

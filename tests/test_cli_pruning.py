@@ -149,6 +149,16 @@ def test_sweep_refine_is_applied_to_every_point(capsys):
         assert a["loss"] != b["loss"]
 
 
+def test_sweep_update_scale_reaches_chita_points_and_leaves_magnitude(capsys):
+    argv = ("sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude,chita",
+            "--sparsities", "0.9", "--samples", "128", "--lambda", "1e-5")
+    whole = _json(capsys, *argv)["rows"]
+    none = _json(capsys, *argv, "--update-scale", "0")["rows"]
+    assert whole[0]["loss"] == none[0]["loss"]  # magnitude has no update to scale
+    assert whole[1]["method"] == "chita" and whole[1]["loss"] != none[1]["loss"]
+    assert whole[1]["nonzeros"] == none[1]["nonzeros"]
+
+
 def test_prune_rejects_a_bad_sparsity_with_the_field(capsys):
     code = main(["prune", "demo", "--data", "digits", "--sparsity", "1.5"])
     _, err = capsys.readouterr()

@@ -539,7 +539,8 @@ def test_stages_control_applies_to_chitapp_only(qtbot, window: MainWindow) -> No
 
 
 def test_update_control_applies_to_chita_only_and_its_alpha_reaches_the_caption(
-        qtbot, window: MainWindow, settings_dir: Path) -> None:
+        qtbot, window: MainWindow, settings_dir: Path, monkeypatch) -> None:
+    from gui import jobs
     c = window.controls
     c.set_method("obd")
     assert not c.update_scale.isEnabled()
@@ -552,6 +553,17 @@ def test_update_control_applies_to_chita_only_and_its_alpha_reaches_the_caption(
     rec = out.result.info["update_scale"]  # the digits MLP has no BatchNorm: α is chosen
     assert rec["chosen"] in rec["grid"]
     assert f"Update: α = {rec['chosen']:g} of CHITA's update" in window.preview_panel.caption.text()
+    seen: dict = {}
+    real = jobs.sweep_job
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "sweep_job", spy)
+    with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
+        window.run_sweep(["chita"], [0.9], 128)  # a sweep follows the Update box too
+    assert "update_scale" in seen and seen["update_scale"] is None
     window.close()  # the choice is remembered
     again = make_window(qtbot, settings_dir)
     assert again.controls.update_scale_value() is None
