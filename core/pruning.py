@@ -1085,7 +1085,11 @@ class _Context:
         ``UPDATE_SCALES`` while the held-out error falls (ties broken by the loss), every
         candidate scored on all held-out images (``info["update_scale"]``)."""
         fixed = self.request.update_scale
-        if fixed == 1.0 or (fixed is None and (self.recal or not len(self.x_h))):
+        if fixed == 1.0:
+            return w
+        if fixed is None and (self.recal or not len(self.x_h)):
+            info["update_scale"] = {"sparsity": sparsity, "chosen": 1.0, "kept_whole": (
+                "BatchNorm is recalibrated" if self.recal else "no held-out images")}
             return w
         t0 = time.perf_counter()
         wbar = _flat(work, self.names)
@@ -1325,6 +1329,8 @@ def describe_update_scale(info: Mapping[str, object]) -> str:
     if not isinstance(rec, Mapping):
         return ""
     alpha = float(rec["chosen"])
+    if "kept_whole" in rec:
+        return f"α = 1, CHITA's whole update: auto keeps it when {rec['kept_whole']}."
     if "grid" not in rec:
         return f"α = {alpha:g} of CHITA's update on the kept weights (fixed)."
     errors = rec["holdout_error"]

@@ -1266,8 +1266,14 @@ def test_auto_update_scale_walks_down_from_the_whole_update_on_held_out_error(ru
 
 def test_auto_update_scale_keeps_the_whole_update_when_batchnorm_is_recalibrated(run):
     result, _ = run("digits_cnn", method="chita", sparsity=0.8, lam=LAM, update_scale=None)
-    assert result.info["recalibrated"] and "update_scale" not in result.info
-    assert describe_update_scale(result.info) == ""
+    whole, _ = run("digits_cnn", method="chita", sparsity=0.8, lam=LAM)
+    assert result.info["recalibrated"] and result.info["update_scale"]["chosen"] == 1.0
+    assert "update_scale" not in result.timings  # nothing scored
+    for name, w in whole.weights.items():
+        assert torch.equal(result.weights[name], w)
+    assert describe_update_scale(result.info) == (
+        "α = 1, CHITA's whole update: auto keeps it when BatchNorm is recalibrated.")
+    assert describe_update_scale(whole.info) == ""
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])
