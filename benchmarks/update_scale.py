@@ -29,7 +29,13 @@ sys.path.insert(0, str(ROOT))
 from shared_models import load_shared, validation_images  # noqa: E402
 
 from core.evaluate import evaluate  # noqa: E402
-from core.pruning import PruneRequest, apply_result, prune  # noqa: E402
+from core.pruning import (  # noqa: E402
+    METHOD_LABELS,
+    UPDATE_SCALE_METHODS,
+    PruneRequest,
+    apply_result,
+    prune,
+)
 
 
 def main() -> int:
@@ -38,6 +44,7 @@ def main() -> int:
     ap.add_argument("--sparsities", default=None, help="default: 0.5,0.7,0.8,0.9 (ResNet20), "
                     "0.5,0.7,0.9,0.95,0.98 (MLPNet)")
     ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--method", default="chita", choices=sorted(UPDATE_SCALE_METHODS))
     ap.add_argument("--recalibrate-bn", action="store_true",
                     help="recalibrate BatchNorm after pruning (then auto keeps α = 1)")
     args = ap.parse_args()
@@ -49,7 +56,7 @@ def main() -> int:
         "0.5,0.7,0.8,0.9" if args.model == "resnet20" else "0.5,0.7,0.9,0.95,0.98")).split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     recal = args.recalibrate_bn if args.model == "resnet20" else None
-    print(f"{args.model}, single-stage CHITA, n = 1000, BatchNorm recalibration "
+    print(f"{args.model}, {METHOD_LABELS[args.method]}, n = 1000, BatchNorm recalibration "
           f"{'on' if recal else 'off'}; validation: the run's unused calibration images; "
           f"test: {len(bundle.evaluation.y)} test images\n")
     print("| sparsity | seed | α chosen | validation %, α = 1 | validation %, α chosen | Δ | "
@@ -58,7 +65,7 @@ def main() -> int:
     for s in sparsities:
         rows = []
         for seed in seeds:
-            base = PruneRequest(method="chita", sparsity=s, seed=seed, recalibrate_bn=recal)
+            base = PruneRequest(method=args.method, sparsity=s, seed=seed, recalibrate_bn=recal)
             out = []
             for req in (replace(base, update_scale=1.0), replace(base, update_scale=None)):
                 t0 = time.perf_counter()

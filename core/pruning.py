@@ -98,8 +98,8 @@ class PruneRequest:
     +1.8 points at 0.9; docs/benchmarks.md) and off for OBD and CHITA++.
     ``lambda_score`` is what the λ walk minimises on the held-out images: ``"loss"`` (mean
     cross-entropy, the default) or ``"accuracy"`` (the error rate, ties broken by the loss).
-    ``update_scale`` α moves single-stage CHITA's kept weights by α times its update,
-    w̄ + α(w − w̄): 1 (the default) is the paper's CHITA; ``None`` chooses α on the held-out error
+    ``update_scale`` α moves the kept weights of single-stage CHITA and WoodFisher by α times
+    the method's update, w̄ + α(w − w̄): 1 (the default) is the papers' algorithms; ``None`` chooses α on the held-out error
     when BatchNorm is not recalibrated (``UPDATE_SCALES``; with recalibration α stays 1, where it
     measured level). The one-shot step's backsolve fits n gradient rows exactly and overshoots
     on unseen images: without recalibration on ResNet20 the damped update gained +3.2 validation
@@ -133,7 +133,7 @@ class PruneRequest:
     # None: on for SCALE_FREE_METHODS
     bn_augment: str = "auto"  # BatchNorm statistics' images: "auto", "none" or "crop_flip"
     schedule: str = "log"  # CHITA++ schedule shape: "log" or "cubic" (chitapp_schedule)
-    update_scale: float | None = 1.0  # CHITA: α in w̄ + α(w − w̄) on the kept weights;
+    update_scale: float | None = 1.0  # CHITA, WoodFisher: α in w̄ + α(w − w̄) on the kept weights;
     # None: chosen on held-out error from UPDATE_SCALES when BatchNorm is not recalibrated
 
 
@@ -227,6 +227,7 @@ LAMBDA_SCORES = ("loss", "accuracy")  # what the λ walk minimises on the held-o
 # and +3.2 validation points at 0.7 and 0.8, lost 0.4 at 0.9, for 1.1-1.2x the seconds, and was
 # level on MLPNet (benchmarks/update_scale.py, docs/benchmarks.md).
 UPDATE_SCALES: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
+UPDATE_SCALE_METHODS = frozenset({"chita", "woodfisher"})  # single-stage methods with an update
 
 
 def _validate(request: PruneRequest) -> None:
@@ -794,7 +795,7 @@ class _Context:
         info = dict(self.info)
         lam_index = self.lam_index
         w, mask, trace, lam = self._solve(work, sparsity, timings, info, "")
-        if self.request.method == "chita":
+        if self.request.method in UPDATE_SCALE_METHODS:
             w = self._scale_update(work, w, mask, timings, info, sparsity)
         _write(work, self.names, w)
         recalibrated = self._refine(work, mask, timings, info)
@@ -1078,10 +1079,10 @@ class _Context:
         return sol.weights, sol.mask, [sol.objective], grid[i]
 
     def _scale_update(self, work, w, mask, timings, info, sparsity):
-        """The kept weights moved by α times CHITA's update, w̄ + α(w − w̄) (pruned ones zero).
+        """The kept weights moved by α times the method's update, w̄ + α(w − w̄) (pruned ones zero).
 
-        ``request.update_scale`` fixes α (1, the default: CHITA's whole update, as in the
-        paper); ``None`` chooses it when BatchNorm is not recalibrated: a walk from α = 1 down
+        ``request.update_scale`` fixes α (1, the default: the whole update, as the papers take
+        it); ``None`` chooses it when BatchNorm is not recalibrated: a walk from α = 1 down
         ``UPDATE_SCALES`` while the held-out error falls (ties broken by the loss), every
         candidate scored on all held-out images (``info["update_scale"]``)."""
         fixed = self.request.update_scale
@@ -1323,19 +1324,19 @@ def _lower_error(held: PairedHoldout, trials: dict[int, nn.Module]) -> Callable[
 
 
 def describe_update_scale(info: Mapping[str, object]) -> str:
-    """One line on a CHITA run's update scale α (``PruneRequest.update_scale``), or "" when the
+    """One line on a CHITA or WoodFisher run's update scale α (``PruneRequest.update_scale``), or "" when the
     whole update was taken by default."""
     rec = info.get("update_scale")
     if not isinstance(rec, Mapping):
         return ""
     alpha = float(rec["chosen"])
     if "kept_whole" in rec:
-        return f"α = 1, CHITA's whole update: auto keeps it when {rec['kept_whole']}."
+        return f"α = 1, the whole weight update: auto keeps it when {rec['kept_whole']}."
     if "grid" not in rec:
-        return f"α = {alpha:g} of CHITA's update on the kept weights (fixed)."
+        return f"α = {alpha:g} of the weight update on the kept weights (fixed)."
     errors = rec["holdout_error"]
     i = list(rec["grid"]).index(rec["chosen"])
-    text = (f"α = {alpha:g} of CHITA's update on the kept weights, chosen on held-out calibration "
+    text = (f"α = {alpha:g} of the weight update on the kept weights, chosen on held-out calibration "
             f"error ({100 * errors[i]:.1f}%")
     if i != 0 and errors[0] is not None:
         text += f" against {100 * errors[0]:.1f}% for the whole update"

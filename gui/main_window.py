@@ -117,7 +117,8 @@ def optimality_note(result) -> str:
 
 
 def update_scale_note(result) -> str:
-    """" Update: α = … of CHITA's update …" when the run scaled its update, else ""."""
+    """" Update: α = … of the weight update …" when the run scaled its update (or auto kept it
+    whole), else ""."""
     text = describe_update_scale(result.info)
     return f" Update: {text}" if text else ""
 

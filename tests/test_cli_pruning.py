@@ -92,7 +92,7 @@ def test_prune_update_scale_auto_reports_the_alpha_it_chose(capsys):
     assert data["nonzeros"] == round(0.05 * data["prunable_weights"])
     assert _json(capsys, *argv)["update_scale"] is None  # the default: the whole update
     assert main([*argv, "--update-scale", "0.5", "-q"]) == 0
-    assert "Update:     α = 0.5 of CHITA's update on the kept weights (fixed)." in capsys.readouterr().out
+    assert "Update:     α = 0.5 of the weight update on the kept weights (fixed)." in capsys.readouterr().out
     assert main([*argv, "--update-scale", "2"]) == 2
     assert "must be in [0, 1] or 'auto'" in capsys.readouterr().err
 

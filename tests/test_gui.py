@@ -544,6 +544,8 @@ def test_update_control_applies_to_chita_only_and_its_alpha_reaches_the_caption(
     c = window.controls
     c.set_method("obd")
     assert not c.update_scale.isEnabled()
+    c.set_method("woodfisher")
+    assert c.update_scale.isEnabled()
     c.set_method("chita")
     assert c.update_scale.isEnabled() and c.request().update_scale == 1.0  # the paper's whole update
     c.update_scale.setCurrentIndex(c.update_scale.findText("Auto (held-out error)"))
@@ -552,7 +554,7 @@ def test_update_control_applies_to_chita_only_and_its_alpha_reaches_the_caption(
     out = run_and_wait(qtbot, window, "chita", 95)
     rec = out.result.info["update_scale"]  # the digits MLP has no BatchNorm: α is chosen
     assert rec["chosen"] in rec["grid"]
-    assert f"Update: α = {rec['chosen']:g} of CHITA's update" in window.preview_panel.caption.text()
+    assert f"Update: α = {rec['chosen']:g} of the weight update" in window.preview_panel.caption.text()
     seen: dict = {}
     real = jobs.sweep_job
 

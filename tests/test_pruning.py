@@ -1220,14 +1220,15 @@ def test_the_refresh_check_decision_is_reused_from_the_cache(models, digits, mon
 
 
 # --------------------------------------------------------------------------- CHITA's update scale
-def test_fixed_update_scale_moves_the_kept_weights_by_that_fraction_of_chitas_update(run, models):
-    """α = 0.5 keeps CHITA's mask and puts each kept weight halfway between w̄ and CHITA's;
-    α = 0 keeps w̄ itself on that mask; both keep exactly k nonzeros."""
+@pytest.mark.parametrize("method", sorted(pruning.UPDATE_SCALE_METHODS))
+def test_fixed_update_scale_moves_the_kept_weights_by_that_fraction_of_the_update(run, models, method):
+    """α = 0.5 keeps the method's mask and puts each kept weight halfway between w̄ and the
+    method's; α = 0 keeps w̄ itself on that mask; both keep exactly k nonzeros."""
     model = models["digits_mlp"]
     dense = dict(model.named_parameters())
-    whole, _ = run("digits_mlp", method="chita", sparsity=0.8, lam=LAM)
-    half, unchanged = run("digits_mlp", method="chita", sparsity=0.8, lam=LAM, update_scale=0.5)
-    none, _ = run("digits_mlp", method="chita", sparsity=0.8, lam=LAM, update_scale=0.0)
+    whole, _ = run("digits_mlp", method=method, sparsity=0.8, lam=LAM)
+    half, unchanged = run("digits_mlp", method=method, sparsity=0.8, lam=LAM, update_scale=0.5)
+    none, _ = run("digits_mlp", method=method, sparsity=0.8, lam=LAM, update_scale=0.0)
     assert unchanged
     assert "update_scale" not in whole.info  # the default, α = 1, is the paper's CHITA as before
     assert half.info["update_scale"]["chosen"] == 0.5 and "grid" not in half.info["update_scale"]
@@ -1239,10 +1240,10 @@ def test_fixed_update_scale_moves_the_kept_weights_by_that_fraction_of_chitas_up
         torch.testing.assert_close(half.weights[name], mask * (wbar + 0.5 * (w - wbar)))
         torch.testing.assert_close(none.weights[name], mask * wbar)
         moved |= not torch.allclose(w, mask * wbar)
-    assert moved, "CHITA's update is not zero here, so the three runs differ"
+    assert moved, "the update is not zero here, so the three runs differ"
     for r in (half, none):
         assert r.nonzeros == whole.nonzeros == global_budget(r.total, 0.8)
-    assert describe_update_scale(half.info) == "α = 0.5 of CHITA's update on the kept weights (fixed)."
+    assert describe_update_scale(half.info) == "α = 0.5 of the weight update on the kept weights (fixed)."
 
 
 def test_auto_update_scale_walks_down_from_the_whole_update_on_held_out_error(run):
@@ -1261,7 +1262,7 @@ def test_auto_update_scale_walks_down_from_the_whole_update_on_held_out_error(ru
     assert best == len(scored) - 1 or best == len(scored) - 2  # stopped at the first rise
     assert result.nonzeros == global_budget(result.total, 0.95)
     assert "update_scale" in result.timings
-    assert describe_update_scale(result.info).startswith(f"α = {rec['chosen']:g} of CHITA's update")
+    assert describe_update_scale(result.info).startswith(f"α = {rec['chosen']:g} of the weight update")
 
 
 def test_auto_update_scale_keeps_the_whole_update_when_batchnorm_is_recalibrated(run):
@@ -1272,7 +1273,7 @@ def test_auto_update_scale_keeps_the_whole_update_when_batchnorm_is_recalibrated
     for name, w in whole.weights.items():
         assert torch.equal(result.weights[name], w)
     assert describe_update_scale(result.info) == (
-        "α = 1, CHITA's whole update: auto keeps it when BatchNorm is recalibrated.")
+        "α = 1, the whole weight update: auto keeps it when BatchNorm is recalibrated.")
     assert describe_update_scale(whole.info) == ""
 
 
