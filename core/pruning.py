@@ -99,11 +99,12 @@ class PruneRequest:
     ``lambda_score`` is what the λ walk minimises on the held-out images: ``"loss"`` (mean
     cross-entropy, the default) or ``"accuracy"`` (the error rate, ties broken by the loss).
     ``update_scale`` α moves the kept weights of single-stage CHITA and WoodFisher by α times
-    the method's update, w̄ + α(w − w̄): 1 (the default) is the papers' algorithms; ``None`` chooses α on the held-out error
-    when BatchNorm is not recalibrated (``UPDATE_SCALES``; with recalibration α stays 1, where it
-    measured level). The one-shot step's backsolve fits n gradient rows exactly and overshoots
-    on unseen images: without recalibration on ResNet20 the damped update gained +3.2 validation
-    points at 0.8 (5 of 5 seeds) and +1.3 at 0.7, and lost 0.4 at 0.9 (benchmarks/update_scale.py).
+    the method's update, w̄ + α(w − w̄): 1 (the default) is the papers' algorithms; ``None``
+    chooses α on the held-out error when BatchNorm is not recalibrated (``UPDATE_SCALES``; with
+    recalibration α stays 1, where it measured level). The one-shot step's backsolve fits n
+    gradient rows exactly and overshoots on unseen images: without recalibration on ResNet20
+    the damped update gained +3.2 validation points at 0.8 for CHITA and +6.7 for WoodFisher
+    (5 of 5 seeds each), and CHITA lost 0.4 at 0.9 (benchmarks/update_scale.py).
     ``bn_augment`` says which images BatchNorm statistics are recomputed on (the refresh before
     pruning, the recalibration after it and inside the λ walk): ``"none"`` the calibration images
     as they are, ``"crop_flip"`` randomly cropped from a black-padded copy and mirrored
@@ -221,11 +222,12 @@ REFRESH_MARGIN = 0.25
 LAMBDA_GRID: tuple[float, ...] = (1e3, 1e2, 1e1, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 LAMBDA_START = LAMBDA_GRID.index(1e-2)  # where a walk with no previous choice starts
 LAMBDA_SCORES = ("loss", "accuracy")  # what the λ walk minimises on the held-out images
-# PruneRequest(update_scale=None): single-stage CHITA without BatchNorm recalibration takes
-# α·(its update) on the kept weights, α from this grid chosen by a walk from 1 on held-out error
-# (the loss breaking ties). Off by default: on ResNet20 over 5 calibration seeds it gained +1.3
-# and +3.2 validation points at 0.7 and 0.8, lost 0.4 at 0.9, for 1.1-1.2x the seconds, and was
-# level on MLPNet (benchmarks/update_scale.py, docs/benchmarks.md).
+# PruneRequest(update_scale=None): single-stage CHITA and WoodFisher without BatchNorm
+# recalibration take α·(their update) on the kept weights, α from this grid chosen by a walk from
+# 1 on held-out error (the loss breaking ties). Off by default: on ResNet20 over 5 calibration
+# seeds CHITA gained +1.3 and +3.2 validation points at 0.7 and 0.8 and lost 0.4 at 0.9, for
+# 1.1-1.2x the seconds (WoodFisher +1.4 / +6.7 / 0.0), and CHITA was level on MLPNet
+# (benchmarks/update_scale.py, docs/benchmarks.md).
 UPDATE_SCALES: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
 UPDATE_SCALE_METHODS = frozenset({"chita", "woodfisher"})  # single-stage methods with an update
 
@@ -260,7 +262,7 @@ def _validate(request: PruneRequest) -> None:
                           fix=f"use one of: {', '.join(SCHEDULES)}.")
     if request.update_scale is not None and not 0.0 <= request.update_scale <= 1.0:
         raise StudioError(f"update scale {request.update_scale} is outside [0, 1]", field="update scale",
-                          fix="use 1 for CHITA's whole update, a fraction to damp it, or auto.")
+                          fix="use 1 for the whole update, a fraction to damp it, or auto.")
     if request.bn_augment not in BN_AUGMENTS:
         raise StudioError(f"unknown BatchNorm augmentation {request.bn_augment!r}",
                           field="bn augment", fix=f"use one of: {', '.join(BN_AUGMENTS)}.")
@@ -1324,8 +1326,8 @@ def _lower_error(held: PairedHoldout, trials: dict[int, nn.Module]) -> Callable[
 
 
 def describe_update_scale(info: Mapping[str, object]) -> str:
-    """One line on a CHITA or WoodFisher run's update scale α (``PruneRequest.update_scale``), or "" when the
-    whole update was taken by default."""
+    """One line on a CHITA or WoodFisher run's update scale α (``PruneRequest.update_scale``),
+    or "" when the whole update was taken by default."""
     rec = info.get("update_scale")
     if not isinstance(rec, Mapping):
         return ""
