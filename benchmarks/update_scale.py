@@ -1,14 +1,17 @@
-"""Single-stage CHITA's update taken whole (α = 1) or scaled by an α chosen on held-out error.
+"""The weight update taken whole (α = 1) or scaled by an α chosen on held-out error.
 
 Without BatchNorm recalibration the engine moves the kept weights by α·(w − w̄), α walked from 1
 down ``core.pruning.UPDATE_SCALES`` while the error on the 500 held-out calibration images falls,
-with ``PruneRequest.update_scale=None`` (an option; the default α = 1 is the paper's CHITA).
+with ``PruneRequest.update_scale=None`` (an option; the default α = 1 is the papers' algorithms).
+Single-stage CHITA and WoodFisher scale their one update; CHITA++ scales each stage's, except a
+stage that a recalibration follows (its last, when BatchNorm is recalibrated).
 This script runs every seed and sparsity both ways, paired, and prints the accuracy on the
 run's *validation* images (calibration images the run used for nothing: judged without the test
 set) and on the test images, the α chosen and the seconds.
 
     python benchmarks/update_scale.py [--model resnet20|mlpnet] [--sparsities 0.5,0.7,0.8,0.9]
-                                      [--seeds 0,1,2,3,4] [--recalibrate-bn]
+                                      [--seeds 0,1,2,3,4] [--method chita|woodfisher|chita++]
+                                      [--recalibrate-bn]
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ from core.pruning import (  # noqa: E402
 )
 
 
+def chosen_alpha(info: dict) -> float:
+    """The α a run took; for CHITA++ the mean over its stages."""
+    stages = info.get("update_scale_stages")
+    if stages:
+        return sum(float(r["chosen"]) for r in stages) / len(stages)
+    return float(info.get("update_scale", {}).get("chosen", 1.0))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="resnet20", choices=("resnet20", "mlpnet"))
@@ -46,7 +57,8 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--method", default="chita", choices=sorted(UPDATE_SCALE_METHODS))
     ap.add_argument("--recalibrate-bn", action="store_true",
-                    help="recalibrate BatchNorm after pruning (then auto keeps α = 1)")
+                    help="recalibrate BatchNorm after pruning (then auto keeps α = 1, except at "
+                    "CHITA++'s intermediate stages)")
     args = ap.parse_args()
     shared = load_shared(args.model)
     if shared is None:
@@ -59,7 +71,7 @@ def main() -> int:
     print(f"{args.model}, {METHOD_LABELS[args.method]}, n = 1000, BatchNorm recalibration "
           f"{'on' if recal else 'off'}; validation: the run's unused calibration images; "
           f"test: {len(bundle.evaluation.y)} test images\n")
-    print("| sparsity | seed | α chosen | validation %, α = 1 | validation %, α chosen | Δ | "
+    print("| sparsity | seed | α chosen (CHITA++: mean over stages) | validation %, α = 1 | validation %, α chosen | Δ | "
           "test %, α = 1 | test %, α chosen | Δ | seconds, α = 1 | seconds, α chosen | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for s in sparsities:
@@ -74,10 +86,10 @@ def main() -> int:
                 model = apply_result(loaded.model, res)
                 val = 100 * evaluate(model, validation_images(bundle.calibration, seed, res)).accuracy
                 test = 100 * evaluate(model, bundle.evaluation).accuracy
-                out.append((val, test, secs, res.info.get("update_scale", {}).get("chosen", 1.0)))
+                out.append((val, test, secs, chosen_alpha(res.info)))
             (v1, t1, s1, _), (va, ta, sa, alpha) = out
             rows.append((v1, va, t1, ta, s1, sa, alpha))
-            print(f"| {s} | {seed} | {alpha:g} | {v1:.2f} | {va:.2f} | {va - v1:+.2f} | {t1:.2f} | "
+            print(f"| {s} | {seed} | {alpha:.3g} | {v1:.2f} | {va:.2f} | {va - v1:+.2f} | {t1:.2f} | "
                   f"{ta:.2f} | {ta - t1:+.2f} | {s1:.1f} | {sa:.1f} | {sa / s1:.2f}× |", flush=True)
         m = [statistics.mean(c) for c in zip(*rows)]
         higher = sum(r[1] > r[0] for r in rows)

@@ -601,8 +601,8 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                        "Gauss-Newton steps on the calibration data, each kept only if held-out "
                        "calibration loss falls (default 0: off)")
         p.add_argument("--update-scale", dest="update_scale", type=_update_scale, default=1.0,
-                       metavar="auto|α", help="CHITA and WoodFisher: move the kept weights by α "
-                       "times the method's update (default 1: the whole update, as the papers "
+                       metavar="auto|α", help="CHITA, WoodFisher and each CHITA++ stage: move the "
+                       "kept weights by α times the method's update (default 1: the whole update, as the papers "
                        "take it); auto chooses α on held-out calibration error when BatchNorm is "
                        "not recalibrated")
         p.add_argument("--layers", metavar="NAMES", help="comma-separated weight names to prune "

@@ -39,10 +39,10 @@ BN_IMAGES_TIP = ("Calibration images BatchNorm's statistics are computed on. Aut
                  "check before pruning tries both and keeps the lower held-out loss (ResNet20, trained "
                  "on cropped and mirrored images, gets those). The run's caption says which was used.")
 UPDATE_CHOICES = ((1.0, "Whole (as in the paper)"), (None, "Auto (held-out error)"))
-UPDATE_TIP = ("CHITA and WoodFisher: how far the kept weights move along the method's update. Whole: all of "
-              "it. Auto: a fraction α chosen on held-out calibration error, when BatchNorm is not "
-              "recalibrated (ResNet20 without recalibration, 80% sparsity: CHITA +3, WoodFisher +7 "
-              "points; at 90% CHITA -0.4).")
+UPDATE_TIP = ("CHITA, WoodFisher and each CHITA++ stage: how far the kept weights move along the method's "
+              "update. Whole: all of it. Auto: a fraction α chosen on held-out calibration error where "
+              "BatchNorm is not recalibrated after it (ResNet20 without recalibration, 80% sparsity: "
+              "CHITA +3, WoodFisher +7 points; at 90% CHITA -0.4; CHITA++ at 90% +1.4).")
 RECAL_TIP = ("Recompute BatchNorm's running statistics on calibration images after pruning; kept only "
              "if held-out calibration loss falls. Untick to keep the stored statistics.")
 
