@@ -601,10 +601,10 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                        "Gauss-Newton steps on the calibration data, each kept only if held-out "
                        "calibration loss falls (default 0: off)")
         p.add_argument("--update-scale", dest="update_scale", type=_update_scale, default=1.0,
-                       metavar="auto|α", help="CHITA, WoodFisher and each CHITA++ stage: move the "
-                       "kept weights by α times the method's update (default 1: the whole update, as the papers "
-                       "take it); auto chooses α on held-out calibration error when BatchNorm is "
-                       "not recalibrated")
+                       metavar="auto|α", help="CHITA, WoodFisher and each CHITA++ stage: move "
+                       "the kept weights by α times the method's update (default 1: the whole "
+                       "update, as the papers take it); auto chooses α on held-out calibration "
+                       "error where BatchNorm is not recalibrated after it")
         p.add_argument("--layers", metavar="NAMES", help="comma-separated weight names to prune "
                        "(default: every Conv/Linear weight; literature preset for mlpnet/resnet20)")
 
@@ -743,8 +743,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
                      + (f"; no mask of this size goes below {floor:.6g}" if floor is not None else "")
                      + f"); {final['iterations']} swap steps, "
                      f"{'converged' if final['converged'] else 'not converged'}")
-    if describe_update_scale(result.info):
-        lines.append(f"Update:     {describe_update_scale(result.info)}")
+    update = describe_update_scale(result.info)
+    if update:
+        lines.append(f"Update:     {update}")
     steps = result.info.get("refinement") or []
     if steps:
         taken = [st for st in steps if st["accepted"]]
