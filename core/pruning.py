@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
 import time
-import weakref
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Mapping
 
@@ -23,6 +21,7 @@ from core.batchnorm import has_batchnorm, recalibrate_batchnorm, remove_channel_
 from core.errors import StudioError
 from core.evaluate import forward_in_chunks, set_eval_mode
 from core.fisher import fisher_diagonal, fisher_factor, per_sample_gradients
+from core.gradient_cache import GradientCache  # re-exported: core.pruning.GradientCache
 from core.grid_walk import walk_grid, walk_grid_by
 from core.holdout import PairedHoldout
 from core.methods.chita import (
@@ -39,6 +38,7 @@ from core.methods.woodfisher import inverse_fisher_diagonals, woodfisher_solve
 from core.progress import CancelToken, Progress, ProgressFn, check, report
 from core.prunable import prunable_parameters
 from core.refine import GaussNewtonStep
+from core.schedule import AUTO_STAGES, SCHEDULES, auto_stages, chitapp_schedule  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from core.data import ImageSet
@@ -319,139 +319,6 @@ def _mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 
 
 
 STAGE_REFRESHES = 5  # verified refreshes of the mask search at an intermediate CHITA++ stage
-AUTO_STAGES = (10, 20)  # CHITA++ stage count when the request gives 0: one per layer, clamped
-
-
-def auto_stages(layers: int) -> int:
-    """CHITA++ stages for a network with ``layers`` prunable tensors: one per layer, 10 to 20.
-
-    A heuristic from measurements, not a theorem: a deeper network leaves the local quadratic
-    model sooner as weights are removed, so it needs smaller steps. Measured here (docs/
-    benchmarks.md): ResNet20 (20 layers) at 0.9 went from 43.9% with 10 stages to 62–65% with
-    20; MLPNet (3 layers) at 0.98 gained nothing from 20 (85.6% → 86.0%) at 1.5× the time.
-    """
-    lo, hi = AUTO_STAGES
-    return min(hi, max(lo, int(layers)))
-
-
-SCHEDULES = ("log", "cubic")  # CHITA++ schedule shapes (chitapp_schedule)
-
-
-def chitapp_schedule(sparsity: float, stages: int, shape: str = "log") -> list[float]:
-    """Rising sparsities s_1 < … < s_T = s for CHITA++'s T stages.
-
-    ``"log"`` (the default) moves the kept fraction d = 1 − s along a curve in log d:
-
-        log(1 − s_t) = log(1 − s) · (1 − (1 − t/T)²),
-
-    so stage t removes a share of the weights still kept that shrinks steadily with t (its step
-    in log d falls linearly): large shares while the network is dense and redundant, small ones
-    near the target, where it is fragile (at 0.98 with T = 10: 52%, 49%, …, 11%, 4%).
-    ``"cubic"``, the schedule before it, s_t = s·(1 − (1 − t/T)³), is front-loaded in s but not
-    in log d: its largest shares come late (44% of the kept weights at 0.98's seventh stage),
-    and its last two stages at 0.9 with T = 20 remove 0.8% and 0.1%. Compared on calibration
-    images no run uses in docs/benchmarks.md ("CHITA++ schedules").
-    """
-    if shape not in SCHEDULES:
-        raise ValueError(f"unknown CHITA++ schedule {shape!r}")
-    T = max(1, stages)
-    if shape == "cubic":
-        return [sparsity * (1.0 - (1.0 - t / T) ** 3) for t in range(1, T + 1)]
-    L = math.log1p(-sparsity)
-    out = [-math.expm1(L * (1.0 - (1.0 - t / T) ** 2)) for t in range(1, T + 1)]
-    out[-1] = sparsity  # exact at the target, whatever the rounding
-    return out
-
-
-class GradientCache:
-    """The dense starting point and per-sample gradients of the last run, for the next run on
-    the same model, calibration images and sample (the GUI's runs at other sparsities).
-
-    A hit skips the gradient pass and the BatchNorm refresh check and gives the same result as
-    a fresh run. One entry only (G is large); CHITA++ and magnitude runs do not use it, and a
-    run on another model, data or sample replaces it. Beside it, a few BatchNorm refresh-check
-    decisions are kept for every method (:meth:`check_get`): the GUI's live magnitude previews
-    and magnitude baselines skip the check after the first. The model and the images are held by
-    weak reference, and any in-place change to the model's parameters (their version counters;
-    for check decisions, its buffers' too) is a miss. Thread-safe.
-    """
-
-    CHECKS_KEPT = 4  # refresh-check decisions kept (the GUI's run and preview copies, other samples)
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        # (model ref, images ref, versions, key, base, A, fbar, info, derived)
-        self._entry: tuple | None = None
-        self.hits = 0
-        # BatchNorm refresh-check decisions, any method: (id(model), id(images), key) ->
-        # (model ref, images ref, versions, info, refreshed buffers or None); oldest first
-        self._checks: dict[tuple, tuple] = {}
-        self.check_hits = 0
-
-    def clear(self) -> None:
-        """Drop the kept gradients (frees their memory). Refresh-check decisions, a few
-        BatchNorm buffers each, stay: they are keyed by their model and go with it."""
-        with self._lock:
-            self._entry = None
-
-    @staticmethod
-    def _state_versions(model: nn.Module) -> tuple[int, ...]:
-        return tuple(t._version for t in (*model.parameters(), *model.buffers()))
-
-    def check_get(self, model: nn.Module, images: torch.Tensor, key: tuple
-                  ) -> tuple[dict, dict[str, torch.Tensor] | None] | None:
-        """(what the refresh check recorded, the buffers of its refresh or None) for exactly this
-        model (parameters and buffers unchanged), images and key, or None."""
-        with self._lock:
-            e = self._checks.get((id(model), id(images), key))
-            if (e is None or e[0]() is not model or e[1]() is not images
-                    or e[2] != self._state_versions(model)):
-                return None
-            self.check_hits += 1
-            return dict(e[3]), e[4]
-
-    def check_put(self, model: nn.Module, images: torch.Tensor, key: tuple, info: dict,
-                  buffers: dict[str, torch.Tensor] | None) -> None:
-        """Keep one refresh-check decision (the oldest of ``CHECKS_KEPT`` goes)."""
-        with self._lock:
-            self._checks = {k: e for k, e in self._checks.items()
-                            if e[0]() is not None and e[1]() is not None}  # dead models go
-            self._checks.pop((id(model), id(images), key), None)
-            self._checks[(id(model), id(images), key)] = (
-                weakref.ref(model), weakref.ref(images), self._state_versions(model), dict(info), buffers)
-            while len(self._checks) > self.CHECKS_KEPT:
-                self._checks.pop(next(iter(self._checks)))
-
-    @staticmethod
-    def _versions(model: nn.Module) -> tuple[int, ...]:
-        return tuple(p._version for p in model.parameters())
-
-    def get(self, model: nn.Module, images: torch.Tensor, key: tuple):
-        """(base, A, fbar, info, derived) kept for exactly this model, images and key, or None.
-
-        ``derived`` is a dict for what later runs compute from G (WoodFisher's AAᵀ and inverse
-        Fisher diagonals), kept with it."""
-        with self._lock:
-            e = self._entry
-            if e is not None and e[0]() is None:  # its model is gone: free its gradients
-                self._entry = e = None
-            if (e is None or e[0]() is not model or e[1]() is not images or e[3] != key
-                    or e[2] != self._versions(model)):
-                return None
-            self.hits += 1
-            return e[4:]
-
-    def put(self, model: nn.Module, images: torch.Tensor, key: tuple, base: nn.Module,
-            A: torch.Tensor, fbar: float, info: dict) -> dict:
-        """Keep this run's base model and gradients (replacing any previous entry); returns the
-        entry's (empty) ``derived`` dict."""
-        derived: dict = {}
-        with self._lock:
-            self._entry = (weakref.ref(model), weakref.ref(images), self._versions(model), key,
-                           base, A, fbar, dict(info), derived)
-        return derived
-
-
 def prune(model: nn.Module, calibration: "ImageSet", request: PruneRequest, *,
           arch: str | None = None, progress: ProgressFn | None = None,
           cancel: CancelToken | None = None, cache: GradientCache | None = None) -> PruneResult:

@@ -307,7 +307,7 @@ def magnitude_preview_job(model: torch.nn.Module, bundle: Any, sparsity: float, 
                           cancel: CancelToken | None = None) -> MagnitudePreview:
     """Magnitude masks at ``sparsity`` and the accuracy of that pruned copy (cheap, live);
     ``recalibrate_bn`` and ``bn_augment`` as in core.pruning.PruneRequest. ``cache``
-    (core.pruning.GradientCache) keeps the BatchNorm refresh check's decision for the next preview."""
+    (core.gradient_cache.GradientCache) keeps the BatchNorm refresh check's decision for the next preview."""
     from core.evaluate import evaluate
     from core.pruning import PruneRequest, apply_result, prune
 
@@ -326,7 +326,7 @@ def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | No
             compare_magnitude: bool = True, cache: Any = None, progress: ProgressFn | None = None,
             cancel: CancelToken | None = None) -> RunOutcome:
     """Prune with ``request``, evaluate the pruned copy, measure its ONNX sizes, and compute the
-    magnitude masks at the same sparsity for comparison. ``cache`` (core.pruning.GradientCache)
+    magnitude masks at the same sparsity for comparison. ``cache`` (core.gradient_cache.GradientCache)
     lets a run reuse the previous run's gradients on the same model and sample."""
     import time
 

@@ -46,11 +46,11 @@ from PySide6.QtWidgets import (
 from core.batchnorm import describe_batchnorm, has_batchnorm
 from core.errors import StudioError
 from core.evaluate import paired_or_none
+from core.gradient_cache import GradientCache
 from core.pruning import (
     MAX_REFINE_STEPS,
     METHOD_LABELS,
     METHODS,
-    GradientCache,
     describe_update_scale,
 )
 from gui import dialogs, jobs, main_thread_gc

@@ -20,16 +20,14 @@ from core.progress import CancelToken
 from core.pruning import (
     LAMBDA_GRID,
     METHODS,
-    SCHEDULES,
     UPDATE_SCALES,
     PruneRequest,
     apply_result,
-    auto_stages,
-    chitapp_schedule,
     default_layers,
     describe_update_scale,
     prune,
 )
+from core.schedule import SCHEDULES, auto_stages, chitapp_schedule
 
 SAMPLES = 128
 LAM = 1e-5  # a fixed λ keeps most runs to one solve
