@@ -823,6 +823,14 @@ def build_parser() -> argparse.ArgumentParser:
     gui = parser.add_argument_group("desktop app (no command)")
     gui.add_argument("--demo", metavar="NAME", help="open the app with a built-in demo model (digits_mlp, digits_cnn)")
     gui.add_argument("--screenshot", metavar="FILE.png", help="save a screenshot of the app's window and exit")
+    gui.add_argument("--open", dest="gui_model", metavar="MODEL",
+                     help="open the app on this model file (as File > Open model)")
+    gui.add_argument("--arch", dest="gui_arch", metavar="NAME",
+                     help="with --open: the architecture of a state_dict (e.g. resnet20, mlpnet)")
+    gui.add_argument("--data", dest="gui_data", metavar="DATA",
+                     help="open the app with this data: 'digits', a folder or a data file")
+    gui.add_argument("--preset", dest="gui_preset", metavar="NAME",
+                     help="with --data: the normalisation preset (default: the model's)")
 
     output = _Parser(add_help=False)
     add_output_arguments(output)
@@ -850,7 +858,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+GUI_OPTIONS = {"gui_model": "--open", "gui_arch": "--arch", "gui_data": "--data", "gui_preset": "--preset"}
+
+
+def _gui_options_error(args: argparse.Namespace) -> str | None:
+    """Why the desktop app's options cannot be used as given, or None."""
+    given = [flag for dest, flag in GUI_OPTIONS.items() if getattr(args, dest, None)]
+    if args.command is not None and given:
+        return (f"{', '.join(given)} before '{args.command}' open the desktop app; options of "
+                f"'{args.command}' go after it, e.g. {PROG} {args.command} MODEL --arch NAME --data DATA.")
+    if args.gui_arch and not args.gui_model:
+        return "--arch names the architecture of the model given with --open MODEL; add --open."
+    if args.gui_preset and not args.gui_data:
+        return "--preset is the normalisation of the images given with --data DATA; add --data."
+    if args.gui_model and args.demo:
+        return "--open and --demo each choose the model to open; give one of them."
+    return None
+
+
 def _run_gui(args: argparse.Namespace) -> int:
+    args = argparse.Namespace(**vars(args), model=args.gui_model, arch=args.gui_arch,
+                              data=args.gui_data, preset=args.gui_preset)
     try:
         from gui.app import run_app
     except ImportError as err:
@@ -878,6 +906,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except SystemExit as exit_:  # --help, --version
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
+    problem = _gui_options_error(args)
+    if problem:
+        _error(problem)
+        return EXIT_USAGE
     if args.command is None:
         return _run_gui(args)
 

@@ -73,6 +73,7 @@ MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ckpt", ".bin", ".pkl", ".pickle", ".t
 DATA_SUFFIXES = (".npz", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
 DEFAULT_REFINE_STEPS = 3  # "Refine result" with the Refine box off
 COMPARE_TITLE = "Refining the magnitude baseline"  # the background job behind "vs refined magnitude"
+DATA_TITLE = "Loading data"  # the data-loading task (a model that loads first waits for it)
 FILE_FILTER = "PyTorch models (*.pt *.pth *.pt2 *.ckpt *.bin *.pkl *.ts);;All files (*)"
 
 
@@ -721,7 +722,9 @@ class MainWindow(QMainWindow):
         """Load what the command line asked for, else the built-in demo."""
         if model:
             self.open_model(model, arch=arch)
-            self.load_data(data or "digits", preset)
+            if data:
+                self.load_data(data, preset)
+            # without data, _ensure_matching_data loads the data last used with the model's preset
         elif data:
             self.load_demo(demo or "digits_mlp", with_data=False)
             self.load_data(data, preset)
@@ -807,7 +810,7 @@ class MainWindow(QMainWindow):
         if preset is None and self.session is not None:
             preset = self.session.loaded.preset
         download = source in ("mnist", "cifar10")
-        self._submit(jobs.load_data_job, source, preset=preset, download=download, title="Loading data",
+        self._submit(jobs.load_data_job, source, preset=preset, download=download, title=DATA_TITLE,
                      keep_gen=False, on_done=lambda bundle: self._on_data_loaded(bundle, source, preset))
 
     def _on_data_loaded(self, bundle: Any, source: str, preset: str | None) -> None:
@@ -820,11 +823,13 @@ class MainWindow(QMainWindow):
     def _ensure_matching_data(self) -> None:
         """After a model loads: if the current data cannot fit it, load remembered data for its preset."""
         loaded = self.session.loaded if self.session else None
-        if loaded is None or self.bundle is None:
+        if loaded is None:
             return
         shape = tuple(loaded.input_shape)
-        if not shape or tuple(self.bundle.input_shape) == shape:
+        if self.bundle is not None and (not shape or tuple(self.bundle.input_shape) == shape):
             return
+        if any(t.title == DATA_TITLE for t in self.runner.running()):
+            return  # data are on their way (asked for with the model): they decide
         preset = loaded.preset
         remembered = st.read(self.settings, f"data/source_for/{preset}", "") if preset else ""
         if preset == "digits":
@@ -832,7 +837,9 @@ class MainWindow(QMainWindow):
         if remembered:
             self.load_data(remembered, preset)
         else:
-            self.stage_label.setText("This model needs other data: File ▸ Choose data… (Ctrl+D)")
+            hint = f"This model needs {'data' if self.bundle is None else 'other data'}: File ▸ Choose data… (Ctrl+D)"
+            # after the loading task's own "done" line, which would otherwise replace it
+            QTimer.singleShot(0, lambda: self.stage_label.setText(hint))
 
     def _set_session(self, session: jobs.Session) -> None:
         self._gen += 1

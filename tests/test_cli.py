@@ -197,6 +197,37 @@ def test_no_command_opens_the_app(capsys, monkeypatch):
     assert main([]) == 0 and len(seen) == 2
 
 
+def test_open_data_arch_and_preset_reach_the_app(capsys, monkeypatch):
+    seen = []
+    fake = types.ModuleType("gui.app")
+    fake.run_app = lambda args: seen.append(args) or 0
+    monkeypatch.setitem(sys.modules, "gui.app", fake)
+    assert main(["--open", "r20.pt", "--arch", "resnet20", "--data", "cifar", "--preset", "resnet20"]) == 0
+    args = seen[0]
+    assert (args.model, args.arch, args.data, args.preset) == ("r20.pt", "resnet20", "cifar", "resnet20")
+    assert main([]) == 0 and seen[1].model is None and seen[1].data is None
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--arch", "resnet20"], ["--arch", "--open"]),
+    (["--data", "digits", "--preset", "digits", "--demo", "digits_mlp"], []),  # valid: demo + data
+    (["--preset", "digits"], ["--preset", "--data"]),
+    (["--open", "m.pt", "--demo", "digits_mlp"], ["--open", "--demo"]),
+    (["--arch", "mlpnet", "info", "demo"], ["--arch", "'info'", "after"]),
+])
+def test_app_options_used_wrongly_say_how(capsys, monkeypatch, argv, words):
+    seen = []
+    fake = types.ModuleType("gui.app")
+    fake.run_app = lambda args: seen.append(args) or 0
+    monkeypatch.setitem(sys.modules, "gui.app", fake)
+    code, out, err = _run(capsys, *argv)
+    if not words:
+        assert code == 0 and seen and seen[0].data == "digits" and seen[0].demo == "digits_mlp"
+        return
+    assert code == 2 and not seen and "Traceback" not in err
+    assert all(w in err for w in words), err
+
+
 def test_missing_app_is_a_clear_message(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "gui.app", None)  # makes the import fail
     code, out, err = _run(capsys)

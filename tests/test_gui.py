@@ -7,6 +7,7 @@ blocks. pytest-qt's exception capture stays on: an exception in any slot fails t
 from __future__ import annotations
 
 import os
+import warnings
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -310,6 +311,34 @@ def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_
     assert st.recent_files(window.settings)[0] == str(path.resolve())
     assert str(path.resolve()) in [a.text() for a in window.recent_menu.actions()]
     assert not hooks.errors
+
+
+def test_start_on_a_model_file_without_data_takes_the_data_its_preset_needs(
+        qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
+    """``chita-studio --open MODEL`` without --data: the data last used with the model's preset
+    (digits for the digits models); a model with no known preset waits for data, with a hint."""
+    path = tmp_path / "weights.pt"
+    torch.save(window.session.loaded.model.state_dict(), path)
+    fresh = make_window(qtbot, tmp_path)
+    fresh.controls.samples.setValue(128)
+    with qtbot.waitSignal(fresh.ready, timeout=LOAD_TIMEOUT_MS):
+        fresh.start(model=str(path), arch="digits_mlp")
+    assert fresh.session.loaded.format == "state_dict" and fresh.bundle is not None
+    assert fresh.data_source[0] == "digits"
+    assert not hooks.errors, hooks.errors
+
+    scripted = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still loadable
+        torch.jit.save(torch.jit.trace(window.session.loaded.model, torch.randn(2, 1, 8, 8)), str(scripted))
+    blank = make_window(qtbot, tmp_path)
+    with qtbot.waitSignal(blank.idle, timeout=LOAD_TIMEOUT_MS):
+        blank.start(model=str(scripted))
+    qtbot.waitUntil(lambda: blank.session is not None, timeout=LOAD_TIMEOUT_MS)
+    assert blank.session.loaded.format == "torchscript" and blank.bundle is None
+    qtbot.waitUntil(lambda: "needs data" in blank.stage_label.text(), timeout=5000)
+    assert "Choose data" in blank.stage_label.text()
+    assert not hooks.errors, hooks.errors
 
 
 def test_refine_result_improves_the_last_run_without_pruning_again(qtbot, window: MainWindow, hooks,
