@@ -103,7 +103,18 @@ def take_screenshot_when_ready(window: Any, path: str, status: dict[str, int] | 
             status["code"] = 1
             app.exit(1)
 
+    def on_idle() -> None:
+        # nothing left to load and still no data: the model needs data the command line did not give
+        if state["ready"] or state["done"] or window.session is None or window.bundle is not None:
+            return
+        state["done"] = True
+        print("screenshot: the model is open but has no data to show; give it with --data DATA",
+              file=sys.stderr)
+        status["code"] = 1
+        app.exit(1)
+
     window.ready.connect(on_ready)
+    window.idle.connect(on_idle)
     QTimer.singleShot(int(timeout_s * 1000), on_timeout)
 
 

@@ -696,6 +696,30 @@ def test_screenshot_mode_writes_png(qapp, settings_dir: Path, hooks, tmp_path: P
     assert image.width() >= 1200 and image.height() >= 800
 
 
+def test_screenshot_of_a_model_without_data_stops_at_once_and_says_why(
+        qapp, settings_dir: Path, hooks, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``chita-studio --open MODEL --screenshot F`` for a model with no known data: exit 1 with a
+    message as soon as loading is over, instead of waiting for a window that cannot be ready."""
+    import sys
+    import time
+    from argparse import Namespace
+
+    from core.architectures import build_architecture
+    from gui.app import run_app
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    scripted = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still loadable
+        torch.jit.save(torch.jit.trace(build_architecture("digits_mlp").eval(), torch.randn(2, 1, 8, 8)),
+                       str(scripted))
+    target = tmp_path / "shot.png"
+    t0 = time.perf_counter()
+    assert run_app(Namespace(screenshot=str(target), model=str(scripted))) == 1
+    assert time.perf_counter() - t0 < 60 and not target.exists()
+    assert "--data" in capsys.readouterr().err
+
+
 def test_excepthook_shows_dialog(qapp, hooks, monkeypatch) -> None:
     import sys
 
