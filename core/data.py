@@ -995,14 +995,18 @@ def _to_nchw(x: np.ndarray, raw: _Raw, target: tuple[int, ...] | None, preset: s
         )
     if target is not None and x.shape[1:] != target:
         looks = preset_for_shape(x.shape[1:])
-        wanted = f"preset '{preset}'" if preset is not None else "the model"
+        # the target is the model's input shape when one was given, else the preset's
+        from_preset = preset in PRESETS and tuple(PRESETS[preset].input_shape) == tuple(target)
+        wanted = f"preset '{preset}'" if from_preset else "the model"
         raise StudioError(
             f"The images are {_fmt_shape(x.shape[1:])}"
             + (f" (the shape of '{looks}' data)" if looks else "")
             + f" but {wanted} expects {_fmt_shape(target)}.",
             fix=f"Load data that matches the model (images of {_fmt_shape(target)}),"
             " or choose the model or preset that belongs to this data"
-            + (f" ('{looks}')." if looks else "."),
+            + (f" ('{looks}')" if looks else "")
+            + ("." if from_preset else "; a network that takes other image sizes (e.g. a torchvision"
+               " ResNet) needs its input shape (CLI: --input-shape C,H,W)."),
             **where,
         )
     return x

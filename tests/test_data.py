@@ -331,6 +331,17 @@ def test_npz_dir_and_single_file(tmp_path: Path) -> None:
     assert len(load_evaluation(str(single))) == 30
 
 
+def test_shape_mismatch_names_the_model_or_the_preset_whichever_set_the_shape(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    single = save_npz(tmp_path / "all.npz", x=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8),
+                      y=rng.integers(0, 10, 12))
+    msg = error_of(load_bundle, str(single), preset="resnet20", input_shape=(3, 224, 224))
+    assert "the model expects 3x224x224" in msg and "preset 'resnet20' expects" not in msg
+    assert "--input-shape" in msg and "all.npz" in msg
+    msg = error_of(load_bundle, str(single), preset="mlpnet")
+    assert "preset 'mlpnet' expects 1x28x28" in msg and "--input-shape" not in msg
+
+
 def test_eval_source_and_custom_mean_std(tmp_path: Path) -> None:
     xa, ya = tiny_mnist(10, seed=1)
     xb, yb = tiny_mnist(7, seed=2)
