@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from core.errors import StudioError
 from core.progress import CancelToken, Progress, ProgressFn, check, report
 
 SALIENCY_SAMPLES = 256
@@ -75,6 +76,16 @@ class Session:
 def make_session(loaded: Any) -> Session:
     """Summarise a LoadedModel and make its light-lane twin (call off the UI thread)."""
     return Session(loaded, summarize_loaded(loaded), copy.deepcopy(loaded.model))
+
+
+class OtherImageSize(StudioError):
+    """The data's images are another size than the model was set up for, and the model runs on
+    them (a network that pools over whatever size it gets, as torchvision's ResNets do):
+    ``shape`` is the data's, which the window may offer to use instead."""
+
+    def __init__(self, error: StudioError, shape: tuple[int, ...]) -> None:
+        super().__init__(error.message, path=error.path, field=error.field, fix=error.fix)
+        self.shape = shape
 
 
 @dataclass(frozen=True)
@@ -276,7 +287,17 @@ def baseline_job(session: Session, bundle: Any, *, progress: ProgressFn | None =
     loaded = session.loaded
     model = session.light_model
     shape = tuple(loaded.input_shape) or tuple(bundle.input_shape)  # () = unknown: the forward check decides
-    check_compatible(bundle, model, input_shape=shape, num_classes=loaded.num_classes)
+    try:
+        check_compatible(bundle, model, input_shape=shape, num_classes=loaded.num_classes)
+    except StudioError as err:
+        data_shape = tuple(int(d) for d in bundle.input_shape)
+        if err.field != "x" or len(shape) != 3 or data_shape[:1] != shape[:1]:
+            raise
+        try:  # same channels, another size: does the network run on these images?
+            check_compatible(bundle, model, input_shape=data_shape, num_classes=loaded.num_classes)
+        except StudioError:
+            raise err from None
+        raise OtherImageSize(err, data_shape) from err
     ev = evaluate(model, bundle.evaluation, progress=staged(progress, "Dense accuracy"), cancel=cancel)
     check(cancel)
     report(progress, "Dense ONNX size", 0, 1)

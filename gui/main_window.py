@@ -855,12 +855,7 @@ class MainWindow(QMainWindow):
         self.controls.set_batchnorm(has_batchnorm(loaded.model))
         summary = session.summary
         prunable = summary.prunable_keys
-        n_prunable = sum(r.params for r in summary.rows if r.prunable)
-        shape = "×".join(str(s) for s in loaded.input_shape) or "unknown"
-        self.model_info.setText(
-            f"{loaded.format}{' · ' + loaded.arch if loaded.arch else ''} · input {shape}\n"
-            f"{fmt_int(summary.total_params)} parameters · {len(prunable)} prunable tensors "
-            f"({fmt_int(n_prunable)} weights)")
+        self._show_model_info()
         self.table.source.set_rows(summary.rows)
         self._apply_filter()
         first = next((r.key for r in summary.rows if r.prunable), summary.rows[0].key if summary.rows else None)
@@ -872,6 +867,15 @@ class MainWindow(QMainWindow):
         if key:
             self._on_layer_selected(key)
         self._maybe_analyse()
+
+    def _show_model_info(self) -> None:
+        loaded, summary = self.session.loaded, self.session.summary
+        n_prunable = sum(r.params for r in summary.rows if r.prunable)
+        shape = "×".join(str(s) for s in loaded.input_shape) or "unknown"
+        self.model_info.setText(
+            f"{loaded.format}{' · ' + loaded.arch if loaded.arch else ''} · input {shape}\n"
+            f"{fmt_int(summary.total_params)} parameters · {len(summary.prunable_keys)} prunable tensors "
+            f"({fmt_int(n_prunable)} weights)")
 
     def _set_bundle(self, bundle: Any) -> None:
         self._gen += 1
@@ -925,8 +929,30 @@ class MainWindow(QMainWindow):
         self._check_ready()
 
     def _on_baseline_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, jobs.OtherImageSize) and self.session is not None and self.use_other_size(exc.shape):
+            return
         self.preview_panel.caption.setText("The model and the data do not fit together: choose other data (Ctrl+D).")
         dialogs.show_exception(self, exc, "Model and data do not fit")
+
+    def use_other_size(self, shape: tuple[int, ...]) -> bool:
+        """Offer to run the model on the data's image size (it runs there; the baseline job checked
+        with a forward pass); on yes the session takes that input shape and is measured again."""
+        loaded = self.session.loaded
+        old, new = ("×".join(str(d) for d in s_) for s_ in (loaded.input_shape, shape))
+        name = Path(loaded.source).name if loaded.format != "demo" else loaded.source
+        if not dialogs.ask_yes_no(
+                self, "Use the model at another image size?",
+                f"{name} is set up for {old} images; these images are {new}. The network runs on "
+                f"them (it pools over whatever size it gets, as torchvision's ResNets do).\n\n"
+                f"Use it on {new} images? The dense accuracy on this data will show whether it works; "
+                "an export takes this size too."):
+            return False
+        self.session = replace(self.session, loaded=replace(loaded, input_shape=tuple(shape)))
+        self._show_model_info()
+        self.preview_panel.caption.setText("Measuring the dense model…")
+        self._submit(jobs.baseline_job, self.session, self.bundle, title="Dense accuracy", lane="light",
+                     foreground=False, on_done=self._on_baseline, on_failed=self._on_baseline_failed)
+        return True
 
     def _on_saliency(self, saliency: dict[str, np.ndarray]) -> None:
         self.saliency = saliency

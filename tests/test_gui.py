@@ -341,6 +341,38 @@ def test_start_on_a_model_file_without_data_takes_the_data_its_preset_needs(
     assert not hooks.errors, hooks.errors
 
 
+def test_a_model_set_up_for_another_image_size_is_offered_the_datas_size(
+        qtbot, window: MainWindow, hooks, tmp_path: Path, monkeypatch) -> None:
+    """A network that runs on the data's images although it was set up for another size (a
+    torchvision ResNet on CIFAR) gets a question, not a dead end: yes takes the data's size; a
+    network that cannot run on them gets the plain "do not fit" error and no question."""
+    from dataclasses import replace
+
+    from core.architectures import build_architecture
+    from core.demo import load_demo
+    from core.model_io import load_model
+    from gui import jobs
+
+    asked = []
+    monkeypatch.setattr(dialogs, "ask_yes_no", lambda parent, title, text, **kw: asked.append(text) or True)
+    cnn = replace(load_demo("digits_cnn"), input_shape=(1, 16, 16))  # set up for 16×16; digits are 8×8
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window._set_session(jobs.make_session(cnn))
+    assert len(asked) == 1 and "1×16×16" in asked[0] and "1×8×8" in asked[0]
+    assert window.session.loaded.input_shape == (1, 8, 8) and "input 1×8×8" in window.model_info.text()
+    assert window.baseline is not None and window.baseline.eval.accuracy > 0.5
+    assert not hooks.errors, hooks.errors
+
+    path = tmp_path / "mlpnet.pt"
+    torch.save(build_architecture("mlpnet").state_dict(), path)
+    mlp = load_model(path, arch="mlpnet")  # 1×28×28 input: cannot take 8×8 digits
+    with qtbot.waitSignal(window.idle, timeout=LOAD_TIMEOUT_MS):
+        window._set_session(jobs.make_session(mlp))
+    qtbot.waitUntil(lambda: bool(hooks.errors), timeout=LOAD_TIMEOUT_MS)
+    assert len(asked) == 1 and "do not fit" in hooks.errors[0][0]
+    assert window.session.loaded.input_shape == (1, 28, 28)
+
+
 def test_refine_result_improves_the_last_run_without_pruning_again(qtbot, window: MainWindow, hooks,
                                                                    tmp_path: Path, monkeypatch) -> None:
     """"Refine result" (the button beside Export, Ctrl+Shift+F) refines the shown run's kept weights:
