@@ -432,3 +432,37 @@ def fisher_diagonal(G: torch.Tensor, block: int = 65536) -> torch.Tensor:
         gb = G[:, j:j + block]
         out[j:j + block] = (gb * gb).sum(0) / n
     return out
+
+
+def streamed_fisher_diagonal(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    names: list[str] | tuple[str, ...],
+    *,
+    budget_bytes: int | None = None,
+    chunk: int = 128,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> torch.Tensor:
+    """diag(GᵀG/n) over the samples (x, y) without holding G: the rows are made a block of
+    samples at a time and only their squares are kept, so a network of any size gets its
+    diagonal Fisher in the memory of one block (as many samples as fit in half the available
+    RAM, at most ``chunk``). Equal to ``fisher_diagonal(per_sample_gradients(...).G)`` up to the
+    order of the sums."""
+    names = tuple(names)
+    params = dict(model.named_parameters())
+    p = sum(params[nm].numel() for nm in names if nm in params)
+    budget = budget_bytes if budget_bytes is not None else available_memory_bytes() // 2
+    block = max(1, min(chunk, len(x), int(budget / (max(p, 1) * 4 * 3))))  # rows, their parts, squares
+    buf = torch.empty(block, p, dtype=torch.float32)
+    total = torch.zeros(p, dtype=torch.float64)
+    for start in range(0, len(x), block):
+        check(cancel)
+        stop = min(start + block, len(x))
+        rows = per_sample_gradients(model, x[start:stop], y[start:stop], names, chunk=block,
+                                    out=buf, cancel=cancel).G
+        total += (rows * rows).sum(0, dtype=torch.float64)
+        report(progress, "gradients", stop, len(x), f"per-sample gradients {stop}/{len(x)}")
+    return (total / max(1, len(x))).to(torch.float32)
+

@@ -20,7 +20,10 @@ from core.augment import BN_AUGMENTS, CropFlip
 from core.batchnorm import has_batchnorm, recalibrate_batchnorm, remove_channel_scale
 from core.errors import StudioError
 from core.evaluate import forward_in_chunks, set_eval_mode
-from core.fisher import fisher_diagonal, fisher_factor, per_sample_gradients
+from core.fisher import (
+    fisher_factor,
+    streamed_fisher_diagonal,
+)
 from core.gradient_cache import GradientCache  # re-exported: core.pruning.GradientCache
 from core.grid_walk import walk_grid, walk_grid_by
 from core.holdout import PairedHoldout
@@ -1253,8 +1256,13 @@ def saliency(model: nn.Module, calibration: "ImageSet", *, samples: int = 256,
     """Per-weight empirical-Fisher saliency ½·F_jj·w_j², Hessian-free from per-sample gradients."""
     names = list(layers) if layers else default_layers(model, arch)
     n = min(samples, len(calibration.x))
-    gm = per_sample_gradients(model, calibration.x[:n], calibration.y[:n], names,
-                              progress=progress, cancel=cancel)
-    sal = 0.5 * fisher_diagonal(gm.G) * _flat(model, names) ** 2
+    fdiag = streamed_fisher_diagonal(model, calibration.x[:n], calibration.y[:n], names,
+                                     progress=progress, cancel=cancel)  # any network size: G is never held
+    sal = 0.5 * fdiag * _flat(model, names) ** 2
     params = dict(model.named_parameters())
-    return {nm: sal[sl].view(params[nm].shape).clone() for nm, sl in zip(names, gm.slices)}
+    out, off = {}, 0
+    for nm in names:
+        size = params[nm].numel()
+        out[nm] = sal[off:off + size].view(params[nm].shape).clone()
+        off += size
+    return out

@@ -18,6 +18,7 @@ from core.fisher import (
     fisher_diagonal,
     fisher_factor,
     per_sample_gradients,
+    streamed_fisher_diagonal,
     supports_closed_form,
 )
 from core.progress import CancelToken
@@ -510,3 +511,23 @@ def test_a_buffer_of_the_wrong_shape_is_refused():
     for bad in (torch.empty(10, p + 1), torch.empty(9, p), torch.empty(10, p, dtype=torch.float64)):
         with pytest.raises(ValueError, match="out must be float32"):
             per_sample_gradients(model, x, y, names, out=bad)
+
+
+def test_streamed_fisher_diagonal_equals_the_diagonal_of_g_in_a_few_rows_of_memory():
+    """The saliency's diagonal Fisher without holding G: the same numbers as from the whole G,
+    also when the memory budget allows only 2 rows at a time (a network too big for n rows)."""
+    model = _with_bn_stats(_CNN(), seed=5).eval()
+    x, y = _data((3, 8, 8), 7, n=13, seed=5)
+    names = _weight_names(model)
+    whole = fisher_diagonal(_loop_gradients(model, x, y, names))
+    p = whole.numel()
+    reports = []
+    for budget in (None, 2 * p * 4 * 3):  # default, and room for 2 rows
+        got = streamed_fisher_diagonal(model, x, y, names, budget_bytes=budget, progress=reports.append)
+        assert torch.allclose(got, whole, rtol=1e-5, atol=1e-12)
+    assert reports[-1].done == 13 and len(reports) == 1 + 7  # one block, then blocks of 2 rows
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        streamed_fisher_diagonal(model, x, y, names, cancel=token)
+
