@@ -82,7 +82,7 @@ def check_memory(n: int, p: int, *, budget_bytes: int | None = None, factor: flo
             f"{n} gradient samples × {p:,} prunable weights need about {need / 2**30:.1f} GiB, "
             f"over the memory budget of {budget / 2**30:.1f} GiB (half of the available RAM).",
             field="samples",
-            fix=f"use at most {fits} samples (--samples {fits}), or prune fewer layers.",
+            fix=f"use at most {fits} samples (--samples {fits}; in the app, the Samples box), or prune fewer layers.",
         )
 
 
