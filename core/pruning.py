@@ -20,10 +20,7 @@ from core.augment import BN_AUGMENTS, CropFlip
 from core.batchnorm import has_batchnorm, recalibrate_batchnorm, remove_channel_scale
 from core.errors import StudioError
 from core.evaluate import forward_in_chunks, set_eval_mode
-from core.fisher import (
-    fisher_factor,
-    streamed_fisher_diagonal,
-)
+from core.fisher import check_memory, fisher_factor, streamed_fisher_diagonal
 from core.gradient_cache import GradientCache  # re-exported: core.pruning.GradientCache
 from core.grid_walk import walk_grid, walk_grid_by
 from core.holdout import PairedHoldout
@@ -451,6 +448,7 @@ class _Context:
     def __init__(self) -> None:
         self.timings_shared: dict[str, float] = {}
         self.move_z: float | None = None  # the λ walk's step margin (None: HOLDOUT_MOVE_Z)
+        self.diagonal_only = False  # A is one row √diag(F) (OBD on a network whose G does not fit)
 
     @classmethod
     def build(cls, model, calibration, request, arch, progress, cancel, cache=None,
@@ -622,6 +620,14 @@ class _Context:
         """The first-order term's c (Aᵀc = mean gradient at the current G), or False (off)."""
         return self.c if self.request.first_order and self.c is not None else False
 
+    def _g_fits(self) -> bool:
+        """Whether G (n×p float32) fits the memory budget (:func:`core.fisher.check_memory`)."""
+        try:
+            check_memory(len(self.x_g), self.p)
+        except StudioError:
+            return False
+        return True
+
     def stage_images(self, stage: int) -> None:
         """Point G's images at CHITA++ stage ``stage``'s block (0: single-stage CHITA's)."""
         n = len(self.x_g)
@@ -639,6 +645,16 @@ class _Context:
         A), written instead of new memory."""
         t0 = time.perf_counter()
         self.A = self.fisher_inverse = None  # free the previous G, and WoodFisher's K and diag(F⁻¹)
+        if self.request.method == "obd" and self.per_row == 1 and not self._g_fits():
+            # OBD reads only diag(F): summed a block of images at a time, as one row √diag(F)
+            # whose fisher_diagonal is diag(F) (the same ranking as G's diag(F)/n); never cached
+            fdiag = streamed_fisher_diagonal(work, self.x_g, self.y_g, self.names,
+                                             progress=self.progress, cancel=self.cancel)
+            self.A, self.c = fdiag.sqrt().unsqueeze(0), torch.zeros(1, dtype=torch.float64)
+            self.fbar, self.warm, self.diagonal_only = float(fdiag.mean()), None, True
+            self.info["obd_streamed"] = True
+            timings["gradients"] = timings.get("gradients", 0.0) + time.perf_counter() - t0
+            return self.A
         ff = fisher_factor(work, self.x_g, self.y_g, self.names, images_per_row=self.per_row,
                            out=out, progress=self.progress, cancel=self.cancel)
         if self.scale_free:  # recalibration follows: the channel scales it fixes cost nothing
@@ -659,7 +675,7 @@ class _Context:
         work = copy.deepcopy(self.base)
         if self.request.method in NEEDS_GRADIENTS and self.A is None:
             self.gradients(work, timings)
-            if self.cache is not None:
+            if self.cache is not None and not self.diagonal_only:
                 kept = {k_: self.info[k_] for k_ in ("bn_refreshed_before", "bn_scale_free_channels",
                                                      "bn_augment", "bn_refresh_losses")
                         if k_ in self.info}

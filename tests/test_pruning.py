@@ -1303,3 +1303,22 @@ def test_chitapp_fixed_update_scale_applies_at_every_stage(run):
     assert [r["chosen"] for r in result.info["update_scale_stages"]] == [0.5, 0.5, 0.5]
     assert result.nonzeros == global_budget(result.total, 0.9)
     assert describe_update_scale(result.info) == "α = 0.5 of the weight update at every CHITA++ stage (fixed)."
+
+
+def test_obd_on_a_network_whose_g_does_not_fit_streams_its_diagonal(models, digits, monkeypatch):
+    """OBD reads only diag(F): where the n×p G is over the memory budget it is summed a block
+    of images at a time and gives the same mask; CHITA, which needs G, still refuses."""
+    import core.fisher as fisher
+
+    model = models["digits_cnn"]
+    request = PruneRequest(method="obd", sparsity=0.7, samples=SAMPLES, seed=0)
+    whole = prune(model, digits.calibration, request)
+    assert "obd_streamed" not in whole.info
+    p = sum(int(m.numel()) for m in whole.masks.values())
+    monkeypatch.setattr(fisher, "available_memory_bytes", lambda: 2 * (SAMPLES // 2) * p * 4 * 1.5)
+    streamed = prune(model, digits.calibration, request)  # G of SAMPLES rows: twice the budget
+    assert streamed.info["obd_streamed"] is True
+    for name, mask in whole.masks.items():
+        assert torch.equal(streamed.masks[name], mask), name
+    with pytest.raises(StudioError, match="samples"):
+        prune(model, digits.calibration, replace(request, method="chita", lam=LAM))
