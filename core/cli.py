@@ -732,6 +732,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         lines.append(f"Gradients:  {rows:,} rows of {b} images each ({rows * b:,} calibration "
                      "images)" + (f"; {asked} per row asked, more than the calibration set "
                                   "holds beside the held-out images" if asked > b else ""))
+    if result.info.get("obd_streamed"):
+        lines.append(f"Gradients:  the Fisher's diagonal summed a block of images at a time "
+                     f"({int(result.info['samples']):,} images; their whole G would not fit in memory)")
     if result.lam is not None:
         lines.append(f"λ:          {result.lam:.3g}")
     if data["batchnorm"]:

@@ -97,6 +97,19 @@ def test_prune_update_scale_auto_reports_the_alpha_it_chose(capsys):
     assert "must be in [0, 1] or 'auto'" in capsys.readouterr().err
 
 
+def test_prune_obd_says_when_it_streamed_the_fisher_diagonal(capsys, monkeypatch):
+    import core.fisher as fisher
+
+    argv = ["prune", "demo:digits_mlp", "--data", "digits", "--method", "obd", "--sparsity", "0.5",
+            "--samples", "128", "-q"]
+    assert main(argv) == 0 and "Gradients:" not in capsys.readouterr().out
+    p = 6464  # the digits MLP's prunable weights
+    monkeypatch.setattr(fisher, "available_memory_bytes", lambda: 64 * p * 4 * 1.5)  # room for 32 rows
+    assert main(argv) == 0
+    assert "Gradients:  the Fisher's diagonal summed a block of images at a time (128 images;" in \
+        capsys.readouterr().out
+
+
 def test_prune_says_what_it_did_with_batchnorm(capsys):
     """On a BatchNorm model the JSON and the text say whether the statistics were recomputed,
     with the held-out losses that decided it; --no-recalibrate-bn says they were kept."""
