@@ -911,9 +911,7 @@ class MainWindow(QMainWindow):
         """With both a model and data: dense baseline, importance, and the first preview."""
         if self.session is None or self.bundle is None:
             return
-        self.preview_panel.caption.setText("Measuring the dense model…")
-        self._submit(jobs.baseline_job, self.session, self.bundle, title="Dense accuracy", lane="light",
-                     foreground=False, on_done=self._on_baseline, on_failed=self._on_baseline_failed)
+        self._measure_dense()
         self._submit(jobs.saliency_job, self.session.loaded.model, self.bundle.calibration,
                      arch=self.session.loaded.arch, title="Importance (Fisher saliency)", lane="heavy", foreground=False,
                      on_done=self._on_saliency, on_failed=self._on_saliency_failed)
@@ -949,10 +947,14 @@ class MainWindow(QMainWindow):
             return False
         self.session = replace(self.session, loaded=replace(loaded, input_shape=tuple(shape)))
         self._show_model_info()
+        self._measure_dense()
+        return True
+
+    def _measure_dense(self) -> None:
+        """The dense model's accuracy and ONNX sizes on the current data, in the background."""
         self.preview_panel.caption.setText("Measuring the dense model…")
         self._submit(jobs.baseline_job, self.session, self.bundle, title="Dense accuracy", lane="light",
                      foreground=False, on_done=self._on_baseline, on_failed=self._on_baseline_failed)
-        return True
 
     def _on_saliency(self, saliency: dict[str, np.ndarray]) -> None:
         self.saliency = saliency
