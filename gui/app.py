@@ -49,8 +49,19 @@ def run_app(args: Any = None) -> int:
     window = MainWindow()
     dialogs.install_excepthook(lambda: window)
     status = {"code": 0}
+    questions: dict[str, Any] = {}  # the dialogs' question functions, while a screenshot run replaces them
 
     if screenshot:
+        def no_one_to_answer(parent: Any, title: str, text: str, *more: Any, **kw: Any) -> None:
+            # a screenshot run has no one to ask (an architecture, a pickle's consent): say what
+            # was asked and stop, instead of waiting for the timeout behind a modal dialog
+            print(f'screenshot: the app asked "{title}" and no one can answer here: '
+                  f"{' '.join(str(text).split())}", file=sys.stderr)
+            status["code"] = 1
+            app.exit(1)
+
+        questions.update(ask_item=dialogs.ask_item, ask_yes_no=dialogs.ask_yes_no)
+        dialogs.ask_item = dialogs.ask_yes_no = no_one_to_answer
         def headless_error(title: str, text: str, details: str) -> None:
             print(f"{title}: {text}\n{details}", file=sys.stderr)
             status["code"] = 1
@@ -66,7 +77,11 @@ def run_app(args: Any = None) -> int:
     else:
         window.show_for_settings()
     QTimer.singleShot(0, lambda: window.start(demo=demo, model=model, data=data, arch=arch, preset=preset))
-    code = app.exec()
+    try:
+        code = app.exec()
+    finally:
+        for name, ask in questions.items():
+            setattr(dialogs, name, ask)
     if screenshot:
         window.persist = False  # a screenshot run leaves the user's settings alone
         window.close()

@@ -752,6 +752,29 @@ def test_screenshot_of_a_model_without_data_stops_at_once_and_says_why(
     assert "--data" in capsys.readouterr().err
 
 
+def test_screenshot_of_a_model_that_needs_an_answer_says_what_was_asked(
+        qapp, settings_dir: Path, hooks, tmp_path: Path, monkeypatch, capsys) -> None:
+    """A screenshot run has no one to ask for a state_dict's architecture: it says what the app
+    asked and exits 1 at once, and the dialogs' question functions are back afterwards."""
+    import sys
+    import time
+    from argparse import Namespace
+
+    from core.architectures import build_architecture
+    from gui.app import run_app
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    path = tmp_path / "weights.pt"
+    torch.save(build_architecture("digits_mlp").state_dict(), path)
+    ask_item, ask_yes_no = dialogs.ask_item, dialogs.ask_yes_no
+    target = tmp_path / "shot.png"
+    t0 = time.perf_counter()
+    assert run_app(Namespace(screenshot=str(target), model=str(path), data="digits")) == 1
+    assert time.perf_counter() - t0 < 60 and not target.exists()
+    assert 'asked "Architecture needed"' in capsys.readouterr().err
+    assert dialogs.ask_item is ask_item and dialogs.ask_yes_no is ask_yes_no
+
+
 def test_excepthook_shows_dialog(qapp, hooks, monkeypatch) -> None:
     import sys
 
