@@ -11,7 +11,7 @@ accuracy is one draw from this spread, and so is each row of the official code's
                                      [--first-order] [--stages N] [--schedule log|cubic]
                                      [--lambda-score loss|accuracy] [--validation]
                                      [--bn-scale-free auto|on|off] [--move-z Z] [--stage-move-z Z]
-                                     [--bn-images N]
+                                     [--bn-images N] [--fisher-labels data|sketch|sampled]
 
 ``--validation`` adds, under each row, the accuracy on the run's *validation* images: the
 calibration images that neither G, nor the held-out images, nor BatchNorm's statistics used
@@ -19,6 +19,14 @@ calibration images that neither G, nor the held-out images, nor BatchNorm's stat
 training images, so a rule can be judged on them without looking at the test set. They exclude
 the first 2000 images past G's and the held-out ones whatever ``--bn-images`` says
 (``shared_models.VALIDATION_SKIP``), so validation figures compare across settings.
+
+``--fisher-labels`` is a diagnostic, not an engine option: ``data`` (the engine) gives G's rows
+as gradients of the loss at the images' own labels, the *empirical* Fisher; ``sketch`` and
+``sampled`` give rows whose outer products average to the *model's* Fisher (the Gauss–Newton
+matrix of the cross-entropy, Σ_c p_c ∇log p_c ∇log p_cᵀ), which does not fade on images the
+network already fits: the logits' cotangent p − e_y becomes diag(√p)(I − √p√pᵀ)z with z ~ N(0, I)
+(``sketch``) or p − e_ŷ with ŷ drawn from p (``sampled``). One generator, seeded 0 at the start
+of the process, draws for every run in order, so a command gives the same figures each time.
 """
 
 from __future__ import annotations
@@ -71,6 +79,43 @@ def augment_calibration(norm) -> None:
     pruning._Context.build = classmethod(augmented)
 
 
+def model_fisher_rows(kind: str) -> None:
+    """Patch ``core.fisher``'s closed-form rows to the model's Fisher (``--fisher-labels``).
+
+    The closed form backpropagates the per-image cross-entropy; its value is kept (G's reported
+    loss), and only the cotangent at the logits is replaced, so each row is Jᵀr with
+    E[rrᵀ] = diag(p) − ppᵀ.
+    """
+    import types
+
+    import torch.nn.functional as F
+
+    from core import fisher
+
+    gen = torch.Generator().manual_seed(0)
+
+    def cross_entropy(logits, y, reduction="mean", **kw):
+        loss = F.cross_entropy(logits, y, reduction=reduction, **kw)
+        if reduction != "none" or not logits.requires_grad:
+            return loss
+        with torch.no_grad():
+            p = F.softmax(logits.double(), 1)
+            if kind == "sketch":
+                s = p.sqrt()
+                z = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+                r = s * (z - s * (s * z).sum(1, keepdim=True))
+            else:
+                drawn = torch.multinomial(p, 1, generator=gen).squeeze(1)
+                r = p - F.one_hot(drawn, p.shape[1]).double()
+            r = r.float()
+        lin = (logits * r).sum(1)
+        return loss.detach() + lin - lin.detach()
+
+    proxy = types.SimpleNamespace(**{k: getattr(F, k) for k in dir(F) if not k.startswith("__")})
+    proxy.cross_entropy = cross_entropy
+    fisher.F = proxy
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="resnet20", choices=sorted(SETUPS))
@@ -106,7 +151,14 @@ def main() -> int:
     ap.add_argument("--bn-images", type=int, default=None,
                     help="calibration images of a BatchNorm recalibration (core.pruning.BN_IMAGES, "
                     "default 1000; 2000 until 2026-12-06)")
+    ap.add_argument("--fisher-labels", default="data", choices=("data", "sketch", "sampled"),
+                    help="diagnostic: G's rows at the images' labels (data, the engine's empirical "
+                    "Fisher) or from the model's predictive distribution (the model's Fisher)")
     args = ap.parse_args()
+    if args.fisher_labels != "data" and args.first_order:
+        ap.error("--first-order needs the mean gradient, which the model's Fisher rows do not give")
+    if args.fisher_labels != "data":
+        model_fisher_rows(args.fisher_labels)
     if args.bn_images is not None:
         pruning.BN_IMAGES = args.bn_images
     if args.old_lambda_grid:
@@ -133,6 +185,7 @@ def main() -> int:
           f"{'each on new' if args.resample_stages else 'on the same'} gradient images"
           f"{', calibration images augmented' if args.augment_calibration else ''}"
           f"{', first-order term on' if args.first_order else ''}"
+          f"{'' if args.fisher_labels == 'data' else ', model-Fisher rows: ' + args.fisher_labels}"
           f"{'' if args.bn_scale_free == 'auto' else ', channel-scale-free G ' + args.bn_scale_free}"
           f", λ walk step margin {pruning.HOLDOUT_MOVE_Z:g} (CHITA++ stages {pruning.STAGE_MOVE_Z:g}) "
           "standard errors"
