@@ -163,6 +163,14 @@ def as_matrix(weight: torch.Tensor | np.ndarray) -> np.ndarray:
     return w.reshape(w.shape[0], -1)
 
 
+def matrix_columns_label(shape: tuple[int, ...]) -> str:
+    """What the columns of :func:`as_matrix` are, for a weight of ``shape``: "input" for a
+    Linear weight, "input (16·3·3)" (in·kh·kw) for a conv kernel."""
+    if len(shape) <= 2:
+        return "input"
+    return "input (" + "·".join(str(int(d)) for d in shape[1:]) + ")"
+
+
 def summarize(model: torch.nn.Module, layers: list[Any], pruned_by_default: list[str] | None = None) -> ModelSummary:
     """Build the layer table rows and |w| percentiles from core.model_io.describe_layers output.
 

@@ -1193,14 +1193,16 @@ class MainWindow(QMainWindow):
             s2 = jobs.as_matrix(sal)
             positive = s2[s2 > 0]
             floor = float(positive.min()) if positive.size else 1e-30
-            self.heatmap.set_data(np.log10(np.maximum(s2, floor)), mask2d, "log₁₀ saliency")
+            self.heatmap.set_data(np.log10(np.maximum(s2, floor)), mask2d, "log₁₀ saliency",
+                                  jobs.matrix_columns_label(w.shape))
             self.heatmap.set_title("Importance map (log₁₀ saliency)")
         else:
             self.importance_hist.set_data(None)
             if self.saliency is None and self.session is not None and self.bundle is not None:
                 self.importance_hist.set_message("Computing importance (empirical Fisher)…")
             a = np.abs(jobs.as_matrix(w))
-            self.heatmap.set_data(np.log10(np.maximum(a, 1e-12)), mask2d, "log₁₀ |w|")
+            self.heatmap.set_data(np.log10(np.maximum(a, 1e-12)), mask2d, "log₁₀ |w|",
+                                  jobs.matrix_columns_label(w.shape))
             self.heatmap.set_title("Weight map (log₁₀ |w|)")
 
     def _apply_filter(self) -> None:

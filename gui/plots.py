@@ -269,7 +269,7 @@ class ImportanceHeatMap(StudioPlot):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Importance map", parent)
-        self.setLabel("bottom", "input (in·kh·kw)")
+        self.setLabel("bottom", "input")
         self.setLabel("left", "output")
         self.getPlotItem().showGrid(x=False, y=False)
         self.getPlotItem().invertY(True)
@@ -281,14 +281,17 @@ class ImportanceHeatMap(StudioPlot):
         self.values: np.ndarray | None = None
         self.mask: np.ndarray | None = None
         self.quantity = "log₁₀ saliency"
+        self.columns_label = "input"
         self.set_message("Select a layer")
 
     def set_data(self, values: np.ndarray | None, mask: np.ndarray | None = None,
-                 quantity: str = "log₁₀ saliency") -> None:
-        """``values``: 2-D per-weight importance (already log-scaled if wanted); ``mask``: kept."""
+                 quantity: str = "log₁₀ saliency", columns_label: str = "input") -> None:
+        """``values``: 2-D per-weight importance (already log-scaled if wanted); ``mask``: kept;
+        ``columns_label``: the bottom axis (``gui.jobs.matrix_columns_label``)."""
         self.values = None if values is None else np.asarray(values, dtype=np.float32)
         self.mask = None if mask is None else np.asarray(mask, dtype=np.float32)
         self.quantity = quantity
+        self.columns_label = columns_label
         self.redraw()
 
     def redraw(self) -> None:
@@ -331,7 +334,7 @@ class ImportanceHeatMap(StudioPlot):
             self.overlay.clear()
             self.overlay.hide()
         self.getPlotItem().setRange(xRange=(0, w), yRange=(0, h), padding=0)
-        self.setLabel("bottom", "input (in·kh·kw)" if w != 1 else "")
+        self.setLabel("bottom", self.columns_label if w != 1 else "")
 
 
 class LayerOverview(StudioPlot):

@@ -118,6 +118,7 @@ def test_demo_loads_and_layer_selection_fills_plots(qtbot, window: MainWindow, h
         assert window.importance_hist.kept_item is not None
         assert window.heatmap.image.image is not None
         assert window.heatmap.image.image.shape[0] == window._weights[key].shape[0]
+        assert window.heatmap.getPlotItem().getAxis("bottom").labelText == "input"  # Linear
     assert window.overview.boxes is not None
     assert not hooks.errors
 
@@ -899,3 +900,11 @@ def test_style_sheet_fills_every_field_and_its_images_exist(name: str) -> None:
     assert any(u.endswith("check_muted.svg") for u in urls)
     for u in urls:
         assert Path(u).is_file(), u
+
+
+def test_importance_map_axis_names_a_conv_kernels_columns() -> None:
+    from gui.jobs import as_matrix, matrix_columns_label
+
+    assert matrix_columns_label((32, 64)) == "input"
+    assert matrix_columns_label((16, 8, 3, 3)) == "input (8·3·3)"
+    assert as_matrix(np.zeros((16, 8, 3, 3))).shape == (16, 8 * 3 * 3)
