@@ -653,7 +653,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from core.batchnorm import describe_batchnorm
     from core.evaluate import evaluate, paired_difference
     from core.export import export_onnx, human_bytes
-    from core.pruning import apply_result, describe_update_scale, prune
+    from core.pruning import (
+        apply_result,
+        describe_samples,
+        describe_update_scale,
+        prune,
+    )
 
     request = _request_from_args(args, args.method, args.sparsity)
     with _progress_for(args) as progress, interruptible() as cancel:
@@ -705,6 +710,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "update_scale": result.info.get("update_scale"),
         "refinement": list(result.info.get("refinement", [])),
         "samples": result.info.get("samples"),
+        "samples_asked": result.request.samples,
         "images_per_row": result.info.get("images_per_row", 1),
         "refine_images_per_row": result.info.get("refine_images_per_row"),
         "timings": dict(result.timings),
@@ -732,6 +738,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         lines.append(f"Gradients:  {rows:,} rows of {b} images each ({rows * b:,} calibration "
                      "images)" + (f"; {asked} per row asked, more than the calibration set "
                                   "holds beside the held-out images" if asked > b else ""))
+    fewer = describe_samples(result.info)
+    if fewer:
+        lines.append(f"Gradients:  {fewer} (give more calibration images for more rows)")
     if result.info.get("obd_streamed"):
         lines.append(f"Gradients:  the Fisher's diagonal summed a block of images at a time "
                      f"({int(result.info['samples']):,} images; their whole G would not fit in memory)")

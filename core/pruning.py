@@ -520,6 +520,10 @@ class _Context:
         self.bn_images = torch.cat([self.x_g, rest[: max(0, BN_IMAGES - n)]])[:BN_IMAGES]
         self.info: dict[str, object] = {"samples": self.rows, "holdout": len(self.x_h),
                                         "layers": len(self.names)}
+        if (request.method in NEEDS_GRADIENTS or request.refine_steps > 0) \
+                and self.rows < request.samples:  # the calibration set holds fewer
+            self.info["samples_asked"] = request.samples
+            self.info["calibration_images"] = len(x)
         if per_row:  # only where gradients are taken
             self.info["images_per_row"] = self.per_row
             self.info["images_per_row_asked"] = request.images_per_row
@@ -1263,6 +1267,18 @@ def apply_result(model: nn.Module, result: PruneResult) -> nn.Module:
                 bufs[name].copy_(b)
     set_eval_mode(out)
     return out
+
+
+def describe_samples(info: Mapping[str, object]) -> str | None:
+    """Why a run took fewer gradient rows than its request asked for, or ``None``: e.g. "1,133
+    gradient rows, not the 5,000 asked: the calibration set holds 1,258 images, and 125 of them
+    are held out"."""
+    if "samples_asked" not in info:
+        return None
+    rows, asked = int(info["samples"]), int(info["samples_asked"])
+    total, held = int(info["calibration_images"]), int(info.get("holdout", 0))
+    return (f"{rows:,} gradient rows, not the {asked:,} asked: the calibration set holds "
+            f"{total:,} images, and {held:,} of them are held out")
 
 
 def saliency(model: nn.Module, calibration: "ImageSet", *, samples: int = 256,

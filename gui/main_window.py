@@ -51,6 +51,7 @@ from core.pruning import (
     MAX_REFINE_STEPS,
     METHOD_LABELS,
     METHODS,
+    NEEDS_GRADIENTS,
     describe_update_scale,
 )
 from gui import dialogs, jobs, main_thread_gc
@@ -125,13 +126,19 @@ def update_scale_note(result) -> str:
 
 
 def samples_note(result) -> str:
-    """"1,000 samples" or, with mini-batch rows, "1,000 samples of 13 images each" (and what was
-    asked when the calibration set could not give that many images per row)."""
-    if "images_per_row" not in result.info:
-        return f"{result.request.samples:,} samples"
-    b, asked = int(result.info["images_per_row"]), int(result.info["images_per_row_asked"])
-    rows = int(result.info["samples"])
-    text = f"{rows:,} samples of {b} images each" if b > 1 else f"{rows:,} samples"
+    """", 1,000 samples" or, with mini-batch rows, ", 1,000 samples of 13 images each" (and what
+    was asked when the calibration set could not give that many rows or images per row); "" for
+    a method that took no gradients (magnitude)."""
+    if result.request.method not in NEEDS_GRADIENTS and not result.request.refine_steps:
+        return ""
+    rows = int(result.info.get("samples", result.request.samples))
+    b = int(result.info.get("images_per_row", 1))
+    text = f", {rows:,} samples of {b} images each" if b > 1 else f", {rows:,} samples"
+    if "samples_asked" in result.info:
+        text += f" ({int(result.info['samples_asked']):,} asked: the calibration set holds " \
+                f"{int(result.info['calibration_images']):,} images, " \
+                f"{int(result.info.get('holdout', 0)):,} of them held out)"
+    asked = int(result.info.get("images_per_row_asked", b))
     if asked > b:
         text += f" ({asked} images per row asked: the calibration set has too few images)"
     return text
@@ -1110,7 +1117,7 @@ class MainWindow(QMainWindow):
             self.preview_panel.set_after(
                 out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, seconds=out.seconds,
-                caption=f"{label} at {100 * req.sparsity:.0f}% sparsity, {samples_note(out.result)}{lam}."
+                caption=f"{label} at {100 * req.sparsity:.0f}% sparsity{samples_note(out.result)}{lam}."
                         f"{optimality_note(out.result)}{update_scale_note(out.result)}"
                         f"{refinement_note(out.result)}"
                         f"{batchnorm_note(out.result)} Export with Ctrl+E.")

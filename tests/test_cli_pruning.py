@@ -110,6 +110,19 @@ def test_prune_obd_says_when_it_streamed_the_fisher_diagonal(capsys, monkeypatch
         capsys.readouterr().out
 
 
+def test_prune_says_when_the_calibration_set_gave_fewer_rows_than_asked(capsys):
+    argv = ["prune", "demo:digits_mlp", "--data", "digits", "--method", "chita", "--sparsity", "0.8"]
+    data = _json(capsys, *argv, "--samples", "5000")
+    assert data["samples_asked"] == 5000 and data["samples"] < 1258  # the digits' calibration set
+    assert main([*argv, "--samples", "5000", "-q"]) == 0
+    assert (f"Gradients:  {data['samples']:,} gradient rows, not the 5,000 asked: the calibration "
+            "set holds 1,258 images") in capsys.readouterr().out
+    assert main([*argv, "--samples", "128", "-q"]) == 0 and "Gradients:" not in capsys.readouterr().out
+    magnitude = ["prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude",
+                 "--sparsity", "0.8", "--samples", "5000", "-q"]
+    assert main(magnitude) == 0 and "Gradients:" not in capsys.readouterr().out  # took none
+
+
 def test_prune_says_what_it_did_with_batchnorm(capsys):
     """On a BatchNorm model the JSON and the text say whether the statistics were recomputed,
     with the held-out losses that decided it; --no-recalibrate-bn says they were kept."""

@@ -459,6 +459,22 @@ def test_images_per_row_from_the_controls_reaches_the_run_and_its_caption(qtbot,
     assert not hooks.errors
 
 
+def test_caption_says_when_the_calibration_set_gave_fewer_samples_than_asked(qtbot, window: MainWindow,
+                                                                           hooks) -> None:
+    window.controls.samples.setValue(5000)
+    try:
+        outcome = run_and_wait(qtbot, window, "obd", 80)
+        rows = outcome.result.info["samples"]
+        assert rows < 1258 and outcome.result.info["samples_asked"] == 5000
+        assert (f"at 80% sparsity, {rows:,} samples (5,000 asked: the calibration set holds "
+                "1,258 images") in window.preview_panel.caption.text()
+        run_and_wait(qtbot, window, "magnitude", 80)  # took no gradients: no samples in its caption
+        assert "samples" not in window.preview_panel.caption.text()
+    finally:
+        window.controls.samples.setValue(128)
+    assert not hooks.errors
+
+
 def test_batchnorm_box_reaches_the_run_and_the_caption_says_what_happened(qtbot, settings_dir: Path,
                                                                           hooks) -> None:
     """On a BatchNorm model the box is enabled; ticked, the run recalibrates and the caption gives
