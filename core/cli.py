@@ -806,7 +806,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
              "accuracy_change_ci": list(d.ci)} for r, d in zip(res.rows, changes)]
     data = {"model": loaded.source, "dense_accuracy": res.dense.accuracy,
             "dense_accuracy_ci": list(res.dense.accuracy_ci), "n_eval": res.dense.n,
-            "rows": rows, "seconds": res.seconds}
+            "rows": rows, "seconds": res.seconds, "samples": res.meta["samples_used"],
+            "samples_asked": res.meta["samples"]}
     lines = [f"Model: {loaded.source}; dense {100 * res.dense.accuracy:.2f}% on {res.dense.n:,} images",
              f"{'method':<16}{'sparsity':>9}{'accuracy':>10}{'95% interval':>18}"
              f"{'vs dense, points [95%]':>28}{'seconds':>9}"]
@@ -818,6 +819,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     lines.append("vs dense: the change in accuracy on the same images, with its paired 95% interval.")
     lines.append("seconds: a method's pruning time for the whole sweep (its points share gradients), "
                  "split evenly over its points; evaluation excluded.")
+    if res.meta.get("samples_note"):
+        lines.append(f"gradients: {res.meta['samples_note']} (give more calibration images for more rows).")
     emit(args, data, "\n".join(lines))
     return EXIT_OK
 

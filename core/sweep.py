@@ -22,6 +22,7 @@ from core.pruning import (
     GradientCache,
     PruneRequest,
     apply_result,
+    describe_samples,
     prune_path,
 )
 
@@ -94,6 +95,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
     total_points = len(methods) * len(sparsities)
     done = 0
     cache = GradientCache()  # one G for every single-stage method that needs gradients
+    samples_used: int | None = None  # gradient rows, where the calibration set gave fewer
+    samples_note: str | None = None
     for method in methods:
         check(cancel)
         label = METHOD_LABELS.get(method, method)
@@ -112,6 +115,9 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
         results = prune_path(model, bundle.calibration, request, list(sparsities), arch=arch,
                              progress=inner, cancel=cancel, cache=cache)
         prune_seconds = time.perf_counter() - t1
+        fewer = describe_samples(results[0].info) if results else None
+        if fewer and samples_note is None:
+            samples_used, samples_note = int(results[0].info["samples"]), fewer
         for s, res in zip(sparsities, results):
             check(cancel)
             ev = evaluate(apply_result(model, res), bundle.evaluation, cancel=cancel)
@@ -121,7 +127,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
             report(progress, "sweep", done, total_points,
                    f"{label} at {100 * s:.0f}%: {100 * ev.accuracy:.2f}%")
     return SweepResult(tuple(rows), dense, time.perf_counter() - t0,
-                       {"samples": samples, "seed": seed, "scope": scope,
+                       {"samples": samples, "samples_used": samples_used or samples,
+                        "samples_note": samples_note, "seed": seed, "scope": scope,
                         "recalibrate_bn": recalibrate_bn, "refine_steps": refine_steps,
                         "images_per_row": images_per_row, "bn_augment": bn_augment,
                         "schedule": schedule, "update_scale": update_scale})

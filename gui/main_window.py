@@ -1320,7 +1320,9 @@ class MainWindow(QMainWindow):
     def _on_sweep_done(self, result: Any) -> None:
         dense = getattr(result, "dense", None) or (self.baseline.eval if self.baseline else None)
         self.sweep_view.set_result(result, dense)
-        self.sweep_view.status.setText("Sweep finished. Save the plot or the table below.")
+        note = getattr(result, "meta", {}).get("samples_note")
+        self.sweep_view.status.setText("Sweep finished. Save the plot or the table below."
+                                       + (f" Gradients: {note}." if note else ""))
         self.sweep_finished.emit(result)
 
     # ======================================================================================

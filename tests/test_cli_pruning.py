@@ -121,6 +121,13 @@ def test_prune_says_when_the_calibration_set_gave_fewer_rows_than_asked(capsys):
     magnitude = ["prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude",
                  "--sparsity", "0.8", "--samples", "5000", "-q"]
     assert main(magnitude) == 0 and "Gradients:" not in capsys.readouterr().out  # took none
+    sweep = ["sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude,chita",
+             "--sparsities", "0.5,0.9", "--samples", "5000"]
+    swept = _json(capsys, *sweep)
+    assert (swept["samples"], swept["samples_asked"]) == (data["samples"], 5000)
+    assert main([*sweep, "-q"]) == 0
+    assert f"gradients: {data['samples']:,} gradient rows, not the 5,000 asked" in capsys.readouterr().out
+    assert main([*sweep[:-1], "128", "-q"]) == 0 and "gradients:" not in capsys.readouterr().out
 
 
 def test_prune_says_what_it_did_with_batchnorm(capsys):

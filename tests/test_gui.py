@@ -470,6 +470,9 @@ def test_caption_says_when_the_calibration_set_gave_fewer_samples_than_asked(qtb
                 "1,258 images") in window.preview_panel.caption.text()
         run_and_wait(qtbot, window, "magnitude", 80)  # took no gradients: no samples in its caption
         assert "samples" not in window.preview_panel.caption.text()
+        with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
+            window.run_sweep(["obd"], [0.5], 5000)
+        assert f"Gradients: {rows:,} gradient rows, not the 5,000 asked" in window.sweep_view.status.text()
     finally:
         window.controls.samples.setValue(128)
     assert not hooks.errors
