@@ -218,6 +218,7 @@ class ImportanceHistogram(StudioPlot):
         self.mask: np.ndarray | None = None
         self.kept_item: pg.PlotDataItem | None = None
         self.pruned_item: pg.PlotDataItem | None = None
+        self.zero_note: pg.TextItem | None = None  # how many weights sit at the left edge with saliency 0
         self.set_message("Importance is computed after loading")
 
     def set_data(self, saliency: np.ndarray | None, mask: np.ndarray | None = None) -> None:
@@ -230,7 +231,7 @@ class ImportanceHistogram(StudioPlot):
         p = self.theme.palette
         item = self.getPlotItem()
         item.clear()
-        self.kept_item = self.pruned_item = None
+        self.kept_item = self.pruned_item = self.zero_note = None
         if self.saliency is None or self.saliency.size == 0:
             return
         self.set_message(None)
@@ -258,6 +259,13 @@ class ImportanceHistogram(StudioPlot):
             self.kept_item = item.plot(edges, c, stepMode="center", fillLevel=0,
                                        brush=pg.mkBrush(self.theme.qcolor("accent", 140)),
                                        pen=pg.mkPen(p.accent, width=1.5), name="all weights")
+        zeros = int((s <= 0).sum())
+        if zeros:  # weights no calibration gradient touches (dead units, constant-zero inputs)
+            first, _ = np.histogram(logs, bins=edges[:2])
+            self.zero_note = pg.TextItem(f"← {zeros:,} with zero saliency", color=p.muted, anchor=(0, 1))
+            self.zero_note.setFont(self.theme.font(0.85))
+            self.zero_note.setPos(lo, float(first[0]))
+            item.addItem(self.zero_note)
         if item.legend is not None:
             item.legend.setLabelTextColor(p.fg)
             item.legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 210)))

@@ -120,6 +120,13 @@ def test_demo_loads_and_layer_selection_fills_plots(qtbot, window: MainWindow, h
         assert window.heatmap.image.image.shape[0] == window._weights[key].shape[0]
         assert window.heatmap.getPlotItem().getAxis("bottom").labelText == "input"  # Linear
     assert window.overview.boxes is not None
+    # weights no calibration gradient touches (the digits' blank border pixels feed fc1) are
+    # counted where they are drawn, at the histogram's left edge
+    first = prunable[0]
+    window.table.select_key(first)
+    zeros = int((window.saliency[first] <= 0).sum())
+    assert zeros > 0 and window.importance_hist.zero_note is not None
+    assert window.importance_hist.zero_note.toPlainText() == f"← {zeros:,} with zero saliency"
     assert not hooks.errors
 
 
