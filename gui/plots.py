@@ -262,9 +262,11 @@ class ImportanceHistogram(StudioPlot):
         zeros = int((s <= 0).sum())
         if zeros:  # weights no calibration gradient touches (dead units, constant-zero inputs)
             first, _ = np.histogram(logs, bins=edges[:2])
-            self.zero_note = pg.TextItem(f"← {zeros:,} with zero saliency", color=p.muted, anchor=(0, 1))
+            # halfway up the edge bin, inside the data's range (autorange ignores text)
+            self.zero_note = pg.TextItem(f"← {zeros:,} with zero saliency", color=p.muted, anchor=(0, 0.5),
+                                         fill=pg.mkBrush(self.theme.qcolor("panel", 200)))
             self.zero_note.setFont(self.theme.font(0.85))
-            self.zero_note.setPos(lo, float(first[0]))
+            self.zero_note.setPos(lo, float(first[0]) / 2)
             item.addItem(self.zero_note)
         if item.legend is not None:
             item.legend.setLabelTextColor(p.fg)
