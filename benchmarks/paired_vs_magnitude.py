@@ -15,7 +15,7 @@ measured in the same run.
 
     python benchmarks/paired_vs_magnitude.py [--model resnet20|mlpnet]
         [--methods woodfisher,chita,chita++] [--sparsities 0.7,0.8,0.9] [--recal on|off]
-        [--seeds 0] [--refine STEPS]
+        [--seeds 0] [--refine STEPS] [--stages N]
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from core.pruning import PruneRequest, apply_result  # noqa: E402
 
 
 def _evals(loaded, bundle, arch: str, method: str, sparsities: list[float], seed: int,
-           recal: bool, refine: int) -> tuple[list[EvalResult], float]:
+           recal: bool, refine: int, stages: int = 0) -> tuple[list[EvalResult], float]:
     """Test-set results per sparsity for one method, and the pruning seconds in all."""
     req = PruneRequest(method=method, sparsity=sparsities[-1], samples=1000, seed=seed,
-                       recalibrate_bn=recal, refine_steps=refine)
+                       recalibrate_bn=recal, refine_steps=refine, stages=stages)
     results, seconds = prune_at(loaded, bundle, arch, req, sparsities)
     return [evaluate(apply_result(loaded.model, r), bundle.evaluation) for r in results], sum(seconds)
 
@@ -55,6 +55,7 @@ def main() -> int:
     ap.add_argument("--recal", default="on", choices=("on", "off"))
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--refine", type=int, default=0, help="refinement steps, baseline included")
+    ap.add_argument("--stages", type=int, default=0, help="CHITA++ stages (default 0: automatic)")
     args = ap.parse_args()
     shared = load_shared(args.model)
     if shared is None:
@@ -68,6 +69,8 @@ def main() -> int:
              for seed in seeds}  # the baseline with the same calibration sample
     n = bases[seeds[0]][0][0].n
     refined = f"{args.refine} refinement steps (baseline too)" if args.refine else "no refinement"
+    if args.stages:
+        refined += f", CHITA++ {args.stages} stages"
     print(f"{args.model}, n = 1000 gradient images, BatchNorm recalibration {args.recal}, "
           f"{refined}; accuracy % on {n} test images with 95% Wilson intervals; Δ = method − "
           f"magnitude on the same images, with its paired 95% interval (Agresti–Min)\n")
@@ -78,7 +81,7 @@ def main() -> int:
     for method in methods:
         for seed in seeds:
             evs, secs = _evals(loaded, bundle, args.model, method, sparsities, seed, recal,
-                               args.refine)
+                               args.refine, args.stages)
             for s, ev, mag in zip(sparsities, evs, bases[seed][0]):
                 d = paired_difference(ev, mag)
                 disjoint = ev.accuracy_ci[0] > mag.accuracy_ci[1] or ev.accuracy_ci[1] < mag.accuracy_ci[0]
