@@ -29,6 +29,7 @@ import pickle
 import pickletools
 import warnings
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -118,6 +119,7 @@ def load_model(
     if kind == "zip":
         kind = _zip_kind(file)
 
+    classes = None  # the checkpoint's class count where it differs from the architecture's
     if kind == "torchscript":
         model, fmt, found_arch, shape = _load_torchscript(file), "torchscript", None, ()
     elif kind == "exported_program":
@@ -125,7 +127,7 @@ def load_model(
         fmt, found_arch = "exported_program", None
     elif kind in ("torch_zip", "pickle"):
         obj, trusted = _torch_load(file, trust_pickle)
-        model, fmt, found_arch = _model_from_object(obj, file, arch, trusted)
+        model, fmt, found_arch, classes = _model_from_object(obj, file, arch, trusted)
         shape = ()
     else:
         raise StudioError(
@@ -156,7 +158,7 @@ def load_model(
         arch=found_arch or arch,
         input_shape=tuple(shape),
         preset=info.preset if info else None,
-        num_classes=info.num_classes if info else None,
+        num_classes=classes or (info.num_classes if info else None),
     )
 
 
@@ -186,7 +188,7 @@ def extract_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
     for cand in candidates:
         tensors = {str(k): v for k, v in cand.items() if isinstance(v, torch.Tensor)}
         if tensors and len(tensors) == len(cand):
-            return _strip_prefixes(tensors)
+            return _strip_prefixes(tensors, getattr(cand, "_metadata", None))
     return None
 
 
@@ -363,14 +365,16 @@ def _trusted_load(file: Path) -> Any:
         ) from exc
 
 
-def _model_from_object(obj: Any, file: Path, arch: str | None, trusted: bool) -> tuple[nn.Module, str, str | None]:
-    """Turn what torch.load returned into (model, format, arch)."""
+def _model_from_object(obj: Any, file: Path, arch: str | None, trusted: bool
+                       ) -> tuple[nn.Module, str, str | None, int | None]:
+    """Turn what torch.load returned into (model, format, arch, class count if the checkpoint's
+    differs from the named architecture's default)."""
     if isinstance(obj, nn.Module):
-        return obj, "pickle", None
+        return obj, "pickle", None, None
     if trusted and isinstance(obj, Mapping):
         for key in ("model", "ema", "net"):
             if isinstance(obj.get(key), nn.Module):
-                return obj[key], "pickle", None
+                return obj[key], "pickle", None, None
     state = extract_state_dict(obj)
     if state is None:
         what = type(obj).__name__
@@ -394,19 +398,62 @@ def _model_from_object(obj: Any, file: Path, arch: str | None, trusted: bool) ->
             fix=f"Pass --arch NAME (in the app: choose the architecture) — {names_help()}.",
         )
     model = build_architecture(arch)
+    info = arch_info(arch)
+    classes = _class_count_in_state(model.state_dict(), state, info.num_classes if info else None)
+    if classes is not None:  # fine-tuned on another label set: the same network, its own head
+        model = build_architecture(arch, num_classes=classes)
     _load_state_strict(model, state, file, arch)
-    return model, "state_dict", arch
+    return model, "state_dict", arch, classes
 
 
-def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _class_count_in_state(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
+                          default: int | None) -> int | None:
+    """The class count a named architecture's checkpoint was trained for, when it is not the
+    architecture's ``default`` and that is the only difference; None otherwise.
+
+    A torchvision network fine-tuned on 10 classes has a 10-row classifier where the default
+    has 1000 rows. Only tensors whose first dimension is ``default`` may differ, all to the
+    same count c, with every other dimension equal: the class count is the constructor
+    argument that changes exactly those shapes. Anything else is left to the strict load,
+    which names every mismatch.
+    """
+    if not default:
+        return None
+    counts = set()
+    for k, v in state.items():
+        e = expected.get(k)
+        if e is None or e.shape == v.shape:
+            continue
+        if e.dim() == 0 or v.dim() != e.dim() or e.shape[0] != default or e.shape[1:] != v.shape[1:]:
+            return None
+        counts.add(int(v.shape[0]))
+    return counts.pop() if len(counts) == 1 and min(counts) > 0 else None
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor], metadata: Mapping[str, Any] | None = None
+                    ) -> dict[str, torch.Tensor]:
+    """``state`` without a wrapper's key prefix (``module.`` of DataParallel, ``_orig_mod.`` of
+    torch.compile), keeping the per-module ``_metadata`` that torch.save stores with a
+    state_dict: some modules read their version from it when loading (torchvision's MNASNet
+    refuses a state_dict without it)."""
+    removed = ""
     changed = True
     while changed and state:
         changed = False
         for prefix in _STRIP_PREFIXES:
             if all(k.startswith(prefix) for k in state):
                 state = {k[len(prefix):]: v for k, v in state.items()}
+                removed += prefix
                 changed = True
-    return state
+    out: OrderedDict[str, torch.Tensor] = OrderedDict(state)
+    if metadata is not None:
+        meta = OrderedDict()
+        for key, value in metadata.items():
+            full = f"{key}." if key else ""  # "module.layers" → "module.layers."
+            if full.startswith(removed):
+                meta[full[len(removed):].rstrip(".")] = value
+        out._metadata = meta  # type: ignore[attr-defined]
+    return out
 
 
 def _matching_builtin(state: Mapping[str, torch.Tensor]) -> str | None:
@@ -442,7 +489,7 @@ def _load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], file
         )
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    except Exception as exc:  # RuntimeError, or a module's own check (ValueError, KeyError, …)
         raise StudioError(
             f"The weights do not fit architecture '{arch}': {_first_line(exc)}.",
             path=str(file),

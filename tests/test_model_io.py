@@ -155,14 +155,73 @@ def test_key_mismatch_lists_missing_and_unexpected_keys(tmp_path):
 @pytest.mark.shared
 def test_shape_mismatch_is_reported(shared_dir, tmp_path):
     state = torch.load(shared_dir / "models" / "resnet20_cifar10.pt", weights_only=True)
-    state["fc.weight"] = torch.zeros(100, 64)
-    state["fc.bias"] = torch.zeros(100)
-    path = tmp_path / "resnet20_c100.pt"
+    state["conv1.weight"] = torch.zeros(16, 1, 3, 3)
+    path = tmp_path / "resnet20_gray.pt"
     torch.save(state, path)
     with pytest.raises(StudioError) as err:
         load_model(path, arch="resnet20")
     text = str(err.value)
-    assert "wrong shape" in text and "fc.weight (100, 64) (expected (10, 64))" in text
+    assert "wrong shape" in text and "conv1.weight (16, 1, 3, 3) (expected (16, 3, 3, 3))" in text
+
+
+@pytest.mark.shared
+def test_another_class_count_is_read_from_the_checkpoint(shared_dir, tmp_path):
+    """ResNet20 trained on 100 classes: the same network with a 100-row fc, built to fit."""
+    state = torch.load(shared_dir / "models" / "resnet20_cifar10.pt", weights_only=True)
+    state["fc.weight"] = torch.randn(100, 64)
+    state["fc.bias"] = torch.randn(100)
+    path = tmp_path / "resnet20_c100.pt"
+    torch.save(state, path)
+    loaded = load_model(path, arch="resnet20")
+    assert loaded.num_classes == 100
+    assert loaded.model(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
+    assert torch.equal(loaded.model.state_dict()["fc.weight"], state["fc.weight"])
+
+
+def test_fine_tuned_torchvision_head_is_read_from_the_checkpoint(tmp_path):
+    """A torchvision network fine-tuned on 7 classes loads with --arch NAME: its 7-row classifier
+    is the only difference from the 1000-class default."""
+    tuned = build_architecture("mobilenet_v2", num_classes=7)
+    path = tmp_path / "mobilenet_v2_7.pt"
+    torch.save(tuned.state_dict(), path)
+    loaded = load_model(path, arch="mobilenet_v2")
+    assert loaded.num_classes == 7
+    out = loaded.model(torch.zeros(1, 3, 64, 64))
+    assert out.shape == (1, 7)
+    assert torch.allclose(out, tuned.eval()(torch.zeros(1, 3, 64, 64)))
+
+
+@pytest.mark.parametrize("wrap", ["plain", "data_parallel"])
+def test_state_dict_metadata_survives_for_modules_that_read_it(tmp_path, wrap):
+    """torchvision's MNASNet reads its version from the state_dict's _metadata and refuses a
+    state_dict without it; stripping DataParallel's "module." prefix keeps the metadata."""
+    net = build_architecture("mnasnet0_5", num_classes=3)
+    state = net.state_dict()
+    if wrap == "data_parallel":
+        state = nn.DataParallel(net).state_dict()
+        assert next(iter(state)).startswith("module.")
+    path = tmp_path / "mnasnet.pt"
+    torch.save(state, path)
+    loaded = load_model(path, arch="mnasnet0_5")
+    assert loaded.num_classes == 3
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.allclose(loaded.model(x), net.eval()(x))
+
+
+def test_head_and_another_layer_wrong_is_still_an_error(tmp_path):
+    """Only the class count is inferred: a checkpoint that differs elsewhere too, or whose head
+    rows disagree, is refused with every mismatch named."""
+    state = build_architecture("digits_cnn", num_classes=4).state_dict()
+    state["conv1.weight"] = torch.zeros(3, 1, 3, 3)
+    path = tmp_path / "cnn.pt"
+    torch.save(state, path)
+    with pytest.raises(StudioError, match="conv1.weight"):
+        load_model(path, arch="digits_cnn")
+    state = build_architecture("digits_mlp", num_classes=4).state_dict()
+    state["fc3.bias"] = torch.zeros(5)  # 4 rows of weight, 5 biases
+    torch.save(state, path)
+    with pytest.raises(StudioError, match="fc3.bias"):
+        load_model(path, arch="digits_mlp")
 
 
 def test_unknown_arch(tmp_path):
