@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TextIO
 
 from core.errors import Cancelled, StudioError
 from core.progress import CancelToken, EtaEstimator, Progress, ProgressFn
@@ -648,6 +648,16 @@ def rows_of(result, per_row: int) -> str:
             else f"{rows:,} calibration images (one per row)")
 
 
+def _statistics_recomputed(info: Mapping[str, object]) -> bool | None:
+    """Whether the result carries BatchNorm statistics recomputed after pruning: False where
+    recalibration was on and declined (it raised the held-out loss), None without BatchNorm."""
+    if not info.get("has_batchnorm"):
+        return None
+    decision = info.get("recalibration")
+    declined = isinstance(decision, Mapping) and decision.get("applied") is False
+    return bool(info.get("recalibrated")) and not declined
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     """``prune MODEL --data DATA --method M --sparsity S``: prune, evaluate, optionally export."""
     from core.batchnorm import describe_batchnorm
@@ -699,7 +709,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "objective_lower_bound": final.get("objective_lower_bound"),
         "iterations": final.get("iterations"),
         "converged": final.get("converged"),
-        "recalibrated_bn": result.info.get("recalibrated"),
+        "recalibrated_bn": _statistics_recomputed(result.info),
+        "recalibrate_bn": result.info.get("recalibrated"),
         "batchnorm": describe_batchnorm(result.info) or None,
         "batchnorm_recalibration": result.info.get("recalibration"),
         "batchnorm_images": result.info.get("bn_augment"),

@@ -130,6 +130,21 @@ def test_prune_says_when_the_calibration_set_gave_fewer_rows_than_asked(capsys):
     assert main([*sweep[:-1], "128", "-q"]) == 0 and "gradients:" not in capsys.readouterr().out
 
 
+def test_recalibrated_bn_says_whether_the_result_holds_recomputed_statistics():
+    """--json's recalibrated_bn is what the result carries; recalibrate_bn is the setting. A
+    recalibration that raised the held-out loss is declined: on, and not recalibrated."""
+    from core.cli import _statistics_recomputed
+
+    declined = {"has_batchnorm": True, "recalibrated": True,
+                "recalibration": {"holdout_loss_before": 2.3, "holdout_loss_after": 8.4, "applied": False}}
+    assert _statistics_recomputed(declined) is False
+    applied = {**declined, "recalibration": {**declined["recalibration"], "applied": True}}
+    assert _statistics_recomputed(applied) is True
+    assert _statistics_recomputed({"has_batchnorm": True, "recalibrated": True}) is True  # done in the walk
+    assert _statistics_recomputed({"has_batchnorm": True, "recalibrated": False}) is False
+    assert _statistics_recomputed({"has_batchnorm": False, "recalibrated": False}) is None
+
+
 def test_prune_says_what_it_did_with_batchnorm(capsys):
     """On a BatchNorm model the JSON and the text say whether the statistics were recomputed,
     with the held-out losses that decided it; --no-recalibrate-bn says they were kept."""
@@ -137,10 +152,12 @@ def test_prune_says_what_it_did_with_batchnorm(capsys):
             "--sparsity", "0.9", "--samples", "128"]
     data = _json(capsys, *argv)
     d = data["batchnorm_recalibration"]
-    assert data["recalibrated_bn"] is True and d["applied"] is True
+    assert data["recalibrated_bn"] is True and data["recalibrate_bn"] is True and d["applied"] is True
     assert d["holdout_loss_after"] < d["holdout_loss_before"]
     assert (f"statistics recomputed after pruning (held-out loss {d['holdout_loss_before']:.4g} "
             f"→ {d['holdout_loss_after']:.4g})") in data["batchnorm"]
+    off = _json(capsys, *argv, "--no-recalibrate-bn")
+    assert off["recalibrated_bn"] is False and off["recalibrate_bn"] is False
     assert main([*argv, "--no-recalibrate-bn", "-q"]) == 0
     assert "statistics not recomputed after pruning (recalibration off).\n" in capsys.readouterr().out
     assert data["batchnorm_images"] in ("none", "crop_flip")  # auto: the refresh check's choice
