@@ -225,11 +225,13 @@ def arch_info(name: str) -> ArchInfo | None:
 # --------------------------------------------------------------------------------------------
 
 
-def build_architecture(name: str, num_classes: int | None = None, *, pretrained: bool = False) -> nn.Module:
+def build_architecture(name: str, num_classes: int | None = None, *, pretrained: bool = False,
+                       options: dict[str, object] | None = None) -> nn.Module:
     """Build the network called ``name`` with fresh (random) weights, or torchvision's pretrained ones.
 
     ``num_classes`` overrides the output size of built-in and torchvision models (``None`` keeps
-    the default). ``pretrained`` is only for torchvision names: it loads torchvision's default
+    the default); ``options`` are further constructor arguments of a torchvision model built
+    without pretrained weights (e.g. ``aux_logits=False``). ``pretrained`` is only for torchvision names: it loads torchvision's default
     ImageNet weights through its normal weights API (downloading them to the torch hub cache if
     needed). ``module:Class`` imports and instantiates a user class: see the module docstring.
     """
@@ -253,7 +255,7 @@ def build_architecture(name: str, num_classes: int | None = None, *, pretrained:
         return _build_from_class_path(name)
     tv = _torchvision_name(name)
     if tv is not None:
-        return _build_torchvision(tv, num_classes, pretrained)
+        return _build_torchvision(tv, num_classes, pretrained, options or {})
     raise StudioError(
         f"Unknown architecture '{name}'.",
         field="arch",
@@ -327,12 +329,13 @@ def torchvision_weights_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def _build_torchvision(name: str, num_classes: int | None, pretrained: bool) -> nn.Module:
+def _build_torchvision(name: str, num_classes: int | None, pretrained: bool,
+                       options: dict[str, object]) -> nn.Module:
     import torchvision
     from torchvision.models import get_model_weights
 
     if not pretrained:
-        kwargs = {} if num_classes is None else {"num_classes": num_classes}
+        kwargs = dict(options) if num_classes is None else {**options, "num_classes": num_classes}
         return torchvision.models.get_model(name, weights=None, **kwargs)
 
     weights = get_model_weights(name).DEFAULT

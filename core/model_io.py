@@ -400,10 +400,27 @@ def _model_from_object(obj: Any, file: Path, arch: str | None, trusted: bool
     model = build_architecture(arch)
     info = arch_info(arch)
     classes = _class_count_in_state(model.state_dict(), state, info.num_classes if info else None)
-    if classes is not None:  # fine-tuned on another label set: the same network, its own head
-        model = build_architecture(arch, num_classes=classes)
+    options = _pretrained_build_options(arch, model.state_dict(), state)
+    if classes is not None or options:  # fine-tuned on another label set, or built without aux heads
+        model = build_architecture(arch, num_classes=classes, options=options)
     _load_state_strict(model, state, file, arch)
     return model, "state_dict", arch, classes
+
+
+def _pretrained_build_options(arch: str, expected: Mapping[str, torch.Tensor],
+                              state: Mapping[str, torch.Tensor]) -> dict[str, object]:
+    """Constructor options of torchvision's pretrained GoogLeNet, for a checkpoint made from it.
+
+    ``googlenet(weights=...)`` drops the two auxiliary classifiers and normalises its input
+    itself (``transform_input=True``); a state_dict saved from it, fine-tuned or not, lacks
+    exactly the ``aux1.``/``aux2.`` keys that a fresh ``googlenet()`` has. Those missing keys,
+    and no others, select the same build. Every other case gets no options."""
+    if arch.removeprefix("torchvision:") != "googlenet":
+        return {}
+    missing = [k for k in expected if k not in state]
+    if missing and all(k.startswith(("aux1.", "aux2.")) for k in missing):
+        return {"aux_logits": False, "transform_input": True, "init_weights": False}
+    return {}
 
 
 def _class_count_in_state(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],

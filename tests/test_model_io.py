@@ -208,6 +208,26 @@ def test_state_dict_metadata_survives_for_modules_that_read_it(tmp_path, wrap):
     assert torch.allclose(loaded.model(x), net.eval()(x))
 
 
+def test_googlenet_saved_from_torchvisions_pretrained_build_loads_as_built(tmp_path):
+    """torchvision's pretrained GoogLeNet has no auxiliary heads and normalises its own input;
+    a checkpoint saved from it (here fine-tuned on 5 classes) loads with --arch googlenet and
+    computes what it computed before."""
+    import torchvision
+
+    tuned = torchvision.models.googlenet(weights=None, aux_logits=False, transform_input=True,
+                                         init_weights=False, num_classes=5).eval()
+    path = tmp_path / "googlenet_5.pt"
+    torch.save(tuned.state_dict(), path)
+    loaded = load_model(path, arch="googlenet")
+    assert loaded.num_classes == 5 and loaded.model.transform_input and loaded.model.aux1 is None
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.allclose(loaded.model(x), tuned(x))
+    partial = {k: v for k, v in tuned.state_dict().items() if not k.startswith("fc.")}
+    torch.save(partial, path)  # missing more than the aux heads: refused, naming them
+    with pytest.raises(StudioError, match="20 missing: aux1"):  # the 18 aux keys, fc's 2
+        load_model(path, arch="googlenet")
+
+
 def test_head_and_another_layer_wrong_is_still_an_error(tmp_path):
     """Only the class count is inferred: a checkpoint that differs elsewhere too, or whose head
     rows disagree, is refused with every mismatch named."""
