@@ -397,12 +397,14 @@ def _model_from_object(obj: Any, file: Path, arch: str | None, trusted: bool
             field="arch",
             fix=f"Pass --arch NAME (in the app: choose the architecture) — {names_help()}.",
         )
-    model = build_architecture(arch)
-    info = arch_info(arch)
-    classes = _class_count_in_state(model.state_dict(), state, info.num_classes if info else None)
-    options = _pretrained_build_options(arch, model.state_dict(), state)
-    if classes is not None or options:  # fine-tuned on another label set, or built without aux heads
-        model = build_architecture(arch, num_classes=classes, options=options)
+    with warnings.catch_warnings():  # GoogLeNet/Inception: a note on the random init the weights replace
+        warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
+        model = build_architecture(arch)
+        info = arch_info(arch)
+        classes = _class_count_in_state(model.state_dict(), state, info.num_classes if info else None)
+        options = _pretrained_build_options(arch, model.state_dict(), state)
+        if classes is not None or options:  # fine-tuned on another label set, or without aux heads
+            model = build_architecture(arch, num_classes=classes, options=options)
     _load_state_strict(model, state, file, arch)
     return model, "state_dict", arch, classes
 
