@@ -1005,7 +1005,9 @@ def _to_nchw(x: np.ndarray, raw: _Raw, target: tuple[int, ...] | None, preset: s
             fix=f"Load data that matches the model (images of {_fmt_shape(target)}),"
             " or choose the model or preset that belongs to this data"
             + (f" ('{looks}')" if looks else "")
-            + ("." if from_preset else "; a network that takes other image sizes (e.g. a torchvision"
+            # torchvision networks come with the 'imagenet' preset, and many run at other sizes
+            + ("." if from_preset and preset != "imagenet" else
+               "; a network that takes other image sizes (e.g. a torchvision"
                " ResNet) needs its input shape (CLI: --input-shape C,H,W)."),
             **where,
         )

@@ -340,6 +340,9 @@ def test_shape_mismatch_names_the_model_or_the_preset_whichever_set_the_shape(tm
     assert "--input-shape" in msg and "all.npz" in msg
     msg = error_of(load_bundle, str(single), preset="mlpnet")
     assert "preset 'mlpnet' expects 1x28x28" in msg and "--input-shape" not in msg
+    # the 'imagenet' preset is a torchvision network's, and those often run at the data's size
+    msg = error_of(load_bundle, str(single), preset="imagenet")
+    assert "preset 'imagenet' expects 3x224x224" in msg and "--input-shape" in msg
 
 
 def test_eval_source_and_custom_mean_std(tmp_path: Path) -> None:
