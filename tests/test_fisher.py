@@ -268,6 +268,24 @@ def test_chunking_does_not_change_rows():
     _assert_close(pieces, whole, rel=1e-6)
 
 
+def test_large_networks_take_chunks_their_memory_allows(monkeypatch):
+    """A chunk holds at most CHUNK_BYTES of per-sample gradients of the named weights (here two
+    images' worth), so on a large network the chunk's copy stays small beside G; rows unchanged."""
+    import core.fisher as fisher
+
+    torch.manual_seed(10)
+    model = _with_bn_stats(_CNN(), seed=1).eval()
+    x, y = _data((3, 8, 8), 7, n=10)
+    names = _weight_names(model)
+    whole = per_sample_gradients(model, x, y, names).G
+    full = sum(dict(model.named_parameters())[nm].numel() for nm in names)
+    monkeypatch.setattr(fisher, "CHUNK_BYTES", 2 * 4 * full)
+    seen = []
+    per_sample_gradients(model, x, y, names, progress=lambda ev: seen.append(ev.done))
+    assert seen == [2, 4, 6, 8, 10]
+    _assert_close(per_sample_gradients(model, x, y, names).G, whole, rel=1e-6)
+
+
 # --------------------------------------------------------------------------- column layout
 
 
