@@ -390,6 +390,12 @@ def _model_from_object(obj: Any, file: Path, arch: str | None, trusted: bool
     if not arch:
         match = _matching_builtin(state)
         hint = f" Its keys match the built-in '{match}': pass --arch {match}." if match else ""
+        if not match:
+            found = matching_torchvision(state)
+            if found:
+                name, classes = found
+                with_classes = f" with {classes} classes" if classes else ""
+                hint = f" Its keys match torchvision's '{name}'{with_classes}: pass --arch {name}."
         raise StudioError(
             "This file holds only weights (a state_dict); the network they belong to must be named."
             + hint,
@@ -481,6 +487,68 @@ def _matching_builtin(state: Mapping[str, torch.Tensor]) -> str | None:
         expected = build_architecture(name).state_dict()
         if set(expected) == set(state) and all(expected[k].shape == state[k].shape for k in state):
             return name
+    return None
+
+
+def torchvision_state_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+    """Every torchvision classification network's default state_dict as {key: shape}.
+
+    Built on the meta device (no memory, no initialisation; about 5 s for the 65 networks that
+    build there; the RegNets do not and are left out), then kept in the user cache per
+    torchvision version, so later calls read a file.
+    """
+    import torchvision
+    from torchvision.models import list_models
+
+    from core.demo import cache_dir
+
+    path = cache_dir() / f"torchvision-{torchvision.__version__}-state-shapes.json"
+    try:
+        return {name: {k: tuple(v) for k, v in keys.items()}
+                for name, keys in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        pass
+    shapes: dict[str, dict[str, tuple[int, ...]]] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in list_models(module=torchvision.models):
+            try:
+                with torch.device("meta"):
+                    net = torchvision.models.get_model(name, weights=None)
+            except Exception:  # builders that compute on tensors (RegNet) cannot run on meta
+                continue
+            shapes[name] = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(shapes))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only cache: computed again next time
+    return shapes
+
+
+def matching_torchvision(state: Mapping[str, torch.Tensor]) -> tuple[str, int | None] | None:
+    """The torchvision network whose state_dict this is, as (name, class count where it is not
+    the default 1000), or None: the same keys and shapes up to the classifier's rows (and
+    GoogLeNet's auxiliary heads, which its pretrained build drops), ignoring BatchNorm's
+    ``num_batches_tracked`` counters, which some checkpoints leave out."""
+    def keys(d: Mapping[str, object]) -> set[str]:
+        return {k for k in d if not k.endswith("num_batches_tracked")}
+
+    have = keys(state)
+    for name, shapes in torchvision_state_shapes().items():
+        want = keys(shapes)
+        if name == "googlenet" and not have & {k for k in want if k.startswith(("aux1.", "aux2."))}:
+            want = {k for k in want if not k.startswith(("aux1.", "aux2."))}
+        if want != have:
+            continue
+        expected = {k: torch.empty(shapes[k], device="meta") for k in want}
+        if all(expected[k].shape == state[k].shape for k in want):
+            return name, None
+        classes = _class_count_in_state(expected, {k: state[k] for k in want}, 1000)
+        if classes is not None:
+            return name, classes
     return None
 
 

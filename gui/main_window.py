@@ -778,9 +778,12 @@ class MainWindow(QMainWindow):
         if isinstance(exc, StudioError) and exc.field == "arch" and not arch:
             from core.architectures import available_architectures
 
-            match = re.search(r"built-in '([^']+)'", str(exc))
+            # the core names the built-in or torchvision network whose keys the file has
+            match = re.search(r"keys match (?:the built-in|torchvision's) '([^']+)'", str(exc))
             names = available_architectures()
             guess = match.group(1) if match else None
+            if guess and guess not in names:
+                names = [guess, *names]
             chosen = dialogs.ask_item(
                 self, "Architecture needed",
                 f"{Path(path).name} holds only weights (a state_dict).\n"

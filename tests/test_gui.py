@@ -313,12 +313,35 @@ def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_
     monkeypatch.setattr(dialogs, "ask_item", choose)
     with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
         drop_file(window, path)  # drag and drop onto the window
-    assert asked and "digits_mlp" in asked[0][0]
+    assert asked and "digits_mlp" in asked[0][0] and asked[0][1] == "digits_mlp"  # the key match
     assert window.session.loaded.format == "state_dict"
     assert window.session.loaded.arch == "digits_mlp"
     assert st.recent_files(window.settings)[0] == str(path.resolve())
     assert str(path.resolve()) in [a.text() for a in window.recent_menu.actions()]
     assert not hooks.errors
+
+
+def test_torchvision_state_dict_preselects_its_network(qtbot, window: MainWindow, hooks, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    """A torchvision checkpoint fine-tuned on 10 classes: the architecture question offers the
+    torchvision network its keys match, first; cancelling it keeps the model that was open."""
+    from core.architectures import build_architecture
+
+    path = tmp_path / "squeeze_tuned.pt"
+    torch.save(build_architecture("squeezenet1_1", num_classes=10).state_dict(), path)
+    asked = []
+
+    def cancel(parent, title, label, items, current=None):
+        asked.append((items, current))
+        return None
+
+    monkeypatch.setattr(dialogs, "ask_item", cancel)
+    before = window.session
+    window.open_model(str(path))
+    qtbot.waitUntil(lambda: bool(asked), timeout=LOAD_TIMEOUT_MS)
+    items, current = asked[0]
+    assert current == "squeezenet1_1" and items[0] == "squeezenet1_1"
+    assert window.session is before and not hooks.errors
 
 
 def test_start_on_a_model_file_without_data_takes_the_data_its_preset_needs(

@@ -228,6 +228,36 @@ def test_googlenet_saved_from_torchvisions_pretrained_build_loads_as_built(tmp_p
         load_model(path, arch="googlenet")
 
 
+def test_state_dict_without_arch_names_the_torchvision_network_it_fits(tmp_path, monkeypatch):
+    """No --arch: the message names the torchvision network whose keys and shapes the file has,
+    with its class count; the shapes are cached, so the second file is matched from the cache."""
+    import torchvision
+
+    from core.demo import cache_dir
+
+    path = tmp_path / "tuned.pt"
+    torch.save(build_architecture("mobilenet_v2", num_classes=7).state_dict(), path)
+    with pytest.raises(StudioError, match="keys match torchvision's 'mobilenet_v2' with 7 classes: "
+                                          "pass --arch mobilenet_v2"):
+        load_model(path)
+    assert list(cache_dir().glob("torchvision-*-state-shapes.json"))
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("built a network instead of reading the cache")
+
+    state = build_architecture("resnet18").state_dict()
+    state.pop("bn1.num_batches_tracked")  # some checkpoints leave the counters out
+    torch.save(state, path)
+    monkeypatch.setattr(torchvision.models, "get_model", no_build)
+    with pytest.raises(StudioError) as err:
+        load_model(path)
+    assert "keys match torchvision's 'resnet18': pass --arch resnet18" in str(err.value)
+    torch.save({"a.weight": torch.zeros(3, 3)}, path)  # nothing fits: no hint
+    with pytest.raises(StudioError) as err:
+        load_model(path)
+    assert "keys match" not in str(err.value)
+
+
 def test_head_and_another_layer_wrong_is_still_an_error(tmp_path):
     """Only the class count is inferred: a checkpoint that differs elsewhere too, or whose head
     rows disagree, is refused with every mismatch named."""
