@@ -32,7 +32,7 @@ from core.methods.chita import (
 )
 from core.methods.magnitude import magnitude_prune
 from core.methods.obd import obd_prune
-from core.methods.quadratic import LocalQuadratic
+from core.methods.quadratic import LocalQuadratic, fisher_scale
 from core.methods.selection import global_budget, layer_budgets, select
 from core.methods.woodfisher import inverse_fisher_diagonals, woodfisher_solve
 from core.progress import CancelToken, Progress, ProgressFn, check, report
@@ -667,7 +667,7 @@ class _Context:
         timings["gradients"] = timings.get("gradients", 0.0) + time.perf_counter() - t0
         self.A, self.c = ff.A, ff.c
         # mean of diag(AᵀA) = ‖A‖²_F / p: the λ grid's scale
-        self.fbar = float(torch.linalg.vector_norm(self.A)) ** 2 / self.A.shape[1]
+        self.fbar = fisher_scale(self.A)
         self.warm = None
         return self.A
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from core.methods.quadratic import LocalQuadratic
+from core.methods.quadratic import LocalQuadratic, fisher_scale
 
 
 class GaussNewtonStep:
@@ -36,7 +36,7 @@ class GaussNewtonStep:
         self.all = torch.ones(self.w.numel(), dtype=torch.bool)
         self.K = LocalQuadratic(self.A, self.w, 1.0).gram()
         # mean diagonal of the Fisher on S: the scale of the λ grid
-        self.scale = float(torch.linalg.vector_norm(self.A)) ** 2 / max(1, self.A.shape[1])
+        self.scale = fisher_scale(self.A)
 
     def weights(self, lam: float) -> tuple[torch.Tensor, float]:
         """w_S + d at ridge ``lam``, and the model's predicted change of the loss, Q(d) < 0."""

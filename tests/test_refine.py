@@ -232,3 +232,34 @@ def test_any_result_can_be_refined_and_keeps_its_mask_and_facts(cnn, digits, req
     assert refined.request == replace(request_, refine_steps=1)
     assert refined.info.get("schedule") == plain.info.get("schedule")
     assert len(refined.info["refinement"]) == 1
+
+
+def test_a_network_whose_gradients_all_vanish_prunes_by_magnitude_and_refines_nothing():
+    """Every ReLU dead: all per-sample gradients are 0, so the Fisher scale of the λ grids is its
+    floor (a grid of zeros is no ridge), CHITA's quadratic is the ridge alone and keeps the
+    magnitude mask, and the refinement computes a zero step and declines it."""
+    from core.methods.quadratic import SCALE_FLOOR, fisher_scale
+
+    assert fisher_scale(torch.zeros(4, 6)) == SCALE_FLOOR
+    w = torch.randn(6)
+    same, predicted = GaussNewtonStep(torch.zeros(4, 6), w).weights(1e-3)
+    assert torch.equal(same, w) and predicted == pytest.approx(0.0, abs=1e-12)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 10))
+    with torch.no_grad():
+        model[1].bias.fill_(-1e3)
+    cal = load_bundle("digits").calibration
+    req = PruneRequest(method="chita", sparsity=0.5, samples=64, refine_steps=1)
+    res = prune(model, cal, req)
+    mag = prune(model, cal, replace(req, method="magnitude", refine_steps=0))
+    assert all(torch.equal(res.masks[k], mag.masks[k]) for k in mag.masks)
+    assert [s["accepted"] for s in res.info["refinement"]] == [False]
+
+
+def test_gradients_that_are_not_finite_are_a_studio_error():
+    from core.errors import StudioError
+    from core.methods.quadratic import fisher_scale
+
+    with pytest.raises(StudioError, match="not finite"):
+        fisher_scale(torch.tensor([[float("nan"), 1.0]]))

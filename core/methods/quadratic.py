@@ -30,7 +30,27 @@ from dataclasses import dataclass
 
 import torch
 
+from core.errors import StudioError
+
 BLOCK = 32768  # columns per block in passes over A
+SCALE_FLOOR = 1e-30  # the smallest Fisher scale a λ grid is built on
+
+
+def fisher_scale(A: torch.Tensor) -> float:
+    """The mean diagonal of the empirical Fisher AᵀA, ‖A‖²_F / p: the scale of λ grids.
+
+    Floored at ``SCALE_FLOOR``: where every gradient vanishes (a calibration set the network
+    fits with probability 1 in float32, or a dead network) the quadratic is the ridge alone,
+    every positive λ gives the same weights, and a grid of zeros would not be a ridge at all.
+    """
+    scale = float(torch.linalg.vector_norm(A)) ** 2 / max(1, A.shape[1])
+    if not math.isfinite(scale):
+        raise StudioError("The per-sample gradients on the calibration images are not finite "
+                          "(NaN or infinite): the model's loss overflows on them.",
+                          field="calibration data",
+                          fix="Check the model on these images (chita-studio eval, or the dense "
+                          "accuracy in the app) and the normalisation preset.")
+    return max(scale, SCALE_FLOOR)
 
 
 @dataclass
