@@ -34,6 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import core  # noqa: E402, F401  (first: the OpenMP wait policy the app runs with, set before torch loads)
+
+# isort: split
 import torch  # noqa: E402
 
 from core.architectures import build_architecture  # noqa: E402
