@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,8 @@ def test_onnx_sizes_match_the_written_file(tmp_path):
     sizes = onnx_sizes(model, sample)
     report = export_onnx(model, sample, tmp_path / "m.onnx")
     assert sizes == (report.onnx_bytes, report.compressed_bytes)
+    # the download size: deflate at zlib's default level, as gzip and zip write it
+    assert report.compressed_bytes == len(zlib.compress((tmp_path / "m.onnx").read_bytes(), 6))
 
 
 def test_callers_model_is_untouched_even_in_training_mode(tmp_path):
