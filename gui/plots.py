@@ -46,6 +46,26 @@ def short_name(key: str) -> str:
     return key[:-7] if key.endswith(".weight") else key
 
 
+def layer_ticks(names: list[str], max_labels: int = 15) -> tuple[list[list[tuple[int, str]]], bool]:
+    """Bottom-axis ticks for one bar per layer: the layer names where they fit, else the layer
+    numbers of the table; with many layers only every 2nd, 5th, 10th, … number is written (and
+    the first, from every 5th on), about ``max_labels``, the others as unlabelled minor ticks.
+    Returns (pyqtgraph tick levels, whether numbers stand for names)."""
+    n = len(names)
+    if not (n > 8 or sum(len(s) for s in names) > 90):
+        return [[(i, names[i]) for i in range(n)]], False
+    step, base = 1, 1
+    while n / step > max_labels:
+        for mult in (2, 5, 10):
+            if n / (base * mult) <= max_labels or mult == 10:
+                step = base * mult
+                break
+        base = step
+    major = [(i, str(i + 1)) for i in range(n) if (i == 0 and step >= 5) or (i + 1) % step == 0]
+    labelled = {i for i, _ in major}
+    return [major, [(i, "") for i in range(n) if i not in labelled]], True
+
+
 def _make_shrinkable(label: pg.LabelItem) -> None:
     """Let a pyqtgraph LabelItem be narrower than its text: a long title (large presentation
     fonts) then gets clipped instead of pushing the plot wider than its widget."""
@@ -405,10 +425,8 @@ class LayerOverview(StudioPlot):
                                    labelOpts={"position": 0.98, "color": p.pruned, "anchors": [(1, 1), (1, 1)],
                                               "fill": self.theme.qcolor("panel", 200)})
             item.addItem(line)
-        names = [short_name(k) for k in self.keys]
-        compact = n > 8 or sum(len(s) for s in names) > 90
-        ticks = [(i, str(i + 1) if compact else names[i]) for i in range(n)]
-        item.getAxis("bottom").setTicks([ticks])
+        ticks, compact = layer_ticks([short_name(k) for k in self.keys])
+        item.getAxis("bottom").setTicks(ticks)
         self.setLabel("bottom", "layer # (as in the table)" if compact else "")
         item.setXRange(-0.7, n - 0.3, padding=0)
         item.enableAutoRange(axis="y")
@@ -457,9 +475,8 @@ class SparsityBars(StudioPlot):
             self.bars.append(bar)
         legend.setLabelTextColor(self.theme.palette.fg)
         legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 210)))
-        names = [short_name(key) for key in self.keys]
-        compact = n > 8 or sum(len(s) for s in names) > 90
-        item.getAxis("bottom").setTicks([[(i, str(i + 1) if compact else names[i]) for i in range(n)]])
+        ticks, compact = layer_ticks([short_name(key) for key in self.keys])
+        item.getAxis("bottom").setTicks(ticks)
         self.setLabel("bottom", "layer # (as in the table)" if compact else "")
         item.setXRange(-0.7, n - 0.3, padding=0)
         # headroom above 100% for the legend, so it never covers a bar; ticks stop at 100

@@ -27,3 +27,19 @@ def test_nice_ticks_are_round_evenly_spaced_and_cover_the_data(lo, hi):
 def test_the_previous_even_split_is_gone_for_a_typical_sweep():
     # 0.5 … 0.98 used to be labelled 50, 60, 69, 79, 88, 98%
     assert nice_ticks(0.5, 0.98, lo_limit=0.0, hi_limit=1.0) == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+def test_layer_ticks_name_few_layers_and_thin_out_the_numbers_of_many():
+    """One bar per layer: names where they fit; the table's numbers otherwise, every one up to
+    15 layers, then every 2nd, 5th, 10th, … (about 15 labels), the rest as unlabelled ticks."""
+    from gui.plots import layer_ticks
+
+    names = ["fc1", "fc2", "fc3"]
+    assert layer_ticks(names) == ([[(0, "fc1"), (1, "fc2"), (2, "fc3")]], False)
+    for n, labels in ((9, [str(i) for i in range(1, 10)]),
+                      (30, [str(i) for i in range(2, 31, 2)]),
+                      (59, ["1"] + [str(i) for i in range(5, 60, 5)]),
+                      (400, ["1"] + [str(i) for i in range(50, 401, 50)])):
+        (major, *minor), compact = layer_ticks([f"layer{i}" for i in range(n)])
+        assert compact and [text for _, text in major] == labels
+        assert sorted(i for i, _ in major + (minor[0] if minor else [])) == list(range(n))
