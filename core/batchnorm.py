@@ -23,6 +23,14 @@ def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, _BN) and m.track_running_stats for m in model.modules())
 
 
+def scripted_batchnorm(model: nn.Module) -> bool:
+    """True for a TorchScript model with BatchNorm layers: compiled, they are not nn.BatchNorm
+    instances, and their statistics are not recalibrated (they are used as stored)."""
+    return isinstance(model, torch.jit.ScriptModule) and any(
+        getattr(m, "original_name", "") in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+        for m in model.modules())
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, *, batch_size: int = 128,
                           transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
@@ -122,6 +130,10 @@ def describe_batchnorm(info: Mapping[str, object]) -> str:
     """One line on what a pruning run did with BatchNorm's statistics, from its
     ``PruneResult.info`` ("" for a model without BatchNorm). The CLI and the GUI show it."""
     if not info.get("has_batchnorm"):
+        if info.get("bn_torchscript"):
+            return ("BatchNorm: statistics used as stored; a TorchScript model's BatchNorm layers "
+                    "are not recalibrated (open the network's state_dict with its architecture "
+                    "to recalibrate them).")
         return ""
     parts = []
     if info.get("bn_refreshed_before"):

@@ -131,7 +131,8 @@ def per_sample_gradients(
 
     ``rows_per_sample`` > 1 averages that many consecutive samples into one row
     (mini-batch-averaged rows, n = len(x) // rows_per_sample). ``method`` is ``"auto"``,
-    ``"closed_form"`` or ``"func"``. ``columns``, a bool mask over the p weights, keeps only
+    ``"closed_form"``, ``"func"`` or ``"loop"`` (one backward pass per image: TorchScript
+    modules, which neither take hooks per layer type nor torch.func's functional calls). ``columns``, a bool mask over the p weights, keeps only
     those columns (in order; e.g. the kept weights of a pruned network): G is then
     n × columns.sum() and ``offsets`` index that compact layout. The model is not modified
     (its parameters are only read; its training flag is restored).
@@ -171,7 +172,8 @@ def per_sample_gradients(
                              f"not {out.dtype} {tuple(out.shape)}")
         G = out[:n_rows]
     if method == "auto":
-        method = "closed_form" if supports_closed_form(model, names) else "func"
+        method = ("closed_form" if supports_closed_form(model, names)
+                  else "loop" if isinstance(model, torch.jit.ScriptModule) else "func")
     # a chunk's gradients of every named weight exist once more before they are copied into G:
     # on a large network that copy, not G, would set the peak (chunk of 32 × 28 M weights: 3.5 GB)
     full = sum(_numel(s) for s in shapes)
@@ -186,6 +188,8 @@ def per_sample_gradients(
                 parts, loss = _closed_form_chunk(model, xb, yb, names)
             elif method == "func":
                 parts, loss = _func_chunk(model, xb, yb, names)
+            elif method == "loop":
+                parts, loss = _loop_chunk(model, xb, yb, names)
             else:
                 raise ValueError(f"unknown gradient method {method!r}")
             total_loss += loss
@@ -429,6 +433,36 @@ def _func_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
     with torch.no_grad():
         loss = float(F.cross_entropy(model(xb), yb, reduction="sum"))
     return [g[k] for k in names], loss
+
+
+def _loop_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
+                names: tuple[str, ...]) -> tuple[list[torch.Tensor], float]:
+    """Rows for one chunk one image at a time: a batch-1 forward and backward pass each.
+
+    The path for TorchScript modules, whose submodules are not ``nn.Linear``/``nn.Conv2d`` (no
+    closed form) and which torch.func cannot call with other parameters. Exact, as the others:
+    BatchNorm is in eval mode, so an image's gradient does not depend on the rest of the batch.
+    """
+    params = dict(model.named_parameters())
+    wanted = [params[nm] for nm in names]
+    req = {nm: p.requires_grad for nm, p in params.items()}
+    rows = [torch.zeros((len(xb), *p.shape), dtype=torch.float32) for p in wanted]
+    total = 0.0
+    try:
+        for p in wanted:
+            if p.is_leaf:
+                p.requires_grad_(True)
+        for i in range(len(xb)):
+            loss = F.cross_entropy(model(xb[i:i + 1]), yb[i:i + 1])
+            for row, g in zip(rows, torch.autograd.grad(loss, wanted, allow_unused=True)):
+                if g is not None:  # a weight the output does not depend on has a zero row
+                    row[i] = g
+            total += float(loss)
+    finally:
+        for nm, p in params.items():
+            if p.is_leaf:
+                p.requires_grad_(req[nm])
+    return rows, total
 
 
 def fisher_diagonal(G: torch.Tensor, block: int = 65536) -> torch.Tensor:

@@ -17,7 +17,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.augment import BN_AUGMENTS, CropFlip
-from core.batchnorm import has_batchnorm, recalibrate_batchnorm, remove_channel_scale
+from core.batchnorm import (
+    has_batchnorm,
+    recalibrate_batchnorm,
+    remove_channel_scale,
+    scripted_batchnorm,
+)
 from core.errors import StudioError
 from core.evaluate import forward_in_chunks, set_eval_mode
 from core.fisher import check_memory, fisher_factor, streamed_fisher_diagonal
@@ -1203,6 +1208,8 @@ class _Context:
             layer_sparsity[name] = 1.0 - float(mask[sl].sum()) / (sl.stop - sl.start)
         info["recalibrated"] = bool(self.recal)
         info["has_batchnorm"] = bool(self.bn)
+        if not self.bn and scripted_batchnorm(self.base):
+            info["bn_torchscript"] = True
         all_timings = {**self.timings_shared, **timings}
         # the shared work before pruning (BatchNorm refresh) is part of this result's cost
         all_timings["total"] = timings.get("total", 0.0) + self.timings_shared.get("batchnorm_before", 0.0)

@@ -175,6 +175,24 @@ def test_auto_on_grouped_conv_uses_func_and_is_exact():
     _assert_close(per_sample_gradients(model, x, y, names).G, _loop_gradients(model, x, y, names))
 
 
+def test_torchscript_model_takes_the_per_image_loop_and_is_exact():
+    """A TorchScript module takes neither hooks per layer type nor torch.func's functional
+    calls (it used to fail with "The stateless API can't be used with Jitted modules"): its
+    rows come from one backward pass per image, equal to the plain module's, flags restored."""
+    torch.manual_seed(5)
+    model = _with_bn_stats(_CNN(), seed=2).eval()
+    scripted = torch.jit.script(copy.deepcopy(model))
+    x, y = _data((3, 8, 8), 7, n=9)
+    names = _weight_names(model)
+    seen = []
+    gm = per_sample_gradients(scripted, x, y, names, chunk=4, progress=lambda ev: seen.append(ev.done))
+    _assert_close(gm.G, per_sample_gradients(model, x, y, names).G)
+    assert seen == [4, 8, 9]
+    assert gm.loss == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-5)
+    assert all(p.requires_grad for p in scripted.parameters())
+    assert not any(p.grad is not None for p in scripted.parameters())  # nothing accumulated
+
+
 def test_linear_on_sequences_sums_over_positions():
     """A Linear applied to (B, T, d) inputs: the per-sample gradient sums over the T positions."""
     torch.manual_seed(5)

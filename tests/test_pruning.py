@@ -1322,3 +1322,17 @@ def test_obd_on_a_network_whose_g_does_not_fit_streams_its_diagonal(models, digi
         assert torch.equal(streamed.masks[name], mask), name
     with pytest.raises(StudioError, match="samples"):
         prune(model, digits.calibration, replace(request, method="chita", lam=LAM))
+
+
+def test_torchscript_models_prune_like_the_modules_they_were_scripted_from(digits, models):
+    """CHITA on a TorchScript model (per-image gradient loop) keeps the plain module's mask; a
+    scripted network's BatchNorm is used as stored, and the run says so."""
+    req = PruneRequest(method="chita", sparsity=0.7, samples=SAMPLES, lam=LAM)
+    plain = prune(models["digits_mlp"], digits.calibration, req)
+    scripted = prune(torch.jit.script(copy.deepcopy(models["digits_mlp"])), digits.calibration, req)
+    agree = sum(int((plain.masks[k] == scripted.masks[k]).sum()) for k in plain.masks)
+    assert scripted.nonzeros == plain.nonzeros and agree >= 0.995 * plain.total
+    assert scripted.objective_trace[-1] == pytest.approx(plain.objective_trace[-1], rel=1e-4)
+    cnn = prune(torch.jit.script(copy.deepcopy(models["digits_cnn"])), digits.calibration, req)
+    assert cnn.info["bn_torchscript"] and not cnn.buffers
+    assert "TorchScript model's BatchNorm layers are not recalibrated" in describe_batchnorm(cnn.info)
