@@ -24,11 +24,15 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 
 def scripted_batchnorm(model: nn.Module) -> bool:
-    """True for a TorchScript model with BatchNorm layers: compiled, they are not nn.BatchNorm
-    instances, and their statistics are not recalibrated (they are used as stored)."""
-    return isinstance(model, torch.jit.ScriptModule) and any(
-        getattr(m, "original_name", "") in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
-        for m in model.modules())
+    """True for a compiled model with BatchNorm: a TorchScript module (its BatchNorm layers are
+    not nn.BatchNorm instances) or a ``.pt2`` graph (batch_norm operations, no modules). Their
+    statistics are not recalibrated: they are used as stored."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return any(getattr(m, "original_name", "") in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+                   for m in model.modules())
+    if isinstance(model, torch.fx.GraphModule):
+        return any("batch_norm" in str(node.target) for node in model.graph.nodes)
+    return False
 
 
 @torch.no_grad()
@@ -131,9 +135,9 @@ def describe_batchnorm(info: Mapping[str, object]) -> str:
     ``PruneResult.info`` ("" for a model without BatchNorm). The CLI and the GUI show it."""
     if not info.get("has_batchnorm"):
         if info.get("bn_torchscript"):
-            return ("BatchNorm: statistics used as stored; a TorchScript model's BatchNorm layers "
-                    "are not recalibrated (open the network's state_dict with its architecture "
-                    "to recalibrate them).")
+            return ("BatchNorm: statistics used as stored; a TorchScript or .pt2 model's "
+                    "BatchNorm layers are not recalibrated (open the network's state_dict with "
+                    "its architecture to recalibrate them).")
         return ""
     parts = []
     if info.get("bn_refreshed_before"):

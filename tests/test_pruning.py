@@ -1335,4 +1335,9 @@ def test_torchscript_models_prune_like_the_modules_they_were_scripted_from(digit
     assert scripted.objective_trace[-1] == pytest.approx(plain.objective_trace[-1], rel=1e-4)
     cnn = prune(torch.jit.script(copy.deepcopy(models["digits_cnn"])), digits.calibration, req)
     assert cnn.info["bn_torchscript"] and not cnn.buffers
-    assert "TorchScript model's BatchNorm layers are not recalibrated" in describe_batchnorm(cnn.info)
+    assert "TorchScript or .pt2 model's BatchNorm layers are not recalibrated" in describe_batchnorm(cnn.info)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    exported = torch.export.export(copy.deepcopy(models["digits_cnn"]).eval(), (digits.calibration.x[:2],),
+                                   dynamic_shapes=({0: batch},)).module()
+    graph = prune(exported, digits.calibration, req)
+    assert graph.info["bn_torchscript"] and not graph.buffers
