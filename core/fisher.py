@@ -457,7 +457,7 @@ def _loop_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
             for row, g in zip(rows, torch.autograd.grad(loss, wanted, allow_unused=True)):
                 if g is not None:  # a weight the output does not depend on has a zero row
                     row[i] = g
-            total += float(loss)
+            total += float(loss.detach())
     finally:
         for nm, p in params.items():
             if p.is_leaf:
