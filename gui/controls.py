@@ -254,13 +254,20 @@ class ControlsPanel(QGroupBox):
         """PruneRequest.bn_augment for the BN images box: "auto", "none" or "crop_flip"."""
         return str(self.bn_images.currentData())
 
-    def set_batchnorm(self, present: bool) -> None:
-        """Enable the BatchNorm boxes only for a model that has BatchNorm (their values are kept)."""
+    def set_batchnorm(self, present: bool, compiled: bool = False) -> None:
+        """Enable the BatchNorm boxes only for a model whose BatchNorm can be recalibrated (their
+        values are kept). ``compiled``: the model has BatchNorm inside a TorchScript or .pt2
+        graph, used as stored."""
+        why = ("This model's BatchNorm is compiled (TorchScript or .pt2): its statistics are used "
+               "as stored. Open the network's state_dict with its architecture to recalibrate them."
+               if compiled else "This model has no BatchNorm layers.")
         self.recal.setEnabled(present)
         self.bn_images.setEnabled(present)
-        self.bn_images.setToolTip(BN_IMAGES_TIP if present else "This model has no BatchNorm layers.")
-        self.recal.setText("Recalibrate after pruning" if present else "Recalibrate (the model has none)")
-        self.recal.setToolTip(RECAL_TIP if present else "This model has no BatchNorm layers.")
+        self.bn_images.setToolTip(BN_IMAGES_TIP if present else why)
+        self.recal.setText("Recalibrate after pruning" if present else
+                           "Recalibrate (compiled: used as stored)" if compiled else
+                           "Recalibrate (the model has none)")
+        self.recal.setToolTip(RECAL_TIP if present else why)
         self._update_hidden_note()
 
     def set_compact(self, on: bool) -> None:

@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.batchnorm import describe_batchnorm, has_batchnorm
+from core.batchnorm import describe_batchnorm, has_batchnorm, scripted_batchnorm
 from core.errors import StudioError
 from core.evaluate import paired_or_none
 from core.gradient_cache import GradientCache
@@ -862,7 +862,7 @@ class MainWindow(QMainWindow):
         name = Path(loaded.source).name if loaded.format != "demo" else loaded.source.replace("demo:", "")
         self.model_label.setText(name)
         self.setWindowTitle(f"{name} — CHITA Studio")
-        self.controls.set_batchnorm(has_batchnorm(loaded.model))
+        self.controls.set_batchnorm(has_batchnorm(loaded.model), scripted_batchnorm(loaded.model))
         summary = session.summary
         prunable = summary.prunable_keys
         self._show_model_info()

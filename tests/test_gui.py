@@ -321,6 +321,23 @@ def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_
     assert not hooks.errors
 
 
+def test_torchscript_model_with_batchnorm_says_its_statistics_are_used_as_stored(
+        qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
+    """A scripted CNN has BatchNorm the engine cannot recalibrate: the box says why, disabled."""
+    import copy
+
+    from core.demo import load_demo
+
+    path = tmp_path / "cnn_scripted.pt"
+    torch.jit.save(torch.jit.script(copy.deepcopy(load_demo("digits_cnn").model)), str(path))
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window.open_model(str(path))
+    assert window.session.loaded.format == "torchscript"
+    recal = window.controls.recal
+    assert not recal.isEnabled() and recal.text() == "Recalibrate (compiled: used as stored)"
+    assert "used as stored" in recal.toolTip() and not hooks.errors
+
+
 def test_torchvision_state_dict_preselects_its_network(qtbot, window: MainWindow, hooks, tmp_path: Path,
                                                        monkeypatch) -> None:
     """A torchvision checkpoint fine-tuned on 10 classes: the architecture question offers the
