@@ -388,14 +388,15 @@ def _model_from_object(obj: Any, file: Path, arch: str | None, trusted: bool
             "or the whole model with torch.export.save.",
         )
     if not arch:
-        match = _matching_builtin(state)
-        hint = f" Its keys match the built-in '{match}': pass --arch {match}." if match else ""
-        if not match:
-            found = matching_torchvision(state)
+        inner = _without_common_head(state)
+        hint = ""
+        for finder, whose in ((_matching_builtin, "the built-in"), (matching_torchvision, "torchvision's")):
+            found = finder(state) or (finder(inner) if inner is not None else None)
             if found:
                 name, classes = found
                 with_classes = f" with {classes} classes" if classes else ""
-                hint = f" Its keys match torchvision's '{name}'{with_classes}: pass --arch {name}."
+                hint = f" Its keys match {whose} '{name}'{with_classes}: pass --arch {name}."
+                break
         raise StudioError(
             "This file holds only weights (a state_dict); the network they belong to must be named."
             + hint,
@@ -406,6 +407,10 @@ def _model_from_object(obj: Any, file: Path, arch: str | None, trusted: bool
     with warnings.catch_warnings():  # GoogLeNet/Inception: a note on the random init the weights replace
         warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
         model = build_architecture(arch)
+        if _keys(state) != _keys(model.state_dict()):
+            inner = _without_common_head(state)  # saved from a module that held the network
+            if inner is not None and _keys(inner) == _keys(model.state_dict()):
+                state = inner
         info = arch_info(arch)
         classes = _class_count_in_state(model.state_dict(), state, info.num_classes if info else None)
         options = _pretrained_build_options(arch, model.state_dict(), state)
@@ -413,6 +418,21 @@ def _model_from_object(obj: Any, file: Path, arch: str | None, trusted: bool
             model = build_architecture(arch, num_classes=classes, options=options)
     _load_state_strict(model, state, file, arch)
     return model, "state_dict", arch, classes
+
+
+def _without_common_head(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """``state`` without the one module name that starts every key (a LightningModule's
+    ``model.``, a wrapper's ``net.`` or ``backbone.``), metadata kept; None if there is none."""
+    heads = {k.split(".", 1)[0] for k in state}
+    if len(heads) != 1 or not all("." in k for k in state):
+        return None
+    return _strip_prefixes(dict(state), getattr(state, "_metadata", None), prefixes=(f"{heads.pop()}.",))
+
+
+def _keys(d: Mapping[str, object]) -> set[str]:
+    """A state_dict's keys without BatchNorm's ``num_batches_tracked`` counters, which some
+    checkpoints leave out."""
+    return {k for k in d if not k.endswith("num_batches_tracked")}
 
 
 def _pretrained_build_options(arch: str, expected: Mapping[str, torch.Tensor],
@@ -455,8 +475,8 @@ def _class_count_in_state(expected: Mapping[str, torch.Tensor], state: Mapping[s
     return counts.pop() if len(counts) == 1 and min(counts) > 0 else None
 
 
-def _strip_prefixes(state: dict[str, torch.Tensor], metadata: Mapping[str, Any] | None = None
-                    ) -> dict[str, torch.Tensor]:
+def _strip_prefixes(state: dict[str, torch.Tensor], metadata: Mapping[str, Any] | None = None,
+                    prefixes: tuple[str, ...] = _STRIP_PREFIXES) -> dict[str, torch.Tensor]:
     """``state`` without a wrapper's key prefix (``module.`` of DataParallel, ``_orig_mod.`` of
     torch.compile), keeping the per-module ``_metadata`` that torch.save stores with a
     state_dict: some modules read their version from it when loading (torchvision's MNASNet
@@ -465,7 +485,7 @@ def _strip_prefixes(state: dict[str, torch.Tensor], metadata: Mapping[str, Any] 
     changed = True
     while changed and state:
         changed = False
-        for prefix in _STRIP_PREFIXES:
+        for prefix in prefixes:
             if all(k.startswith(prefix) for k in state):
                 state = {k[len(prefix):]: v for k, v in state.items()}
                 removed += prefix
@@ -481,12 +501,19 @@ def _strip_prefixes(state: dict[str, torch.Tensor], metadata: Mapping[str, Any] 
     return out
 
 
-def _matching_builtin(state: Mapping[str, torch.Tensor]) -> str | None:
-    """The built-in architecture whose state_dict has exactly these keys and shapes, if any."""
+def _matching_builtin(state: Mapping[str, torch.Tensor]) -> tuple[str, int | None] | None:
+    """The built-in architecture whose state_dict has these keys and shapes, up to the class
+    count, as (name, class count where it is not the built-in's), if any."""
     for name in available_architectures():
         expected = build_architecture(name).state_dict()
-        if set(expected) == set(state) and all(expected[k].shape == state[k].shape for k in state):
-            return name
+        if _keys(expected) != _keys(state):
+            continue
+        if all(expected[k].shape == state[k].shape for k in _keys(state)):
+            return name, None
+        info = arch_info(name)
+        classes = _class_count_in_state(expected, state, info.num_classes if info else None)
+        if classes is not None:
+            return name, classes
     return None
 
 
@@ -533,12 +560,9 @@ def matching_torchvision(state: Mapping[str, torch.Tensor]) -> tuple[str, int | 
     the default 1000), or None: the same keys and shapes up to the classifier's rows (and
     GoogLeNet's auxiliary heads, which its pretrained build drops), ignoring BatchNorm's
     ``num_batches_tracked`` counters, which some checkpoints leave out."""
-    def keys(d: Mapping[str, object]) -> set[str]:
-        return {k for k in d if not k.endswith("num_batches_tracked")}
-
-    have = keys(state)
+    have = _keys(state)
     for name, shapes in torchvision_state_shapes().items():
-        want = keys(shapes)
+        want = _keys(shapes)
         if name == "googlenet" and not have & {k for k in want if k.startswith(("aux1.", "aux2."))}:
             want = {k for k in want if not k.startswith(("aux1.", "aux2."))}
         if want != have:

@@ -258,6 +258,22 @@ def test_state_dict_without_arch_names_the_torchvision_network_it_fits(tmp_path,
     assert "keys match" not in str(err.value)
 
 
+def test_checkpoint_of_a_module_that_held_the_network_loads_without_its_name(tmp_path):
+    """A Lightning-style checkpoint: the state_dict under "state_dict", beside the epoch and the
+    hyper-parameters, every key starting with the attribute that held the network ("model.")."""
+    net = build_architecture("digits_cnn", num_classes=4)
+    ckpt = {"epoch": 3, "hyper_parameters": {"lr": 0.1},
+            "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}}
+    path = tmp_path / "last.ckpt"
+    torch.save(ckpt, path)
+    loaded = load_model(path, arch="digits_cnn")
+    assert loaded.num_classes == 4
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.allclose(loaded.model(x), net.eval()(x))
+    with pytest.raises(StudioError, match="keys match the built-in 'digits_cnn' with 4 classes: pass --arch digits_cnn"):
+        load_model(path)
+
+
 def test_head_and_another_layer_wrong_is_still_an_error(tmp_path):
     """Only the class count is inferred: a checkpoint that differs elsewhere too, or whose head
     rows disagree, is refused with every mismatch named."""
