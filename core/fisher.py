@@ -32,6 +32,7 @@ from core.progress import CancelToken, ProgressFn, check, report
 # ResNet20 (1 MB a row), a few on a 28 M-weight network, so the copy never rivals G itself.
 CHUNK_BYTES = 512 << 20
 
+
 @dataclass(frozen=True)
 class GradientMatrix:
     """G (n×p, float32) with the column layout: ``names[i]`` occupies ``slices[i]``."""
@@ -132,7 +133,8 @@ def per_sample_gradients(
     ``rows_per_sample`` > 1 averages that many consecutive samples into one row
     (mini-batch-averaged rows, n = len(x) // rows_per_sample). ``method`` is ``"auto"``,
     ``"closed_form"``, ``"func"`` or ``"loop"`` (one backward pass per image: TorchScript
-    modules, which neither take hooks per layer type nor torch.func's functional calls). ``columns``, a bool mask over the p weights, keeps only
+    modules, which neither take hooks per layer type nor torch.func's functional calls).
+    ``columns``, a bool mask over the p weights, keeps only
     those columns (in order; e.g. the kept weights of a pruned network): G is then
     n × columns.sum() and ``offsets`` index that compact layout. The model is not modified
     (its parameters are only read; its training flag is restored).
