@@ -407,13 +407,14 @@ def _model_from_object(obj: Any, file: Path, arch: str | None, trusted: bool
     with warnings.catch_warnings():  # GoogLeNet/Inception: a note on the random init the weights replace
         warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
         model = build_architecture(arch)
-        if _keys(state) != _keys(model.state_dict()):
+        expected = model.state_dict()
+        if _keys(state) != _keys(expected):
             inner = _without_common_head(state)  # saved from a module that held the network
-            if inner is not None and _keys(inner) == _keys(model.state_dict()):
+            if inner is not None and _keys(inner) == _keys(expected):
                 state = inner
         info = arch_info(arch)
-        classes = _class_count_in_state(model.state_dict(), state, info.num_classes if info else None)
-        options = _pretrained_build_options(arch, model.state_dict(), state)
+        classes = _class_count_in_state(expected, state, info.num_classes if info else None)
+        options = _pretrained_build_options(arch, expected, state)
         if classes is not None or options:  # fine-tuned on another label set, or without aux heads
             model = build_architecture(arch, num_classes=classes, options=options)
     _load_state_strict(model, state, file, arch)
