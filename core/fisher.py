@@ -6,10 +6,10 @@ flattened in the order of ``names``.
 
 Two exact ways to build G:
 
-* closed form (default where it applies): for ``nn.Linear`` and ``nn.Conv2d`` (groups=1) the
-  per-sample weight gradient is the outer product of the layer's output gradient and its
-  (unfolded) input, ∇W_i = δ_iᵀ a_i. One batched forward/backward with hooks gives every row;
-  no weight gradients are accumulated at all.
+* closed form (default where it applies): for ``nn.Linear`` and ``nn.Conv2d`` (grouped and
+  depthwise ones included) the per-sample weight gradient is the outer product of the layer's
+  output gradient and its (unfolded) input, ∇W_i = δ_iᵀ a_i, group by group. One batched
+  forward/backward with hooks gives every row; no weight gradients are accumulated at all.
 * ``torch.func`` (vmap over grad of a functional call): any module, slower.
 
 BatchNorm stays in eval mode, so the rows are independent per sample.
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.grad import conv2d_weight
 
 from core.errors import StudioError
 from core.evaluate import eval_mode
@@ -99,7 +100,8 @@ def _modules_by_param(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
 
 
 def supports_closed_form(model: nn.Module, names: list[str] | tuple[str, ...]) -> bool:
-    """True if every name is the ``weight`` of a Linear or a groups=1 Conv2d."""
+    """True if every name is the ``weight`` of a Linear or a Conv2d (any groups) with zero
+    padding given as numbers."""
     lookup = _modules_by_param(model)
     for name in names:
         mod, pname = lookup.get(name, (None, None))
@@ -107,7 +109,7 @@ def supports_closed_form(model: nn.Module, names: list[str] | tuple[str, ...]) -
             return False
         if isinstance(mod, nn.Linear):
             continue
-        if (isinstance(mod, nn.Conv2d) and mod.groups == 1 and mod.padding_mode == "zeros"
+        if (isinstance(mod, nn.Conv2d) and mod.padding_mode == "zeros"
                 and isinstance(mod.padding, (tuple, int))):
             continue
         return False
@@ -335,7 +337,7 @@ SHIFT_MIN_POSITIONS = 256  # output positions from which per-offset products bea
 
 
 def conv_weight_rows(a: torch.Tensor, g: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """Per-sample weight gradients of a groups=1 Conv2d, (B, C_out, C_in·kh·kw).
+    """Per-sample weight gradients of a Conv2d, (B, C_out, C_in/groups·kh·kw).
 
     With input a (B, C_in, H, W) and output gradient δ (B, C_out, H', W'), the gradient of
     sample b at kernel offset (i, j) is δ_b · a_b[shifted by (i, j)]ᵀ. For large feature maps
@@ -344,12 +346,32 @@ def conv_weight_rows(a: torch.Tensor, g: torch.Tensor, conv: nn.Conv2d) -> torch
     input (:func:`_rows_flat`, no copy per offset), otherwise over strided views
     (:func:`_rows_offsets`). For small maps a single product over an ``as_strided`` patch view
     is faster (:func:`_rows_patches`). All equal the im2col form up to float rounding.
+
+    A grouped convolution is ``groups`` independent convolutions, group γ taking input
+    channels γ·C_in/groups … and giving output channels γ·C_out/groups …: its rows are those
+    of one convolution of B·groups groups over the batch laid side by side
+    (:func:`_grouped_rows`).
     """
+    if conv.groups > 1:
+        return _grouped_rows(a, g, conv)
     kh, kw = conv.kernel_size
     Ho, Wo = g.shape[2:]
     if Ho * Wo >= SHIFT_MIN_POSITIONS and kh * kw > 1:
         return _rows_flat(a, g, conv) if tuple(conv.stride) == (1, 1) else _rows_offsets(a, g, conv)
     return _rows_patches(a, g, conv)
+
+
+def _grouped_rows(a: torch.Tensor, g: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """:func:`conv_weight_rows` of a grouped (or depthwise) convolution: the batch folded into
+    the groups. Sample b's group γ is group b·groups + γ of one convolution over a single
+    image of B·C_in channels, so torch's weight-gradient kernel for that convolution returns
+    every sample's gradient at once (``benchmarks/grouped_conv_gradients.py``)."""
+    B, C, H, W = a.shape
+    O, Ho, Wo = g.shape[1:]
+    rows = conv2d_weight(a.reshape(1, B * C, H, W), (B * O, C // conv.groups, *conv.kernel_size),
+                         g.reshape(1, B * O, Ho, Wo), conv.stride, conv.padding, conv.dilation,
+                         B * conv.groups)
+    return rows.reshape(B, O, -1)
 
 
 def _rows_offsets(a: torch.Tensor, g: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

@@ -165,14 +165,42 @@ def test_conv_weight_rows_equal_im2col_and_autograd(kernel, stride, padding, dil
     assert (positions >= SHIFT_MIN_POSITIONS and kernel != (1, 1)) == per_offset  # both paths run
 
 
-def test_auto_on_grouped_conv_uses_func_and_is_exact():
+@pytest.mark.parametrize("cin,cout,groups,kernel,stride,padding,dilation,size", [
+    (8, 8, 8, 3, 1, 1, 1, 20),        # depthwise (MobileNet, EfficientNet)
+    (8, 16, 8, 3, 2, 1, 1, 15),       # depthwise with a channel multiplier, stride 2
+    (6, 6, 6, 7, 1, 3, 1, 9),         # ConvNeXt's 7×7 depthwise
+    (8, 12, 4, 3, 1, 1, 1, 20),       # grouped (ResNeXt, RegNet)
+    (6, 6, 3, (3, 2), 2, (1, 0), (1, 2), 17),
+])
+def test_grouped_conv_weight_rows_equal_autograd(cin, cout, groups, kernel, stride, padding,
+                                                 dilation, size):
+    """Grouped and depthwise convolutions take the closed form (they used to fall to torch.func
+    for the whole network): each sample's rows equal its autograd weight gradient."""
+    torch.manual_seed(7)
+    conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation,
+                     groups=groups, bias=False)
+    a = torch.randn(3, cin, size, size)
+    g = torch.randn_like(conv(a))
+    rows = conv_weight_rows(a, g, conv)
+    assert rows.shape == (3, cout, conv.weight[0].numel())
+    for b in range(3):
+        conv.weight.grad = None
+        (conv(a[b:b + 1]) * g[b:b + 1]).sum().backward()
+        torch.testing.assert_close(rows[b].reshape(conv.weight.shape), conv.weight.grad,
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_auto_on_grouped_conv_uses_closed_form_and_is_exact():
     torch.manual_seed(4)
-    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.ReLU(), nn.Flatten(),
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=4), nn.ReLU(),
+                          nn.Conv2d(8, 4, 1, groups=2), nn.Flatten(),
                           nn.Linear(4 * 5 * 5, 3)).eval()
     x, y = _data((4, 5, 5), 3, n=6)
-    names = ["0.weight", "3.weight"]
-    assert not supports_closed_form(model, names)
-    _assert_close(per_sample_gradients(model, x, y, names).G, _loop_gradients(model, x, y, names))
+    names = ["0.weight", "2.weight", "4.weight"]
+    assert supports_closed_form(model, names)
+    ref = _loop_gradients(model, x, y, names)
+    _assert_close(per_sample_gradients(model, x, y, names).G, ref)
+    _assert_close(per_sample_gradients(model, x, y, names, method="func").G, ref)
 
 
 def test_torchscript_model_takes_the_per_image_loop_and_is_exact():
@@ -220,6 +248,7 @@ def test_auto_is_exact_for_reflect_padded_conv():
                           nn.Flatten(), nn.Linear(3 * 5 * 5, 4)).eval()
     x, y = _data((2, 5, 5), 4, n=6)
     names = ["0.weight", "3.weight"]
+    assert not supports_closed_form(model, names)  # torch.func: the outer-product form pads zeros
     _assert_close(per_sample_gradients(model, x, y, names).G, _loop_gradients(model, x, y, names))
 
 
