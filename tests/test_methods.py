@@ -9,7 +9,14 @@ from core.methods.chita import backsolve, chita_solve
 from core.methods.magnitude import magnitude_mask, magnitude_prune
 from core.methods.obd import obd_prune, obd_saliency
 from core.methods.quadratic import LocalQuadratic
-from core.methods.selection import global_budget, layer_budgets, select, topk_mask
+from core.methods.selection import (
+    SAMPLED_TOP_MIN,
+    global_budget,
+    layer_budgets,
+    select,
+    top_indices,
+    topk_mask,
+)
 from core.methods.woodfisher import (
     inverse_fisher_diagonal,
     inverse_fisher_diagonals,
@@ -96,6 +103,28 @@ def test_topk_mask_exact_with_ties():
 
 
 # --------------------------------------------------------------------------- which weights each method keeps
+
+
+@pytest.mark.parametrize("size", [5000, SAMPLED_TOP_MIN + 4321])
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("share", [1.0, 0.5, 3e-4])  # of the entries allowed by ``among``
+def test_top_indices_are_topk_of_the_allowed_entries(size, largest, share):
+    """The active set's selection: the c extreme entries among the allowed ones, in topk's
+    order. Large inputs threshold on a sample first; the answer is the same set. The sampled
+    entries are made extreme in half the cases, so that too few pass the sample's threshold
+    and the selection falls back to all candidates."""
+    gen = torch.Generator().manual_seed(size)
+    x = torch.randn(size, generator=gen).abs()
+    if share == 0.5:
+        x[::max(1, size // 65536)] += 100.0 if largest else -100.0
+    among = None if share == 1.0 else torch.rand(size, generator=gen) < share
+    allowed = torch.arange(size) if among is None else among.nonzero().squeeze(1)
+    for c in (1, 256, allowed.numel() + 5):
+        got = top_indices(x, c, among=among, largest=largest)
+        want = allowed[torch.topk(x[allowed], min(c, allowed.numel()), largest=largest).indices]
+        assert got.numel() == want.numel()
+        assert set(got.tolist()) == set(want.tolist())
+        assert torch.equal(x[got], x[want])  # ordered by value as topk orders them
 
 
 def test_magnitude_keeps_largest_absolute_values_global_and_per_layer():

@@ -35,7 +35,7 @@ from typing import Iterator
 import torch
 
 from core.methods.quadratic import LocalQuadratic, SupportState
-from core.methods.selection import select
+from core.methods.selection import select, top_indices
 from core.progress import CancelToken, ProgressFn, check, report
 
 
@@ -210,12 +210,10 @@ def _pool(v: torch.Tensor, mask: torch.Tensor, groups: list[slice], size: int
         mm = mask[sl]
         start = sl.start or 0
         for sel, largest in ((~mm, True), (mm, False)):
-            cand = sel.nonzero().squeeze(1)
-            c = min(size, cand.numel())
-            if c:
-                pick = cand[torch.topk(vv[cand], c, largest=largest).indices] + start
+            pick = top_indices(vv, size, among=sel, largest=largest) + start
+            if pick.numel():
                 idx.append(pick)
-                grp.append(torch.full((c,), g, dtype=torch.long))
+                grp.append(torch.full((pick.numel(),), g, dtype=torch.long))
     if not idx:
         e = torch.empty(0, dtype=torch.long)
         return e, e
@@ -384,7 +382,7 @@ def objective_lower_bound(wbar: torch.Tensor, k: int | list[int], groups: list[s
     total = 0.0
     for sl, kg in budgets:
         part = w2[sl]
-        kept = float(torch.topk(part, kg).values.sum()) if kg > 0 else 0.0
+        kept = float(torch.topk(part, kg, sorted=False).values.sum()) if kg > 0 else 0.0
         total += float(part.sum()) - kept
     return 0.5 * lam * total
 
