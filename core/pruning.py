@@ -928,8 +928,8 @@ class _Context:
         then the mask search at the chosen λ, never ending above the magnitude backsolve."""
         first_order = self.first_order
         warm = self.warm
-        init = select(warm.free_values.abs(), k, self.groups) if warm is not None else \
-            select(wbar.abs(), k, self.groups)
+        mag_mask = select(wbar.abs(), k, self.groups)
+        init = select(warm.free_values.abs(), k, self.groups) if warm is not None else mag_mask
         start = support_state(A, wbar, init, grid[0], first_order=first_order,
                               warm=warm.state if warm is not None else None)
         lam = grid[0]
@@ -948,7 +948,7 @@ class _Context:
              "start_objective": sol.start_objective, "seconds": sol.timings.get("solve")})
         best = self._not_worse_than_magnitude(A, wbar, k, (0.0, sol.weights, sol.mask,
                                                            list(sol.trace), lam, sol), info, sparsity,
-                                              init)
+                                              init, mag_mask)
         self.warm = best[5]  # the next (sparser) solve starts from this one, K_S reused
         return best[1], best[2], best[3], best[4]
 
@@ -1023,12 +1023,12 @@ class _Context:
         timings["update_scale"] = timings.get("update_scale", 0.0) + time.perf_counter() - t0
         return w if scales[best] == 1.0 else scaled(scales[best])
 
-    def _not_worse_than_magnitude(self, A, wbar, k, best, info, sparsity, init):
-        """At the chosen λ, compare with the backsolve on the magnitude mask (a rank update
-        from the solution); if a warm start ended above it, solve again from magnitude. A
-        search that started on the magnitude mask already measured it: its start objective."""
+    def _not_worse_than_magnitude(self, A, wbar, k, best, info, sparsity, init, mag_mask):
+        """At the chosen λ, compare with the backsolve on the magnitude mask ``mag_mask`` (a
+        rank update from the solution); if a warm start ended above it, solve again from
+        magnitude. A search that started on the magnitude mask already measured it: its start
+        objective."""
         loss, w, mask, trace, lam, sol = best
-        mag_mask = select(wbar.abs(), k, self.groups)
         if torch.equal(init, mag_mask):
             mag_objective = sol.start_objective
         else:
@@ -1041,7 +1041,7 @@ class _Context:
             w, mask, trace = sol.weights, sol.mask, list(sol.trace)
         agree = float((mask & mag_mask).sum()) / max(1, int(mag_mask.sum()))
         # a floor under every support's objective (not defined with the first-order term)
-        floor = objective_lower_bound(wbar, k, self.groups, lam) \
+        floor = objective_lower_bound(wbar, k, self.groups, lam, magnitude=mag_mask) \
             if isinstance(self.first_order, bool) and not self.first_order else None
         info.setdefault("final", []).append(
             {"sparsity": sparsity, "lam": lam, "objective": sol.objective,

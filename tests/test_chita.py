@@ -269,6 +269,12 @@ def test_objective_lower_bound_is_below_the_best_subset(seed):
             best = min(best, float(0.5 * d @ H @ d))
     assert floor <= best * (1 + 1e-9)
     assert floor > objective_lower_bound(wbar, 7, [slice(0, 14)], lam)  # per group: a higher floor
+    # from the magnitude mask the caller already has, the same floor without a topk
+    mag = select(wbar.abs(), budgets, groups)
+    assert objective_lower_bound(wbar, budgets, groups, lam, magnitude=mag) == pytest.approx(floor, rel=1e-12)
+    mag = select(wbar.abs(), 6, [slice(0, 14)])
+    assert objective_lower_bound(wbar, 6, [slice(0, 14)], lam, magnitude=mag) == \
+        pytest.approx(objective_lower_bound(wbar, 6, [slice(0, 14)], lam), rel=1e-12)
 
 
 def test_objective_lower_bound_certifies_chita_when_kept_weights_outnumber_rows():

@@ -363,7 +363,7 @@ def backsolve(A: torch.Tensor, wbar: torch.Tensor, mask: torch.Tensor, lam: floa
 
 
 def objective_lower_bound(wbar: torch.Tensor, k: int | list[int], groups: list[slice],
-                          lam: float) -> float:
+                          lam: float, *, magnitude: torch.Tensor | None = None) -> float:
     """A floor under the best-subset objective: no support of k weights has Q below it.
 
     Without the first-order term, Q(w) = ½‖A(w − w̄)‖² + (λ/2)‖w − w̄‖² with w_j = 0 off S is at
@@ -376,8 +376,13 @@ def objective_lower_bound(wbar: torch.Tensor, k: int | list[int], groups: list[s
     tight when the kept weights can absorb the data term, A_S(w_S − w̄_S) ≈ A_{Sᶜ}w̄_{Sᶜ} at a
     small cost in ‖w_S − w̄_S‖ (many more kept weights than rows): there the best mask is close
     to the magnitude mask, which attains L_k's ridge term.
+
+    ``magnitude``, the magnitude mask at these budgets if the caller has it, saves the topk:
+    its complement holds the p − k smallest w̄² (ties do not change the sum).
     """
     w2 = wbar.reshape(-1).double() ** 2
+    if magnitude is not None:
+        return 0.5 * lam * float(w2[~magnitude.reshape(-1)].sum())
     budgets = [(slice(0, w2.numel()), k)] if isinstance(k, int) else list(zip(groups, k))
     total = 0.0
     for sl, kg in budgets:
