@@ -30,9 +30,10 @@ import pickletools
 import warnings
 import zipfile
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -521,29 +522,31 @@ def _matching_builtin(state: Mapping[str, torch.Tensor]) -> tuple[str, int | Non
 def torchvision_state_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
     """Every torchvision classification network's default state_dict as {key: shape}.
 
-    Built on the meta device (no memory, no initialisation; about 5 s for the 65 networks that
-    build there; the RegNets do not and are left out), then kept in the user cache per
-    torchvision version, so later calls read a file.
+    Built on the meta device (no memory, no initialisation; about 9 s for the 80 networks),
+    then kept in the user cache per torchvision version, so later calls read a file. The
+    RegNets compute their stage widths on tensors, which the meta device cannot read back:
+    that step runs on the CPU (:func:`_regnet_widths_on_cpu`).
     """
     import torchvision
     from torchvision.models import list_models
 
     from core.demo import cache_dir
 
-    path = cache_dir() / f"torchvision-{torchvision.__version__}-state-shapes.json"
+    # "-2": the file of an earlier version of this function lacks the RegNets
+    path = cache_dir() / f"torchvision-{torchvision.__version__}-state-shapes-2.json"
     try:
         return {name: {k: tuple(v) for k, v in keys.items()}
                 for name, keys in json.loads(path.read_text()).items()}
     except (OSError, ValueError, AttributeError):
         pass
     shapes: dict[str, dict[str, tuple[int, ...]]] = {}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _regnet_widths_on_cpu():
         warnings.simplefilter("ignore")
         for name in list_models(module=torchvision.models):
             try:
                 with torch.device("meta"):
                     net = torchvision.models.get_model(name, weights=None)
-            except Exception:  # builders that compute on tensors (RegNet) cannot run on meta
+            except Exception:  # a builder that computes on tensors the meta device cannot read
                 continue
             shapes[name] = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     try:
@@ -554,6 +557,30 @@ def torchvision_state_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
     except OSError:
         pass  # a read-only cache: computed again next time
     return shapes
+
+
+@contextmanager
+def _regnet_widths_on_cpu() -> Iterator[None]:
+    """While active, torchvision's RegNet block parameters are computed on the CPU even inside
+    a ``torch.device("meta")`` block (they are read back with ``.tolist()``). If torchvision's
+    RegNet module is not shaped as expected, nothing is changed (the RegNets then fail to
+    build on meta and are left out)."""
+    try:
+        from torchvision.models import regnet
+        original = regnet.BlockParams.__dict__["from_init_params"].__func__
+    except (ImportError, AttributeError, KeyError):
+        yield
+        return
+
+    def on_cpu(cls, *args, **kwargs):
+        with torch.device("cpu"):
+            return original(cls, *args, **kwargs)
+
+    regnet.BlockParams.from_init_params = classmethod(on_cpu)
+    try:
+        yield
+    finally:
+        regnet.BlockParams.from_init_params = classmethod(original)
 
 
 def matching_torchvision(state: Mapping[str, torch.Tensor]) -> tuple[str, int | None] | None:

@@ -240,11 +240,12 @@ def test_state_dict_without_arch_names_the_torchvision_network_it_fits(tmp_path,
     with pytest.raises(StudioError, match="keys match torchvision's 'mobilenet_v2' with 7 classes: "
                                           "pass --arch mobilenet_v2"):
         load_model(path)
-    assert list(cache_dir().glob("torchvision-*-state-shapes.json"))
+    assert list(cache_dir().glob("torchvision-*-state-shapes-2.json"))
 
     def no_build(*args, **kwargs):
         raise AssertionError("built a network instead of reading the cache")
 
+    regnet_state = build_architecture("regnet_y_400mf", num_classes=10).state_dict()
     state = build_architecture("resnet18").state_dict()
     state.pop("bn1.num_batches_tracked")  # some checkpoints leave the counters out
     torch.save(state, path)
@@ -252,6 +253,15 @@ def test_state_dict_without_arch_names_the_torchvision_network_it_fits(tmp_path,
     with pytest.raises(StudioError) as err:
         load_model(path)
     assert "keys match torchvision's 'resnet18': pass --arch resnet18" in str(err.value)
+    # the RegNets (in the cache too) compute their widths on tensors, which the meta device
+    # cannot read back
+    torch.save(regnet_state, path)
+    with pytest.raises(StudioError, match="keys match torchvision's 'regnet_y_400mf' with 10 "
+                                          "classes: pass --arch regnet_y_400mf"):
+        load_model(path)
+    from torchvision.models import regnet
+    assert regnet.BlockParams.__dict__["from_init_params"].__func__.__name__ == \
+        "from_init_params"  # torchvision's own again after the shapes were built
     torch.save({"a.weight": torch.zeros(3, 3)}, path)  # nothing fits: no hint
     with pytest.raises(StudioError) as err:
         load_model(path)
