@@ -18,7 +18,9 @@ BatchNorm stays in eval mode, so the rows are independent per sample.
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -175,40 +177,54 @@ def per_sample_gradients(
             raise ValueError(f"out must be float32 with at least {n_rows} rows and {p} columns, "
                              f"not {out.dtype} {tuple(out.shape)}")
         G = out[:n_rows]
-    if method == "auto":
-        method = ("closed_form" if supports_closed_form(model, names)
-                  else "loop" if isinstance(model, torch.jit.ScriptModule) else "func")
     # a chunk's gradients of every named weight exist once more before they are copied into G:
     # on a large network that copy, not G, would set the peak (chunk of 32 × 28 M weights: 3.5 GB)
     full = sum(_numel(s) for s in shapes)
     chunk = min(chunk, max(1, CHUNK_BYTES // (4 * full)))
     chunk = max(m, (chunk // m) * m)
     total_loss = 0.0
-    with eval_mode(model):
-        for start in range(0, len(x), chunk):
-            check(cancel)
-            xb, yb = x[start:start + chunk], y[start:start + chunk]
-            if method == "closed_form":
-                parts, loss = _closed_form_chunk(model, xb, yb, names)
-            elif method == "func":
-                parts, loss = _func_chunk(model, xb, yb, names)
-            elif method == "loop":
-                parts, loss = _loop_chunk(model, xb, yb, names)
-            else:
-                raise ValueError(f"unknown gradient method {method!r}")
+    with closing(gradient_chunks(model, x, y, names, chunk=chunk, method=method,
+                                 cancel=cancel)) as chunks:
+        for start, parts, loss in chunks:
             total_loss += loss
-            rows = G[start // m:(start + len(xb)) // m]
+            b = min(chunk, len(x) - start)
+            rows = G[start // m:(start + b) // m]
             for part, off, sz, pick in zip(parts, offsets, sizes, picks):  # straight into G
-                part = part.reshape(len(xb), -1)
+                part = part.reshape(b, -1)
                 if pick is not None:
                     part = part.index_select(1, pick)
                 if m > 1:
-                    part = part.reshape(len(xb) // m, m, sz).mean(1)
+                    part = part.reshape(b // m, m, sz).mean(1)
                 rows[:, off:off + sz] = part
-            report(progress, "gradients", min(start + chunk, len(x)), len(x),
-                   f"per-sample gradients {min(start + chunk, len(x))}/{len(x)}")
+            report(progress, "gradients", start + b, len(x), f"per-sample gradients {start + b}/{len(x)}")
     return GradientMatrix(G, names, shapes, offsets, total_loss / len(x),
                           tuple(sizes) if columns is not None else None)
+
+
+def gradient_chunks(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    names: tuple[str, ...],
+    *,
+    chunk: int,
+    method: str = "auto",
+    cancel: CancelToken | None = None,
+) -> Iterator[tuple[int, list[torch.Tensor], float]]:
+    """Per-sample gradients ``chunk`` images at a time, as (first image's index, one tensor per
+    name with a leading dimension of the chunk's images, the chunk's summed loss). The model is
+    in eval mode while the chunks are made and restored after; it is never modified."""
+    if method == "auto":
+        method = ("closed_form" if supports_closed_form(model, names)
+                  else "loop" if isinstance(model, torch.jit.ScriptModule) else "func")
+    make = {"closed_form": _closed_form_chunk, "func": _func_chunk, "loop": _loop_chunk}.get(method)
+    if make is None:
+        raise ValueError(f"unknown gradient method {method!r}")
+    with eval_mode(model):
+        for start in range(0, len(x), chunk):
+            check(cancel)
+            parts, loss = make(model, x[start:start + chunk], y[start:start + chunk], names)
+            yield start, parts, loss
 
 
 @dataclass(frozen=True)
@@ -510,29 +526,36 @@ def streamed_fisher_diagonal(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> torch.Tensor:
-    """diag(GᵀG/n) over the samples (x, y) without holding G: the rows are made a block of
-    samples at a time and only their squares are kept, so a network of any size gets its
-    diagonal Fisher in the memory of one block (as many samples as fit in half the available
-    RAM, at most ``chunk``). Equal to ``fisher_diagonal(per_sample_gradients(...).G)`` up to the
-    order of the sums."""
+    """diag(GᵀG/n) over the samples (x, y) without holding G: the rows are made a chunk of
+    samples at a time (:func:`gradient_chunks`) and only their squares are kept, so a network of
+    any size gets its diagonal Fisher in the memory of one chunk (at most ``chunk`` samples,
+    ``CHUNK_BYTES`` of rows and half the available RAM). Equal to
+    ``fisher_diagonal(per_sample_gradients(...).G)`` up to the order of the sums."""
     names = tuple(names)
     params = dict(model.named_parameters())
-    p = sum(params[nm].numel() for nm in names if nm in params)
+    missing = [nm for nm in names if nm not in params]
+    if missing:
+        raise StudioError(f"unknown parameter names: {missing[:5]}", field="layers",
+                          fix="pick prunable weights listed by `chita-studio info MODEL`.")
+    sizes = [params[nm].numel() for nm in names]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    p = sum(sizes)
     budget = budget_bytes if budget_bytes is not None else available_memory_bytes() // 2
-    block = max(1, min(chunk, len(x), int(budget / (max(p, 1) * 4 * 3))))  # rows, their parts, squares
-    buf = torch.empty(block, p, dtype=torch.float32)
+    # a chunk's rows exist once (at most CHUNK_BYTES), with one layer's block sum beside them
+    block = max(1, min(chunk, len(x), CHUNK_BYTES // (4 * max(p, 1)),
+                       int(budget / (max(p, 1) * 4 * 2))))
     total = torch.zeros(p, dtype=torch.float64)
-    for start in range(0, len(x), block):
-        check(cancel)
-        stop = min(start + block, len(x))
-        rows = per_sample_gradients(model, x[start:stop], y[start:stop], names, chunk=block,
-                                    out=buf, cancel=cancel).G
-        # squares summed row by row in place (a float64 reduction over the rows took 10× as
-        # long: 25 of ConvNeXt-T's 37 s for 256 images), then added to the float64 total
-        acc = torch.zeros(p, dtype=torch.float32)
-        for row in rows:
-            acc.addcmul_(row, row)
-        total += acc
-        report(progress, "gradients", stop, len(x), f"per-sample gradients {stop}/{len(x)}")
+    with closing(gradient_chunks(model, x, y, names, chunk=block, cancel=cancel)) as chunks:
+        for start, parts, _ in chunks:
+            stop = min(start + block, len(x))
+            for part, off, sz in zip(parts, offsets, sizes):
+                # squares added row by row in place into a float32 block sum, then into the
+                # float64 total (one float64 reduction over the rows took 10× as long: 25 of
+                # ConvNeXt-T's 37 s for 256 images)
+                acc = torch.zeros(sz, dtype=torch.float32)
+                for row in part.reshape(len(part), -1):
+                    acc.addcmul_(row, row)
+                total[off:off + sz] += acc
+            report(progress, "gradients", stop, len(x), f"per-sample gradients {stop}/{len(x)}")
     return (total / max(1, len(x))).to(torch.float32)
 
