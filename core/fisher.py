@@ -76,15 +76,23 @@ def available_memory_bytes() -> int:
         return 4 << 30
 
 
+def rows_that_fit(p: int, *, budget_bytes: int | None = None, factor: float = 1.5) -> int:
+    """The most gradient rows G (rows × p float32, with ``factor`` for the solver's workspace)
+    may have within the memory budget (default half the available RAM); at least 1."""
+    budget = budget_bytes if budget_bytes is not None else available_memory_bytes() // 2
+    return max(1, int(budget / (max(p, 1) * 4 * factor)))
+
+
 def check_memory(n: int, p: int, *, budget_bytes: int | None = None, factor: float = 1.5) -> None:
-    """Refuse, with a number of samples that fits, when G (n×p float32) would not fit.
+    """Refuse, with a number of samples that fits (:func:`rows_that_fit`), when G (n×p float32)
+    would not fit.
 
     ``factor`` accounts for the solver's workspace on top of G itself.
     """
     budget = budget_bytes if budget_bytes is not None else available_memory_bytes() // 2
     need = int(n * p * 4 * factor)
     if need > budget:
-        fits = max(1, int(budget / (p * 4 * factor)))
+        fits = rows_that_fit(p, budget_bytes=budget, factor=factor)
         raise StudioError(
             f"{n} gradient samples × {p:,} prunable weights need about {need / 2**30:.1f} GiB, "
             f"over the memory budget of {budget / 2**30:.1f} GiB (half of the available RAM).",

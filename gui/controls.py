@@ -43,6 +43,8 @@ UPDATE_TIP = ("CHITA, WoodFisher and each CHITA++ stage: how far the kept weight
               "update. Whole: all of it. Auto: a fraction α chosen on held-out calibration error where "
               "BatchNorm is not recalibrated after it (ResNet20 without recalibration, 80% sparsity: "
               "CHITA +3, WoodFisher +7 points; at 90% CHITA -0.4; CHITA++ at 90% +1.4).")
+# methods whose run holds G (samples × prunable weights): OBD streams its diagonal when G does not fit
+HOLDS_G = ("chita", "chita++", "woodfisher")
 RECAL_TIP = ("Recompute BatchNorm's running statistics on calibration images after pruning; kept only "
              "if held-out calibration loss falls. Untick to keep the stored statistics.")
 
@@ -148,6 +150,12 @@ class ControlsPanel(QGroupBox):
         form.addRow("Sparsity", slider_row)
         form.addRow("Scope", self.scope)
         form.addRow("Samples", self.samples)
+        # shown under Samples when more are set than this model's G fits in memory
+        self.samples_note = QLabel("")
+        self.samples_note.setObjectName("Muted")
+        self.samples_note.linkActivated.connect(self._use_samples_limit)
+        self.samples_limit: int | None = None
+        form.addRow("", self.samples_note)
         form.addRow("Images", self.per_row)
         form.addRow("λ", self.lam)
         form.addRow("Stages", self.stages)
@@ -187,6 +195,9 @@ class ControlsPanel(QGroupBox):
             signal.connect(self._update_hidden_note)
         self.method.currentIndexChanged.connect(self._update_stages_enabled)
         self._update_stages_enabled()
+        self.method.currentIndexChanged.connect(self._update_samples_note)
+        self.samples.valueChanged.connect(self._update_samples_note)
+        self._update_samples_note()
         self.scope.currentIndexChanged.connect(self._debounce.start)
         self.recal.toggled.connect(self._debounce.start)  # the preview follows the box too
         self.bn_images.currentIndexChanged.connect(self._debounce.start)
@@ -270,6 +281,29 @@ class ControlsPanel(QGroupBox):
         self.recal.setToolTip(RECAL_TIP if present else why)
         self._update_hidden_note()
 
+    def set_samples_limit(self, limit: int | None) -> None:
+        """The most samples this model's G fits in memory (:func:`core.fisher.rows_that_fit`),
+        or None: above it, a note under Samples says so for the methods that hold G, with a
+        link that sets the box to it (the box is never changed on its own)."""
+        self.samples_limit = limit
+        self._update_samples_note()
+
+    def _update_samples_note(self, *_args) -> None:
+        limit = self.samples_limit
+        over = (limit is not None and self.samples.value() > limit
+                and self.method_name() in HOLDS_G)
+        if over:
+            self.samples_note.setText(f"At most {limit:,} fit in memory. <a href='use'>Use {limit:,}</a>")
+            self.samples_note.setToolTip(
+                f"A run of this method with more than {limit:,} samples is refused on this model: "
+                "its per-sample gradients (samples × prunable weights, in float32, with the "
+                "solver's workspace) must fit in half the available RAM.")
+        self._form.setRowVisible(self.samples_note, over and not self.compact)
+
+    def _use_samples_limit(self, _link: str = "") -> None:
+        if self.samples_limit is not None:
+            self.samples.setValue(max(self.samples.minimum(), self.samples_limit))
+
     def set_compact(self, on: bool) -> None:
         """Presentation mode: hide the rows past Scope (their values still apply to every run)
         and show what they hold in one muted line, so that Run and the Preview stay in view."""
@@ -278,6 +312,7 @@ class ControlsPanel(QGroupBox):
             self._form.setRowVisible(w, not self.compact)
         self.hidden_note.setVisible(self.compact)
         self._update_hidden_note()
+        self._update_samples_note()
 
     def hidden_summary(self) -> str:
         """The settings presentation mode hides, as one line."""
@@ -325,6 +360,7 @@ class ControlsPanel(QGroupBox):
                   self.recal, self.bn_images, self.update_scale):
             w.blockSignals(False)
         self._update_stages_enabled()
+        self._update_samples_note()
         self.slider.blockSignals(True)
         self.slider.setValue(st.read(s, "controls/sparsity_percent", 70, int))
         self.spin.setValue(self.slider.value())

@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 from core.batchnorm import describe_batchnorm, has_batchnorm, scripted_batchnorm
 from core.errors import StudioError
 from core.evaluate import paired_or_none
+from core.fisher import rows_that_fit
 from core.gradient_cache import GradientCache
 from core.pruning import (
     MAX_REFINE_STEPS,
@@ -864,6 +865,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name} — CHITA Studio")
         self.controls.set_batchnorm(has_batchnorm(loaded.model), scripted_batchnorm(loaded.model))
         summary = session.summary
+        self.controls.set_samples_limit(rows_that_fit(sum(r.params for r in summary.rows if r.prunable)))
         prunable = summary.prunable_keys
         self._show_model_info()
         self.table.source.set_rows(summary.rows)

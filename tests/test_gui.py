@@ -746,6 +746,39 @@ def test_presentation_mode_keeps_run_and_the_accuracy_in_view(qtbot, window: Mai
     c.set_method("chita")
 
 
+def test_samples_over_what_fits_in_memory_get_a_note_with_a_fix(qtbot, window: MainWindow) -> None:
+    """A large network's G does not fit with the default 1000 samples (ConvNeXt-T here: at most
+    about 70). The run would be refused with that number; the controls say it beforehand, only
+    for the methods that hold G, and a link sets the box to it. Nothing changes on its own."""
+    c = window.controls
+    note_shown = lambda: c.samples_note.isVisibleTo(c)  # noqa: E731
+    assert c.samples_limit is not None and c.samples_limit > 1000  # the demo's G fits easily
+    assert not note_shown()
+    before = c.samples.value()
+    c.set_method("chita")
+    c.samples.setValue(1000)
+    c.set_samples_limit(70)
+    assert note_shown() and "At most 70 fit in memory" in c.samples_note.text()
+    assert "more than 70 samples is refused" in c.samples_note.toolTip()
+    assert c.samples.value() == 1000  # a note, not a silent change
+    c.set_method("magnitude")  # needs no gradients
+    assert not note_shown()
+    c.set_method("obd")  # streams its diagonal where G does not fit
+    assert not note_shown()
+    c.set_method("woodfisher")
+    assert note_shown()
+    window.act_presentation.trigger()  # the folded rows hide it with Samples
+    assert not note_shown()
+    window.act_presentation.trigger()
+    assert note_shown()
+    c.samples_note.linkActivated.emit("use")
+    assert c.samples.value() == 70 and c.request().samples == 70 and not note_shown()
+    c.set_samples_limit(None)
+    c.samples.setValue(before)
+    c.set_method("chita")
+    assert not note_shown()
+
+
 def test_worker_signals(qtbot) -> None:
     from core.errors import StudioError
     from core.progress import check, report
