@@ -172,15 +172,20 @@ def test_conv_weight_rows_equal_im2col_and_autograd(kernel, stride, padding, dil
     (8, 12, 4, 3, 1, 1, 1, 20),       # grouped (ResNeXt, RegNet)
     (6, 6, 3, (3, 2), 2, (1, 0), (1, 2), 17),
 ])
+@pytest.mark.parametrize("channels_last", [False, True])
 def test_grouped_conv_weight_rows_equal_autograd(cin, cout, groups, kernel, stride, padding,
-                                                 dilation, size):
+                                                 dilation, size, channels_last):
     """Grouped and depthwise convolutions take the closed form (they used to fall to torch.func
-    for the whole network): each sample's rows equal its autograd weight gradient."""
+    for the whole network): each sample's rows equal its autograd weight gradient, for inputs
+    and output gradients in either memory format."""
     torch.manual_seed(7)
     conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation,
                      groups=groups, bias=False)
     a = torch.randn(3, cin, size, size)
     g = torch.randn_like(conv(a))
+    if channels_last:
+        a = a.contiguous(memory_format=torch.channels_last)
+        g = g.contiguous(memory_format=torch.channels_last)
     rows = conv_weight_rows(a, g, conv)
     assert rows.shape == (3, cout, conv.weight[0].numel())
     for b in range(3):
