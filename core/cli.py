@@ -407,6 +407,7 @@ def _progress_for(args: argparse.Namespace) -> TextProgress:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``info MODEL``: what the model is and its layer table."""
+    from core.fisher import rows_that_fit
     from core.model_io import describe_layers
 
     with _progress_for(args) as progress, interruptible() as cancel:
@@ -423,6 +424,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         "total_params": sum(layer.params for layer in layers),
         "prunable_tensors": len(prunable),
         "prunable_weights": sum(layer.params for layer in prunable),
+        # what CHITA, CHITA++ and WoodFisher may take as --samples here (half the available RAM)
+        "samples_that_fit": rows_that_fit(sum(layer.params for layer in prunable)),
         "layers": [
             {"name": l.name, "type": l.type, "shape": list(l.shape), "params": l.params, "prunable": l.prunable}
             for l in layers
@@ -458,6 +461,8 @@ def _info_text(d: dict[str, Any]) -> str:
         "",
         f"Total parameters: {d['total_params']:,}",
         f"Prunable:         {d['prunable_tensors']} tensors, {d['prunable_weights']:,} weights",
+        f"Samples that fit: {d['samples_that_fit']:,} gradient rows in half the available RAM "
+        "(--samples for chita, chita++, woodfisher)",
     ]
     return "\n".join(lines)
 

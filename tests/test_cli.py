@@ -49,6 +49,23 @@ def test_info_on_the_builtin_demo(capsys):
     assert "digits_mlp" in out and f"{data['prunable_weights']:,} weights" in out
 
 
+def test_info_says_how_many_samples_fit_in_memory(capsys, monkeypatch):
+    """What CHITA may take as --samples on this model, from the same rule the run checks:
+    G (samples × prunable weights, float32, ×1.5 workspace) in half the available RAM."""
+    import core.errors
+    import core.fisher
+
+    p = _json(capsys, "info", "demo")["prunable_weights"]
+    monkeypatch.setattr(core.fisher, "available_memory_bytes", lambda: int(2 * 64.5 * p * 4 * 1.5))
+    data = _json(capsys, "info", "demo")
+    assert data["samples_that_fit"] == 64
+    code, out, _ = _run(capsys, "info", "demo")
+    assert code == 0 and "Samples that fit: 64 gradient rows" in out
+    with pytest.raises(core.errors.StudioError, match="use at most 64 samples"):
+        core.fisher.check_memory(65, p)  # the run refuses one more, with the same number
+    core.fisher.check_memory(64, p)
+
+
 @pytest.mark.shared
 def test_info_on_resnet20(capsys, shared_dir):
     model = str(shared_dir / "models" / "resnet20_cifar10.pt")
