@@ -101,6 +101,16 @@ def check_memory(n: int, p: int, *, budget_bytes: int | None = None, factor: flo
         )
 
 
+def _named_weights(model: nn.Module, names: tuple[str, ...] | list[str]) -> dict[str, torch.Tensor]:
+    """The model's parameters by name, after checking that every one of ``names`` is among them."""
+    params = dict(model.named_parameters())
+    missing = [nm for nm in names if nm not in params]
+    if missing:
+        raise StudioError(f"unknown parameter names: {missing[:5]}", field="layers",
+                          fix="pick prunable weights listed by `chita-studio info MODEL`.")
+    return params
+
+
 def _modules_by_param(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
     out = {}
     for mname, mod in model.named_modules():
@@ -154,11 +164,7 @@ def per_sample_gradients(
     if len(x) != len(y):
         raise StudioError("images and labels differ in length", field="calibration data")
     names = tuple(names)
-    params = dict(model.named_parameters())
-    missing = [nm for nm in names if nm not in params]
-    if missing:
-        raise StudioError(f"unknown parameter names: {missing[:5]}", field="layers",
-                          fix="pick prunable weights listed by `chita-studio info MODEL`.")
+    params = _named_weights(model, names)
     shapes = tuple(tuple(params[nm].shape) for nm in names)
     sizes = [_numel(s) for s in shapes]
     offsets = tuple(int(v) for v in torch.tensor([0] + sizes[:-1]).cumsum(0).tolist())
@@ -284,11 +290,7 @@ def fisher_factor(
     if n == 0:
         raise StudioError(f"{len(x)} calibration images are fewer than the {m} images of one "
                           "gradient row", field="images per row", fix=f"use at most {len(x)}.")
-    params = dict(model.named_parameters())
-    missing = [nm for nm in names if nm not in params]
-    if missing:
-        raise StudioError(f"unknown parameter names: {missing[:5]}", field="layers",
-                          fix="pick prunable weights listed by `chita-studio info MODEL`.")
+    params = _named_weights(model, names)
     p = int(columns.sum()) if columns is not None else sum(params[nm].numel() for nm in names)
     if out is None:
         check_memory(n + 1, p)
@@ -540,11 +542,7 @@ def streamed_fisher_diagonal(
     ``CHUNK_BYTES`` of rows and half the available RAM). Equal to
     ``fisher_diagonal(per_sample_gradients(...).G)`` up to the order of the sums."""
     names = tuple(names)
-    params = dict(model.named_parameters())
-    missing = [nm for nm in names if nm not in params]
-    if missing:
-        raise StudioError(f"unknown parameter names: {missing[:5]}", field="layers",
-                          fix="pick prunable weights listed by `chita-studio info MODEL`.")
+    params = _named_weights(model, names)
     sizes = [params[nm].numel() for nm in names]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     p = sum(sizes)
