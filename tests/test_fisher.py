@@ -601,3 +601,14 @@ def test_streamed_fisher_diagonal_equals_the_diagonal_of_g_in_a_few_rows_of_memo
     with pytest.raises(Cancelled):
         streamed_fisher_diagonal(model, x, y, names, cancel=token)
 
+
+
+def test_unknown_weight_names_are_refused_by_name():
+    """A layer list that names no weight of the model: a StudioError naming it, for G, the
+    Fisher factor and the streamed diagonal alike."""
+    model = _mlp(True).eval()
+    x, y = _data((3, 4), 4)
+    names = _weight_names(model) + ["nope.weight"]
+    for build in (per_sample_gradients, fisher_factor, streamed_fisher_diagonal):
+        with pytest.raises(StudioError, match="unknown parameter names: \\['nope.weight'\\]"):
+            build(model, x, y, names)
