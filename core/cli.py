@@ -424,8 +424,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         "total_params": sum(layer.params for layer in layers),
         "prunable_tensors": len(prunable),
         "prunable_weights": sum(layer.params for layer in prunable),
-        # what CHITA, CHITA++ and WoodFisher may take as --samples here (half the available RAM)
-        "samples_that_fit": rows_that_fit(sum(layer.params for layer in prunable)),
+        # what CHITA, CHITA++ and WoodFisher may take as --samples here (half the available
+        # RAM), for the weights a run prunes by default (ResNet20's preset keeps its downsample
+        # convs dense)
+        "samples_that_fit": rows_that_fit(_default_weights(loaded) or
+                                          sum(layer.params for layer in prunable)),
         "layers": [
             {"name": l.name, "type": l.type, "shape": list(l.shape), "params": l.params, "prunable": l.prunable}
             for l in layers
@@ -433,6 +436,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     }
     emit(args, data, _info_text(data))
     return EXIT_OK
+
+
+def _default_weights(loaded: Any) -> int:
+    """How many weights a run on ``loaded`` prunes when it names no layers (0 if unknown)."""
+    from core.pruning import default_layers
+
+    try:
+        names = set(default_layers(loaded.model, loaded.arch))
+    except Exception:  # unusual models: the caller falls back on the layer table's flags
+        return 0
+    return sum(p.numel() for n, p in loaded.model.named_parameters() if n in names)
 
 
 def _info_text(d: dict[str, Any]) -> str:

@@ -67,10 +67,15 @@ def test_info_says_how_many_samples_fit_in_memory(capsys, monkeypatch):
 
 
 @pytest.mark.shared
-def test_info_on_resnet20(capsys, shared_dir):
+def test_info_on_resnet20(capsys, shared_dir, monkeypatch):
+    import core.fisher
+
+    monkeypatch.setattr(core.fisher, "available_memory_bytes", lambda: 2 * 6_000_000_000)
     model = str(shared_dir / "models" / "resnet20_cifar10.pt")
     data = _json(capsys, "info", model, "--arch", "resnet20")
     assert (data["prunable_tensors"], data["prunable_weights"]) == (22, 270_896)
+    # samples that fit: for the 268,336 weights a run prunes (the downsample convs stay dense)
+    assert data["samples_that_fit"] == int(6_000_000_000 / (268_336 * 4 * 1.5)) == 3726
     assert data["format"] == "state_dict" and data["arch"] == "resnet20"
     assert data["input_shape"] == [3, 32, 32]
     assert {layer["name"] for layer in data["layers"] if layer["prunable"]} >= {"conv1.weight", "fc.weight"}
