@@ -806,7 +806,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``sweep MODEL --data DATA --methods a,b --sparsities ...``: accuracy against sparsity."""
     from core.pruning import METHODS
-    from core.sweep import plot_sweep, run_sweep
+    from core.sweep import run_sweep
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
@@ -815,16 +815,36 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           fix=f"choose from: {', '.join(METHODS)}.")
     for s in args.sparsities:
         _request_from_args(args, methods[0], s)
+    partial: list = []  # the finished points so far: kept when the sweep is cancelled
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
         bundle = bundle_from_args(args, loaded)
-        res = run_sweep(loaded.model, bundle, methods, list(args.sparsities), samples=args.samples,
-                        seed=args.seed, arch=loaded.arch, recalibrate_bn=args.recal,
-                        scope=args.scope, lam=args.lam, stages=args.stages,
-                        recalibrate_between_stages=args.between, refine_steps=args.refine,
-                        images_per_row=args.per_row, bn_augment=args.bn_augment,
-                        schedule=args.schedule, update_scale=args.update_scale,
-                        progress=progress, cancel=cancel)
+        try:
+            res = run_sweep(loaded.model, bundle, methods, list(args.sparsities),
+                            samples=args.samples, seed=args.seed, arch=loaded.arch,
+                            recalibrate_bn=args.recal, scope=args.scope, lam=args.lam,
+                            stages=args.stages, recalibrate_between_stages=args.between,
+                            refine_steps=args.refine, images_per_row=args.per_row,
+                            bn_augment=args.bn_augment, schedule=args.schedule,
+                            update_scale=args.update_scale, progress=progress, cancel=cancel,
+                            on_partial=lambda r: partial.__setitem__(slice(None), [r]))
+        except Cancelled:
+            if not partial:
+                raise
+            res = partial[-1]
+    _sweep_output(args, loaded, res)
+    if res.meta.get("partial"):  # cancelled: the finished points are out, then status 130
+        files = " and ".join(str(f) for f in (args.csv, args.plot) if f)
+        _error(f"cancelled after {len(res.rows)} of {res.meta['points']} points; the finished "
+               f"ones are in the output above{f' and in {files}' if files else ''}")
+        return EXIT_CANCELLED
+    return EXIT_OK
+
+
+def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any) -> None:
+    """Write the sweep's CSV and plot where asked, and print its table (or JSON)."""
+    from core.sweep import plot_sweep
+
     if args.csv:
         res.to_csv(args.csv)
     if args.plot:
@@ -851,8 +871,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                  "split evenly over its points; evaluation excluded.")
     if res.meta.get("samples_note"):
         lines.append(f"gradients: {res.meta['samples_note']} (give more calibration images for more rows).")
+    if res.meta.get("partial"):
+        data["partial"] = True
+        data["points_asked"] = res.meta["points"]
+        lines.append(f"cancelled: {len(res.rows)} of {res.meta['points']} points finished; "
+                     "seconds are the time so far split over them.")
     emit(args, data, "\n".join(lines))
-    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

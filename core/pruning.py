@@ -397,13 +397,18 @@ def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
                sparsities: list[float], *, arch: str | None = None,
                progress: ProgressFn | None = None,
                cancel: CancelToken | None = None,
-               cache: GradientCache | None = None) -> list[PruneResult]:
+               cache: GradientCache | None = None,
+               on_result: Callable[[int, PruneResult], None] | None = None) -> list[PruneResult]:
     """Prune at several sparsities (returned in the order given) with one set of gradients.
 
     Single-stage methods compute G once; CHITA warm-starts each sparsity from the previous
     solution (ascending order) and reuses its n×n Gram. CHITA++ recomputes gradients per stage:
     its sparsities share one schedule, to the sparsest, off which the others branch for their
     closing stages (:meth:`_Context.chitapp_path`). ``model`` is never modified.
+
+    ``on_result(i, result)`` is called as soon as the result for ``sparsities[i]`` is finished
+    (ascending sparsity; CHITA++: its branches before the sparsest), so that a front end can
+    show each point while the others are still running. Its time counts in no result's timings.
     """
     for s in sparsities:
         _validate(replace(request, sparsity=s))
@@ -411,15 +416,29 @@ def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
     ctx = _Context.build(model, calibration, request, arch, progress, cancel, cache)
     order = sorted(range(len(sparsities)), key=lambda i: sparsities[i])
     results: list[PruneResult | None] = [None] * len(sparsities)
+    handed = 0.0  # seconds spent in on_result, outside this function's own work
+
+    def hand(i: int, result: PruneResult) -> None:
+        nonlocal handed
+        results[i] = result
+        if on_result is not None:
+            t0 = time.perf_counter()
+            on_result(i, result)
+            handed += time.perf_counter() - t0
+
     if request.method == "chita++":
         targets = sorted(set(sparsities))
-        by_target = dict(zip(targets, ctx.chitapp_path(targets)))
-        for i in order:
-            results[i] = by_target[sparsities[i]]
+
+        def finished(target: float, result: PruneResult) -> None:
+            for i in order:
+                if sparsities[i] == target:
+                    hand(i, result)
+
+        ctx.chitapp_path(targets, on_target=finished)
     else:
         for i in order:
-            results[i] = ctx.single(sparsities[i])
-    ctx.timings_shared["total"] = time.perf_counter() - t_start
+            hand(i, ctx.single(sparsities[i]))
+    ctx.timings_shared["total"] = time.perf_counter() - t_start - handed
     report(progress, "done", 1, 1, "done")
     return [r for r in results if r is not None]
 
@@ -725,7 +744,9 @@ class _Context:
         result.info["bn_scale_free_declined"] = channels
         return result
 
-    def chitapp_path(self, targets: list[float]) -> list[PruneResult]:
+    def chitapp_path(self, targets: list[float],
+                     on_target: Callable[[float, PruneResult], None] | None = None
+                     ) -> list[PruneResult]:
         """CHITA++ at each sparsity of ``targets`` (ascending, distinct) along one schedule.
 
         The sparsest target's schedule runs exactly as a CHITA++ run at that sparsity alone
@@ -734,6 +755,7 @@ class _Context:
         that lie above that point (its small closing steps) and finishes. A branch's first stage
         solves with the gradients the main schedule computes at that point, so a branch costs
         its closing stages only, not a run from the dense network; one G is alive at a time.
+        ``on_target(s, result)`` is called as each target's result is finished.
         """
         T = self.request.stages or auto_stages(len(self.names))
         self.info["schedule_shape"] = self.request.schedule
@@ -754,7 +776,7 @@ class _Context:
         outer = self.progress
         self.progress = self._whole_run_progress(outer, units)
         try:
-            return self._walk_path(main, branch_at, targets)
+            return self._walk_path(main, branch_at, targets, on_target)
         finally:
             self.progress = outer
 
@@ -779,9 +801,17 @@ class _Context:
         return staged
 
     def _walk_path(self, main: "_StageRun", branch_at: dict[int, list["_StageRun"]],
-                   targets: list[float]) -> list[PruneResult]:
+                   targets: list[float],
+                   on_target: Callable[[float, PruneResult], None] | None = None
+                   ) -> list[PruneResult]:
         """The main schedule's stages with each branch run where it leaves (see chitapp_path)."""
         results: dict[float, PruneResult] = {}
+
+        def finish(run: "_StageRun") -> None:
+            results[run.target] = self._stage_finish(run)
+            if on_target is not None:
+                on_target(run.target, results[run.target])
+
         for t in range(len(main.schedule)):
             self._stage_gradients(main, t)
             branches = branch_at.get(t, [])
@@ -794,8 +824,8 @@ class _Context:
                 while b.done < len(b.schedule):
                     self._stage_gradients(b, t + b.done)
                     self._stage_solve(b)
-                results[b.target] = self._stage_finish(b)
-        results[main.target] = self._stage_finish(main)
+                finish(b)
+        finish(main)
         return [results[s] for s in targets]
 
     def _stage_gradients(self, run: "_StageRun", stage: int) -> None:

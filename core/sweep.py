@@ -11,6 +11,7 @@ import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch.nn as nn
 
@@ -21,6 +22,7 @@ from core.pruning import (
     METHOD_LABELS,
     GradientCache,
     PruneRequest,
+    PruneResult,
     apply_result,
     describe_samples,
     prune_path,
@@ -83,11 +85,19 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
               recalibrate_between_stages: bool = False, refine_steps: int = 0,
               images_per_row: int = 1, bn_augment: str = "auto", schedule: str = "log",
               update_scale: float | None = 1.0, progress: ProgressFn | None = None,
-              cancel: CancelToken | None = None) -> SweepResult:
+              cancel: CancelToken | None = None,
+              on_partial: Callable[[SweepResult], None] | None = None) -> SweepResult:
     """Prune with each method at each sparsity and evaluate on the bundle's evaluation images.
 
     ``model`` is never modified. Progress is reported per (method, sparsity) point under the
     stage ``"sweep"``; the inner stages (gradients, solve) are forwarded with a prefix.
+
+    Each point is evaluated as soon as it is pruned. ``on_partial`` then receives the sweep so
+    far: a :class:`SweepResult` of the finished points (``meta["partial"]`` True, ``meta
+    ["points"]`` the number asked), so that a front end can draw points as they come and keep
+    them if the sweep is cancelled. In it a method's seconds are its pruning time so far split
+    over its points so far; the returned result splits the whole time, as documented on
+    :class:`SweepRow`.
     """
     t0 = time.perf_counter()
     dense = evaluate(model, bundle.evaluation, cancel=cancel)
@@ -97,6 +107,15 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
     cache = GradientCache()  # one G for every single-stage method that needs gradients
     samples_used: int | None = None  # gradient rows, where the calibration set gave fewer
     samples_note: str | None = None
+
+    def meta() -> dict:
+        """The sweep's settings, and the gradient rows where fewer than asked."""
+        return {"samples": samples, "samples_used": samples_used or samples,
+                "samples_note": samples_note, "seed": seed, "scope": scope,
+                "recalibrate_bn": recalibrate_bn, "refine_steps": refine_steps,
+                "images_per_row": images_per_row, "bn_augment": bn_augment,
+                "schedule": schedule, "update_scale": update_scale}
+
     for method in methods:
         check(cancel)
         label = METHOD_LABELS.get(method, method)
@@ -112,26 +131,41 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                                bn_augment=bn_augment, schedule=schedule,
                                update_scale=update_scale)
         t1 = time.perf_counter()
-        results = prune_path(model, bundle.calibration, request, list(sparsities), arch=arch,
-                             progress=inner, cancel=cancel, cache=cache)
-        prune_seconds = time.perf_counter() - t1
-        fewer = describe_samples(results[0].info) if results else None
-        if fewer and samples_note is None:
-            samples_used, samples_note = int(results[0].info["samples"]), fewer
-        for s, res in zip(sparsities, results):
+        evaluating = 0.0  # seconds of evaluation inside the path: not pruning time
+        points: dict[int, tuple[EvalResult, PruneResult]] = {}  # by position in sparsities
+
+        def finished(i: int, res: PruneResult, _label: str = label, _method: str = method) -> None:
+            nonlocal done, evaluating, samples_used, samples_note
+            t2 = time.perf_counter()
             check(cancel)
             ev = evaluate(apply_result(model, res), bundle.evaluation, cancel=cancel)
-            rows.append(SweepRow(method, s, ev, res.nonzeros, res.total, res.lam,
-                                 prune_seconds / len(sparsities)))
+            points[i] = (ev, res)
+            fewer = describe_samples(res.info)
+            if fewer and samples_note is None:
+                samples_used, samples_note = int(res.info["samples"]), fewer
             done += 1
+            evaluating += time.perf_counter() - t2
             report(progress, "sweep", done, total_points,
-                   f"{label} at {100 * s:.0f}%: {100 * ev.accuracy:.2f}%")
-    return SweepResult(tuple(rows), dense, time.perf_counter() - t0,
-                       {"samples": samples, "samples_used": samples_used or samples,
-                        "samples_note": samples_note, "seed": seed, "scope": scope,
-                        "recalibrate_bn": recalibrate_bn, "refine_steps": refine_steps,
-                        "images_per_row": images_per_row, "bn_augment": bn_augment,
-                        "schedule": schedule, "update_scale": update_scale})
+                   f"{_label} at {100 * sparsities[i]:.0f}%: {100 * ev.accuracy:.2f}%")
+            if on_partial is not None:
+                so_far = (time.perf_counter() - t1 - evaluating) / len(points)
+                on_partial(SweepResult(tuple(rows) + _rows(_method, sparsities, points, so_far),
+                                       dense, time.perf_counter() - t0,
+                                       {**meta(), "partial": True, "points": total_points}))
+
+        prune_path(model, bundle.calibration, request, list(sparsities), arch=arch,
+                   progress=inner, cancel=cancel, cache=cache, on_result=finished)
+        prune_seconds = time.perf_counter() - t1 - evaluating
+        rows.extend(_rows(method, sparsities, points, prune_seconds / len(sparsities)))
+
+    return SweepResult(tuple(rows), dense, time.perf_counter() - t0, meta())
+
+
+def _rows(method: str, sparsities: list[float], points: dict[int, tuple[EvalResult, "PruneResult"]],
+          seconds: float) -> tuple[SweepRow, ...]:
+    """The finished points of one method as rows, in the order of ``sparsities``."""
+    return tuple(SweepRow(method, sparsities[i], ev, res.nonzeros, res.total, res.lam, seconds)
+                 for i, (ev, res) in sorted(points.items()))
 
 
 def plot_sweep(result: SweepResult, path: str | Path, title: str = "") -> None:

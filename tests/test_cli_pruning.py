@@ -279,3 +279,79 @@ def test_sweep_computes_gradients_once_for_the_single_stage_methods(monkeypatch)
     row = [r for r in res.series("woodfisher") if r.sparsity == 0.8][0]
     assert row.nonzeros == alone.nonzeros
     assert row.eval.accuracy == evaluate(pruning.apply_result(loaded.model, alone), bundle.evaluation).accuracy
+
+
+def test_sweep_hands_each_point_over_as_it_is_finished():
+    """on_partial gets the sweep so far after every point; its last call has the final rows
+    (method, sparsity, accuracy, nonzeros), and prune_path's on_result names every sparsity once,
+    CHITA++ branches first."""
+    loaded, bundle = load_demo("digits_mlp"), load_bundle("digits")
+    seen = []
+    res = run_sweep(loaded.model, bundle, ["magnitude", "chita"], [0.8, 0.5], samples=64,
+                    on_partial=seen.append)
+    assert [len(p.rows) for p in seen] == [1, 2, 3, 4]
+    assert all(p.meta["partial"] and p.meta["points"] == 4 for p in seen)
+    assert "partial" not in res.meta
+    assert [(r.method, r.sparsity) for r in seen[0].rows] == [("magnitude", 0.5)]  # ascending
+    assert [(r.method, r.sparsity, r.eval.accuracy, r.nonzeros) for r in seen[-1].rows] == \
+        [(r.method, r.sparsity, r.eval.accuracy, r.nonzeros) for r in res.rows]
+    assert [(r.method, r.sparsity) for r in res.rows] == \
+        [("magnitude", 0.8), ("magnitude", 0.5), ("chita", 0.8), ("chita", 0.5)]  # order asked
+
+    from core.pruning import PruneRequest, prune_path
+
+    order = []
+    results = prune_path(loaded.model, bundle.calibration,
+                         PruneRequest(method="chita++", sparsity=0.9, samples=64, stages=4),
+                         [0.9, 0.5, 0.7], on_result=lambda i, r: order.append((i, r)))
+    assert [i for i, _ in order] == [1, 2, 0]  # the branches finish before the sparsest
+    assert all(results[i] is r for i, r in order)
+
+
+def test_a_cancelled_sweep_keeps_its_finished_points():
+    from core.errors import Cancelled
+    from core.progress import CancelToken
+
+    loaded, bundle = load_demo("digits_mlp"), load_bundle("digits")
+    token, seen = CancelToken(), []
+
+    def stop_after_first(partial):
+        seen.append(partial)
+        token.cancel()
+
+    with pytest.raises(Cancelled):
+        run_sweep(loaded.model, bundle, ["chita"], [0.5, 0.8, 0.9], samples=64,
+                  on_partial=stop_after_first, cancel=token)
+    assert len(seen) == 1 and [r.sparsity for r in seen[0].rows] == [0.5]
+    assert 0.5 < seen[0].rows[0].eval.accuracy <= 1
+
+
+def test_ctrl_c_during_a_sweep_prints_and_writes_the_finished_points(capsys, tmp_path, monkeypatch):
+    """The CLI's sweep, interrupted after its first point, still prints that point and writes
+    the CSV, then exits with 130."""
+    import os
+    import signal
+
+    import core.sweep as sweep_mod
+
+    real = sweep_mod.evaluate
+    calls = []
+
+    def interrupt_after_first_point(*args, **kw):
+        out = real(*args, **kw)
+        calls.append(1)
+        if len(calls) == 2:  # the dense model, then the first point
+            os.kill(os.getpid(), signal.SIGINT)  # cli.interruptible() sets the cancel token
+        return out
+
+    monkeypatch.setattr(sweep_mod, "evaluate", interrupt_after_first_point)
+    path = tmp_path / "sweep.csv"
+    code = main(["sweep", "demo", "--data", "digits", "--methods", "magnitude,chita",
+                 "--sparsities", "0.5,0.9", "--samples", "64", "--csv", str(path), "-q"])
+    out, err = capsys.readouterr()
+    assert code == 130
+    assert "cancelled after 1 of 4 points" in err and str(path) in err and "Traceback" not in err
+    assert "1 of 4 points finished" in out and "magnitude" in out
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["method"], float(r["sparsity"])) for r in rows] == [("dense", 0.0), ("magnitude", 0.5)]
