@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -460,11 +460,14 @@ def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsitie
               samples: int, seed: int = 0, arch: str | None = None, scope: str = "global",
               refine_steps: int = 0, images_per_row: int = 1, recalibrate_bn: bool | None = None,
               bn_augment: str = "auto", update_scale: float | None = 1.0,
-              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
-    """Accuracy against sparsity for several methods (core.sweep.run_sweep)."""
+              progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+              on_partial: Callable[[Any], None] | None = None) -> Any:
+    """Accuracy against sparsity for several methods (core.sweep.run_sweep); ``on_partial``
+    receives the sweep so far after each point."""
     from core.sweep import run_sweep
 
     return run_sweep(model, bundle, list(methods), list(sparsities), samples=samples, seed=seed,
                      arch=arch, scope=scope, refine_steps=refine_steps, recalibrate_bn=recalibrate_bn,
                      images_per_row=images_per_row, bn_augment=bn_augment,
-                     update_scale=update_scale, progress=progress, cancel=cancel)
+                     update_scale=update_scale, progress=progress, cancel=cancel,
+                     on_partial=on_partial)

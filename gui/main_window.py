@@ -617,7 +617,8 @@ class MainWindow(QMainWindow):
 
     def _submit(self, fn: Callable[..., Any], *args: Any, title: str, lane: str = "heavy", foreground: bool = True,
                 on_done: Callable[[Any], None] | None = None, on_failed: Callable[[BaseException], None] | None = None,
-                on_cancelled: Callable[[], None] | None = None, keep_gen: bool = True, **kwargs: Any) -> Task:
+                on_cancelled: Callable[[], None] | None = None, on_partial: Callable[[Any], None] | None = None,
+                keep_gen: bool = True, **kwargs: Any) -> Task:
         """Run ``fn`` in a worker; callbacks run on the UI thread, dropped if the model changed.
         A foreground heavy task first cancels a background baseline comparison, which would
         otherwise hold the lane (an export right after "Refine result" measures it again)."""
@@ -626,7 +627,8 @@ class MainWindow(QMainWindow):
                 if running.title == COMPARE_TITLE:
                     running.cancel()
         gen = self._gen
-        task = Task(fn, *args, title=title, lane=lane, foreground=foreground, **kwargs)
+        task = Task(fn, *args, title=title, lane=lane, foreground=foreground,
+                    pass_partial=on_partial is not None, **kwargs)
 
         def current() -> bool:
             return not keep_gen or gen == self._gen
@@ -636,6 +638,8 @@ class MainWindow(QMainWindow):
         task.failed.connect(lambda exc: (on_failed or self._show_failure)(exc) if current() else None)
         if on_cancelled is not None:
             task.cancelled.connect(lambda: on_cancelled() if current() else None)
+        if on_partial is not None:
+            task.partial.connect(lambda result: on_partial(result) if current() else None)
         if foreground:
             task.progress.connect(lambda stage, frac, eta, msg, t=task: self._on_progress(t, stage, frac, eta, msg))
         return self.runner.submit(task)
@@ -1313,14 +1317,36 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.sweep_view)
         refine = int(self.controls.refine.value())  # scope, refinement, images, BatchNorm: Pruning panel
         self.sweep_view.status.setText(f"Sweeping {len(methods)} methods × {len(sparsities)} sparsities"
-                                       f"{f', each refined up to {refine} steps' if refine else ''}…")
+                                       f"{f', each refined up to {refine} steps' if refine else ''}…"
+                                       " Each point appears when it is done.")
+        self.sweep_view.start_run()
         self._submit(jobs.sweep_job, self.session.loaded.model, self.bundle, methods, sparsities, samples=samples,
                      arch=self.session.loaded.arch, scope=self.controls.scope_name(), refine_steps=refine,
                      images_per_row=int(self.controls.per_row.value()),
                      recalibrate_bn=self.controls.recalibrate_bn(), bn_augment=self.controls.bn_augment(),
                      update_scale=self.controls.update_scale_value(),
-                     title="Sweep", on_done=self._on_sweep_done,
-                     on_cancelled=lambda: self.sweep_view.status.setText("Sweep cancelled."))
+                     title="Sweep", on_done=self._on_sweep_done, on_partial=self._on_sweep_partial,
+                     on_cancelled=self._on_sweep_cancelled, on_failed=self._on_sweep_failed)
+
+    def _on_sweep_partial(self, result: Any) -> None:
+        """A point of the running sweep is done: draw the sweep so far."""
+        self.sweep_view.set_result(result, getattr(result, "dense", None), final=False)
+        meta = getattr(result, "meta", {})
+        self.sweep_view.status.setText(f"Sweeping: {len(result.rows)} of {meta.get('points', '?')} points done…")
+
+    def _on_sweep_cancelled(self) -> None:
+        """Keep the points a cancelled sweep finished, and let them be saved."""
+        kept = self.sweep_view.keep_partial()
+        self.sweep_view.status.setText(
+            f"Sweep cancelled after {kept} of {self.sweep_view.result.meta.get('points', '?')} points: the finished "
+            "points are kept, and can be saved below." if kept else "Sweep cancelled before its first point.")
+
+    def _on_sweep_failed(self, exc: BaseException) -> None:
+        """The error dialog, and the points finished before the failure kept for saving."""
+        kept = self.sweep_view.keep_partial()
+        self.sweep_view.status.setText(f"Sweep failed after {kept} points: the finished points are kept."
+                                       if kept else "Sweep failed.")
+        self._show_failure(exc)
 
     def _on_sweep_done(self, result: Any) -> None:
         dense = getattr(result, "dense", None) or (self.baseline.eval if self.baseline else None)

@@ -257,8 +257,32 @@ class SweepView(QWidget):
         self.run_button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
 
-    def set_result(self, result: Any, dense: Any = None) -> None:
-        """Show a core.sweep.SweepResult."""
+    def start_run(self) -> None:
+        """A new sweep starts: clear the previous one; its points arrive with :meth:`set_result`."""
+        self.result = None
+        self.plot.set_data([], None)
+        self.plot.set_message("Sweeping… each point appears here when it is done")
+        self.table.setRowCount(0)
+        for b in (self.save_png, self.save_svg, self.save_csv):
+            b.setEnabled(False)
+
+    def keep_partial(self) -> int:
+        """After a cancelled sweep: keep the points it finished and allow saving them; returns
+        how many there are."""
+        if self.result is None or not getattr(self.result, "rows", ()):
+            return 0
+        self._enable_saves(True)
+        return len(self.result.rows)
+
+    def _enable_saves(self, on: bool) -> None:
+        rows = bool(self.result is not None and sweep_rows(self.result))
+        for b in (self.save_png, self.save_svg):
+            b.setEnabled(on and rows)
+        self.save_csv.setEnabled(on and rows and hasattr(self.result, "to_csv"))
+
+    def set_result(self, result: Any, dense: Any = None, final: bool = True) -> None:
+        """Show a core.sweep.SweepResult: the finished sweep, or with ``final`` False the points
+        of a running one so far (saving waits for the end, or for :meth:`keep_partial`)."""
         self.result = result
         rows = sweep_rows(result)
         self.plot.set_data(rows, dense)
@@ -276,9 +300,7 @@ class SweepView(QWidget):
                 if c:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
-        for b in (self.save_png, self.save_svg):
-            b.setEnabled(bool(rows))
-        self.save_csv.setEnabled(bool(rows) and hasattr(result, "to_csv"))
+        self._enable_saves(final)
         self.fit_table()
 
     def fit_table(self) -> None:

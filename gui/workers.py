@@ -30,6 +30,7 @@ class _Bridge(QObject):
     """Signals emitted from the worker thread; queued onto the owning Task on the main thread."""
 
     progress = Signal(object)
+    partial = Signal(object)
     done = Signal(object)
     error = Signal(object, str)
     stopped = Signal()
@@ -46,6 +47,7 @@ class _Runnable(QRunnable):
         self._args = task.args
         self._kwargs = dict(task.kwargs)
         self._pass_progress = task.pass_progress
+        self._pass_partial = task.pass_partial
         self._token = task.token
         self._bridge = task._bridge
 
@@ -65,6 +67,8 @@ class _Runnable(QRunnable):
             if self._pass_progress:
                 kwargs["progress"] = on_progress
                 kwargs["cancel"] = token
+            if self._pass_partial:  # every partial result: the view draws each as it comes
+                kwargs["on_partial"] = bridge.partial.emit
             result = self._fn(*self._args, **kwargs)
         except Cancelled:
             bridge.stopped.emit()
@@ -85,10 +89,13 @@ class Task(QObject):
 
     Signals: ``progress(stage, fraction, eta_seconds, message)`` (``eta_seconds`` is ``None``
     while unknown), ``finished(result)``, ``failed(exception)``, ``cancelled()``, and
-    ``ended()`` after any of the three.
+    ``ended()`` after any of the three. With ``pass_partial`` the callable also gets
+    ``on_partial=``, and each object it passes there arrives as ``partial(obj)`` (results so far,
+    e.g. a sweep's finished points; still delivered when the job is then cancelled).
     """
 
     progress = Signal(str, float, object, str)
+    partial = Signal(object)
     finished = Signal(object)
     failed = Signal(object)
     cancelled = Signal()
@@ -102,6 +109,7 @@ class Task(QObject):
         lane: str = "heavy",
         foreground: bool = True,
         pass_progress: bool = True,
+        pass_partial: bool = False,
         parent: QObject | None = None,
         **kwargs: Any,
     ) -> None:
@@ -113,6 +121,7 @@ class Task(QObject):
         self.lane = lane
         self.foreground = foreground
         self.pass_progress = pass_progress
+        self.pass_partial = pass_partial
         self.token = CancelToken()
         self.state = "new"  # new → running → finished | failed | cancelled
         self.result: Any = None
@@ -124,6 +133,7 @@ class Task(QObject):
         self._bridge = _Bridge(self)  # owned by the Task on the C++ side
         queued = Qt.ConnectionType.QueuedConnection
         self._bridge.progress.connect(self._on_progress, queued)
+        self._bridge.partial.connect(self._on_partial, queued)
         self._bridge.done.connect(self._on_done, queued)
         self._bridge.error.connect(self._on_error, queued)
         self._bridge.stopped.connect(self._on_stopped, queued)
@@ -155,6 +165,11 @@ class Task(QObject):
         self.progress.emit(p.stage, -1.0 if p.indeterminate else p.fraction, eta, p.message)
 
     @Slot(object)
+    def _on_partial(self, result: Any) -> None:
+        if self.state == "running":  # queued before the end signal, so never after it
+            self.partial.emit(result)
+
+    @Slot(object)
     def _on_done(self, result: Any) -> None:
         self._finish("finished")
         self.result = result
@@ -178,7 +193,8 @@ class Task(QObject):
     def _retire(self) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # signals without receivers
-            for signal in (self.progress, self.finished, self.failed, self.cancelled, self.ended):
+            for signal in (self.progress, self.partial, self.finished, self.failed, self.cancelled,
+                           self.ended):
                 try:
                     signal.disconnect()
                 except (RuntimeError, TypeError):

@@ -621,6 +621,50 @@ def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: 
     assert not hooks.errors
 
 
+def test_sweep_view_draws_each_point_as_it_is_done(qtbot, window: MainWindow, hooks,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table and plot fill in point by point while the sweep runs; saving waits for the end."""
+    shown = []
+    real = window._on_sweep_partial
+
+    def spy(result) -> None:
+        real(result)
+        view = window.sweep_view
+        shown.append((view.table.rowCount(), set(view.plot.curves), view.save_csv.isEnabled()))
+
+    monkeypatch.setattr(window, "_on_sweep_partial", spy)
+    with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
+        window.run_sweep(["magnitude", "chita"], [0.5, 0.8], 128)
+    assert [rows for rows, _, _ in shown] == [1, 2, 3, 4]
+    assert shown[0][1] == {"magnitude"} and shown[-1][1] == {"magnitude", "chita"}
+    assert not any(saves for _, _, saves in shown)  # a running sweep is not saved half-way
+    assert window.sweep_view.save_csv.isEnabled() and window.sweep_view.table.rowCount() == 4
+    assert not hooks.errors
+
+
+def test_a_cancelled_sweep_keeps_its_finished_points_for_saving(qtbot, window: MainWindow, hooks,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    real = window._on_sweep_partial
+
+    def cancel_after_first(result) -> None:
+        real(result)
+        window.cancel_foreground()
+
+    monkeypatch.setattr(window, "_on_sweep_partial", cancel_after_first)
+    with qtbot.waitSignal(window.idle, timeout=RUN_TIMEOUT_MS):
+        window.run_sweep(["magnitude", "chita"], [0.5, 0.8], 128)
+    view = window.sweep_view
+    kept = view.table.rowCount()  # the first point, and any that finished before the cancel landed
+    assert 1 <= kept < 4 and "magnitude" in view.plot.curves
+    assert f"cancelled after {kept} of 4 points" in view.status.text()
+    assert view.save_csv.isEnabled() and view.save_png.isEnabled()
+    path = view.save_csv_file(str(tmp_path / "partial.csv"))
+    lines = Path(path).read_text().splitlines()
+    assert len(lines) == 2 + kept and lines[1].startswith("dense,") and lines[2].startswith("magnitude,0.5,")
+    assert not hooks.errors
+
+
 def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> None:
     first = make_window(qtbot, settings_dir)
     first.controls.slider.setValue(42)
