@@ -63,6 +63,7 @@ from gui.plots import (
     ImportanceHeatMap,
     ImportanceHistogram,
     LayerOverview,
+    ObjectivePlot,
     SparsityBars,
     WeightHistogram,
 )
@@ -286,6 +287,11 @@ class MainWindow(QMainWindow):
         self.overview_tabs = QTabWidget()
         self.overview_tabs.addTab(self.overview, "Spread")
         self.overview_tabs.addTab(self.sparsity_bars, "Sparsity")
+        self.objective_plot = ObjectivePlot()
+        self.overview_tabs.addTab(self.objective_plot, "Objective")
+        self.overview_tabs.setTabToolTip(2, "CHITA's mask search on the local quadratic: its objective "
+                                            "against the magnitude mask's backsolve, and the floor no "
+                                            "mask of that size goes below")
 
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(table_box)
@@ -347,7 +353,8 @@ class MainWindow(QMainWindow):
         cl.setContentsMargins(0, 0, 8, 0)
         cl.addWidget(main)
         self.setCentralWidget(central)
-        self.plots = [self.weight_hist, self.importance_hist, self.heatmap, self.overview, self.sparsity_bars]
+        self.plots = [self.weight_hist, self.importance_hist, self.heatmap, self.overview, self.sparsity_bars,
+                      self.objective_plot]
 
     def _action(self, text: str, slot: Callable[..., Any], shortcut: Any = None, *, checkable: bool = False,
                 tip: str = "") -> QAction:
@@ -919,6 +926,7 @@ class MainWindow(QMainWindow):
         self.preview_panel.clear()
         self.table.source.set_after({}, "")
         self.sparsity_bars.set_data([], [])
+        self.objective_plot.set_result(None)
         self.overview.set_threshold(None)
         self._render_layer()
         self._update_busy()
@@ -1139,6 +1147,7 @@ class MainWindow(QMainWindow):
             if out.magnitude_sparsity and req.method != "magnitude":
                 series.append(("Magnitude", out.magnitude_sparsity, "compare"))
             self.sparsity_bars.set_data(keys, series)
+            self.objective_plot.set_result(out.result, label)
         elif kind == "preview":
             pv = self.preview
             req = pv.result.request

@@ -1,5 +1,5 @@
 """pyqtgraph views: weight and importance histograms, the importance heat map, the all-layer
-overview and the per-layer sparsity comparison. Each view renders arrays it is given; none of
+overview, the per-layer sparsity comparison and the mask search's objective. Each view renders arrays it is given; none of
 them computes anything expensive or touches the model."""
 
 from __future__ import annotations
@@ -483,3 +483,112 @@ class SparsityBars(StudioPlot):
         item.setYRange(0, 100 * HEADROOM, padding=0)
         item.getAxis("left").setTicks([[(v, str(v)) for v in range(0, 101, 20)],
                                        [(v, "") for v in range(10, 100, 20)]])
+
+
+def objective_series(result: object) -> dict | None:
+    """What :class:`ObjectivePlot` draws for a pruning result, as plain numbers, or None where
+    the run has no mask search (magnitude, OBD, WoodFisher).
+
+    Every objective is given relative to the backsolve on the magnitude mask at the same G, λ
+    and size, in percent (0: magnitude's own weights re-solved; below 0: a better mask), and so
+    is the floor that no mask of that size goes below (``info["final"]``'s
+    ``objective_lower_bound``; None with the first-order term). One solve (CHITA): its trace,
+    one point per verified refresh of the search. Several (CHITA++): one point per stage, its
+    final objective, against its own stage's magnitude backsolve.
+    """
+    info = getattr(result, "info", {}) or {}
+    finals = [f for f in info.get("final", []) if f.get("magnitude_objective")]
+    if not finals:
+        return None
+
+    def rel(value: float | None, mag: float) -> float | None:
+        return None if value is None else 100.0 * (float(value) / float(mag) - 1.0)
+
+    if len(finals) == 1:
+        f = finals[0]
+        trace = [float(t) for t in getattr(result, "objective_trace", ()) or (f["objective"],)]
+        return {"kind": "trace", "x": list(range(len(trace))),
+                "y": [rel(t, f["magnitude_objective"]) for t in trace],
+                "floor": rel(f.get("objective_lower_bound"), f["magnitude_objective"]),
+                "iterations": int(f.get("iterations", 0)), "converged": bool(f.get("converged")),
+                "sparsity": float(f["sparsity"])}
+    return {"kind": "stages", "x": list(range(1, len(finals) + 1)),
+            "y": [rel(f["objective"], f["magnitude_objective"]) for f in finals],
+            "floor": [rel(f.get("objective_lower_bound"), f["magnitude_objective"]) for f in finals],
+            "sparsities": [float(f["sparsity"]) for f in finals],
+            "iterations": sum(int(f.get("iterations", 0)) for f in finals)}
+
+
+class ObjectivePlot(StudioPlot):
+    """The mask search on the local quadratic: CHITA's objective after each verified refresh, or
+    each CHITA++ stage's final objective, relative to the magnitude mask's backsolve (%), with
+    the floor no mask of the same size goes below."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Mask search on the quadratic", parent)
+        self.setLabel("left", "objective vs magnitude mask", units="%")
+        self.series: dict | None = None
+        self.method = ""
+        self.set_message("After a CHITA or CHITA++ run: how far its mask search took the objective")
+
+    def set_result(self, result: object | None, method_label: str = "") -> None:
+        """Show ``result``'s search (None clears the plot)."""
+        self.series = objective_series(result) if result is not None else None
+        self.method = method_label
+        if result is not None and self.series is None:
+            self.set_message(f"{method_label or 'This method'} has no mask search to plot: its mask "
+                             "is chosen in one step. Run CHITA or CHITA++ to see one.")
+        elif result is None:
+            self.set_message("After a CHITA or CHITA++ run: how far its mask search took the objective")
+        self.redraw()
+
+    def redraw(self) -> None:
+        p = self.theme.palette
+        item = self.getPlotItem()
+        item.clear()
+        if item.legend is not None:
+            item.legend.clear()
+        s = self.series
+        if not s:
+            return
+        self.set_message(None)
+        legend = item.legend if item.legend is not None else item.addLegend(offset=(-8, 8))
+        x = np.array(s["x"], dtype=float)
+        y = np.array(s["y"], dtype=float)
+        item.plot(x, y, pen=pg.mkPen(p.accent, width=2.5), symbol="o", symbolSize=7,
+                  symbolBrush=pg.mkBrush(p.accent), symbolPen=pg.mkPen(self.theme.qcolor("panel")),
+                  name=f"{self.method or 'CHITA'}: objective ({s['iterations']} swap steps)")
+        lows = [v for v in (s["floor"] if s["kind"] == "stages" else [s["floor"]]) if v is not None]
+        if s["kind"] == "trace":
+            self.setLabel("bottom", "verified refresh of the mask search (0: the magnitude mask)")
+            if s["floor"] is not None:
+                item.addItem(pg.InfiniteLine(
+                    pos=s["floor"], angle=0, pen=pg.mkPen(p.pruned, width=1.5, style=Qt.PenStyle.DashLine),
+                    label=f"floor {s['floor']:+.2f}%: no mask of this size goes lower",
+                    labelOpts={"position": 0.97, "color": p.pruned, "anchors": [(1, 1), (1, 1)],
+                               "fill": self.theme.qcolor("panel", 200)}))
+            state = "converged" if s["converged"] else "stopped at its cap"
+            self.set_title(f"Mask search at {100 * s['sparsity']:.0f}%: {y[-1]:+.2f}%, {state}")
+            item.getAxis("bottom").setTicks([[(int(v), str(int(v))) for v in x]] if len(x) <= 15 else None)
+        else:
+            self.setLabel("bottom", "CHITA++ stage")
+            floor = np.array([np.nan if v is None else v for v in s["floor"]], dtype=float)
+            if np.isfinite(floor).any():
+                item.plot(x, floor, pen=pg.mkPen(p.pruned, width=1.5, style=Qt.PenStyle.DashLine),
+                          name="floor: no mask of that size goes lower")
+            self.set_title(f"CHITA++: {len(x)} stages to {100 * s['sparsities'][-1]:.0f}%, "
+                           f"last {y[-1]:+.2f}%")
+            item.getAxis("bottom").setTicks(None)
+        item.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=pg.mkPen(p.muted, width=1),
+                                     label="magnitude mask, re-solved",
+                                     labelOpts={"position": 0.03, "color": p.muted,
+                                                "anchors": [(0, 1), (0, 1)]}))
+        legend.setLabelTextColor(p.fg)
+        legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 210)))
+        top = max([0.0, *y.tolist()])
+        bottom = min([*y.tolist(), *lows])
+        span = max(1e-6, top - bottom)
+        # headroom above the curve for the legend (two rows for CHITA++) and the zero line's label
+        room = 0.35 if s["kind"] == "trace" else 0.6
+        item.setYRange(bottom - 0.08 * span, top + room * span, padding=0)
+        item.setXRange(float(x.min()) - 0.3, float(x.max()) + 0.3, padding=0)

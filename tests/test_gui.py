@@ -188,6 +188,34 @@ def test_run_chita_shows_after_accuracy(qtbot, window: MainWindow, hooks) -> Non
     assert not hooks.errors
 
 
+def test_objective_tab_plots_the_mask_search_against_magnitude_and_the_floor(qtbot, window: MainWindow,
+                                                                             hooks) -> None:
+    """CHITA: one point per verified refresh, from the magnitude mask (0%) down, never below the
+    floor; CHITA++: one point per stage; magnitude: a message, no curve."""
+    from gui.plots import objective_series
+
+    plot = window.objective_plot
+    outcome = run_and_wait(qtbot, window, "chita", 90)
+    final = outcome.result.info["final"][-1]
+    s = plot.series
+    assert s["kind"] == "trace" and s["y"][0] == pytest.approx(0.0)  # the search starts on magnitude
+    assert all(b <= a + 1e-9 for a, b in zip(s["y"], s["y"][1:]))  # verified refreshes only descend
+    assert s["y"][-1] == pytest.approx(100 * (final["objective"] / final["magnitude_objective"] - 1))
+    assert s["floor"] <= s["y"][-1] < 0 and s["iterations"] == final["iterations"]
+    assert plot._message.isHidden() and "90%" in plot.title
+    outcome = run_and_wait(qtbot, window, "chita++", 90)
+    s = plot.series
+    stages = outcome.result.info["final"]
+    assert s["kind"] == "stages" and len(s["y"]) == len(stages) > 1
+    assert all(f <= y <= 1e-9 for f, y in zip(s["floor"], s["y"]))
+    assert s["sparsities"][-1] == pytest.approx(0.9, abs=1e-3)
+    run_and_wait(qtbot, window, "magnitude", 90)
+    assert plot.series is None and not plot._message.isHidden()
+    assert "no mask search" in plot._message.text()
+    assert objective_series(object()) is None
+    assert not hooks.errors
+
+
 def test_second_chita_run_reuses_the_gradients_of_the_first(qtbot, window: MainWindow, hooks) -> None:
     """Runs at other sparsities on the same model and data skip the gradient pass; new data drops G."""
     first = run_and_wait(qtbot, window, "chita", 60)
