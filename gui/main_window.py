@@ -68,6 +68,7 @@ from gui.plots import (
     WeightHistogram,
 )
 from gui.preview import PreviewPanel, fmt_bytes
+from gui.runs_view import RunsView, describe_run, keep_recent
 from gui.sweep_view import SweepView
 from gui.theme import Theme, app_icon, apply_theme, make_theme
 from gui.workers import Task, TaskRunner
@@ -161,6 +162,7 @@ class MainWindow(QMainWindow):
     run_cancelled = Signal()
     export_finished = Signal(object)
     sweep_finished = Signal(object)
+    run_shown = Signal(object)  # a kept run shown again from the Runs tab (RunOutcome)
     idle = Signal()
 
     def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
@@ -179,6 +181,7 @@ class MainWindow(QMainWindow):
         self.bundle: Any = None
         self.data_source: tuple[str, str | None] = ("digits", None)
         self.baseline: jobs.Baseline | None = None
+        self.runs: list[jobs.RunOutcome] = []  # this model's and data's runs, oldest first (Runs tab)
         self.saliency: dict[str, np.ndarray] | None = None
         self.preview: jobs.MagnitudePreview | None = None
         self.outcome: jobs.RunOutcome | None = None
@@ -339,6 +342,8 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(model_tab, "Model")
         self.tabs.addTab(self.sweep_view, "Sweep")
+        self.runs_view = RunsView()
+        self.tabs.addTab(self.runs_view, "Runs")
 
         main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(self.sidebar_pane)
@@ -423,6 +428,7 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         v.addAction(self._action("&Model tab", lambda: self.tabs.setCurrentIndex(0), "Ctrl+Shift+M"))
         v.addAction(self._action("S&weep tab", lambda: self.tabs.setCurrentIndex(1), "Ctrl+Shift+W"))
+        v.addAction(self._action("R&uns tab", lambda: self.tabs.setCurrentIndex(2), "Ctrl+Shift+U"))
         self.act_log.setIconText("log counts")
         self.log_button.setDefaultAction(self.act_log)
 
@@ -467,6 +473,9 @@ class MainWindow(QMainWindow):
         self.filter_edit.textChanged.connect(self._apply_filter)
         self.prunable_only.toggled.connect(self._apply_filter)
         self.sweep_view.run_requested.connect(self.run_sweep)
+        self.runs_view.show_requested.connect(self.show_run)
+        self.runs_view.export_requested.connect(self._export_run)
+        self.runs_view.clear_requested.connect(self.clear_runs)
         self.sweep_view.cancel_requested.connect(self.cancel_foreground)
 
     # ======================================================================================
@@ -921,6 +930,8 @@ class MainWindow(QMainWindow):
         self.baseline = None
         self.preview = None
         self.outcome = None
+        self.runs = []
+        self.runs_view.set_runs([])
         self.shown = "none"
         self._ready_emitted = False
         self.preview_panel.clear()
@@ -944,6 +955,7 @@ class MainWindow(QMainWindow):
 
     def _on_baseline(self, baseline: jobs.Baseline) -> None:
         self.baseline = baseline
+        self._refresh_runs()
         nonzeros = sum(int((self._weights[k] != 0).sum()) for k in self.session.summary.prunable_keys
                        if k in self._weights) if self.session else None
         self.preview_panel.set_dense(baseline.eval, nonzeros, baseline.onnx_bytes, baseline.compressed_bytes)
@@ -1090,6 +1102,8 @@ class MainWindow(QMainWindow):
         def done(ev: Any) -> None:
             if self.outcome is refined:
                 self.outcome = replace(refined, magnitude_eval=ev)
+                self.runs = [self.outcome if r is refined else r for r in self.runs]
+                self._refresh_runs()
                 self._refresh_after()
                 self.comparison_finished.emit(self.outcome)
 
@@ -1104,10 +1118,47 @@ class MainWindow(QMainWindow):
 
     def _on_run_done(self, outcome: jobs.RunOutcome) -> None:
         self.outcome = outcome
+        self.runs = keep_recent([*self.runs, outcome])
+        self._refresh_runs()
         self.shown = "run"
         self._refresh_after()
         self._update_busy()
         self.run_finished.emit(outcome)
+
+    # ======================================================================================
+    # runs
+
+    def _refresh_runs(self) -> None:
+        current = next((i for i, r in enumerate(self.runs) if r is self.outcome), None)
+        self.runs_view.set_runs(self.runs, self.baseline.eval if self.baseline else None, current)
+
+    def show_run(self, index: int) -> None:
+        """Show run ``index`` of the Runs tab again: the sidebar, the plots and Export take it,
+        and the controls go to its method, sparsity and scope."""
+        if not 0 <= index < len(self.runs):
+            return
+        outcome = self.runs[index]
+        req = outcome.result.request
+        self.controls.set_method(req.method)
+        i = self.controls.scope.findData(req.scope)
+        if i >= 0:
+            self.controls.scope.setCurrentIndex(i)
+        self.controls.set_sparsity(req.sparsity)
+        self.outcome = outcome
+        self.shown = "run"
+        self._refresh_runs()
+        self._refresh_after()
+        self.statusBar().showMessage(f"Showing run {index + 1}: {describe_run(outcome)}. Export with Ctrl+E.", 8000)
+        self.run_shown.emit(outcome)
+
+    def _export_run(self, index: int) -> None:
+        self.show_run(index)
+        self.export_dialog()
+
+    def clear_runs(self) -> None:
+        """Forget every run but the one shown now (which Export still takes)."""
+        self.runs = [r for r in self.runs if r is self.outcome]
+        self._refresh_runs()
 
     def _on_run_cancelled(self) -> None:
         self.run_cancelled.emit()
@@ -1375,7 +1426,7 @@ class MainWindow(QMainWindow):
                 ("Ctrl+E", "Export pruned ONNX"), ("Ctrl+Up / Ctrl+Down", "Sparsity ±1%"),
                 ("Ctrl+PgUp / Ctrl+PgDown", "Sparsity ±10%"), ("Ctrl+1 … Ctrl+6", "Choose method"),
                 ("Ctrl+Shift+R", "Run sweep"), ("F11", "Presentation mode"), ("Ctrl+T", "Dark theme"),
-                ("Ctrl+L", "Log counts"), ("Ctrl+Shift+M / W", "Model / Sweep tab")]
+                ("Ctrl+L", "Log counts"), ("Ctrl+Shift+M / W / U", "Model / Sweep / Runs tab")]
         html = "<table cellspacing='6'>" + "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows) + "</table>"
         dialogs.show_result(self, "Keyboard shortcuts", html)
 

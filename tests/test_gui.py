@@ -216,6 +216,54 @@ def test_objective_tab_plots_the_mask_search_against_magnitude_and_the_floor(qtb
     assert not hooks.errors
 
 
+def test_runs_tab_keeps_earlier_runs_to_show_and_export_again(qtbot, window: MainWindow, hooks,
+                                                              tmp_path: Path) -> None:
+    """Each finished run joins the Runs tab (newest first); showing an earlier one puts it back in
+    the sidebar, the controls and Export; new data clears the list."""
+    first = run_and_wait(qtbot, window, "chita", 60)
+    second = run_and_wait(qtbot, window, "magnitude", 85)
+    view = window.runs_view
+    assert window.runs == [first, second] and view.table.rowCount() == 2
+    assert view.table.item(0, 1).text() == "Magnitude (global)" and view.table.item(1, 2).text() == "60%"
+    assert view.table.item(0, 0).font().bold() and not view.table.item(1, 0).font().bold()
+    assert view.table.item(1, 3).text() == f"{100 * first.eval.accuracy:.1f}%"
+    view.table.selectRow(1)  # the CHITA run
+    assert view.selected() == 0 and view.show_button.isEnabled()
+    with qtbot.waitSignal(window.run_shown, timeout=5000) as shown:
+        view.show_button.click()
+    assert shown.args[0] is first and window.outcome is first
+    assert window.controls.method_name() == "chita" and window.controls.sparsity() == pytest.approx(0.6)
+    assert window.preview_panel.after_text() == f"{100 * first.eval.accuracy:.1f}%"
+    assert "CHITA" in window.preview_panel.after_title.text()
+    assert view.table.item(1, 0).font().bold()
+    with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS) as exported:
+        window.export_to(str(tmp_path / "first.onnx"))
+    assert exported.args[0].path.endswith("first.onnx")
+    zeros = window.last_export.zero_fractions  # the export is the CHITA run at 60%, not the last run
+    assert zeros and all(a == pytest.approx(first.result.layer_sparsity[k], abs=1e-6) for k, (a, _) in zeros.items())
+    assert any(abs(a - second.result.layer_sparsity[k]) > 0.05 for k, (a, _) in zeros.items())
+    view.clear_button.click()  # keeps the run shown now
+    assert window.runs == [first] and view.table.rowCount() == 1
+    window._set_bundle(window.bundle)
+    assert window.runs == [] and view.table.rowCount() == 0
+    assert not hooks.errors
+
+
+def test_runs_kept_are_the_most_recent_within_both_limits() -> None:
+    from gui.runs_view import keep_recent, result_bytes
+
+    def run(n_floats: int) -> SimpleNamespace:
+        w = torch.zeros(n_floats)
+        return SimpleNamespace(result=SimpleNamespace(weights={"w": w}, masks={"w": w > 0}))
+
+    runs = [run(1000) for _ in range(5)]
+    assert result_bytes(runs[0].result) == 1000 * 4 + 1000
+    assert keep_recent(runs, max_runs=3) == runs[2:]
+    assert keep_recent(runs, max_bytes=2 * 5000) == runs[3:]
+    big = run(10**6)
+    assert keep_recent([*runs, big], max_bytes=100) == [big]  # the newest stays, whatever its size
+
+
 def test_second_chita_run_reuses_the_gradients_of_the_first(qtbot, window: MainWindow, hooks) -> None:
     """Runs at other sparsities on the same model and data skip the gradient pass; new data drops G."""
     first = run_and_wait(qtbot, window, "chita", 60)

@@ -1,0 +1,192 @@
+"""Runs view: every pruning run of this model and data, to compare, show again and export.
+
+A new run replaces the one the sidebar shows; the earlier ones stay here (the most recent
+``MAX_RUNS``, and no more than ``MAX_RUN_BYTES`` of pruned weights), so a result explored a
+few runs ago is one double-click from being shown and exported again. The list belongs to the
+loaded model and data and is cleared when either changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.evaluate import paired_or_none
+from core.pruning import METHOD_LABELS
+
+MAX_RUNS = 20  # runs kept in the list (the oldest go first)
+MAX_RUN_BYTES = 2 * 1024**3  # pruned weights and masks kept in all, at most
+
+COLUMNS = ("#", "Method", "Sparsity", "Accuracy", "95% interval", "vs dense, points", "λ", "Seconds",
+           "Settings")
+GRADIENT_METHODS = ("chita", "chita++", "obd", "woodfisher")
+
+
+def result_bytes(result: Any) -> int:
+    """Memory a kept run holds: its pruned weights and masks (the rest is small)."""
+    total = 0
+    for name in ("weights", "masks"):
+        for t in (getattr(result, name, None) or {}).values():
+            total += int(t.numel()) * int(t.element_size())
+    return total
+
+
+def keep_recent(runs: list[Any], max_runs: int = MAX_RUNS, max_bytes: int = MAX_RUN_BYTES) -> list[Any]:
+    """The most recent runs that fit both limits (the newest is always kept)."""
+    kept: list[Any] = []
+    used = 0
+    for outcome in reversed(runs):
+        size = result_bytes(outcome.result)
+        if kept and (len(kept) >= max_runs or used + size > max_bytes):
+            break
+        kept.append(outcome)
+        used += size
+    return kept[::-1]
+
+
+def describe_run(outcome: Any) -> str:
+    """"CHITA · 80% · refined 3 steps": what a run was, in a few words."""
+    req = outcome.result.request
+    text = f"{METHOD_LABELS.get(req.method, req.method)} · {100 * req.sparsity:.0f}%"
+    if req.scope == "layer":
+        text += " per layer"
+    if req.refine_steps:
+        text += f" · refined {req.refine_steps} steps"
+    return text
+
+
+def describe_settings(outcome: Any) -> str:
+    """The request's settings beyond method and sparsity, in a few words ("512 samples · 10 stages")."""
+    req = outcome.result.request
+    info = getattr(outcome.result, "info", {}) or {}
+    parts = []
+    if req.method in GRADIENT_METHODS:
+        parts.append(f"{int(info.get('samples', req.samples)):,} samples")
+        if req.images_per_row > 1:
+            parts.append(f"{info.get('images_per_row', req.images_per_row)} images per row")
+    if req.method == "chita++":
+        stages = len(info.get("schedule", ())) or req.stages
+        parts.append(f"{stages} stages" if stages else "auto stages")
+    if req.refine_steps:
+        parts.append(f"refine {req.refine_steps}")
+    if req.update_scale != 1.0 and req.method in ("chita", "chita++", "woodfisher"):
+        parts.append("update auto" if req.update_scale is None else f"update ×{req.update_scale:g}")
+    if req.seed:
+        parts.append(f"seed {req.seed}")
+    return " · ".join(parts) or "–"
+
+
+class RunsView(QWidget):
+    """A table of the kept runs. ``show_requested(index)`` asks the window to show run ``index``
+    again (double-click or *Show run*); ``export_requested(index)`` to export it."""
+
+    show_requested = Signal(int)
+    export_requested = Signal(int)
+    clear_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runs: list[Any] = []
+        self.current: int | None = None
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.horizontalHeaderItem(5).setToolTip(
+            "Change in accuracy against the dense model on the same images, with its paired 95% interval")
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.show_button = QPushButton("Show run")
+        self.show_button.setToolTip("Show the chosen run in the sidebar and the plots again (double-click a row)")
+        self.export_button = QPushButton("Export ONNX…")
+        self.export_button.setToolTip("Export the chosen run's pruned model")
+        self.clear_button = QPushButton("Clear list")
+        self.status = QLabel("Runs appear here as they finish; double-click one to show it again.")
+        self.status.setObjectName("Muted")
+        self.status.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.status, 1)
+        for b in (self.show_button, self.export_button, self.clear_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.table.cellDoubleClicked.connect(lambda row, _col: self._request(self.show_requested, row))
+        self.show_button.clicked.connect(lambda: self._request(self.show_requested, self.selected()))
+        self.export_button.clicked.connect(lambda: self._request(self.export_requested, self.selected()))
+        self.clear_button.clicked.connect(self.clear_requested)
+        self._update_buttons()
+
+    def selected(self) -> int | None:
+        """Index of the chosen run in :attr:`runs` (rows are listed newest first)."""
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        return len(self.runs) - 1 - rows[0].row()
+
+    def set_runs(self, runs: Sequence[Any], dense: Any = None, current: int | None = None) -> None:
+        """List ``runs`` (RunOutcomes, oldest first) newest first; ``current`` (an index) is the
+        one the sidebar shows, drawn bold."""
+        self.runs = list(runs)
+        self.current = current
+        self.table.setRowCount(len(self.runs))
+        bold = QFont(self.table.font())
+        bold.setBold(True)
+        for row, index in enumerate(reversed(range(len(self.runs)))):
+            outcome = self.runs[index]
+            req, ev = outcome.result.request, outcome.eval
+            d = paired_or_none(ev, dense)
+            cells = [
+                str(index + 1),
+                describe_run(outcome).split(" · ", 1)[0] + (" (refined)" if req.refine_steps else ""),
+                f"{100 * req.sparsity:.0f}%" + (" per layer" if req.scope == "layer" else ""),
+                f"{100 * ev.accuracy:.1f}%",
+                f"{100 * ev.accuracy_ci[0]:.1f}–{100 * ev.accuracy_ci[1]:.1f}",
+                "–" if d is None else f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})",
+                "–" if outcome.result.lam is None else f"{outcome.result.lam:.3g}",
+                f"{outcome.seconds:.1f}",
+                describe_settings(outcome),
+            ]
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c not in (1, 8):
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if index == current:
+                    item.setFont(bold)
+                    item.setToolTip("Shown in the sidebar now")
+                self.table.setItem(row, c, item)
+        if self.runs:
+            self.status.setText(f"{len(self.runs)} run{'s' if len(self.runs) != 1 else ''} of this model and "
+                                f"data (the most recent {MAX_RUNS} are kept); bold: the one shown now. "
+                                "Double-click a run to show it again.")
+        else:
+            self.status.setText("Runs appear here as they finish; double-click one to show it again.")
+        self._update_buttons()
+
+    def _request(self, signal: Any, index: int | None) -> None:
+        if index is not None and 0 <= index < len(self.runs):
+            signal.emit(index)
+
+    def _update_buttons(self) -> None:
+        chosen = self.selected() is not None
+        self.show_button.setEnabled(chosen)
+        self.export_button.setEnabled(chosen)
+        self.clear_button.setEnabled(bool(self.runs))
