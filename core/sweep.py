@@ -86,7 +86,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
               images_per_row: int = 1, bn_augment: str = "auto", schedule: str = "log",
               update_scale: float | None = 1.0, progress: ProgressFn | None = None,
               cancel: CancelToken | None = None,
-              on_partial: Callable[[SweepResult], None] | None = None) -> SweepResult:
+              on_partial: Callable[[SweepResult], None] | None = None,
+              cache: GradientCache | None = None) -> SweepResult:
     """Prune with each method at each sparsity and evaluate on the bundle's evaluation images.
 
     ``model`` is never modified. Progress is reported per (method, sparsity) point under the
@@ -98,13 +99,19 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
     them if the sweep is cancelled. In it a method's seconds are its pruning time so far split
     over its points so far; the returned result splits the whole time, as documented on
     :class:`SweepRow`.
+
+    ``cache``: a :class:`core.pruning.GradientCache` shared with other runs on this model (the
+    GUI's): a sweep after a run on the same model, images and sample takes that run's G and
+    BatchNorm check, and a run after the sweep takes the sweep's. Without it the sweep keeps
+    its own, shared by its single-stage methods only.
     """
     t0 = time.perf_counter()
     dense = evaluate(model, bundle.evaluation, cancel=cancel)
     rows: list[SweepRow] = []
     total_points = len(methods) * len(sparsities)
     done = 0
-    cache = GradientCache()  # one G for every single-stage method that needs gradients
+    if cache is None:
+        cache = GradientCache()  # one G for every single-stage method that needs gradients
     samples_used: int | None = None  # gradient rows, where the calibration set gave fewer
     samples_note: str | None = None
 

@@ -461,13 +461,14 @@ def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsitie
               refine_steps: int = 0, images_per_row: int = 1, recalibrate_bn: bool | None = None,
               bn_augment: str = "auto", update_scale: float | None = 1.0,
               progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-              on_partial: Callable[[Any], None] | None = None) -> Any:
+              on_partial: Callable[[Any], None] | None = None, cache: Any = None) -> Any:
     """Accuracy against sparsity for several methods (core.sweep.run_sweep); ``on_partial``
-    receives the sweep so far after each point."""
+    receives the sweep so far after each point; ``cache`` (the window's GradientCache) lets the
+    sweep and the runs share G."""
     from core.sweep import run_sweep
 
     return run_sweep(model, bundle, list(methods), list(sparsities), samples=samples, seed=seed,
                      arch=arch, scope=scope, refine_steps=refine_steps, recalibrate_bn=recalibrate_bn,
                      images_per_row=images_per_row, bn_augment=bn_augment,
                      update_scale=update_scale, progress=progress, cancel=cancel,
-                     on_partial=on_partial)
+                     on_partial=on_partial, cache=cache)

@@ -1384,7 +1384,7 @@ class MainWindow(QMainWindow):
                      arch=self.session.loaded.arch, scope=self.controls.scope_name(), refine_steps=refine,
                      images_per_row=int(self.controls.per_row.value()),
                      recalibrate_bn=self.controls.recalibrate_bn(), bn_augment=self.controls.bn_augment(),
-                     update_scale=self.controls.update_scale_value(),
+                     update_scale=self.controls.update_scale_value(), cache=self.gradient_cache,
                      title="Sweep", on_done=self._on_sweep_done, on_partial=self._on_sweep_partial,
                      on_cancelled=self._on_sweep_cancelled, on_failed=self._on_sweep_failed)
 

@@ -281,6 +281,29 @@ def test_sweep_computes_gradients_once_for_the_single_stage_methods(monkeypatch)
     assert row.eval.accuracy == evaluate(pruning.apply_result(loaded.model, alone), bundle.evaluation).accuracy
 
 
+def test_a_sweep_and_runs_share_gradients_through_one_cache(monkeypatch):
+    """With the GUI's cache, a sweep after a run on the same model and sample takes its G (and
+    the BatchNorm check), and a run after the sweep takes the sweep's: one gradient pass in all,
+    and the rows equal the sweep without the cache."""
+    import core.pruning as pruning
+
+    calls = []
+    real = pruning.fisher_factor
+    monkeypatch.setattr(pruning, "fisher_factor", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    loaded, bundle = load_demo("digits_mlp"), load_bundle("digits")
+    cache = pruning.GradientCache()
+    pruning.prune(loaded.model, bundle.calibration,
+                  pruning.PruneRequest(method="chita", sparsity=0.6, samples=64), cache=cache)
+    shared = run_sweep(loaded.model, bundle, ["obd", "chita"], [0.5, 0.8], samples=64, cache=cache)
+    after = pruning.prune(loaded.model, bundle.calibration,
+                          pruning.PruneRequest(method="chita", sparsity=0.7, samples=64), cache=cache)
+    assert len(calls) == 1 and after.info.get("gradients_reused") is True
+    alone = run_sweep(loaded.model, bundle, ["obd", "chita"], [0.5, 0.8], samples=64)
+    assert len(calls) == 2  # a sweep without the cache computes its own
+    assert [(r.method, r.sparsity, r.nonzeros, r.eval.accuracy) for r in shared.rows] == \
+        [(r.method, r.sparsity, r.nonzeros, r.eval.accuracy) for r in alone.rows]
+
+
 def test_sweep_hands_each_point_over_as_it_is_finished():
     """on_partial gets the sweep so far after every point; its last call has the final rows
     (method, sparsity, accuracy, nonzeros), and prune_path's on_result names every sparsity once,
