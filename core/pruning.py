@@ -326,15 +326,17 @@ def _mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 
 STAGE_REFRESHES = 5  # verified refreshes of the mask search at an intermediate CHITA++ stage
 def prune(model: nn.Module, calibration: "ImageSet", request: PruneRequest, *,
           arch: str | None = None, progress: ProgressFn | None = None,
-          cancel: CancelToken | None = None, cache: GradientCache | None = None) -> PruneResult:
+          cancel: CancelToken | None = None, cache: GradientCache | None = None,
+          on_stage: Callable[[Mapping[str, object]], None] | None = None) -> PruneResult:
     """Run one pruning method on a copy of ``model`` and return the new weights and masks.
 
     Calibration images: the first ``request.samples`` give the gradient rows G; up to
     ``HOLDOUT`` of the rest are held out to choose λ (never test images). ``model`` is never
-    modified. ``cache`` keeps G for the next run on the same model and sample.
+    modified. ``cache`` keeps G for the next run on the same model and sample. ``on_stage``:
+    see :func:`prune_path`.
     """
     return prune_path(model, calibration, request, [request.sparsity], arch=arch,
-                      progress=progress, cancel=cancel, cache=cache)[0]
+                      progress=progress, cancel=cancel, cache=cache, on_stage=on_stage)[0]
 
 
 def refine_result(model: nn.Module, calibration: "ImageSet", result: PruneResult, steps: int, *,
@@ -398,7 +400,8 @@ def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
                progress: ProgressFn | None = None,
                cancel: CancelToken | None = None,
                cache: GradientCache | None = None,
-               on_result: Callable[[int, PruneResult], None] | None = None) -> list[PruneResult]:
+               on_result: Callable[[int, PruneResult], None] | None = None,
+               on_stage: Callable[[Mapping[str, object]], None] | None = None) -> list[PruneResult]:
     """Prune at several sparsities (returned in the order given) with one set of gradients.
 
     Single-stage methods compute G once; CHITA warm-starts each sparsity from the previous
@@ -409,11 +412,16 @@ def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
     ``on_result(i, result)`` is called as soon as the result for ``sparsities[i]`` is finished
     (ascending sparsity; CHITA++: its branches before the sparsest), so that a front end can
     show each point while the others are still running. Its time counts in no result's timings.
+    ``on_stage(record)`` is called after each CHITA++ stage's solve with that stage's entry of
+    ``info["final"]`` (sparsity, λ, objective, magnitude_objective, objective_lower_bound,
+    iterations, converged, …) and ``stage``, ``stages`` and ``target``: a front end can draw the
+    schedule while it runs.
     """
     for s in sparsities:
         _validate(replace(request, sparsity=s))
     t_start = time.perf_counter()
     ctx = _Context.build(model, calibration, request, arch, progress, cancel, cache)
+    ctx.on_stage = on_stage
     order = sorted(range(len(sparsities)), key=lambda i: sparsities[i])
     results: list[PruneResult | None] = [None] * len(sparsities)
     handed = 0.0  # seconds spent in on_result, outside this function's own work
@@ -473,6 +481,7 @@ class _Context:
         self.timings_shared: dict[str, float] = {}
         self.move_z: float | None = None  # the λ walk's step margin (None: HOLDOUT_MOVE_Z)
         self.diagonal_only = False  # A is one row √diag(F) (OBD on a network whose G does not fit)
+        self.on_stage: Callable[[Mapping[str, object]], None] | None = None  # CHITA++ stage records
 
     @classmethod
     def build(cls, model, calibration, request, arch, progress, cancel, cache=None,
@@ -867,6 +876,9 @@ class _Context:
             run.info.setdefault("update_scale_stages", []).append(rec["update_scale"])
         run.lam_index = self.lam_index
         run.trace.extend(stage_trace)
+        if self.on_stage is not None and run.info.get("final"):
+            self.on_stage({**run.info["final"][-1], "stage": run.first + run.done,
+                           "stages": run.first - 1 + len(run.schedule), "target": run.target})
         _write(run.work, self.names, w)
         if between:
             run.info.setdefault("recalibration_stages", []).append(

@@ -331,6 +331,20 @@ def test_sweep_hands_each_point_over_as_it_is_finished():
     assert all(results[i] is r for i, r in order)
 
 
+def test_chitapp_hands_over_each_stage_as_it_is_solved():
+    from core.pruning import PruneRequest, prune
+
+    loaded, bundle = load_demo("digits_mlp"), load_bundle("digits")
+    records = []
+    res = prune(loaded.model, bundle.calibration,
+                PruneRequest(method="chita++", sparsity=0.9, samples=64, stages=5), on_stage=records.append)
+    finals = res.info["final"]
+    assert [r["stage"] for r in records] == [1, 2, 3, 4, 5] and {r["stages"] for r in records} == {5}
+    assert [r["objective"] for r in records] == [f["objective"] for f in finals]
+    assert all(r["objective"] <= r["magnitude_objective"] for r in records)
+    assert records[-1]["sparsity"] == pytest.approx(0.9) and records[-1]["target"] == 0.9
+
+
 def test_a_cancelled_sweep_keeps_its_finished_points():
     from core.errors import Cancelled
     from core.progress import CancelToken
