@@ -353,10 +353,12 @@ def magnitude_preview_job(model: torch.nn.Module, bundle: Any, sparsity: float, 
 
 def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | None = None,
             compare_magnitude: bool = True, cache: Any = None, progress: ProgressFn | None = None,
-            cancel: CancelToken | None = None) -> RunOutcome:
+            cancel: CancelToken | None = None,
+            on_partial: Callable[[Mapping[str, object]], None] | None = None) -> RunOutcome:
     """Prune with ``request``, evaluate the pruned copy, measure its ONNX sizes, and compute the
     magnitude masks at the same sparsity for comparison. ``cache`` (core.gradient_cache.GradientCache)
-    lets a run reuse the previous run's gradients on the same model and sample."""
+    lets a run reuse the previous run's gradients on the same model and sample; ``on_partial``
+    receives each CHITA++ stage's record as it finishes (core.pruning.prune's ``on_stage``)."""
     import time
 
     from core.evaluate import evaluate
@@ -365,7 +367,7 @@ def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | No
     t0 = time.monotonic()
     label = METHOD_LABELS.get(request.method, request.method)
     result = prune(model, bundle.calibration, request, arch=arch, progress=staged(progress, f"Pruning with {label}"),
-                   cancel=cancel, cache=cache)
+                   cancel=cancel, cache=cache, on_stage=on_partial)
     seconds = time.monotonic() - t0
     check(cancel)
     pruned = apply_result(model, result)

@@ -182,6 +182,7 @@ class MainWindow(QMainWindow):
         self.data_source: tuple[str, str | None] = ("digits", None)
         self.baseline: jobs.Baseline | None = None
         self.runs: list[jobs.RunOutcome] = []  # this model's and data's runs, oldest first (Runs tab)
+        self._live_run: object | None = None  # the run whose CHITA++ stages the Objective tab draws
         self.saliency: dict[str, np.ndarray] | None = None
         self.preview: jobs.MagnitudePreview | None = None
         self.outcome: jobs.RunOutcome | None = None
@@ -1059,9 +1060,15 @@ class MainWindow(QMainWindow):
         for task in self.runner.running():
             if task.title.startswith(("Pruning", "Refining")):
                 task.cancel()
+        live = request.method == "chita++"  # its stages take minutes on a real network: drawn as they come
+        tag = self._live_run = object()  # stages of an older, cancelled run are not drawn
+        if live:
+            self.objective_plot.start_live(method_label(request.method))
         self._submit(jobs.run_job, self.session.loaded.model, self.bundle, request, arch=self.session.loaded.arch,
                      cache=self.gradient_cache, title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
-                     on_done=self._on_run_done, on_cancelled=self._on_run_cancelled)
+                     on_done=self._on_run_done, on_cancelled=lambda: self._on_run_cancelled(tag),
+                     on_failed=lambda exc: self._on_run_failed(tag, exc),
+                     on_partial=(lambda record: self._on_run_stage(tag, record)) if live else None)
 
     def refine_last_run(self) -> None:
         """Refine the last run's kept weights, mask fixed, without pruning again (Ctrl+Shift+F):
@@ -1160,8 +1167,25 @@ class MainWindow(QMainWindow):
         self.runs = [r for r in self.runs if r is self.outcome]
         self._refresh_runs()
 
-    def _on_run_cancelled(self) -> None:
+    def _on_run_cancelled(self, tag: object = None) -> None:
+        self._restore_objective(tag)
         self.run_cancelled.emit()
+
+    def _on_run_failed(self, tag: object, exc: BaseException) -> None:
+        self._restore_objective(tag)
+        self._show_failure(exc)
+
+    def _on_run_stage(self, tag: object, record: Any) -> None:
+        """A stage of the running CHITA++ is done: the Objective tab draws it."""
+        if tag is self._live_run:
+            self.objective_plot.add_stage(record)
+
+    def _restore_objective(self, tag: object) -> None:
+        """The run ``tag`` did not finish: if the Objective tab was drawing its stages, it goes
+        back to the run shown."""
+        if tag is self._live_run and self.objective_plot.live is not None:
+            label = method_label(self.outcome.result.request.method) if self.outcome else ""
+            self.objective_plot.set_result(self.outcome.result if self.outcome else None, label)
 
     def _display(self) -> tuple[str, Any]:
         """(kind, PruneResult) the views show now: the run if it matches the controls, else the preview."""

@@ -500,23 +500,35 @@ def objective_series(result: object) -> dict | None:
     finals = [f for f in info.get("final", []) if f.get("magnitude_objective")]
     if not finals:
         return None
-
-    def rel(value: float | None, mag: float) -> float | None:
-        return None if value is None else 100.0 * (float(value) / float(mag) - 1.0)
-
     if len(finals) == 1:
         f = finals[0]
         trace = [float(t) for t in getattr(result, "objective_trace", ()) or (f["objective"],)]
         return {"kind": "trace", "x": list(range(len(trace))),
-                "y": [rel(t, f["magnitude_objective"]) for t in trace],
-                "floor": rel(f.get("objective_lower_bound"), f["magnitude_objective"]),
+                "y": [_rel(t, f["magnitude_objective"]) for t in trace],
+                "floor": _rel(f.get("objective_lower_bound"), f["magnitude_objective"]),
                 "iterations": int(f.get("iterations", 0)), "converged": bool(f.get("converged")),
                 "sparsity": float(f["sparsity"])}
+    return stages_series(finals)
+
+
+def _rel(value: float | None, mag: float) -> float | None:
+    """``value`` relative to the magnitude backsolve ``mag``, in percent (None stays None)."""
+    return None if value is None else 100.0 * (float(value) / float(mag) - 1.0)
+
+
+def stages_series(finals: Sequence[Mapping]) -> dict | None:
+    """:func:`objective_series` for CHITA++ from its stages' records (``info["final"]``, or the
+    ``on_stage`` records of a run still going: then ``stages`` says how many there will be)."""
+    finals = [f for f in finals if f.get("magnitude_objective")]
+    if not finals:
+        return None
+    rel = _rel
     return {"kind": "stages", "x": list(range(1, len(finals) + 1)),
             "y": [rel(f["objective"], f["magnitude_objective"]) for f in finals],
             "floor": [rel(f.get("objective_lower_bound"), f["magnitude_objective"]) for f in finals],
             "sparsities": [float(f["sparsity"]) for f in finals],
-            "iterations": sum(int(f.get("iterations", 0)) for f in finals)}
+            "iterations": sum(int(f.get("iterations", 0)) for f in finals),
+            "stages": int(finals[-1].get("stages", len(finals)))}
 
 
 class ObjectivePlot(StudioPlot):
@@ -529,17 +541,35 @@ class ObjectivePlot(StudioPlot):
         self.setLabel("left", "objective vs magnitude mask", units="%")
         self.series: dict | None = None
         self.method = ""
+        self.live: list[dict] | None = None  # the stage records of a CHITA++ run still going
         self.set_message("After a CHITA or CHITA++ run: how far its mask search took the objective")
 
     def set_result(self, result: object | None, method_label: str = "") -> None:
         """Show ``result``'s search (None clears the plot)."""
         self.series = objective_series(result) if result is not None else None
         self.method = method_label
+        self.live = None
         if result is not None and self.series is None:
             self.set_message(f"{method_label or 'This method'} has no mask search to plot: its mask "
                              "is chosen in one step. Run CHITA or CHITA++ to see one.")
         elif result is None:
             self.set_message("After a CHITA or CHITA++ run: how far its mask search took the objective")
+        self.redraw()
+
+    def start_live(self, method_label: str) -> None:
+        """A CHITA++ run starts: its stages are drawn as they finish (:meth:`add_stage`)."""
+        self.live = []
+        self.series = None
+        self.method = method_label
+        self.redraw()
+        self.set_message(f"{method_label}: each stage's mask search appears here as it finishes")
+
+    def add_stage(self, record: Mapping) -> None:
+        """One more stage of the running CHITA++ (a ``prune(on_stage=)`` record)."""
+        if self.live is None:
+            self.live = []
+        self.live.append(dict(record))
+        self.series = stages_series(self.live)
         self.redraw()
 
     def redraw(self) -> None:
@@ -576,8 +606,8 @@ class ObjectivePlot(StudioPlot):
             if np.isfinite(floor).any():
                 item.plot(x, floor, pen=pg.mkPen(p.pruned, width=1.5, style=Qt.PenStyle.DashLine),
                           name="floor: no mask of that size goes lower")
-            self.set_title(f"CHITA++: {len(x)} stages to {100 * s['sparsities'][-1]:.0f}%, "
-                           f"last {y[-1]:+.2f}%")
+            done = f"{len(x)} stages" if len(x) >= s["stages"] else f"stage {len(x)} of {s['stages']}"
+            self.set_title(f"CHITA++: {done}, at {100 * s['sparsities'][-1]:.0f}% {y[-1]:+.2f}%")
             item.getAxis("bottom").setTicks(None)
         item.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=pg.mkPen(p.muted, width=1),
                                      label="magnitude mask, re-solved",
@@ -591,4 +621,5 @@ class ObjectivePlot(StudioPlot):
         # headroom above the curve for the legend (two rows for CHITA++) and the zero line's label
         room = 0.35 if s["kind"] == "trace" else 0.6
         item.setYRange(bottom - 0.08 * span, top + room * span, padding=0)
-        item.setXRange(float(x.min()) - 0.3, float(x.max()) + 0.3, padding=0)
+        last = float(s.get("stages", x.max())) if s["kind"] == "stages" else float(x.max())
+        item.setXRange(float(x.min()) - 0.3, max(last, float(x.max())) + 0.3, padding=0)

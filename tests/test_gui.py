@@ -264,6 +264,33 @@ def test_runs_kept_are_the_most_recent_within_both_limits() -> None:
     assert keep_recent([*runs, big], max_bytes=100) == [big]  # the newest stays, whatever its size
 
 
+def test_objective_tab_draws_chitapp_stages_while_the_run_goes(qtbot, window: MainWindow, hooks,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    plot = window.objective_plot
+    seen = []
+    real = plot.add_stage
+
+    def spy(record) -> None:
+        real(record)
+        seen.append((len(plot.series["y"]), plot.series["stages"], window.outcome))
+
+    monkeypatch.setattr(plot, "add_stage", spy)
+    before = window.outcome
+    window.controls.stages.setValue(6)
+    outcome = run_and_wait(qtbot, window, "chita++", 90)
+    assert [n for n, _, _ in seen] == [1, 2, 3, 4, 5, 6] and {t for _, t, _ in seen} == {6}
+    assert all(o is before for _, _, o in seen)  # drawn before the run finished
+    assert plot.live is None and plot.series["y"] == pytest.approx(
+        [100 * (f["objective"] / f["magnitude_objective"] - 1) for f in outcome.result.info["final"]])
+    # a cancelled CHITA++ run: the tab goes back to the run shown
+    window.controls.set_method("chita++")
+    with qtbot.waitSignal(window.run_cancelled, timeout=RUN_TIMEOUT_MS):
+        window.run_pruning()
+        window.cancel_foreground()
+    assert plot.live is None and len(plot.series["y"]) == 6
+    assert not hooks.errors
+
+
 def test_second_chita_run_reuses_the_gradients_of_the_first(qtbot, window: MainWindow, hooks) -> None:
     """Runs at other sparsities on the same model and data skip the gradient pass; new data drops G."""
     first = run_and_wait(qtbot, window, "chita", 60)
