@@ -30,8 +30,9 @@ from core.pruning import METHOD_LABELS
 MAX_RUNS = 20  # runs kept in the list (the oldest go first)
 MAX_RUN_BYTES = 2 * 1024**3  # pruned weights and masks kept in all, at most
 
-COLUMNS = ("#", "Method", "Sparsity", "Accuracy", "95% interval", "vs dense, points", "λ", "Seconds",
-           "Settings")
+COLUMNS = ("#", "Method", "Sparsity", "Accuracy", "95% interval", "vs dense, points", "vs chosen, points",
+           "λ", "Seconds", "Settings")
+VS_CHOSEN = COLUMNS.index("vs chosen, points")
 GRADIENT_METHODS = ("chita", "chita++", "obd", "woodfisher")
 
 
@@ -105,6 +106,9 @@ class RunsView(QWidget):
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.horizontalHeaderItem(5).setToolTip(
             "Change in accuracy against the dense model on the same images, with its paired 95% interval")
+        self.table.horizontalHeaderItem(VS_CHOSEN).setToolTip(
+            "Each run's accuracy minus the chosen run's, on the same images, with its paired 95% interval: "
+            "choose a run to compare the others with it")
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -144,7 +148,9 @@ class RunsView(QWidget):
 
     def set_runs(self, runs: Sequence[Any], dense: Any = None, current: int | None = None) -> None:
         """List ``runs`` (RunOutcomes, oldest first) newest first; ``current`` (an index) is the
-        one the sidebar shows, drawn bold."""
+        one the sidebar shows, drawn bold. The chosen run stays chosen."""
+        was = self.selected()
+        keep = self.runs[was] if was is not None and was < len(self.runs) else None
         self.runs = list(runs)
         self.current = current
         self.table.setRowCount(len(self.runs))
@@ -161,18 +167,25 @@ class RunsView(QWidget):
                 f"{100 * ev.accuracy:.1f}%",
                 f"{100 * ev.accuracy_ci[0]:.1f}–{100 * ev.accuracy_ci[1]:.1f}",
                 "–" if d is None else f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})",
+                "",  # vs chosen: filled when a run is chosen
                 "–" if outcome.result.lam is None else f"{outcome.result.lam:.3g}",
                 f"{outcome.seconds:.1f}",
                 describe_settings(outcome),
             ]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if c not in (1, 8):
+                if c not in (1, len(COLUMNS) - 1):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if index == current:
                     item.setFont(bold)
                     item.setToolTip("Shown in the sidebar now")
                 self.table.setItem(row, c, item)
+        self.table.blockSignals(True)
+        self.table.clearSelection()
+        if keep is not None and any(r is keep for r in self.runs):
+            index = next(i for i, r in enumerate(self.runs) if r is keep)
+            self.table.selectRow(len(self.runs) - 1 - index)
+        self.table.blockSignals(False)
         if self.runs:
             self.status.setText(f"{len(self.runs)} run{'s' if len(self.runs) != 1 else ''} of this model and "
                                 f"data (the most recent {MAX_RUNS} are kept); bold: the one shown now. "
@@ -185,7 +198,31 @@ class RunsView(QWidget):
         if index is not None and 0 <= index < len(self.runs):
             signal.emit(index)
 
+    def _compare_with_chosen(self) -> None:
+        """Fill the "vs chosen" column: every run against the chosen one, paired on the images."""
+        chosen = self.selected()
+        base = self.runs[chosen].eval if chosen is not None else None
+        self.table.horizontalHeaderItem(VS_CHOSEN).setText(
+            f"vs run {chosen + 1}, points" if chosen is not None else "vs chosen, points")
+        for row in range(self.table.rowCount()):
+            index = len(self.runs) - 1 - row
+            item = self.table.item(row, VS_CHOSEN)
+            if item is None:
+                continue
+            if base is None:
+                item.setText("")
+            elif index == chosen:
+                item.setText("—")
+            else:
+                d = paired_or_none(self.runs[index].eval, base)
+                item.setText("–" if d is None else
+                             f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})")
+                if d is not None:
+                    item.setToolTip(f"{d.a_only:,} images only this run gets right, {d.b_only:,} only run "
+                                    f"{chosen + 1}")
+
     def _update_buttons(self) -> None:
+        self._compare_with_chosen()
         chosen = self.selected() is not None
         self.show_button.setEnabled(chosen)
         self.export_button.setEnabled(chosen)

@@ -229,13 +229,19 @@ def test_runs_tab_keeps_earlier_runs_to_show_and_export_again(qtbot, window: Mai
     assert view.table.item(1, 3).text() == f"{100 * first.eval.accuracy:.1f}%"
     view.table.selectRow(1)  # the CHITA run
     assert view.selected() == 0 and view.show_button.isEnabled()
+    # every run against the chosen one, paired on the same images
+    d = paired_difference(second.eval, first.eval)
+    assert view.table.horizontalHeaderItem(6).text() == "vs run 1, points"
+    assert view.table.item(0, 6).text() == \
+        f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})"
+    assert view.table.item(1, 6).text() == "—"
     with qtbot.waitSignal(window.run_shown, timeout=5000) as shown:
         view.show_button.click()
     assert shown.args[0] is first and window.outcome is first
     assert window.controls.method_name() == "chita" and window.controls.sparsity() == pytest.approx(0.6)
     assert window.preview_panel.after_text() == f"{100 * first.eval.accuracy:.1f}%"
     assert "CHITA" in window.preview_panel.after_title.text()
-    assert view.table.item(1, 0).font().bold()
+    assert view.table.item(1, 0).font().bold() and view.selected() == 0  # still the chosen one
     with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS) as exported:
         window.export_to(str(tmp_path / "first.onnx"))
     assert exported.args[0].path.endswith("first.onnx")
