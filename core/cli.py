@@ -815,7 +815,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           fix=f"choose from: {', '.join(METHODS)}.")
     for s in args.sparsities:
         _request_from_args(args, methods[0], s)
-    partial: list = []  # the finished points so far: kept when the sweep is cancelled
+    partial: list = []  # the sweep so far (its last partial result): kept when it is cancelled
+
+    def keep(so_far: Any) -> None:
+        partial[:] = [so_far]
+
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
         bundle = bundle_from_args(args, loaded)
@@ -827,7 +831,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             refine_steps=args.refine, images_per_row=args.per_row,
                             bn_augment=args.bn_augment, schedule=args.schedule,
                             update_scale=args.update_scale, progress=progress, cancel=cancel,
-                            on_partial=lambda r: partial.__setitem__(slice(None), [r]))
+                            on_partial=keep)
         except Cancelled:
             if not partial:
                 raise

@@ -168,7 +168,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
     return SweepResult(tuple(rows), dense, time.perf_counter() - t0, meta())
 
 
-def _rows(method: str, sparsities: list[float], points: dict[int, tuple[EvalResult, "PruneResult"]],
+def _rows(method: str, sparsities: list[float], points: dict[int, tuple[EvalResult, PruneResult]],
           seconds: float) -> tuple[SweepRow, ...]:
     """The finished points of one method as rows, in the order of ``sparsities``."""
     return tuple(SweepRow(method, sparsities[i], ev, res.nonzeros, res.total, res.lam, seconds)
