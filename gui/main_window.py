@@ -933,6 +933,7 @@ class MainWindow(QMainWindow):
         self.outcome = None
         self.runs = []
         self.runs_view.set_runs([])
+        self._live_run = None  # a run on the previous model or data is drawn no more
         self.shown = "none"
         self._ready_emitted = False
         self.preview_panel.clear()
@@ -1061,9 +1062,12 @@ class MainWindow(QMainWindow):
             if task.title.startswith(("Pruning", "Refining")):
                 task.cancel()
         live = request.method == "chita++"  # its stages take minutes on a real network: drawn as they come
-        tag = self._live_run = object()  # stages of an older, cancelled run are not drawn
+        tag = object()
         if live:
+            self._live_run = tag  # stages of an older, cancelled run are not drawn
             self.objective_plot.start_live(method_label(request.method))
+        else:
+            self._show_objective_of_outcome()  # a cancelled CHITA++ run's stages go
         self._submit(jobs.run_job, self.session.loaded.model, self.bundle, request, arch=self.session.loaded.arch,
                      cache=self.gradient_cache, title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
                      on_done=self._on_run_done, on_cancelled=lambda: self._on_run_cancelled(tag),
@@ -1125,6 +1129,7 @@ class MainWindow(QMainWindow):
 
     def _on_run_done(self, outcome: jobs.RunOutcome) -> None:
         self.outcome = outcome
+        self._live_run = None
         self.runs = keep_recent([*self.runs, outcome])
         self._refresh_runs()
         self.shown = "run"
@@ -1183,7 +1188,13 @@ class MainWindow(QMainWindow):
     def _restore_objective(self, tag: object) -> None:
         """The run ``tag`` did not finish: if the Objective tab was drawing its stages, it goes
         back to the run shown."""
-        if tag is self._live_run and self.objective_plot.live is not None:
+        if tag is self._live_run:
+            self._show_objective_of_outcome()
+
+    def _show_objective_of_outcome(self) -> None:
+        """The Objective tab shows the run shown (if it was drawing a live CHITA++ run)."""
+        self._live_run = None
+        if self.objective_plot.live is not None:
             label = method_label(self.outcome.result.request.method) if self.outcome else ""
             self.objective_plot.set_result(self.outcome.result if self.outcome else None, label)
 
@@ -1222,7 +1233,8 @@ class MainWindow(QMainWindow):
             if out.magnitude_sparsity and req.method != "magnitude":
                 series.append(("Magnitude", out.magnitude_sparsity, "compare"))
             self.sparsity_bars.set_data(keys, series)
-            self.objective_plot.set_result(out.result, label)
+            if self._live_run is None:  # a CHITA++ run being drawn keeps the tab
+                self.objective_plot.set_result(out.result, label)
         elif kind == "preview":
             pv = self.preview
             req = pv.result.request

@@ -294,6 +294,14 @@ def test_objective_tab_draws_chitapp_stages_while_the_run_goes(qtbot, window: Ma
         window.run_pruning()
         window.cancel_foreground()
     assert plot.live is None and len(plot.series["y"]) == 6
+    # a CHITA++ run replaced by a CHITA run: the tab leaves the live drawing at once, and shows
+    # the CHITA run when it is done
+    window.controls.set_method("chita++")
+    window.run_pruning()
+    assert plot.live == []
+    outcome = run_and_wait(qtbot, window, "chita", 80)
+    assert plot.live is None and plot.series["kind"] == "trace"
+    assert window._live_run is None
     assert not hooks.errors
 
 
