@@ -854,23 +854,35 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any) -> None:
     if args.plot:
         plot_sweep(res, args.plot, title=f"{loaded.source}: accuracy against sparsity")
     changes = [res.change(r) for r in res.rows]
+    versus = [res.versus(r) for r in res.rows]  # against magnitude at the same sparsity
+    has_versus = any(m is not None for m in versus)
     rows = [{"method": r.method, "sparsity": r.sparsity, "accuracy": r.eval.accuracy,
              "accuracy_ci": list(r.eval.accuracy_ci), "loss": r.eval.loss, "nonzeros": r.nonzeros,
              "lambda": r.lam, "seconds": r.seconds, "accuracy_change": d.difference,
-             "accuracy_change_ci": list(d.ci)} for r, d in zip(res.rows, changes)]
+             "accuracy_change_ci": list(d.ci),
+             "vs_magnitude": None if m is None else m.difference,
+             "vs_magnitude_ci": None if m is None else list(m.ci)}
+            for r, d, m in zip(res.rows, changes, versus)]
     data = {"model": loaded.source, "dense_accuracy": res.dense.accuracy,
             "dense_accuracy_ci": list(res.dense.accuracy_ci), "n_eval": res.dense.n,
             "rows": rows, "seconds": res.seconds, "samples": res.meta["samples_used"],
             "samples_asked": res.meta["samples"]}
     lines = [f"Model: {loaded.source}; dense {100 * res.dense.accuracy:.2f}% on {res.dense.n:,} images",
              f"{'method':<16}{'sparsity':>9}{'accuracy':>10}{'95% interval':>18}"
-             f"{'vs dense, points [95%]':>28}{'seconds':>9}"]
-    for r, d in zip(res.rows, changes):
+             f"{'vs dense, points [95%]':>28}" + (f"{'vs magnitude [95%]':>28}" if has_versus else "")
+             + f"{'seconds':>9}"]
+
+    def points(d: Any) -> str:
+        return "–" if d is None else f"{100 * d.difference:+.2f} [{100 * d.ci[0]:+.2f}, {100 * d.ci[1]:+.2f}]"
+
+    for r, d, m in zip(res.rows, changes, versus):
         lo, hi = r.eval.accuracy_ci
-        vs = f"{100 * d.difference:+.2f} [{100 * d.ci[0]:+.2f}, {100 * d.ci[1]:+.2f}]"
         lines.append(f"{r.method:<16}{r.sparsity:>9.3f}{100 * r.eval.accuracy:>9.2f}%"
-                     f"{100 * lo:>9.2f}–{100 * hi:.2f}%{vs:>28}{r.seconds:>9.1f}")
-    lines.append("vs dense: the change in accuracy on the same images, with its paired 95% interval.")
+                     f"{100 * lo:>9.2f}–{100 * hi:.2f}%{points(d):>28}"
+                     + (f"{points(m):>28}" if has_versus else "") + f"{r.seconds:>9.1f}")
+    lines.append("vs dense: the change in accuracy on the same images, with its paired 95% interval"
+                 + ("; vs magnitude: the same against magnitude pruning at that sparsity." if has_versus
+                    else "."))
     lines.append("seconds: a method's pruning time for the whole sweep (its points share gradients), "
                  "split evenly over its points; evaluation excluded.")
     if res.meta.get("samples_note"):

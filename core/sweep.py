@@ -43,6 +43,9 @@ class SweepRow:
     # method's whole sweep (its points share G) split evenly over its points
 
 
+BASELINE = "magnitude"  # the method every other one is compared with at the same sparsity
+
+
 @dataclass(frozen=True)
 class SweepResult:
     """All rows of a sweep, plus the dense model's accuracy."""
@@ -60,22 +63,33 @@ class SweepResult:
         """The row's accuracy minus the dense model's, paired on the same evaluation images."""
         return paired_difference(row.eval, self.dense)
 
+    def versus(self, row: SweepRow, method: str = BASELINE) -> PairedDifference | None:
+        """The row's accuracy minus ``method``'s at the same sparsity, paired on the same
+        evaluation images: does the row beat magnitude pruning there? None where the sweep has
+        no such point, or the row is that method's own."""
+        if row.method == method:
+            return None
+        other = next((r for r in self.rows if r.method == method and r.sparsity == row.sparsity), None)
+        return None if other is None else paired_difference(row.eval, other.eval)
+
     def to_csv(self, path: str | Path) -> None:
-        """Write one line per row: method, sparsity, accuracy with its interval, loss, …, and
-        the change against the dense model with its paired 95% interval."""
+        """Write one line per row: method, sparsity, accuracy with its interval, loss, …, the
+        change against the dense model with its paired 95% interval, and the change against
+        magnitude pruning at the same sparsity with its own (empty where the sweep has none)."""
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["method", "sparsity", "accuracy", "accuracy_lo", "accuracy_hi", "loss",
                         "n_eval", "nonzeros", "total", "lambda", "prune_seconds",
-                        "change_vs_dense", "change_lo", "change_hi"])
+                        "change_vs_dense", "change_lo", "change_hi",
+                        "change_vs_magnitude", "vs_magnitude_lo", "vs_magnitude_hi"])
             w.writerow(["dense", 0.0, self.dense.accuracy, *self.dense.accuracy_ci,
-                        self.dense.loss, self.dense.n, "", "", "", "", "", "", ""])
+                        self.dense.loss, self.dense.n, "", "", "", "", "", "", "", "", "", "", ""])
             for r in self.rows:
-                d = self.change(r)
+                d, m = self.change(r), self.versus(r)
                 w.writerow([r.method, r.sparsity, r.eval.accuracy, *r.eval.accuracy_ci,
                             r.eval.loss, r.eval.n, r.nonzeros, r.total,
                             "" if r.lam is None else r.lam, round(r.seconds, 3),
-                            d.difference, *d.ci])
+                            d.difference, *d.ci, *(("", "", "") if m is None else (m.difference, *m.ci))])
 
 
 def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsities: list[float],

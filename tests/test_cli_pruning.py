@@ -242,6 +242,16 @@ def test_sweep_writes_csv_and_plots(capsys, tmp_path):
         assert float(r["change_lo"]) <= change <= float(r["change_hi"])
         assert j["accuracy_change"] == pytest.approx(j["accuracy"] - data["dense_accuracy"])
         assert j["accuracy_change_ci"] == pytest.approx([float(r["change_lo"]), float(r["change_hi"])])
+    # against magnitude at the same sparsity, paired; empty on magnitude's own rows
+    res_rows = {(r["method"], float(r["sparsity"])): r for r in rows[1:]}
+    for s in (0.5, 0.9):
+        obd, mag = res_rows[("obd", s)], res_rows[("magnitude", s)]
+        vs = float(obd["change_vs_magnitude"])
+        assert vs == pytest.approx(float(obd["accuracy"]) - float(mag["accuracy"]))
+        assert float(obd["vs_magnitude_lo"]) <= vs <= float(obd["vs_magnitude_hi"])
+        assert mag["change_vs_magnitude"] == ""
+        j = next(x for x in data["rows"] if x["method"] == "obd" and x["sparsity"] == s)
+        assert j["vs_magnitude"] == pytest.approx(vs)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     main(["sweep", "demo", "--data", "digits", "--methods", "magnitude", "--sparsities", "0.5",
           "--plot", str(svg)])
