@@ -727,10 +727,17 @@ def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: 
     d = res.change(row)
     assert window.sweep_view.table.item(1, 4).text() == \
         f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})"
-    # the table's side of the splitter grows to show all five columns (at most half the width)
+    # per-layer magnitude against global magnitude at 80%, paired (the fourth row)
+    lay = res.series("magnitude_layer")[-1]
+    m = res.versus(lay)
+    assert window.sweep_view.table.item(3, 5).text() == \
+        f"{100 * m.difference:+.1f} ({100 * m.ci[0]:+.1f} to {100 * m.ci[1]:+.1f})"
+    assert window.sweep_view.table.item(1, 5).text() == "–"  # magnitude against itself
+    # the table's side of the splitter grows to show all six columns (at most two thirds of the width)
     table = window.sweep_view.table
     plot_w, table_w = window.sweep_view.splitter.sizes()
-    assert table.horizontalHeader().length() <= table.viewport().width() or table_w == (plot_w + table_w) // 2
+    assert table.horizontalHeader().length() <= table.viewport().width() or \
+        abs(table_w - 2 * (plot_w + table_w) // 3) <= 1
     png = window.sweep_view.save_plot("png", str(tmp_path / "sweep.png"))
     svg = window.sweep_view.save_plot("svg", str(tmp_path / "sweep.svg"))
     csv = window.sweep_view.save_csv_file(str(tmp_path / "sweep.csv"))
