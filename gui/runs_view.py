@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from core.evaluate import paired_or_none
 from core.pruning import METHOD_LABELS
+from gui.sweep_view import paired_text
 
 MAX_RUNS = 20  # runs kept in the list (the oldest go first)
 MAX_RUN_BYTES = 2 * 1024**3  # pruned weights and masks kept in all, at most
@@ -166,7 +167,7 @@ class RunsView(QWidget):
                 f"{100 * req.sparsity:.0f}%" + (" per layer" if req.scope == "layer" else ""),
                 f"{100 * ev.accuracy:.1f}%",
                 f"{100 * ev.accuracy_ci[0]:.1f}–{100 * ev.accuracy_ci[1]:.1f}",
-                "–" if d is None else f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})",
+                paired_text(d),
                 "",  # vs chosen: filled when a run is chosen
                 "–" if outcome.result.lam is None else f"{outcome.result.lam:.3g}",
                 f"{outcome.seconds:.1f}",
@@ -215,8 +216,7 @@ class RunsView(QWidget):
                 item.setText("—")
             else:
                 d = paired_or_none(self.runs[index].eval, base)
-                item.setText("–" if d is None else
-                             f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})")
+                item.setText(paired_text(d))
                 if d is not None:
                     item.setToolTip(f"{d.a_only:,} images only this run gets right, {d.b_only:,} only run "
                                     f"{chosen + 1}")

@@ -384,19 +384,20 @@ class SweepView(QWidget):
         self.run_requested.emit(methods, sparsities, int(self.samples.value()))
 
 
-def _vs_magnitude(result: Any, method: str, sparsity: float) -> str:
-    """'+2.2 (+0.9 to +3.5)': the row against magnitude at its sparsity, paired, or '–'."""
-    row = next((r for r in getattr(result, "rows", ()) if getattr(r, "method", None) == method
-                and getattr(r, "sparsity", None) == sparsity), None)
-    d = result.versus(row) if row is not None and hasattr(result, "versus") else None
+def paired_text(d: Any) -> str:
+    """'+2.2 (+0.9 to +3.5)': a paired difference in points with its 95% interval, or '–'."""
     if d is None:
         return "–"
     return f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})"
+
+
+def _vs_magnitude(result: Any, method: str, sparsity: float) -> str:
+    """The row against magnitude at its sparsity, paired (:func:`paired_text`)."""
+    row = next((r for r in getattr(result, "rows", ()) if getattr(r, "method", None) == method
+                and getattr(r, "sparsity", None) == sparsity), None)
+    return paired_text(result.versus(row) if row is not None and hasattr(result, "versus") else None)
 
 
 def _vs_dense(ev: Any, dense: Any) -> str:
-    """'-1.2 (-1.8 to -0.6)': the change against dense with its paired interval, or '–'."""
-    d = paired_or_none(ev, dense)
-    if d is None:
-        return "–"
-    return f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})"
+    """The change against dense with its paired interval (:func:`paired_text`)."""
+    return paired_text(paired_or_none(ev, dense))
