@@ -28,6 +28,7 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TextIO
 
 from core.errors import Cancelled, StudioError
@@ -645,6 +646,9 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     pruning_options(p)
     p.add_argument("--csv", metavar="FILE.csv", help="write the table as CSV")
     p.add_argument("--plot", metavar="FILE.png|svg", help="write the plot (PNG or SVG)")
+    p.add_argument("--export-dir", dest="export_dir", metavar="DIR",
+                   help="export every point's pruned model to DIR as MODEL_METHOD_SPARSITY.onnx "
+                   "as soon as it is done (atomic, verified in onnxruntime)")
     p.set_defaults(func=cmd_sweep)
 
 
@@ -815,10 +819,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           fix=f"choose from: {', '.join(METHODS)}.")
     for s in args.sparsities:
         _request_from_args(args, methods[0], s)
+    if args.export_dir:
+        _check_export_dir(args.export_dir)
     partial: list = []  # the sweep so far (its last partial result): kept when it is cancelled
+    exports: dict[tuple[str, float], Any] = {}  # (method, sparsity) → ExportReport, or None: not kept
 
     def keep(so_far: Any) -> None:
         partial[:] = [so_far]
+        if args.export_dir:
+            _export_points(args, loaded, bundle, so_far, exports, progress, cancel)
 
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
@@ -831,21 +840,66 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             refine_steps=args.refine, images_per_row=args.per_row,
                             bn_augment=args.bn_augment, schedule=args.schedule,
                             update_scale=args.update_scale, progress=progress, cancel=cancel,
-                            on_partial=keep)
+                            on_partial=keep, keep_results=EXPORT_KEEP_BYTES if args.export_dir else 0)
         except Cancelled:
             if not partial:
                 raise
             res = partial[-1]
-    _sweep_output(args, loaded, res)
+    _sweep_output(args, loaded, res, exports)
     if res.meta.get("partial"):  # cancelled: the finished points are out, then status 130
-        files = " and ".join(str(f) for f in (args.csv, args.plot) if f)
+        files = " and ".join(str(f) for f in (args.csv, args.plot, args.export_dir) if f)
         _error(f"cancelled after {len(res.rows)} of {res.meta['points']} points; the finished "
                f"ones are in the output above{f' and in {files}' if files else ''}")
         return EXIT_CANCELLED
     return EXIT_OK
 
 
-def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any) -> None:
+EXPORT_KEEP_BYTES = 4 * 1024**3  # sweep --export-dir: pruned weights kept for export, at most
+
+
+def _check_export_dir(folder: str) -> None:
+    """--export-dir must be a writable folder (made if missing) before the sweep starts."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StudioError(f"cannot create the export folder {folder}: {exc.strerror or exc}",
+                          field="--export-dir", fix="give a folder you can write to.") from exc
+    if not path.is_dir() or not os.access(path, os.W_OK):
+        raise StudioError(f"{folder} is not a folder you can write to", field="--export-dir",
+                          fix="give a folder you can write to.")
+
+
+def point_file_name(source: str, method: str, sparsity: float) -> str:
+    """'mlpnet_mnist_chitapp_90.onnx': a sweep point's export file (sparsity in percent, with
+    decimals only where needed)."""
+    stem = Path(str(source)).stem.replace("demo:", "") or "model"
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)
+    pct = f"{100 * sparsity:.4f}".rstrip("0").rstrip(".").replace(".", "p")
+    return f"{stem}_{method.replace('+', 'p')}_{pct}.onnx"
+
+
+def _export_points(args: argparse.Namespace, loaded: Any, bundle: Any, so_far: Any,
+                   exports: dict[tuple[str, float], Any], progress: Any, cancel: Any) -> None:
+    """Export the sweep's points not exported yet (those whose weights it kept)."""
+    from core.export import export_onnx
+    from core.pruning import apply_result
+
+    batch = bundle.evaluation.x[:VERIFY_IMAGES]
+    for row in so_far.rows:
+        key = (row.method, row.sparsity)
+        if key in exports:
+            continue
+        if row.result is None:  # over EXPORT_KEEP_BYTES
+            exports[key] = None
+            continue
+        path = Path(args.export_dir) / point_file_name(loaded.source, row.method, row.sparsity)
+        exports[key] = export_onnx(apply_result(loaded.model, row.result), batch[:2], path,
+                                   verify_batch=batch, progress=progress, cancel=cancel)
+
+
+def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
+                  exports: dict[tuple[str, float], Any] | None = None) -> None:
     """Write the sweep's CSV and plot where asked, and print its table (or JSON)."""
     from core.sweep import plot_sweep
 
@@ -863,6 +917,13 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any) -> None:
              "vs_magnitude": None if m is None else m.difference,
              "vs_magnitude_ci": None if m is None else list(m.ci)}
             for r, d, m in zip(res.rows, changes, versus)]
+    exports = exports or {}
+    if getattr(args, "export_dir", None):
+        for row, r in zip(rows, res.rows):
+            e = exports.get((r.method, r.sparsity))
+            row["export"] = None if e is None else {"path": e.path, "onnx_bytes": e.onnx_bytes,
+                                                    "compressed_bytes": e.compressed_bytes,
+                                                    "max_abs_diff": e.max_abs_diff}
     data = {"model": loaded.source, "dense_accuracy": res.dense.accuracy,
             "dense_accuracy_ci": list(res.dense.accuracy_ci), "n_eval": res.dense.n,
             "rows": rows, "seconds": res.seconds, "samples": res.meta["samples_used"],
@@ -887,6 +948,20 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any) -> None:
                  "split evenly over its points; evaluation excluded.")
     if res.meta.get("samples_note"):
         lines.append(f"gradients: {res.meta['samples_note']} (give more calibration images for more rows).")
+    if getattr(args, "export_dir", None):
+        written = [e for e in exports.values() if e is not None]
+        lines.append(f"exported: {len(written)} of {len(res.rows)} points to {args.export_dir}, each "
+                     "verified in onnxruntime" + (f" ({', '.join(Path(e.path).name for e in written)})"
+                                                  if written else "") + ".")
+        missed = [k for k, e in exports.items() if e is None]
+        stopped = [(r.method, r.sparsity) for r in res.rows if (r.method, r.sparsity) not in exports]
+        if stopped:
+            lines.append(f"not exported: {', '.join(f'{m} at {s:g}' for m, s in stopped)}: cancelled "
+                         "before its export.")
+        if missed:
+            lines.append(f"not exported: {', '.join(f'{m} at {s:g}' for m, s in missed)}: the sweep keeps at "
+                         f"most {EXPORT_KEEP_BYTES / 1024**3:.0f} GiB of pruned weights; export them with "
+                         "`chita-studio prune … --out FILE.onnx`.")
     if res.meta.get("partial"):
         data["partial"] = True
         data["points_asked"] = res.meta["points"]

@@ -171,6 +171,12 @@ class PruneResult:
         """Achieved fraction of zeros over the prunable weights."""
         return 1.0 - self.nonzeros / max(1, self.total)
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the result holds in tensors: weights, masks and BatchNorm buffers."""
+        return sum(int(t.numel()) * int(t.element_size())
+                   for part in (self.weights, self.masks, self.buffers) for t in part.values())
+
 
 # ------------------------------------------------------------------------------------------
 # Orchestration

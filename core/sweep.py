@@ -41,6 +41,9 @@ class SweepRow:
     lam: float | None
     seconds: float  # pruning time (gradients + solve + BatchNorm), excluding evaluation: the
     # method's whole sweep (its points share G) split evenly over its points
+    # the point's pruned weights and masks, where run_sweep(keep_results=) kept them: a front
+    # end can show and export any point of a sweep without pruning it again
+    result: PruneResult | None = field(default=None, compare=False, repr=False)
 
 
 BASELINE = "magnitude"  # the method every other one is compared with at the same sparsity
@@ -101,7 +104,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
               update_scale: float | None = 1.0, progress: ProgressFn | None = None,
               cancel: CancelToken | None = None,
               on_partial: Callable[[SweepResult], None] | None = None,
-              cache: GradientCache | None = None) -> SweepResult:
+              cache: GradientCache | None = None, keep_results: int = 0) -> SweepResult:
     """Prune with each method at each sparsity and evaluate on the bundle's evaluation images.
 
     ``model`` is never modified. Progress is reported per (method, sparsity) point under the
@@ -118,6 +121,11 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
     GUI's): a sweep after a run on the same model, images and sample takes that run's G and
     BatchNorm check, and a run after the sweep takes the sweep's. Without it the sweep keeps
     its own, shared by its single-stage methods only.
+
+    ``keep_results``: bytes of pruned weights the sweep may keep. Each point's
+    :class:`core.pruning.PruneResult` stays on its row (:attr:`SweepRow.result`, partial rows
+    included) while the kept results' :attr:`~core.pruning.PruneResult.nbytes` fit in it, in the
+    order the points finish; later points keep ``None``. 0 (the default) keeps none.
     """
     t0 = time.perf_counter()
     dense = evaluate(model, bundle.evaluation, cancel=cancel)
@@ -128,6 +136,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
         cache = GradientCache()  # one G for every single-stage method that needs gradients
     samples_used: int | None = None  # gradient rows, where the calibration set gave fewer
     samples_note: str | None = None
+    kept_bytes = 0  # of the PruneResults kept on rows (keep_results)
 
     def meta() -> dict:
         """The sweep's settings, and the gradient rows where fewer than asked."""
@@ -152,27 +161,29 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                                bn_augment=bn_augment, schedule=schedule,
                                update_scale=update_scale)
         t1 = time.perf_counter()
-        evaluating = 0.0  # seconds of evaluation inside the path: not pruning time
-        points: dict[int, tuple[EvalResult, PruneResult]] = {}  # by position in sparsities
+        evaluating = 0.0  # seconds of evaluation and on_partial inside the path: not pruning time
+        points: dict[int, tuple[EvalResult, PruneResult, bool]] = {}  # by position; kept?
 
         def finished(i: int, res: PruneResult, _label: str = label, _method: str = method) -> None:
-            nonlocal done, evaluating, samples_used, samples_note
+            nonlocal done, evaluating, samples_used, samples_note, kept_bytes
             t2 = time.perf_counter()
             check(cancel)
             ev = evaluate(apply_result(model, res), bundle.evaluation, cancel=cancel)
-            points[i] = (ev, res)
+            keep = kept_bytes + res.nbytes <= keep_results
+            kept_bytes += res.nbytes if keep else 0
+            points[i] = (ev, res, keep)
             fewer = describe_samples(res.info)
             if fewer and samples_note is None:
                 samples_used, samples_note = int(res.info["samples"]), fewer
             done += 1
-            evaluating += time.perf_counter() - t2
             report(progress, "sweep", done, total_points,
                    f"{_label} at {100 * sparsities[i]:.0f}%: {100 * ev.accuracy:.2f}%")
             if on_partial is not None:
-                so_far = (time.perf_counter() - t1 - evaluating) / len(points)
+                so_far = (t2 - t1 - evaluating) / len(points)
                 on_partial(SweepResult(tuple(rows) + _rows(_method, sparsities, points, so_far),
                                        dense, time.perf_counter() - t0,
                                        {**meta(), "partial": True, "points": total_points}))
+            evaluating += time.perf_counter() - t2
 
         prune_path(model, bundle.calibration, request, list(sparsities), arch=arch,
                    progress=inner, cancel=cancel, cache=cache, on_result=finished)
@@ -182,11 +193,13 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
     return SweepResult(tuple(rows), dense, time.perf_counter() - t0, meta())
 
 
-def _rows(method: str, sparsities: list[float], points: dict[int, tuple[EvalResult, PruneResult]],
-          seconds: float) -> tuple[SweepRow, ...]:
-    """The finished points of one method as rows, in the order of ``sparsities``."""
-    return tuple(SweepRow(method, sparsities[i], ev, res.nonzeros, res.total, res.lam, seconds)
-                 for i, (ev, res) in sorted(points.items()))
+def _rows(method: str, sparsities: list[float],
+          points: dict[int, tuple[EvalResult, PruneResult, bool]], seconds: float) -> tuple[SweepRow, ...]:
+    """The finished points of one method as rows, in the order of ``sparsities`` (each with its
+    PruneResult where it is kept)."""
+    return tuple(SweepRow(method, sparsities[i], ev, res.nonzeros, res.total, res.lam, seconds,
+                          res if keep else None)
+                 for i, (ev, res, keep) in sorted(points.items()))
 
 
 def plot_sweep(result: SweepResult, path: str | Path, title: str = "") -> None:

@@ -259,6 +259,38 @@ def test_sweep_writes_csv_and_plots(capsys, tmp_path):
     assert svg.read_text().startswith("<svg") and "Magnitude" in svg.read_text()
 
 
+def test_sweep_exports_every_point_and_each_file_runs_in_onnxruntime(capsys, tmp_path):
+    """--export-dir: one verified ONNX file per point, named for the model, method and sparsity;
+    each holds that point's zeros and reproduces its accuracy on the evaluation images."""
+    import onnx
+    from onnx import numpy_helper
+
+    from core.cli import point_file_name
+
+    folder = tmp_path / "points"  # made by the command
+    data = _json(capsys, "sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude,chita",
+                 "--sparsities", "0.5,0.9", "--samples", "128", "--export-dir", str(folder))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"digits_mlp_{m}_{s}.onnx" for m in ("magnitude", "chita") for s in (50, 90))
+    bundle = load_bundle("digits")
+    x = bundle.evaluation.x.numpy()
+    for row in data["rows"]:
+        path = row["export"]["path"]
+        assert path == str(folder / point_file_name("demo:digits_mlp", row["method"], row["sparsity"]))
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        weights = [numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer if t.dims and len(t.dims) == 2]
+        zeros = sum(int((w == 0).sum()) for w in weights)
+        assert zeros == sum(w.size for w in weights) - row["nonzeros"]
+        pred = sess.run(None, {sess.get_inputs()[0].name: x})[0].argmax(1)
+        assert (pred == bundle.evaluation.y.numpy()).mean() == pytest.approx(row["accuracy"], abs=1e-9)
+    assert point_file_name("../shared/models/resnet20_cifar10.pt", "chita++", 0.875) == \
+        "resnet20_cifar10_chitapp_87p5.onnx"
+    assert main(["sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude",
+                 "--sparsities", "0.5", "-q", "--export-dir", str(folder / "digits_mlp_chita_50.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "--export-dir" in err and "folder you can write to" in err
+
+
 def test_sweep_leaves_the_model_untouched_and_accuracy_falls_with_sparsity():
     loaded = load_demo("digits_mlp")
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
@@ -355,6 +387,33 @@ def test_chitapp_hands_over_each_stage_as_it_is_solved():
     assert records[-1]["sparsity"] == pytest.approx(0.9) and records[-1]["target"] == 0.9
 
 
+def test_a_sweep_keeps_its_points_weights_within_the_budget_asked():
+    """keep_results: each row carries its PruneResult (the weights its accuracy was measured
+    on) while they fit the byte budget, in the order the points finish; partial rows too; by
+    default none is kept."""
+    from core.pruning import apply_result
+
+    loaded, bundle = load_demo("digits_mlp"), load_bundle("digits")
+    partial = []
+    res = run_sweep(loaded.model, bundle, ["magnitude", "chita"], [0.8, 0.5], samples=64,
+                    keep_results=10**9, on_partial=partial.append)
+    assert all(r.result is not None for r in res.rows)
+    for r in res.rows:
+        assert (r.result.request.method, r.result.request.sparsity) == (r.method, r.sparsity)
+        assert r.result.nonzeros == r.nonzeros
+        assert evaluate(apply_result(loaded.model, r.result), bundle.evaluation).accuracy == r.eval.accuracy
+    assert [r.result is not None for r in partial[-1].rows] == [True] * 4
+    one = res.rows[0].result.nbytes
+    assert one == sum(t.numel() * t.element_size() for t in
+                      [*res.rows[0].result.weights.values(), *res.rows[0].result.masks.values()])
+    two = run_sweep(loaded.model, bundle, ["magnitude", "chita"], [0.8, 0.5], samples=64,
+                    keep_results=2 * one)
+    # finished in the order magnitude 0.5, 0.8, then CHITA: only magnitude's two fit
+    assert [(r.method, r.result is not None) for r in two.rows] == \
+        [("magnitude", True), ("magnitude", True), ("chita", False), ("chita", False)]
+    assert all(r.result is None for r in run_sweep(loaded.model, bundle, ["magnitude"], [0.5], samples=64).rows)
+
+
 def test_a_cancelled_sweep_keeps_its_finished_points():
     from core.errors import Cancelled
     from core.progress import CancelToken
@@ -394,11 +453,15 @@ def test_ctrl_c_during_a_sweep_prints_and_writes_the_finished_points(capsys, tmp
     monkeypatch.setattr(sweep_mod, "evaluate", interrupt_after_first_point)
     path = tmp_path / "sweep.csv"
     code = main(["sweep", "demo", "--data", "digits", "--methods", "magnitude,chita",
-                 "--sparsities", "0.5,0.9", "--samples", "64", "--csv", str(path), "-q"])
+                 "--sparsities", "0.5,0.9", "--samples", "64", "--csv", str(path), "-q",
+                 "--export-dir", str(tmp_path / "onnx")])
     out, err = capsys.readouterr()
     assert code == 130
     assert "cancelled after 1 of 4 points" in err and str(path) in err and "Traceback" not in err
     assert "1 of 4 points finished" in out and "magnitude" in out
+    # the export of the point finished when Ctrl-C came is cancelled too, and leaves nothing behind
+    assert "exported: 0 of 1 points" in out and "magnitude at 0.5: cancelled before its export" in out
+    assert list((tmp_path / "onnx").iterdir()) == []
     with open(path) as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["method"], float(r["sparsity"])) for r in rows] == [("dense", 0.0), ("magnitude", 0.5)]
