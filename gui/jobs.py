@@ -117,6 +117,7 @@ class RunOutcome:
     magnitude_sparsity: Mapping[str, float] = field(default_factory=dict)
     magnitude_eval: Any = None
     seconds: float = 0.0
+    from_sweep: bool = False  # a sweep's point, shown from the Sweep tab (seconds: its share of the sweep)
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,6 +439,25 @@ def refine_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, steps: 
                       outcome.seconds + time.monotonic() - t0)
 
 
+def complete_point_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, *, arch: str | None = None,
+                       cache: Any = None, progress: ProgressFn | None = None,
+                       cancel: CancelToken | None = None) -> RunOutcome:
+    """What a sweep's point lacks to be shown like a run: the magnitude baseline at its sparsity
+    (unless the outcome has it) and its ONNX sizes. ``outcome`` is not modified."""
+    from core.pruning import apply_result
+
+    mag_sparsity, mag_eval = outcome.magnitude_sparsity, outcome.magnitude_eval
+    request = outcome.result.request
+    if request.method != "magnitude" and (mag_eval is None or not mag_sparsity):
+        mag_sparsity, mag_eval = _magnitude_baseline(model, bundle, request, arch, "Magnitude baseline",
+                                                     progress, cancel, cache)
+    check(cancel)
+    dense, compressed = (outcome.onnx_bytes, outcome.compressed_bytes) if outcome.onnx_bytes is not None else \
+        _onnx_sizes(apply_result(model, outcome.result), bundle, progress)
+    return replace(outcome, onnx_bytes=dense, compressed_bytes=compressed, magnitude_sparsity=mag_sparsity,
+                   magnitude_eval=mag_eval)
+
+
 def refined_magnitude_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | None = None,
                           cache: Any = None, progress: ProgressFn | None = None,
                           cancel: CancelToken | None = None) -> Any:
@@ -463,14 +483,16 @@ def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsitie
               refine_steps: int = 0, images_per_row: int = 1, recalibrate_bn: bool | None = None,
               bn_augment: str = "auto", update_scale: float | None = 1.0,
               progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-              on_partial: Callable[[Any], None] | None = None, cache: Any = None) -> Any:
+              on_partial: Callable[[Any], None] | None = None, cache: Any = None,
+              keep_results: int = 0) -> Any:
     """Accuracy against sparsity for several methods (core.sweep.run_sweep); ``on_partial``
     receives the sweep so far after each point; ``cache`` (the window's GradientCache) lets the
-    sweep and the runs share G."""
+    sweep and the runs share G; ``keep_results`` bytes of the points' pruned weights stay on
+    their rows, for showing and exporting a point."""
     from core.sweep import run_sweep
 
     return run_sweep(model, bundle, list(methods), list(sparsities), samples=samples, seed=seed,
                      arch=arch, scope=scope, refine_steps=refine_steps, recalibrate_bn=recalibrate_bn,
                      images_per_row=images_per_row, bn_augment=bn_augment,
                      update_scale=update_scale, progress=progress, cancel=cancel,
-                     on_partial=on_partial, cache=cache)
+                     on_partial=on_partial, cache=cache, keep_results=keep_results)

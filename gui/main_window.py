@@ -77,6 +77,8 @@ MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ckpt", ".bin", ".pkl", ".pickle", ".t
 DATA_SUFFIXES = (".npz", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
 DEFAULT_REFINE_STEPS = 3  # "Refine result" with the Refine box off
 COMPARE_TITLE = "Refining the magnitude baseline"  # the background job behind "vs refined magnitude"
+POINT_TITLE = "Measuring the sweep's point"  # magnitude baseline and ONNX sizes of a point shown from a sweep
+SWEEP_KEEP_BYTES = 1024**3  # a sweep keeps at most this much of its points' pruned weights, to show them
 DATA_TITLE = "Loading data"  # the data-loading task (a model that loads first waits for it)
 FILE_FILTER = "PyTorch models (*.pt *.pth *.pt2 *.ckpt *.bin *.pkl *.ts);;All files (*)"
 
@@ -189,6 +191,7 @@ class MainWindow(QMainWindow):
         self.shown: str = "none"  # which result the views show: "none" | "preview" | "run"
         self.last_export: Any = None
         self._gen = 0  # bumps when the model or the data changes; older results are dropped
+        self._sweep_gen: int | None = None  # the _gen of the sweep the Sweep tab shows
         self._ready_emitted = False
         self._preview_task: Task | None = None
         self._weights: dict[str, Any] = {}
@@ -478,6 +481,7 @@ class MainWindow(QMainWindow):
         self.runs_view.export_requested.connect(self._export_run)
         self.runs_view.clear_requested.connect(self.clear_runs)
         self.sweep_view.cancel_requested.connect(self.cancel_foreground)
+        self.sweep_view.point_requested.connect(self.show_sweep_point)
 
     # ======================================================================================
     # settings and theme
@@ -1223,12 +1227,14 @@ class MainWindow(QMainWindow):
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity{samples_note(out.result)}{lam}."
                         f"{optimality_note(out.result)}{update_scale_note(out.result)}"
                         f"{refinement_note(out.result)}"
+                        f"{' A point of the sweep: its seconds are its share of the sweep.' if out.from_sweep else ''}"
                         f"{batchnorm_note(out.result)} Export with Ctrl+E.")
             mag = out.magnitude_eval if req.method != "magnitude" else None
             versus = "refined magnitude" if req.refine_steps else "magnitude"
             self.preview_panel.set_versus(paired_or_none(out.eval, mag), versus,
                                           pending=req.method != "magnitude" and mag is None and any(
-                                              t.title == COMPARE_TITLE for t in self.runner.running()))
+                                              t.title in (COMPARE_TITLE, POINT_TITLE)
+                                              for t in self.runner.running()))
             series = [(label, out.result.layer_sparsity, "accent")]
             if out.magnitude_sparsity and req.method != "magnitude":
                 series.append(("Magnitude", out.magnitude_sparsity, "compare"))
@@ -1416,12 +1422,13 @@ class MainWindow(QMainWindow):
                                        f"{f', each refined up to {refine} steps' if refine else ''}…"
                                        " Each point appears when it is done.")
         self.sweep_view.start_run()
+        self._sweep_gen = self._gen  # its points belong to this model and data
         self._submit(jobs.sweep_job, self.session.loaded.model, self.bundle, methods, sparsities, samples=samples,
                      arch=self.session.loaded.arch, scope=self.controls.scope_name(), refine_steps=refine,
                      images_per_row=int(self.controls.per_row.value()),
                      recalibrate_bn=self.controls.recalibrate_bn(), bn_augment=self.controls.bn_augment(),
                      update_scale=self.controls.update_scale_value(), cache=self.gradient_cache,
-                     title="Sweep", on_done=self._on_sweep_done, on_partial=self._on_sweep_partial,
+                     keep_results=SWEEP_KEEP_BYTES, title="Sweep", on_done=self._on_sweep_done, on_partial=self._on_sweep_partial,
                      on_cancelled=self._on_sweep_cancelled, on_failed=self._on_sweep_failed)
 
     def _on_sweep_partial(self, result: Any) -> None:
@@ -1448,9 +1455,58 @@ class MainWindow(QMainWindow):
         dense = getattr(result, "dense", None) or (self.baseline.eval if self.baseline else None)
         self.sweep_view.set_result(result, dense)
         note = getattr(result, "meta", {}).get("samples_note")
-        self.sweep_view.status.setText("Sweep finished. Save the plot or the table below."
+        self.sweep_view.status.setText("Sweep finished. Double-click a point to show and export it, or save "
+                                       "the plot or the table below."
                                        + (f" Gradients: {note}." if note else ""))
         self.sweep_finished.emit(result)
+
+    def show_sweep_point(self, method: str, sparsity: float) -> None:
+        """Show a point of the sweep like a run: it joins the Runs tab, and the sidebar, the
+        plots and Export take it. Its magnitude baseline (where the sweep has none at that
+        sparsity) and ONNX sizes are measured in the background. A point whose weights the sweep
+        did not keep sets the Pruning panel to it instead."""
+        view = self.sweep_view
+        row = view.point_row(method, sparsity)
+        if row is None or self.session is None or self.bundle is None:
+            return
+        if self._sweep_gen != self._gen:
+            dialogs.show_info(self, "The sweep was on another model or data",
+                              "This sweep ran before the model or the data changed, so its points do not "
+                              "apply to what is loaded now. Run the sweep again (Ctrl+Shift+R) to show its points.")
+            return
+        label = f"{method_label(method)} at {100 * sparsity:.0f}%"
+        if row.result is None:
+            self.controls.set_method(method)
+            self.controls.set_sparsity(sparsity)
+            self.statusBar().showMessage(f"The sweep did not keep the weights of {label} (it keeps at most "
+                                         f"{SWEEP_KEEP_BYTES / 1024**3:.0f} GiB): the Pruning panel is set to it; "
+                                         "press Ctrl+R to run it.", 10000)
+            return
+        index = next((i for i, r in enumerate(self.runs) if r.result is row.result), None)
+        if index is not None:  # shown before: the same run
+            self.show_run(index)
+            return
+        mag = view.point_row("magnitude", sparsity) if method != "magnitude" else row
+        mag_result = getattr(mag, "result", None)
+        outcome = jobs.RunOutcome(row.result, row.eval, None, None,
+                                  dict(mag_result.layer_sparsity) if mag_result is not None else {},
+                                  mag.eval if mag is not None and mag_result is not None else None,
+                                  row.seconds, from_sweep=True)
+        self.runs = keep_recent([*self.runs, outcome])
+        self.show_run(next(i for i, r in enumerate(self.runs) if r is outcome))
+
+        def done(complete: jobs.RunOutcome) -> None:
+            self.runs = [complete if r is outcome else r for r in self.runs]
+            if self.outcome is outcome:
+                self.outcome = complete
+                self._refresh_after()
+            self._refresh_runs()
+
+        self._submit(jobs.complete_point_job, self.session.loaded.model, self.bundle, outcome,
+                     arch=self.session.loaded.arch, cache=self.gradient_cache, title=POINT_TITLE,
+                     foreground=False, on_done=done, on_failed=lambda exc: self._refresh_after(),
+                     on_cancelled=self._refresh_after)
+        self._refresh_after()  # "vs magnitude: measuring…" while it runs
 
     # ======================================================================================
     # help

@@ -67,6 +67,8 @@ def describe_run(outcome: Any) -> str:
         text += " per layer"
     if req.refine_steps:
         text += f" · refined {req.refine_steps} steps"
+    if getattr(outcome, "from_sweep", False):
+        text += " · from the sweep"
     return text
 
 
@@ -88,6 +90,8 @@ def describe_settings(outcome: Any) -> str:
         parts.append("update auto" if req.update_scale is None else f"update ×{req.update_scale:g}")
     if req.seed:
         parts.append(f"seed {req.seed}")
+    if getattr(outcome, "from_sweep", False):
+        parts.append("from the sweep")
     return " · ".join(parts) or "–"
 
 

@@ -100,7 +100,10 @@ def write_svg(widget: QWidget, path: str) -> None:
 
 
 class SweepPlot(StudioPlot):
-    """Accuracy (%) against sparsity (%) per method with FillBetweenItem 95% bands."""
+    """Accuracy (%) against sparsity (%) per method with FillBetweenItem 95% bands.
+    ``point_clicked(method, sparsity)``: a point of a curve was clicked."""
+
+    point_clicked = Signal(str, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Accuracy against sparsity", parent)
@@ -112,6 +115,12 @@ class SweepPlot(StudioPlot):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.bands: dict[str, pg.FillBetweenItem] = {}
         self.set_message("Choose methods and sparsities, then press Run sweep")
+
+    def _clicked(self, method: str, sparsities: list[float], points: Any) -> None:
+        """The sweep's own sparsity nearest the clicked point (the plot's x is in percent)."""
+        if len(points):
+            x = points[0].pos().x() / 100
+            self.point_clicked.emit(method, min(sparsities, key=lambda s: abs(s - x)))
 
     def set_data(self, rows: list[tuple[str, float, Any]], dense: Any = None) -> None:
         """Rows from :func:`sweep_rows`; ``dense`` is the dense model's EvalResult."""
@@ -150,6 +159,8 @@ class SweepPlot(StudioPlot):
                 symbolBrush=pg.mkBrush(self.theme.qcolor(colour)), symbolPen=pg.mkPen(self.theme.qcolor("panel")),
                 name=METHOD_LABELS.get(method, method),
             )
+            self.curves[method].sigPointsClicked.connect(
+                lambda _item, points, *_, m=method, xs=[s for s, _ in pts]: self._clicked(m, xs, points))
         if self.dense is not None:
             line = pg.InfiniteLine(pos=100 * self.dense.accuracy, angle=0,
                                    pen=pg.mkPen(self.theme.palette.muted, width=1.5, style=Qt.PenStyle.DashLine),
@@ -164,10 +175,13 @@ class SweepPlot(StudioPlot):
 
 
 class SweepView(QWidget):
-    """Controls, plot and table of a sweep. ``run_requested(methods, sparsities, samples)``."""
+    """Controls, plot and table of a sweep. ``run_requested(methods, sparsities, samples)``;
+    ``point_requested(method, sparsity)``: show that point like a run (double-click on its row
+    or its marker, or *Show point*)."""
 
     run_requested = Signal(list, list, int)
     cancel_requested = Signal()
+    point_requested = Signal(str, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -196,6 +210,11 @@ class SweepView(QWidget):
         self.save_csv = QPushButton("Save CSV…")
         for b in (self.save_png, self.save_svg, self.save_csv):
             b.setEnabled(False)
+        self.show_point = QPushButton("Show point")
+        self.show_point.setToolTip("Show the chosen point in the sidebar, the plots and the Runs tab, "
+                                   "as a run: Export (Ctrl+E) then writes it (or double-click a row or a marker)")
+        self.show_point.setEnabled(False)
+        self._row_keys: list[tuple[str, float]] = []  # (method, sparsity) of each table row
         grid = QGridLayout()
         grid.addLayout(methods_row, 0, 0, 1, 8)
         grid.addWidget(QLabel("Sparsities (%)"), 1, 0)
@@ -207,7 +226,7 @@ class SweepView(QWidget):
         grid.setColumnStretch(1, 1)
         saves = QHBoxLayout()
         saves.addStretch(1)
-        for b in (self.save_png, self.save_svg, self.save_csv):
+        for b in (self.show_point, self.save_png, self.save_svg, self.save_csv):
             saves.addWidget(b)
 
         self.plot = SweepPlot()
@@ -221,6 +240,8 @@ class SweepView(QWidget):
             "Change in accuracy against magnitude pruning at the same sparsity, on the same images, "
             "with its paired 95% interval (tick Magnitude (global) among the methods to fill it)")
         self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
@@ -249,6 +270,11 @@ class SweepView(QWidget):
         self.save_png.clicked.connect(lambda: self.save_plot("png"))
         self.save_svg.clicked.connect(lambda: self.save_plot("svg"))
         self.save_csv.clicked.connect(self.save_csv_file)
+        self.show_point.clicked.connect(self._request_chosen)
+        self.table.cellDoubleClicked.connect(lambda r, _c: self._request_row(r))
+        self.table.itemSelectionChanged.connect(
+            lambda: self.show_point.setEnabled(bool(self.table.selectionModel().selectedRows())))
+        self.plot.point_clicked.connect(self.point_requested)
 
     # -- state --------------------------------------------------------------------------------
     def methods(self) -> list[str]:
@@ -266,7 +292,8 @@ class SweepView(QWidget):
         self.plot.set_data([], None)
         self.plot.set_message("Sweeping… each point appears here when it is done")
         self.table.setRowCount(0)
-        for b in (self.save_png, self.save_svg, self.save_csv):
+        self._row_keys = []
+        for b in (self.save_png, self.save_svg, self.save_csv, self.show_point):
             b.setEnabled(False)
 
     def keep_partial(self) -> int:
@@ -286,11 +313,18 @@ class SweepView(QWidget):
     def set_result(self, result: Any, dense: Any = None, final: bool = True) -> None:
         """Show a core.sweep.SweepResult: the finished sweep, or with ``final`` False the points
         of a running one so far (saving waits for the end, or for :meth:`keep_partial`)."""
+        chosen = self.chosen_point()
         self.result = result
         rows = sweep_rows(result)
         self.plot.set_data(rows, dense)
         self.table.setRowCount(len(rows))
-        for r, (method, sparsity, ev) in enumerate(sorted(rows, key=lambda t: (METHODS.index(t[0]) if t[0] in METHODS else 99, t[1]))):
+        ordered = sorted(rows, key=lambda t: (METHODS.index(t[0]) if t[0] in METHODS else 99, t[1]))
+        self._row_keys = [(m, s) for m, s, _ in ordered]
+        for r, (method, sparsity, ev) in enumerate(ordered):
+            tip = ("Double-click to show this point in the sidebar and the Runs tab; Export (Ctrl+E) then "
+                   "writes it" if self.point_result(method, sparsity) is not None else
+                   "This point's weights were not kept (the sweep keeps a limited amount): double-click "
+                   "to set the Pruning panel to it, then Run (Ctrl+R)")
             cells = [
                 METHOD_LABELS.get(method, method),
                 f"{100 * sparsity:.0f}%",
@@ -301,11 +335,40 @@ class SweepView(QWidget):
             ]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                item.setToolTip(tip)
                 if c:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
         self._enable_saves(final)
+        if chosen in self._row_keys:  # a point arriving keeps the row chosen
+            self.table.selectRow(self._row_keys.index(chosen))
         self.fit_table()
+
+    def point_result(self, method: str, sparsity: float) -> Any:
+        """The kept PruneResult of a point (core.sweep.SweepRow.result), or None."""
+        row = self.point_row(method, sparsity)
+        return getattr(row, "result", None) if row is not None else None
+
+    def point_row(self, method: str, sparsity: float) -> Any:
+        """The sweep's row (core.sweep.SweepRow) of a point, or None."""
+        return next((r for r in getattr(self.result, "rows", ()) if getattr(r, "method", None) == method
+                     and getattr(r, "sparsity", None) == sparsity), None)
+
+    def chosen_point(self) -> tuple[str, float] | None:
+        """(method, sparsity) of the table's chosen row, or None."""
+        rows = self.table.selectionModel().selectedRows()
+        if not rows or rows[0].row() >= len(self._row_keys):
+            return None
+        return self._row_keys[rows[0].row()]
+
+    def _request_chosen(self) -> None:
+        chosen = self.chosen_point()
+        if chosen is not None:
+            self.point_requested.emit(*chosen)
+
+    def _request_row(self, row: int) -> None:
+        if 0 <= row < len(self._row_keys):
+            self.point_requested.emit(*self._row_keys[row])
 
     def fit_table(self) -> None:
         """Widen the table's side of the splitter to show every column (at most two thirds of

@@ -789,6 +789,97 @@ def test_a_cancelled_sweep_keeps_its_finished_points_for_saving(qtbot, window: M
     assert not hooks.errors
 
 
+def test_a_sweep_point_is_shown_and_exported_like_a_run(qtbot, window: MainWindow, hooks,
+                                                      tmp_path: Path) -> None:
+    """Double-clicking a sweep's row shows that point: it joins the Runs tab, the sidebar shows
+    its accuracy against magnitude (the sweep's own magnitude row), its ONNX sizes arrive from a
+    background job, and Export writes exactly its masks. Showing it again adds no run."""
+    with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
+        window.run_sweep(["magnitude", "chita"], [0.5, 0.8], 128)
+    view = window.sweep_view
+    row = view.point_row("chita", 0.8)
+    mag = view.point_row("magnitude", 0.8)
+    assert row.result is not None and not view.show_point.isEnabled()
+    r = view._row_keys.index(("chita", 0.8))
+    with qtbot.waitSignal(window.run_shown, timeout=5000) as shown:
+        view.table.cellDoubleClicked.emit(r, 0)
+    outcome = shown.args[0]
+    assert outcome.result is row.result and outcome.eval is row.eval and outcome.from_sweep
+    assert window.outcome is outcome and window.runs[-1] is outcome
+    assert outcome.magnitude_eval is mag.eval  # the sweep's own magnitude point
+    assert window.controls.method_name() == "chita" and window.controls.sparsity() == pytest.approx(0.8)
+    assert window.preview_panel.after_text() == f"{100 * row.eval.accuracy:.1f}%"
+    d = paired_difference(row.eval, mag.eval)
+    assert window.preview_panel.versus_text().startswith(f"vs magnitude: {100 * d.difference:+.1f} points")
+    assert window.runs_view.table.item(0, 9).text().endswith("from the sweep")  # Settings, newest first
+    qtbot.waitUntil(lambda: window.outcome.onnx_bytes is not None, timeout=RUN_TIMEOUT_MS)
+    assert window.runs[-1] is window.outcome and window.outcome.compressed_bytes > 0
+    n_runs = len(window.runs)
+    view.table.selectRow(view._row_keys.index(("chita", 0.8)))
+    assert view.show_point.isEnabled()
+    view.show_point.click()
+    assert len(window.runs) == n_runs and window.outcome.result is row.result
+    with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS):
+        window.export_to(str(tmp_path / "point.onnx"))
+    zeros = window.last_export.zero_fractions
+    assert zeros and all(a == pytest.approx(row.result.layer_sparsity[k], abs=1e-6) for k, (a, _) in zeros.items())
+    # a marker clicked on the plot: magnitude's own point is its own baseline
+    view.plot.point_clicked.emit("magnitude", 0.5)
+    assert window.outcome.result is view.point_result("magnitude", 0.5)
+    assert window.outcome.magnitude_eval is view.point_row("magnitude", 0.5).eval
+    # after new data the sweep's points no longer apply
+    window._set_bundle(window.bundle)
+    runs = list(window.runs)
+    view.table.cellDoubleClicked.emit(r, 0)
+    assert window.runs == runs and hooks.infos and "another model or data" in hooks.infos[-1][0]
+    assert not hooks.errors
+
+
+def test_a_sweep_point_without_a_magnitude_row_measures_its_baseline(qtbot, window: MainWindow, hooks) -> None:
+    """A sweep without magnitude: the point's comparison comes from a background job (the sidebar
+    says "measuring…" meanwhile), with the same numbers a run's magnitude baseline has."""
+    from dataclasses import replace
+
+    from core.evaluate import evaluate
+    from core.pruning import apply_result, prune
+
+    with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
+        window.run_sweep(["obd"], [0.7], 128)
+    window.sweep_view.table.cellDoubleClicked.emit(0, 0)
+    shown = window.outcome
+    assert shown.from_sweep and shown.magnitude_eval is None
+    assert window.preview_panel.versus_text() == "vs magnitude: measuring…"
+    qtbot.waitUntil(lambda: window.outcome.magnitude_eval is not None, timeout=RUN_TIMEOUT_MS)
+    done = window.outcome
+    assert done.result is shown.result and window.runs[-1] is done and done.onnx_bytes
+    mag = prune(window.session.loaded.model, window.bundle.calibration,
+                replace(shown.result.request, method="magnitude"))
+    assert done.magnitude_sparsity == dict(mag.layer_sparsity)
+    assert done.magnitude_eval.accuracy == evaluate(apply_result(window.session.loaded.model, mag),
+                                                    window.bundle.evaluation).accuracy
+    assert window.preview_panel.versus_text().startswith("vs magnitude: ") and "measuring" not in \
+        window.preview_panel.versus_text()
+    assert not hooks.errors
+
+
+def test_a_sweep_point_whose_weights_were_not_kept_sets_the_panel_to_it(qtbot, window: MainWindow, hooks,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import gui.main_window as mw
+
+    monkeypatch.setattr(mw, "SWEEP_KEEP_BYTES", 0)
+    with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
+        window.run_sweep(["obd"], [0.7], 128)
+    view = window.sweep_view
+    assert view.point_result("obd", 0.7) is None
+    assert "not kept" in view.table.item(0, 0).toolTip()
+    runs = list(window.runs)
+    view.table.cellDoubleClicked.emit(0, 0)
+    assert window.runs == runs
+    assert window.controls.method_name() == "obd" and window.controls.sparsity() == pytest.approx(0.7)
+    assert "Ctrl+R" in window.statusBar().currentMessage()
+    assert not hooks.errors
+
+
 def test_settings_persist_between_windows(qtbot, settings_dir: Path, hooks) -> None:
     first = make_window(qtbot, settings_dir)
     first.controls.slider.setValue(42)
