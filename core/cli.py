@@ -810,7 +810,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``sweep MODEL --data DATA --methods a,b --sparsities ...``: accuracy against sparsity."""
     from core.pruning import METHODS
-    from core.sweep import run_sweep
+    from core.sweep import export_points, run_sweep
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
@@ -826,8 +826,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     def keep(so_far: Any) -> None:
         partial[:] = [so_far]
-        if args.export_dir:
-            _export_points(args, loaded, bundle, so_far, exports, progress, cancel)
+        if args.export_dir:  # the points not exported yet (a point over EXPORT_KEEP_BYTES: None)
+            batch = bundle.evaluation.x[:VERIFY_IMAGES]
+            export_points(loaded.model, so_far.rows, args.export_dir, stem=loaded.source,
+                          sample=batch[:2], verify_batch=batch, done=exports, cancel=cancel)
 
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
@@ -868,34 +870,6 @@ def _check_export_dir(folder: str) -> None:
     if not path.is_dir() or not os.access(path, os.W_OK):
         raise StudioError(f"{folder} is not a folder you can write to", field="--export-dir",
                           fix="give a folder you can write to.")
-
-
-def point_file_name(source: str, method: str, sparsity: float) -> str:
-    """'mlpnet_mnist_chitapp_90.onnx': a sweep point's export file (sparsity in percent, with
-    decimals only where needed)."""
-    stem = Path(str(source)).stem.replace("demo:", "") or "model"
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)
-    pct = f"{100 * sparsity:.4f}".rstrip("0").rstrip(".").replace(".", "p")
-    return f"{stem}_{method.replace('+', 'p')}_{pct}.onnx"
-
-
-def _export_points(args: argparse.Namespace, loaded: Any, bundle: Any, so_far: Any,
-                   exports: dict[tuple[str, float], Any], progress: Any, cancel: Any) -> None:
-    """Export the sweep's points not exported yet (those whose weights it kept)."""
-    from core.export import export_onnx
-    from core.pruning import apply_result
-
-    batch = bundle.evaluation.x[:VERIFY_IMAGES]
-    for row in so_far.rows:
-        key = (row.method, row.sparsity)
-        if key in exports:
-            continue
-        if row.result is None:  # over EXPORT_KEEP_BYTES
-            exports[key] = None
-            continue
-        path = Path(args.export_dir) / point_file_name(loaded.source, row.method, row.sparsity)
-        exports[key] = export_onnx(apply_result(loaded.model, row.result), batch[:2], path,
-                                   verify_batch=batch, progress=progress, cancel=cancel)
 
 
 def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,

@@ -25,6 +25,7 @@ import time
 import warnings
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,6 +73,16 @@ class ExportReport:
 
 # ---------------------------------------------------------------------------------------------
 # public API
+
+
+def pruned_file_name(source: str, method: str, sparsity: float) -> str:
+    """'mlpnet_mnist_chitapp_90.onnx': the file name a pruned model is offered under: the
+    model's file stem (or demo name), the method ('+' as 'p') and the sparsity in percent, with
+    decimals only where needed ('87p5')."""
+    stem = Path(str(source)).stem.split(":")[-1] or "model"
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)
+    pct = f"{100 * sparsity:.4f}".rstrip("0").rstrip(".").replace(".", "p")
+    return f"{stem}_{method.replace('+', 'p')}_{pct}.onnx"
 
 
 def export_onnx(

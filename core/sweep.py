@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import torch
 import torch.nn as nn
 
 from core.data import DataBundle
 from core.evaluate import EvalResult, PairedDifference, evaluate, paired_difference
+from core.export import ExportReport, export_onnx, pruned_file_name
 from core.progress import CancelToken, Progress, ProgressFn, check, report
 from core.pruning import (
     METHOD_LABELS,
@@ -200,6 +202,37 @@ def _rows(method: str, sparsities: list[float],
     return tuple(SweepRow(method, sparsities[i], ev, res.nonzeros, res.total, res.lam, seconds,
                           res if keep else None)
                  for i, (ev, res, keep) in sorted(points.items()))
+
+
+def export_points(model: nn.Module, rows: tuple[SweepRow, ...] | list[SweepRow], folder: str | Path, *,
+                  stem: str, sample: torch.Tensor, verify_batch: torch.Tensor | None = None,
+                  done: dict[tuple[str, float], ExportReport | None] | None = None,
+                  progress: ProgressFn | None = None,
+                  cancel: CancelToken | None = None) -> dict[tuple[str, float], ExportReport | None]:
+    """Export each row's pruned model to ``folder`` as :func:`core.export.pruned_file_name`
+    (``stem``, method, sparsity), atomically and verified in onnxruntime
+    (:func:`core.export.export_onnx`); ``model`` is never modified.
+
+    Returns ``done`` (a new dict if None) with an entry per row, keyed (method, sparsity): its
+    ExportReport, or None where the row has no kept result (``run_sweep(keep_results=)``).
+    Rows already in ``done`` are skipped, so a caller can export a running sweep's points as
+    they arrive. Progress: stage ``"export points"``, one unit per row; a cancel stops between
+    (or inside) exports and leaves the files written so far.
+    """
+    done = {} if done is None else done
+    todo = [r for r in rows if (r.method, r.sparsity) not in done]
+    for i, row in enumerate(todo):
+        check(cancel)
+        report(progress, "export points", i, len(todo), f"{METHOD_LABELS.get(row.method, row.method)} "
+               f"at {100 * row.sparsity:g}%")
+        if row.result is None:
+            done[(row.method, row.sparsity)] = None
+            continue
+        path = Path(folder) / pruned_file_name(stem, row.method, row.sparsity)
+        done[(row.method, row.sparsity)] = export_onnx(apply_result(model, row.result), sample, path,
+                                                       verify_batch=verify_batch, cancel=cancel)
+    report(progress, "export points", len(todo), len(todo))
+    return done
 
 
 def plot_sweep(result: SweepResult, path: str | Path, title: str = "") -> None:

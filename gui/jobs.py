@@ -458,6 +458,16 @@ def complete_point_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome,
                    magnitude_eval=mag_eval)
 
 
+def export_points_job(model: torch.nn.Module, rows: Any, bundle: Any, folder: str, *, stem: str,
+                      progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict:
+    """Export every sweep point whose weights the sweep kept to ``folder`` (core.sweep.export_points,
+    each verified in onnxruntime) → {(method, sparsity): ExportReport or None}."""
+    from core.sweep import export_points
+
+    return export_points(model, rows, folder, stem=stem, sample=sample_input(bundle),
+                         verify_batch=sample_input(bundle, 16), progress=progress, cancel=cancel)
+
+
 def refined_magnitude_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | None = None,
                           cache: Any = None, progress: ProgressFn | None = None,
                           cancel: CancelToken | None = None) -> Any:

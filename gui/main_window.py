@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 from core.batchnorm import describe_batchnorm, has_batchnorm, scripted_batchnorm
 from core.errors import StudioError
 from core.evaluate import paired_or_none
+from core.export import pruned_file_name
 from core.fisher import rows_that_fit
 from core.gradient_cache import GradientCache
 from core.pruning import (
@@ -164,6 +165,7 @@ class MainWindow(QMainWindow):
     run_cancelled = Signal()
     export_finished = Signal(object)
     sweep_finished = Signal(object)
+    points_exported = Signal(object)  # {(method, sparsity): ExportReport or None} of "Export ONNX…" in the Sweep tab
     run_shown = Signal(object)  # a kept run shown again from the Runs tab (RunOutcome)
     idle = Signal()
 
@@ -482,6 +484,7 @@ class MainWindow(QMainWindow):
         self.runs_view.clear_requested.connect(self.clear_runs)
         self.sweep_view.cancel_requested.connect(self.cancel_foreground)
         self.sweep_view.point_requested.connect(self.show_sweep_point)
+        self.sweep_view.export_requested.connect(self.export_points_dialog)
 
     # ======================================================================================
     # settings and theme
@@ -1353,9 +1356,8 @@ class MainWindow(QMainWindow):
                               "Run a pruning method first (Ctrl+R): export writes the pruned model of the last run.")
             return
         req = self.outcome.result.request
-        name = Path(self.model_label.text()).stem or "model"
         default = str(Path(st.read(self.settings, "export/folder", str(Path.home())))
-                      / f"{name}_{req.method.replace('+', 'p')}_{100 * req.sparsity:.0f}.onnx")
+                      / pruned_file_name(self.model_label.text(), req.method, req.sparsity))
         path, _ = QFileDialog.getSaveFileName(self, "Export pruned model as ONNX", default, "ONNX model (*.onnx)")
         if not path:
             return
@@ -1507,6 +1509,46 @@ class MainWindow(QMainWindow):
                      foreground=False, on_done=done, on_failed=lambda exc: self._refresh_after(),
                      on_cancelled=self._refresh_after)
         self._refresh_after()  # "vs magnitude: measuring…" while it runs
+
+    def export_points_dialog(self) -> None:
+        """Ask for a folder and export every point of the sweep there (the Sweep tab's *Export ONNX…*)."""
+        if self._sweep_gen != self._gen or self.sweep_view.result is None:
+            dialogs.show_info(self, "The sweep was on another model or data",
+                              "This sweep ran before the model or the data changed. Run the sweep again "
+                              "(Ctrl+Shift+R) to export its points.")
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export the sweep's points to a folder",
+                                                  st.read(self.settings, "export/folder", str(Path.home())))
+        if folder:
+            self.settings.setValue("export/folder", folder)
+            self.export_points_to(folder)
+
+    def export_points_to(self, folder: str) -> None:
+        """Export the sweep's points to ``folder`` in the background, one verified ONNX file each."""
+        result = self.sweep_view.result
+        if result is None or self.session is None or self._sweep_gen != self._gen:
+            return
+        rows = tuple(result.rows)
+        self._submit(jobs.export_points_job, self.session.loaded.model, rows, self.bundle, folder,
+                     stem=self.model_label.text(), title=f"Exporting {len(rows)} points",
+                     on_done=lambda reports: self._on_points_exported(folder, reports))
+
+    def _on_points_exported(self, folder: str, reports: dict) -> None:
+        written = [(k, r) for k, r in reports.items() if r is not None]
+        missed = [k for k, r in reports.items() if r is None]
+        def cell(text: str) -> str:  # kept on one line
+            return f"<td>{text.replace(' ', '&nbsp;')}</td>"
+
+        lines = "".join(f"<tr>{cell(f'{method_label(m)} · {100 * s:g}%')}<td><b>{Path(r.path).name}</b></td>"
+                        f"{cell(fmt_bytes(r.compressed_bytes))}</tr>" for (m, s), r in written)
+        note = (f"<p>Not kept by the sweep (memory limit), so not exported: "
+                f"{', '.join(f'{method_label(m)} at {100 * s:g}%' for m, s in missed)}. Run each (Ctrl+R) "
+                "and export it.</p>" if missed else "")
+        dialogs.show_result(self, "Sweep exported",
+                            f"<p>{len(written)} files in {folder}, each loaded back in ONNX Runtime and "
+                            f"checked against PyTorch (sizes deflate-compressed):</p><table cellspacing='6'>{lines}</table>{note}")
+        self.sweep_view.status.setText(f"Exported {len(written)} points to {folder}.")
+        self.points_exported.emit(reports)
 
     # ======================================================================================
     # help

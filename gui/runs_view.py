@@ -8,12 +8,15 @@ loaded model and data and is cleared when either changes.
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Any, Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -95,6 +98,33 @@ def describe_settings(outcome: Any) -> str:
     return " · ".join(parts) or "–"
 
 
+CSV_COLUMNS = ("run", "method", "sparsity", "scope", "accuracy", "accuracy_lo", "accuracy_hi", "loss",
+               "n_eval", "change_vs_dense", "change_lo", "change_hi", "change_vs_magnitude",
+               "vs_magnitude_lo", "vs_magnitude_hi", "nonzeros", "total", "lambda", "seconds",
+               "onnx_bytes", "compressed_bytes", "settings")
+
+
+def write_runs_csv(runs: Sequence[Any], dense: Any, path: str | Path) -> None:
+    """One line per run (oldest first, numbered as in the table): accuracy with its 95% interval,
+    the change against dense and against magnitude at the same sparsity with their paired
+    intervals (empty where not measured), sizes, λ, seconds and settings."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for i, outcome in enumerate(runs):
+            req, ev, res = outcome.result.request, outcome.eval, outcome.result
+            d = paired_or_none(ev, dense)
+            mag = getattr(outcome, "magnitude_eval", None)
+            m = paired_or_none(ev, mag) if req.method != "magnitude" else None
+            w.writerow([i + 1, req.method, req.sparsity, req.scope, ev.accuracy, *ev.accuracy_ci, ev.loss,
+                        ev.n, *((d.difference, *d.ci) if d is not None else ("", "", "")),
+                        *((m.difference, *m.ci) if m is not None else ("", "", "")),
+                        res.nonzeros, res.total, "" if res.lam is None else res.lam, round(outcome.seconds, 3),
+                        "" if outcome.onnx_bytes is None else outcome.onnx_bytes,
+                        "" if outcome.compressed_bytes is None else outcome.compressed_bytes,
+                        describe_settings(outcome)])
+
+
 class RunsView(QWidget):
     """A table of the kept runs. ``show_requested(index)`` asks the window to show run ``index``
     again (double-click or *Show run*); ``export_requested(index)`` to export it."""
@@ -127,12 +157,16 @@ class RunsView(QWidget):
         self.export_button = QPushButton("Export ONNX…")
         self.export_button.setToolTip("Export the chosen run's pruned model")
         self.clear_button = QPushButton("Clear list")
+        self.save_csv = QPushButton("Save CSV…")
+        self.save_csv.setToolTip("Write every run of the list to a CSV file: accuracy with its interval, "
+                                 "the changes against dense and magnitude with theirs, sizes and settings")
+        self.dense: Any = None
         self.status = QLabel("Runs appear here as they finish; double-click one to show it again.")
         self.status.setObjectName("Muted")
         self.status.setWordWrap(True)
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
-        for b in (self.show_button, self.export_button, self.clear_button):
+        for b in (self.show_button, self.export_button, self.save_csv, self.clear_button):
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
         layout.addWidget(self.table, 1)
@@ -142,6 +176,7 @@ class RunsView(QWidget):
         self.show_button.clicked.connect(lambda: self._request(self.show_requested, self.selected()))
         self.export_button.clicked.connect(lambda: self._request(self.export_requested, self.selected()))
         self.clear_button.clicked.connect(self.clear_requested)
+        self.save_csv.clicked.connect(lambda: self.save_csv_file())
         self._update_buttons()
 
     def selected(self) -> int | None:
@@ -157,6 +192,7 @@ class RunsView(QWidget):
         was = self.selected()
         keep = self.runs[was] if was is not None and was < len(self.runs) else None
         self.runs = list(runs)
+        self.dense = dense
         self.current = current
         self.table.setRowCount(len(self.runs))
         bold = QFont(self.table.font())
@@ -199,6 +235,18 @@ class RunsView(QWidget):
             self.status.setText("Runs appear here as they finish; double-click one to show it again.")
         self._update_buttons()
 
+    def save_csv_file(self, path: str | None = None) -> str | None:
+        """Write the runs to ``path`` (asked for when None) with :func:`write_runs_csv`."""
+        if not self.runs:
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save the runs as CSV", "runs.csv", "CSV (*.csv)")
+            if not path:
+                return None
+        write_runs_csv(self.runs, self.dense, path)
+        self.status.setText(f"Saved {path}")
+        return path
+
     def _request(self, signal: Any, index: int | None) -> None:
         if index is not None and 0 <= index < len(self.runs):
             signal.emit(index)
@@ -231,3 +279,4 @@ class RunsView(QWidget):
         self.show_button.setEnabled(chosen)
         self.export_button.setEnabled(chosen)
         self.clear_button.setEnabled(bool(self.runs))
+        self.save_csv.setEnabled(bool(self.runs))

@@ -182,6 +182,7 @@ class SweepView(QWidget):
     run_requested = Signal(list, list, int)
     cancel_requested = Signal()
     point_requested = Signal(str, float)
+    export_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -214,6 +215,10 @@ class SweepView(QWidget):
         self.show_point.setToolTip("Show the chosen point in the sidebar, the plots and the Runs tab, "
                                    "as a run: Export (Ctrl+E) then writes it (or double-click a row or a marker)")
         self.show_point.setEnabled(False)
+        self.export_points = QPushButton("Export ONNX…")
+        self.export_points.setToolTip("Export every point of the sweep to a folder, one ONNX file each "
+                                      "(MODEL_METHOD_SPARSITY.onnx), each verified in ONNX Runtime")
+        self.export_points.setEnabled(False)
         self._row_keys: list[tuple[str, float]] = []  # (method, sparsity) of each table row
         grid = QGridLayout()
         grid.addLayout(methods_row, 0, 0, 1, 8)
@@ -226,7 +231,7 @@ class SweepView(QWidget):
         grid.setColumnStretch(1, 1)
         saves = QHBoxLayout()
         saves.addStretch(1)
-        for b in (self.show_point, self.save_png, self.save_svg, self.save_csv):
+        for b in (self.show_point, self.export_points, self.save_png, self.save_svg, self.save_csv):
             saves.addWidget(b)
 
         self.plot = SweepPlot()
@@ -271,6 +276,7 @@ class SweepView(QWidget):
         self.save_svg.clicked.connect(lambda: self.save_plot("svg"))
         self.save_csv.clicked.connect(self.save_csv_file)
         self.show_point.clicked.connect(self._request_chosen)
+        self.export_points.clicked.connect(self.export_requested)
         self.table.cellDoubleClicked.connect(lambda r, _c: self._request_row(r))
         self.table.itemSelectionChanged.connect(
             lambda: self.show_point.setEnabled(bool(self.table.selectionModel().selectedRows())))
@@ -293,7 +299,7 @@ class SweepView(QWidget):
         self.plot.set_message("Sweeping… each point appears here when it is done")
         self.table.setRowCount(0)
         self._row_keys = []
-        for b in (self.save_png, self.save_svg, self.save_csv, self.show_point):
+        for b in (self.save_png, self.save_svg, self.save_csv, self.show_point, self.export_points):
             b.setEnabled(False)
 
     def keep_partial(self) -> int:
@@ -309,6 +315,8 @@ class SweepView(QWidget):
         for b in (self.save_png, self.save_svg):
             b.setEnabled(on and rows)
         self.save_csv.setEnabled(on and rows and hasattr(self.result, "to_csv"))
+        self.export_points.setEnabled(on and any(getattr(r, "result", None) is not None
+                                                 for r in getattr(self.result, "rows", ())))
 
     def set_result(self, result: Any, dense: Any = None, final: bool = True) -> None:
         """Show a core.sweep.SweepResult: the finished sweep, or with ``final`` False the points

@@ -265,7 +265,7 @@ def test_sweep_exports_every_point_and_each_file_runs_in_onnxruntime(capsys, tmp
     import onnx
     from onnx import numpy_helper
 
-    from core.cli import point_file_name
+    from core.export import pruned_file_name
 
     folder = tmp_path / "points"  # made by the command
     data = _json(capsys, "sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude,chita",
@@ -276,14 +276,14 @@ def test_sweep_exports_every_point_and_each_file_runs_in_onnxruntime(capsys, tmp
     x = bundle.evaluation.x.numpy()
     for row in data["rows"]:
         path = row["export"]["path"]
-        assert path == str(folder / point_file_name("demo:digits_mlp", row["method"], row["sparsity"]))
+        assert path == str(folder / pruned_file_name("demo:digits_mlp", row["method"], row["sparsity"]))
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         weights = [numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer if t.dims and len(t.dims) == 2]
         zeros = sum(int((w == 0).sum()) for w in weights)
         assert zeros == sum(w.size for w in weights) - row["nonzeros"]
         pred = sess.run(None, {sess.get_inputs()[0].name: x})[0].argmax(1)
         assert (pred == bundle.evaluation.y.numpy()).mean() == pytest.approx(row["accuracy"], abs=1e-9)
-    assert point_file_name("../shared/models/resnet20_cifar10.pt", "chita++", 0.875) == \
+    assert pruned_file_name("../shared/models/resnet20_cifar10.pt", "chita++", 0.875) == \
         "resnet20_cifar10_chitapp_87p5.onnx"
     assert main(["sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude",
                  "--sparsities", "0.5", "-q", "--export-dir", str(folder / "digits_mlp_chita_50.onnx")]) == 2

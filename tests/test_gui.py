@@ -255,6 +255,33 @@ def test_runs_tab_keeps_earlier_runs_to_show_and_export_again(qtbot, window: Mai
     assert not hooks.errors
 
 
+def test_runs_tab_saves_its_runs_as_csv(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
+    import csv
+
+    first = run_and_wait(qtbot, window, "chita", 70)
+    second = run_and_wait(qtbot, window, "magnitude", 70)
+    view = window.runs_view
+    assert view.save_csv.isEnabled()
+    path = view.save_csv_file(str(tmp_path / "runs.csv"))
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["run"], r["method"], float(r["sparsity"])) for r in rows] == [("1", "chita", 0.7), ("2", "magnitude", 0.7)]
+    dense = window.baseline.eval
+    for row, outcome in zip(rows, (first, second)):
+        assert float(row["accuracy"]) == outcome.eval.accuracy and int(row["nonzeros"]) == outcome.result.nonzeros
+        d = paired_difference(outcome.eval, dense)
+        assert (float(row["change_vs_dense"]), float(row["change_lo"]), float(row["change_hi"])) == (d.difference, *d.ci)
+        assert int(row["compressed_bytes"]) == outcome.compressed_bytes
+    m = paired_difference(first.eval, first.magnitude_eval)
+    assert float(rows[0]["change_vs_magnitude"]) == m.difference and float(rows[0]["lambda"]) == first.result.lam
+    assert rows[1]["change_vs_magnitude"] == "" and rows[1]["lambda"] == ""  # magnitude itself
+    assert "128 samples" in rows[0]["settings"] and f"Saved {path}" == view.status.text()
+    window.clear_runs()
+    window._set_bundle(window.bundle)
+    assert not view.save_csv.isEnabled() and view.save_csv_file(str(tmp_path / "none.csv")) is None
+    assert not hooks.errors
+
+
 def test_runs_kept_are_the_most_recent_within_both_limits() -> None:
     from gui.runs_view import keep_recent, result_bytes
 
@@ -368,9 +395,12 @@ def test_export_loads_in_onnxruntime(qtbot, window: MainWindow, hooks, tmp_path:
 
     outcome = run_and_wait(qtbot, window, "magnitude", 60)
     target = tmp_path / "pruned.onnx"
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    offered = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: offered.append(a[2]) or (str(target), "")))
     with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS) as blocker:
         window.act_export.trigger()
+    assert Path(offered[0]).name == "digits_mlp_magnitude_60.onnx"  # model, method, sparsity
     report = blocker.args[0]
     assert target.exists() and report.onnx_bytes == target.stat().st_size
     assert any(title == "Export finished" for title, _ in hooks.infos)
@@ -835,6 +865,32 @@ def test_a_sweep_point_is_shown_and_exported_like_a_run(qtbot, window: MainWindo
     assert not hooks.errors
 
 
+def test_sweep_tab_exports_every_point_to_a_folder(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
+    """*Export ONNX…* in the Sweep tab: one file per point, named for the model, method and
+    sparsity, each running in onnxruntime with that point's accuracy on the evaluation images."""
+    import onnxruntime as ort
+
+    with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
+        window.run_sweep(["magnitude", "chita"], [0.5, 0.8], 128)
+    view = window.sweep_view
+    assert view.export_points.isEnabled()
+    with qtbot.waitSignal(window.points_exported, timeout=RUN_TIMEOUT_MS) as done:
+        window.export_points_to(str(tmp_path))
+    reports = done.args[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"digits_mlp_{m}_{s}.onnx" for m in ("magnitude", "chita") for s in (50, 80))
+    x, y = window.bundle.evaluation.x.numpy(), window.bundle.evaluation.y.numpy()
+    for (method, sparsity), rep in reports.items():
+        row = view.point_row(method, sparsity)
+        assert all(a == pytest.approx(row.result.layer_sparsity[k], abs=1e-6) for k, (a, _) in rep.zero_fractions.items())
+        sess = ort.InferenceSession(rep.path, providers=["CPUExecutionProvider"])
+        pred = sess.run(None, {sess.get_inputs()[0].name: x})[0].argmax(1)
+        assert (pred == y).mean() == pytest.approx(row.eval.accuracy, abs=1e-9)
+    assert hooks.infos[-1][0] == "Sweep exported" and "4 files in" in hooks.infos[-1][1]
+    assert "Exported 4 points" in view.status.text()
+    assert not hooks.errors
+
+
 def test_a_sweep_point_without_a_magnitude_row_measures_its_baseline(qtbot, window: MainWindow, hooks) -> None:
     """A sweep without magnitude: the point's comparison comes from a background job (the sidebar
     says "measuring…" meanwhile), with the same numbers a run's magnitude baseline has."""
@@ -872,6 +928,7 @@ def test_a_sweep_point_whose_weights_were_not_kept_sets_the_panel_to_it(qtbot, w
     view = window.sweep_view
     assert view.point_result("obd", 0.7) is None
     assert "not kept" in view.table.item(0, 0).toolTip()
+    assert not view.export_points.isEnabled()  # nothing kept to export
     runs = list(window.runs)
     view.table.cellDoubleClicked.emit(0, 0)
     assert window.runs == runs
