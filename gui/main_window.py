@@ -940,6 +940,7 @@ class MainWindow(QMainWindow):
         self.outcome = None
         self.runs = []
         self.runs_view.set_runs([])
+        self.sweep_view.forget_points()  # their weights belong to the previous model or data
         self._live_run = None  # a run on the previous model or data is drawn no more
         self.shown = "none"
         self._ready_emitted = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -351,6 +352,14 @@ class SweepView(QWidget):
         if chosen in self._row_keys:  # a point arriving keeps the row chosen
             self.table.selectRow(self._row_keys.index(chosen))
         self.fit_table()
+
+    def forget_points(self) -> None:
+        """Drop the points' kept weights (the model or data they belong to has gone): the plot,
+        the table and saving stay; showing and exporting points do not."""
+        rows = getattr(self.result, "rows", ())
+        if any(getattr(r, "result", None) is not None for r in rows):
+            self.result = replace(self.result, rows=tuple(replace(r, result=None) for r in rows))
+            self.set_result(self.result, self.result.dense, final=self.save_csv.isEnabled())
 
     def point_result(self, method: str, sparsity: float) -> Any:
         """The kept PruneResult of a point (core.sweep.SweepRow.result), or None."""

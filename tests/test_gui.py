@@ -857,8 +857,10 @@ def test_a_sweep_point_is_shown_and_exported_like_a_run(qtbot, window: MainWindo
     view.plot.point_clicked.emit("magnitude", 0.5)
     assert window.outcome.result is view.point_result("magnitude", 0.5)
     assert window.outcome.magnitude_eval is view.point_row("magnitude", 0.5).eval
-    # after new data the sweep's points no longer apply
+    # after new data the sweep's points no longer apply, and their weights are let go
     window._set_bundle(window.bundle)
+    assert all(r.result is None for r in view.result.rows) and not view.export_points.isEnabled()
+    assert view.table.rowCount() == 4 and view.save_csv.isEnabled()  # the table can still be saved
     runs = list(window.runs)
     view.table.cellDoubleClicked.emit(r, 0)
     assert window.runs == runs and hooks.infos and "another model or data" in hooks.infos[-1][0]
