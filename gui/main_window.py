@@ -1561,7 +1561,8 @@ class MainWindow(QMainWindow):
                 ("Ctrl+E", "Export pruned ONNX"), ("Ctrl+Up / Ctrl+Down", "Sparsity ±1%"),
                 ("Ctrl+PgUp / Ctrl+PgDown", "Sparsity ±10%"), ("Ctrl+1 … Ctrl+6", "Choose method"),
                 ("Ctrl+Shift+R", "Run sweep"), ("F11", "Presentation mode"), ("Ctrl+T", "Dark theme"),
-                ("Ctrl+L", "Log counts"), ("Ctrl+Shift+M / W / U", "Model / Sweep / Runs tab")]
+                ("Ctrl+L", "Log counts"), ("Ctrl+Shift+M / W / U", "Model / Sweep / Runs tab"),
+                ("Enter", "Show the chosen sweep point or run (Sweep and Runs tables)")]
         html = "<table cellspacing='6'>" + "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows) + "</table>"
         dialogs.show_result(self, "Keyboard shortcuts", html)
 

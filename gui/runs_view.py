@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -177,6 +177,9 @@ class RunsView(QWidget):
         self.export_button.clicked.connect(lambda: self._request(self.export_requested, self.selected()))
         self.clear_button.clicked.connect(self.clear_requested)
         self.save_csv.clicked.connect(lambda: self.save_csv_file())
+        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):  # Enter on a chosen run shows it
+            QShortcut(QKeySequence(key), self.table, lambda: self._request(self.show_requested, self.selected()),
+                      context=Qt.ShortcutContext.WidgetShortcut)
         self._update_buttons()
 
     def selected(self) -> int | None:

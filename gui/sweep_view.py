@@ -9,6 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401 - registers the exporters
 from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -282,6 +283,9 @@ class SweepView(QWidget):
         self.table.itemSelectionChanged.connect(
             lambda: self.show_point.setEnabled(bool(self.table.selectionModel().selectedRows())))
         self.plot.point_clicked.connect(self.point_requested)
+        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):  # Enter on a chosen row shows it
+            QShortcut(QKeySequence(key), self.table, self._request_chosen,
+                      context=Qt.ShortcutContext.WidgetShortcut)
 
     # -- state --------------------------------------------------------------------------------
     def methods(self) -> list[str]:

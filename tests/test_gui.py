@@ -22,7 +22,7 @@ import pyqtgraph  # noqa: E402,F401
 import pytest  # noqa: E402
 import pytestqt  # noqa: E402,F401
 import torch  # noqa: E402
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
 from core.evaluate import paired_difference  # noqa: E402
@@ -235,6 +235,11 @@ def test_runs_tab_keeps_earlier_runs_to_show_and_export_again(qtbot, window: Mai
     assert view.table.item(0, 6).text() == \
         f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})"
     assert view.table.item(1, 6).text() == "—"
+    window.tabs.setCurrentWidget(view)
+    view.table.setFocus()
+    with qtbot.waitSignal(window.run_shown, timeout=5000) as shown:
+        qtbot.keyClick(view.table, Qt.Key.Key_Return)  # Enter, as Show run
+    assert shown.args[0] is first and window.outcome is first
     with qtbot.waitSignal(window.run_shown, timeout=5000) as shown:
         view.show_button.click()
     assert shown.args[0] is first and window.outcome is first
@@ -845,10 +850,16 @@ def test_a_sweep_point_is_shown_and_exported_like_a_run(qtbot, window: MainWindo
     qtbot.waitUntil(lambda: window.outcome.onnx_bytes is not None, timeout=RUN_TIMEOUT_MS)
     assert window.runs[-1] is window.outcome and window.outcome.compressed_bytes > 0
     n_runs = len(window.runs)
+    view.table.selectRow(view._row_keys.index(("chita", 0.5)))
+    window.tabs.setCurrentWidget(view)
+    view.table.setFocus()
+    with qtbot.waitSignal(window.run_shown, timeout=5000):
+        qtbot.keyClick(view.table, Qt.Key.Key_Return)  # Enter shows the chosen point
+    assert window.outcome.result is view.point_result("chita", 0.5) and len(window.runs) == n_runs + 1
     view.table.selectRow(view._row_keys.index(("chita", 0.8)))
     assert view.show_point.isEnabled()
-    view.show_point.click()
-    assert len(window.runs) == n_runs and window.outcome.result is row.result
+    view.show_point.click()  # shown before: the same run again, no new one
+    assert len(window.runs) == n_runs + 1 and window.outcome.result is row.result
     with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS):
         window.export_to(str(tmp_path / "point.onnx"))
     zeros = window.last_export.zero_fractions
