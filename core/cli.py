@@ -823,13 +823,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _check_export_dir(args.export_dir)
     partial: list = []  # the sweep so far (its last partial result): kept when it is cancelled
     exports: dict[tuple[str, float], Any] = {}  # (method, sparsity) → ExportReport, or None: not kept
+    failed: list[StudioError] = []  # an export that failed: the sweep goes on, no more exports
 
     def keep(so_far: Any) -> None:
         partial[:] = [so_far]
-        if args.export_dir:  # the points not exported yet (a point over EXPORT_KEEP_BYTES: None)
+        if args.export_dir and not failed:  # the points not exported yet (over EXPORT_KEEP_BYTES: None)
             batch = bundle.evaluation.x[:VERIFY_IMAGES]
-            export_points(loaded.model, so_far.rows, args.export_dir, stem=loaded.source,
-                          sample=batch[:2], verify_batch=batch, done=exports, cancel=cancel)
+            try:
+                export_points(loaded.model, so_far.rows, args.export_dir, stem=loaded.source,
+                              sample=batch[:2], verify_batch=batch, done=exports, cancel=cancel)
+            except StudioError as exc:
+                failed.append(exc)
 
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
@@ -847,7 +851,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             if not partial:
                 raise
             res = partial[-1]
-    _sweep_output(args, loaded, res, exports)
+    _sweep_output(args, loaded, res, exports, failed[0] if failed else None)
+    if failed:  # the table is out (and in --csv, --plot); the failed export sets the status
+        _error(f"exporting the sweep's points failed: {failed[0]}")
+        return EXIT_ERROR
     if res.meta.get("partial"):  # cancelled: the finished points are out, then status 130
         files = " and ".join(str(f) for f in (args.csv, args.plot, args.export_dir) if f)
         _error(f"cancelled after {len(res.rows)} of {res.meta['points']} points; the finished "
@@ -873,7 +880,8 @@ def _check_export_dir(folder: str) -> None:
 
 
 def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
-                  exports: dict[tuple[str, float], Any] | None = None) -> None:
+                  exports: dict[tuple[str, float], Any] | None = None,
+                  export_error: StudioError | None = None) -> None:
     """Write the sweep's CSV and plot where asked, and print its table (or JSON)."""
     from core.sweep import plot_sweep
 
@@ -930,12 +938,16 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
         missed = [k for k, e in exports.items() if e is None]
         stopped = [(r.method, r.sparsity) for r in res.rows if (r.method, r.sparsity) not in exports]
         if stopped:
-            lines.append(f"not exported: {', '.join(f'{m} at {s:g}' for m, s in stopped)}: cancelled "
-                         "before its export.")
+            lines.append(f"not exported: {', '.join(f'{m} at {s:g}' for m, s in stopped)}: "
+                         + ("exports stopped at a failed one." if export_error is not None else
+                            "cancelled before its export."))
         if missed:
             lines.append(f"not exported: {', '.join(f'{m} at {s:g}' for m, s in missed)}: the sweep keeps at "
                          f"most {EXPORT_KEEP_BYTES / 1024**3:.0f} GiB of pruned weights; export them with "
                          "`chita-studio prune … --out FILE.onnx`.")
+    if export_error is not None:
+        data["export_error"] = str(export_error)
+        lines.append(f"export failed: {export_error}")
     if res.meta.get("partial"):
         data["partial"] = True
         data["points_asked"] = res.meta["points"]

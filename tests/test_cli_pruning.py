@@ -291,6 +291,31 @@ def test_sweep_exports_every_point_and_each_file_runs_in_onnxruntime(capsys, tmp
     assert "--export-dir" in err and "folder you can write to" in err
 
 
+def test_a_failed_export_keeps_the_sweep_and_says_so(capsys, tmp_path, monkeypatch):
+    """An export that fails (here the second) stops the exports, not the sweep: every row is
+    printed, the JSON names the error, and the status is 1."""
+    import core.sweep as sweep_mod
+    from core.errors import StudioError
+
+    real, calls = sweep_mod.export_onnx, []
+
+    def second_fails(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise StudioError("the exporter gave up", field="model", fix="none")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sweep_mod, "export_onnx", second_fails)
+    code = main(["sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude,chita",
+                 "--sparsities", "0.5,0.9", "--samples", "64", "--export-dir", str(tmp_path), "--json"])
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert code == 1 and len(data["rows"]) == 4 and "the exporter gave up" in data["export_error"]
+    assert [r["export"] is not None for r in data["rows"]] == [True, False, False, False]
+    assert "exporting the sweep's points failed: the exporter gave up" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["digits_mlp_magnitude_50.onnx"]
+
+
 def test_sweep_leaves_the_model_untouched_and_accuracy_falls_with_sparsity():
     loaded = load_demo("digits_mlp")
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
