@@ -1537,6 +1537,7 @@ class MainWindow(QMainWindow):
     def _on_points_exported(self, folder: str, reports: dict) -> None:
         written = [(k, r) for k, r in reports.items() if r is not None]
         missed = [k for k, r in reports.items() if r is None]
+
         def cell(text: str) -> str:  # kept on one line
             return f"<td>{text.replace(' ', '&nbsp;')}</td>"
 

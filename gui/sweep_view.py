@@ -372,8 +372,7 @@ class SweepView(QWidget):
 
     def point_row(self, method: str, sparsity: float) -> Any:
         """The sweep's row (core.sweep.SweepRow) of a point, or None."""
-        return next((r for r in getattr(self.result, "rows", ()) if getattr(r, "method", None) == method
-                     and getattr(r, "sparsity", None) == sparsity), None)
+        return _row_of(self.result, method, sparsity)
 
     def chosen_point(self) -> tuple[str, float] | None:
         """(method, sparsity) of the table's chosen row, or None."""
@@ -475,10 +474,15 @@ def paired_text(d: Any) -> str:
     return f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})"
 
 
+def _row_of(result: Any, method: str, sparsity: float) -> Any:
+    """A sweep result's row for (method, sparsity), or None."""
+    return next((r for r in getattr(result, "rows", ()) if getattr(r, "method", None) == method
+                 and getattr(r, "sparsity", None) == sparsity), None)
+
+
 def _vs_magnitude(result: Any, method: str, sparsity: float) -> str:
     """The row against magnitude at its sparsity, paired (:func:`paired_text`)."""
-    row = next((r for r in getattr(result, "rows", ()) if getattr(r, "method", None) == method
-                and getattr(r, "sparsity", None) == sparsity), None)
+    row = _row_of(result, method, sparsity)
     return paired_text(result.versus(row) if row is not None and hasattr(result, "versus") else None)
 
 
