@@ -69,6 +69,7 @@ def run_app(args: Any = None) -> int:
 
         dialogs.ERROR_HOOK = headless_error
         dialogs.INFO_HOOK = lambda title, text: None
+        window.persist = False  # neither the user's settings nor their saved runs are touched
         window.act_presentation.setChecked(False)
         window.apply_theme()
         window.resize(*SCREENSHOT_SIZE)
@@ -83,7 +84,6 @@ def run_app(args: Any = None) -> int:
         for name, ask in questions.items():
             setattr(dialogs, name, ask)
     if screenshot:
-        window.persist = False  # a screenshot run leaves the user's settings alone
         window.close()
     return status["code"] or code
 

@@ -118,6 +118,7 @@ class RunOutcome:
     magnitude_eval: Any = None
     seconds: float = 0.0
     from_sweep: bool = False  # a sweep's point, shown from the Sweep tab (seconds: its share of the sweep)
+    restored: bool = False  # saved by an earlier session and given back (gui.runs_store)
 
 
 # --------------------------------------------------------------------------------------------

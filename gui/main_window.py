@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -56,7 +57,7 @@ from core.pruning import (
     NEEDS_GRADIENTS,
     describe_update_scale,
 )
-from gui import dialogs, jobs, main_thread_gc
+from gui import dialogs, jobs, main_thread_gc, runs_store
 from gui import settings as st
 from gui.controls import ControlsPanel
 from gui.layer_table import LayerTable, fmt_int
@@ -167,6 +168,7 @@ class MainWindow(QMainWindow):
     sweep_finished = Signal(object)
     points_exported = Signal(object)  # {(method, sparsity): ExportReport or None} of "Export ONNX…" in the Sweep tab
     run_shown = Signal(object)  # a kept run shown again from the Runs tab (RunOutcome)
+    runs_restored = Signal(int)  # runs of this model and data given back from an earlier session (0: none)
     idle = Signal()
 
     def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
@@ -194,6 +196,7 @@ class MainWindow(QMainWindow):
         self.last_export: Any = None
         self._gen = 0  # bumps when the model or the data changes; older results are dropped
         self._sweep_gen: int | None = None  # the _gen of the sweep the Sweep tab shows
+        self._runs_key: str | None = None  # fingerprint of this model and data: where their runs are saved
         self._ready_emitted = False
         self._preview_task: Task | None = None
         self._weights: dict[str, Any] = {}
@@ -932,6 +935,8 @@ class MainWindow(QMainWindow):
         self._maybe_analyse()
 
     def _reset_results(self) -> None:
+        self._save_runs()  # the previous model's and data's runs, for when they are loaded again
+        self._runs_key = None
         if self._preview_task is not None:
             self._preview_task.cancel()
             self._preview_task = None
@@ -1020,6 +1025,43 @@ class MainWindow(QMainWindow):
             self._ready_emitted = True
             self.stage_label.setText("Ready. Move the slider for a live magnitude preview; Ctrl+R runs the method.")
             self.ready.emit()
+            if self.persist:
+                self._restore_runs()
+
+    # ======================================================================================
+    # runs between sessions (gui.runs_store)
+
+    def _restore_runs(self) -> None:
+        """Look for runs saved for these weights and images, in the background."""
+        if self.session is None or self.bundle is None:
+            return
+        self._submit(runs_store.restore_job, self.session.loaded.model, self.bundle,
+                     str(runs_store.runs_folder(self.settings)), title="Looking for earlier runs", lane="light",
+                     foreground=False, on_done=self._on_runs_restored,
+                     on_failed=lambda exc: self.statusBar().showMessage(
+                         f"Earlier runs could not be restored: {exc}", 10000))
+
+    def _on_runs_restored(self, found: tuple[str, list]) -> None:
+        key, earlier = found
+        self._runs_key = key
+        if earlier:
+            self.runs = keep_recent([*earlier, *self.runs])  # they came first; runs made meanwhile stay newest
+            self._refresh_runs()
+            self.statusBar().showMessage(
+                f"Restored {len(earlier)} run{'s' if len(earlier) != 1 else ''} of this model and data from an "
+                "earlier session: Runs tab (Ctrl+Shift+U).", 10000)
+        self.runs_restored.emit(len(earlier))
+
+    def _save_runs(self) -> None:
+        """Save this model's and data's runs (on close, and before another model or data replaces
+        them); never raises: a failure is reported on stderr and in the status bar."""
+        if not self.persist or self._runs_key is None:
+            return
+        try:
+            runs_store.save_runs(runs_store.runs_folder(self.settings), self._runs_key, self.runs)
+        except Exception as exc:  # noqa: BLE001 - closing must not fail on a full disk
+            print(f"chita-studio: the runs could not be saved: {exc}", file=sys.stderr)
+            self.statusBar().showMessage(f"The runs could not be saved: {exc}", 10000)
 
     # ======================================================================================
     # preview and runs
@@ -1601,6 +1643,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         if self.persist:
             self.save_settings()
+            self._save_runs()
         self.controls.cancel_pending()  # a preview scheduled by the slider would start a job later
         self.runner.shutdown()
         if not self._gc_released:  # the workers have stopped: automatic collection may resume

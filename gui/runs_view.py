@@ -95,6 +95,8 @@ def describe_settings(outcome: Any) -> str:
         parts.append(f"seed {req.seed}")
     if getattr(outcome, "from_sweep", False):
         parts.append("from the sweep")
+    if getattr(outcome, "restored", False):
+        parts.append("earlier session")
     return " · ".join(parts) or "–"
 
 

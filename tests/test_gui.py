@@ -287,6 +287,50 @@ def test_runs_tab_saves_its_runs_as_csv(qtbot, window: MainWindow, hooks, tmp_pa
     assert not hooks.errors
 
 
+def test_runs_come_back_in_the_next_session_for_the_same_model_and_data(qtbot, settings_dir: Path, hooks,
+                                                                       tmp_path: Path) -> None:
+    """Closing saves the Runs tab; a new window on the same weights and images gets the runs back
+    (accuracy, λ, comparisons, export), a window on another model does not."""
+    from gui import runs_store
+
+    first = make_window(qtbot, settings_dir)
+    first.controls.samples.setValue(128)
+    with qtbot.waitSignal(first.runs_restored, timeout=LOAD_TIMEOUT_MS) as none:
+        first.start(demo="digits_mlp")
+    assert none.args[0] == 0
+    chita = run_and_wait(qtbot, first, "chita", 85)
+    mag = run_and_wait(qtbot, first, "magnitude", 60)
+    first.close()
+    files = list(runs_store.runs_folder(first.settings).glob("*.pt"))
+    assert len(files) == 1
+
+    second = make_window(qtbot, settings_dir)
+    with qtbot.waitSignal(second.runs_restored, timeout=LOAD_TIMEOUT_MS) as restored:
+        second.start(demo="digits_mlp")
+    assert restored.args[0] == 2 and len(second.runs) == 2
+    back = second.runs[0]
+    assert back.result.request == chita.result.request and back.result.lam == chita.result.lam
+    assert back.eval.accuracy == chita.eval.accuracy and back.magnitude_eval.accuracy == chita.magnitude_eval.accuracy
+    assert second.runs[1].eval.accuracy == mag.eval.accuracy
+    assert "Restored 2 runs" in second.statusBar().currentMessage()
+    assert second.runs_view.table.rowCount() == 2 and all(r.restored for r in second.runs)
+    assert second.runs_view.table.item(1, 9).text().endswith("earlier session")  # Settings; run 1 is the older
+    second.show_run(0)
+    assert second.preview_panel.after_text() == f"{100 * chita.eval.accuracy:.1f}%"
+    assert second.preview_panel.versus_text().startswith("vs magnitude: ")
+    with qtbot.waitSignal(second.export_finished, timeout=RUN_TIMEOUT_MS):
+        second.export_to(str(tmp_path / "restored.onnx"))
+    zeros = second.last_export.zero_fractions
+    assert zeros and all(a == pytest.approx(chita.result.layer_sparsity[k], abs=1e-6) for k, (a, _) in zeros.items())
+    # another model: its own (empty) list; the demo's runs stay on disk for it
+    with qtbot.waitSignal(second.runs_restored, timeout=LOAD_TIMEOUT_MS) as other:
+        second.load_demo("digits_cnn")
+    assert other.args[0] == 0 and second.runs == []
+    assert len(list(runs_store.runs_folder(second.settings).glob("*.pt"))) == 1
+    second.close()
+    assert not hooks.errors
+
+
 def test_runs_kept_are_the_most_recent_within_both_limits() -> None:
     from gui.runs_view import keep_recent, result_bytes
 
