@@ -87,15 +87,18 @@ def fingerprint(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> str
     """SHA-1 of a model's parameters and buffers (names and values) and of an image set: equal
     only for the same weights and the same images in the same order."""
     h = hashlib.sha1()
+
+    def add(t: torch.Tensor) -> None:  # the tensor's own memory, not a copy of it
+        t = t.detach().cpu().contiguous()
+        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()) if t.numel() else b"")
+
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         if isinstance(t, torch.Tensor):
-            h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes() if t.dtype != torch.bfloat16
-                     else t.detach().float().cpu().numpy().tobytes())
-    for t in (x, y):
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            add(t)
+    add(x)
+    add(y)
     return h.hexdigest()
 
 

@@ -55,6 +55,8 @@ def test_fingerprint_changes_with_any_weight_and_with_the_images():
         next(other.parameters()).view(-1)[0] += 1e-6
     assert fingerprint(other, x, y) != key
     assert fingerprint(loaded.model, x[1:], y[1:]) != key
+    cnn = load_demo("digits_cnn").model  # BatchNorm: 0-d buffers (num_batches_tracked) too
+    assert fingerprint(cnn, x, y) == fingerprint(load_demo("digits_cnn").model, x, y) != key
 
 
 class _Payload:
