@@ -527,7 +527,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """``export MODEL --out FILE.onnx``: verified ONNX export."""
     import torch
 
-    from core.export import export_onnx, human_bytes
+    from core.export import describe_storage, export_onnx, human_bytes
 
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
@@ -547,7 +547,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             batch = torch.randn(VERIFY_IMAGES, *loaded.input_shape, generator=generator)
             verify_source = f"{VERIFY_IMAGES} random inputs of shape {_shape_text(loaded.input_shape)}"
         report = export_onnx(loaded.model, batch[:2], args.out, verify_batch=batch, opset=args.opset,
-                             progress=progress, cancel=cancel)
+                             sparse=args.sparse_storage, progress=progress, cancel=cancel)
     weights = sum(loaded.model.get_parameter(n).numel() for n in report.zero_fractions)
     zeros = sum(f[0] * loaded.model.get_parameter(n).numel() for n, f in report.zero_fractions.items())
     data = {
@@ -560,6 +560,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         "verify_batch_size": report.verify_batch_size,
         "opset": report.opset,
         "exporter": report.exporter,
+        "storage": "sparse" if report.sparse else "dense",
+        "sparse_tensors": report.sparse_tensors,
         "sparsity": zeros / weights if weights else 0.0,
         "zero_fractions": {k: list(v) for k, v in report.zero_fractions.items()},
         "seconds": report.seconds,
@@ -568,6 +570,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"Wrote:     {report.path}",
         f"Size:      {report.onnx_bytes:,} bytes ({human_bytes(report.onnx_bytes)}); "
         f"compressed (deflate) {report.compressed_bytes:,} bytes ({human_bytes(report.compressed_bytes)})",
+        f"Storage:   {describe_storage(report)}",
         f"Verified:  onnxruntime matches PyTorch, max |difference| {report.max_abs_diff:.2g} "
         f"on {verify_source}",
         f"Zeros:     {len(report.zero_fractions)} prunable weight tensors keep their zeros exactly "
@@ -635,6 +638,9 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     p.add_argument("--sparsity", type=float, required=True, help="fraction of weights removed, e.g. 0.9")
     pruning_options(p)
     p.add_argument("--out", metavar="FILE.onnx", help="export the pruned model (atomic, verified)")
+    p.add_argument("--sparse-storage", dest="sparse_storage", action="store_true",
+                   help="with --out: " + "store weights that are mostly zeros as ONNX sparse initializers: a smaller file "
+                   "with the same values, which onnxruntime reads (other runtimes may not)")
     p.set_defaults(func=cmd_prune)
 
     p = subparsers.add_parser("sweep", parents=common, help="accuracy against sparsity for several methods")
@@ -649,6 +655,9 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     p.add_argument("--export-dir", dest="export_dir", metavar="DIR",
                    help="export every point's pruned model to DIR as MODEL_METHOD_SPARSITY.onnx "
                    "as soon as it is done (atomic, verified in onnxruntime)")
+    p.add_argument("--sparse-storage", dest="sparse_storage", action="store_true",
+                   help="with --export-dir: " + "store weights that are mostly zeros as ONNX sparse initializers: a smaller file "
+                   "with the same values, which onnxruntime reads (other runtimes may not)")
     p.set_defaults(func=cmd_sweep)
 
 
@@ -694,6 +703,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     )
 
     request = _request_from_args(args, args.method, args.sparsity)
+    if args.sparse_storage and not args.out:
+        raise StudioError("--sparse-storage only applies to the file --out writes", field="--sparse-storage",
+                          fix="add --out FILE.onnx, or leave --sparse-storage out.")
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
         bundle = bundle_from_args(args, loaded)
@@ -706,7 +718,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if args.out:
             batch = bundle.evaluation.x[:VERIFY_IMAGES]
             export = export_onnx(pruned, batch[:2], args.out, verify_batch=batch,
-                                 progress=progress, cancel=cancel)
+                                 sparse=args.sparse_storage, progress=progress, cancel=cancel)
     final = (result.info.get("final") or [{}])[-1]
     change = paired_difference(after, before)
     data = {
@@ -753,7 +765,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if export is not None:
         data["export"] = {"path": export.path, "onnx_bytes": export.onnx_bytes,
                           "compressed_bytes": export.compressed_bytes,
-                          "max_abs_diff": export.max_abs_diff}
+                          "max_abs_diff": export.max_abs_diff,
+                          "storage": "sparse" if export.sparse else "dense",
+                          "sparse_tensors": export.sparse_tensors}
 
     def pct(e) -> str:
         return f"{100 * e.accuracy:.2f}% (95% interval {100 * e.accuracy_ci[0]:.2f}–{100 * e.accuracy_ci[1]:.2f}%)"
@@ -802,7 +816,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     lines.append("Time:       " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
     if export is not None:
         lines.append(f"Exported:   {export.path}: {export.onnx_bytes:,} bytes, "
-                     f"{human_bytes(export.compressed_bytes)} compressed; max |Δ| {export.max_abs_diff:.2g}")
+                     f"{human_bytes(export.compressed_bytes)} compressed; max |Δ| {export.max_abs_diff:.2g}"
+                     + ("; sparse storage" if export.sparse else ""))
     emit(args, data, "\n".join(lines))
     return EXIT_OK
 
@@ -821,6 +836,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _request_from_args(args, methods[0], s)
     if args.export_dir:
         _check_export_dir(args.export_dir)
+    elif args.sparse_storage:
+        raise StudioError("--sparse-storage only applies to the files --export-dir writes",
+                          field="--sparse-storage", fix="add --export-dir DIR, or leave --sparse-storage out.")
     partial: list = []  # the sweep so far (its last partial result): kept when it is cancelled
     exports: dict[tuple[str, float], Any] = {}  # (method, sparsity) → ExportReport, or None: not kept
     failed: list[StudioError] = []  # an export that failed: the sweep goes on, no more exports
@@ -831,7 +849,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             batch = bundle.evaluation.x[:VERIFY_IMAGES]
             try:
                 export_points(loaded.model, so_far.rows, args.export_dir, stem=loaded.source,
-                              sample=batch[:2], verify_batch=batch, done=exports, cancel=cancel)
+                              sample=batch[:2], verify_batch=batch, done=exports,
+                              sparse=args.sparse_storage, cancel=cancel)
             except StudioError as exc:
                 failed.append(exc)
 
@@ -905,7 +924,9 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
             e = exports.get((r.method, r.sparsity))
             row["export"] = None if e is None else {"path": e.path, "onnx_bytes": e.onnx_bytes,
                                                     "compressed_bytes": e.compressed_bytes,
-                                                    "max_abs_diff": e.max_abs_diff}
+                                                    "max_abs_diff": e.max_abs_diff,
+                                                    "storage": "sparse" if e.sparse else "dense",
+                                                    "sparse_tensors": e.sparse_tensors}
     data = {"model": loaded.source, "dense_accuracy": res.dense.accuracy,
             "dense_accuracy_ci": list(res.dense.accuracy_ci), "n_eval": res.dense.n,
             "rows": rows, "seconds": res.seconds, "samples": res.meta["samples_used"],
@@ -933,8 +954,9 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
     if getattr(args, "export_dir", None):
         written = [e for e in exports.values() if e is not None]
         lines.append(f"exported: {len(written)} of {len(res.rows)} points to {args.export_dir}, each "
-                     "verified in onnxruntime" + (f" ({', '.join(Path(e.path).name for e in written)})"
-                                                  if written else "") + ".")
+                     "verified in onnxruntime" + ("" if not written or not written[0].sparse
+                                                   else ", with sparse storage")
+                     + (f" ({', '.join(Path(e.path).name for e in written)})" if written else "") + ".")
         missed = [k for k, e in exports.items() if e is None]
         stopped = [(r.method, r.sparsity) for r in res.rows if (r.method, r.sparsity) not in exports]
         if stopped:
@@ -997,6 +1019,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.add_argument("--out", required=True, metavar="FILE.onnx", help="where to write the ONNX file")
     p.add_argument("--opset", type=_positive_int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--sparse-storage", dest="sparse_storage", action="store_true", help="store weights that are mostly zeros as ONNX sparse initializers: a smaller file "
+                   "with the same values, which onnxruntime reads (other runtimes may not)")
     add_data_arguments(p, required=False)
     p.set_defaults(func=cmd_export)
 

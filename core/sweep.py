@@ -207,11 +207,12 @@ def _rows(method: str, sparsities: list[float],
 def export_points(model: nn.Module, rows: tuple[SweepRow, ...] | list[SweepRow], folder: str | Path, *,
                   stem: str, sample: torch.Tensor, verify_batch: torch.Tensor | None = None,
                   done: dict[tuple[str, float], ExportReport | None] | None = None,
+                  sparse: bool = False,
                   progress: ProgressFn | None = None,
                   cancel: CancelToken | None = None) -> dict[tuple[str, float], ExportReport | None]:
     """Export each row's pruned model to ``folder`` as :func:`core.export.pruned_file_name`
     (``stem``, method, sparsity), atomically and verified in onnxruntime
-    (:func:`core.export.export_onnx`); ``model`` is never modified.
+    (:func:`core.export.export_onnx`, with its ``sparse`` storage); ``model`` is never modified.
 
     Returns ``done`` (a new dict if None) with an entry per row, keyed (method, sparsity): its
     ExportReport, or None where the row has no kept result (``run_sweep(keep_results=)``).
@@ -230,7 +231,8 @@ def export_points(model: nn.Module, rows: tuple[SweepRow, ...] | list[SweepRow],
             continue
         path = Path(folder) / pruned_file_name(stem, row.method, row.sparsity)
         done[(row.method, row.sparsity)] = export_onnx(apply_result(model, row.result), sample, path,
-                                                       verify_batch=verify_batch, cancel=cancel)
+                                                       verify_batch=verify_batch, sparse=sparse,
+                                                       cancel=cancel)
     report(progress, "export points", len(todo), len(todo))
     return done
 

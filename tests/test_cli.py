@@ -150,6 +150,7 @@ def test_export_resnet20(capsys, shared_dir, tmp_path):
     assert len(data["zero_fractions"]) == 22
     assert data["verify_batch_size"] == cli.VERIFY_IMAGES
     assert os.listdir(tmp_path) == ["resnet20.onnx"]
+    assert data["storage"] == "dense" and data["sparse_tensors"] == 0
 
 
 def test_export_demo_with_random_inputs(capsys, tmp_path):
@@ -158,6 +159,11 @@ def test_export_demo_with_random_inputs(capsys, tmp_path):
     assert code == 0, err
     assert out_file.exists()
     assert "random inputs of shape 1×8×8" in out and "keep their zeros" in out
+    assert "Storage:   dense" in out
+    code, out, err = _run(capsys, "export", "demo", "--out", str(tmp_path / "d.onnx"), "--sparse-storage")
+    assert code == 0, err  # the dense demo has no tensor that sparse storage would shrink: it says so
+    assert "sparse storage was asked for, but no weight tensor" in out
+    assert (tmp_path / "d.onnx").read_bytes() == out_file.read_bytes()
 
     code, out, err = _run(capsys, "export", "demo", "--out", str(tmp_path / "missing" / "x.onnx"))
     assert code == 2 and "does not exist" in err and "Traceback" not in err

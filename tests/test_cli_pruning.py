@@ -291,6 +291,39 @@ def test_sweep_exports_every_point_and_each_file_runs_in_onnxruntime(capsys, tmp
     assert "--export-dir" in err and "folder you can write to" in err
 
 
+def test_sparse_storage_from_prune_and_sweep(capsys, tmp_path):
+    """--sparse-storage: the files hold the pruned weights as ONNX sparse initializers, are
+    smaller than dense storage, and give the same predictions in onnxruntime; without a file to
+    write the flag is refused naming itself."""
+    import onnx
+
+    x = load_bundle("digits").evaluation.x.numpy()
+
+    def predictions(path) -> object:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return sess.run(None, {sess.get_inputs()[0].name: x})[0].argmax(1)
+
+    argv = ("prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude", "--sparsity", "0.9")
+    dense = _json(capsys, *argv, "--out", str(tmp_path / "dense.onnx"))["export"]
+    sparse = _json(capsys, *argv, "--out", str(tmp_path / "sparse.onnx"), "--sparse-storage")["export"]
+    assert dense["storage"] == "dense" and dense["sparse_tensors"] == 0
+    assert sparse["storage"] == "sparse" and sparse["sparse_tensors"] == 3  # fc1, fc2, fc3 at 10% nonzeros
+    assert sparse["onnx_bytes"] == (tmp_path / "sparse.onnx").stat().st_size < 0.5 * dense["onnx_bytes"]
+    assert len(onnx.load(str(tmp_path / "sparse.onnx")).graph.sparse_initializer) == 3
+    assert (predictions(tmp_path / "sparse.onnx") == predictions(tmp_path / "dense.onnx")).all()
+
+    folder = tmp_path / "points"
+    rows = _json(capsys, "sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude",
+                 "--sparsities", "0.5,0.9", "--export-dir", str(folder), "--sparse-storage")["rows"]
+    assert [r["export"]["sparse_tensors"] for r in rows] == [0, 3]  # at 50% dense storage is smaller
+
+    for args in (argv, ("sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude",
+                        "--sparsities", "0.5")):
+        assert main([*args, "--sparse-storage", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert "--sparse-storage" in err and "What to do" in err
+
+
 def test_a_failed_export_keeps_the_sweep_and_says_so(capsys, tmp_path, monkeypatch):
     """An export that fails (here the second) stops the exports, not the sweep: every row is
     printed, the JSON names the error, and the status is 1."""

@@ -84,10 +84,13 @@ def test_compressed_size_rewards_sparsity():
     dense = nn.Sequential(nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10)).eval()
     sparse = _copy_with_zeros(dense, fraction=0.9)
     sample = torch.randn(1, 1, 8, 8)
-    dense_bytes, dense_deflate = onnx_sizes(dense, sample)
-    sparse_bytes, sparse_deflate = onnx_sizes(sparse, sample)
+    dense_bytes, dense_deflate, dense_sparse_storage, dense_sparse_deflate = onnx_sizes(dense, sample)
+    sparse_bytes, sparse_deflate, sparse_sparse_storage, _ = onnx_sizes(sparse, sample)
+    assert dense_sparse_deflate == dense_deflate
     assert sparse_bytes == dense_bytes  # unstructured zeros are still stored
     assert sparse_deflate < 0.5 * dense_deflate
+    assert dense_sparse_storage == dense_bytes  # no tensor of the dense model qualifies
+    assert sparse_sparse_storage < 0.4 * sparse_bytes  # 10% nonzeros at 12 bytes each, not 4 bytes each
 
 
 def _copy_with_zeros(model: nn.Module, fraction: float) -> nn.Module:
@@ -108,9 +111,81 @@ def test_onnx_sizes_match_the_written_file(tmp_path):
     sample = torch.randn(1, 3, 16, 16)
     sizes = onnx_sizes(model, sample)
     report = export_onnx(model, sample, tmp_path / "m.onnx")
-    assert sizes == (report.onnx_bytes, report.compressed_bytes)
+    assert sizes[:2] == (report.onnx_bytes, report.compressed_bytes)
+    assert not report.sparse and report.sparse_tensors == 0
     # the download size: deflate at zlib's default level, as gzip and zip write it
     assert report.compressed_bytes == len(zlib.compress((tmp_path / "m.onnx").read_bytes(), 6))
+
+
+def _sparse_mlp(fraction: float) -> nn.Module:
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10)).eval()
+    return _copy_with_zeros(model, fraction)
+
+
+def test_sparse_storage_keeps_every_value_and_shrinks_the_file(tmp_path):
+    model = _sparse_mlp(0.9)
+    sample, x = torch.randn(1, 1, 8, 8), torch.randn(9, 1, 8, 8)
+    dense = export_onnx(model, sample, tmp_path / "dense.onnx")
+    sparse = export_onnx(model, sample, tmp_path / "sparse.onnx", sparse=True)
+    assert sparse.sparse and sparse.sparse_tensors == 2 and not dense.sparse
+    assert sparse.onnx_bytes == (tmp_path / "sparse.onnx").stat().st_size < 0.4 * dense.onnx_bytes
+    assert sparse.zero_fractions == dense.zero_fractions
+
+    proto = onnx.load(str(tmp_path / "sparse.onnx"))
+    onnx.checker.check_model(proto)
+    stored = {t.values.name: t for t in proto.graph.sparse_initializer}
+    assert set(stored) == {"1.weight", "3.weight"}  # the biases stay dense
+    assert {i.name for i in proto.graph.initializer} == {"1.bias", "3.bias"}
+    params = dict(model.named_parameters())
+    for name, tensor in stored.items():
+        w = params[name].detach().numpy()
+        assert onnx.numpy_helper.to_array(tensor.indices).dtype == np.int64
+        assert tensor.values.dims[0] == np.count_nonzero(w)
+        back = export_mod.dense_array(tensor)
+        assert back.dtype == w.dtype and back.shape == w.shape
+        assert np.array_equal(back.view(np.uint32), w.view(np.uint32))  # bit for bit
+
+    # the same outputs as the dense file in onnxruntime, and as PyTorch
+    np.testing.assert_array_equal(_onnx_run(tmp_path / "sparse.onnx", x), _onnx_run(tmp_path / "dense.onnx", x))
+    with torch.no_grad():
+        np.testing.assert_allclose(_onnx_run(tmp_path / "sparse.onnx", x), model(x).numpy(), atol=1e-5)
+    sizes = onnx_sizes(model, sample)
+    assert (sizes.sparse_bytes, sizes.sparse_compressed_bytes) == (sparse.onnx_bytes, sparse.compressed_bytes)
+    assert (sizes.onnx_bytes, sizes.compressed_bytes) == (dense.onnx_bytes, dense.compressed_bytes)
+
+
+def test_sparse_storage_leaves_tensors_that_would_grow_dense(tmp_path):
+    model = _sparse_mlp(0.5)  # half nonzero: 12 bytes for each of them beats 4 bytes for every weight
+    sample = torch.randn(1, 1, 8, 8)
+    dense = export_onnx(model, sample, tmp_path / "dense.onnx")
+    sparse = export_onnx(model, sample, tmp_path / "sparse.onnx", sparse=True)
+    assert sparse.sparse and sparse.sparse_tensors == 0
+    assert (tmp_path / "sparse.onnx").read_bytes() == (tmp_path / "dense.onnx").read_bytes()
+    assert "no weight tensor has fewer than a third" in export_mod.describe_storage(sparse)
+    assert "dense (every weight" in export_mod.describe_storage(dense)
+
+
+def test_sparse_storage_threshold_is_the_byte_count():
+    from onnx import numpy_helper
+
+    n = 120  # float32: sparse while 12 bytes × nonzeros < 4 bytes × 120, i.e. under 40 nonzeros
+    for nonzeros, moved in ((39, True), (40, False)):
+        w = np.zeros(n, dtype=np.float32)
+        w[:nonzeros] = 1.5
+        got = export_mod._as_sparse(numpy_helper.from_array(w, name="w"))
+        assert (got is not None) == moved, nonzeros
+    ints = numpy_helper.from_array(np.zeros(120, dtype=np.int64), name="shape")
+    assert export_mod._as_sparse(ints) is None  # only floating-point tensors
+
+
+def test_dense_array_reads_coordinate_indices():
+    from onnx import helper, numpy_helper
+
+    values = numpy_helper.from_array(np.array([1.0, -2.0], dtype=np.float32), name="w")
+    coords = numpy_helper.from_array(np.array([[0, 2], [1, 0]], dtype=np.int64), name="w_idx")
+    got = export_mod.dense_array(helper.make_sparse_tensor(values, coords, [2, 3]))
+    np.testing.assert_array_equal(got, np.array([[0, 0, 1.0], [-2.0, 0, 0]], dtype=np.float32))
 
 
 def test_callers_model_is_untouched_even_in_training_mode(tmp_path):
@@ -277,4 +352,11 @@ def test_pruned_resnet20_keeps_its_zeros_and_compresses(tmp_path, shared_dir):
     assert conv[0] == conv[1] == pytest.approx(0.7, abs=1e-3)
     assert sparse.onnx_bytes == dense.onnx_bytes
     assert sparse.compressed_bytes < 0.6 * dense.compressed_bytes
+
+    # sparse storage: the 22 conv and fc weights (30% nonzero: 3.6 bytes a weight instead of 4)
+    # go sparse, the biases and BatchNorm tensors stay dense; the same outputs in onnxruntime
+    stored = export_onnx(pruned, sample, tmp_path / "stored.onnx", sparse=True)
+    assert stored.sparse_tensors == 22 and stored.onnx_bytes < 0.95 * sparse.onnx_bytes
+    x = torch.randn(4, 3, 32, 32)
+    np.testing.assert_array_equal(_onnx_run(tmp_path / "stored.onnx", x), _onnx_run(tmp_path / "sparse.onnx", x))
 
