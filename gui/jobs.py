@@ -95,6 +95,8 @@ class Baseline:
     eval: Any  # core.evaluate.EvalResult
     onnx_bytes: int | None
     compressed_bytes: int | None
+    sparse_bytes: int | None = None  # the file with sparse storage (core.export.export_onnx(sparse=True))
+    sparse_compressed_bytes: int | None = None  # that file deflated
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,10 @@ class MagnitudePreview:
     result: Any  # PruneResult
     threshold: float | None  # global |w| threshold; None for per-layer scope
     eval: Any  # EvalResult of the pruned copy
+
+
+SIZE_FIELDS = ("onnx_bytes", "compressed_bytes", "sparse_bytes", "sparse_compressed_bytes")
+"""RunOutcome's ONNX sizes (core.export.OnnxSizes, in that order)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,8 @@ class RunOutcome:
     seconds: float = 0.0
     from_sweep: bool = False  # a sweep's point, shown from the Sweep tab (seconds: its share of the sweep)
     restored: bool = False  # saved by an earlier session and given back (gui.runs_store)
+    sparse_bytes: int | None = None  # ONNX bytes with sparse storage (core.export.OnnxSizes.sparse_bytes)
+    sparse_compressed_bytes: int | None = None  # that file deflated
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,10 +320,10 @@ def baseline_job(session: Session, bundle: Any, *, progress: ProgressFn | None =
     check(cancel)
     report(progress, "Dense ONNX size", 0, 1)
     try:
-        dense, compressed = onnx_sizes(model, sample_input(bundle))
+        dense, compressed, sparse, sparse_z = onnx_sizes(model, sample_input(bundle))
     except Exception:  # sizes are informative only; the export itself reports real errors
-        dense = compressed = None
-    return Baseline(ev, dense, compressed)
+        dense = compressed = sparse = sparse_z = None
+    return Baseline(ev, dense, compressed, sparse, sparse_z)
 
 
 def saliency_job(model: torch.nn.Module, calibration: Any, *, samples: int = SALIENCY_SAMPLES,
@@ -354,13 +362,15 @@ def magnitude_preview_job(model: torch.nn.Module, bundle: Any, sparsity: float, 
 
 
 def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | None = None,
-            compare_magnitude: bool = True, cache: Any = None, progress: ProgressFn | None = None,
+            compare_magnitude: bool = True, cache: Any = None, sparse_deflate: bool = False,
+            progress: ProgressFn | None = None,
             cancel: CancelToken | None = None,
             on_partial: Callable[[Mapping[str, object]], None] | None = None) -> RunOutcome:
     """Prune with ``request``, evaluate the pruned copy, measure its ONNX sizes, and compute the
     magnitude masks at the same sparsity for comparison. ``cache`` (core.gradient_cache.GradientCache)
     lets a run reuse the previous run's gradients on the same model and sample; ``on_partial``
-    receives each CHITA++ stage's record as it finishes (core.pruning.prune's ``on_stage``)."""
+    receives each CHITA++ stage's record as it finishes (core.pruning.prune's ``on_stage``);
+    ``sparse_deflate``: also deflate the sparse-storage file (core.export.onnx_sizes)."""
     import time
 
     from core.evaluate import evaluate
@@ -384,8 +394,9 @@ def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | No
             mag_sparsity, mag_eval = _magnitude_baseline(model, bundle, request, arch, "Magnitude baseline",
                                                          progress, cancel, cache)
     check(cancel)
-    dense, compressed = _onnx_sizes(pruned, bundle, progress)
-    return RunOutcome(result, ev, dense, compressed, mag_sparsity, mag_eval, seconds)
+    dense, compressed, sparse, sparse_z = _onnx_sizes(pruned, bundle, progress, sparse_deflate)
+    return RunOutcome(result, ev, dense, compressed, mag_sparsity, mag_eval, seconds, sparse_bytes=sparse,
+                      sparse_compressed_bytes=sparse_z)
 
 
 def _magnitude_baseline(model: torch.nn.Module, bundle: Any, request: Any, arch: str | None, label: str,
@@ -402,21 +413,25 @@ def _magnitude_baseline(model: torch.nn.Module, bundle: Any, request: Any, arch:
     return dict(mag.layer_sparsity), evaluate(apply_result(model, mag), bundle.evaluation, cancel=cancel)
 
 
-def _onnx_sizes(pruned: torch.nn.Module, bundle: Any, progress: ProgressFn | None) -> tuple[int | None, int | None]:
-    """The pruned copy's ONNX bytes, dense and deflate-compressed (None, None if it cannot export)."""
+def _onnx_sizes(pruned: torch.nn.Module, bundle: Any, progress: ProgressFn | None,
+                sparse_deflate: bool = False) -> tuple[int | None, ...]:
+    """The pruned copy's ONNX bytes (core.export.OnnxSizes: dense storage as written and
+    deflated, sparse storage as written and, with ``sparse_deflate``, deflated; all None if it
+    cannot export)."""
     from core.export import onnx_sizes
 
     report(progress, "ONNX size", 0, 1)
     try:
-        sizes = onnx_sizes(pruned, sample_input(bundle))
+        sizes: tuple[int | None, ...] = tuple(onnx_sizes(pruned, sample_input(bundle),
+                                                         sparse_deflate=sparse_deflate))
     except Exception:
-        sizes = (None, None)
+        sizes = (None, None, None, None)
     report(progress, "ONNX size", 1, 1)
     return sizes
 
 
 def refine_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, steps: int, *,
-               arch: str | None = None, progress: ProgressFn | None = None,
+               arch: str | None = None, sparse_deflate: bool = False, progress: ProgressFn | None = None,
                cancel: CancelToken | None = None) -> RunOutcome:
     """Refine a finished run's kept weights (core.pruning.refine_result, mask fixed), evaluate
     the result and measure its ONNX sizes. The outcome has no magnitude evaluation (unless the
@@ -435,16 +450,18 @@ def refine_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, steps: 
     ev = evaluate(pruned, bundle.evaluation, progress=staged(progress, "Accuracy after refining"), cancel=cancel)
     check(cancel)
     mag_eval = ev if result.request.method == "magnitude" else None
-    dense, compressed = _onnx_sizes(pruned, bundle, progress)
+    dense, compressed, sparse, sparse_z = _onnx_sizes(pruned, bundle, progress, sparse_deflate)
     return RunOutcome(result, ev, dense, compressed, outcome.magnitude_sparsity, mag_eval,
-                      outcome.seconds + time.monotonic() - t0)
+                      outcome.seconds + time.monotonic() - t0, sparse_bytes=sparse,
+                      sparse_compressed_bytes=sparse_z)
 
 
 def complete_point_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, *, arch: str | None = None,
-                       cache: Any = None, progress: ProgressFn | None = None,
+                       cache: Any = None, sparse_deflate: bool = False, progress: ProgressFn | None = None,
                        cancel: CancelToken | None = None) -> RunOutcome:
-    """What a sweep's point lacks to be shown like a run: the magnitude baseline at its sparsity
-    (unless the outcome has it) and its ONNX sizes. ``outcome`` is not modified."""
+    """What a sweep's point (or a run shown with sparse storage newly on) lacks to be shown like
+    a run: the magnitude baseline at its sparsity (unless the outcome has it) and its ONNX sizes
+    (``sparse_deflate``: the sparse-storage file's deflated size too). ``outcome`` is not modified."""
     from core.pruning import apply_result
 
     mag_sparsity, mag_eval = outcome.magnitude_sparsity, outcome.magnitude_eval
@@ -453,20 +470,36 @@ def complete_point_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome,
         mag_sparsity, mag_eval = _magnitude_baseline(model, bundle, request, arch, "Magnitude baseline",
                                                      progress, cancel, cache)
     check(cancel)
-    dense, compressed = (outcome.onnx_bytes, outcome.compressed_bytes) if outcome.onnx_bytes is not None else \
-        _onnx_sizes(apply_result(model, outcome.result), bundle, progress)
-    return replace(outcome, onnx_bytes=dense, compressed_bytes=compressed, magnitude_sparsity=mag_sparsity,
-                   magnitude_eval=mag_eval)
+    sizes = (outcome.onnx_bytes, outcome.compressed_bytes, outcome.sparse_bytes, outcome.sparse_compressed_bytes)
+    if None in sizes[:3] or (sparse_deflate and sizes[3] is None):
+        sizes = _onnx_sizes(apply_result(model, outcome.result), bundle, progress, sparse_deflate)
+    dense, compressed, sparse, sparse_z = sizes
+    return replace(outcome, onnx_bytes=dense, compressed_bytes=compressed, sparse_bytes=sparse,
+                   sparse_compressed_bytes=sparse_z, magnitude_sparsity=mag_sparsity, magnitude_eval=mag_eval)
+
+
+def sizes_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, *, progress: ProgressFn | None = None,
+              cancel: CancelToken | None = None) -> RunOutcome:
+    """``outcome`` with its four ONNX sizes measured, the sparse-storage file's deflated size
+    included (sparse storage switched on after the run). ``outcome`` is not modified."""
+    from core.pruning import apply_result
+
+    check(cancel)
+    dense, compressed, sparse, sparse_z = _onnx_sizes(apply_result(model, outcome.result), bundle, progress, True)
+    return replace(outcome, onnx_bytes=dense, compressed_bytes=compressed, sparse_bytes=sparse,
+                   sparse_compressed_bytes=sparse_z)
 
 
 def export_points_job(model: torch.nn.Module, rows: Any, bundle: Any, folder: str, *, stem: str,
-                      progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict:
+                      sparse: bool = False, progress: ProgressFn | None = None,
+                      cancel: CancelToken | None = None) -> dict:
     """Export every sweep point whose weights the sweep kept to ``folder`` (core.sweep.export_points,
-    each verified in onnxruntime) → {(method, sparsity): ExportReport or None}."""
+    each verified in onnxruntime; ``sparse``: sparse storage) → {(method, sparsity): ExportReport or None}."""
     from core.sweep import export_points
 
     return export_points(model, rows, folder, stem=stem, sample=sample_input(bundle),
-                         verify_batch=sample_input(bundle, 16), progress=progress, cancel=cancel)
+                         verify_batch=sample_input(bundle, 16), sparse=sparse, progress=progress,
+                         cancel=cancel)
 
 
 def refined_magnitude_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | None = None,
@@ -478,15 +511,16 @@ def refined_magnitude_job(model: torch.nn.Module, bundle: Any, request: Any, *, 
                                cache)[1]
 
 
-def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *,
+def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *, sparse: bool = False,
                progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
-    """Export the pruned copy to ONNX (verified in onnxruntime) → core.export.ExportReport."""
+    """Export the pruned copy to ONNX (verified in onnxruntime; ``sparse``: sparse storage)
+    → core.export.ExportReport."""
     from core.export import export_onnx
     from core.pruning import apply_result
 
     pruned = apply_result(model, result)
     return export_onnx(pruned, sample_input(bundle), path, verify_batch=sample_input(bundle, 16),
-                       progress=progress, cancel=cancel)
+                       sparse=sparse, progress=progress, cancel=cancel)
 
 
 def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsities: list[float], *,

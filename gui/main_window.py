@@ -47,7 +47,7 @@ from PySide6.QtWidgets import (
 from core.batchnorm import describe_batchnorm, has_batchnorm, scripted_batchnorm
 from core.errors import StudioError
 from core.evaluate import paired_or_none
-from core.export import pruned_file_name
+from core.export import describe_storage, pruned_file_name
 from core.fisher import rows_that_fit
 from core.gradient_cache import GradientCache
 from core.pruning import (
@@ -80,6 +80,7 @@ DATA_SUFFIXES = (".npz", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
 DEFAULT_REFINE_STEPS = 3  # "Refine result" with the Refine box off
 COMPARE_TITLE = "Refining the magnitude baseline"  # the background job behind "vs refined magnitude"
 POINT_TITLE = "Measuring the sweep's point"  # magnitude baseline and ONNX sizes of a point shown from a sweep
+SIZES_TITLE = "Measuring the sparse-storage file"  # a shown run's ONNX sizes after sparse storage is switched on
 SWEEP_KEEP_BYTES = 1024**3  # a sweep keeps at most this much of its points' pruned weights, to show them
 DATA_TITLE = "Loading data"  # the data-loading task (a model that loads first waits for it)
 FILE_FILTER = "PyTorch models (*.pt *.pth *.pt2 *.ckpt *.bin *.pkl *.ts);;All files (*)"
@@ -402,6 +403,11 @@ class MainWindow(QMainWindow):
         self.act_export = self._action("&Export pruned ONNX…", lambda: self.export_dialog(), "Ctrl+E")
         self.act_export.setEnabled(False)
         f.addAction(self.act_export)
+        self.act_sparse = self._action(
+            "&Sparse storage in ONNX files", self.set_sparse_storage, checkable=True,
+            tip="Store weights that are mostly zeros as ONNX sparse initializers: a smaller file with the "
+                "same values, which ONNX Runtime reads (other runtimes may not)")
+        f.addAction(self.act_sparse)
         f.addSeparator()
         f.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
 
@@ -503,6 +509,8 @@ class MainWindow(QMainWindow):
         presentation = st.read(s, "view/presentation", False, bool)
         self.act_dark.setChecked(dark)
         self.act_presentation.setChecked(presentation)
+        self.act_sparse.setChecked(st.read(s, "export/sparse_storage", False, bool))
+        self.preview_panel.set_sparse_storage(self.act_sparse.isChecked())
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
@@ -526,6 +534,7 @@ class MainWindow(QMainWindow):
         s.setValue("view/prunable_only", self.prunable_only.isChecked())
         s.setValue("view/theme", "dark" if self.act_dark.isChecked() else "light")
         s.setValue("view/presentation", self.act_presentation.isChecked())
+        s.setValue("export/sparse_storage", self.act_sparse.isChecked())
         if not self.isFullScreen():
             s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/main_splitter", self.main_splitter.saveState())
@@ -597,6 +606,39 @@ class MainWindow(QMainWindow):
         self.table.resizeColumnsToContents()
         if self.table.horizontalHeader().length() > self.table.viewport().width():
             self._fit_table()
+
+    def set_sparse_storage(self, on: bool) -> None:
+        """Exports (a run's and a sweep's) store mostly-zero weights as ONNX sparse initializers;
+        the preview's ONNX size follows (File ▸ Sparse storage in ONNX files, remembered)."""
+        self.act_sparse.setChecked(bool(on))
+        self.preview_panel.set_sparse_storage(bool(on))
+        self._measure_sparse_sizes()
+
+    def _update_outcome(self, result: Any, **fields: Any) -> None:
+        """Set ``fields`` on the run of ``result`` (a background job's measurement arriving),
+        in the Runs tab and where it is shown; matched by result, so that two jobs finishing on
+        the same run keep both their fields."""
+        self.runs = [replace(r, **fields) if r.result is result else r for r in self.runs]
+        if self.outcome is not None and self.outcome.result is result:
+            self.outcome = next((r for r in self.runs if r.result is result), replace(self.outcome, **fields))
+            self._refresh_after()
+        self._refresh_runs()
+
+    def _measure_sparse_sizes(self) -> None:
+        """With sparse storage on, measure the shown run's sparse-storage file deflated, where its
+        run (made with the setting off) skipped that (``jobs.sizes_job``, in the background)."""
+        outcome = self.outcome
+        if (not self.act_sparse.isChecked() or outcome is None or self.session is None or self.bundle is None
+                or outcome.onnx_bytes is None or outcome.sparse_compressed_bytes is not None
+                or any(t.title == SIZES_TITLE for t in self.runner.running())):
+            return
+
+        def done(sized: jobs.RunOutcome) -> None:
+            self._update_outcome(outcome.result, **{k: getattr(sized, k) for k in jobs.SIZE_FIELDS})
+            self._measure_sparse_sizes()  # another run may have been shown meanwhile
+
+        self._submit(jobs.sizes_job, self.session.loaded.model, self.bundle, outcome, title=SIZES_TITLE,
+                     lane="light", foreground=False, on_done=done)
 
     def set_dark(self, on: bool) -> None:
         """Switch between the dark and the light theme."""
@@ -973,7 +1015,8 @@ class MainWindow(QMainWindow):
         self._refresh_runs()
         nonzeros = sum(int((self._weights[k] != 0).sum()) for k in self.session.summary.prunable_keys
                        if k in self._weights) if self.session else None
-        self.preview_panel.set_dense(baseline.eval, nonzeros, baseline.onnx_bytes, baseline.compressed_bytes)
+        self.preview_panel.set_dense(baseline.eval, nonzeros, baseline.onnx_bytes, baseline.compressed_bytes,
+                                     baseline.sparse_bytes, baseline.sparse_compressed_bytes)
         self._refresh_after()
         self._check_ready()
 
@@ -1119,7 +1162,7 @@ class MainWindow(QMainWindow):
         else:
             self._show_objective_of_outcome()  # a cancelled CHITA++ run's stages go
         self._submit(jobs.run_job, self.session.loaded.model, self.bundle, request, arch=self.session.loaded.arch,
-                     cache=self.gradient_cache, title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
+                     cache=self.gradient_cache, sparse_deflate=self.act_sparse.isChecked(), title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
                      on_done=self._on_run_done, on_cancelled=lambda: self._on_run_cancelled(tag),
                      on_failed=lambda exc: self._on_run_failed(tag, exc),
                      on_partial=(lambda record: self._on_run_stage(tag, record)) if live else None)
@@ -1152,7 +1195,7 @@ class MainWindow(QMainWindow):
                 self._compare_refined(outcome)
 
         self._submit(jobs.refine_job, self.session.loaded.model, self.bundle, started, steps,
-                     arch=self.session.loaded.arch,
+                     arch=self.session.loaded.arch, sparse_deflate=self.act_sparse.isChecked(),
                      title=f"Refining {method_label(req.method)} at {100 * req.sparsity:.0f}% ({steps} steps)",
                      on_done=done)
 
@@ -1161,15 +1204,12 @@ class MainWindow(QMainWindow):
         "vs refined magnitude" line says "measuring…" until it arrives."""
 
         def done(ev: Any) -> None:
-            if self.outcome is refined:
-                self.outcome = replace(refined, magnitude_eval=ev)
-                self.runs = [self.outcome if r is refined else r for r in self.runs]
-                self._refresh_runs()
-                self._refresh_after()
+            if self.outcome is not None and self.outcome.result is refined.result:
+                self._update_outcome(refined.result, magnitude_eval=ev)
                 self.comparison_finished.emit(self.outcome)
 
         def stopped() -> None:
-            if self.outcome is refined:
+            if self.outcome is not None and self.outcome.result is refined.result:
                 self.preview_panel.set_versus(None)
 
         self._submit(jobs.refined_magnitude_job, self.session.loaded.model, self.bundle, refined.result.request,
@@ -1210,6 +1250,7 @@ class MainWindow(QMainWindow):
         self.shown = "run"
         self._refresh_runs()
         self._refresh_after()
+        self._measure_sparse_sizes()
         self.statusBar().showMessage(f"Showing run {index + 1}: {describe_run(outcome)}. Export with Ctrl+E.", 8000)
         self.run_shown.emit(outcome)
 
@@ -1269,7 +1310,8 @@ class MainWindow(QMainWindow):
             lam = f" · λ = {out.result.lam:.3g}" if out.result.lam is not None else ""
             self.preview_panel.set_after(
                 out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
-                onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, seconds=out.seconds,
+                onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, sparse_bytes=out.sparse_bytes,
+                sparse_compressed=out.sparse_compressed_bytes, seconds=out.seconds,
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity{samples_note(out.result)}{lam}."
                         f"{optimality_note(out.result)}{update_scale_note(out.result)}"
                         f"{refinement_note(out.result)}"
@@ -1415,7 +1457,7 @@ class MainWindow(QMainWindow):
             return
         result = self.outcome.result  # the report names this run even if another finishes meanwhile
         self._submit(jobs.export_job, self.session.loaded.model, result, self.bundle, path,
-                     title="Exporting ONNX", on_done=lambda report: self._on_exported(report, result))
+                     sparse=self.act_sparse.isChecked(), title="Exporting ONNX", on_done=lambda report: self._on_exported(report, result))
 
     def _on_exported(self, report: Any, result: Any = None) -> None:
         self.last_export = report
@@ -1430,7 +1472,11 @@ class MainWindow(QMainWindow):
                             if req else "–"),
             ("ONNX size", f"{report.onnx_bytes:,} bytes ({fmt_bytes(report.onnx_bytes)})"),
             ("Compressed (deflate)", f"{report.compressed_bytes:,} bytes ({fmt_bytes(report.compressed_bytes)})"),
+            ("Storage", describe_storage(report)),
         ]
+        if dense is not None and dense.onnx_bytes and report.sparse_tensors:
+            rows.append(("Dense model's file", f"{dense.onnx_bytes:,} bytes ({fmt_bytes(dense.onnx_bytes)}) "
+                         f"→ {dense.onnx_bytes / max(1, report.onnx_bytes):.1f}× smaller as written"))
         if dense is not None and dense.compressed_bytes:
             rows.append(("Dense model, compressed", f"{dense.compressed_bytes:,} bytes ({fmt_bytes(dense.compressed_bytes)}) "
                          f"→ {dense.compressed_bytes / max(1, report.compressed_bytes):.1f}× smaller"))
@@ -1541,14 +1587,14 @@ class MainWindow(QMainWindow):
         self.show_run(next(i for i, r in enumerate(self.runs) if r is outcome))
 
         def done(complete: jobs.RunOutcome) -> None:
-            self.runs = [complete if r is outcome else r for r in self.runs]
-            if self.outcome is outcome:
-                self.outcome = complete
-                self._refresh_after()
-            self._refresh_runs()
+            self._update_outcome(outcome.result, magnitude_sparsity=complete.magnitude_sparsity,
+                                 magnitude_eval=complete.magnitude_eval,
+                                 **{k: getattr(complete, k) for k in jobs.SIZE_FIELDS
+                                    if getattr(complete, k) is not None})
 
         self._submit(jobs.complete_point_job, self.session.loaded.model, self.bundle, outcome,
-                     arch=self.session.loaded.arch, cache=self.gradient_cache, title=POINT_TITLE,
+                     arch=self.session.loaded.arch, cache=self.gradient_cache,
+                     sparse_deflate=self.act_sparse.isChecked(), title=POINT_TITLE,
                      foreground=False, on_done=done, on_failed=lambda exc: self._refresh_after(),
                      on_cancelled=self._refresh_after)
         self._refresh_after()  # "vs magnitude: measuring…" while it runs
@@ -1573,7 +1619,8 @@ class MainWindow(QMainWindow):
             return
         rows = tuple(result.rows)
         self._submit(jobs.export_points_job, self.session.loaded.model, rows, self.bundle, folder,
-                     stem=self.model_label.text(), title=f"Exporting {len(rows)} points",
+                     stem=self.model_label.text(), sparse=self.act_sparse.isChecked(),
+                     title=f"Exporting {len(rows)} points",
                      on_done=lambda reports: self._on_points_exported(folder, reports))
 
     def _on_points_exported(self, folder: str, reports: dict) -> None:
@@ -1585,12 +1632,13 @@ class MainWindow(QMainWindow):
 
         lines = "".join(f"<tr>{cell(f'{method_label(m)} · {100 * s:g}%')}<td><b>{Path(r.path).name}</b></td>"
                         f"{cell(fmt_bytes(r.compressed_bytes))}</tr>" for (m, s), r in written)
+        sparse_note = (", with sparse storage" if written and written[0][1].sparse else "")
         note = (f"<p>Not kept by the sweep (memory limit), so not exported: "
                 f"{', '.join(f'{method_label(m)} at {100 * s:g}%' for m, s in missed)}. Run each (Ctrl+R) "
                 "and export it.</p>" if missed else "")
         dialogs.show_result(self, "Sweep exported",
                             f"<p>{len(written)} files in {folder}, each loaded back in ONNX Runtime and "
-                            f"checked against PyTorch (sizes deflate-compressed):</p><table cellspacing='6'>{lines}</table>{note}")
+                            f"checked against PyTorch{sparse_note}; sizes deflate-compressed:</p><table cellspacing='6'>{lines}</table>{note}")
         self.sweep_view.status.setText(f"Exported {len(written)} points to {folder}.")
         self.points_exported.emit(reports)
 

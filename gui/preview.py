@@ -1,5 +1,5 @@
 """The preview panel: accuracy before and after pruning with 95% intervals, loss, nonzeros and
-ONNX sizes (dense and deflate-compressed); the change against the dense model (and against
+ONNX sizes (the file Export writes, with dense or sparse storage, and deflate-compressed); the change against the dense model (and against
 magnitude pruning after a run) with its paired 95% interval on the same images."""
 
 from __future__ import annotations
@@ -84,8 +84,10 @@ class PreviewPanel(QGroupBox):
         self.cells: dict[str, tuple[QLabel, QLabel]] = {}
         # the change in accuracy sits under the accuracies it compares (rows 3–4), above the
         # sizes: where the sidebar scrolls, it is the detail rows that go below the fold
+        self.names: dict[str, QLabel] = {}
         for r, (key, title) in enumerate(self.ROWS, start=5):
             name = QLabel(title)
+            self.names[key] = name
             name.setObjectName("Muted")
             d, a = QLabel("–"), QLabel("–")
             for lab in (d, a):
@@ -116,6 +118,10 @@ class PreviewPanel(QGroupBox):
         layout.addWidget(self.caption)
         self._dense_eval: Any = None
         self._after_eval: Any = None
+        self._sparse_storage = False
+        # per column: (dense file, deflated), (sparse-storage file, deflated)
+        self._sizes: list[tuple[tuple[int | None, int | None], tuple[int | None, int | None]]] = [
+            ((None, None), (None, None)), ((None, None), (None, None))]
 
     def clear(self) -> None:
         """Forget all numbers (a new model or data set)."""
@@ -123,7 +129,27 @@ class PreviewPanel(QGroupBox):
         self.set_after(None, title="After pruning", caption="")
         self.set_versus(None)
 
-    def set_dense(self, ev: Any, nonzeros: int | None, onnx_bytes: int | None, compressed: int | None) -> None:
+    def set_sparse_storage(self, on: bool) -> None:
+        """Show the ONNX size of the file Export writes with sparse storage (``on``) or dense."""
+        self._sparse_storage = bool(on)
+        self.names["onnx"].setText("ONNX size (sparse)" if on else "ONNX size")
+        for column in (0, 1):
+            self._show_size(column)
+
+    def _show_size(self, column: int) -> None:
+        (dense, dense_z), (sparse, sparse_z) = self._sizes[column]
+        shown = (sparse, sparse_z) if self._sparse_storage else (dense, dense_z)
+        tip = ("" if dense is None else
+               f"The .onnx file Export writes: {fmt_bytes(dense)} ({fmt_bytes(dense_z)} deflated) with every "
+               f"weight written out, {fmt_bytes(sparse)} ({fmt_bytes(sparse_z)} deflated) with sparse storage "
+               "(File ▸ Sparse storage in ONNX files: the weights that are mostly zeros as ONNX sparse "
+               "initializers, which ONNX Runtime reads; other runtimes may not).")
+        for key, value in zip(("onnx", "deflate"), shown):
+            self.cells[key][column].setText(fmt_bytes(value))
+            self.cells[key][column].setToolTip(tip)
+
+    def set_dense(self, ev: Any, nonzeros: int | None, onnx_bytes: int | None, compressed: int | None,
+                  sparse_bytes: int | None = None, sparse_compressed: int | None = None) -> None:
         """Dense model numbers (EvalResult or None while computing)."""
         self._dense_eval = ev
         self.dense_acc.setText(fmt_acc(ev))
@@ -131,8 +157,8 @@ class PreviewPanel(QGroupBox):
         self.cells["loss"][0].setText("–" if ev is None else f"{ev.loss:.3f}")
         self.cells["nonzeros"][0].setText("–" if nonzeros is None else f"{nonzeros:,}")
         self.cells["sparsity"][0].setText("–" if nonzeros is None else "0.0%")
-        self.cells["onnx"][0].setText(fmt_bytes(onnx_bytes))
-        self.cells["deflate"][0].setText(fmt_bytes(compressed))
+        self._sizes[0] = ((onnx_bytes, compressed), (sparse_bytes, sparse_compressed))
+        self._show_size(0)
         self._update_delta()
 
     def set_dense_sparsity(self, fraction: float | None) -> None:
@@ -141,7 +167,9 @@ class PreviewPanel(QGroupBox):
 
     def set_after(self, ev: Any, *, title: str, caption: str, result: Any = None,
                   onnx_bytes: int | None = None, compressed: int | None = None,
-                  seconds: float | None = None, stale: bool = False) -> None:
+                  sparse_bytes: int | None = None, sparse_compressed: int | None = None,
+                  seconds: float | None = None,
+                  stale: bool = False) -> None:
         """Numbers of the pruned copy: a PruneResult, its EvalResult and its ONNX sizes."""
         self._after_eval = ev
         self.after_title.setText(title)
@@ -154,8 +182,8 @@ class PreviewPanel(QGroupBox):
         else:
             self.cells["nonzeros"][1].setText("–")
             self.cells["sparsity"][1].setText("–")
-        self.cells["onnx"][1].setText(fmt_bytes(onnx_bytes))
-        self.cells["deflate"][1].setText(fmt_bytes(compressed))
+        self._sizes[1] = ((onnx_bytes, compressed), (sparse_bytes, sparse_compressed))
+        self._show_size(1)
         self.cells["time"][1].setText("–" if seconds is None else f"{seconds:.1f} s")
         self.caption.setText(caption)
         self.caption.setVisible(bool(caption))

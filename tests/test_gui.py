@@ -277,6 +277,9 @@ def test_runs_tab_saves_its_runs_as_csv(qtbot, window: MainWindow, hooks, tmp_pa
         d = paired_difference(outcome.eval, dense)
         assert (float(row["change_vs_dense"]), float(row["change_lo"]), float(row["change_hi"])) == (d.difference, *d.ci)
         assert int(row["compressed_bytes"]) == outcome.compressed_bytes
+        assert int(row["sparse_onnx_bytes"]) == outcome.sparse_bytes
+        assert row["sparse_compressed_bytes"] == ("" if outcome.sparse_compressed_bytes is None
+                                                  else str(outcome.sparse_compressed_bytes))
     m = paired_difference(first.eval, first.magnitude_eval)
     assert float(rows[0]["change_vs_magnitude"]) == m.difference and float(rows[0]["lambda"]) == first.result.lam
     assert rows[1]["change_vs_magnitude"] == "" and rows[1]["lambda"] == ""  # magnitude itself
@@ -311,6 +314,8 @@ def test_runs_come_back_in_the_next_session_for_the_same_model_and_data(qtbot, s
     back = second.runs[0]
     assert back.result.request == chita.result.request and back.result.lam == chita.result.lam
     assert back.eval.accuracy == chita.eval.accuracy and back.magnitude_eval.accuracy == chita.magnitude_eval.accuracy
+    assert back.sparse_bytes == chita.sparse_bytes is not None
+    assert back.sparse_compressed_bytes == chita.sparse_compressed_bytes
     assert second.runs[1].eval.accuracy == mag.eval.accuracy
     assert "Restored 2 runs" in second.statusBar().currentMessage()
     assert second.runs_view.table.rowCount() == 2 and all(r.restored for r in second.runs)
@@ -459,6 +464,57 @@ def test_export_loads_in_onnxruntime(qtbot, window: MainWindow, hooks, tmp_path:
     with torch.no_grad():
         want = apply_result(window.session.loaded.model, outcome.result)(x).numpy()
     assert np.max(np.abs(got - want)) < 1e-3
+    assert not hooks.errors
+
+
+def test_sparse_storage_setting_reaches_preview_export_and_next_session(qtbot, window: MainWindow, hooks,
+                                                                        settings_dir: Path, tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    """File ▸ Sparse storage in ONNX files: the preview's ONNX size becomes the sparse-storage
+    file's, the export writes sparse initializers of that very size, and the choice is remembered."""
+    import onnx
+    import onnxruntime as ort
+
+    from gui.preview import fmt_bytes
+
+    outcome = run_and_wait(qtbot, window, "magnitude", 90)
+    panel = window.preview_panel
+    assert outcome.sparse_bytes is not None and outcome.sparse_bytes < 0.5 * outcome.onnx_bytes
+    assert outcome.sparse_compressed_bytes is None  # not deflated while the setting is off
+    assert not window.act_sparse.isChecked()
+    assert panel.cells["onnx"][1].text() == fmt_bytes(outcome.onnx_bytes)
+    window.act_sparse.trigger()  # measures the shown run's sparse file deflated, in the background
+    assert panel.names["onnx"].text() == "ONNX size (sparse)"
+    qtbot.waitUntil(lambda: window.outcome.sparse_compressed_bytes is not None, timeout=RUN_TIMEOUT_MS)
+    assert window.outcome.result is outcome.result and window.runs[-1] is window.outcome
+    outcome = window.outcome
+    assert panel.cells["onnx"][1].text() == fmt_bytes(outcome.sparse_bytes)
+    assert panel.cells["deflate"][1].text() == fmt_bytes(outcome.sparse_compressed_bytes)
+    assert panel.cells["onnx"][0].text() == fmt_bytes(window.baseline.sparse_bytes)
+    assert fmt_bytes(outcome.onnx_bytes) in panel.cells["onnx"][1].toolTip()
+
+    target = tmp_path / "sparse.onnx"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.act_export.trigger()
+    report = blocker.args[0]
+    assert report.sparse and report.sparse_tensors == 3
+    assert target.stat().st_size == report.onnx_bytes == outcome.sparse_bytes  # the preview told the truth
+    assert report.compressed_bytes == outcome.sparse_compressed_bytes
+    assert len(onnx.load(str(target)).graph.sparse_initializer) == 3
+    assert any("sparse: 3 weight tensors" in text for title, text in hooks.infos if title == "Export finished")
+    x = window.bundle.evaluation.x.numpy()
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    acc = (session.run(None, {session.get_inputs()[0].name: x})[0].argmax(1) == window.bundle.evaluation.y.numpy())
+    assert acc.mean() == pytest.approx(outcome.eval.accuracy, abs=1e-9)
+
+    second = run_and_wait(qtbot, window, "magnitude", 95)  # with the setting on, the run deflates it itself
+    assert second.sparse_compressed_bytes is not None and second.sparse_compressed_bytes != second.compressed_bytes
+
+    window.save_settings()
+    again = make_window(qtbot, settings_dir)
+    assert again.act_sparse.isChecked()
+    assert again.preview_panel.names["onnx"].text() == "ONNX size (sparse)"
     assert not hooks.errors
 
 
