@@ -523,11 +523,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # export
 
 
+def onnx_accuracy_fields(report: Any) -> dict[str, Any]:
+    """An ExportReport's accuracy in onnxruntime for ``--json`` (empty without an evaluation)."""
+    if report.onnx_eval is None:
+        return {}
+    return {"onnx_accuracy": report.onnx_eval.accuracy, "onnx_accuracy_ci": list(report.onnx_eval.accuracy_ci),
+            "pytorch_accuracy": report.reference_eval.accuracy, "scored_differently": report.scored_differently}
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """``export MODEL --out FILE.onnx``: verified ONNX export."""
     import torch
 
-    from core.export import describe_storage, export_onnx, human_bytes
+    from core.export import (
+        describe_onnx_accuracy,
+        describe_storage,
+        export_onnx,
+        human_bytes,
+    )
 
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
@@ -547,7 +560,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             batch = torch.randn(VERIFY_IMAGES, *loaded.input_shape, generator=generator)
             verify_source = f"{VERIFY_IMAGES} random inputs of shape {_shape_text(loaded.input_shape)}"
         report = export_onnx(loaded.model, batch[:2], args.out, verify_batch=batch, opset=args.opset,
-                             sparse=args.sparse_storage, progress=progress, cancel=cancel)
+                             sparse=args.sparse_storage, evaluation=images if args.data else None,
+                             progress=progress, cancel=cancel)
     weights = sum(loaded.model.get_parameter(n).numel() for n in report.zero_fractions)
     zeros = sum(f[0] * loaded.model.get_parameter(n).numel() for n, f in report.zero_fractions.items())
     data = {
@@ -562,6 +576,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         "exporter": report.exporter,
         "storage": "sparse" if report.sparse else "dense",
         "sparse_tensors": report.sparse_tensors,
+        **onnx_accuracy_fields(report),
         "sparsity": zeros / weights if weights else 0.0,
         "zero_fractions": {k: list(v) for k, v in report.zero_fractions.items()},
         "seconds": report.seconds,
@@ -573,6 +588,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"Storage:   {describe_storage(report)}",
         f"Verified:  onnxruntime matches PyTorch, max |difference| {report.max_abs_diff:.2g} "
         f"on {verify_source}",
+        *([f"Accuracy:  {describe_onnx_accuracy(report)}"] if report.onnx_eval is not None else []),
         f"Zeros:     {len(report.zero_fractions)} prunable weight tensors keep their zeros exactly "
         f"({100 * data['sparsity']:.1f}% zeros overall)",
         f"Exporter:  {report.exporter}, opset {report.opset}; {report.seconds:.1f} s",
@@ -694,7 +710,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """``prune MODEL --data DATA --method M --sparsity S``: prune, evaluate, optionally export."""
     from core.batchnorm import describe_batchnorm
     from core.evaluate import evaluate, paired_difference
-    from core.export import export_onnx, human_bytes
+    from core.export import describe_onnx_accuracy, export_onnx, human_bytes
     from core.pruning import (
         apply_result,
         describe_samples,
@@ -718,7 +734,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if args.out:
             batch = bundle.evaluation.x[:VERIFY_IMAGES]
             export = export_onnx(pruned, batch[:2], args.out, verify_batch=batch,
-                                 sparse=args.sparse_storage, progress=progress, cancel=cancel)
+                                 sparse=args.sparse_storage, evaluation=bundle.evaluation, reference=after,
+                                 progress=progress, cancel=cancel)
     final = (result.info.get("final") or [{}])[-1]
     change = paired_difference(after, before)
     data = {
@@ -767,7 +784,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                           "compressed_bytes": export.compressed_bytes,
                           "max_abs_diff": export.max_abs_diff,
                           "storage": "sparse" if export.sparse else "dense",
-                          "sparse_tensors": export.sparse_tensors}
+                          "sparse_tensors": export.sparse_tensors, **onnx_accuracy_fields(export)}
 
     def pct(e) -> str:
         return f"{100 * e.accuracy:.2f}% (95% interval {100 * e.accuracy_ci[0]:.2f}–{100 * e.accuracy_ci[1]:.2f}%)"
@@ -818,6 +835,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         lines.append(f"Exported:   {export.path}: {export.onnx_bytes:,} bytes, "
                      f"{human_bytes(export.compressed_bytes)} compressed; max |Δ| {export.max_abs_diff:.2g}"
                      + ("; sparse storage" if export.sparse else ""))
+        lines.append(f"In ONNX:    {describe_onnx_accuracy(export)}")
     emit(args, data, "\n".join(lines))
     return EXIT_OK
 
@@ -850,7 +868,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             try:
                 export_points(loaded.model, so_far.rows, args.export_dir, stem=loaded.source,
                               sample=batch[:2], verify_batch=batch, done=exports,
-                              sparse=args.sparse_storage, cancel=cancel)
+                              sparse=args.sparse_storage, evaluation=bundle.evaluation, cancel=cancel)
             except StudioError as exc:
                 failed.append(exc)
 
@@ -926,7 +944,8 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
                                                     "compressed_bytes": e.compressed_bytes,
                                                     "max_abs_diff": e.max_abs_diff,
                                                     "storage": "sparse" if e.sparse else "dense",
-                                                    "sparse_tensors": e.sparse_tensors}
+                                                    "sparse_tensors": e.sparse_tensors,
+                                                    **onnx_accuracy_fields(e)}
     data = {"model": loaded.source, "dense_accuracy": res.dense.accuracy,
             "dense_accuracy_ci": list(res.dense.accuracy_ci), "n_eval": res.dense.n,
             "rows": rows, "seconds": res.seconds, "samples": res.meta["samples_used"],
@@ -957,6 +976,13 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
                      "verified in onnxruntime" + ("" if not written or not written[0].sparse
                                                    else ", with sparse storage")
                      + (f" ({', '.join(Path(e.path).name for e in written)})" if written else "") + ".")
+        scored = [e for e in written if e.onnx_eval is not None]
+        if scored:
+            differ = sum(e.scored_differently for e in scored)
+            each = ", ".join(f"{Path(e.path).name} {100 * e.onnx_eval.accuracy:.2f}%" for e in scored)
+            lines.append(f"each file scored on the {scored[0].onnx_eval.n:,} evaluation images in onnxruntime: "
+                         + ("every accuracy equals its row's" if differ == 0 else
+                            f"{differ:,} image scorings differ from PyTorch's in all ({each})") + ".")
         missed = [k for k, e in exports.items() if e is None]
         stopped = [(r.method, r.sparsity) for r in res.rows if (r.method, r.sparsity) not in exports]
         if stopped:

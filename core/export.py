@@ -34,15 +34,18 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
 from core.errors import StudioError
-from core.evaluate import set_eval_mode
+from core.evaluate import EvalResult, evaluate, paired_difference, set_eval_mode
 from core.progress import CancelToken, ProgressFn, check, report
 from core.prunable import prunable_parameters
+
+if TYPE_CHECKING:
+    from core.data import ImageSet
 
 MAX_DIFF = 1e-3
 """Largest tolerated |onnxruntime − PyTorch| on any output element."""
@@ -85,6 +88,19 @@ class ExportReport:
     """Whether the file stores its sparse weights as ONNX sparse initializers."""
     sparse_tensors: int = 0
     """How many initializers the file stores sparsely (0 with dense storage)."""
+    onnx_eval: EvalResult | None = None
+    """The written file's accuracy in onnxruntime on ``export_onnx(evaluation=)``'s images."""
+    reference_eval: EvalResult | None = None
+    """PyTorch's on the same images (the caller's ``reference``, or measured by the export)."""
+
+    @property
+    def scored_differently(self) -> int | None:
+        """Evaluation images that onnxruntime and PyTorch do not both get right or both get
+        wrong (None without an evaluation)."""
+        if self.onnx_eval is None or self.reference_eval is None:
+            return None
+        pair = paired_difference(self.onnx_eval, self.reference_eval)
+        return pair.a_only + pair.b_only
 
 
 class OnnxSizes(NamedTuple):
@@ -122,6 +138,8 @@ def export_onnx(
     verify_batch: torch.Tensor | None = None,
     opset: int | None = None,
     sparse: bool = False,
+    evaluation: ImageSet | None = None,
+    reference: EvalResult | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> ExportReport:
@@ -130,8 +148,11 @@ def export_onnx(
     ``sample`` is an example input batch ``(N, *input_shape)``; the batch dimension is exported as
     dynamic. ``verify_batch`` (default: ``sample``) is run in onnxruntime and compared with
     PyTorch. ``sparse`` stores the weights that are mostly zeros as ONNX sparse initializers
-    (smaller file, the same values; see the module docstring). The caller's model is never
-    modified. Stages ``"export"`` and ``"verify"`` are
+    (smaller file, the same values; see the module docstring). ``evaluation`` (labelled images):
+    the file is also scored on them in onnxruntime (``report.onnx_eval``) beside PyTorch
+    (``reference``, the pruned model's EvalResult on those images if the caller has it, else
+    measured here), before it appears at ``path``. The caller's model is never modified. Stages
+    ``"export"``, ``"verify"`` and, with ``evaluation``, ``"accuracy in onnxruntime"`` are
     reported; ``Cancelled`` is raised between steps and leaves nothing behind. Raises
     :class:`StudioError` if the folder is missing or not writable, the model cannot be exported,
     the outputs differ by more than ``MAX_DIFF`` or a weight's zero count changed.
@@ -168,6 +189,11 @@ def export_onnx(
         fractions = _compare_zeros(work, written, target)
         compressed = len(zlib.compress(written, DEFLATE_LEVEL))
         t_verify = time.perf_counter() - t0
+        onnx_eval = None
+        if evaluation is not None:
+            t1 = time.perf_counter()
+            onnx_eval, reference = _score(tmp, work, evaluation, reference, target, progress, cancel)
+            t_verify += time.perf_counter() - t1
         check(cancel)
         _finalise(tmp, target)
     except BaseException:
@@ -187,6 +213,8 @@ def export_onnx(
         timings={"export": t_export, "verify": t_verify},
         sparse=sparse,
         sparse_tensors=sparse_tensors,
+        onnx_eval=onnx_eval,
+        reference_eval=reference if evaluation is not None else None,
     )
 
 
@@ -271,6 +299,17 @@ def describe_storage(report: ExportReport) -> str:
                 "nonzeros, where it would make the file smaller")
     return (f"sparse: {report.sparse_tensors} weight tensors as ONNX sparse initializers "
             "(ONNX Runtime reads them; other runtimes may not)")
+
+
+def describe_onnx_accuracy(report: ExportReport) -> str | None:
+    """'94.00% on 10,000 evaluation images in onnxruntime (PyTorch 94.00%; no image scored
+    differently)', or None where the export scored no images."""
+    ev, ref, diff = report.onnx_eval, report.reference_eval, report.scored_differently
+    if ev is None or ref is None:
+        return None
+    same = "no image scored differently" if diff == 0 else f"{diff:,} image{'s' if diff != 1 else ''} scored differently"
+    return (f"{100 * ev.accuracy:.2f}% on {ev.n:,} evaluation images in onnxruntime "
+            f"(PyTorch {100 * ref.accuracy:.2f}%; {same})")
 
 
 def human_bytes(n: float) -> str:
@@ -481,6 +520,57 @@ def _check_graph(data: bytes, target: str) -> int:
         if entry.domain in ("", "ai.onnx"):
             return int(entry.version)
     return 0
+
+
+class OnnxRuntimeModel(torch.nn.Module):
+    """An ONNX file run by onnxruntime on the CPU, called like a PyTorch classifier: float32
+    images in, the first output (class scores) out, as a tensor. No gradients."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import onnxruntime as ort
+
+        super().__init__()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: x.detach().cpu().float().numpy()})[0]
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))
+
+
+def evaluate_onnx(path: str | os.PathLike, images: ImageSet, *, progress: ProgressFn | None = None,
+                  cancel: CancelToken | None = None) -> EvalResult:
+    """Top-1 accuracy (95% interval) and loss of an ONNX classifier file in onnxruntime on
+    ``images``, exactly as :func:`core.evaluate.evaluate` scores a PyTorch model (``hits`` per
+    image included, for paired comparisons). Stage ``"evaluate"``."""
+    return evaluate(OnnxRuntimeModel(path), images, progress=progress, cancel=cancel)
+
+
+def _score(tmp: str, work: torch.nn.Module, images: ImageSet, reference: EvalResult | None, target: str,
+           progress: ProgressFn | None, cancel: CancelToken | None) -> tuple[EvalResult, EvalResult]:
+    """The written file's and PyTorch's EvalResults on ``images`` (``reference`` if given)."""
+    stage = "accuracy in onnxruntime"
+
+    def renamed(p: object) -> None:
+        report(progress, stage, p.done, p.total, p.message)
+
+    if reference is not None and reference.n != int(images.y.shape[0]):
+        raise StudioError(
+            f"the reference accuracy was measured on {reference.n} images, not on the {int(images.y.shape[0])} "
+            "given to score the file; nothing was saved",
+            path=target,
+            fix="pass the pruned model's EvalResult on the same evaluation images, or none",
+        )
+    try:
+        onnx_eval = evaluate_onnx(tmp, images, progress=renamed if progress else None, cancel=cancel)
+    except StudioError as err:
+        raise StudioError(f"onnxruntime could not score the exported file on the evaluation images "
+                          f"({err.message}); nothing was saved", path=target, fix=err.fix) from None
+    if reference is None:
+        reference = evaluate(work, images, cancel=cancel)
+    return onnx_eval, reference
 
 
 def _flat_outputs(output: object) -> list[torch.Tensor]:

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from core.data import DataBundle
+from core.data import DataBundle, ImageSet
 from core.evaluate import EvalResult, PairedDifference, evaluate, paired_difference
 from core.export import ExportReport, export_onnx, pruned_file_name
 from core.progress import CancelToken, Progress, ProgressFn, check, report
@@ -207,12 +207,14 @@ def _rows(method: str, sparsities: list[float],
 def export_points(model: nn.Module, rows: tuple[SweepRow, ...] | list[SweepRow], folder: str | Path, *,
                   stem: str, sample: torch.Tensor, verify_batch: torch.Tensor | None = None,
                   done: dict[tuple[str, float], ExportReport | None] | None = None,
-                  sparse: bool = False,
+                  sparse: bool = False, evaluation: ImageSet | None = None,
                   progress: ProgressFn | None = None,
                   cancel: CancelToken | None = None) -> dict[tuple[str, float], ExportReport | None]:
     """Export each row's pruned model to ``folder`` as :func:`core.export.pruned_file_name`
     (``stem``, method, sparsity), atomically and verified in onnxruntime
     (:func:`core.export.export_onnx`, with its ``sparse`` storage); ``model`` is never modified.
+    ``evaluation``: the images the sweep was scored on; each file is then scored on them in
+    onnxruntime beside its row's accuracy (``ExportReport.onnx_eval``, ``reference_eval``).
 
     Returns ``done`` (a new dict if None) with an entry per row, keyed (method, sparsity): its
     ExportReport, or None where the row has no kept result (``run_sweep(keep_results=)``).
@@ -232,6 +234,8 @@ def export_points(model: nn.Module, rows: tuple[SweepRow, ...] | list[SweepRow],
         path = Path(folder) / pruned_file_name(stem, row.method, row.sparsity)
         done[(row.method, row.sparsity)] = export_onnx(apply_result(model, row.result), sample, path,
                                                        verify_batch=verify_batch, sparse=sparse,
+                                                       evaluation=evaluation,
+                                                       reference=row.eval if evaluation is not None else None,
                                                        cancel=cancel)
     report(progress, "export points", len(todo), len(todo))
     return done

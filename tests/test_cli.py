@@ -151,6 +151,9 @@ def test_export_resnet20(capsys, shared_dir, tmp_path):
     assert data["verify_batch_size"] == cli.VERIFY_IMAGES
     assert os.listdir(tmp_path) == ["resnet20.onnx"]
     assert data["storage"] == "dense" and data["sparse_tensors"] == 0
+    # --data: the file is also scored on the evaluation images in onnxruntime, beside PyTorch
+    assert data["onnx_accuracy"] == data["pytorch_accuracy"] and data["scored_differently"] == 0
+    assert 0.85 < data["onnx_accuracy"] < 0.95  # the dense ResNet20 on the 846 shared CIFAR-10 images
 
 
 def test_export_demo_with_random_inputs(capsys, tmp_path):
@@ -159,7 +162,7 @@ def test_export_demo_with_random_inputs(capsys, tmp_path):
     assert code == 0, err
     assert out_file.exists()
     assert "random inputs of shape 1×8×8" in out and "keep their zeros" in out
-    assert "Storage:   dense" in out
+    assert "Storage:   dense" in out and "Accuracy:" not in out  # random inputs: nothing to score
     code, out, err = _run(capsys, "export", "demo", "--out", str(tmp_path / "d.onnx"), "--sparse-storage")
     assert code == 0, err  # the dense demo has no tensor that sparse storage would shrink: it says so
     assert "sparse storage was asked for, but no weight tensor" in out

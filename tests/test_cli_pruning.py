@@ -37,6 +37,9 @@ def test_prune_reports_accuracy_interval_sparsity_and_exports(capsys, tmp_path):
     assert data["timings"]["total"] > 0 and data["lambda"] > 0
     # the exported file really is the pruned model: its zeros survive in onnxruntime's graph
     assert data["export"]["max_abs_diff"] < 1e-4 and out.exists()
+    # and scored in onnxruntime on the same evaluation images: the accuracy the command reports
+    assert data["export"]["onnx_accuracy"] == data["accuracy"] == data["export"]["pytorch_accuracy"]
+    assert data["export"]["scored_differently"] == 0
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = load_bundle("digits").evaluation.x[:4].numpy()
     assert sess.run(None, {sess.get_inputs()[0].name: x})[0].shape == (4, 10)
@@ -316,6 +319,7 @@ def test_sparse_storage_from_prune_and_sweep(capsys, tmp_path):
     rows = _json(capsys, "sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude",
                  "--sparsities", "0.5,0.9", "--export-dir", str(folder), "--sparse-storage")["rows"]
     assert [r["export"]["sparse_tensors"] for r in rows] == [0, 3]  # at 50% dense storage is smaller
+    assert [r["export"]["onnx_accuracy"] for r in rows] == [r["accuracy"] for r in rows]
 
     for args in (argv, ("sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude",
                         "--sparsities", "0.5")):

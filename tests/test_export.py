@@ -188,6 +188,71 @@ def test_dense_array_reads_coordinate_indices():
     np.testing.assert_array_equal(got, np.array([[0, 0, 1.0], [-2.0, 0, 0]], dtype=np.float32))
 
 
+def _labelled(n: int = 40):
+    from core.data import ImageSet
+
+    g = torch.Generator().manual_seed(3)
+    return ImageSet(torch.randn(n, 3, 16, 16, generator=g), torch.randint(0, 10, (n,), generator=g), "random")
+
+
+def test_export_scores_the_file_on_evaluation_images_in_onnxruntime(tmp_path):
+    from core.evaluate import evaluate
+
+    model, images = _pruned_cnn(), _labelled()
+    expected = evaluate(model, images)
+    stages = []
+    report = export_onnx(model, images.x[:2], tmp_path / "m.onnx", evaluation=images,
+                         progress=lambda p: stages.append(p.stage))
+    assert report.onnx_eval.n == 40 and report.reference_eval.n == 40
+    assert report.onnx_eval.accuracy == expected.accuracy == report.reference_eval.accuracy
+    assert torch.equal(report.onnx_eval.hits, expected.hits) and report.scored_differently == 0
+    assert report.onnx_eval.loss == pytest.approx(expected.loss, abs=1e-5)
+    assert "accuracy in onnxruntime" in stages and stages[-1] == "verify"
+    assert "on 40 evaluation images in onnxruntime" in export_mod.describe_onnx_accuracy(report)
+    assert "no image scored differently" in export_mod.describe_onnx_accuracy(report)
+    # evaluate_onnx scores any written file the same way
+    again = export_mod.evaluate_onnx(tmp_path / "m.onnx", images)
+    assert torch.equal(again.hits, expected.hits)
+    # without images: nothing scored, as before
+    plain = export_onnx(model, images.x[:2], tmp_path / "p.onnx")
+    assert plain.onnx_eval is None and plain.scored_differently is None
+    assert export_mod.describe_onnx_accuracy(plain) is None
+
+
+def test_export_compares_the_file_with_the_callers_reference(tmp_path):
+    """A reference EvalResult (the run's, in the app) is used as PyTorch's side; one measured
+    on other images is refused, and a file that scores differently is reported, not hidden."""
+    from dataclasses import replace
+
+    from core.evaluate import evaluate
+
+    model, images = _pruned_cnn(), _labelled()
+    truth = evaluate(model, images)
+    flipped = truth.hits.clone()
+    flipped[:3] = ~flipped[:3]
+    other = replace(truth, hits=flipped, correct=int(flipped.sum()), accuracy=float(flipped.float().mean()))
+    report = export_onnx(model, images.x[:2], tmp_path / "m.onnx", evaluation=images, reference=other)
+    assert report.reference_eval is other and report.scored_differently == 3
+    assert "3 images scored differently" in export_mod.describe_onnx_accuracy(report)
+    with pytest.raises(StudioError, match="measured on 20 images"):
+        export_onnx(model, images.x[:2], tmp_path / "bad.onnx", evaluation=images,
+                    reference=evaluate(model, _labelled(20)))
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]  # nothing of the refused export
+
+
+def test_cancel_while_scoring_in_onnxruntime_leaves_nothing(tmp_path):
+    token = CancelToken()
+
+    def cancel_when_scoring(p):
+        if p.stage == "accuracy in onnxruntime":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", evaluation=_labelled(600),
+                    progress=cancel_when_scoring, cancel=token)
+    assert os.listdir(tmp_path) == []
+
+
 def test_callers_model_is_untouched_even_in_training_mode(tmp_path):
     model = _pruned_cnn().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
