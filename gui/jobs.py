@@ -494,12 +494,13 @@ def export_points_job(model: torch.nn.Module, rows: Any, bundle: Any, folder: st
                       sparse: bool = False, progress: ProgressFn | None = None,
                       cancel: CancelToken | None = None) -> dict:
     """Export every sweep point whose weights the sweep kept to ``folder`` (core.sweep.export_points,
-    each verified in onnxruntime; ``sparse``: sparse storage) → {(method, sparsity): ExportReport or None}."""
+    each verified in onnxruntime and scored there on the evaluation images; ``sparse``: sparse
+    storage) → {(method, sparsity): ExportReport or None}."""
     from core.sweep import export_points
 
     return export_points(model, rows, folder, stem=stem, sample=sample_input(bundle),
-                         verify_batch=sample_input(bundle, 16), sparse=sparse, progress=progress,
-                         cancel=cancel)
+                         verify_batch=sample_input(bundle, 16), sparse=sparse,
+                         evaluation=bundle.evaluation, progress=progress, cancel=cancel)
 
 
 def refined_magnitude_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | None = None,
@@ -512,15 +513,18 @@ def refined_magnitude_job(model: torch.nn.Module, bundle: Any, request: Any, *, 
 
 
 def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *, sparse: bool = False,
-               progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
-    """Export the pruned copy to ONNX (verified in onnxruntime; ``sparse``: sparse storage)
+               reference: Any = None, progress: ProgressFn | None = None,
+               cancel: CancelToken | None = None) -> Any:
+    """Export the pruned copy to ONNX (verified in onnxruntime, and scored there on the evaluation
+    images beside ``reference``, the run's EvalResult; ``sparse``: sparse storage)
     → core.export.ExportReport."""
     from core.export import export_onnx
     from core.pruning import apply_result
 
     pruned = apply_result(model, result)
     return export_onnx(pruned, sample_input(bundle), path, verify_batch=sample_input(bundle, 16),
-                       sparse=sparse, progress=progress, cancel=cancel)
+                       sparse=sparse, evaluation=bundle.evaluation, reference=reference,
+                       progress=progress, cancel=cancel)
 
 
 def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsities: list[float], *,

@@ -47,7 +47,7 @@ from PySide6.QtWidgets import (
 from core.batchnorm import describe_batchnorm, has_batchnorm, scripted_batchnorm
 from core.errors import StudioError
 from core.evaluate import paired_or_none
-from core.export import describe_storage, pruned_file_name
+from core.export import describe_onnx_accuracy, describe_storage, pruned_file_name
 from core.fisher import rows_that_fit
 from core.gradient_cache import GradientCache
 from core.pruning import (
@@ -1457,7 +1457,7 @@ class MainWindow(QMainWindow):
             return
         result = self.outcome.result  # the report names this run even if another finishes meanwhile
         self._submit(jobs.export_job, self.session.loaded.model, result, self.bundle, path,
-                     sparse=self.act_sparse.isChecked(), title="Exporting ONNX", on_done=lambda report: self._on_exported(report, result))
+                     sparse=self.act_sparse.isChecked(), reference=self.outcome.eval, title="Exporting ONNX", on_done=lambda report: self._on_exported(report, result))
 
     def _on_exported(self, report: Any, result: Any = None) -> None:
         self.last_export = report
@@ -1480,7 +1480,9 @@ class MainWindow(QMainWindow):
         if dense is not None and dense.compressed_bytes:
             rows.append(("Dense model, compressed", f"{dense.compressed_bytes:,} bytes ({fmt_bytes(dense.compressed_bytes)}) "
                          f"→ {dense.compressed_bytes / max(1, report.compressed_bytes):.1f}× smaller"))
+        scored = describe_onnx_accuracy(report)
         rows += [
+            *([("Accuracy of the file", scored)] if scored else []),
             ("Largest output difference", f"{report.max_abs_diff:.2e} (ONNX Runtime vs PyTorch)"),
             ("Zeros verified", f"{matched} of {len(zeros)} pruned weight tensors match in the file"),
             ("Opset", str(report.opset)),
@@ -1630,9 +1632,18 @@ class MainWindow(QMainWindow):
         def cell(text: str) -> str:  # kept on one line
             return f"<td>{text.replace(' ', '&nbsp;')}</td>"
 
+        def accuracy(r: Any) -> str:  # the file's accuracy in ONNX Runtime
+            return "" if r.onnx_eval is None else cell(f"{100 * r.onnx_eval.accuracy:.1f}%")
+
         lines = "".join(f"<tr>{cell(f'{method_label(m)} · {100 * s:g}%')}<td><b>{Path(r.path).name}</b></td>"
-                        f"{cell(fmt_bytes(r.compressed_bytes))}</tr>" for (m, s), r in written)
+                        f"{cell(fmt_bytes(r.compressed_bytes))}{accuracy(r)}</tr>" for (m, s), r in written)
         sparse_note = (", with sparse storage" if written and written[0][1].sparse else "")
+        scored = [r for _, r in written if r.onnx_eval is not None]
+        if scored:
+            differ = sum(r.scored_differently for r in scored)
+            sparse_note += (f", and scored on the {scored[0].onnx_eval.n:,} evaluation images there: "
+                            + ("each file's accuracy (last column) equals its point's" if differ == 0 else
+                               f"{differ:,} image scorings differ from PyTorch's in all"))
         note = (f"<p>Not kept by the sweep (memory limit), so not exported: "
                 f"{', '.join(f'{method_label(m)} at {100 * s:g}%' for m, s in missed)}. Run each (Ctrl+R) "
                 "and export it.</p>" if missed else "")

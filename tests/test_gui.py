@@ -458,6 +458,10 @@ def test_export_loads_in_onnxruntime(qtbot, window: MainWindow, hooks, tmp_path:
     report = blocker.args[0]
     assert target.exists() and report.onnx_bytes == target.stat().st_size
     assert any(title == "Export finished" for title, _ in hooks.infos)
+    # scored in onnxruntime on the evaluation images, against the run's own evaluation
+    assert report.reference_eval is outcome.eval and report.onnx_eval.accuracy == outcome.eval.accuracy
+    assert report.scored_differently == 0
+    assert "Accuracy of the file" in hooks.infos[-1][1] and "no image scored differently" in hooks.infos[-1][1]
     x = window.bundle.evaluation.x[:8]
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
@@ -999,7 +1003,9 @@ def test_sweep_tab_exports_every_point_to_a_folder(qtbot, window: MainWindow, ho
         sess = ort.InferenceSession(rep.path, providers=["CPUExecutionProvider"])
         pred = sess.run(None, {sess.get_inputs()[0].name: x})[0].argmax(1)
         assert (pred == y).mean() == pytest.approx(row.eval.accuracy, abs=1e-9)
+        assert rep.onnx_eval.accuracy == row.eval.accuracy and rep.scored_differently == 0
     assert hooks.infos[-1][0] == "Sweep exported" and "4 files in" in hooks.infos[-1][1]
+    assert "each file's accuracy (last column) equals its point's" in hooks.infos[-1][1]
     assert "Exported 4 points" in view.status.text()
     assert not hooks.errors
 
