@@ -240,19 +240,6 @@ def test_export_compares_the_file_with_the_callers_reference(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m.onnx"]  # nothing of the refused export
 
 
-def test_cancel_while_scoring_in_onnxruntime_leaves_nothing(tmp_path):
-    token = CancelToken()
-
-    def cancel_when_scoring(p):
-        if p.stage == "accuracy in onnxruntime":
-            token.cancel()
-
-    with pytest.raises(Cancelled):
-        export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", evaluation=_labelled(600),
-                    progress=cancel_when_scoring, cancel=token)
-    assert os.listdir(tmp_path) == []
-
-
 def test_callers_model_is_untouched_even_in_training_mode(tmp_path):
     model = _pruned_cnn().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -311,16 +298,17 @@ def test_output_mismatch_is_refused(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def test_cancel_during_verification_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("stage", ["verify", "accuracy in onnxruntime"])
+def test_cancel_during_verification_leaves_nothing(tmp_path, stage):
     token = CancelToken()
 
-    def cancel_when_verifying(p):
-        if p.stage == "verify":
+    def cancel_at_stage(p):
+        if p.stage == stage:
             token.cancel()
 
     with pytest.raises(Cancelled):
-        export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx",
-                    progress=cancel_when_verifying, cancel=token)
+        export_onnx(_pruned_cnn(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", evaluation=_labelled(600),
+                    progress=cancel_at_stage, cancel=token)
     assert os.listdir(tmp_path) == []
 
 
