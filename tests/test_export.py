@@ -351,6 +351,17 @@ def test_fallback_to_the_torch_export_exporter(tmp_path, monkeypatch):
     assert report.zero_fractions["conv.weight"] == (3 / 8, 3 / 8)  # BatchNorm folded, zeros kept
     assert os.listdir(tmp_path) == ["m.onnx"]
 
+    # sparse storage and scoring work on that exporter's graph too (its initializers are named
+    # and laid out its own way): the Linear, all zeros but one, goes sparse (one value, one
+    # position), and the file scores as PyTorch does
+    with torch.no_grad():
+        model.fc.weight[:, 1::2] = 0.0
+        model.fc.weight[0, 1] = 0.5
+    images = _labelled()
+    stored = export_onnx(model, torch.randn(2, 3, 16, 16), tmp_path / "s.onnx", sparse=True, evaluation=images)
+    assert stored.exporter == "dynamo" and stored.sparse_tensors >= 1 and stored.scored_differently == 0
+    assert stored.zero_fractions["fc.weight"][1] == 1 - 1 / model.fc.weight.numel()
+
 
 def test_model_that_cannot_be_exported(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
