@@ -8,6 +8,11 @@ Formats, recognised by content (not by extension):
 * ``torchscript`` — ``torch.jit.save`` archives (``torch.jit.load``).
 * ``exported_program`` — ``torch.export.save`` ``.pt2`` archives. Their contents are checked
   first: an archive that would unpickle Python objects needs the same consent as a pickle.
+* ``onnx`` — an ONNX classifier (``.onnx``), run with PyTorch operators by
+  :mod:`core.onnx_import` (protobuf: nothing in the file is executed). Its weights keep their
+  initializer names; where they are exactly the state_dict of a known architecture (a file
+  exported from ``mlpnet``, ``resnet20`` or a torchvision network), that architecture is built
+  and loaded with them, provided it gives the graph's outputs.
 * ``pickle`` — a whole ``nn.Module`` saved with ``torch.save(model)`` or ``pickle``. Loading one
   runs code from the file, so it is only done with ``trust_pickle=True`` (``--trust-pickle`` on
   the command line, a yes in the app's dialog). Without it, nothing from the file is executed.
@@ -47,7 +52,8 @@ from core.architectures import (
 from core.errors import StudioError
 from core.prunable import graph_param_types, module_type_name, prunable_parameters
 
-FORMATS: tuple[str, ...] = ("state_dict", "torchscript", "exported_program", "pickle", "demo", "torchvision")
+FORMATS: tuple[str, ...] = ("state_dict", "torchscript", "exported_program", "onnx", "pickle", "demo",
+                            "torchvision")
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 _STRIP_PREFIXES = ("module.", "_orig_mod.")
@@ -60,7 +66,7 @@ _PICKLE_FIX = (
 )
 _KNOWN_FORMATS = (
     "a PyTorch state_dict (.pt/.pth/.ckpt), a TorchScript archive, a torch.export .pt2 archive, "
-    "or a pickled nn.Module"
+    "an ONNX classifier (.onnx), or a pickled nn.Module"
 )
 
 
@@ -119,6 +125,8 @@ def load_model(
     kind = _sniff(file)
     if kind == "zip":
         kind = _zip_kind(file)
+    elif kind == "unknown" and file.suffix.lower() == ".onnx":
+        kind = "onnx"
 
     classes = None  # the checkpoint's class count where it differs from the architecture's
     if kind == "torchscript":
@@ -126,6 +134,9 @@ def load_model(
     elif kind == "exported_program":
         model, shape = _load_exported_program(file, trust_pickle)
         fmt, found_arch = "exported_program", None
+    elif kind == "onnx":
+        model, shape, found_arch, classes = _load_onnx(file, arch)
+        fmt = "onnx"
     elif kind in ("torch_zip", "pickle"):
         obj, trusted = _torch_load(file, trust_pickle)
         model, fmt, found_arch, classes = _model_from_object(obj, file, arch, trusted)
@@ -149,7 +160,7 @@ def load_model(
         info = arch_info(found_arch)
     if input_shape is not None:
         shape = tuple(int(s) for s in input_shape)
-    elif info is not None:
+    elif info is not None and not (fmt == "onnx" and shape):  # an ONNX graph's own input size stands
         shape = info.input_shape
     model = _finalise(model, text, fmt)
     return LoadedModel(
@@ -250,8 +261,6 @@ def _zip_kind(file: Path) -> str:
 
 def _format_hint(file: Path) -> str:
     suffix = file.suffix.lower()
-    if suffix == ".onnx":
-        return " ONNX files are an export target, not an input: load the PyTorch model it came from."
     if suffix == ".safetensors":
         return (" For .safetensors, convert with safetensors.torch.load_file and torch.save the "
                 "resulting dict, then load it with --arch.")
@@ -635,6 +644,50 @@ def _load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], file
             field="arch",
             fix="Check that --arch names the network these weights were trained with.",
         ) from exc
+
+
+def _load_onnx(file: Path, arch: str | None) -> tuple[nn.Module, tuple[int, ...], str | None, int | None]:
+    """(model, input shape, architecture, class count) of an ONNX file: the graph run with PyTorch
+    operators, or the named (or recognised) architecture loaded with its weights where that gives
+    the same outputs."""
+    from core.onnx_import import onnx_to_torch
+
+    graph, shape, graph_classes = onnx_to_torch(file)
+    weights = {k: v for k, v in graph.state_dict().items() if not k.startswith("consts.")}
+    name = arch
+    if name is None:
+        found = _matching_builtin(weights) or matching_torchvision(weights)
+        name = found[0] if found else None
+    if name is None:
+        return graph, shape, None, graph_classes
+    try:
+        model, _fmt, found_arch, classes = _model_from_object(weights, file, name, trusted=False)
+    except StudioError:
+        if arch:  # asked for by name: say why it does not fit
+            raise
+        return graph, shape, None, graph_classes
+    info = arch_info(name)
+    probe_shape = shape or (info.input_shape if info else ())
+    if not probe_shape or not _same_outputs(graph, model, probe_shape):
+        if arch:
+            raise StudioError(
+                f"The ONNX graph's weights fit '{arch}', but that architecture does not compute what the graph does.",
+                path=str(file), field="arch", fix="Leave --arch out: the graph itself is then run as it is.")
+        return graph, shape, None, graph_classes
+    return model, shape, found_arch, classes
+
+
+def _same_outputs(a: nn.Module, b: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether two networks give the same outputs on a few random inputs of ``shape``."""
+    x = torch.randn(4, *shape, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            ya, yb = a.eval()(x), b.eval()(x)
+    except Exception:  # noqa: BLE001 - a shape the other network cannot take
+        return False
+    if not (isinstance(ya, torch.Tensor) and isinstance(yb, torch.Tensor)) or ya.shape != yb.shape:
+        return False
+    return bool(torch.allclose(ya, yb, rtol=1e-4, atol=1e-4 * float(ya.abs().max().clamp(min=1.0))))
 
 
 def _load_torchscript(file: Path) -> nn.Module:

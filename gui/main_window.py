@@ -83,7 +83,7 @@ POINT_TITLE = "Measuring the sweep's point"  # magnitude baseline and ONNX sizes
 SIZES_TITLE = "Measuring the sparse-storage file"  # a shown run's ONNX sizes after sparse storage is switched on
 SWEEP_KEEP_BYTES = 1024**3  # a sweep keeps at most this much of its points' pruned weights, to show them
 DATA_TITLE = "Loading data"  # the data-loading task (a model that loads first waits for it)
-FILE_FILTER = "PyTorch models (*.pt *.pth *.pt2 *.ckpt *.bin *.pkl *.ts);;All files (*)"
+FILE_FILTER = "Models (*.pt *.pth *.pt2 *.ckpt *.bin *.pkl *.ts *.onnx);;ONNX models (*.onnx);;All files (*)"
 
 
 def method_label(method: str) -> str:

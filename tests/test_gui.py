@@ -577,6 +577,41 @@ def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_
     assert not hooks.errors
 
 
+def test_an_onnx_file_opens_prunes_and_exports(qtbot, window: MainWindow, hooks, tmp_path: Path,
+                                               monkeypatch) -> None:
+    """An ONNX classifier dropped on the window: its graph is run with PyTorch (weights of no
+    known network), BatchNorm can be recalibrated, CHITA prunes it, and Export writes it again."""
+    import onnx
+
+    from core.demo import load_demo
+    from core.export import export_onnx
+
+    exported = tmp_path / "exported.onnx"
+    export_onnx(load_demo("digits_cnn").model, torch.randn(2, 1, 8, 8), exported)
+    proto = onnx.load(str(exported))
+    names = {t.name: f"w{i}" for i, t in enumerate(proto.graph.initializer)}
+    for t in proto.graph.initializer:
+        t.name = names[t.name]
+    for node in proto.graph.node:
+        node.input[:] = [names.get(i, i) for i in node.input]
+    path = tmp_path / "someone_elses.onnx"
+    onnx.save(proto, str(path))
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        drop_file(window, path)
+    loaded = window.session.loaded
+    assert loaded.format == "onnx" and loaded.arch is None and loaded.input_shape == (1, 8, 8)
+    assert "onnx" in window.model_info.text()
+    assert window.controls.recal.isEnabled()  # its BatchNorm is a real BatchNorm module
+    outcome = run_and_wait(qtbot, window, "chita", 80)
+    assert outcome.result.sparsity == pytest.approx(0.8, abs=1e-3)
+    target = tmp_path / "pruned.onnx"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.act_export.trigger()
+    assert blocker.args[0].scored_differently == 0 and target.exists()
+    assert not hooks.errors
+
+
 def test_torchscript_model_with_batchnorm_says_its_statistics_are_used_as_stored(
         qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
     """A scripted CNN has BatchNorm the engine cannot recalibrate: the box says why, disabled."""

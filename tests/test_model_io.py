@@ -524,11 +524,13 @@ def test_zip_that_pytorch_did_not_write(tmp_path):
         load_model(path)
 
 
-def test_onnx_file_gets_a_hint(tmp_path):
+def test_onnx_file_without_a_graph_is_refused_naming_it(tmp_path):
     path = tmp_path / "model.onnx"
-    path.write_bytes(b"\x08\x07\x12\x07pytorch")
-    with pytest.raises(StudioError, match="export target"):
+    path.write_bytes(b"\x08\x07\x12\x07pytorch")  # ir_version 7, producer "pytorch", no graph
+    with pytest.raises(StudioError) as err:
         load_model(path)
+    assert "0 inputs and 0 outputs" in str(err.value) and err.value.field == "graph.input"
+    assert str(path) in str(err.value)
 
 
 # ---------------------------------------------------------------------------------------------

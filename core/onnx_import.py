@@ -1,0 +1,591 @@
+"""Opening an ONNX classifier as a PyTorch module, so that it can be pruned like any other.
+
+``onnx_to_torch(file)`` reads the graph (protobuf: nothing in the file is executed) and returns an
+:class:`OnnxGraphModule` that runs its nodes in order with PyTorch operators (with the input shape
+and the class count where the graph fixes them). The nodes that carry
+weights become real modules whose parameters are those weights, named after their initializers:
+
+* ``Conv`` with a constant kernel → ``nn.Conv1d``/``nn.Conv2d`` (groups, strides, dilations,
+  symmetric or asymmetric pads);
+* ``Gemm`` with a constant B, and ``MatMul`` with a constant 2-D right-hand side (also through a
+  ``Transpose`` of a constant, the way PyTorch exports ``nn.Linear``) → ``nn.Linear``;
+* ``BatchNormalization`` with constant statistics → :class:`OnnxBatchNorm` (a ``BatchNorm2d``
+  that takes any rank).
+
+So a file PyTorch exported gets back its parameter names (``layer1.0.conv1.weight``), the engine's
+closed-form per-sample gradients apply to its Conv and Linear layers, BatchNorm can be
+recalibrated, and export writes it out again. Every other node is a stateless PyTorch function
+(``SUPPORTED_OPS``); a graph with any other operator is refused naming it. Constants other than
+weights are buffers of the module. Sparse initializers (``export_onnx(sparse=True)``) are read
+as the dense tensors they stand for.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.errors import StudioError
+
+_FIX = ("export the model from PyTorch as a state_dict (with --arch) or a TorchScript archive and "
+        "open that instead; or export the ONNX file again with standard operators only")
+
+
+class OnnxGraphModule(nn.Module):
+    """An ONNX graph run with PyTorch: ``steps`` in the graph's (topological) order, each
+    (op type, a submodule's path or a stateless function, input names, output names). Modules are
+    looked up by path at every call, so a deep copy (the engine prunes copies) runs its own."""
+
+    def __init__(self, input_name: str, output_name: str) -> None:
+        super().__init__()
+        self.input_name = input_name
+        self.output_name = output_name
+        self.steps: list[tuple[str, str | Callable[..., Any], tuple[str, ...], tuple[str, ...]]] = []
+        self.consts = nn.Module()  # buffers: the graph's constants that are not weights
+        self._const_names: dict[str, str] = {}  # graph name → buffer name
+
+    def constant(self, name: str) -> torch.Tensor:
+        """The buffer holding graph constant ``name``."""
+        return getattr(self.consts, self._const_names[name])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        env: dict[str, Any] = {self.input_name: x, "": None}
+        for graph_name, buffer in self._const_names.items():
+            env[graph_name] = getattr(self.consts, buffer)
+        for _op, fn, inputs, outputs in self.steps:
+            call = self.get_submodule(fn) if isinstance(fn, str) else fn
+            result = call(*[env[i] for i in inputs])
+            if len(outputs) == 1:
+                env[outputs[0]] = result
+            else:
+                for name, value in zip(outputs, result):
+                    env[name] = value
+        return env[self.output_name]
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+
+def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], int | None]:
+    """(module, input shape of one sample (``()`` where the graph leaves it open), class count
+    (None where the output's last dimension is open)) for the ONNX classifier in ``file``. Raises :class:`StudioError` naming the file, the node and the
+    operator for graphs it cannot run."""
+    import onnx
+
+    path = str(file)
+    try:
+        proto = onnx.load(path)
+    except Exception as err:  # noqa: BLE001 - protobuf raises many types
+        raise StudioError(f"This .onnx file could not be read ({_first_line(err)}).", path=path,
+                          fix="Check that the file is complete; export it again.") from None
+    graph = proto.graph
+    consts = _constants(graph)
+    inputs = [i for i in graph.input if i.name not in consts]
+    if len(inputs) != 1 or not graph.output:
+        raise StudioError(f"The ONNX graph has {len(inputs)} inputs and {len(graph.output)} outputs; "
+                          "a classifier with one image input and class scores out is needed.",
+                          path=path, field="graph.input", fix=_FIX)
+    unsupported = sorted({n.op_type for n in graph.node if n.domain not in ("", "ai.onnx")
+                          or (n.op_type not in SUPPORTED_OPS and n.op_type != "Constant")})
+    if unsupported:
+        first = next(n for n in graph.node if n.op_type in unsupported)
+        raise StudioError(
+            f"The ONNX graph uses operators that CHITA Studio cannot run in PyTorch: {', '.join(unsupported)} "
+            f"(first at node '{first.name or first.output[0]}').", path=path, field="op_type", fix=_FIX)
+    module = OnnxGraphModule(inputs[0].name, graph.output[0].name)
+    builder = _Builder(module, consts, path)
+    for node in graph.node:
+        builder.add(node)
+    builder.finish()
+    out_dims = graph.output[0].type.tensor_type.shape.dim
+    classes = out_dims[-1].dim_value if out_dims and out_dims[-1].HasField("dim_value") else None
+    return module, _input_shape(inputs[0]), classes or None
+
+
+# ---------------------------------------------------------------------------------------------
+# building
+
+
+class _Builder:
+    def __init__(self, module: OnnxGraphModule, consts: dict[str, np.ndarray], path: str) -> None:
+        self.module, self.consts, self.path = module, consts, path
+        self.absorbed: set[str] = set()  # constants that became a module's parameters
+        self.used: set[str] = set()  # constants the remaining steps read
+        self.aliases: dict[str, str] = {}  # Transpose outputs of constants → the constant's name
+
+    def fail(self, node: Any, why: str) -> StudioError:
+        return StudioError(f"ONNX node '{node.name or node.output[0]}' ({node.op_type}): {why}.",
+                           path=self.path, field="op_type", fix=_FIX)
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.consts.get(name)
+
+    def add(self, node: Any) -> None:
+        attrs = _attributes(node)
+        op = node.op_type
+        if op == "Identity" and node.input[0] in self.consts:  # equal weights the exporter stored once:
+            self.consts[node.output[0]] = self.consts[node.input[0]]  # each keeps its own name
+            return
+        if op == "Constant":
+            self.consts[node.output[0]] = _constant_value(node, attrs)
+            return
+        if op == "Transpose" and node.input[0] in self.consts:  # e.g. an nn.Linear weight before MatMul
+            self.consts[node.output[0]] = np.transpose(self.consts[node.input[0]], attrs.get("perm"))
+            self.aliases[node.output[0]] = self.aliases.get(node.input[0], node.input[0])
+            return
+        if op in _WEIGHTED:
+            layer = _WEIGHTED[op](self, node, attrs)
+            if layer is not None:
+                name, mod, data_inputs = layer
+                self.module.steps.append((op, _install(self.module, name, mod), tuple(data_inputs),
+                                          tuple(node.output)))
+                return
+            if op not in SUPPORTED_OPS:
+                raise self.fail(node, "its weights are not constants of the graph")
+        fn = SUPPORTED_OPS[op](attrs, node)
+        ins = tuple(node.input)
+        self.used.update(i for i in ins if i in self.consts)
+        self.module.steps.append((op, fn, ins, tuple(node.output)))
+
+    def weight_name(self, name: str) -> str:
+        return self.aliases.get(name, name)
+
+    def finish(self) -> None:
+        for i, name in enumerate(sorted(self.used)):
+            value = torch.from_numpy(np.array(self.consts[name]))  # a writable copy
+            buffer = f"c{i}_{_identifier(name)}"[:120]
+            self.module.consts.register_buffer(buffer, value)
+            self.module._const_names[name] = buffer
+
+
+def _install(root: nn.Module, dotted: str, mod: nn.Module) -> str:
+    """Put ``mod`` at ``dotted`` (``layer1.0.conv1``) under ``root``, making containers on the
+    way (a taken name gets a suffix); return the path it got."""
+    parts = [_identifier(p) for p in dotted.split(".") if p] or ["layer"]
+    parent = root
+    path: list[str] = []
+    for part in parts[:-1]:
+        child = getattr(parent, part, None) if part in parent._modules else None
+        if child is None or type(child) is not nn.Module:
+            if part in parent._modules or hasattr(parent, part):
+                part = _free(parent, part)
+            child = nn.Module()
+            parent.add_module(part, child)
+        parent = child
+        path.append(part)
+    leaf = parts[-1]
+    if leaf in parent._modules or hasattr(parent, leaf):
+        leaf = _free(parent, leaf)
+    parent.add_module(leaf, mod)
+    return ".".join([*path, leaf])
+
+
+def _free(parent: nn.Module, name: str) -> str:
+    k = 1
+    while f"{name}_{k}" in parent._modules or hasattr(parent, f"{name}_{k}"):
+        k += 1
+    return f"{name}_{k}"
+
+
+def _identifier(text: str) -> str:
+    out = re.sub(r"[^0-9A-Za-z_]", "_", text)
+    return out or "_"
+
+
+def _module_path(weight: str) -> str:
+    """``layer1.0.conv1.weight`` → ``layer1.0.conv1``; other names are kept whole."""
+    for suffix in (".weight", ".scale"):
+        if weight.endswith(suffix):
+            return weight[: -len(suffix)]
+    return weight
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(a, dtype=np.float32))  # a writable copy
+
+
+def _conv(b: _Builder, node: Any, attrs: dict[str, Any]):
+    w = b.const(node.input[1])
+    bias = b.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if w is None or (len(node.input) > 2 and node.input[2] and bias is None) or w.ndim not in (3, 4):
+        return None
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise b.fail(node, f"auto_pad={attrs['auto_pad']} is not supported")
+    dims = w.ndim - 2
+    strides = tuple(attrs.get("strides", [1] * dims))
+    dilations = tuple(attrs.get("dilations", [1] * dims))
+    pads = list(attrs.get("pads", [0] * (2 * dims)))
+    groups = int(attrs.get("group", 1))
+    symmetric = pads[:dims] == pads[dims:]
+    cls = nn.Conv2d if dims == 2 else nn.Conv1d
+    conv = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=strides,
+               padding=tuple(pads[:dims]) if symmetric else 0, dilation=dilations, groups=groups,
+               bias=bias is not None)
+    with torch.no_grad():
+        conv.weight.copy_(_tensor(w))
+        if bias is not None:
+            conv.bias.copy_(_tensor(bias))
+    mod: nn.Module = conv
+    if not symmetric:  # ONNX pads: all begins, then all ends; F.pad: last dimension first
+        pad = [p for d in reversed(range(dims)) for p in (pads[d], pads[d + dims])]
+        mod = _Padded(conv, tuple(pad))
+    return _module_path(b.weight_name(node.input[1])), mod, [node.input[0]]
+
+
+class _Padded(nn.Module):
+    def __init__(self, conv: nn.Module, pad: tuple[int, ...]) -> None:
+        super().__init__()
+        self.conv, self.pad = conv, pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, self.pad))
+
+
+def _gemm(b: _Builder, node: Any, attrs: dict[str, Any]):
+    w = b.const(node.input[1])
+    c = b.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    has_c = len(node.input) > 2 and bool(node.input[2])
+    if (w is None or w.ndim != 2 or attrs.get("transA", 0) or (has_c and c is None)
+            or float(attrs.get("alpha", 1.0)) != 1.0 or float(attrs.get("beta", 1.0)) != 1.0):
+        return None
+    weight = w if attrs.get("transB", 0) else w.T
+    if c is not None and c.size not in (1, weight.shape[0]):
+        return None
+    return _linear(b, node, weight, None if c is None else np.broadcast_to(c.reshape(-1), (weight.shape[0],)))
+
+
+def _matmul(b: _Builder, node: Any, attrs: dict[str, Any]):
+    w = b.const(node.input[1])
+    if w is None or w.ndim != 2 or node.input[0] in b.consts:
+        return None
+    return _linear(b, node, w.T, None)  # x @ B = x @ (Bᵀ)ᵀ: a Linear with weight Bᵀ
+
+
+def _linear(b: _Builder, node: Any, weight: np.ndarray, bias: np.ndarray | None):
+    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    with torch.no_grad():
+        lin.weight.copy_(_tensor(weight))
+        if bias is not None:
+            lin.bias.copy_(_tensor(bias))
+    return _module_path(b.weight_name(node.input[1])), lin, [node.input[0]]
+
+
+def _batchnorm(b: _Builder, node: Any, attrs: dict[str, Any]):
+    values = [b.const(n) for n in node.input[1:5]]
+    if any(v is None for v in values) or attrs.get("training_mode", 0) or len(node.output) > 1:
+        return None
+    scale, shift, mean, var = values
+    bn = OnnxBatchNorm(scale.shape[0], eps=float(attrs.get("epsilon", 1e-5)),
+                        momentum=1.0 - float(attrs.get("momentum", 0.9)))
+    with torch.no_grad():
+        bn.weight.copy_(_tensor(scale))
+        bn.bias.copy_(_tensor(shift))
+        bn.running_mean.copy_(_tensor(mean))
+        bn.running_var.copy_(_tensor(var))
+    return _module_path(b.weight_name(node.input[1])), bn, [node.input[0]]
+
+
+class OnnxBatchNorm(nn.BatchNorm2d):
+    """ONNX BatchNormalization: dimension 1 normalised at any rank (BatchNorm2d wants 4-D input);
+    a BatchNorm module like any other for recalibration."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input (got {input.dim()}-D input)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            return super().forward(x)
+        shape = x.shape
+        return super().forward(x.reshape(shape[0], shape[1], -1, 1)).reshape(shape)
+
+
+_WEIGHTED: dict[str, Callable[..., Any]] = {"Conv": _conv, "Gemm": _gemm, "MatMul": _matmul,
+                                            "BatchNormalization": _batchnorm}
+
+
+# ---------------------------------------------------------------------------------------------
+# stateless operators: attrs, node → function of the node's inputs
+
+
+def _ints(t: Any) -> list[int]:
+    return [int(v) for v in (t.tolist() if isinstance(t, torch.Tensor) else t)]
+
+
+def _axes(attrs: dict[str, Any], given: Any) -> list[int] | None:
+    if given is not None:
+        return _ints(given)
+    return list(attrs["axes"]) if "axes" in attrs else None
+
+
+def _pool(kind: str):
+    def make(attrs: dict[str, Any], node: Any):
+        kernel = tuple(attrs["kernel_shape"])
+        dims = len(kernel)
+        strides = tuple(attrs.get("strides", [1] * dims))
+        pads = list(attrs.get("pads", [0] * (2 * dims)))
+        ceil = bool(attrs.get("ceil_mode", 0))
+        if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or pads[:dims] != pads[dims:] or dims != 2:
+            raise StudioError(f"ONNX node '{node.name}' ({node.op_type}): only symmetric 2-D pooling is supported.",
+                              field="op_type", fix=_FIX)
+        if kind == "max":
+            dil = tuple(attrs.get("dilations", [1, 1]))
+            return lambda x: F.max_pool2d(x, kernel, strides, tuple(pads[:2]), dil, ceil_mode=ceil)
+        count = bool(attrs.get("count_include_pad", 0))
+        return lambda x: F.avg_pool2d(x, kernel, strides, tuple(pads[:2]), ceil_mode=ceil, count_include_pad=count)
+    return make
+
+
+def _reshape(attrs: dict[str, Any], node: Any):
+    allow_zero = bool(attrs.get("allowzero", 0))
+
+    def fn(x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+        dims = shape.reshape(-1).long()
+        if not allow_zero:  # 0: the input's size there
+            k = min(len(dims), x.dim())
+            head = torch.where(dims[:k] == 0, torch._shape_as_tensor(x)[:k], dims[:k])
+            dims = torch.cat([head, dims[k:]])
+        # sizes as 0-d tensors, not ints: a re-export traces a shape computed from the batch
+        return x.reshape([d for d in dims])
+    return fn
+
+
+def _slice(attrs: dict[str, Any], node: Any):
+    def fn(x, starts, ends, axes=None, steps=None):
+        starts, ends = _ints(starts), _ints(ends)
+        axes = _ints(axes) if axes is not None else list(range(len(starts)))
+        steps = _ints(steps) if steps is not None else [1] * len(starts)
+        index = [slice(None)] * x.dim()
+        for s, e, a, st in zip(starts, ends, axes, steps):
+            if st <= 0:
+                raise StudioError(f"ONNX node '{node.name}' (Slice): negative steps are not supported.",
+                                  field="op_type", fix=_FIX)
+            n = x.shape[a]
+            index[a] = slice(max(-n, min(s, n)), max(-n - 1, min(e, n)), st)
+        return x[tuple(index)]
+    return fn
+
+
+def _squeeze(attrs, node):
+    def fn(x, axes=None):
+        ax = _axes(attrs, axes)
+        return x.squeeze() if ax is None else x.squeeze(tuple(a % x.dim() for a in ax))
+    return fn
+
+
+def _unsqueeze(attrs, node):
+    def fn(x, axes=None):
+        for a in sorted(a % (x.dim() + len(_axes(attrs, axes))) for a in _axes(attrs, axes)):
+            x = x.unsqueeze(a)
+        return x
+    return fn
+
+
+def _reduce(torch_fn: Callable[..., torch.Tensor]):
+    def make(attrs, node):
+        keep = bool(attrs.get("keepdims", 1))
+
+        def fn(x, axes=None):
+            ax = _axes(attrs, axes)
+            if not ax:
+                return torch_fn(x, dim=tuple(range(x.dim())), keepdim=keep)
+            return torch_fn(x, dim=tuple(ax), keepdim=keep)
+        return fn
+    return make
+
+
+def _clip(attrs, node):
+    lo_attr, hi_attr = attrs.get("min"), attrs.get("max")
+
+    def fn(x, lo=None, hi=None):
+        lo = lo_attr if lo is None else float(lo)
+        hi = hi_attr if hi is None else float(hi)
+        return torch.clamp(x, min=lo, max=hi)
+    return fn
+
+
+def _pad(attrs, node):
+    mode = attrs.get("mode", "constant")
+    if mode != "constant":
+        raise StudioError(f"ONNX node '{node.name}' (Pad): only constant padding is supported.", field="op_type",
+                          fix=_FIX)
+
+    def fn(x, pads=None, value=None, axes=None):
+        p = _ints(pads) if pads is not None else list(attrs.get("pads", []))
+        dims = len(p) // 2
+        ax = _ints(axes) if axes is not None else list(range(dims))
+        full = [0] * (2 * x.dim())
+        for i, a in enumerate(ax):
+            a %= x.dim()
+            full[2 * (x.dim() - 1 - a)] = p[i]
+            full[2 * (x.dim() - 1 - a) + 1] = p[i + dims]
+        return F.pad(x, full, value=0.0 if value is None else float(value))
+    return fn
+
+
+def _layer_norm(attrs, node):
+    axis, eps = int(attrs.get("axis", -1)), float(attrs.get("epsilon", 1e-5))
+
+    def fn(x, scale, bias=None):
+        a = axis % x.dim()
+        return F.layer_norm(x, tuple(x.shape[a:]), scale, bias, eps)
+    return fn
+
+
+def _gather(attrs, node):
+    axis = int(attrs.get("axis", 0))
+    return lambda x, idx: torch.index_select(x, axis % x.dim(), idx.reshape(-1).long() % x.shape[axis]).reshape(
+        (*x.shape[:axis % x.dim()], *idx.shape, *x.shape[axis % x.dim() + 1:]))
+
+
+def _cast(attrs, node):
+    from onnx import TensorProto
+
+    to = int(attrs["to"])
+    dtype = {TensorProto.FLOAT: torch.float32, TensorProto.DOUBLE: torch.float32, TensorProto.FLOAT16: torch.float32,
+             TensorProto.INT64: torch.int64, TensorProto.INT32: torch.int64, TensorProto.BOOL: torch.bool}.get(to)
+    if dtype is None:
+        raise StudioError(f"ONNX node '{node.name}' (Cast): casting to type {to} is not supported.", field="op_type",
+                          fix=_FIX)
+    return lambda x: x.to(dtype)
+
+
+def _gelu(attrs, node):
+    approximate = attrs.get("approximate", "none")
+    return lambda x: F.gelu(x, approximate="tanh" if approximate == "tanh" else "none")
+
+
+def _constant_of_shape(attrs, node):
+    value = attrs.get("value")
+    fill = float(np.asarray(value).reshape(-1)[0]) if value is not None else 0.0
+    return lambda shape: torch.full(_ints(shape), fill)
+
+
+def _simple(fn: Callable[..., Any]) -> Callable[[dict[str, Any], Any], Callable[..., Any]]:
+    return lambda attrs, node: fn
+
+
+SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = {
+    "Identity": _simple(lambda x: x),
+    "Dropout": lambda a, n: ((lambda x, *rest: x) if len(n.output) == 1
+                             else (lambda x, *rest: (x, torch.ones_like(x, dtype=torch.bool)))),
+    "Relu": _simple(F.relu),
+    "Sigmoid": _simple(torch.sigmoid),
+    "Tanh": _simple(torch.tanh),
+    "Exp": _simple(torch.exp),
+    "Sqrt": _simple(torch.sqrt),
+    "Neg": _simple(torch.neg),
+    "Erf": _simple(torch.erf),
+    "Abs": _simple(torch.abs),
+    "HardSwish": _simple(F.hardswish),
+    "HardSigmoid": lambda a, n: (lambda x: torch.clamp(float(a.get("alpha", 0.2)) * x + float(a.get("beta", 0.5)),
+                                                       0.0, 1.0)),
+    "LeakyRelu": lambda a, n: (lambda x: F.leaky_relu(x, float(a.get("alpha", 0.01)))),
+    "Elu": lambda a, n: (lambda x: F.elu(x, float(a.get("alpha", 1.0)))),
+    "Gelu": _gelu,
+    "Clip": _clip,
+    "Add": _simple(torch.add),
+    "Sub": _simple(torch.sub),
+    "Mul": _simple(torch.mul),
+    "Div": _simple(lambda a, b: a / b if a.is_floating_point() or b.is_floating_point() else torch.div(
+        a, b, rounding_mode="trunc")),
+    "Pow": _simple(torch.pow),
+    "MatMul": _simple(torch.matmul),
+    "Flatten": lambda a, n: (lambda x: _flatten(x, int(a.get("axis", 1)))),
+    "Reshape": _reshape,
+    "Transpose": lambda a, n: (lambda x: x.permute(*(a["perm"] if "perm" in a else reversed(range(x.dim()))))),
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
+    "Concat": lambda a, n: (lambda *xs: torch.cat(xs, dim=int(a["axis"]))),
+    "Shape": _simple(lambda x: torch._shape_as_tensor(x)),  # traced, so a re-export keeps the batch open
+    "Gather": _gather,
+    "Slice": _slice,
+    "Cast": _cast,
+    "ConstantOfShape": _constant_of_shape,
+    "Pad": _pad,
+    "MaxPool": _pool("max"),
+    "AveragePool": _pool("avg"),
+    "GlobalAveragePool": _simple(lambda x: x.mean(dim=tuple(range(2, x.dim())), keepdim=True)),
+    "GlobalMaxPool": _simple(lambda x: x.amax(dim=tuple(range(2, x.dim())), keepdim=True)),
+    "ReduceMean": _reduce(torch.mean),
+    "ReduceSum": _reduce(torch.sum),
+    "ReduceMax": _reduce(torch.amax),
+    "Softmax": lambda a, n: (lambda x: torch.softmax(x, dim=int(a.get("axis", -1)))),
+    "LogSoftmax": lambda a, n: (lambda x: torch.log_softmax(x, dim=int(a.get("axis", -1)))),
+    "LayerNormalization": _layer_norm,
+    "Conv": lambda a, n: _unsupported_dynamic(n),
+    "Gemm": lambda a, n: _unsupported_dynamic(n),
+    "BatchNormalization": lambda a, n: _unsupported_dynamic(n),
+}
+
+
+def _flatten(x: torch.Tensor, axis: int) -> torch.Tensor:
+    """ONNX Flatten: (prod of the dimensions before ``axis``, prod of the rest)."""
+    axis %= x.dim() + 1
+    if axis == 0:
+        return x.reshape(1, -1)
+    out = x.flatten(axis) if axis < x.dim() else x.unsqueeze(-1)
+    return out.flatten(0, axis - 1)
+
+
+def _unsupported_dynamic(node: Any) -> Callable[..., Any]:
+    raise StudioError(f"ONNX node '{node.name or node.output[0]}' ({node.op_type}): its weights are computed in "
+                      "the graph, not stored in it, so they cannot be pruned.", field="op_type", fix=_FIX)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the graph
+
+
+def _constants(graph: Any) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    from core.export import dense_array
+
+    out = {t.name: _float32(numpy_helper.to_array(t)) for t in graph.initializer}
+    for s in graph.sparse_initializer:
+        out[s.values.name] = _float32(dense_array(s))
+    return out
+
+
+def _float32(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float32) if a.dtype in (np.float16, np.float64) else a
+
+
+def _constant_value(node: Any, attrs: dict[str, Any]) -> np.ndarray:
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in attrs:
+            return _float32(np.asarray(attrs[key]))
+    raise StudioError(f"ONNX Constant node '{node.name}' has no value this importer reads.", field="op_type", fix=_FIX)
+
+
+def _attributes(node: Any) -> dict[str, Any]:
+    from onnx import helper, numpy_helper
+
+    out: dict[str, Any] = {}
+    for a in node.attribute:
+        value = helper.get_attribute_value(a)
+        if hasattr(value, "dims") and hasattr(value, "data_type"):  # a TensorProto
+            value = numpy_helper.to_array(value)
+        elif isinstance(value, bytes):
+            value = value.decode()
+        out[a.name] = value
+    return out
+
+
+def _input_shape(value_info: Any) -> tuple[int, ...]:
+    dims = value_info.type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else 0 for d in dims][1:]
+    return tuple(shape) if shape and all(s > 0 for s in shape) else ()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:300]

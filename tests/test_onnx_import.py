@@ -1,0 +1,193 @@
+"""Opening ONNX classifiers (core.onnx_import, core.model_io's "onnx" format): the graph gives
+onnxruntime's outputs, prunes exactly as the network it was exported from, and exports again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from core.data import load_bundle
+from core.demo import load_demo
+from core.errors import StudioError
+from core.evaluate import evaluate
+from core.export import export_onnx
+from core.model_io import load_model
+from core.onnx_import import OnnxGraphModule, onnx_to_torch
+from core.pruning import PruneRequest, apply_result, prune
+
+
+def _ort(path: Path, x: torch.Tensor) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+
+
+def _anonymous(src: Path, dst: Path) -> Path:
+    """``src`` with every initializer renamed w0, w1, …: weights no known architecture has."""
+    proto = onnx.load(str(src))
+    names = {t.name: f"w{i}" for i, t in enumerate(proto.graph.initializer)}
+    for t in proto.graph.initializer:
+        t.name = names[t.name]
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = names.get(name, name)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def _export(model: nn.Module, shape: tuple[int, ...], path: Path, **kwargs) -> Path:
+    export_onnx(model, torch.randn(2, *shape), path, **kwargs)
+    return path
+
+
+def test_an_exported_demo_comes_back_as_its_own_architecture(tmp_path):
+    demo = load_demo("digits_cnn")
+    path = _export(demo.model, (1, 8, 8), tmp_path / "digits_cnn.onnx")
+    loaded = load_model(path)
+    assert loaded.format == "onnx" and loaded.arch == "digits_cnn" and loaded.input_shape == (1, 8, 8)
+    assert type(loaded.model) is type(demo.model) and loaded.preset == demo.preset
+    for key, value in demo.model.state_dict().items():
+        if not key.endswith("num_batches_tracked"):  # not part of an ONNX graph
+            assert torch.equal(loaded.model.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("demo_name", ["digits_cnn", "digits_mlp"])
+def test_a_graph_of_unknown_weights_runs_and_prunes_as_the_original(tmp_path, demo_name):
+    """Weights renamed so that no architecture matches: the graph itself is run. It gives
+    onnxruntime's outputs, and CHITA, WoodFisher and magnitude prune it to the same accuracy
+    and λ as the network it came from (same gradients, same BatchNorm handling)."""
+    demo = load_demo(demo_name)
+    path = _anonymous(_export(demo.model, (1, 8, 8), tmp_path / "m.onnx"), tmp_path / "anon.onnx")
+    loaded = load_model(path)
+    assert isinstance(loaded.model, OnnxGraphModule) and loaded.arch is None
+    assert loaded.input_shape == (1, 8, 8) and loaded.num_classes == 10
+    x = torch.randn(7, 1, 8, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.model(x).numpy(), _ort(path, x), atol=1e-5)
+    bundle = load_bundle("digits")
+    for method in ("magnitude", "chita", "woodfisher"):
+        request = PruneRequest(method=method, sparsity=0.8, samples=128)
+        got = prune(loaded.model, bundle.calibration, request)
+        want = prune(demo.model, bundle.calibration, request)
+        assert got.nonzeros == want.nonzeros and got.lam == want.lam, method
+        assert evaluate(apply_result(loaded.model, got), bundle.evaluation).accuracy == \
+            evaluate(apply_result(demo.model, want), bundle.evaluation).accuracy, method
+    # the pruned graph exports again, verified and scored in onnxruntime
+    report = export_onnx(apply_result(loaded.model, got), x[:2], tmp_path / "again.onnx", verify_batch=x,
+                         evaluation=bundle.evaluation, sparse=True)
+    assert report.scored_differently == 0 and all(a == b for a, b in report.zero_fractions.values())
+
+
+def test_sparse_storage_files_open_with_their_weights(tmp_path):
+    demo = load_demo("digits_mlp")
+    bundle = load_bundle("digits")
+    result = prune(demo.model, bundle.calibration, PruneRequest(method="magnitude", sparsity=0.9))
+    pruned = apply_result(demo.model, result)
+    path = _export(pruned, (1, 8, 8), tmp_path / "sparse.onnx", sparse=True)
+    assert onnx.load(str(path)).graph.sparse_initializer
+    loaded = load_model(path)
+    assert loaded.arch == "digits_mlp"
+    for key, value in pruned.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(loaded.model.state_dict()[key], value), key
+
+
+def test_shape_arithmetic_and_a_re_export_keep_the_batch_open(tmp_path):
+    """x.view(x.size(0), -1) exports as Shape, Gather, Unsqueeze, Concat and Reshape; the graph
+    runs them, and exporting the imported graph again still takes any batch size."""
+
+    class ViewNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+            self.head = nn.Linear(4 * 4 * 4, 5)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x))
+            return torch.softmax(self.head(h.view(h.size(0), -1)), dim=1)
+
+    torch.manual_seed(0)
+    path = _anonymous(_export(ViewNet().eval(), (3, 8, 8), tmp_path / "v.onnx"), tmp_path / "va.onnx")
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Shape", "Gather", "Reshape", "Softmax"} <= ops
+    graph, shape, classes = onnx_to_torch(path)
+    assert shape == (3, 8, 8) and classes == 5
+    for n in (1, 6):
+        x = torch.randn(n, 3, 8, 8)
+        with torch.no_grad():
+            np.testing.assert_allclose(graph(x).numpy(), _ort(path, x), atol=1e-6)
+    report = export_onnx(graph, torch.randn(2, 3, 8, 8), tmp_path / "again.onnx", verify_batch=torch.randn(9, 3, 8, 8))
+    assert report.max_abs_diff < 1e-5
+
+
+def _single_node_model(node: onnx.NodeProto, inits: list[onnx.TensorProto], in_shape: list[int],
+                       out_shape: list[int]) -> onnx.ModelProto:
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_asymmetric_conv_padding_matches_onnxruntime(tmp_path):
+    w = np.random.default_rng(0).standard_normal((4, 2, 3, 3)).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "k"], ["y"], pads=[0, 1, 2, 0], strides=[1, 2])
+    model = _single_node_model(node, [numpy_helper.from_array(w, "k")], ["N", 2, 6, 6], ["N", 4, 6, 3])
+    onnx.save(model, str(tmp_path / "pad.onnx"))
+    graph, _, _ = onnx_to_torch(tmp_path / "pad.onnx")
+    x = torch.randn(3, 2, 6, 6)
+    with torch.no_grad():
+        np.testing.assert_allclose(graph(x).numpy(), _ort(tmp_path / "pad.onnx", x), atol=1e-5)
+    assert [n for n, _ in graph.named_parameters()] == ["k.conv.weight"]
+
+
+def test_unsupported_operators_are_refused_by_name(tmp_path):
+    node = helper.make_node("Einsum", ["x", "x"], ["y"], equation="ij,ij->ij", name="mix")
+    onnx.save(_single_node_model(node, [], ["N", 4], ["N", 4]), str(tmp_path / "einsum.onnx"))
+    with pytest.raises(StudioError) as err:
+        load_model(tmp_path / "einsum.onnx")
+    text = str(err.value)
+    assert "Einsum" in text and "'mix'" in text and str(tmp_path / "einsum.onnx") in text and "What to do" in text
+
+    (tmp_path / "broken.onnx").write_bytes(b"\x08\x07not really protobuf at all")
+    with pytest.raises(StudioError, match="could not be read"):
+        load_model(tmp_path / "broken.onnx")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "convnext_tiny"])
+def test_torchvision_graphs_match_onnxruntime(tmp_path, name):
+    """HardSwish, HardSigmoid and squeeze-excite products (MobileNetV3), LayerNormalization,
+    Gelu and MatMul through Transpose (ConvNeXt), run as graphs (weights renamed)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(num_classes=10).eval()
+    path = _anonymous(_export(model, (3, 32, 32), tmp_path / "tv.onnx"), tmp_path / "anon.onnx")
+    graph, shape, classes = onnx_to_torch(path)
+    assert shape == (3, 32, 32) and classes == 10
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        got = graph.eval()(x).numpy()
+    want = _ort(path, x)
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+    linear = [m for m in graph.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    assert len(linear) == sum(1 for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(("file", "arch", "data"), [("mlpnet_mnist.pt", "mlpnet", "mnist"),
+                                                    ("resnet20_cifar10.pt", "resnet20", "cifar10")])
+def test_the_literatures_checkpoints_round_trip(tmp_path, shared_dir, file, arch, data):
+    from core.data import load_evaluation
+
+    original = load_model(shared_dir / "models" / file, arch=arch)
+    path = _export(original.model, original.input_shape, tmp_path / f"{arch}.onnx")
+    loaded = load_model(path)
+    assert loaded.format == "onnx" and loaded.arch == arch and loaded.preset == original.preset
+    images = load_evaluation(str(shared_dir / "data" / data), preset=original.preset, max_evaluation=500)
+    assert evaluate(loaded.model, images).accuracy == evaluate(original.model, images).accuracy
