@@ -49,6 +49,8 @@ class OnnxGraphModule(nn.Module):
         self.steps: list[tuple[str, str | Callable[..., Any], tuple[str, ...], tuple[str, ...]]] = []
         self.consts = nn.Module()  # buffers: the graph's constants that are not weights
         self._const_names: dict[str, str] = {}  # graph name → buffer name
+        self._dead: list[tuple[str, ...]] = []  # per step: values no later step reads (freed after it)
+        self._in_place: list[bool] = []  # per step: a Relu or Add whose first input dies with it
 
     def constant(self, name: str) -> torch.Tensor:
         """The buffer holding graph constant ``name``."""
@@ -58,15 +60,52 @@ class OnnxGraphModule(nn.Module):
         env: dict[str, Any] = {self.input_name: x, "": None}
         for graph_name, buffer in self._const_names.items():
             env[graph_name] = getattr(self.consts, buffer)
-        for _op, fn, inputs, outputs in self.steps:
-            call = self.get_submodule(fn) if isinstance(fn, str) else fn
-            result = call(*[env[i] for i in inputs])
+        in_place_ok = not torch.is_grad_enabled()  # evaluation: nothing is kept for a backward pass
+        for (op, fn, inputs, outputs), dead, in_place in zip(self.steps, self._dead, self._in_place):
+            if in_place and in_place_ok:  # write into the dying input, as nn.ReLU(inplace=True) does
+                a = env[inputs[0]]
+                if op == "Relu":
+                    result = a.relu_()
+                else:
+                    b = env[inputs[1]]
+                    result = a.add_(b) if b.shape == a.shape or torch.broadcast_shapes(a.shape, b.shape) == a.shape \
+                        else a + b
+            else:
+                call = self.get_submodule(fn) if isinstance(fn, str) else fn
+                result = call(*[env[i] for i in inputs])
             if len(outputs) == 1:
                 env[outputs[0]] = result
             else:
                 for name, value in zip(outputs, result):
                     env[name] = value
+            for name in dead:  # activations nothing reads again: let them go at once
+                del env[name]
         return env[self.output_name]
+
+    def plan(self) -> None:
+        """Note after which step each intermediate value is read for the last time."""
+        last: dict[str, int] = {}
+        for k, (_op, _fn, inputs, outputs) in enumerate(self.steps):
+            for name in (*inputs, *outputs):
+                last[name] = k
+        keep = {self.input_name, self.output_name, "", *self._const_names}
+        dead: list[list[str]] = [[] for _ in self.steps]
+        for name, k in last.items():
+            if name not in keep:
+                dead[k].append(name)
+        self._dead = [tuple(d) for d in dead]
+        # in place only on a value no view shares memory with: not made by a view-returning op,
+        # nor read by one (whose view may still be alive)
+        views = [(inputs[0], outputs) for op, _fn, inputs, outputs in self.steps if op in _VIEW_OPS and inputs]
+        shared = {src for src, _ in views} | {o for _, outs in views for o in outs}
+        self._in_place = [op in ("Relu", "Add") and bool(inputs) and inputs[0] in dead[k]
+                          and inputs.count(inputs[0]) == 1 and inputs[0] not in shared
+                          for k, (op, _fn, inputs, _outputs) in enumerate(self.steps)]
+
+
+_VIEW_OPS = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice",
+                       "Cast"})
+"""Operators whose PyTorch result may share memory with their input."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +202,7 @@ class _Builder:
             buffer = f"c{i}_{_identifier(name)}"[:120]
             self.module.consts.register_buffer(buffer, value)
             self.module._const_names[name] = buffer
+        self.module.plan()
 
 
 def _install(root: nn.Module, dotted: str, mod: nn.Module) -> str:

@@ -145,6 +145,31 @@ def test_asymmetric_conv_padding_matches_onnxruntime(tmp_path):
     assert [n for n, _ in graph.named_parameters()] == ["k.conv.weight"]
 
 
+def test_evaluation_in_place_never_writes_over_a_view(tmp_path):
+    """Without gradients, Relu and Add write into an input that dies with them (as
+    nn.ReLU(inplace=True) does), but never into one a Flatten view still shares memory with."""
+    rng = np.random.default_rng(1)
+    k = numpy_helper.from_array(rng.standard_normal((2, 2, 1, 1)).astype(np.float32), "k")
+    nodes = [helper.make_node("Conv", ["x", "k"], ["a"]),
+             helper.make_node("Flatten", ["a"], ["f"]),  # a view of a, read at the end
+             helper.make_node("Relu", ["a"], ["r"]),  # a's last reader
+             helper.make_node("Conv", ["r", "k"], ["b"]),
+             helper.make_node("Relu", ["b"], ["c"]),  # b is fresh and dies here: in place
+             helper.make_node("Add", ["c", "r"], ["d"]),  # c dies here: in place
+             helper.make_node("Flatten", ["d"], ["g"]),
+             helper.make_node("Add", ["f", "g"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 18])], initializer=[k])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "v.onnx"))
+    module, _, _ = onnx_to_torch(tmp_path / "v.onnx")
+    assert [s[0] for s, in_place in zip(module.steps, module._in_place) if in_place] == ["Relu", "Add"]
+    x = torch.randn(4, 2, 3, 3)
+    want = _ort(tmp_path / "v.onnx", x)
+    with torch.no_grad():
+        np.testing.assert_allclose(module(x).numpy(), want, atol=1e-6)
+    np.testing.assert_allclose(module(x).detach().numpy(), want, atol=1e-6)  # with gradients: out of place
+
+
 def test_unsupported_operators_are_refused_by_name(tmp_path):
     node = helper.make_node("Einsum", ["x", "x"], ["y"], equation="ij,ij->ij", name="mix")
     onnx.save(_single_node_model(node, [], ["N", 4], ["N", 4]), str(tmp_path / "einsum.onnx"))
