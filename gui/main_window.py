@@ -1013,10 +1013,13 @@ class MainWindow(QMainWindow):
     def _on_baseline(self, baseline: jobs.Baseline) -> None:
         self.baseline = baseline
         self._refresh_runs()
-        nonzeros = sum(int((self._weights[k] != 0).sum()) for k in self.session.summary.prunable_keys
-                       if k in self._weights) if self.session else None
+        keys = [k for k in self.session.summary.prunable_keys if k in self._weights] if self.session else []
+        nonzeros = sum(int((self._weights[k] != 0).sum()) for k in keys) if self.session else None
+        total = sum(self._weights[k].numel() for k in keys)
         self.preview_panel.set_dense(baseline.eval, nonzeros, baseline.onnx_bytes, baseline.compressed_bytes,
                                      baseline.sparse_bytes, baseline.sparse_compressed_bytes)
+        # a model that was pruned before (a pruned export opened again) has zeros of its own
+        self.preview_panel.set_dense_sparsity(1 - nonzeros / total if nonzeros is not None and total else None)
         self._refresh_after()
         self._check_ready()
 

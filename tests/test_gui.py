@@ -601,6 +601,7 @@ def test_an_onnx_file_opens_prunes_and_exports(qtbot, window: MainWindow, hooks,
     loaded = window.session.loaded
     assert loaded.format == "onnx" and loaded.arch is None and loaded.input_shape == (1, 8, 8)
     assert "onnx" in window.model_info.text()
+    assert window.preview_panel.cells["sparsity"][0].text() == "0.0%"  # no zeros of its own
     assert window.controls.recal.isEnabled()  # its BatchNorm is a real BatchNorm module
     outcome = run_and_wait(qtbot, window, "chita", 80)
     assert outcome.result.sparsity == pytest.approx(0.8, abs=1e-3)
@@ -609,6 +610,11 @@ def test_an_onnx_file_opens_prunes_and_exports(qtbot, window: MainWindow, hooks,
     with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS) as blocker:
         window.act_export.trigger()
     assert blocker.args[0].scored_differently == 0 and target.exists()
+    # the pruned file opened again: its own zeros show as the loaded model's sparsity
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window.open_model(str(target))
+    assert window.preview_panel.cells["sparsity"][0].text() == "80.0%"
+    assert window.preview_panel.cells["nonzeros"][0].text() == f"{outcome.result.nonzeros:,}"
     assert not hooks.errors
 
 
