@@ -113,8 +113,9 @@ _VIEW_OPS = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Transpose",
 
 
 def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], int | None]:
-    """(module, input shape of one sample (``()`` where the graph leaves it open), class count
-    (None where the output's last dimension is open)) for the ONNX classifier in ``file``. Raises :class:`StudioError` naming the file, the node and the
+    """(module in eval mode, input shape of one sample (``()`` where the graph leaves it open),
+    class count (None where the output's last dimension is open)) for the ONNX classifier in
+    ``file``. Raises :class:`StudioError` naming the file, the node and the
     operator for graphs it cannot run."""
     import onnx
 
@@ -145,7 +146,7 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     builder.finish()
     out_dims = graph.output[0].type.tensor_type.shape.dim
     classes = out_dims[-1].dim_value if out_dims and out_dims[-1].HasField("dim_value") else None
-    return module, _input_shape(inputs[0]), classes or None
+    return module.eval(), _input_shape(inputs[0]), classes or None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -145,6 +145,35 @@ def test_asymmetric_conv_padding_matches_onnxruntime(tmp_path):
     assert [n for n, _ in graph.named_parameters()] == ["k.conv.weight"]
 
 
+def test_linear_layers_of_every_spelling_and_batchnorm_on_features(tmp_path):
+    """Gemm with transB=0 and a broadcast bias, MatMul with a stored right-hand side, and
+    BatchNormalization on (N, C) features all become layers and give onnxruntime's outputs."""
+    rng = np.random.default_rng(2)
+
+    def arr(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    inits = [numpy_helper.from_array(a, n) for a, n in (
+        (arr(6, 5), "gemm_b"), (arr(1, 5), "gemm_c"), (arr(5, 4), "mm_b"), (arr(4), "bn.weight"),
+        (arr(4), "bn.bias"), (arr(4), "bn.running_mean"), (np.abs(arr(4)) + 0.5, "bn.running_var"))]
+    nodes = [helper.make_node("Gemm", ["x", "gemm_b", "gemm_c"], ["h"], transB=0),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "mm_b"], ["m"]),
+             helper.make_node("BatchNormalization", ["m", "bn.weight", "bn.bias", "bn.running_mean",
+                                                     "bn.running_var"], ["y"], epsilon=1e-3)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], initializer=inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "l.onnx"))
+    module, shape, classes = onnx_to_torch(tmp_path / "l.onnx")
+    assert shape == (6,) and classes == 4
+    layers = {n: type(m).__name__ for n, m in module.named_modules() if n and n != "consts"}
+    assert layers == {"gemm_b": "Linear", "mm_b": "Linear", "bn": "OnnxBatchNorm"}
+    assert module.bn.eps == pytest.approx(1e-3)
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        np.testing.assert_allclose(module(x).numpy(), _ort(tmp_path / "l.onnx", x), atol=1e-5)
+
+
 def test_evaluation_in_place_never_writes_over_a_view(tmp_path):
     """Without gradients, Relu and Add write into an input that dies with them (as
     nn.ReLU(inplace=True) does), but never into one a Flatten view still shares memory with."""
