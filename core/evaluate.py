@@ -148,11 +148,25 @@ def _logits(output: object) -> torch.Tensor:
     )
 
 
+PROBABILITY_FLOOR = 1e-30
+"""Probabilities are clamped here before their log (a float32 softmax can underflow to 0)."""
+
+
+def as_logits(model: torch.nn.Module, output: object) -> torch.Tensor:
+    """The class scores of ``model``'s ``output`` as logits for the cross-entropy: its logits, or,
+    for a model whose ``outputs_probabilities`` is set (an ONNX graph that ends in Softmax), the
+    log of its probabilities, whose cross-entropy is exactly −log p_y (logsumexp of log p is 0)."""
+    scores = _logits(output)
+    if getattr(model, "outputs_probabilities", False):
+        return torch.log(scores.clamp_min(PROBABILITY_FLOOR))
+    return scores
+
+
 FORWARD_CHUNK = 32  # images per forward call of an eval-mode pass on the CPU (benchmarks/forward_chunk.py)
 
 
 def forward_in_chunks(model: torch.nn.Module, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
-    """The logits of ``model`` (in eval mode) on the images ``x``, ``chunk`` (default
+    """The logits (:func:`as_logits`) of ``model`` (in eval mode) on the images ``x``, ``chunk`` (default
     ``FORWARD_CHUNK``) images per call on the CPU.
 
     In eval mode each image is scored on its own, so the logits are those of one call on all of
@@ -162,8 +176,8 @@ def forward_in_chunks(model: torch.nn.Module, x: torch.Tensor, chunk: int | None
     one call."""
     chunk = chunk or FORWARD_CHUNK
     if x.device.type != "cpu" or len(x) <= chunk:
-        return _logits(model(x))
-    return torch.cat([_logits(model(x[i:i + chunk])) for i in range(0, len(x), chunk)])
+        return as_logits(model, model(x))
+    return torch.cat([as_logits(model, model(x[i:i + chunk])) for i in range(0, len(x), chunk)])
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

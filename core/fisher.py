@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.nn.grad import conv2d_weight
 
 from core.errors import StudioError
-from core.evaluate import eval_mode
+from core.evaluate import as_logits, eval_mode
 from core.progress import CancelToken, ProgressFn, check, report
 
 # Bytes of per-sample gradients one chunk may hold before they are copied into G: 128 images on
@@ -334,7 +334,7 @@ def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
             p.requires_grad_(False)
         xin = xb.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            logits = model(xin)
+            logits = as_logits(model, model(xin))
             losses = F.cross_entropy(logits, yb, reduction="none")
             losses.sum().backward()
     finally:
@@ -477,11 +477,11 @@ def _func_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
 
     def loss_fn(free_p, xi, yi):
         out = functional_call(model, ({**fixed, **free_p}, buffers), (xi.unsqueeze(0),))
-        return F.cross_entropy(out, yi.unsqueeze(0))
+        return F.cross_entropy(as_logits(model, out), yi.unsqueeze(0))
 
     g = vmap(grad(loss_fn), in_dims=(None, 0, 0))(free, xb, yb)
     with torch.no_grad():
-        loss = float(F.cross_entropy(model(xb), yb, reduction="sum"))
+        loss = float(F.cross_entropy(as_logits(model, model(xb)), yb, reduction="sum"))
     return [g[k] for k in names], loss
 
 
@@ -503,7 +503,7 @@ def _loop_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
             if p.is_leaf:
                 p.requires_grad_(True)
         for i in range(len(xb)):
-            loss = F.cross_entropy(model(xb[i:i + 1]), yb[i:i + 1])
+            loss = F.cross_entropy(as_logits(model, model(xb[i:i + 1])), yb[i:i + 1])
             for row, g in zip(rows, torch.autograd.grad(loss, wanted, allow_unused=True)):
                 if g is not None:  # a weight the output does not depend on has a zero row
                     row[i] = g

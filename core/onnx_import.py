@@ -14,7 +14,9 @@ weights become real modules whose parameters are those weights, named after thei
 
 So a file PyTorch exported gets back its parameter names (``layer1.0.conv1.weight``), the engine's
 closed-form per-sample gradients apply to its Conv and Linear layers, BatchNorm can be
-recalibrated, and export writes it out again. Every other node is a stateless PyTorch function
+recalibrated, and export writes it out again. A graph that ends in Softmax returns probabilities;
+the engine's losses then take their log as logits (``outputs_probabilities``). Every other node is
+a stateless PyTorch function
 (``SUPPORTED_OPS``); a graph with any other operator is refused naming it. Constants other than
 weights are buffers of the module. Sparse initializers (``export_onnx(sparse=True)``) are read
 as the dense tensors they stand for.
@@ -51,6 +53,9 @@ class OnnxGraphModule(nn.Module):
         self._const_names: dict[str, str] = {}  # graph name → buffer name
         self._dead: list[tuple[str, ...]] = []  # per step: values no later step reads (freed after it)
         self._in_place: list[bool] = []  # per step: a Relu or Add whose first input dies with it
+        # the graph ends in Softmax: its outputs are probabilities, and the engine's cross-entropy
+        # takes their log as logits (core.evaluate.as_logits); the module still returns them as is
+        self.outputs_probabilities = False
 
     def constant(self, name: str) -> torch.Tensor:
         """The buffer holding graph constant ``name``."""
@@ -144,6 +149,7 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     for node in graph.node:
         builder.add(node)
     builder.finish()
+    module.outputs_probabilities = _ends_in_softmax(graph)
     out_dims = graph.output[0].type.tensor_type.shape.dim
     classes = out_dims[-1].dim_value if out_dims and out_dims[-1].HasField("dim_value") else None
     return module.eval(), _input_shape(inputs[0]), classes or None
@@ -605,6 +611,15 @@ def _constant_value(node: Any, attrs: dict[str, Any]) -> np.ndarray:
         if key in attrs:
             return _float32(np.asarray(attrs[key]))
     raise StudioError(f"ONNX Constant node '{node.name}' has no value this importer reads.", field="op_type", fix=_FIX)
+
+
+def _ends_in_softmax(graph: Any) -> bool:
+    """Whether the graph's output is a Softmax's, reshaped or not."""
+    producer = {o: n for n in graph.node for o in n.output}
+    node = producer.get(graph.output[0].name)
+    while node is not None and node.op_type in ("Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze"):
+        node = producer.get(node.input[0])
+    return node is not None and node.op_type == "Softmax"
 
 
 def _attributes(node: Any) -> dict[str, Any]:

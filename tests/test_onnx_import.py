@@ -84,6 +84,32 @@ def test_a_graph_of_unknown_weights_runs_and_prunes_as_the_original(tmp_path, de
     assert report.scored_differently == 0 and all(a == b for a, b in report.zero_fractions.values())
 
 
+def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
+    """Deployment exports often end in Softmax. The imported graph still returns probabilities
+    (the file's contract), but the engine's cross-entropy takes their log as logits: the
+    per-sample gradients and the losses equal those of the network without the Softmax."""
+    from core.fisher import per_sample_gradients
+    from core.prunable import prunable_parameters
+
+    demo = load_demo("digits_cnn")
+    with_softmax = nn.Sequential(demo.model, nn.Softmax(dim=1)).eval()
+    path = _anonymous(_export(with_softmax, (1, 8, 8), tmp_path / "p.onnx"), tmp_path / "pa.onnx")
+    loaded = load_model(path)
+    assert loaded.model.outputs_probabilities and loaded.arch is None
+    bundle = load_bundle("digits")
+    x, y = bundle.calibration.x[:64], bundle.calibration.y[:64]
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(x).sum(1), torch.ones(64), atol=1e-5)  # still probabilities
+    got = per_sample_gradients(loaded.model, x, y, prunable_parameters(loaded.model, preset="all"))
+    want = per_sample_gradients(demo.model, x, y, prunable_parameters(demo.model, preset="all"))
+    assert torch.allclose(got.G, want.G, rtol=1e-3, atol=1e-6) and got.loss == pytest.approx(want.loss, rel=1e-5)
+    a, b = evaluate(loaded.model, bundle.evaluation), evaluate(demo.model, bundle.evaluation)
+    assert a.accuracy == b.accuracy and a.loss == pytest.approx(b.loss, rel=1e-5)
+    # an exported logits graph is not flagged
+    assert not load_model(_anonymous(_export(demo.model, (1, 8, 8), tmp_path / "l.onnx"),
+                                     tmp_path / "la.onnx")).model.outputs_probabilities
+
+
 def test_sparse_storage_files_open_with_their_weights(tmp_path):
     demo = load_demo("digits_mlp")
     bundle = load_bundle("digits")
