@@ -397,7 +397,7 @@ def _reshape(attrs: dict[str, Any], node: Any):
         dims = shape.reshape(-1).long()
         if not allow_zero:  # 0: the input's size there
             k = min(len(dims), x.dim())
-            head = torch.where(dims[:k] == 0, torch._shape_as_tensor(x)[:k], dims[:k])
+            head = torch.where(dims[:k] == 0, _shape(x)[:k], dims[:k])
             dims = torch.cat([head, dims[k:]])
         # sizes as 0-d tensors, not ints: a re-export traces a shape computed from the batch
         return x.reshape([d for d in dims])
@@ -551,7 +551,7 @@ SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = 
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
     "Concat": lambda a, n: (lambda *xs: torch.cat(xs, dim=int(a["axis"]))),
-    "Shape": _simple(lambda x: torch._shape_as_tensor(x)),  # traced, so a re-export keeps the batch open
+    "Shape": _simple(lambda x: _shape(x)),
     "Gather": _gather,
     "Slice": _slice,
     "Cast": _cast,
@@ -571,6 +571,15 @@ SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = 
     "Gemm": lambda a, n: _unsupported_dynamic(n),
     "BatchNormalization": lambda a, n: _unsupported_dynamic(n),
 }
+
+
+def _shape(x: torch.Tensor) -> torch.Tensor:
+    """ONNX Shape: traced (a re-export keeps the batch open); under torch.func's vmap, which has
+    no storage to read it from, the per-sample call's own shape."""
+    try:
+        return torch._shape_as_tensor(x)
+    except RuntimeError:
+        return torch.tensor(tuple(x.shape), dtype=torch.int64)
 
 
 def _flatten(x: torch.Tensor, axis: int) -> torch.Tensor:

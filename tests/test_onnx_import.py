@@ -159,6 +159,36 @@ def _single_node_model(node: onnx.NodeProto, inits: list[onnx.TensorProto], in_s
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def test_graphs_outside_the_closed_form_take_torch_func(tmp_path):
+    """A Conv1d network (no closed-form rows) with shape arithmetic: G comes from torch.func's
+    vmap over the imported graph, and equals the original network's."""
+    from core.fisher import per_sample_gradients, supports_closed_form
+    from core.prunable import prunable_parameters
+
+    class Net1d(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv1d(3, 4, 3, padding=1)
+            self.bn = nn.BatchNorm1d(4)
+            self.fc = nn.Linear(4 * 8, 5)
+
+        def forward(self, x):
+            h = torch.relu(self.bn(self.c(x)))
+            return self.fc(h.view(h.size(0), -1))
+
+    torch.manual_seed(0)
+    model = Net1d().eval()
+    loaded = load_model(_export(model, (3, 8), tmp_path / "c1.onnx"))
+    graph = loaded.model
+    names = prunable_parameters(graph, preset="all")
+    assert isinstance(graph, OnnxGraphModule) and names == ["c.weight", "fc.weight"]
+    assert not supports_closed_form(graph, names)
+    x, y = torch.randn(16, 3, 8), torch.randint(0, 5, (16,))
+    got = per_sample_gradients(graph, x, y, names)
+    want = per_sample_gradients(model, x, y, prunable_parameters(model, preset="all"))
+    assert torch.allclose(got.G, want.G, atol=1e-5)
+
+
 def test_asymmetric_conv_padding_matches_onnxruntime(tmp_path):
     w = np.random.default_rng(0).standard_normal((4, 2, 3, 3)).astype(np.float32)
     node = helper.make_node("Conv", ["x", "k"], ["y"], pads=[0, 1, 2, 0], strides=[1, 2])
