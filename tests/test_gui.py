@@ -970,10 +970,17 @@ def test_a_cancelled_sweep_keeps_its_finished_points_for_saving(qtbot, window: M
 
 
 def test_a_sweep_point_is_shown_and_exported_like_a_run(qtbot, window: MainWindow, hooks,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path, monkeypatch) -> None:
     """Double-clicking a sweep's row shows that point: it joins the Runs tab, the sidebar shows
     its accuracy against magnitude (the sweep's own magnitude row), its ONNX sizes arrive from a
-    background job, and Export writes exactly its masks. Showing it again adds no run."""
+    background job (in the light lane: it needs no gradients, so it never waits behind a running
+    sweep), and Export writes exactly its masks. Showing it again adds no run."""
+    from gui.main_window import POINT_TITLE
+
+    lanes = []
+    submit = window._submit
+    monkeypatch.setattr(window, "_submit", lambda fn, *a, **k: (
+        lanes.append(k.get("lane", "heavy")) if k.get("title") == POINT_TITLE else None) or submit(fn, *a, **k))
     with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
         window.run_sweep(["magnitude", "chita"], [0.5, 0.8], 128)
     view = window.sweep_view
@@ -994,6 +1001,7 @@ def test_a_sweep_point_is_shown_and_exported_like_a_run(qtbot, window: MainWindo
     assert window.runs_view.table.item(0, 9).text().endswith("from the sweep")  # Settings, newest first
     qtbot.waitUntil(lambda: window.outcome.onnx_bytes is not None, timeout=RUN_TIMEOUT_MS)
     assert window.runs[-1] is window.outcome and window.outcome.compressed_bytes > 0
+    assert lanes == ["light"]
     n_runs = len(window.runs)
     view.table.selectRow(view._row_keys.index(("chita", 0.5)))
     window.tabs.setCurrentWidget(view)
