@@ -435,6 +435,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             for l in layers
         ],
     }
+    steps = getattr(loaded.model, "steps", None)
+    if loaded.format == "onnx" and steps is not None:  # an ONNX graph run as it is (core.onnx_import)
+        import collections
+
+        data["onnx_ops"] = dict(collections.Counter(op for op, *_ in steps).most_common())
+        data["outputs_probabilities"] = bool(getattr(loaded.model, "outputs_probabilities", False))
     emit(args, data, _info_text(data))
     return EXIT_OK
 
@@ -459,8 +465,14 @@ def _info_text(d: dict[str, Any]) -> str:
         f"Input shape:  {shape} (one sample)",
         f"Preset:       {d['preset'] or 'none (give --preset or --mean/--std for data)'}",
         f"Classes:      {d['num_classes'] if d['num_classes'] is not None else 'unknown'}",
-        "",
     ]
+    if "onnx_ops" in d:
+        ops = d["onnx_ops"]
+        lines.append(f"ONNX graph:   {sum(ops.values())} nodes run with PyTorch ("
+                     + ", ".join(f"{op} {n}" for op, n in ops.items()) + ")"
+                     + ("; ends in Softmax: its probabilities' log is taken as logits" if d["outputs_probabilities"]
+                        else ""))
+    lines.append("")
     rows = [("name", "type", "shape", "params", "prunable")] + [
         (l["name"], l["type"], _shape_text(l["shape"]) or "scalar", f"{l['params']:,}", "yes" if l["prunable"] else "")
         for l in d["layers"]

@@ -49,6 +49,27 @@ def test_info_on_the_builtin_demo(capsys):
     assert "digits_mlp" in out and f"{data['prunable_weights']:,} weights" in out
 
 
+def test_info_on_an_onnx_graph_lists_its_operators(capsys, tmp_path):
+    import onnx
+
+    assert main(["export", "demo:digits_cnn", "--out", str(tmp_path / "d.onnx"), "-q"]) == 0
+    proto = onnx.load(str(tmp_path / "d.onnx"))  # weights renamed: the graph itself is run
+    names = {t.name: f"w{i}" for i, t in enumerate(proto.graph.initializer)}
+    for t in proto.graph.initializer:
+        t.name = names[t.name]
+    for node in proto.graph.node:
+        node.input[:] = [names.get(i, i) for i in node.input]
+    onnx.save(proto, str(tmp_path / "g.onnx"))
+    capsys.readouterr()
+    data = _json(capsys, "info", str(tmp_path / "g.onnx"))
+    assert data["format"] == "onnx" and data["arch"] is None and data["num_classes"] == 10
+    assert data["onnx_ops"] == {n.op_type: sum(m.op_type == n.op_type for m in proto.graph.node)
+                                for n in proto.graph.node}
+    assert data["outputs_probabilities"] is False and data["prunable_tensors"] == 3
+    code, out, _ = _run(capsys, "info", str(tmp_path / "g.onnx"))
+    assert code == 0 and f"ONNX graph:   {len(proto.graph.node)} nodes run with PyTorch (Conv 2" in out
+
+
 def test_info_says_how_many_samples_fit_in_memory(capsys, monkeypatch):
     """What CHITA may take as --samples on this model, from the same rule the run checks:
     G (samples × prunable weights, float32, ×1.5 workspace) in half the available RAM."""
