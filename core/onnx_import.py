@@ -203,6 +203,20 @@ class _Builder:
     def weight_name(self, name: str) -> str:
         return self.aliases.get(name, name)
 
+    def layer_path(self, node: Any, weight: str) -> str:
+        """Where a weighted node's layer goes: its weight's name less ``.weight``
+        (``layer1.0.conv1``); for names an exporter made up (``onnx::Conv_203``, after folding
+        BatchNorm into the conv) the module path in the node's name (``/layer1/layer1.0/conv1/Conv``)."""
+        name = self.weight_name(weight)
+        if _CLEAN_NAME.match(name):
+            return _module_path(name)
+        parts = [p for p in (node.name or "").split("/") if p][:-1]
+        if parts and all(_CLEAN_NAME.match(p) for p in parts):
+            dotted = [i for i, p in enumerate(parts) if "." in p]
+            start = dotted[-1] if dotted else 0  # a part with dots is already the full path so far
+            return ".".join(parts[start:]) if dotted else ".".join(parts)
+        return name
+
     def finish(self) -> None:
         for i, name in enumerate(sorted(self.used)):
             value = torch.from_numpy(np.array(self.consts[name]))  # a writable copy
@@ -246,6 +260,9 @@ def _identifier(text: str) -> str:
     return out or "_"
 
 
+_CLEAN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+
+
 def _module_path(weight: str) -> str:
     """``layer1.0.conv1.weight`` → ``layer1.0.conv1``; other names are kept whole."""
     for suffix in (".weight", ".scale"):
@@ -283,7 +300,7 @@ def _conv(b: _Builder, node: Any, attrs: dict[str, Any]):
     if not symmetric:  # ONNX pads: all begins, then all ends; F.pad: last dimension first
         pad = [p for d in reversed(range(dims)) for p in (pads[d], pads[d + dims])]
         mod = _Padded(conv, tuple(pad))
-    return _module_path(b.weight_name(node.input[1])), mod, [node.input[0]]
+    return b.layer_path(node, node.input[1]), mod, [node.input[0]]
 
 
 class _Padded(nn.Module):
@@ -321,7 +338,7 @@ def _linear(b: _Builder, node: Any, weight: np.ndarray, bias: np.ndarray | None)
         lin.weight.copy_(_tensor(weight))
         if bias is not None:
             lin.bias.copy_(_tensor(bias))
-    return _module_path(b.weight_name(node.input[1])), lin, [node.input[0]]
+    return b.layer_path(node, node.input[1]), lin, [node.input[0]]
 
 
 def _batchnorm(b: _Builder, node: Any, attrs: dict[str, Any]):
@@ -336,7 +353,7 @@ def _batchnorm(b: _Builder, node: Any, attrs: dict[str, Any]):
         bn.bias.copy_(_tensor(shift))
         bn.running_mean.copy_(_tensor(mean))
         bn.running_var.copy_(_tensor(var))
-    return _module_path(b.weight_name(node.input[1])), bn, [node.input[0]]
+    return b.layer_path(node, node.input[1]), bn, [node.input[0]]
 
 
 class OnnxBatchNorm(nn.BatchNorm2d):

@@ -110,6 +110,29 @@ def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
                                      tmp_path / "la.onnx")).model.outputs_probabilities
 
 
+def test_made_up_weight_names_give_way_to_the_node_names_module_path(tmp_path):
+    """torch.onnx.export's defaults fold BatchNorm into the convs and name the folded weights
+    'onnx::Conv_12'; the layers then take the module path in their node's name
+    ('/conv1/Conv' → conv1), and the graph still gives onnxruntime's outputs."""
+    import warnings
+
+    demo = load_demo("digits_cnn")
+    path = tmp_path / "folded.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(demo.model, (torch.randn(2, 1, 8, 8),), str(path), dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    stored = [t.name for t in onnx.load(str(path)).graph.initializer]
+    assert any(n.startswith("onnx::") for n in stored)  # folded: the exporter's own names
+    graph, _, _ = onnx_to_torch(path)
+    names = {n for n, _ in graph.named_parameters()}
+    assert {"conv1.weight", "conv1.bias", "conv2.weight", "fc.weight"} <= names
+    assert not any("onnx" in n for n in names)
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(graph(x).numpy(), _ort(path, x), atol=1e-5)
+
+
 def test_sparse_storage_files_open_with_their_weights(tmp_path):
     demo = load_demo("digits_mlp")
     bundle = load_bundle("digits")
