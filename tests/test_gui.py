@@ -581,21 +581,14 @@ def test_an_onnx_file_opens_prunes_and_exports(qtbot, window: MainWindow, hooks,
                                                monkeypatch) -> None:
     """An ONNX classifier dropped on the window: its graph is run with PyTorch (weights of no
     known network), BatchNorm can be recalibrated, CHITA prunes it, and Export writes it again."""
-    import onnx
+    from onnx_files import anonymous
 
     from core.demo import load_demo
     from core.export import export_onnx
 
     exported = tmp_path / "exported.onnx"
     export_onnx(load_demo("digits_cnn").model, torch.randn(2, 1, 8, 8), exported)
-    proto = onnx.load(str(exported))
-    names = {t.name: f"w{i}" for i, t in enumerate(proto.graph.initializer)}
-    for t in proto.graph.initializer:
-        t.name = names[t.name]
-    for node in proto.graph.node:
-        node.input[:] = [names.get(i, i) for i in node.input]
-    path = tmp_path / "someone_elses.onnx"
-    onnx.save(proto, str(path))
+    path = anonymous(exported, tmp_path / "someone_elses.onnx")
     with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
         drop_file(window, path)
     loaded = window.session.loaded

@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from onnx_files import anonymous
 from torch import nn
 
 from core.data import load_bundle
@@ -26,19 +27,6 @@ from core.pruning import PruneRequest, apply_result, prune
 def _ort(path: Path, x: torch.Tensor) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-
-
-def _anonymous(src: Path, dst: Path) -> Path:
-    """``src`` with every initializer renamed w0, w1, …: weights no known architecture has."""
-    proto = onnx.load(str(src))
-    names = {t.name: f"w{i}" for i, t in enumerate(proto.graph.initializer)}
-    for t in proto.graph.initializer:
-        t.name = names[t.name]
-    for node in proto.graph.node:
-        for i, name in enumerate(node.input):
-            node.input[i] = names.get(name, name)
-    onnx.save(proto, str(dst))
-    return dst
 
 
 def _export(model: nn.Module, shape: tuple[int, ...], path: Path, **kwargs) -> Path:
@@ -63,7 +51,7 @@ def test_a_graph_of_unknown_weights_runs_and_prunes_as_the_original(tmp_path, de
     onnxruntime's outputs, and CHITA, WoodFisher and magnitude prune it to the same accuracy
     and λ as the network it came from (same gradients, same BatchNorm handling)."""
     demo = load_demo(demo_name)
-    path = _anonymous(_export(demo.model, (1, 8, 8), tmp_path / "m.onnx"), tmp_path / "anon.onnx")
+    path = anonymous(_export(demo.model, (1, 8, 8), tmp_path / "m.onnx"), tmp_path / "anon.onnx")
     loaded = load_model(path)
     assert isinstance(loaded.model, OnnxGraphModule) and loaded.arch is None
     assert loaded.input_shape == (1, 8, 8) and loaded.num_classes == 10
@@ -93,7 +81,7 @@ def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
 
     demo = load_demo("digits_cnn")
     with_softmax = nn.Sequential(demo.model, nn.Softmax(dim=1)).eval()
-    path = _anonymous(_export(with_softmax, (1, 8, 8), tmp_path / "p.onnx"), tmp_path / "pa.onnx")
+    path = anonymous(_export(with_softmax, (1, 8, 8), tmp_path / "p.onnx"), tmp_path / "pa.onnx")
     loaded = load_model(path)
     assert loaded.model.outputs_probabilities and loaded.arch is None
     bundle = load_bundle("digits")
@@ -106,7 +94,7 @@ def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
     a, b = evaluate(loaded.model, bundle.evaluation), evaluate(demo.model, bundle.evaluation)
     assert a.accuracy == b.accuracy and a.loss == pytest.approx(b.loss, rel=1e-5)
     # an exported logits graph is not flagged
-    assert not load_model(_anonymous(_export(demo.model, (1, 8, 8), tmp_path / "l.onnx"),
+    assert not load_model(anonymous(_export(demo.model, (1, 8, 8), tmp_path / "l.onnx"),
                                      tmp_path / "la.onnx")).model.outputs_probabilities
 
 
@@ -162,7 +150,7 @@ def test_shape_arithmetic_and_a_re_export_keep_the_batch_open(tmp_path):
             return torch.softmax(self.head(h.view(h.size(0), -1)), dim=1)
 
     torch.manual_seed(0)
-    path = _anonymous(_export(ViewNet().eval(), (3, 8, 8), tmp_path / "v.onnx"), tmp_path / "va.onnx")
+    path = anonymous(_export(ViewNet().eval(), (3, 8, 8), tmp_path / "v.onnx"), tmp_path / "va.onnx")
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert {"Shape", "Gather", "Reshape", "Softmax"} <= ops
     graph, shape, classes = onnx_to_torch(path)
@@ -300,7 +288,7 @@ def test_torchvision_graphs_match_onnxruntime(tmp_path, name):
 
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(num_classes=10).eval()
-    path = _anonymous(_export(model, (3, 32, 32), tmp_path / "tv.onnx"), tmp_path / "anon.onnx")
+    path = anonymous(_export(model, (3, 32, 32), tmp_path / "tv.onnx"), tmp_path / "anon.onnx")
     graph, shape, classes = onnx_to_torch(path)
     assert shape == (3, 32, 32) and classes == 10
     x = torch.randn(3, 3, 32, 32)
