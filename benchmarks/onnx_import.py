@@ -43,20 +43,9 @@ from core.export import export_onnx  # noqa: E402
 from core.fisher import per_sample_gradients  # noqa: E402
 from core.model_io import load_model  # noqa: E402
 from core.prunable import prunable_parameters  # noqa: E402
+from tests.onnx_files import anonymous  # noqa: E402  (the tests' renaming of an ONNX file's weights)
 
 SHARED = ROOT.parent / "shared"
-
-
-def _anonymous(path: Path) -> Path:
-    proto = onnx.load(str(path))
-    names = {t.name: f"w{i}" for i, t in enumerate(proto.graph.initializer)}
-    for t in proto.graph.initializer:
-        t.name = names[t.name]
-    for node in proto.graph.node:
-        node.input[:] = [names.get(i, i) for i in node.input]
-    out = path.with_name("anon_" + path.name)
-    onnx.save(proto, str(out))
-    return out
 
 
 def _median_s(fn, repeat: int) -> float:
@@ -100,7 +89,7 @@ def main() -> None:
     for name, model, shape, with_g in networks(not args.no_torchvision):
         file = folder / f"{name.split()[0]}.onnx"
         export_onnx(model, torch.randn(2, *shape), file)
-        file = _anonymous(file)
+        file = anonymous(file, file.with_name("anon_" + file.name))
         t0 = time.perf_counter()
         loaded = load_model(file)
         open_s = time.perf_counter() - t0
