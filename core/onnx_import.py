@@ -57,10 +57,6 @@ class OnnxGraphModule(nn.Module):
         # takes their log as logits (core.evaluate.as_logits); the module still returns them as is
         self.outputs_probabilities = False
 
-    def constant(self, name: str) -> torch.Tensor:
-        """The buffer holding graph constant ``name``."""
-        return getattr(self.consts, self._const_names[name])
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         env: dict[str, Any] = {self.input_name: x, "": None}
         for graph_name, buffer in self._const_names.items():
@@ -69,12 +65,7 @@ class OnnxGraphModule(nn.Module):
         for (op, fn, inputs, outputs), dead, in_place in zip(self.steps, self._dead, self._in_place):
             if in_place and in_place_ok:  # write into the dying input, as nn.ReLU(inplace=True) does
                 a = env[inputs[0]]
-                if op == "Relu":
-                    result = a.relu_()
-                else:
-                    b = env[inputs[1]]
-                    result = a.add_(b) if b.shape == a.shape or torch.broadcast_shapes(a.shape, b.shape) == a.shape \
-                        else a + b
+                result = a.relu_() if op == "Relu" else _add_into(a, env[inputs[1]])
             else:
                 call = self.get_submodule(fn) if isinstance(fn, str) else fn
                 result = call(*[env[i] for i in inputs])
@@ -106,6 +97,13 @@ class OnnxGraphModule(nn.Module):
         self._in_place = [op in ("Relu", "Add") and bool(inputs) and inputs[0] in dead[k]
                           and inputs.count(inputs[0]) == 1 and inputs[0] not in shared
                           for k, (op, _fn, inputs, _outputs) in enumerate(self.steps)]
+
+
+def _add_into(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a + b, written into ``a`` where the sum has a's shape and type."""
+    if torch.broadcast_shapes(a.shape, b.shape) == a.shape and torch.result_type(a, b) == a.dtype:
+        return a.add_(b)
+    return a + b
 
 
 _VIEW_OPS = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice",
