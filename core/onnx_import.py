@@ -160,7 +160,6 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
 class _Builder:
     def __init__(self, module: OnnxGraphModule, consts: dict[str, np.ndarray], path: str) -> None:
         self.module, self.consts, self.path = module, consts, path
-        self.absorbed: set[str] = set()  # constants that became a module's parameters
         self.used: set[str] = set()  # constants the remaining steps read
         self.aliases: dict[str, str] = {}  # Transpose outputs of constants → the constant's name
 
