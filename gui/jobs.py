@@ -459,35 +459,32 @@ def refine_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, steps: 
 def complete_point_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, *, arch: str | None = None,
                        cache: Any = None, sparse_deflate: bool = False, progress: ProgressFn | None = None,
                        cancel: CancelToken | None = None) -> RunOutcome:
-    """What a sweep's point (or a run shown with sparse storage newly on) lacks to be shown like
-    a run: the magnitude baseline at its sparsity (unless the outcome has it) and its ONNX sizes
-    (``sparse_deflate``: the sparse-storage file's deflated size too). ``outcome`` is not modified."""
-    from core.pruning import apply_result
-
+    """What a sweep's point lacks to be shown like a run: the magnitude baseline at its sparsity
+    (unless the outcome has it) and its ONNX sizes (:func:`sizes_job`; ``sparse_deflate``: the
+    sparse-storage file's deflated size too). ``outcome`` is not modified."""
     mag_sparsity, mag_eval = outcome.magnitude_sparsity, outcome.magnitude_eval
     request = outcome.result.request
     if request.method != "magnitude" and (mag_eval is None or not mag_sparsity):
         mag_sparsity, mag_eval = _magnitude_baseline(model, bundle, request, arch, "Magnitude baseline",
                                                      progress, cancel, cache)
     check(cancel)
-    sizes = (outcome.onnx_bytes, outcome.compressed_bytes, outcome.sparse_bytes, outcome.sparse_compressed_bytes)
+    outcome = replace(outcome, magnitude_sparsity=mag_sparsity, magnitude_eval=mag_eval)
+    sizes = [getattr(outcome, k) for k in SIZE_FIELDS]
     if None in sizes[:3] or (sparse_deflate and sizes[3] is None):
-        sizes = _onnx_sizes(apply_result(model, outcome.result), bundle, progress, sparse_deflate)
-    dense, compressed, sparse, sparse_z = sizes
-    return replace(outcome, onnx_bytes=dense, compressed_bytes=compressed, sparse_bytes=sparse,
-                   sparse_compressed_bytes=sparse_z, magnitude_sparsity=mag_sparsity, magnitude_eval=mag_eval)
+        outcome = sizes_job(model, bundle, outcome, sparse_deflate=sparse_deflate, progress=progress, cancel=cancel)
+    return outcome
 
 
-def sizes_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, *, progress: ProgressFn | None = None,
-              cancel: CancelToken | None = None) -> RunOutcome:
-    """``outcome`` with its four ONNX sizes measured, the sparse-storage file's deflated size
-    included (sparse storage switched on after the run). ``outcome`` is not modified."""
+def sizes_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, *, sparse_deflate: bool = True,
+              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> RunOutcome:
+    """``outcome`` with its ONNX sizes measured (``sparse_deflate``: the sparse-storage file's
+    deflated size included, as when sparse storage is switched on after the run). ``outcome`` is
+    not modified."""
     from core.pruning import apply_result
 
     check(cancel)
-    dense, compressed, sparse, sparse_z = _onnx_sizes(apply_result(model, outcome.result), bundle, progress, True)
-    return replace(outcome, onnx_bytes=dense, compressed_bytes=compressed, sparse_bytes=sparse,
-                   sparse_compressed_bytes=sparse_z)
+    sizes = _onnx_sizes(apply_result(model, outcome.result), bundle, progress, sparse_deflate)
+    return replace(outcome, **dict(zip(SIZE_FIELDS, sizes)))
 
 
 def export_points_job(model: torch.nn.Module, rows: Any, bundle: Any, folder: str, *, stem: str,

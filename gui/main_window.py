@@ -1165,7 +1165,8 @@ class MainWindow(QMainWindow):
         else:
             self._show_objective_of_outcome()  # a cancelled CHITA++ run's stages go
         self._submit(jobs.run_job, self.session.loaded.model, self.bundle, request, arch=self.session.loaded.arch,
-                     cache=self.gradient_cache, sparse_deflate=self.act_sparse.isChecked(), title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
+                     cache=self.gradient_cache, sparse_deflate=self.act_sparse.isChecked(),
+                     title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
                      on_done=self._on_run_done, on_cancelled=lambda: self._on_run_cancelled(tag),
                      on_failed=lambda exc: self._on_run_failed(tag, exc),
                      on_partial=(lambda record: self._on_run_stage(tag, record)) if live else None)
@@ -1460,7 +1461,8 @@ class MainWindow(QMainWindow):
             return
         result = self.outcome.result  # the report names this run even if another finishes meanwhile
         self._submit(jobs.export_job, self.session.loaded.model, result, self.bundle, path,
-                     sparse=self.act_sparse.isChecked(), reference=self.outcome.eval, title="Exporting ONNX", on_done=lambda report: self._on_exported(report, result))
+                     sparse=self.act_sparse.isChecked(), reference=self.outcome.eval, title="Exporting ONNX",
+                     on_done=lambda report: self._on_exported(report, result))
 
     def _on_exported(self, report: Any, result: Any = None) -> None:
         self.last_export = report
