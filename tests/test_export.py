@@ -290,6 +290,26 @@ def test_zero_count_mismatch_is_refused(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_large_outputs_are_compared_relative_to_their_size(tmp_path, monkeypatch):
+    # an untrained deep network's logits reach 1e4-1e7 (torchvision's ResNet-152: 8.7e6): float32
+    # rounding alone then exceeds an absolute 1e-3, yet the file is right
+    model = _pruned_cnn()
+    with torch.no_grad():
+        model.fc.weight.mul_(1e6)
+        model.fc.bias.mul_(1e6)
+    x = torch.randn(64, 3, 16, 16)
+    report = export_onnx(model, x[:1], tmp_path / "big.onnx", verify_batch=x)
+    with torch.no_grad():
+        largest = float(model(x).abs().max())
+    assert largest > 1e5
+    assert 0 < report.max_abs_diff <= export_mod.MAX_DIFF * largest
+    # the tolerance still scales with MAX_DIFF: at 1e-12 of the largest output the rounding is refused
+    monkeypatch.setattr(export_mod, "MAX_DIFF", 1e-12)
+    with pytest.raises(StudioError, match=r"differ from PyTorch.*× the largest output"):
+        export_onnx(model, x[:1], tmp_path / "big2.onnx", verify_batch=x)
+    assert not (tmp_path / "big2.onnx").exists()
+
+
 def test_output_mismatch_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(export_mod, "MAX_DIFF", 0.0)  # any rounding difference now fails
     model = _pruned_cnn()
