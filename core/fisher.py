@@ -121,11 +121,15 @@ def _modules_by_param(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
 
 def supports_closed_form(model: nn.Module, names: list[str] | tuple[str, ...]) -> bool:
     """True if every name is the ``weight`` of a Linear or a Conv2d (any groups) with zero
-    padding given as numbers."""
+    padding given as numbers, whose input has the images on dimension 0 (for an imported ONNX
+    graph, its ``batch_major_layers``; a PyTorch module's layers are taken to)."""
     lookup = _modules_by_param(model)
+    batch_major = getattr(model, "batch_major_layers", None)
     for name in names:
         mod, pname = lookup.get(name, (None, None))
         if pname != "weight":
+            return False
+        if batch_major is not None and name.rsplit(".", 1)[0] not in batch_major:
             return False
         if isinstance(mod, nn.Linear):
             continue
@@ -342,9 +346,11 @@ def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
             h.remove()
         for nm, p in model.named_parameters():
             p.requires_grad_(req[nm])
-    if any(c != 1 for c in calls) or len(grads) != len(mods):
-        # a layer used twice (shared weights) or never called through its forward: the
-        # outer-product form does not apply, so this chunk takes the general path
+    if (any(c != 1 for c in calls) or len(grads) != len(mods)
+            or any(a.shape[0] != len(xb) or grads[i].shape[0] != len(xb) for i, a in acts.items())):
+        # a layer used twice (shared weights), never called through its forward, or seeing
+        # the images elsewhere than on dimension 0: the outer-product form does not apply, so
+        # this chunk takes the general path
         return _func_chunk(model, xb, yb, names)
     parts = []
     for i, mod in enumerate(mods):

@@ -13,7 +13,9 @@ weights become real modules whose parameters are those weights, named after thei
   that takes any rank).
 
 So a file PyTorch exported gets back its parameter names (``layer1.0.conv1.weight``), the engine's
-closed-form per-sample gradients apply to its Conv and Linear layers, BatchNorm can be
+closed-form per-sample gradients apply to its Conv and Linear layers that see the images on
+dimension 0 (``batch_major_layers``, measured at import; attention projections on
+(tokens, images, features) and Swin's windows take torch.func instead), BatchNorm can be
 recalibrated, and export writes it out again. A graph that ends in Softmax returns probabilities;
 the engine's losses then take their log as logits (``outputs_probabilities``). Every other node is
 a stateless PyTorch function
@@ -56,6 +58,9 @@ class OnnxGraphModule(nn.Module):
         # the graph ends in Softmax: its outputs are probabilities, and the engine's cross-entropy
         # takes their log as logits (core.evaluate.as_logits); the module still returns them as is
         self.outputs_probabilities = False
+        # layers whose input has the images on dimension 0 (measured at import): the engine's
+        # closed-form gradient rows apply only to them (see :func:`_batch_major_layers`)
+        self.batch_major_layers: frozenset[str] = frozenset()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         env: dict[str, Any] = {self.input_name: x, "": None}
@@ -107,7 +112,7 @@ def _add_into(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 _VIEW_OPS = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice",
-                       "Cast"})
+                       "Cast", "Expand", "Einsum"})
 """Operators whose PyTorch result may share memory with their input."""
 
 
@@ -150,7 +155,36 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     module.outputs_probabilities = _ends_in_softmax(graph)
     out_dims = graph.output[0].type.tensor_type.shape.dim
     classes = out_dims[-1].dim_value if out_dims and out_dims[-1].HasField("dim_value") else None
-    return module.eval(), _input_shape(inputs[0]), classes or None
+    shape = _input_shape(inputs[0])
+    module.batch_major_layers = _batch_major_layers(module.eval(), shape)
+    return module, shape, classes or None
+
+
+def _batch_major_layers(module: OnnxGraphModule, shape: tuple[int, ...]) -> frozenset[str]:
+    """Paths of the Linear and Conv layers whose input has the images on dimension 0: found by
+    running batches of 1 and 2 images and keeping the layers whose input's first size was 1, then 2.
+
+    A graph's MatMul may see another layout: PyTorch's attention exports its projections on
+    (tokens, images, features), and Swin folds its windows into the first dimension. Per-sample
+    gradients there are not one outer product per image, so those layers take torch.func's
+    general path (``core.fisher.supports_closed_form`` reads this). Where the input shape is
+    open, or the graph does not run on those batches, no layer is assumed to be batch-major."""
+    if not shape:
+        return frozenset()
+    layers = {name: m for name, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))}
+    firsts: dict[str, list[int]] = {name: [] for name in layers}
+    hooks = [m.register_forward_hook(lambda _m, inp, _out, name=name: firsts[name].append(int(inp[0].shape[0])))
+             for name, m in layers.items()]
+    try:
+        with torch.no_grad():
+            for batch in (1, 2):
+                module(torch.zeros(batch, *shape))
+    except Exception:  # noqa: BLE001 - e.g. a batch fixed in the graph: nothing is assumed
+        return frozenset()
+    finally:
+        for h in hooks:
+            h.remove()
+    return frozenset(name for name, seen in firsts.items() if seen == [1, 2])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,14 +457,22 @@ def _slice(attrs: dict[str, Any], node: Any):
         starts, ends = _ints(starts), _ints(ends)
         axes = _ints(axes) if axes is not None else list(range(len(starts)))
         steps = _ints(steps) if steps is not None else [1] * len(starts)
-        index = [slice(None)] * x.dim()
+        index: list[Any] = [slice(None)] * x.dim()
+        backwards = []
         for s, e, a, st in zip(starts, ends, axes, steps):
-            if st <= 0:
-                raise StudioError(f"ONNX node '{node.name}' (Slice): negative steps are not supported.",
-                                  field="op_type", fix=_FIX)
             n = x.shape[a]
-            index[a] = slice(max(-n, min(s, n)), max(-n - 1, min(e, n)), st)
-        return x[tuple(index)]
+            if st > 0:
+                index[a] = slice(max(-n, min(s, n)), max(-n - 1, min(e, n)), st)
+            elif st < 0:  # PyTorch slices only forwards: the positions, clamped as ONNX says
+                s, e = s + n if s < 0 else s, e + n if e < 0 else e
+                backwards.append((a % x.dim(), torch.tensor(range(max(0, min(s, n - 1)), max(-1, min(e, n - 1)), st),
+                                                                 dtype=torch.int64)))
+            else:
+                raise StudioError(f"ONNX node '{node.name}' (Slice): a step of 0.", field="steps", fix=_FIX)
+        x = x[tuple(index)]
+        for a, positions in backwards:
+            x = x.index_select(a, positions)
+        return x
     return fn
 
 
@@ -496,7 +538,7 @@ def _layer_norm(attrs, node):
 
     def fn(x, scale, bias=None):
         a = axis % x.dim()
-        return F.layer_norm(x, tuple(x.shape[a:]), scale, bias, eps)
+        return F.layer_norm(x, tuple(int(d) for d in x.shape[a:]), scale, bias, eps)  # static under tracing
     return fn
 
 
@@ -529,6 +571,67 @@ def _constant_of_shape(attrs, node):
     return lambda shape: torch.full(_ints(shape), fill)
 
 
+def _expand(attrs, node):
+    def fn(x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+        dims = shape.reshape(-1).long()
+        own = _shape(x)
+        if len(own) < len(dims):  # ONNX broadcasts both ways: x's shape is aligned on the right
+            own = torch.cat([torch.ones(len(dims) - len(own), dtype=torch.int64), own])
+        elif len(dims) < len(own):
+            dims = torch.cat([torch.ones(len(own) - len(dims), dtype=torch.int64), dims])
+        # where one side is 1 the other is the size (sizes of 0 aside): the larger of the two;
+        # sizes as 0-d tensors, as in Reshape, so that a re-export keeps a batch taken from Shape
+        return x.expand([d for d in torch.maximum(own, dims)])
+    return fn
+
+
+def _range(attrs, node):
+    def fn(start, limit, delta):
+        out = torch.arange(start.item(), limit.item(), delta.item())
+        return out.to(start.dtype)
+    return fn
+
+
+def _mod(attrs, node):
+    return _simple(torch.fmod if int(attrs.get("fmod", 0)) else torch.remainder)(attrs, node)
+
+
+def _gather_nd(attrs, node):
+    b = int(attrs.get("batch_dims", 0))
+
+    def fn(data: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        k = indices.shape[-1]
+        batch = data.shape[:b]
+        n = int(np.prod(batch, dtype=np.int64)) if b else 1
+        flat = data.reshape(n, *data.shape[b:])
+        idx = indices.long().reshape(n, -1, k)
+        rows = torch.arange(n).reshape(n, 1).expand(n, idx.shape[1])
+        out = flat[(rows, *idx.unbind(-1))]  # (n, m, *data.shape[b + k:]); negative indices count from the end
+        return out.reshape(*indices.shape[:-1], *data.shape[b + k:])
+    return fn
+
+
+def _scatter_nd(attrs, node):
+    reduction = attrs.get("reduction", "none")
+    if reduction not in ("none", "add"):
+        raise StudioError(f"ONNX node '{node.name}' (ScatterND): reduction '{reduction}' is not supported.",
+                          field="op_type", fix=_FIX)
+
+    def fn(data: torch.Tensor, indices: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+        k = indices.shape[-1]
+        idx = indices.long().reshape(-1, k)
+        values = updates.reshape(idx.shape[0], *data.shape[k:]).to(data.dtype)
+        return data.index_put(tuple(idx.unbind(-1)), values, accumulate=reduction == "add")
+    return fn
+
+
+def _einsum(attrs, node):
+    equation = attrs["equation"]
+    if isinstance(equation, bytes):
+        equation = equation.decode()
+    return lambda *xs: torch.einsum(equation, *xs)
+
+
 def _simple(fn: Callable[..., Any]) -> Callable[[dict[str, Any], Any], Callable[..., Any]]:
     return lambda attrs, node: fn
 
@@ -558,12 +661,27 @@ SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = 
     "Div": _simple(lambda a, b: a / b if a.is_floating_point() or b.is_floating_point() else torch.div(
         a, b, rounding_mode="trunc")),
     "Pow": _simple(torch.pow),
+    "Mod": _mod,
+    "Equal": _simple(torch.eq),
+    "Less": _simple(torch.lt),
+    "Greater": _simple(torch.gt),
+    "Not": _simple(torch.logical_not),
+    "And": _simple(torch.logical_and),
+    "Or": _simple(torch.logical_or),
+    "Where": _simple(torch.where),
+    "Min": _simple(lambda *xs: _fold(torch.minimum, xs)),
+    "Max": _simple(lambda *xs: _fold(torch.maximum, xs)),
+    "Einsum": _einsum,
     "MatMul": _simple(torch.matmul),
     "Flatten": lambda a, n: (lambda x: _flatten(x, int(a.get("axis", 1)))),
     "Reshape": _reshape,
     "Transpose": lambda a, n: (lambda x: x.permute(*(a["perm"] if "perm" in a else reversed(range(x.dim()))))),
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
+    "Expand": _expand,
+    "Range": _range,
+    "GatherND": _gather_nd,
+    "ScatterND": _scatter_nd,
     "Concat": lambda a, n: (lambda *xs: torch.cat(xs, dim=int(a["axis"]))),
     "Shape": _simple(lambda x: _shape(x)),
     "Gather": _gather,
@@ -578,6 +696,8 @@ SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = 
     "ReduceMean": _reduce(torch.mean),
     "ReduceSum": _reduce(torch.sum),
     "ReduceMax": _reduce(torch.amax),
+    "ReduceMin": _reduce(torch.amin),
+    "ReduceL2": _reduce(lambda x, dim, keepdim: torch.linalg.vector_norm(x, dim=dim, keepdim=keepdim)),
     "Softmax": lambda a, n: (lambda x: torch.softmax(x, dim=int(a.get("axis", -1)))),
     "LogSoftmax": lambda a, n: (lambda x: torch.log_softmax(x, dim=int(a.get("axis", -1)))),
     "LayerNormalization": _layer_norm,
@@ -585,6 +705,13 @@ SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = 
     "Gemm": lambda a, n: _unsupported_dynamic(n),
     "BatchNormalization": lambda a, n: _unsupported_dynamic(n),
 }
+
+
+def _fold(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], xs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    out = xs[0]
+    for x in xs[1:]:
+        out = fn(out, x)
+    return out
 
 
 def _shape(x: torch.Tensor) -> torch.Tensor:
