@@ -430,6 +430,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         # convs dense)
         "samples_that_fit": rows_that_fit(_default_weights(loaded) or
                                           sum(layer.params for layer in prunable)),
+        "gradient_rows": _gradient_path(loaded),
         "layers": [
             {"name": l.name, "type": l.type, "shape": list(l.shape), "params": l.params, "prunable": l.prunable}
             for l in layers
@@ -445,6 +446,26 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _gradient_path(loaded: Any) -> str | None:
+    """How a run's per-sample gradients are made for the weights it prunes by default:
+    ``closed_form`` (one product per layer and image), ``func`` (torch.func over the whole
+    network), ``loop`` (TorchScript: one backward pass per image); None if unknown."""
+    import torch
+
+    from core.fisher import supports_closed_form
+    from core.pruning import default_layers
+
+    try:
+        names = default_layers(loaded.model, loaded.arch)
+    except Exception:  # noqa: BLE001 - unusual models: not worth failing `info` over
+        return None
+    if not names:
+        return None
+    if supports_closed_form(loaded.model, names):
+        return "closed_form"
+    return "loop" if isinstance(loaded.model, torch.jit.ScriptModule) else "func"
+
+
 def _default_weights(loaded: Any) -> int:
     """How many weights a run on ``loaded`` prunes when it names no layers (0 if unknown)."""
     from core.pruning import default_layers
@@ -454,6 +475,15 @@ def _default_weights(loaded: Any) -> int:
     except Exception:  # unusual models: the caller falls back on the layer table's flags
         return 0
     return sum(p.numel() for n, p in loaded.model.named_parameters() if n in names)
+
+
+_GRADIENT_PATHS = {
+    "closed_form": "closed form, one product per layer and image (Linear and Conv2d layers that see the images "
+                   "on dimension 0)",
+    "func": "torch.func over the whole network (some pruned layer is not a Linear or Conv2d that sees the images "
+            "on dimension 0: slower, the same rows)",
+    "loop": "one backward pass per image (TorchScript)",
+}
 
 
 def _info_text(d: dict[str, Any]) -> str:
@@ -491,6 +521,8 @@ def _info_text(d: dict[str, Any]) -> str:
         f"Samples that fit: {d['samples_that_fit']:,} gradient rows in half the available RAM "
         "(--samples for chita, chita++, woodfisher)",
     ]
+    if d["gradient_rows"]:
+        lines.append("Gradient rows:    " + _GRADIENT_PATHS[d["gradient_rows"]])
     return "\n".join(lines)
 
 

@@ -64,6 +64,7 @@ def test_info_on_an_onnx_graph_lists_its_operators(capsys, tmp_path):
     assert data["outputs_probabilities"] is False and data["prunable_tensors"] == 3
     code, out, _ = _run(capsys, "info", str(tmp_path / "g.onnx"))
     assert code == 0 and f"ONNX graph:   {len(proto.graph.node)} nodes run with PyTorch (Conv 2" in out
+    assert data["gradient_rows"] == "closed_form" and "Gradient rows:    closed form" in out
 
 
 def test_info_says_how_many_samples_fit_in_memory(capsys, monkeypatch):

@@ -352,13 +352,15 @@ def test_transformer_graphs_give_the_originals_gradients_prune_and_export_again(
     batch-major and G comes from torch.func: it equals the original network's, layer for layer.
     Taking every layer for batch-major instead gives wrong rows, at a batch as long as ViT's 17
     tokens. CHITA prunes the graph, and the pruned graph exports with its batch still open."""
+    from core.cli import _gradient_path
     from core.fisher import per_sample_gradients, supports_closed_form
     from core.prunable import prunable_parameters
 
     model = _tiny_transformers()[name]
     path = anonymous(_export(model, (3, 32, 32), tmp_path / "t.onnx"), tmp_path / "anon.onnx")
-    graph = load_model(path).model
-    assert isinstance(graph, OnnxGraphModule)
+    loaded = load_model(path)
+    graph = loaded.model
+    assert isinstance(graph, OnnxGraphModule) and _gradient_path(loaded) == "func"  # as `info` says
     x = torch.randn(17, 3, 32, 32)  # 17: ViT's 16 patches and its class token
     y = torch.randint(0, 10, (17,))
     with torch.no_grad():
