@@ -443,12 +443,13 @@ def _reshape(attrs: dict[str, Any], node: Any):
 
     def fn(x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
         dims = shape.reshape(-1).long()
-        if not allow_zero:  # 0: the input's size there
+        if not allow_zero and bool((dims == 0).any()):  # 0: the input's size there
             k = min(len(dims), x.dim())
             head = torch.where(dims[:k] == 0, _shape(x)[:k], dims[:k])
             dims = torch.cat([head, dims[k:]])
-        # sizes as 0-d tensors, not ints: a re-export traces a shape computed from the batch
-        return x.reshape([d for d in dims])
+        if torch.onnx.is_in_onnx_export():  # one Reshape node, its shape traced from the batch
+            return torch._reshape_from_tensor(x, dims)
+        return x.reshape(dims.tolist())
     return fn
 
 
@@ -544,8 +545,14 @@ def _layer_norm(attrs, node):
 
 def _gather(attrs, node):
     axis = int(attrs.get("axis", 0))
-    return lambda x, idx: torch.index_select(x, axis % x.dim(), idx.reshape(-1).long() % x.shape[axis]).reshape(
-        (*x.shape[:axis % x.dim()], *idx.shape, *x.shape[axis % x.dim() + 1:]))
+
+    def fn(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        a = axis % x.dim()
+        flat = idx.reshape(-1).long()
+        if bool((flat < 0).any()):  # counted from the end
+            flat = flat % x.shape[a]
+        return torch.index_select(x, a, flat).reshape((*x.shape[:a], *idx.shape, *x.shape[a + 1:]))
+    return fn
 
 
 def _cast(attrs, node):
