@@ -447,7 +447,10 @@ def _reshape(attrs: dict[str, Any], node: Any):
             k = min(len(dims), x.dim())
             head = torch.where(dims[:k] == 0, _shape(x)[:k], dims[:k])
             dims = torch.cat([head, dims[k:]])
-        if torch.onnx.is_in_onnx_export():  # one Reshape node, its shape traced from the batch
+        # while this thread traces an export: one Reshape node, its shape traced from the batch
+        # (the tracer's state is per thread; torch.onnx.is_in_onnx_export() is not, and another
+        # thread's export would send this one's torch.func gradients here)
+        if torch.jit.is_tracing():
             return torch._reshape_from_tensor(x, dims)
         return x.reshape(dims.tolist())
     return fn

@@ -345,7 +345,7 @@ def _tiny_transformers():
 
 
 @pytest.mark.parametrize("name", ["vit", "swin"])
-def test_transformer_graphs_give_the_originals_gradients_prune_and_export_again(tmp_path, name):
+def test_transformer_graphs_give_the_originals_gradients_prune_and_export_again(tmp_path, name, monkeypatch):
     """A ViT (class token Expand, attention on (tokens, images, features)) and a Swin (windows
     folded into the batch, shifted by backward Slices, masks from Range, Mod, Equal, ScatterND and
     Where) run as graphs. Their projections do not see the images on dimension 0, so they are not
@@ -375,6 +375,14 @@ def test_transformer_graphs_give_the_originals_gradients_prune_and_export_again(
     want = per_sample_gradients(model, x, y, originals, method="func").G
     got = per_sample_gradients(graph, x, y, names).G
     assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
+    # another thread exporting sets torch.onnx's export flag for the whole process: this thread's
+    # rows must not change (the app measures ONNX sizes in one lane while gradients run in another)
+    from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+
+    monkeypatch.setattr(GLOBALS, "in_onnx_export", True)
+    assert torch.onnx.is_in_onnx_export()
+    assert torch.equal(per_sample_gradients(graph, x, y, names).G, got)
+    monkeypatch.undo()
     if name == "vit":  # as if every layer saw the images first: the input projections' (17, 17, 32)
         # then passes for (images, tokens, features); the output projections see (tokens·images,
         # features), which sends a chunk to torch.func by itself, so they are left out here
