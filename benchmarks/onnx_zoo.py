@@ -1,0 +1,132 @@
+"""Which of torchvision's classifiers open as ONNX graphs, and how faithfully.
+
+Each network of ``torchvision.models.list_models(module=torchvision.models)`` (or ``--archs``) is
+built with random weights and a 10-class head (weights torchvision starts at zero, as ViT's head,
+are drawn instead, so that outputs differ), exported with the app's exporter
+(``core.export.export_onnx``: verified in onnxruntime), its initializers renamed so that no known
+architecture matches (the graph itself then runs, ``core.onnx_import.OnnxGraphModule``), and
+opened with ``core.model_io.load_model``. Printed per network:
+
+- input size (64×64, or the size the network needs: 224 for attention networks, 299 for
+  Inception), graph nodes, seconds to export and to open;
+- the largest |difference| between the imported graph's outputs and onnxruntime's on 2 images,
+  relative to the largest output;
+- prunable layers, how many see the images on dimension 0 (``batch_major_layers``), and so
+  which path the engine's per-sample gradients take (closed form, or torch.func for all);
+- or why the network did not export or open.
+
+    python benchmarks/onnx_zoo.py [--archs resnet18,vit_b_16,...]
+
+All networks: about 25 minutes on the 2-core VM, most of it exporting the largest ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import core  # noqa: E402, F401  (first: the OpenMP wait policy the app runs with, set before torch loads)
+
+# isort: split
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+
+from core.errors import StudioError  # noqa: E402
+from core.export import export_onnx  # noqa: E402
+from core.fisher import supports_closed_form  # noqa: E402
+from core.model_io import load_model  # noqa: E402
+from core.prunable import prunable_parameters  # noqa: E402
+from tests.onnx_files import anonymous  # noqa: E402  (the tests' renaming of an ONNX file's weights)
+
+
+def input_size(name: str) -> int:
+    """Attention networks need their native size (patches and windows); Inception needs 75+."""
+    if name.startswith("inception"):
+        return 299
+    return 224 if name.startswith(("vit", "swin", "maxvit", "googlenet")) else 64
+
+
+def build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    kwargs: dict = {"num_classes": 10}
+    if name in ("googlenet", "inception_v3"):
+        kwargs.update(aux_logits=False, init_weights=False)
+    model = torchvision.models.get_model(name, **kwargs).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1 and not p.any():  # zero-initialised heads (ViT): every output would be 0
+                p.normal_(0, 0.02)
+    return model
+
+
+def row(name: str, folder: Path) -> str:
+    size = input_size(name)
+    model = build(name)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    file = folder / f"{name}.onnx"
+    t0 = time.perf_counter()
+    try:
+        with open(os.devnull, "w") as quiet, redirect_stdout(quiet):  # the exporters print their graphs
+            export_onnx(model, x, file)
+    except StudioError as err:
+        return f"| {name} | {size} | — | — | — | — | — | — | not exported: {str(err).split('What to do')[0][:140]} |"
+    export_s = time.perf_counter() - t0
+    del model
+    gc.collect()
+    anon = anonymous(file, folder / f"anon_{name}.onnx")
+    file.unlink()
+    nodes = len(onnx.load(str(anon), load_external_data=False).graph.node)
+    t0 = time.perf_counter()
+    try:
+        graph = load_model(anon).model
+    except StudioError as err:
+        anon.unlink()
+        return (f"| {name} | {size} | {nodes} | {export_s:.1f} | — | — | — | — "
+                f"| not opened: {str(err).split('What to do')[0][:140]} |")
+    open_s = time.perf_counter() - t0
+    session = ort.InferenceSession(str(anon), providers=["CPUExecutionProvider"])
+    want = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        got = graph(x).numpy()
+    diff = float(np.abs(got - want).max() / max(1e-12, float(np.abs(want).max())))
+    names = prunable_parameters(graph, preset="all")
+    major = sum(1 for n in names if n.rsplit(".", 1)[0] in graph.batch_major_layers)
+    path = "closed form" if supports_closed_form(graph, names) else "torch.func"
+    anon.unlink()
+    return (f"| {name} | {size} | {nodes} | {export_s:.1f} | {open_s:.2f} | {diff:.1e} | {major} / {len(names)} "
+            f"| {path} | opens |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", help="comma-separated torchvision names (default: every classifier)")
+    args = parser.parse_args()
+    names = args.archs.split(",") if args.archs else torchvision.models.list_models(module=torchvision.models)
+    folder = Path(tempfile.mkdtemp(prefix="onnx-zoo-"))
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, onnxruntime {ort.__version__}\n")
+    print("| network | input | nodes | export s | open s | max diff vs onnxruntime (relative) "
+          "| batch-major layers | G path | result |")
+    print("| --- " * 9 + "|")
+    opened = 0
+    for name in names:
+        line = row(name, folder)
+        opened += line.endswith("| opens |")
+        print(line, flush=True)
+        gc.collect()
+    print(f"\n{opened} of {len(names)} networks open")
+
+
+if __name__ == "__main__":
+    main()
