@@ -112,7 +112,8 @@ def _add_into(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 _VIEW_OPS = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice",
-                       "Cast", "Expand", "Einsum"})
+                       "Cast", "Expand", "Einsum", "Split", "DepthToSpace",
+                       "SpaceToDepth"})
 """Operators whose PyTorch result may share memory with their input."""
 
 
@@ -642,6 +643,83 @@ def _einsum(attrs, node):
     return lambda *xs: torch.einsum(equation, *xs)
 
 
+def _split(attrs, node):
+    axis, parts = int(attrs.get("axis", 0)), len(node.output)
+
+    def fn(x: torch.Tensor, split: torch.Tensor | None = None):
+        sizes = _ints(split) if split is not None else list(attrs["split"]) if "split" in attrs else None
+        if sizes is None:  # equal parts, the last one smaller where the size does not divide
+            sizes = -(-x.shape[axis] // parts)
+        out = torch.split(x, sizes, dim=axis)
+        return out if parts > 1 else out[0]
+    return fn
+
+
+def _lrn(attrs, node):
+    size = int(attrs["size"])
+    alpha, beta, bias = float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75)), float(attrs.get("bias", 1.0))
+    front = (size - 1) // 2  # ONNX: floor((size − 1)/2) channels before, ceil(…) after
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        pads = [0, 0] * (x.dim() - 2) + [front, size - 1 - front]
+        window = F.pad(x * x, pads).unfold(1, size, 1).sum(-1)
+        return x / (bias + alpha / size * window) ** beta
+    return fn
+
+
+def _instance_norm(attrs, node):
+    eps = float(attrs.get("epsilon", 1e-5))
+    return lambda x, scale, bias: F.instance_norm(x, weight=scale, bias=bias, eps=eps)
+
+
+def _depth_to_space(attrs, node):
+    bs, crd = int(attrs["blocksize"]), attrs.get("mode", "DCR") == "CRD"
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        if crd:
+            t = x.reshape(b, c // bs ** 2, bs, bs, h, w).permute(0, 1, 4, 2, 5, 3)
+        else:
+            t = x.reshape(b, bs, bs, c // bs ** 2, h, w).permute(0, 3, 4, 1, 5, 2)
+        return t.reshape(b, c // bs ** 2, h * bs, w * bs)
+    return fn
+
+
+def _space_to_depth(attrs, node):
+    bs = int(attrs["blocksize"])
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        t = x.reshape(b, c, h // bs, bs, w // bs, bs).permute(0, 3, 5, 1, 2, 4)
+        return t.reshape(b, c * bs * bs, h // bs, w // bs)
+    return fn
+
+
+def _cumsum(attrs, node):
+    exclusive, reverse = bool(attrs.get("exclusive", 0)), bool(attrs.get("reverse", 0))
+
+    def fn(x: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
+        a = int(axis) % x.dim()
+        t = x.flip(a) if reverse else x
+        out = t.cumsum(a)
+        if exclusive:
+            out = out - t
+        return out.flip(a) if reverse else out
+    return fn
+
+
+def _selu(attrs, node):
+    alpha = float(attrs.get("alpha", 1.67326319217681884765625))
+    gamma = float(attrs.get("gamma", 1.05070102214813232421875))
+    return lambda x: gamma * torch.where(x > 0, x, alpha * torch.expm1(x))
+
+
+def _prod(x: torch.Tensor, dim: tuple[int, ...], keepdim: bool) -> torch.Tensor:
+    for d in sorted((d % x.dim() for d in dim), reverse=True):
+        x = x.prod(d, keepdim=keepdim)
+    return x
+
+
 def _simple(fn: Callable[..., Any]) -> Callable[[dict[str, Any], Any], Callable[..., Any]]:
     return lambda attrs, node: fn
 
@@ -682,6 +760,34 @@ SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = 
     "Min": _simple(lambda *xs: _fold(torch.minimum, xs)),
     "Max": _simple(lambda *xs: _fold(torch.maximum, xs)),
     "Einsum": _einsum,
+    "LessOrEqual": _simple(torch.le),
+    "GreaterOrEqual": _simple(torch.ge),
+    "Xor": _simple(torch.logical_xor),
+    "Sum": _simple(lambda *xs: _fold(torch.add, xs)),
+    "Mean": _simple(lambda *xs: _fold(torch.add, xs) / len(xs)),
+    "Sign": _simple(torch.sign),
+    "Reciprocal": _simple(torch.reciprocal),
+    "Floor": _simple(torch.floor),
+    "Ceil": _simple(torch.ceil),
+    "Round": _simple(torch.round),  # half to even, as ONNX
+    "Log": _simple(torch.log),
+    "Sin": _simple(torch.sin),
+    "Cos": _simple(torch.cos),
+    "Softplus": _simple(F.softplus),
+    "Softsign": _simple(F.softsign),
+    "Mish": _simple(F.mish),
+    "Selu": _selu,
+    "Celu": lambda a, n: (lambda x: F.celu(x, float(a.get("alpha", 1.0)))),
+    "ThresholdedRelu": lambda a, n: (lambda x: torch.where(x > float(a.get("alpha", 1.0)), x, torch.zeros_like(x))),
+    "PRelu": _simple(lambda x, slope: torch.where(x >= 0, x, x * slope)),
+    "LRN": _lrn,
+    "InstanceNormalization": _instance_norm,
+    "Split": _split,
+    "Tile": _simple(lambda x, repeats: x.repeat(_ints(repeats))),
+    "CumSum": _cumsum,
+    "DepthToSpace": _depth_to_space,
+    "SpaceToDepth": _space_to_depth,
+    "Size": _simple(lambda x: torch.tensor(x.numel(), dtype=torch.int64)),
     "MatMul": _simple(torch.matmul),
     "Flatten": lambda a, n: (lambda x: _flatten(x, int(a.get("axis", 1)))),
     "Reshape": _reshape,
@@ -708,6 +814,10 @@ SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = 
     "ReduceMax": _reduce(torch.amax),
     "ReduceMin": _reduce(torch.amin),
     "ReduceL2": _reduce(lambda x, dim, keepdim: torch.linalg.vector_norm(x, dim=dim, keepdim=keepdim)),
+    "ReduceL1": _reduce(lambda x, dim, keepdim: x.abs().sum(dim=dim, keepdim=keepdim)),
+    "ReduceSumSquare": _reduce(lambda x, dim, keepdim: (x * x).sum(dim=dim, keepdim=keepdim)),
+    "ReduceLogSumExp": _reduce(torch.logsumexp),
+    "ReduceProd": _reduce(_prod),
     "Softmax": lambda a, n: (lambda x: torch.softmax(x, dim=int(a.get("axis", -1)))),
     "LogSoftmax": lambda a, n: (lambda x: torch.log_softmax(x, dim=int(a.get("axis", -1)))),
     "LayerNormalization": _layer_norm,
