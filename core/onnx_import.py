@@ -458,9 +458,10 @@ def _reshape(attrs: dict[str, Any], node: Any):
 
 
 def _slice(attrs: dict[str, Any], node: Any):
-    def fn(x, starts, ends, axes=None, steps=None):
-        starts, ends = _ints(starts), _ints(ends)
-        axes = _ints(axes) if axes is not None else list(range(len(starts)))
+    def fn(x, starts=None, ends=None, axes=None, steps=None):  # before opset 10: attributes
+        starts = _ints(starts) if starts is not None else list(attrs["starts"])
+        ends = _ints(ends) if ends is not None else list(attrs["ends"])
+        axes = _ints(axes) if axes is not None else list(attrs["axes"]) if "axes" in attrs else list(range(len(starts)))
         steps = _ints(steps) if steps is not None else [1] * len(starts)
         index: list[Any] = [slice(None)] * x.dim()
         backwards = []

@@ -345,6 +345,23 @@ _OP_CASES = [
 ]
 
 
+
+def test_old_opsets_attribute_forms_run(tmp_path):
+    """Files from opset 9 exporters: Slice takes its starts and ends as attributes, Squeeze and
+    Unsqueeze their axes; onnxruntime still runs them, and so does the importer."""
+    nodes = [helper.make_node("Slice", ["x"], ["s"], starts=[1], ends=[-1], axes=[1]),
+             helper.make_node("Unsqueeze", ["s"], ["u"], axes=[0]),
+             helper.make_node("Squeeze", ["u"], ["y"], axes=[0])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)]), str(tmp_path / "old.onnx"))
+    module, shape, _ = onnx_to_torch(tmp_path / "old.onnx")
+    x = torch.randn(3, 6)
+    with torch.no_grad():
+        np.testing.assert_array_equal(module(x).numpy(), _ort(tmp_path / "old.onnx", x))
+    assert shape == (6,)
+
+
 @pytest.mark.parametrize(("node", "inputs"), _OP_CASES, ids=lambda v: getattr(v, "op_type", ""))
 def test_operators_give_onnxruntimes_results(node, inputs):
     from core.onnx_import import SUPPORTED_OPS, _attributes
