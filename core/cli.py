@@ -449,7 +449,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _gradient_path(loaded: Any) -> str | None:
     """How a run's per-sample gradients are made for the weights it prunes by default:
     ``closed_form`` (one product per layer and image), ``func`` (torch.func over the whole
-    network), ``loop`` (TorchScript: one backward pass per image); None if unknown."""
+    network), ``loop`` (TorchScript: one backward pass per image), ``first_images`` (an ONNX
+    graph of open input size: decided when it sees images); None if unknown."""
     import torch
 
     from core.fisher import supports_closed_form
@@ -461,6 +462,8 @@ def _gradient_path(loaded: Any) -> str | None:
         return None
     if not names:
         return None
+    if hasattr(loaded.model, "batch_major_layers") and loaded.model.batch_major_layers is None:
+        return "first_images"
     if supports_closed_form(loaded.model, names):
         return "closed_form"
     return "loop" if isinstance(loaded.model, torch.jit.ScriptModule) else "func"
@@ -483,6 +486,8 @@ _GRADIENT_PATHS = {
     "func": "torch.func over the whole network (some pruned layer is not a Linear or Conv2d that sees the images "
             "on dimension 0: slower, the same rows)",
     "loop": "one backward pass per image (TorchScript)",
+    "first_images": "decided on the first images (the graph's input size is open): closed form where its layers "
+                    "see the images on dimension 0, else torch.func",
 }
 
 

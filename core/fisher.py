@@ -124,12 +124,15 @@ def supports_closed_form(model: nn.Module, names: list[str] | tuple[str, ...]) -
     padding given as numbers, whose input has the images on dimension 0 (for an imported ONNX
     graph, its ``batch_major_layers``; a PyTorch module's layers are taken to)."""
     lookup = _modules_by_param(model)
+    graph = hasattr(model, "batch_major_layers")  # an imported ONNX graph (core.onnx_import)
     batch_major = getattr(model, "batch_major_layers", None)
+    if graph and batch_major is None:  # its input size was open and no image has been seen yet
+        return False
     for name in names:
         mod, pname = lookup.get(name, (None, None))
         if pname != "weight":
             return False
-        if batch_major is not None and name.rsplit(".", 1)[0] not in batch_major:
+        if graph and name.rsplit(".", 1)[0] not in batch_major:
             return False
         if isinstance(mod, nn.Linear):
             continue
@@ -232,6 +235,10 @@ def gradient_chunks(
     """Per-sample gradients ``chunk`` images at a time, as (first image's index, one tensor per
     name with a leading dimension of the chunk's images, the chunk's summed loss). The model is
     in eval mode while the chunks are made and restored after; it is never modified."""
+    measure = getattr(model, "measure_batch_major", None)
+    if method == "auto" and measure is not None and len(x):  # an ONNX graph of open input size
+        with eval_mode(model):
+            measure(tuple(x.shape[1:]))
     if method == "auto":
         method = ("closed_form" if supports_closed_form(model, names)
                   else "loop" if isinstance(model, torch.jit.ScriptModule) else "func")

@@ -58,9 +58,10 @@ class OnnxGraphModule(nn.Module):
         # the graph ends in Softmax: its outputs are probabilities, and the engine's cross-entropy
         # takes their log as logits (core.evaluate.as_logits); the module still returns them as is
         self.outputs_probabilities = False
-        # layers whose input has the images on dimension 0 (measured at import): the engine's
+        # layers whose input has the images on dimension 0 (measured at import, or on the first
+        # images a graph with an open input size gets; None until then): the engine's
         # closed-form gradient rows apply only to them (see :func:`_batch_major_layers`)
-        self.batch_major_layers: frozenset[str] = frozenset()
+        self.batch_major_layers: frozenset[str] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         env: dict[str, Any] = {self.input_name: x, "": None}
@@ -82,6 +83,12 @@ class OnnxGraphModule(nn.Module):
             for name in dead:  # activations nothing reads again: let them go at once
                 del env[name]
         return env[self.output_name]
+
+    def measure_batch_major(self, shape: tuple[int, ...]) -> frozenset[str]:
+        """``batch_major_layers`` for images of ``shape`` (one sample), measured once."""
+        if self.batch_major_layers is None:
+            self.batch_major_layers = _batch_major_layers(self, tuple(shape))
+        return self.batch_major_layers
 
     def plan(self) -> None:
         """Note after which step each intermediate value is read for the last time."""
@@ -157,7 +164,9 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     out_dims = graph.output[0].type.tensor_type.shape.dim
     classes = out_dims[-1].dim_value if out_dims and out_dims[-1].HasField("dim_value") else None
     shape = _input_shape(inputs[0])
-    module.batch_major_layers = _batch_major_layers(module.eval(), shape)
+    module.eval()
+    if shape:  # else on the first images the engine computes gradients on
+        module.measure_batch_major(shape)
     return module, shape, classes or None
 
 
@@ -168,10 +177,8 @@ def _batch_major_layers(module: OnnxGraphModule, shape: tuple[int, ...]) -> froz
     A graph's MatMul may see another layout: PyTorch's attention exports its projections on
     (tokens, images, features), and Swin folds its windows into the first dimension. Per-sample
     gradients there are not one outer product per image, so those layers take torch.func's
-    general path (``core.fisher.supports_closed_form`` reads this). Where the input shape is
-    open, or the graph does not run on those batches, no layer is assumed to be batch-major."""
-    if not shape:
-        return frozenset()
+    general path (``core.fisher.supports_closed_form`` reads this). Where the graph does not run
+    on those batches, no layer is assumed to be batch-major."""
     layers = {name: m for name, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))}
     firsts: dict[str, list[int]] = {name: [] for name in layers}
     hooks = [m.register_forward_hook(lambda _m, inp, _out, name=name: firsts[name].append(int(inp[0].shape[0])))

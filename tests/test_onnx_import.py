@@ -346,6 +346,33 @@ _OP_CASES = [
 
 
 
+def test_a_graph_of_open_input_size_finds_its_batch_major_layers_on_the_first_images(tmp_path):
+    """Height and width left open in the file: nothing is measured at import (no size to run),
+    `info` says so, and the first gradients measure it: the closed form, the original's rows."""
+    from core.cli import _gradient_path
+    from core.fisher import per_sample_gradients
+    from core.prunable import prunable_parameters
+
+    demo = load_demo("digits_cnn")
+    path = anonymous(_export(demo.model, (1, 8, 8), tmp_path / "d.onnx"), tmp_path / "anon.onnx")
+    proto = onnx.load(str(path))
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "H", "W"
+    del proto.graph.value_info[:]
+    onnx.save(proto, str(tmp_path / "open.onnx"))
+    loaded = load_model(tmp_path / "open.onnx")
+    graph = loaded.model
+    assert loaded.input_shape == () and graph.batch_major_layers is None
+    assert _gradient_path(loaded) == "first_images"
+    x, y = torch.randn(12, 1, 8, 8), torch.randint(0, 10, (12,))
+    names = prunable_parameters(graph, preset="all")
+    got = per_sample_gradients(graph, x, y, names)
+    assert graph.batch_major_layers == {n.rsplit(".", 1)[0] for n in names}  # measured: every layer
+    assert _gradient_path(loaded) == "closed_form"
+    want = per_sample_gradients(demo.model, x, y, prunable_parameters(demo.model, preset="all"))
+    assert torch.allclose(got.G, want.G, atol=1e-6)
+
+
 def test_old_opsets_attribute_forms_run(tmp_path):
     """Files from opset 9 exporters: Slice takes its starts and ends as attributes, Squeeze and
     Unsqueeze their axes; onnxruntime still runs them, and so does the importer."""
