@@ -303,9 +303,10 @@ _CLEAN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 
 
 def _module_path(weight: str) -> str:
-    """``layer1.0.conv1.weight`` → ``layer1.0.conv1``; other names are kept whole."""
-    for suffix in (".weight", ".scale"):
-        if weight.endswith(suffix):
+    """``layer1.0.conv1.weight`` → ``layer1.0.conv1``, and an attention's
+    ``blocks.0.attn.in_proj_weight`` → ``blocks.0.attn.in_proj``; other names are kept whole."""
+    for suffix in (".weight", ".scale", "_weight"):
+        if weight.endswith(suffix) and len(weight) > len(suffix):
             return weight[: -len(suffix)]
     return weight
 

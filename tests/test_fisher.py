@@ -278,21 +278,12 @@ def test_auto_is_exact_when_a_layer_is_called_twice():
 
 def test_auto_handles_linear_whose_forward_is_not_called():
     """MultiheadAttention uses out_proj.weight without calling out_proj: no KeyError, exact G."""
+    from small_nets import AttentionNet
+
     torch.manual_seed(8)
-
-    class Att(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.att = nn.MultiheadAttention(8, 2, batch_first=True)
-            self.head = nn.Linear(8, 3)
-
-        def forward(self, x):
-            h, _ = self.att(x, x, x)
-            return self.head(h.mean(1))
-
-    model = Att().eval()
+    model = AttentionNet().eval()
     x, y = _data((5, 8), 3, n=4)
-    names = ["att.out_proj.weight", "head.weight"]
+    names = ["attn.out_proj.weight", "head.weight"]
     _assert_close(per_sample_gradients(model, x, y, names).G, _loop_gradients(model, x, y, names))
 
 

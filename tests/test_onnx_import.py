@@ -373,6 +373,23 @@ def test_a_graph_of_open_input_size_finds_its_batch_major_layers_on_the_first_im
     assert torch.allclose(got.G, want.G, atol=1e-6)
 
 
+def test_an_attentions_projections_get_their_modules_names(tmp_path):
+    """nn.MultiheadAttention keeps its input projection as a bare parameter, in_proj_weight: its
+    layer is named ``attn.in_proj`` (not ``attn.in_proj_weight``, whose weight would read
+    ``attn.in_proj_weight.weight``), beside ``attn.out_proj``."""
+    from small_nets import AttentionNet
+
+    torch.manual_seed(0)
+    model = AttentionNet().eval()
+    graph = load_model(_export(model, (5, 8), tmp_path / "attn.onnx")).model
+    names = {n for n, _ in graph.named_parameters() if n.endswith("weight")}
+    assert {"attn.in_proj.weight", "attn.out_proj.weight", "head.weight"} <= names
+    assert torch.equal(graph.get_parameter("attn.in_proj.weight"), model.attn.in_proj_weight)
+    x = torch.randn(4, 5, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(graph(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_old_opsets_attribute_forms_run(tmp_path):
     """Files from opset 9 exporters: Slice takes its starts and ends as attributes, Squeeze and
     Unsqueeze their axes; onnxruntime still runs them, and so does the importer."""
