@@ -11,8 +11,10 @@ opened with ``core.model_io.load_model``. Printed per network:
   Inception), graph nodes, seconds to export and to open;
 - the largest |difference| between the imported graph's outputs and onnxruntime's on 2 images,
   relative to the largest output;
-- prunable layers, how many see the images on dimension 0 (``batch_major_layers``), and so
-  which path the engine's per-sample gradients take (closed form, or torch.func for all);
+- prunable layers, and how many of them the closed form takes: those whose input keeps the
+  images where it finds them (``batch_layouts``: first, on another dimension, or folded into the
+  first with tokens or windows); so which path the engine's per-sample gradients take (closed
+  form, or torch.func for all);
 - or why the network did not export or open.
 
     python benchmarks/onnx_zoo.py [--archs resnet18,vit_b_16,...]
@@ -102,7 +104,7 @@ def row(name: str, folder: Path) -> str:
         got = graph(x).numpy()
     diff = float(np.abs(got - want).max() / max(1e-12, float(np.abs(want).max())))
     names = prunable_parameters(graph, preset="all")
-    major = sum(1 for n in names if n.rsplit(".", 1)[0] in graph.batch_major_layers)
+    major = sum(1 for n in names if n.rsplit(".", 1)[0] in graph.batch_layouts)
     path = "closed form" if supports_closed_form(graph, names) else "torch.func"
     anon.unlink()
     return (f"| {name} | {size} | {nodes} | {export_s:.1f} | {open_s:.2f} | {diff:.1e} | {major} / {len(names)} "
@@ -117,7 +119,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="onnx-zoo-"))
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, onnxruntime {ort.__version__}\n")
     print("| network | input | nodes | export s | open s | max diff vs onnxruntime (relative) "
-          "| batch-major layers | G path | result |")
+          "| closed-form layers | G path | result |")
     print("| --- " * 9 + "|")
     opened = 0
     for name in names:

@@ -462,7 +462,7 @@ def _gradient_path(loaded: Any) -> str | None:
         return None
     if not names:
         return None
-    if hasattr(loaded.model, "batch_major_layers") and loaded.model.batch_major_layers is None:
+    if hasattr(loaded.model, "batch_layouts") and loaded.model.batch_layouts is None:
         return "first_images"
     if supports_closed_form(loaded.model, names):
         return "closed_form"
@@ -481,13 +481,12 @@ def _default_weights(loaded: Any) -> int:
 
 
 _GRADIENT_PATHS = {
-    "closed_form": "closed form, one product per layer and image (Linear and Conv2d layers that see the images "
-                   "on dimension 0)",
-    "func": "torch.func over the whole network (some pruned layer is not a Linear or Conv2d that sees the images "
-            "on dimension 0: slower, the same rows)",
+    "closed_form": "closed form, one product per layer and image",
+    "func": "torch.func over the whole network (some pruned layer is not a Linear or Conv2d whose input keeps "
+            "the images where the closed form finds them: slower, the same rows)",
     "loop": "one backward pass per image (TorchScript)",
     "first_images": "decided on the first images (the graph's input size is open): closed form where its layers "
-                    "see the images on dimension 0, else torch.func",
+                    "keep the images where it finds them, else torch.func",
 }
 
 

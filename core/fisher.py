@@ -121,18 +121,19 @@ def _modules_by_param(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
 
 def supports_closed_form(model: nn.Module, names: list[str] | tuple[str, ...]) -> bool:
     """True if every name is the ``weight`` of a Linear or a Conv2d (any groups) with zero
-    padding given as numbers, whose input has the images on dimension 0 (for an imported ONNX
-    graph, its ``batch_major_layers``; a PyTorch module's layers are taken to)."""
+    padding given as numbers, whose input keeps the images where the rows can find them: for
+    an imported ONNX graph, a layer its ``batch_layouts`` names; a PyTorch module's layers are
+    taken to see them on dimension 0."""
     lookup = _modules_by_param(model)
-    graph = hasattr(model, "batch_major_layers")  # an imported ONNX graph (core.onnx_import)
-    batch_major = getattr(model, "batch_major_layers", None)
-    if graph and batch_major is None:  # its input size was open and no image has been seen yet
+    graph = hasattr(model, "batch_layouts")  # an imported ONNX graph (core.onnx_import)
+    layouts = getattr(model, "batch_layouts", None)
+    if graph and layouts is None:  # its input size was open and no image has been seen yet
         return False
     for name in names:
         mod, pname = lookup.get(name, (None, None))
         if pname != "weight":
             return False
-        if graph and name.rsplit(".", 1)[0] not in batch_major:
+        if graph and name.rsplit(".", 1)[0] not in layouts:
             return False
         if isinstance(mod, nn.Linear):
             continue
@@ -235,7 +236,7 @@ def gradient_chunks(
     """Per-sample gradients ``chunk`` images at a time, as (first image's index, one tensor per
     name with a leading dimension of the chunk's images, the chunk's summed loss). The model is
     in eval mode while the chunks are made and restored after; it is never modified."""
-    measure = getattr(model, "measure_batch_major", None)
+    measure = getattr(model, "measure_batch_layouts", None)
     if method == "auto" and measure is not None and len(x):  # an ONNX graph of open input size
         with eval_mode(model):
             measure(tuple(x.shape[1:]))
@@ -353,12 +354,17 @@ def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
             h.remove()
         for nm, p in model.named_parameters():
             p.requires_grad_(req[nm])
-    if (any(c != 1 for c in calls) or len(grads) != len(mods)
-            or any(a.shape[0] != len(xb) or grads[i].shape[0] != len(xb) for i, a in acts.items())):
-        # a layer used twice (shared weights), never called through its forward, or seeing
-        # the images elsewhere than on dimension 0: the outer-product form does not apply, so
-        # this chunk takes the general path
+    if any(c != 1 for c in calls) or len(grads) != len(mods):
+        # a layer used twice (shared weights) or never called through its forward: the
+        # outer-product form does not apply, so this chunk takes the general path
         return _func_chunk(model, xb, yb, names)
+    layouts = getattr(model, "batch_layouts", None) or {}
+    B = len(xb)
+    for i, nm in enumerate(names):  # the images first (an imported graph's attention, windows)
+        layout = layouts.get(nm.rsplit(".", 1)[0], ("major",))
+        acts[i], grads[i] = _images_first(acts[i], layout, B), _images_first(grads[i], layout, B)
+        if acts[i] is None or grads[i] is None:  # not where the layout says: the general path
+            return _func_chunk(model, xb, yb, names)
     parts = []
     for i, mod in enumerate(mods):
         a, g = acts[i], grads[i]
@@ -370,6 +376,23 @@ def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
         else:
             parts.append(conv_weight_rows(a, g, mod))
     return parts, float(losses.detach().sum())
+
+
+def _images_first(t: torch.Tensor, layout: tuple, images: int) -> torch.Tensor | None:
+    """A layer's input or output gradient with the images on dimension 0, per ``layout``
+    (``core.onnx_import.BatchLayout``); None where its sizes do not fit it."""
+    kind = layout[0]
+    if kind == "major":
+        return t if t.shape[0] == images else None
+    if kind == "dim":
+        k = layout[1]
+        return t.movedim(k, 0) if t.dim() > k and t.shape[k] == images else None
+    m = layout[1]
+    if t.shape[0] != m * images:
+        return None
+    if kind == "outer":  # image·m + j
+        return t.reshape(images, m, *t.shape[1:])
+    return t.reshape(m, images, *t.shape[1:]).movedim(1, 0)  # "inner": j·images + image
 
 
 SHIFT_MIN_POSITIONS = 256  # output positions from which per-offset products beat one im2col

@@ -13,9 +13,9 @@ weights become real modules whose parameters are those weights, named after thei
   that takes any rank).
 
 So a file PyTorch exported gets back its parameter names (``layer1.0.conv1.weight``), the engine's
-closed-form per-sample gradients apply to its Conv and Linear layers that see the images on
-dimension 0 (``batch_major_layers``, measured at import; attention projections on
-(tokens, images, features) and Swin's windows take torch.func instead), BatchNorm can be
+closed-form per-sample gradients apply to its Conv and Linear layers (``batch_layouts``, measured
+at import, says where each one's input keeps the images: first, or elsewhere as in an attention's
+(tokens, images, features) and Swin's windows folded into the batch), BatchNorm can be
 recalibrated, and export writes it out again. A graph that ends in Softmax returns probabilities;
 the engine's losses then take their log as logits (``outputs_probabilities``). Every other node is
 a stateless PyTorch function
@@ -58,10 +58,10 @@ class OnnxGraphModule(nn.Module):
         # the graph ends in Softmax: its outputs are probabilities, and the engine's cross-entropy
         # takes their log as logits (core.evaluate.as_logits); the module still returns them as is
         self.outputs_probabilities = False
-        # layers whose input has the images on dimension 0 (measured at import, or on the first
-        # images a graph with an open input size gets; None until then): the engine's
-        # closed-form gradient rows apply only to them (see :func:`_batch_major_layers`)
-        self.batch_major_layers: frozenset[str] | None = None
+        # where each Linear and Conv layer's input keeps the images (measured at import, or on
+        # the first images a graph with an open input size gets; None until then): the engine's
+        # closed-form gradient rows apply only to the layers named here (:func:`_batch_layouts`)
+        self.batch_layouts: dict[str, BatchLayout] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         env: dict[str, Any] = {self.input_name: x, "": None}
@@ -84,11 +84,11 @@ class OnnxGraphModule(nn.Module):
                 del env[name]
         return env[self.output_name]
 
-    def measure_batch_major(self, shape: tuple[int, ...]) -> frozenset[str]:
-        """``batch_major_layers`` for images of ``shape`` (one sample), measured once."""
-        if self.batch_major_layers is None:
-            self.batch_major_layers = _batch_major_layers(self, tuple(shape))
-        return self.batch_major_layers
+    def measure_batch_layouts(self, shape: tuple[int, ...]) -> dict[str, BatchLayout]:
+        """``batch_layouts`` for images of ``shape`` (one sample), measured once."""
+        if self.batch_layouts is None:
+            self.batch_layouts = _batch_layouts(self, tuple(shape))
+        return self.batch_layouts
 
     def plan(self) -> None:
         """Note after which step each intermediate value is read for the last time."""
@@ -166,33 +166,74 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     shape = _input_shape(inputs[0])
     module.eval()
     if shape:  # else on the first images the engine computes gradients on
-        module.measure_batch_major(shape)
+        module.measure_batch_layouts(shape)
     return module, shape, classes or None
 
 
-def _batch_major_layers(module: OnnxGraphModule, shape: tuple[int, ...]) -> frozenset[str]:
-    """Paths of the Linear and Conv layers whose input has the images on dimension 0: found by
-    running batches of 1 and 2 images and keeping the layers whose input's first size was 1, then 2.
+BatchLayout = tuple
+"""Where a layer's input keeps the images (see :func:`_batch_layouts`): ``("major",)`` on dimension
+0; ``("dim", k)`` on dimension k; ``("outer", m)`` folded into dimension 0 as image·m + j;
+``("inner", m)`` folded into dimension 0 as j·images + image."""
 
-    A graph's MatMul may see another layout: PyTorch's attention exports its projections on
-    (tokens, images, features), and Swin folds its windows into the first dimension. Per-sample
-    gradients there are not one outer product per image, so those layers take torch.func's
-    general path (``core.fisher.supports_closed_form`` reads this). Where the graph does not run
-    on those batches, no layer is assumed to be batch-major."""
+
+def _batch_layouts(module: OnnxGraphModule, shape: tuple[int, ...]) -> dict[str, BatchLayout]:
+    """Where each Linear and Conv layer's input keeps the images: found by running one image,
+    then the same image with another, and looking for the size that grew with the batch and
+    for the first image's values in it.
+
+    A graph's MatMul may see other layouts than images first: PyTorch's attention exports its
+    input projection on (tokens, images, features) and its output projection on
+    (tokens·images, features), and Swin folds its windows into the first dimension (images·
+    windows). Per-sample gradients are then still one product per image, once the images are
+    brought to the front (``core.fisher`` reads this; a Conv only with the images first). Layers
+    called more than once, or where no layout gives back the first image's values, are left out
+    and take torch.func's general path; so is every layer where the graph does not run on these
+    batches."""
     layers = {name: m for name, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))}
-    firsts: dict[str, list[int]] = {name: [] for name in layers}
-    hooks = [m.register_forward_hook(lambda _m, inp, _out, name=name: firsts[name].append(int(inp[0].shape[0])))
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    hooks = [m.register_forward_hook(lambda _m, inp, _out, name=name: seen[name].append(inp[0].detach().clone()))
              for name, m in layers.items()]
+    gen = torch.Generator().manual_seed(0)
+    first, other = torch.randn(1, *shape, generator=gen), torch.randn(1, *shape, generator=gen)
     try:
         with torch.no_grad():
-            for batch in (1, 2):
-                module(torch.zeros(batch, *shape))
+            module(first)
+            module(torch.cat([first, other]))
     except Exception:  # noqa: BLE001 - e.g. a batch fixed in the graph: nothing is assumed
-        return frozenset()
+        return {}
     finally:
         for h in hooks:
             h.remove()
-    return frozenset(name for name, seen in firsts.items() if seen == [1, 2])
+    out = {}
+    for name, inputs in seen.items():
+        layout = _layout(*inputs) if len(inputs) == 2 else None
+        if layout is not None and (layout == ("major",) or isinstance(layers[name], nn.Linear)):
+            out[name] = layout
+    return out
+
+
+def _layout(one: torch.Tensor, two: torch.Tensor) -> BatchLayout | None:
+    """The layout under which ``two`` (a layer's input for 2 images) holds ``one`` (its input
+    for the first of them alone) as its first image."""
+    if one.dim() != two.dim():
+        return None
+    grown = [k for k in range(one.dim()) if one.shape[k] != two.shape[k]]
+    if len(grown) != 1:
+        return None
+    k = grown[0]
+
+    def same(part: torch.Tensor) -> bool:
+        return part.shape == one.shape and torch.allclose(part, one, rtol=1e-4, atol=1e-5 * (1 + float(one.abs().max())))
+
+    if one.shape[k] == 1 and two.shape[k] == 2:
+        return (("major",) if k == 0 else ("dim", k)) if same(two.narrow(k, 0, 1)) else None
+    m = one.shape[0]
+    if k == 0 and two.shape[0] == 2 * m:
+        if same(two[:m]):
+            return ("outer", m)
+        if same(two[0::2]):
+            return ("inner", m)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

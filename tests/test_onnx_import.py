@@ -346,7 +346,7 @@ _OP_CASES = [
 
 
 
-def test_a_graph_of_open_input_size_finds_its_batch_major_layers_on_the_first_images(tmp_path):
+def test_a_graph_of_open_input_size_finds_its_batch_layouts_on_the_first_images(tmp_path):
     """Height and width left open in the file: nothing is measured at import (no size to run),
     `info` says so, and the first gradients measure it: the closed form, the original's rows."""
     from core.cli import _gradient_path
@@ -362,12 +362,12 @@ def test_a_graph_of_open_input_size_finds_its_batch_major_layers_on_the_first_im
     onnx.save(proto, str(tmp_path / "open.onnx"))
     loaded = load_model(tmp_path / "open.onnx")
     graph = loaded.model
-    assert loaded.input_shape == () and graph.batch_major_layers is None
+    assert loaded.input_shape == () and graph.batch_layouts is None
     assert _gradient_path(loaded) == "first_images"
     x, y = torch.randn(12, 1, 8, 8), torch.randint(0, 10, (12,))
     names = prunable_parameters(graph, preset="all")
     got = per_sample_gradients(graph, x, y, names)
-    assert graph.batch_major_layers == {n.rsplit(".", 1)[0] for n in names}  # measured: every layer
+    assert graph.batch_layouts == {n.rsplit(".", 1)[0]: ("major",) for n in names}  # measured: images first
     assert _gradient_path(loaded) == "closed_form"
     want = per_sample_gradients(demo.model, x, y, prunable_parameters(demo.model, preset="all"))
     assert torch.allclose(got.G, want.G, atol=1e-6)
@@ -444,10 +444,12 @@ def _tiny_transformers():
 def test_transformer_graphs_give_the_originals_gradients_prune_and_export_again(tmp_path, name, monkeypatch):
     """A ViT (class token Expand, attention on (tokens, images, features)) and a Swin (windows
     folded into the batch, shifted by backward Slices, masks from Range, Mod, Equal, ScatterND and
-    Where) run as graphs. Their projections do not see the images on dimension 0, so they are not
-    batch-major and G comes from torch.func: it equals the original network's, layer for layer.
-    Taking every layer for batch-major instead gives wrong rows, at a batch as long as ViT's 17
-    tokens. CHITA prunes the graph, and the pruned graph exports with its batch still open."""
+    Where) run as graphs. Their projections keep the images elsewhere than first: ViT's input
+    projection on dimension 1, its output projection folded in as tokens·images, Swin's layers as
+    images·windows (``batch_layouts``). The closed form brings them to the front, and its rows
+    equal the original network's from torch.func, layer for layer. Taking every layer for
+    images-first instead gives wrong rows, at a batch as long as ViT's 17 tokens. CHITA prunes the
+    graph, and the pruned graph exports with its batch still open."""
     from core.cli import _gradient_path
     from core.fisher import per_sample_gradients, supports_closed_form
     from core.prunable import prunable_parameters
@@ -456,14 +458,16 @@ def test_transformer_graphs_give_the_originals_gradients_prune_and_export_again(
     path = anonymous(_export(model, (3, 32, 32), tmp_path / "t.onnx"), tmp_path / "anon.onnx")
     loaded = load_model(path)
     graph = loaded.model
-    assert isinstance(graph, OnnxGraphModule) and _gradient_path(loaded) == "func"  # as `info` says
+    assert isinstance(graph, OnnxGraphModule) and _gradient_path(loaded) == "closed_form"  # as `info` says
     x = torch.randn(17, 3, 32, 32)  # 17: ViT's 16 patches and its class token
     y = torch.randint(0, 10, (17,))
     with torch.no_grad():
         np.testing.assert_allclose(graph(x).numpy(), _ort(path, x), rtol=1e-4, atol=1e-5)
     names = prunable_parameters(graph, preset="all")
     layers = {n.rsplit(".", 1)[0] for n in names}
-    assert graph.batch_major_layers < layers and not supports_closed_form(graph, names)
+    assert set(graph.batch_layouts) == layers and supports_closed_form(graph, names)
+    kinds = {layout[0] for layout in graph.batch_layouts.values()}
+    assert kinds == ({"major", "dim", "inner"} if name == "vit" else {"major", "outer"}), graph.batch_layouts
     # the original's parameter behind each of the graph's weights (the same values)
     params = dict(model.named_parameters())
     originals = [next(k for k, v in params.items() if v.shape == w.shape and torch.equal(v, w))
@@ -471,13 +475,15 @@ def test_transformer_graphs_give_the_originals_gradients_prune_and_export_again(
     want = per_sample_gradients(model, x, y, originals, method="func").G
     got = per_sample_gradients(graph, x, y, names).G
     assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
+    func = per_sample_gradients(graph, x, y, names, method="func").G
+    assert torch.allclose(func, want, atol=1e-5 * float(want.abs().max()))
     # another thread exporting sets torch.onnx's export flag for the whole process: this thread's
     # rows must not change (the app measures ONNX sizes in one lane while gradients run in another)
     from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
 
     monkeypatch.setattr(GLOBALS, "in_onnx_export", True)
     assert torch.onnx.is_in_onnx_export()
-    assert torch.equal(per_sample_gradients(graph, x, y, names).G, got)
+    assert torch.equal(per_sample_gradients(graph, x, y, names, method="func").G, func)
     monkeypatch.undo()
     if name == "vit":  # as if every layer saw the images first: the input projections' (17, 17, 32)
         # then passes for (images, tokens, features); the output projections see (tokens·images,
@@ -487,10 +493,11 @@ def test_transformer_graphs_give_the_originals_gradients_prune_and_export_again(
         subset = [names[i] for i in keep]
         right = per_sample_gradients(model, x, y, [originals[i] for i in keep], method="func").G
         assert torch.allclose(per_sample_gradients(graph, x, y, subset).G, right, atol=1e-5 * float(right.abs().max()))
-        graph.batch_major_layers = frozenset(layers)
+        measured = graph.batch_layouts
+        graph.batch_layouts = {layer: ("major",) for layer in layers}
         wrong = per_sample_gradients(graph, x, y, subset).G
         assert not torch.allclose(wrong, right, atol=1e-2 * float(right.abs().max()))
-        graph.batch_major_layers = load_model(path).model.batch_major_layers
+        graph.batch_layouts = measured
 
     from core.data import ImageSet
 
