@@ -243,13 +243,22 @@ def gradient_chunks(
     if method == "auto":
         method = ("closed_form" if supports_closed_form(model, names)
                   else "loop" if isinstance(model, torch.jit.ScriptModule) else "func")
+    layouts = getattr(model, "batch_layouts", None)  # an imported graph measured its own
+    if method == "closed_form" and layouts is None and len(x):
+        # a PyTorch module: its layers are Linear and Conv2d, but a Linear may still see
+        # (tokens, images, features), as in nn.Transformer without batch_first
+        layouts = _module_layouts(model, tuple(x.shape[1:]), names)
+        if not all(nm.rsplit(".", 1)[0] in layouts for nm in names):
+            method = "func"
     make = {"closed_form": _closed_form_chunk, "func": _func_chunk, "loop": _loop_chunk}.get(method)
     if make is None:
         raise ValueError(f"unknown gradient method {method!r}")
     with eval_mode(model):
         for start in range(0, len(x), chunk):
             check(cancel)
-            parts, loss = make(model, x[start:start + chunk], y[start:start + chunk], names)
+            xb, yb = x[start:start + chunk], y[start:start + chunk]
+            parts, loss = (_closed_form_chunk(model, xb, yb, names, layouts) if method == "closed_form"
+                           else make(model, xb, yb, names))
             yield start, parts, loss
 
 
@@ -319,8 +328,8 @@ def fisher_factor(
     return FisherFactor(A, c, n * m, gm.loss)
 
 
-def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
-                       names: tuple[str, ...]) -> tuple[list[torch.Tensor], float]:
+def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, names: tuple[str, ...],
+                       layouts: dict[str, BatchLayout] | None = None) -> tuple[list[torch.Tensor], float]:
     """Rows for one chunk, one tensor per layer (leading dim B): capture inputs a and output
     gradients δ of each layer, then δᵀa."""
     lookup = _modules_by_param(model)
@@ -358,10 +367,9 @@ def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
         # a layer used twice (shared weights) or never called through its forward: the
         # outer-product form does not apply, so this chunk takes the general path
         return _func_chunk(model, xb, yb, names)
-    layouts = getattr(model, "batch_layouts", None) or {}
     B = len(xb)
-    for i, nm in enumerate(names):  # the images first (an imported graph's attention, windows)
-        layout = layouts.get(nm.rsplit(".", 1)[0], ("major",))
+    for i, nm in enumerate(names):  # the images first (attention's tokens, windows in the batch)
+        layout = (layouts or {}).get(nm.rsplit(".", 1)[0], ("major",))
         acts[i], grads[i] = _images_first(acts[i], layout, B), _images_first(grads[i], layout, B)
         if acts[i] is None or grads[i] is None:  # not where the layout says: the general path
             return _func_chunk(model, xb, yb, names)
@@ -378,9 +386,83 @@ def _closed_form_chunk(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
     return parts, float(losses.detach().sum())
 
 
+BatchLayout = tuple
+"""Where a layer's input keeps the images (see :func:`batch_layouts`): ``("major",)`` on dimension
+0; ``("dim", k)`` on dimension k; ``("outer", m)`` folded into dimension 0 as image·m + j;
+``("inner", m)`` folded into dimension 0 as j·images + image."""
+
+
+def batch_layouts(model: nn.Module, shape: tuple[int, ...], layers: dict[str, nn.Module]) -> dict[str, BatchLayout]:
+    """Where the input of each of ``layers`` (path → module) keeps the images, for images of
+    ``shape``: found by running one random image, then the same image with another, and looking
+    for the size that grew with the batch and for the first image's values in it.
+
+    The closed-form rows are one product per image once the images are brought to the front
+    (:func:`_images_first`); a Conv only with the images first. Layers called more than once or
+    never, or where no layout gives back the first image's values, are left out (they take
+    torch.func); so is every layer where the model does not run on these batches. The model's
+    training flag is left as it was; nothing is modified."""
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    hooks = [m.register_forward_hook(lambda _m, inp, _out, name=name: seen[name].append(inp[0].detach().clone()))
+             for name, m in layers.items()]
+    gen = torch.Generator().manual_seed(0)
+    first, other = torch.randn(1, *shape, generator=gen), torch.randn(1, *shape, generator=gen)
+    try:
+        with torch.no_grad(), eval_mode(model):
+            model(first)
+            model(torch.cat([first, other]))
+    except Exception:  # noqa: BLE001 - e.g. a batch fixed in a graph: nothing is assumed
+        return {}
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {}
+    for name, inputs in seen.items():
+        layout = _layout(*inputs) if len(inputs) == 2 else None
+        if layout is not None and (layout == ("major",) or isinstance(layers[name], nn.Linear)):
+            out[name] = layout
+    return out
+
+
+def _layout(one: torch.Tensor, two: torch.Tensor) -> BatchLayout | None:
+    """The layout under which ``two`` (a layer's input for 2 images) holds ``one`` (its input
+    for the first of them alone) as its first image."""
+    if one.dim() != two.dim():
+        return None
+    grown = [k for k in range(one.dim()) if one.shape[k] != two.shape[k]]
+    if len(grown) != 1:
+        return None
+    k = grown[0]
+
+    def same(part: torch.Tensor) -> bool:
+        return part.shape == one.shape and torch.allclose(part, one, rtol=1e-4, atol=1e-5 * (1 + float(one.abs().max())))
+
+    if one.shape[k] == 1 and two.shape[k] == 2:
+        return (("major",) if k == 0 else ("dim", k)) if same(two.narrow(k, 0, 1)) else None
+    m = one.shape[0]
+    if k == 0 and two.shape[0] == 2 * m:
+        if same(two[:m]):
+            return ("outer", m)
+        if same(two[0::2]):
+            return ("inner", m)
+    return None
+
+
+def _module_layouts(model: nn.Module, shape: tuple[int, ...], names: tuple[str, ...]) -> dict[str, BatchLayout]:
+    """:func:`batch_layouts` of the layers behind ``names`` of a PyTorch module, kept on the module
+    per input shape (copies the engine makes carry it along)."""
+    cache = model.__dict__.setdefault("_chita_batch_layouts", {})
+    key = (tuple(shape), names)
+    if key not in cache:
+        lookup = _modules_by_param(model)
+        layers = {nm.rsplit(".", 1)[0]: lookup[nm][0] for nm in names if nm in lookup}
+        cache[key] = batch_layouts(model, tuple(shape), layers)
+    return cache[key]
+
+
 def _images_first(t: torch.Tensor, layout: tuple, images: int) -> torch.Tensor | None:
     """A layer's input or output gradient with the images on dimension 0, per ``layout``
-    (``core.onnx_import.BatchLayout``); None where its sizes do not fit it."""
+    (:data:`BatchLayout`); None where its sizes do not fit it."""
     kind = layout[0]
     if kind == "major":
         return t if t.shape[0] == images else None

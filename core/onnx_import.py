@@ -61,7 +61,7 @@ class OnnxGraphModule(nn.Module):
         # where each Linear and Conv layer's input keeps the images (measured at import, or on
         # the first images a graph with an open input size gets; None until then): the engine's
         # closed-form gradient rows apply only to the layers named here (:func:`_batch_layouts`)
-        self.batch_layouts: dict[str, BatchLayout] | None = None
+        self.batch_layouts: dict[str, tuple] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         env: dict[str, Any] = {self.input_name: x, "": None}
@@ -84,7 +84,7 @@ class OnnxGraphModule(nn.Module):
                 del env[name]
         return env[self.output_name]
 
-    def measure_batch_layouts(self, shape: tuple[int, ...]) -> dict[str, BatchLayout]:
+    def measure_batch_layouts(self, shape: tuple[int, ...]) -> dict[str, tuple]:
         """``batch_layouts`` for images of ``shape`` (one sample), measured once."""
         if self.batch_layouts is None:
             self.batch_layouts = _batch_layouts(self, tuple(shape))
@@ -170,70 +170,19 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     return module, shape, classes or None
 
 
-BatchLayout = tuple
-"""Where a layer's input keeps the images (see :func:`_batch_layouts`): ``("major",)`` on dimension
-0; ``("dim", k)`` on dimension k; ``("outer", m)`` folded into dimension 0 as image·m + j;
-``("inner", m)`` folded into dimension 0 as j·images + image."""
-
-
-def _batch_layouts(module: OnnxGraphModule, shape: tuple[int, ...]) -> dict[str, BatchLayout]:
-    """Where each Linear and Conv layer's input keeps the images: found by running one image,
-    then the same image with another, and looking for the size that grew with the batch and
-    for the first image's values in it.
+def _batch_layouts(module: OnnxGraphModule, shape: tuple[int, ...]) -> dict[str, tuple]:
+    """Where each Linear and Conv layer's input keeps the images (``core.fisher.batch_layouts``).
 
     A graph's MatMul may see other layouts than images first: PyTorch's attention exports its
     input projection on (tokens, images, features) and its output projection on
     (tokens·images, features), and Swin folds its windows into the first dimension (images·
     windows). Per-sample gradients are then still one product per image, once the images are
-    brought to the front (``core.fisher`` reads this; a Conv only with the images first). Layers
-    called more than once, or where no layout gives back the first image's values, are left out
-    and take torch.func's general path; so is every layer where the graph does not run on these
-    batches."""
+    brought to the front. Layers left out take torch.func's general path; so does every layer
+    where the graph does not run on the probe's batches."""
+    from core.fisher import batch_layouts
+
     layers = {name: m for name, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))}
-    seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    hooks = [m.register_forward_hook(lambda _m, inp, _out, name=name: seen[name].append(inp[0].detach().clone()))
-             for name, m in layers.items()]
-    gen = torch.Generator().manual_seed(0)
-    first, other = torch.randn(1, *shape, generator=gen), torch.randn(1, *shape, generator=gen)
-    try:
-        with torch.no_grad():
-            module(first)
-            module(torch.cat([first, other]))
-    except Exception:  # noqa: BLE001 - e.g. a batch fixed in the graph: nothing is assumed
-        return {}
-    finally:
-        for h in hooks:
-            h.remove()
-    out = {}
-    for name, inputs in seen.items():
-        layout = _layout(*inputs) if len(inputs) == 2 else None
-        if layout is not None and (layout == ("major",) or isinstance(layers[name], nn.Linear)):
-            out[name] = layout
-    return out
-
-
-def _layout(one: torch.Tensor, two: torch.Tensor) -> BatchLayout | None:
-    """The layout under which ``two`` (a layer's input for 2 images) holds ``one`` (its input
-    for the first of them alone) as its first image."""
-    if one.dim() != two.dim():
-        return None
-    grown = [k for k in range(one.dim()) if one.shape[k] != two.shape[k]]
-    if len(grown) != 1:
-        return None
-    k = grown[0]
-
-    def same(part: torch.Tensor) -> bool:
-        return part.shape == one.shape and torch.allclose(part, one, rtol=1e-4, atol=1e-5 * (1 + float(one.abs().max())))
-
-    if one.shape[k] == 1 and two.shape[k] == 2:
-        return (("major",) if k == 0 else ("dim", k)) if same(two.narrow(k, 0, 1)) else None
-    m = one.shape[0]
-    if k == 0 and two.shape[0] == 2 * m:
-        if same(two[:m]):
-            return ("outer", m)
-        if same(two[0::2]):
-            return ("inner", m)
-    return None
+    return batch_layouts(module, shape, layers)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -287,6 +287,32 @@ def test_auto_handles_linear_whose_forward_is_not_called():
     _assert_close(per_sample_gradients(model, x, y, names).G, _loop_gradients(model, x, y, names))
 
 
+def test_a_linear_that_sees_tokens_first_gets_each_images_rows():
+    """A Linear on (tokens, images, features), as in nn.Transformer without batch_first, with as
+    many tokens as images: the sizes alone cannot tell them apart, and the outer product over
+    dimension 0 would pair tokens with images. The module's layouts find the images on dimension
+    1, and the closed form equals one backward pass per image."""
+
+    class TokensFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mix = nn.Linear(4, 6)
+            self.head = nn.Linear(6, 3)
+
+        def forward(self, x):  # x: (images, tokens, 4)
+            return self.head(torch.relu(self.mix(x.transpose(0, 1))).mean(0))
+
+    torch.manual_seed(10)
+    model = TokensFirst().eval()
+    x, y = _data((6, 4), 3, n=6)  # 6 images of 6 tokens
+    names = ["mix.weight", "head.weight"]
+    assert supports_closed_form(model, names)
+    got = per_sample_gradients(model, x, y, names).G
+    _assert_close(got, _loop_gradients(model, x, y, names))
+    (layouts,) = model._chita_batch_layouts.values()
+    assert layouts == {"mix": ("dim", 1), "head": ("major",)}
+
+
 @pytest.mark.parametrize("method", ["closed_form", "func"])
 def test_rows_per_sample_two_averages_consecutive_pairs(method):
     torch.manual_seed(9)
