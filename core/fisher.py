@@ -18,6 +18,7 @@ BatchNorm stays in eval mode, so the rows are independent per sample.
 from __future__ import annotations
 
 import os
+import weakref
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Iterator
@@ -448,10 +449,15 @@ def _layout(one: torch.Tensor, two: torch.Tensor) -> BatchLayout | None:
     return None
 
 
+_MODULE_LAYOUTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+"""Per module, its :func:`batch_layouts` by (input shape, names); beside the module, not on it (an
+attribute of that type would stop torch.jit.script of the module)."""
+
+
 def _module_layouts(model: nn.Module, shape: tuple[int, ...], names: tuple[str, ...]) -> dict[str, BatchLayout]:
-    """:func:`batch_layouts` of the layers behind ``names`` of a PyTorch module, kept on the module
-    per input shape (copies the engine makes carry it along)."""
-    cache = model.__dict__.setdefault("_chita_batch_layouts", {})
+    """:func:`batch_layouts` of the layers behind ``names`` of a PyTorch module, measured once per
+    module and input shape."""
+    cache = _MODULE_LAYOUTS.setdefault(model, {})
     key = (tuple(shape), names)
     if key not in cache:
         lookup = _modules_by_param(model)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from core.errors import Cancelled, StudioError
 from core.fisher import (
+    _MODULE_LAYOUTS,
     SHIFT_MIN_POSITIONS,
     check_memory,
     conv_weight_rows,
@@ -309,7 +310,7 @@ def test_a_linear_that_sees_tokens_first_gets_each_images_rows():
     assert supports_closed_form(model, names)
     got = per_sample_gradients(model, x, y, names).G
     _assert_close(got, _loop_gradients(model, x, y, names))
-    (layouts,) = model._chita_batch_layouts.values()
+    (layouts,) = _MODULE_LAYOUTS[model].values()
     assert layouts == {"mix": ("dim", 1), "head": ("major",)}
 
 
