@@ -21,6 +21,7 @@ import os
 import weakref
 from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from typing import Iterator
 
 import torch
@@ -251,15 +252,14 @@ def gradient_chunks(
         layouts = _module_layouts(model, tuple(x.shape[1:]), names)
         if not all(nm.rsplit(".", 1)[0] in layouts for nm in names):
             method = "func"
-    make = {"closed_form": _closed_form_chunk, "func": _func_chunk, "loop": _loop_chunk}.get(method)
+    make = {"closed_form": partial(_closed_form_chunk, layouts=layouts), "func": _func_chunk,
+            "loop": _loop_chunk}.get(method)
     if make is None:
         raise ValueError(f"unknown gradient method {method!r}")
     with eval_mode(model):
         for start in range(0, len(x), chunk):
             check(cancel)
-            xb, yb = x[start:start + chunk], y[start:start + chunk]
-            parts, loss = (_closed_form_chunk(model, xb, yb, names, layouts) if method == "closed_form"
-                           else make(model, xb, yb, names))
+            parts, loss = make(model, x[start:start + chunk], y[start:start + chunk], names)
             yield start, parts, loss
 
 

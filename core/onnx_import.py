@@ -119,8 +119,7 @@ def _add_into(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 _VIEW_OPS = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice",
-                       "Cast", "Expand", "Einsum", "Split", "DepthToSpace",
-                       "SpaceToDepth"})
+                       "Cast", "Expand", "Einsum", "Split", "DepthToSpace", "SpaceToDepth"})
 """Operators whose PyTorch result may share memory with their input."""
 
 
