@@ -1098,16 +1098,28 @@ class MainWindow(QMainWindow):
                 "earlier session: Runs tab (Ctrl+Shift+U).", 10000)
         self.runs_restored.emit(len(earlier))
 
-    def _save_runs(self) -> None:
-        """Save this model's and data's runs (on close, and before another model or data replaces
-        them); never raises: a failure is reported on stderr and in the status bar."""
+    def _save_runs(self, *, wait: bool = False) -> None:
+        """Save this model's and data's runs before another model or data replaces them (in the
+        background on the light lane, which also restores runs, so a reload of the same model
+        finds them; up to 512 MiB of weights take ~2 s to write) or, with ``wait``, now (on close,
+        after the workers have stopped). Never raises: a failure is reported on stderr and in the
+        status bar."""
         if not self.persist or self._runs_key is None:
             return
+        folder, key, runs = runs_store.runs_folder(self.settings), self._runs_key, list(self.runs)
+        if not wait:
+            self._submit(runs_store.save_runs, folder, key, runs, title="Saving runs", lane="light",
+                         foreground=False, keep_gen=False, cancellable=False, pass_progress=False,
+                         on_failed=self._on_runs_not_saved)
+            return
         try:
-            runs_store.save_runs(runs_store.runs_folder(self.settings), self._runs_key, self.runs)
+            runs_store.save_runs(folder, key, runs)
         except Exception as exc:  # noqa: BLE001 - closing must not fail on a full disk
-            print(f"chita-studio: the runs could not be saved: {exc}", file=sys.stderr)
-            self.statusBar().showMessage(f"The runs could not be saved: {exc}", 10000)
+            self._on_runs_not_saved(exc)
+
+    def _on_runs_not_saved(self, exc: BaseException) -> None:
+        print(f"chita-studio: the runs could not be saved: {exc}", file=sys.stderr)
+        self.statusBar().showMessage(f"The runs could not be saved: {exc}", 10000)
 
     # ======================================================================================
     # preview and runs
@@ -1711,9 +1723,9 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         if self.persist:
             self.save_settings()
-            self._save_runs()
         self.controls.cancel_pending()  # a preview scheduled by the slider would start a job later
-        self.runner.shutdown()
+        self.runner.shutdown()  # waits for a previous model's runs still being saved
+        self._save_runs(wait=True)  # after it: the same model reloaded shares that file
         if not self._gc_released:  # the workers have stopped: automatic collection may resume
             self._gc_released = True
             main_thread_gc.release()

@@ -7,7 +7,7 @@ The public signals (``progress``, ``finished``, ``failed``, ``cancelled``, ``end
 emitted on the main thread.
 
 Two lanes keep the CPU sane on small machines: ``heavy`` (loading, pruning runs, sweeps, export,
-saliency) and ``light`` (magnitude previews, evaluation); each runs one task at a time.
+saliency) and ``light`` (magnitude previews, evaluation, saving and restoring runs); each runs one task at a time.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ class Task(QObject):
 
     Signals: ``progress(stage, fraction, eta_seconds, message)`` (``eta_seconds`` is ``None``
     while unknown), ``finished(result)``, ``failed(exception)``, ``cancelled()``, and
-    ``ended()`` after any of the three. With ``pass_partial`` the callable also gets
+    ``ended()`` after any of the three. With ``cancellable=False`` the job always runs to its end
+    (:meth:`TaskRunner.shutdown` waits for it). With ``pass_partial`` the callable also gets
     ``on_partial=``, and each object it passes there arrives as ``partial(obj)`` (results so far,
     e.g. a sweep's finished points; still delivered when the job is then cancelled).
     """
@@ -110,6 +111,7 @@ class Task(QObject):
         foreground: bool = True,
         pass_progress: bool = True,
         pass_partial: bool = False,
+        cancellable: bool = True,
         parent: QObject | None = None,
         **kwargs: Any,
     ) -> None:
@@ -122,6 +124,7 @@ class Task(QObject):
         self.foreground = foreground
         self.pass_progress = pass_progress
         self.pass_partial = pass_partial
+        self.cancellable = cancellable  # False: cancel() and shutdown() let it run to its end
         self.token = CancelToken()
         self.state = "new"  # new → running → finished | failed | cancelled
         self.result: Any = None
@@ -147,8 +150,10 @@ class Task(QObject):
         return self
 
     def cancel(self) -> None:
-        """Ask the job to stop at its next check; ``cancelled`` follows."""
-        self.token.cancel()
+        """Ask the job to stop at its next check; ``cancelled`` follows. A task made with
+        ``cancellable=False`` (saving the user's runs) is never stopped: it runs to its end."""
+        if self.cancellable:
+            self.token.cancel()
 
     @property
     def running(self) -> bool:
@@ -252,7 +257,8 @@ class TaskRunner(QObject):
             task.cancel()
 
     def shutdown(self, timeout_ms: int = 60000) -> bool:
-        """Cancel everything and wait for the threads; True if they all stopped in time."""
+        """Cancel everything (but tasks made with ``cancellable=False``, which run to their end) and
+        wait for the threads; True if they all stopped in time."""
         self.cancel_all()
         ok = True
         for pool in self.pools.values():

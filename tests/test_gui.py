@@ -336,6 +336,46 @@ def test_runs_come_back_in_the_next_session_for_the_same_model_and_data(qtbot, s
     assert not hooks.errors
 
 
+def test_switching_models_saves_the_runs_in_the_background_and_close_waits_for_it(
+        qtbot, settings_dir: Path, hooks, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow save (a large model's runs take seconds to write) neither freezes the switch to
+    another model nor is lost: the same model reopened finds its runs, and closing the window
+    while a save is still running waits for it."""
+    import threading
+    import time as _time
+
+    from gui import runs_store
+
+    real_save = runs_store.save_runs
+    saving_threads: list[threading.Thread] = []
+
+    def slow_save(folder, key, runs):
+        saving_threads.append(threading.current_thread())
+        _time.sleep(1.5)
+        return real_save(folder, key, runs)
+
+    monkeypatch.setattr(runs_store, "save_runs", slow_save)
+    w = make_window(qtbot, settings_dir)
+    w.controls.samples.setValue(128)
+    with qtbot.waitSignal(w.runs_restored, timeout=LOAD_TIMEOUT_MS):
+        w.start(demo="digits_mlp")
+    run_and_wait(qtbot, w, "magnitude", 60)
+    folder = runs_store.runs_folder(w.settings)
+    t0 = _time.perf_counter()
+    with qtbot.waitSignal(w.runs_restored, timeout=LOAD_TIMEOUT_MS) as restored:
+        w._set_bundle(w.bundle)  # what opening other data does first: the runs are saved, the view cleared
+        assert _time.perf_counter() - t0 < 1.0 and w.runs == []  # the 1.5 s save runs elsewhere
+    # the same weights and images again: their restore runs after the save, on the same lane
+    assert restored.args[0] == 1 and len(w.runs) == 1
+    assert saving_threads and all(t is not threading.main_thread() for t in saving_threads)
+    # a save still running when the window closes is finished, not dropped
+    w._set_bundle(w.bundle)
+    for f in folder.glob("*.pt"):
+        f.unlink()
+    w.close()
+    assert len(list(folder.glob("*.pt"))) == 1
+    assert not hooks.errors
+
 def test_runs_kept_are_the_most_recent_within_both_limits() -> None:
     from gui.runs_view import keep_recent, result_bytes
 
