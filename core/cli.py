@@ -442,6 +442,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
         data["onnx_ops"] = dict(collections.Counter(op for op, *_ in steps).most_common())
         data["outputs_probabilities"] = bool(getattr(loaded.model, "outputs_probabilities", False))
+        data["channels_last_file"] = getattr(loaded.model, "input_permutation", None) is not None
     emit(args, data, _info_text(data))
     return EXIT_OK
 
@@ -496,7 +497,9 @@ def _info_text(d: dict[str, Any]) -> str:
         f"Model:        {d['source']}",
         f"Format:       {d['format']}",
         f"Architecture: {d['arch'] or 'unknown'}",
-        f"Input shape:  {shape} (one sample)",
+        f"Input shape:  {shape} (one sample"
+        + ("; the file takes it channels last, H×W×C: images are permuted for it, and exports keep its layout)"
+           if d.get("channels_last_file") else ")"),
         f"Preset:       {d['preset'] or 'none (give --preset or --mean/--std for data)'}",
         f"Classes:      {d['num_classes'] if d['num_classes'] is not None else 'unknown'}",
     ]

@@ -25,6 +25,7 @@ sparse initializers, so dense storage stays the default.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import os
 import stat
@@ -34,13 +35,14 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
 import torch
 
 from core.errors import StudioError
 from core.evaluate import EvalResult, evaluate, paired_difference, set_eval_mode
+from core.onnx_import import CHANNELS_LAST
 from core.progress import CancelToken, ProgressFn, check, report
 from core.prunable import prunable_parameters
 
@@ -162,8 +164,12 @@ def export_onnx(
     target = os.path.abspath(os.fspath(path))
     folder = _check_destination(target)
     work = _eval_copy(model)
+    to_file = _file_layout(work)
     sample = sample.detach().cpu()
-    batch = (sample if verify_batch is None else verify_batch.detach().cpu())[:MAX_VERIFY_BATCH]
+    batch = to_file((sample if verify_batch is None else verify_batch.detach().cpu())[:MAX_VERIFY_BATCH])
+    sample = to_file(sample)
+    if evaluation is not None:
+        evaluation = dataclasses.replace(evaluation, x=to_file(evaluation.x))
 
     check(cancel)
     report(progress, "export", 0, 1, "converting to ONNX")
@@ -229,7 +235,8 @@ def onnx_sizes(model: torch.nn.Module, sample: torch.Tensor, *, sparse_deflate: 
     ConvNeXt-T at 90%, ``benchmarks/sparse_storage.py``), so ``sparse_deflate=False`` skips it and
     leaves it None. Where no tensor changes storage it equals the dense file's, and is always given.
     """
-    data, _ = _export_bytes(_eval_copy(model), sample.detach().cpu(), None)
+    work = _eval_copy(model)
+    data, _ = _export_bytes(work, _file_layout(work)(sample.detach().cpu()), None)
     compressed = len(zlib.compress(data, DEFLATE_LEVEL))
     sparse, moved = sparse_storage(data)
     sparse_compressed = (compressed if not moved else
@@ -339,6 +346,18 @@ def _eval_copy(model: torch.nn.Module) -> torch.nn.Module:
             ) from None
     set_eval_mode(work)
     return work
+
+
+def _file_layout(work: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What turns the app's images into the input the file takes. An ONNX graph opened from a
+    channels-last file (``core.onnx_import``: its module permutes N×C×H×W images itself) is
+    exported as the file it came from, N×H×W×C in: ``work`` (the export's own copy) stops
+    permuting, and the images given to it and to onnxruntime are permuted here instead."""
+    perm = getattr(work, "input_permutation", None)
+    if perm is None:
+        return lambda x: x
+    work.input_permutation = None
+    return lambda x: x.permute(*perm).contiguous()
 
 
 def _check_size(model: torch.nn.Module) -> None:
@@ -525,7 +544,8 @@ def _check_graph(data: bytes, target: str) -> int:
 
 class OnnxRuntimeModel(torch.nn.Module):
     """An ONNX file run by onnxruntime on the CPU, called like a PyTorch classifier: float32
-    images in, the first output (class scores) out, as a tensor. No gradients."""
+    images in, the first output (class scores) out, as a tensor. No gradients. A file that takes
+    channels-last images (N×H×W×C) is given N×C×H×W batches permuted, where only they fit it."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         import onnxruntime as ort
@@ -535,9 +555,17 @@ class OnnxRuntimeModel(torch.nn.Module):
         options.log_severity_level = 3
         self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self.input_dims = list(self.session.get_inputs()[0].shape)  # ints where fixed, names where open
+
+    def _fits(self, shape: torch.Size) -> bool:
+        return len(shape) == len(self.input_dims) and all(
+            not isinstance(d, int) or d <= 0 or d == s for d, s in zip(self.input_dims[1:], shape[1:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: x.detach().cpu().float().numpy()})[0]
+        x = x.detach().cpu().float()
+        if x.ndim == 4 and not self._fits(x.shape) and self._fits(x.permute(*CHANNELS_LAST).shape):
+            x = x.permute(*CHANNELS_LAST)
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(x.numpy())})[0]
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
 

@@ -62,8 +62,14 @@ class OnnxGraphModule(nn.Module):
         # the first images a graph with an open input size gets; None until then): the engine's
         # closed-form gradient rows apply only to the layers named here (:func:`_batch_layouts`)
         self.batch_layouts: dict[str, tuple] | None = None
+        # a graph that takes channels-last images (N×H×W×C, as Keras models converted by tf2onnx
+        # do) and turns them channels-first itself: the module takes the app's N×C×H×W images and
+        # permutes them by this first; export writes the file's own layout again (core.export)
+        self.input_permutation: tuple[int, ...] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_permutation is not None:
+            x = x.permute(*self.input_permutation)
         env: dict[str, Any] = {self.input_name: x, "": None}
         for graph_name, buffer in self._const_names.items():
             env[graph_name] = getattr(self.consts, buffer)
@@ -130,7 +136,9 @@ _VIEW_OPS = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Transpose",
 def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], int | None]:
     """(module in eval mode, input shape of one sample (``()`` where the graph leaves it open),
     class count (None where the output's last dimension is open)) for the ONNX classifier in
-    ``file``. Raises :class:`StudioError` naming the file, the node and the
+    ``file``. A graph whose image input is channels last and goes only into Transposes to channels
+    first (N×H×W×C → N×C×H×W) gives its shape channels first, and its module takes channels-first
+    images (``input_permutation``). Raises :class:`StudioError` naming the file, the node and the
     operator for graphs it cannot run."""
     import onnx
 
@@ -163,6 +171,9 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     out_dims = graph.output[0].type.tensor_type.shape.dim
     classes = out_dims[-1].dim_value if out_dims and out_dims[-1].HasField("dim_value") else None
     shape = _input_shape(inputs[0])
+    if _takes_channels_last(graph, inputs[0]):
+        module.input_permutation = CHANNELS_LAST
+        shape = (shape[2], shape[0], shape[1]) if shape else ()
     module.eval()
     if shape:  # else on the first images the engine computes gradients on
         module.measure_batch_layouts(shape)
@@ -908,6 +919,20 @@ def _input_shape(value_info: Any) -> tuple[int, ...]:
     dims = value_info.type.tensor_type.shape.dim
     shape = [d.dim_value if d.HasField("dim_value") else 0 for d in dims][1:]
     return tuple(shape) if shape and all(s > 0 for s in shape) else ()
+
+
+CHANNELS_LAST = (0, 2, 3, 1)
+"""The permutation that turns an N×C×H×W batch into N×H×W×C."""
+
+
+def _takes_channels_last(graph: Any, value_info: Any) -> bool:
+    """Whether the graph's 4-D input is read only by Transposes with perm 0,3,1,2: channels-last
+    images that the graph turns channels first itself (tf2onnx's Keras convnets begin so)."""
+    if len(value_info.type.tensor_type.shape.dim) != 4:
+        return False
+    readers = [n for n in graph.node if value_info.name in n.input]
+    return bool(readers) and all(n.op_type == "Transpose" and list(_attributes(n).get("perm", ())) == [0, 3, 1, 2]
+                                 for n in readers)
 
 
 def _first_line(err: BaseException) -> str:

@@ -957,6 +957,8 @@ class MainWindow(QMainWindow):
         loaded, summary = self.session.loaded, self.session.summary
         n_prunable = sum(r.params for r in summary.rows if r.prunable)
         shape = "×".join(str(s) for s in loaded.input_shape) or "unknown"
+        if getattr(loaded.model, "input_permutation", None) is not None:  # core.onnx_import
+            shape += " (the file takes it channels last; exports keep that)"
         self.model_info.setText(
             f"{loaded.format}{' · ' + loaded.arch if loaded.arch else ''} · input {shape}\n"
             f"{fmt_int(summary.total_params)} parameters · {len(summary.prunable_keys)} prunable tensors "

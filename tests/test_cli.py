@@ -65,6 +65,35 @@ def test_info_on_an_onnx_graph_lists_its_operators(capsys, tmp_path):
     code, out, _ = _run(capsys, "info", str(tmp_path / "g.onnx"))
     assert code == 0 and f"ONNX graph:   {len(proto.graph.node)} nodes run with PyTorch (Conv 2" in out
     assert data["gradient_rows"] == "closed_form" and "Gradient rows:    closed form" in out
+    assert data["channels_last_file"] is False and "channels last" not in out
+
+
+def test_a_channels_last_onnx_file_prunes_on_channels_first_data_and_exports_channels_last(capsys, tmp_path):
+    """info says the file takes H×W×C; prune on the digits (N×C×H×W) runs, and its --out file takes
+    N×8×8×1 and scores in onnxruntime what PyTorch scores."""
+    import onnx
+
+    from core.demo import load_demo
+    from core.export import export_onnx
+
+    class ChannelsLast(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x.permute(0, 3, 1, 2))
+
+    export_onnx(ChannelsLast(load_demo("digits_cnn").model), torch.randn(2, 8, 8, 1), tmp_path / "nhwc.onnx")
+    data = _json(capsys, "info", str(tmp_path / "nhwc.onnx"))
+    assert data["channels_last_file"] is True and data["input_shape"] == [1, 8, 8]
+    code, out, _ = _run(capsys, "info", str(tmp_path / "nhwc.onnx"))
+    assert code == 0 and "Input shape:  1×8×8 (one sample; the file takes it channels last" in out
+    data = _json(capsys, "prune", str(tmp_path / "nhwc.onnx"), "--data", "digits", "--method", "magnitude",
+                 "--sparsity", "0.5", "--out", str(tmp_path / "out.onnx"), "-q")
+    assert data["accuracy"] > 0.8 and data["export"]["onnx_accuracy"] == data["accuracy"]
+    dims = onnx.load(str(tmp_path / "out.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][1:] == [8, 8, 1]
 
 
 def test_info_says_how_many_samples_fit_in_memory(capsys, monkeypatch):
