@@ -42,7 +42,7 @@ import torch
 
 from core.errors import StudioError
 from core.evaluate import EvalResult, evaluate, paired_difference, set_eval_mode
-from core.onnx_import import CHANNELS_LAST
+from core.onnx_import import CHANNELS_LAST, OnnxGraphModule
 from core.progress import CancelToken, ProgressFn, check, report
 from core.prunable import prunable_parameters
 
@@ -370,26 +370,47 @@ def _check_size(model: torch.nn.Module) -> None:
         )
 
 
+def _io_names(model: torch.nn.Module) -> tuple[str, str]:
+    """The graph's input and output names: an ONNX file opened in the app (``core.onnx_import``)
+    keeps its own, so that the pruned file replaces it in code that feeds it by name."""
+    if isinstance(model, OnnxGraphModule) and model.input_name != model.output_name:
+        return model.input_name, model.output_name
+    return _INPUT_NAME, _OUTPUT_NAME
+
+
+def _with_metadata(data: bytes, model: torch.nn.Module) -> bytes:
+    """``data`` with the metadata_props of the ONNX file ``model`` was opened from, if it had any."""
+    props = getattr(model, "metadata_props", None) if isinstance(model, OnnxGraphModule) else None
+    if not props:
+        return data
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, **props})
+    return proto.SerializeToString()
+
+
 def _export_bytes(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> tuple[bytes, str]:
     """Serialise ``model`` (already an eval copy) to ONNX bytes; returns (bytes, exporter name)."""
     _check_size(model)
     try:
-        return _export_torchscript(model, sample, opset), "torchscript"
+        data, exporter = _export_torchscript(model, sample, opset), "torchscript"
     except Exception as first:  # noqa: BLE001 - the exporters raise many types
-        first_msg = _first_line(first)
-    try:
-        return _export_dynamo(model, sample, opset), "dynamo"
-    except Exception as second:  # noqa: BLE001
-        raise StudioError(
-            "the model could not be converted to ONNX. TorchScript exporter: "
-            f"{first_msg}. torch.export exporter: {_first_line(second)}",
-            fix="models with data-dependent control flow or custom operators need changes to their "
-            "forward() before they can be exported; a model loaded from a state_dict with a known "
-            "architecture always exports",
-        ) from None
+        try:
+            data, exporter = _export_dynamo(model, sample, opset), "dynamo"
+        except Exception as second:  # noqa: BLE001
+            raise StudioError(
+                "the model could not be converted to ONNX. TorchScript exporter: "
+                f"{_first_line(first)}. torch.export exporter: {_first_line(second)}",
+                fix="models with data-dependent control flow or custom operators need changes to their "
+                "forward() before they can be exported; a model loaded from a state_dict with a known "
+                "architecture always exports",
+            ) from None
+    return _with_metadata(data, model), exporter
 
 
 def _export_torchscript(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> bytes:
+    in_name, out_name = _io_names(model)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -401,14 +422,15 @@ def _export_torchscript(model: torch.nn.Module, sample: torch.Tensor, opset: int
             export_params=True,
             do_constant_folding=False,  # keep every weight as its own, unchanged initializer
             opset_version=opset,
-            input_names=[_INPUT_NAME],
-            output_names=[_OUTPUT_NAME],
-            dynamic_axes={_INPUT_NAME: {0: "batch"}, _OUTPUT_NAME: {0: "batch"}},
+            input_names=[in_name],
+            output_names=[out_name],
+            dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}},
         )
     return buf.getvalue()
 
 
 def _export_dynamo(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> bytes:
+    in_name, out_name = _io_names(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -418,8 +440,8 @@ def _export_dynamo(model: torch.nn.Module, sample: torch.Tensor, opset: int | No
             verbose=False,
             optimize=True,
             opset_version=opset,
-            input_names=[_INPUT_NAME],
-            output_names=[_OUTPUT_NAME],
+            input_names=[in_name],
+            output_names=[out_name],
             dynamic_shapes=({0: torch.export.Dim.AUTO},),
         )
     try:

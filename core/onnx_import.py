@@ -66,6 +66,8 @@ class OnnxGraphModule(nn.Module):
         # do) and turns them channels-first itself: the module takes the app's N×C×H×W images and
         # permutes them by this first; export writes the file's own layout again (core.export)
         self.input_permutation: tuple[int, ...] | None = None
+        # the file's metadata_props (e.g. class names a deployment reads back); export writes them again
+        self.metadata_props: dict[str, str] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_permutation is not None:
@@ -168,6 +170,7 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
         builder.add(node)
     builder.finish()
     module.outputs_probabilities = _ends_in_softmax(graph)
+    module.metadata_props = {p.key: p.value for p in proto.metadata_props}
     out_dims = graph.output[0].type.tensor_type.shape.dim
     classes = out_dims[-1].dim_value if out_dims and out_dims[-1].HasField("dim_value") else None
     shape = _input_shape(inputs[0])

@@ -18,3 +18,20 @@ def anonymous(src: Path, dst: Path) -> Path:
         node.input[:] = [names.get(i, i) for i in node.input]
     onnx.save(proto, str(dst))
     return dst
+
+
+def renamed_io(src: Path, dst: Path, input_name: str, output_name: str,
+               metadata: dict[str, str] | None = None) -> Path:
+    """``src`` saved as ``dst`` with its graph input and output renamed (as other exporters name
+    them) and ``metadata`` added to its metadata_props."""
+    proto = onnx.load(str(src))
+    old_in, old_out = proto.graph.input[0].name, proto.graph.output[0].name
+    proto.graph.input[0].name, proto.graph.output[0].name = input_name, output_name
+    swap = {old_in: input_name, old_out: output_name}
+    for node in proto.graph.node:
+        node.input[:] = [swap.get(i, i) for i in node.input]
+        node.output[:] = [swap.get(o, o) for o in node.output]
+    if metadata:
+        onnx.helper.set_model_props(proto, metadata)
+    onnx.save(proto, str(dst))
+    return dst
