@@ -57,6 +57,7 @@ MAX_VERIFY_BATCH = 256
 """At most this many images of ``verify_batch`` are run in onnxruntime."""
 
 _PROTOBUF_LIMIT = 2**31 - 2**24  # 2 GiB protobuf limit, less room for the graph itself
+MIN_OPSET = 7  # the oldest opset the TorchScript exporter writes
 _INPUT_NAME = "input"
 _OUTPUT_NAME = "output"
 # zlib's, gzip's and zip's default: what a download of the file would be compressed with. Level 9
@@ -391,8 +392,16 @@ def _with_metadata(data: bytes, model: torch.nn.Module) -> bytes:
 
 
 def _export_bytes(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> tuple[bytes, str]:
-    """Serialise ``model`` (already an eval copy) to ONNX bytes; returns (bytes, exporter name)."""
+    """Serialise ``model`` (already an eval copy) to ONNX bytes; returns (bytes, exporter name).
+    An ONNX graph opened in the app is written at its source file's opset when none is asked for
+    and the TorchScript exporter can (else at the exporter's default, as any other network)."""
     _check_size(model)
+    source = getattr(model, "source_opset", None) if isinstance(model, OnnxGraphModule) else None
+    if opset is None and source:
+        try:
+            return _with_metadata(_export_torchscript(model, sample, max(source, MIN_OPSET)), model), "torchscript"
+        except Exception:  # noqa: BLE001 - an operator this opset lacks: the default below
+            pass
     try:
         data, exporter = _export_torchscript(model, sample, opset), "torchscript"
     except Exception as first:  # noqa: BLE001 - the exporters raise many types

@@ -68,6 +68,9 @@ class OnnxGraphModule(nn.Module):
         self.input_permutation: tuple[int, ...] | None = None
         # the file's metadata_props (e.g. class names a deployment reads back); export writes them again
         self.metadata_props: dict[str, str] = {}
+        # the file's opset (default domain): export writes that opset again where it can, so the
+        # pruned file loads in every runtime the source did
+        self.source_opset: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_permutation is not None:
@@ -171,6 +174,7 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     builder.finish()
     module.outputs_probabilities = _ends_in_softmax(graph)
     module.metadata_props = {p.key: p.value for p in proto.metadata_props}
+    module.source_opset = next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     out_dims = graph.output[0].type.tensor_type.shape.dim
     classes = out_dims[-1].dim_value if out_dims and out_dims[-1].HasField("dim_value") else None
     shape = _input_shape(inputs[0])

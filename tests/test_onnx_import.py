@@ -72,15 +72,16 @@ def test_a_graph_of_unknown_weights_runs_and_prunes_as_the_original(tmp_path, de
     assert report.scored_differently == 0 and all(a == b for a, b in report.zero_fractions.values())
 
 
-def test_a_pruned_graph_keeps_the_files_input_and_output_names_and_metadata(tmp_path):
+def test_a_pruned_graph_keeps_the_files_input_and_output_names_metadata_and_opset(tmp_path):
     """Code that feeds the source file by name, and reads its metadata (class names, as some
-    deployment tools store them), takes the pruned file unchanged; sizes count the same file."""
+    deployment tools store them), takes the pruned file unchanged, and it is written at the
+    source's opset unless another is asked for; sizes count the same file."""
     from onnx_files import renamed_io
 
     from core.export import onnx_sizes
 
     demo = load_demo("digits_cnn")
-    src = anonymous(_export(demo.model, (1, 8, 8), tmp_path / "m.onnx"), tmp_path / "anon.onnx")
+    src = anonymous(_export(demo.model, (1, 8, 8), tmp_path / "m.onnx", opset=11), tmp_path / "anon.onnx")
     meta = {"names": "{0: 'zero', 1: 'one'}", "author": "someone"}
     path = renamed_io(src, tmp_path / "named.onnx", "serving_default_input_1:0", "StatefulPartitionedCall:0", meta)
     loaded = load_model(path)
@@ -99,10 +100,13 @@ def test_a_pruned_graph_keeps_the_files_input_and_output_names_and_metadata(tmp_
     with torch.no_grad():
         np.testing.assert_allclose(got, pruned(x).numpy(), atol=1e-5)
     assert onnx_sizes(pruned, x[:2]).onnx_bytes == report.onnx_bytes
+    assert loaded.model.source_opset == 11 and report.opset == 11
+    assert export_onnx(pruned, x[:2], tmp_path / "17.onnx", opset=17).opset == 17
     # a network of the app's own keeps the app's names, and no metadata
     plain = export_onnx(demo.model, x[:2], tmp_path / "demo.onnx")
     proto = onnx.load(plain.path)
     assert (proto.graph.input[0].name, proto.graph.output[0].name) == ("input", "output") and not proto.metadata_props
+    assert plain.opset > 11  # the exporter's default
 
 
 def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
