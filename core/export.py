@@ -165,7 +165,7 @@ def export_onnx(
     target = os.path.abspath(os.fspath(path))
     folder = _check_destination(target)
     work = _eval_copy(model)
-    to_file = _file_layout(work)
+    to_file = _as_source_file(work)
     sample = sample.detach().cpu()
     batch = to_file((sample if verify_batch is None else verify_batch.detach().cpu())[:MAX_VERIFY_BATCH])
     sample = to_file(sample)
@@ -237,7 +237,7 @@ def onnx_sizes(model: torch.nn.Module, sample: torch.Tensor, *, sparse_deflate: 
     leaves it None. Where no tensor changes storage it equals the dense file's, and is always given.
     """
     work = _eval_copy(model)
-    data, _ = _export_bytes(work, _file_layout(work)(sample.detach().cpu()), None)
+    data, _ = _export_bytes(work, _as_source_file(work)(sample.detach().cpu()), None)
     compressed = len(zlib.compress(data, DEFLATE_LEVEL))
     sparse, moved = sparse_storage(data)
     sparse_compressed = (compressed if not moved else
@@ -349,11 +349,14 @@ def _eval_copy(model: torch.nn.Module) -> torch.nn.Module:
     return work
 
 
-def _file_layout(work: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """What turns the app's images into the input the file takes. An ONNX graph opened from a
-    channels-last file (``core.onnx_import``: its module permutes N×C×H×W images itself) is
-    exported as the file it came from, N×H×W×C in: ``work`` (the export's own copy) stops
-    permuting, and the images given to it and to onnxruntime are permuted here instead."""
+def _as_source_file(work: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Make ``work`` (the export's own copy) the file it came from, and return what turns the
+    app's images into that file's input. An ONNX graph opened in the app returns every output its
+    source had. One opened from a channels-last file (its module permutes N×C×H×W images itself)
+    is exported N×H×W×C in: ``work`` stops permuting, and the images given to it and to
+    onnxruntime are permuted here instead."""
+    if isinstance(work, OnnxGraphModule):
+        work.all_outputs = True  # every output of the source file, not only the class scores
     perm = getattr(work, "input_permutation", None)
     if perm is None:
         return lambda x: x
@@ -371,12 +374,14 @@ def _check_size(model: torch.nn.Module) -> None:
         )
 
 
-def _io_names(model: torch.nn.Module) -> tuple[str, str]:
-    """The graph's input and output names: an ONNX file opened in the app (``core.onnx_import``)
-    keeps its own, so that the pruned file replaces it in code that feeds it by name."""
+def _io_names(model: torch.nn.Module) -> tuple[str, list[str]]:
+    """The graph's input name and output names: an ONNX file opened in the app
+    (``core.onnx_import``) keeps its own, every output of it included, so that the pruned file
+    replaces it in code that feeds it and reads it by name."""
     if isinstance(model, OnnxGraphModule) and model.input_name != model.output_name:
-        return model.input_name, model.output_name
-    return _INPUT_NAME, _OUTPUT_NAME
+        extra = list(model.extra_outputs) if model.all_outputs else []
+        return model.input_name, [model.output_name, *extra]
+    return _INPUT_NAME, [_OUTPUT_NAME]
 
 
 def _with_metadata(data: bytes, model: torch.nn.Module) -> bytes:
@@ -419,7 +424,7 @@ def _export_bytes(model: torch.nn.Module, sample: torch.Tensor, opset: int | Non
 
 
 def _export_torchscript(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> bytes:
-    in_name, out_name = _io_names(model)
+    in_name, out_names = _io_names(model)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -432,14 +437,14 @@ def _export_torchscript(model: torch.nn.Module, sample: torch.Tensor, opset: int
             do_constant_folding=False,  # keep every weight as its own, unchanged initializer
             opset_version=opset,
             input_names=[in_name],
-            output_names=[out_name],
-            dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}},
+            output_names=out_names,
+            dynamic_axes={in_name: {0: "batch"}, **{name: {0: "batch"} for name in out_names}},
         )
     return buf.getvalue()
 
 
 def _export_dynamo(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> bytes:
-    in_name, out_name = _io_names(model)
+    in_name, out_names = _io_names(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -450,7 +455,7 @@ def _export_dynamo(model: torch.nn.Module, sample: torch.Tensor, opset: int | No
             optimize=True,
             opset_version=opset,
             input_names=[in_name],
-            output_names=[out_name],
+            output_names=out_names,
             dynamic_shapes=({0: torch.export.Dim.AUTO},),
         )
     try:

@@ -71,6 +71,11 @@ class OnnxGraphModule(nn.Module):
         # the file's opset (default domain): export writes that opset again where it can, so the
         # pruned file loads in every runtime the source did
         self.source_opset: int | None = None
+        # the graph's outputs after the first (e.g. probabilities beside logits): the engine uses the
+        # first only; with ``all_outputs`` (export's own copy) the module returns them all, so the
+        # pruned file has every output its source had
+        self.extra_outputs: tuple[str, ...] = ()
+        self.all_outputs = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_permutation is not None:
@@ -93,6 +98,8 @@ class OnnxGraphModule(nn.Module):
                     env[name] = value
             for name in dead:  # activations nothing reads again: let them go at once
                 del env[name]
+        if self.all_outputs and self.extra_outputs:
+            return (env[self.output_name], *(env[name] for name in self.extra_outputs))
         return env[self.output_name]
 
     def measure_batch_layouts(self, shape: tuple[int, ...]) -> dict[str, tuple]:
@@ -107,7 +114,7 @@ class OnnxGraphModule(nn.Module):
         for k, (_op, _fn, inputs, outputs) in enumerate(self.steps):
             for name in (*inputs, *outputs):
                 last[name] = k
-        keep = {self.input_name, self.output_name, "", *self._const_names}
+        keep = {self.input_name, self.output_name, *self.extra_outputs, "", *self._const_names}
         dead: list[list[str]] = [[] for _ in self.steps]
         for name, k in last.items():
             if name not in keep:
@@ -168,6 +175,7 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
             f"The ONNX graph uses operators that CHITA Studio cannot run in PyTorch: {', '.join(unsupported)} "
             f"(first at node '{first.name or first.output[0]}').", path=path, field="op_type", fix=_FIX)
     module = OnnxGraphModule(inputs[0].name, graph.output[0].name)
+    module.extra_outputs = tuple(o.name for o in graph.output[1:])
     builder = _Builder(module, consts, path)
     for node in graph.node:
         builder.add(node)

@@ -109,6 +109,44 @@ def test_a_pruned_graph_keeps_the_files_input_and_output_names_metadata_and_opse
     assert plain.opset > 11  # the exporter's default
 
 
+def test_a_graph_with_several_outputs_prunes_on_the_first_and_exports_them_all(tmp_path):
+    """A file that returns logits and probabilities: the engine scores the first, and the pruned
+    file returns both, by their names, each verified against PyTorch."""
+    import warnings
+
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(64, 32), nn.Linear(32, 10)
+
+        def forward(self, x):
+            z = self.fc2(torch.relu(self.fc1(x.flatten(1))))
+            return z, torch.softmax(z, dim=1)
+
+    torch.manual_seed(0)
+    path = tmp_path / "two.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Two().eval(), (torch.randn(2, 1, 8, 8),), str(path), input_names=["x"],
+                          output_names=["logits", "probs"], dynamic_axes={"x": {0: "n"}}, dynamo=False)
+    loaded = load_model(path)
+    graph = loaded.model
+    assert isinstance(graph, OnnxGraphModule) and graph.extra_outputs == ("probs",) and loaded.num_classes == 10
+    x = load_bundle("digits").evaluation.x[:6]
+    with torch.no_grad():
+        assert graph(x).shape == (6, 10)  # the engine sees the class scores only
+    result = prune(graph, load_bundle("digits").calibration, PruneRequest(method="chita", sparsity=0.5, samples=64))
+    pruned = apply_result(graph, result)
+    report = export_onnx(pruned, x[:2], tmp_path / "out.onnx", verify_batch=x)
+    assert report.max_abs_diff < 1e-5 and pruned.all_outputs is False  # only the export's copy returned both
+    session = ort.InferenceSession(str(tmp_path / "out.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "probs"]
+    logits, probs = session.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, pruned(x).numpy(), atol=1e-5)
+        np.testing.assert_allclose(probs, torch.softmax(pruned(x), 1).numpy(), atol=1e-6)
+
+
 def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
     """Deployment exports often end in Softmax. The imported graph still returns probabilities
     (the file's contract), but the engine's cross-entropy takes their log as logits: the
