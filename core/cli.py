@@ -443,6 +443,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         data["onnx_ops"] = dict(collections.Counter(op for op, *_ in steps).most_common())
         data["outputs_probabilities"] = bool(getattr(loaded.model, "outputs_probabilities", False))
         data["channels_last_file"] = getattr(loaded.model, "input_permutation", None) is not None
+        data["onnx_outputs"] = [loaded.model.output_name, *loaded.model.extra_outputs]
     emit(args, data, _info_text(data))
     return EXIT_OK
 
@@ -509,6 +510,8 @@ def _info_text(d: dict[str, Any]) -> str:
                      + ", ".join(f"{op} {n}" for op, n in ops.items()) + ")"
                      + ("; ends in Softmax: its probabilities' log is taken as logits" if d["outputs_probabilities"]
                         else ""))
+        if len(d["onnx_outputs"]) > 1:
+            lines.append(f"Outputs:      {', '.join(d['onnx_outputs'])} (the first is pruned on; exports keep them all)")
     lines.append("")
     rows = [("name", "type", "shape", "params", "prunable")] + [
         (l["name"], l["type"], _shape_text(l["shape"]) or "scalar", f"{l['params']:,}", "yes" if l["prunable"] else "")

@@ -66,6 +66,7 @@ def test_info_on_an_onnx_graph_lists_its_operators(capsys, tmp_path):
     assert code == 0 and f"ONNX graph:   {len(proto.graph.node)} nodes run with PyTorch (Conv 2" in out
     assert data["gradient_rows"] == "closed_form" and "Gradient rows:    closed form" in out
     assert data["channels_last_file"] is False and "channels last" not in out
+    assert data["onnx_outputs"] == ["output"] and "Outputs:" not in out
 
 
 def test_a_channels_last_onnx_file_prunes_on_channels_first_data_and_exports_channels_last(capsys, tmp_path):
@@ -87,6 +88,7 @@ def test_a_channels_last_onnx_file_prunes_on_channels_first_data_and_exports_cha
     export_onnx(ChannelsLast(load_demo("digits_cnn").model), torch.randn(2, 8, 8, 1), tmp_path / "nhwc.onnx")
     data = _json(capsys, "info", str(tmp_path / "nhwc.onnx"))
     assert data["channels_last_file"] is True and data["input_shape"] == [1, 8, 8]
+    assert data["onnx_outputs"] == ["output"]
     code, out, _ = _run(capsys, "info", str(tmp_path / "nhwc.onnx"))
     assert code == 0 and "Input shape:  1×8×8 (one sample; the file takes it channels last" in out
     data = _json(capsys, "prune", str(tmp_path / "nhwc.onnx"), "--data", "digits", "--method", "magnitude",
