@@ -1613,13 +1613,15 @@ class MainWindow(QMainWindow):
                                  **{k: getattr(complete, k) for k in jobs.SIZE_FIELDS
                                     if getattr(complete, k) is not None})
 
-        # with the sweep's own magnitude point only the ONNX sizes are left: they touch no gradients,
-        # so they need not wait in the heavy lane behind a running sweep
+        # the ONNX sizes, and a magnitude baseline where the sweep has none, touch no gradients (unless
+        # that baseline is refined), so they need not wait in the heavy lane behind a running sweep;
+        # the light lane works on its own copy of the model
         sizes_only = method == "magnitude" or (outcome.magnitude_eval is not None and bool(outcome.magnitude_sparsity))
-        self._submit(jobs.complete_point_job, self.session.loaded.model, self.bundle, outcome,
-                     arch=self.session.loaded.arch, cache=self.gradient_cache,
+        light = sizes_only or not row.result.request.refine_steps
+        self._submit(jobs.complete_point_job, self.session.light_model if light else self.session.loaded.model,
+                     self.bundle, outcome, arch=self.session.loaded.arch, cache=self.gradient_cache,
                      sparse_deflate=self.act_sparse.isChecked(), title=POINT_TITLE,
-                     lane="light" if sizes_only else "heavy",
+                     lane="light" if light else "heavy",
                      foreground=False, on_done=done, on_failed=lambda exc: self._refresh_after(),
                      on_cancelled=self._refresh_after)
         self._refresh_after()  # "vs magnitude: measuring…" while it runs

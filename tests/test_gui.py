@@ -1002,6 +1002,33 @@ def test_a_cancelled_sweep_keeps_its_finished_points_for_saving(qtbot, window: M
     assert not hooks.errors
 
 
+def test_a_sweep_points_missing_magnitude_baseline_is_measured_in_the_light_lane(
+        qtbot, window: MainWindow, hooks, monkeypatch) -> None:
+    """A sweep without magnitude: the point shown gets its magnitude baseline from the light lane
+    (on the light lane's own copy of the model), so it never waits behind a running sweep; the
+    baseline is magnitude's with the point's settings."""
+    from gui import jobs
+    from gui.main_window import POINT_TITLE
+
+    calls = []
+    submit = window._submit
+    monkeypatch.setattr(window, "_submit", lambda fn, *a, **k: (
+        calls.append((k.get("lane", "heavy"), a[0])) if k.get("title") == POINT_TITLE else None) or submit(fn, *a, **k))
+    with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
+        window.run_sweep(["chita"], [0.8], 128)
+    row = window.sweep_view.point_row("chita", 0.8)
+    window.show_sweep_point("chita", 0.8)
+    assert window.outcome.magnitude_eval is None
+    qtbot.waitUntil(lambda: window.outcome.magnitude_eval is not None and window.outcome.onnx_bytes is not None,
+                    timeout=RUN_TIMEOUT_MS)
+    assert calls == [("light", window.session.light_model)]
+    sparsity, ev = jobs._magnitude_baseline(window.session.loaded.model, window.bundle, row.result.request,
+                                           window.session.loaded.arch, "check", None, None)
+    assert window.outcome.magnitude_eval.accuracy == ev.accuracy and window.outcome.magnitude_sparsity == sparsity
+    assert window.preview_panel.versus_text().startswith("vs magnitude: ")
+    assert not hooks.errors
+
+
 def test_a_sweep_point_is_shown_and_exported_like_a_run(qtbot, window: MainWindow, hooks,
                                                       tmp_path: Path, monkeypatch) -> None:
     """Double-clicking a sweep's row shows that point: it joins the Runs tab, the sidebar shows
