@@ -73,7 +73,8 @@ class PairedDifference:
         lo, hi = self.ci
         against = f" against {versus}" if versus else ""
         return (f"{100 * self.difference:+.{digits}f} points{against} (95% interval {100 * lo:+.{digits}f} "
-                f"to {100 * hi:+.{digits}f}; {self.a_only:,} images better, {self.b_only:,} worse)")
+                f"to {100 * hi:+.{digits}f}; {self.a_only:,} image{'' if self.a_only == 1 else 's'} better, "
+                f"{self.b_only:,} worse)")
 
 
 def paired_interval(a_only: int, b_only: int, n: int, z: float = Z_95) -> tuple[float, float]:

@@ -211,6 +211,14 @@ def test_paired_interval_known_value():
         paired_interval(30, 30, 50)
 
 
+def test_paired_description_counts_one_image_in_the_singular():
+    from core.evaluate import PairedDifference
+
+    one = PairedDifference(-6 / 539, (-0.02, -0.0003), 539, 1, 7).describe("dense")
+    assert one.endswith("1 image better, 7 worse)") and one.startswith("-1.11 points against dense")
+    assert PairedDifference(0.0, (-0.01, 0.01), 100, 3, 3).describe().endswith("3 images better, 3 worse)")
+
+
 def test_paired_interval_covers_the_true_difference_95_percent_of_the_time():
     # two correlated models: each image is right for both (p11), only a (p10), only b (p01).
     # The unpaired Wilson intervals side by side would be far too wide here; a paired
