@@ -148,9 +148,9 @@ _VIEW_OPS = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Transpose",
 def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], int | None]:
     """(module in eval mode, input shape of one sample (``()`` where the graph leaves it open),
     class count (None where the output's last dimension is open)) for the ONNX classifier in
-    ``file``. A graph whose image input is channels last and goes only into Transposes to channels
-    first (N×H×W×C → N×C×H×W) gives its shape channels first, and its module takes channels-first
-    images (``input_permutation``). Raises :class:`StudioError` naming the file, the node and the
+    ``file``. A graph whose image input is channels last (N×H×W×C: grey, or turned channels first
+    by the graph's own Transposes; :func:`_takes_channels_last`) gives its shape channels first,
+    and its module takes channels-first images (``input_permutation``). Raises :class:`StudioError` naming the file, the node and the
     operator for graphs it cannot run."""
     import onnx
 
@@ -940,14 +940,39 @@ CHANNELS_LAST = (0, 2, 3, 1)
 """The permutation that turns an N×C×H×W batch into N×H×W×C."""
 
 
+_ELEMENTWISE = frozenset({"Mul", "Add", "Sub", "Div", "Cast", "Identity", "Clip"})
+"""Operators a channels-last input may pass (a Keras Rescaling or Normalization layer) before the
+graph turns it channels first."""
+
+
 def _takes_channels_last(graph: Any, value_info: Any) -> bool:
-    """Whether the graph's 4-D input is read only by Transposes with perm 0,3,1,2: channels-last
-    images that the graph turns channels first itself (tf2onnx's Keras convnets begin so)."""
-    if len(value_info.type.tensor_type.shape.dim) != 4:
+    """Whether the graph's 4-D input is N×H×W×C images: a grey one (C = 1, H and W not 1; tf2onnx
+    turns it channels first with a Reshape, the same bytes), or one that every path through
+    elementwise operators (``_ELEMENTWISE``) takes into a Transpose with perm 0,3,1,2, as
+    tf2onnx's Keras convnets begin."""
+    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in value_info.type.tensor_type.shape.dim]
+    if len(dims) != 4:
         return False
-    readers = [n for n in graph.node if value_info.name in n.input]
-    return bool(readers) and all(n.op_type == "Transpose" and list(_attributes(n).get("perm", ())) == [0, 3, 1, 2]
-                                 for n in readers)
+    if dims[3] == 1 and dims[1] != 1 and dims[2] != 1:
+        return True
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in set(node.input):
+            readers.setdefault(name, []).append(node)
+    found, todo, seen = False, [value_info.name], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in readers.get(name, []):
+            if node.op_type == "Transpose" and list(_attributes(node).get("perm", ())) == [0, 3, 1, 2]:
+                found = True
+            elif node.op_type in _ELEMENTWISE:
+                todo.extend(node.output)
+            else:
+                return False
+    return found
 
 
 def _first_line(err: BaseException) -> str:

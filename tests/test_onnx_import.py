@@ -239,20 +239,28 @@ def test_shape_arithmetic_and_a_re_export_keep_the_batch_open(tmp_path):
 
 
 class _ChannelsLastNet(nn.Module):
-    """Takes N×H×W×C images and turns them channels first itself, as tf2onnx's Keras convnets do."""
+    """Takes N×H×W×C images and turns them channels first itself, as tf2onnx's Keras convnets do:
+    with a Transpose, after a rescaling (Mul and Sub, a Keras Rescaling layer), or, grey, with a
+    Reshape (the same bytes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int, front: str) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.front = front
+        self.conv = nn.Conv2d(channels, 6, 3, padding=1)
         self.bn = nn.BatchNorm2d(6)
         self.fc = nn.Linear(6 * 4 * 4, 5)
 
     def forward(self, x):
-        h = torch.relu(self.bn(self.conv(x.permute(0, 3, 1, 2))))
+        if self.front == "reshape":
+            x = x.reshape(-1, 1, 8, 8)
+        else:
+            x = (x * 2.0 - 1.0 if self.front == "rescale" else x).permute(0, 3, 1, 2)
+        h = torch.relu(self.bn(self.conv(x)))
         return self.fc(torch.max_pool2d(h, 2).flatten(1))
 
 
-def test_a_channels_last_graph_takes_the_apps_images_and_exports_its_own_layout(tmp_path):
+@pytest.mark.parametrize("channels, front", [(3, "transpose"), (3, "rescale"), (1, "reshape")])
+def test_a_channels_last_graph_takes_the_apps_images_and_exports_its_own_layout(tmp_path, channels, front):
     """A file that takes N×H×W×C images opens with a channels-first input shape; its module takes
     N×C×H×W batches (the app's data) and gives onnxruntime's outputs on the same images channels
     last; its gradient rows are the original network's; a pruned copy exports as a channels-last
@@ -264,13 +272,16 @@ def test_a_channels_last_graph_takes_the_apps_images_and_exports_its_own_layout(
     from core.prunable import prunable_parameters
 
     torch.manual_seed(0)
-    net = _ChannelsLastNet().eval()
-    path = _export(net, (8, 8, 3), tmp_path / "nhwc.onnx")
+    c = channels
+    net = _ChannelsLastNet(c, front).eval()
+    path = _export(net, (8, 8, c), tmp_path / "nhwc.onnx")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ("Transpose" in ops) == (front != "reshape") and ("Mul" in ops) == (front == "rescale")
     loaded = load_model(path)
     graph = loaded.model
-    assert isinstance(graph, OnnxGraphModule) and loaded.input_shape == (3, 8, 8)
+    assert isinstance(graph, OnnxGraphModule) and loaded.input_shape == (c, 8, 8)
     assert graph.input_permutation == (0, 2, 3, 1)
-    x = torch.randn(6, 3, 8, 8)
+    x = torch.randn(6, c, 8, 8)
     x_last = x.permute(0, 2, 3, 1).contiguous()
     with torch.no_grad():
         np.testing.assert_allclose(graph(x).numpy(), _ort(path, x_last), atol=1e-5)
@@ -290,26 +301,27 @@ def test_a_channels_last_graph_takes_the_apps_images_and_exports_its_own_layout(
     want = per_sample_gradients(FirstNet(), x, y, ["inner.conv.weight", "inner.fc.weight"]).G
     assert torch.allclose(got, want, atol=1e-5)
 
-    result = prune(graph, ImageSet(torch.randn(64, 3, 8, 8), torch.randint(0, 5, (64,)), "random"),
+    result = prune(graph, ImageSet(torch.randn(64, c, 8, 8), torch.randint(0, 5, (64,)), "random"),
                    PruneRequest(method="chita", sparsity=0.5, samples=32, recalibrate_bn=False))
     pruned = apply_result(graph, result)
-    images = ImageSet(torch.randn(20, 3, 8, 8), torch.randint(0, 5, (20,)), "random")
+    images = ImageSet(torch.randn(20, c, 8, 8), torch.randint(0, 5, (20,)), "random")
     report = export_onnx(pruned, x[:2], tmp_path / "pruned.onnx", verify_batch=x, evaluation=images)
     assert report.max_abs_diff < 1e-5 and report.onnx_eval.accuracy == report.reference_eval.accuracy
     assert pruned.input_permutation == (0, 2, 3, 1)  # the export permuted its own copy only
     file_input = onnx.load(str(tmp_path / "pruned.onnx")).graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_value for d in file_input][1:] == [8, 8, 3]
+    assert [d.dim_value for d in file_input][1:] == [8, 8, c]
     with torch.no_grad():
         np.testing.assert_allclose(OnnxRuntimeModel(tmp_path / "pruned.onnx")(x).numpy(), pruned(x).numpy(),
                                    atol=1e-5)
         np.testing.assert_allclose(_ort(tmp_path / "pruned.onnx", x_last), pruned(x).numpy(), atol=1e-5)
     again = load_model(tmp_path / "pruned.onnx")
-    assert again.input_shape == (3, 8, 8) and again.model.input_permutation == (0, 2, 3, 1)
+    assert again.input_shape == (c, 8, 8) and again.model.input_permutation == (0, 2, 3, 1)
 
 
 def test_a_channels_last_input_without_the_graphs_own_transpose_keeps_its_shape(tmp_path):
     """Only a graph that turns its input channels first itself is given channels-first images: one
-    that reads N×H×W×C as it is (a Linear over the channels) keeps its H×W×C input shape."""
+    that reads N×H×W×C as it is (rescaled, then a Linear over the channels) keeps its H×W×C input
+    shape."""
 
     class PerPixel(nn.Module):
         def __init__(self) -> None:
@@ -317,7 +329,7 @@ def test_a_channels_last_input_without_the_graphs_own_transpose_keeps_its_shape(
             self.fc = nn.Linear(3, 5)
 
         def forward(self, x):
-            return self.fc(x).mean(dim=(1, 2))
+            return self.fc(x * 2.0).mean(dim=(1, 2))
 
     graph, shape, _ = onnx_to_torch(_export(PerPixel().eval(), (8, 8, 3), tmp_path / "pixels.onnx"))
     assert shape == (8, 8, 3) and graph.input_permutation is None
