@@ -744,6 +744,111 @@ def _prod(x: torch.Tensor, dim: tuple[int, ...], keepdim: bool) -> torch.Tensor:
     return x
 
 
+def _arg_extreme(largest: bool):
+    def build(attrs, node):
+        axis, keep = int(attrs.get("axis", 0)), bool(attrs.get("keepdims", 1))
+        last = bool(attrs.get("select_last_index", 0))
+
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            a = axis % x.dim()
+            t = x.flip(a) if last else x
+            idx = t.argmax(a, keepdim=keep) if largest else t.argmin(a, keepdim=keep)  # the first of equals
+            return (x.shape[a] - 1 - idx) if last else idx
+        return fn
+    return build
+
+
+def _top_k(attrs, node):
+    axis, largest = int(attrs.get("axis", -1)), bool(attrs.get("largest", 1))
+
+    def fn(x: torch.Tensor, k: torch.Tensor):
+        # a stable sort: of equal values the lower index comes first, as ONNX asks
+        values, indices = torch.sort(x, dim=axis, descending=largest, stable=True)
+        n = int(k.reshape(-1)[0])
+        return values.narrow(axis, 0, n), indices.narrow(axis, 0, n)
+    return fn
+
+
+def _group_norm(attrs, node):
+    groups, eps = int(attrs["num_groups"]), float(attrs.get("epsilon", 1e-5))
+
+    def fn(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        if scale.numel() == groups and groups != c:  # opset 18: one scale and bias per group
+            scale, bias = scale.repeat_interleave(c // groups), bias.repeat_interleave(c // groups)
+        return F.group_norm(x, groups, scale, bias, eps)
+    return fn
+
+
+_RESIZE_COORDINATES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric")
+_NEAREST_MODES = {
+    "round_prefer_floor": lambda v: np.ceil(v - np.float32(0.5)),
+    "round_prefer_ceil": lambda v: np.floor(v + np.float32(0.5)),
+    "floor": np.floor,
+    "ceil": np.ceil,
+}
+
+
+def _resize(attrs, node):
+    """Resize in ``nearest`` or ``linear`` mode, one axis at a time, with the source coordinates
+    of the ONNX specification (float32, as onnxruntime computes them); ``cubic``, antialiasing,
+    ``tf_crop_and_resize`` and aspect-ratio policies are refused."""
+    mode = attrs.get("mode", "nearest")
+    coords = attrs.get("coordinate_transformation_mode", "half_pixel")
+    rounding = attrs.get("nearest_mode", "round_prefer_floor")
+    if mode not in ("nearest", "linear") or coords not in _RESIZE_COORDINATES or rounding not in _NEAREST_MODES \
+            or int(attrs.get("antialias", 0)) or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise StudioError(f"ONNX node '{node.name}' (Resize): mode '{mode}' with coordinate_transformation_mode "
+                          f"'{coords}', nearest_mode '{rounding}', antialias {int(attrs.get('antialias', 0))} and "
+                          f"keep_aspect_ratio_policy '{attrs.get('keep_aspect_ratio_policy', 'stretch')}' is not "
+                          "supported (nearest or linear, without antialiasing, is).", field="op_type", fix=_FIX)
+    given_axes = attrs.get("axes")
+
+    def source(n_in: int, n_out: int, scale: float) -> np.ndarray:
+        i, s = np.arange(n_out, dtype=np.float32), np.float32(scale)
+        if coords == "align_corners":
+            return i * np.float32((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(n_out, np.float32)
+        if coords == "asymmetric":
+            return i / s
+        if coords == "pytorch_half_pixel" and n_out == 1:
+            return np.zeros(1, np.float32)
+        x = (i + np.float32(0.5)) / s - np.float32(0.5)
+        if coords == "half_pixel_symmetric":
+            adjustment = np.float32(n_out / (s * n_in))
+            x = x + np.float32(n_in / 2) * (np.float32(1) - adjustment)
+        return x
+
+    def along(x: torch.Tensor, a: int, n_out: int, scale: float) -> torch.Tensor:
+        n_in = int(x.shape[a])  # sizes as numbers: a re-export fixes the resized axes' sizes
+        pos = source(n_in, n_out, scale)
+        if mode == "nearest":
+            idx = np.clip(_NEAREST_MODES[rounding](pos), 0, n_in - 1).astype(np.int64)
+            return torch.index_select(x, a, torch.from_numpy(idx))
+        pos = np.clip(pos, 0, n_in - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, n_in - 1)
+        shape = [1] * x.dim()
+        shape[a] = n_out
+        w = torch.from_numpy((pos - lo).astype(np.float32)).reshape(shape).to(x.dtype)
+        return torch.lerp(torch.index_select(x, a, torch.from_numpy(lo)),
+                          torch.index_select(x, a, torch.from_numpy(hi)), w)
+
+    def fn(x: torch.Tensor, roi: Any = None, scales: Any = None, sizes: Any = None) -> torch.Tensor:
+        axes = [int(a) % x.dim() for a in given_axes] if given_axes is not None else list(range(x.dim()))
+        dims = [int(d) for d in x.shape]
+        if sizes is not None and sizes.numel():
+            outs = _ints(sizes)
+            factors = [o / dims[a] for a, o in zip(axes, outs)]
+        else:
+            factors = [float(v) for v in scales.reshape(-1).tolist()]
+            outs = [int(np.floor(dims[a] * np.float32(f))) for a, f in zip(axes, factors)]
+        for a, n_out, f in zip(axes, outs, factors):
+            if n_out != dims[a] or f != 1.0:
+                x = along(x, a, n_out, f)
+        return x
+    return fn
+
+
 def _simple(fn: Callable[..., Any]) -> Callable[[dict[str, Any], Any], Callable[..., Any]]:
     return lambda attrs, node: fn
 
@@ -845,6 +950,11 @@ SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = 
     "Softmax": lambda a, n: (lambda x: torch.softmax(x, dim=int(a.get("axis", -1)))),
     "LogSoftmax": lambda a, n: (lambda x: torch.log_softmax(x, dim=int(a.get("axis", -1)))),
     "LayerNormalization": _layer_norm,
+    "GroupNormalization": _group_norm,
+    "ArgMax": _arg_extreme(True),
+    "ArgMin": _arg_extreme(False),
+    "TopK": _top_k,
+    "Resize": _resize,
     "Conv": lambda a, n: _unsupported_dynamic(n),
     "Gemm": lambda a, n: _unsupported_dynamic(n),
     "BatchNormalization": lambda a, n: _unsupported_dynamic(n),

@@ -147,6 +147,58 @@ def test_a_graph_with_several_outputs_prunes_on_the_first_and_exports_them_all(t
         np.testing.assert_allclose(probs, torch.softmax(pruned(x), 1).numpy(), atol=1e-6)
 
 
+def test_a_graph_that_resizes_its_input_and_returns_labels_prunes_and_exports(tmp_path):
+    """A network that upsamples its input (Resize) and returns class labels beside its scores
+    (ArgMax): the graph gives onnxruntime's outputs, its gradient rows are the original's (closed
+    form), and the pruned file resizes and labels as its source did."""
+    import warnings
+
+    import torch.nn.functional as F
+
+    from core.fisher import per_sample_gradients
+    from core.prunable import prunable_parameters
+
+    class Upsampling(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+            self.fc = nn.Linear(4 * 8 * 8, 10)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)))
+            z = self.fc(h.flatten(1))
+            return z, z.argmax(1)
+
+    torch.manual_seed(0)
+    net = Upsampling().eval()
+    path = tmp_path / "up.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(2, 1, 8, 8),), str(path), input_names=["x"], dynamo=False,
+                          output_names=["scores", "label"], dynamic_axes={"x": {0: "n"}}, opset_version=13)
+    assert {"Resize", "ArgMax"} <= {n.op_type for n in onnx.load(str(path)).graph.node}
+    graph = load_model(path).model
+    assert isinstance(graph, OnnxGraphModule) and graph.extra_outputs == ("label",)
+    bundle = load_bundle("digits")
+    x = bundle.evaluation.x[:8]
+    with torch.no_grad():
+        np.testing.assert_allclose(graph(x).numpy(), _ort(path, x), atol=1e-5)
+    names = prunable_parameters(graph, preset="all")
+    y = bundle.evaluation.y[:8]
+    got = per_sample_gradients(graph, x, y, names).G
+    want = per_sample_gradients(net, x, y, prunable_parameters(net, preset="all")).G
+    assert torch.allclose(got, want, atol=1e-5)
+    pruned = apply_result(graph, prune(graph, bundle.calibration, PruneRequest(method="chita", sparsity=0.5,
+                                                                                samples=64)))
+    report = export_onnx(pruned, x[:2], tmp_path / "out.onnx", verify_batch=x, evaluation=bundle.evaluation)
+    assert report.scored_differently == 0 and report.opset == 13
+    session = ort.InferenceSession(str(tmp_path / "out.onnx"), providers=["CPUExecutionProvider"])
+    scores, label = session.run(["scores", "label"], {"x": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(scores, pruned(x).numpy(), atol=1e-5)
+    np.testing.assert_array_equal(label, scores.argmax(1))
+
+
 def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
     """Deployment exports often end in Softmax. The imported graph still returns probabilities
     (the file's contract), but the engine's cross-entropy takes their log as logits: the
@@ -514,6 +566,37 @@ _OP_CASES = [
                        ("ThresholdedRelu", {"alpha": 0.25})]] + [
     (helper.make_node("Log", ["x"], ["y"]), [np.float32([0.1, 1.0, 7.5])]),
     (helper.make_node("Reciprocal", ["x"], ["y"]), [np.float32([0.1, -1.0, 7.5])]),
+    # class labels beside the scores, group normalisation, and resizing (a Keras Resizing layer,
+    # a network that upsamples its input), in every coordinate and rounding mode
+    (helper.make_node("ArgMax", ["x"], ["y"], axis=1, keepdims=0), [_F((3, 5)).astype(np.float32)]),
+    (helper.make_node("ArgMax", ["x"], ["y"], axis=1, select_last_index=1),
+     [np.float32([[1, 3, 3, 0], [2, 2, 1, 2]])]),
+    (helper.make_node("ArgMin", ["x"], ["y"], axis=-1), [np.float32([[1, 0, 3, 0], [2, 2, 1, 1]])]),
+    (helper.make_node("TopK", ["x", "k"], ["v", "i"]), [np.float32([[1, 3, 3, 0, 3], [2, 5, 1, 2, 0]]),
+                                                      np.array([3], np.int64)]),
+    (helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=0, largest=0), [_F((5, 3)).astype(np.float32),
+                                                                          np.array([2], np.int64)]),
+    (helper.make_node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=2, epsilon=1e-3),
+     [_F((2, 4, 3, 3)).astype(np.float32), _F(2).astype(np.float32), _F(2).astype(np.float32)]),
+] + [(helper.make_node("Resize", ["x", "roi", "scales"], ["y"], mode=mode, coordinate_transformation_mode=coords,
+                       **extra), [_F((2, 3, 5, 4)).astype(np.float32), np.zeros(0, np.float32),
+                                  np.float32([1, 1, *factors])])
+     for mode, coords, factors, extra in [
+         ("nearest", "half_pixel", (2, 2), {}),
+         ("nearest", "asymmetric", (2.5, 0.5), {"nearest_mode": "floor"}),
+         ("nearest", "align_corners", (1.6, 3), {"nearest_mode": "round_prefer_ceil"}),
+         ("nearest", "pytorch_half_pixel", (0.6, 1.5), {"nearest_mode": "ceil"}),
+         ("linear", "half_pixel", (2, 2), {}),
+         ("linear", "half_pixel", (0.6, 1.75), {}),
+         ("linear", "asymmetric", (1.5, 2), {}),
+         ("linear", "align_corners", (2, 0.5), {}),
+         ("linear", "pytorch_half_pixel", (0.2, 3), {}),
+         ("linear", "half_pixel_symmetric", (1.4, 0.75), {}),
+     ]] + [
+    (helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear"),  # inputs left out: ""
+     [_F((1, 2, 6, 6)).astype(np.float32), None, None, np.array([1, 2, 9, 4], np.int64)]),
+    (helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", axes=[3, 2]),
+     [_F((1, 2, 6, 6)).astype(np.float32), None, None, np.array([4, 9], np.int64)]),
 ]
 
 
@@ -584,14 +667,16 @@ def test_operators_give_onnxruntimes_results(node, inputs):
 
     types = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int64): TensorProto.INT64,
              np.dtype(bool): TensorProto.BOOL}
-    values = [np.asarray(v) for v in inputs]
+    values = [None if v is None else np.asarray(v) for v in inputs]  # None: an input left out ("")
+    given = [(name, v) for name, v in zip(node.input, values) if v is not None]
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(name, types[v.dtype], v.shape)
-                                            for name, v in zip(node.input, values)],
+                                            for name, v in given],
                               [helper.make_empty_tensor_value_info(name) for name in node.output])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    wants = session.run(None, dict(zip(node.input, values)))
-    got = SUPPORTED_OPS[node.op_type](_attributes(node), node)(*(torch.from_numpy(v) for v in values))
+    wants = session.run(None, dict(given))
+    got = SUPPORTED_OPS[node.op_type](_attributes(node), node)(*(None if v is None else torch.from_numpy(v)
+                                                                 for v in values))
     gots = list(got) if len(node.output) > 1 else [got]
     assert len(gots) == len(wants)
     for got, want in zip(gots, wants):
