@@ -655,7 +655,7 @@ def _load_onnx(file: Path, arch: str | None) -> tuple[nn.Module, tuple[int, ...]
     graph, shape, graph_classes = onnx_to_torch(file)
     weights = {k: v for k, v in graph.state_dict().items() if not k.startswith("consts.")}
     name = arch
-    if name is None:
+    if name is None and _plain_interface(graph):
         found = _matching_builtin(weights) or matching_torchvision(weights)
         name = found[0] if found else None
     if name is None:
@@ -675,6 +675,15 @@ def _load_onnx(file: Path, arch: str | None) -> tuple[nn.Module, tuple[int, ...]
                 path=str(file), field="arch", fix="Leave --arch out: the graph itself is then run as it is.")
         return graph, shape, None, graph_classes
     return model, shape, found_arch, classes
+
+
+def _plain_interface(graph: nn.Module) -> bool:
+    """Whether a graph's file has the interface the app's export writes for any network: one
+    channels-first input named ``input``, one output named ``output``, no metadata. Only such a
+    file is recognised as an architecture unasked: the architecture's own export would drop a
+    channels-last layout, other outputs, names or metadata that code using the file relies on."""
+    return (graph.input_permutation is None and not graph.extra_outputs and not graph.metadata_props
+            and (graph.input_name, graph.output_name) == ("input", "output"))
 
 
 def _same_outputs(a: nn.Module, b: nn.Module, shape: tuple[int, ...]) -> bool:

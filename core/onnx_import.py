@@ -272,6 +272,7 @@ class _Builder:
         return name
 
     def finish(self) -> None:
+        _strip_common_path(self.module)
         for i, name in enumerate(sorted(self.used)):
             value = torch.from_numpy(np.array(self.consts[name]))  # a writable copy
             buffer = f"c{i}_{_identifier(name)}"[:120]
@@ -300,6 +301,31 @@ def _install(root: nn.Module, dotted: str, mod: nn.Module) -> str:
         leaf = _free(parent, leaf)
     parent.add_module(leaf, mod)
     return ".".join([*path, leaf])
+
+
+def _strip_common_path(root: OnnxGraphModule) -> None:
+    """Where every layer sits under the same containers (tf2onnx's ``StatefulPartitionedCall/
+    sequential_1/…``, a wrapper's ``model.``), take them off: the layers get the names their
+    network gave them (``conv2d_1``, ``dense_1``)."""
+    paths = [fn.split(".") for _op, fn, _i, _o in root.steps if isinstance(fn, str)]
+    if not paths:
+        return
+    common: list[str] = []
+    for parts in zip(*(p[:-1] for p in paths)):
+        if len(set(parts)) != 1:
+            break
+        common.append(parts[0])
+    if not common:
+        return
+    container = root.get_submodule(".".join(common))
+    clash = [name for name in container._modules if hasattr(root, name) and name != common[0]]
+    if clash or type(container) is not nn.Module:
+        return
+    delattr(root, common[0])
+    for name, child in list(container._modules.items()):
+        root.add_module(name, child)
+    cut = len(".".join(common)) + 1
+    root.steps = [(op, fn[cut:] if isinstance(fn, str) else fn, ins, outs) for op, fn, ins, outs in root.steps]
 
 
 def _free(parent: nn.Module, name: str) -> str:

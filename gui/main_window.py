@@ -1409,7 +1409,7 @@ class MainWindow(QMainWindow):
         self.layer_title.setText(key)
         self.layer_detail.setText(detail)
         self.layer_detail.setToolTip(detail)
-        self.weight_hist.set_title(f"Weights of {key}")
+        self.weight_hist.set_title(f"Weights of {key if len(key) <= 32 else '…' + key[-31:]}")  # full name above
         sal = self.saliency.get(key) if self.saliency else None
         mask2d = jobs.as_matrix(mask.astype(np.float32)) if mask is not None else None
         if sal is not None:

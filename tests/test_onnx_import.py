@@ -199,6 +199,35 @@ def test_a_graph_that_resizes_its_input_and_returns_labels_prunes_and_exports(tm
     np.testing.assert_array_equal(label, scores.argmax(1))
 
 
+def test_layers_under_one_container_get_their_own_names_and_the_files_interface_decides_the_architecture(tmp_path):
+    """Weights all under the same containers (tf2onnx's StatefulPartitionedCall/sequential_1/…, a
+    wrapper's model.) give layers the network's own names; such a file with the app's interface
+    is recognised as its architecture, while one with its own input and output names runs as the
+    graph (so that its export keeps them) unless the architecture is asked for."""
+    from onnx_files import renamed_io
+
+    demo = load_demo("digits_cnn")
+    src = _export(demo.model, (1, 8, 8), tmp_path / "m.onnx")
+    proto = onnx.load(str(src))
+    names = {t.name: f"wrapper.net.{t.name}" for t in proto.graph.initializer if "." in t.name}
+    for t in proto.graph.initializer:
+        t.name = names.get(t.name, t.name)
+    for node in proto.graph.node:
+        node.input[:] = [names.get(i, i) for i in node.input]
+    onnx.save(proto, str(tmp_path / "wrapped.onnx"))
+    graph, _, _ = onnx_to_torch(tmp_path / "wrapped.onnx")
+    own = {n for n, _ in demo.model.named_parameters()}
+    assert {n for n, _ in graph.named_parameters()} == own
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(graph(x).numpy(), _ort(tmp_path / "wrapped.onnx", x), atol=1e-5)
+    assert load_model(tmp_path / "wrapped.onnx").arch == "digits_cnn"
+    named = renamed_io(tmp_path / "wrapped.onnx", tmp_path / "named.onnx", "images", "logits")
+    loaded = load_model(named)
+    assert isinstance(loaded.model, OnnxGraphModule) and loaded.arch is None
+    assert load_model(named, arch="digits_cnn").arch == "digits_cnn"
+
+
 def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
     """Deployment exports often end in Softmax. The imported graph still returns probabilities
     (the file's contract), but the engine's cross-entropy takes their log as logits: the
