@@ -3,6 +3,8 @@ CHITA++ stages, refinement and BatchNorm recalibration."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QDoubleValidator
 from PySide6.QtWidgets import (
@@ -154,7 +156,7 @@ class ControlsPanel(QGroupBox):
         self.samples_note = QLabel("")
         self.samples_note.setObjectName("Muted")
         self.samples_note.linkActivated.connect(self._use_samples_limit)
-        self.samples_limit: int | None = None
+        self._samples_limit: int | Callable[[], int] | None = None
         form.addRow("", self.samples_note)
         form.addRow("Images", self.per_row)
         form.addRow("λ", self.lam)
@@ -281,12 +283,20 @@ class ControlsPanel(QGroupBox):
         self.recal.setToolTip(RECAL_TIP if present else why)
         self._update_hidden_note()
 
-    def set_samples_limit(self, limit: int | None) -> None:
+    def set_samples_limit(self, limit: int | Callable[[], int] | None) -> None:
         """The most samples this model's G fits in memory (:func:`core.fisher.rows_that_fit`),
-        or None: above it, a note under Samples says so for the methods that hold G, with a
-        link that sets the box to it (the box is never changed on its own)."""
-        self.samples_limit = limit
+        or what computes it from the memory available at the time (the note is then up to date
+        whenever the box or the method changes), or None: above it, a note under Samples says so
+        for the methods that hold G, with a link that sets the box to it (the box is never
+        changed on its own)."""
+        self._samples_limit = limit
         self._update_samples_note()
+
+    @property
+    def samples_limit(self) -> int | None:
+        """The limit now (computed afresh where :meth:`set_samples_limit` was given a function)."""
+        limit = self._samples_limit
+        return limit() if callable(limit) else limit
 
     def _update_samples_note(self, *_args) -> None:
         limit = self.samples_limit
@@ -301,8 +311,9 @@ class ControlsPanel(QGroupBox):
         self._form.setRowVisible(self.samples_note, over and not self.compact)
 
     def _use_samples_limit(self, _link: str = "") -> None:
-        if self.samples_limit is not None:
-            self.samples.setValue(max(self.samples.minimum(), self.samples_limit))
+        limit = self.samples_limit
+        if limit is not None:
+            self.samples.setValue(max(self.samples.minimum(), limit))
 
     def set_compact(self, on: bool) -> None:
         """Presentation mode: hide the rows past Scope (their values still apply to every run)

@@ -7,6 +7,7 @@ The loaded model is never modified; everything pruned is a copy made by
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -938,7 +939,9 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name} — CHITA Studio")
         self.controls.set_batchnorm(has_batchnorm(loaded.model), scripted_batchnorm(loaded.model))
         summary = session.summary
-        self.controls.set_samples_limit(rows_that_fit(sum(r.params for r in summary.rows if r.prunable)))
+        # computed again from the memory available whenever the note is updated, not only now
+        self.controls.set_samples_limit(functools.partial(rows_that_fit, sum(r.params for r in summary.rows
+                                                                              if r.prunable)))
         prunable = summary.prunable_keys
         self._show_model_info()
         self.table.source.set_rows(summary.rows)

@@ -1323,6 +1323,22 @@ def test_samples_over_what_fits_in_memory_get_a_note_with_a_fix(qtbot, window: M
     assert not note_shown()
 
 
+def test_the_samples_limit_follows_the_memory_available_now(qtbot, window: MainWindow, monkeypatch) -> None:
+    """The window's limit is computed when the note is updated, from the memory available then,
+    not once when the model was opened: memory taken by other programs since shows at once."""
+    import core.fisher as fisher
+
+    c = window.controls
+    c.set_method("chita")
+    c.samples.setValue(1000)
+    assert not c.samples_note.isVisibleTo(c)
+    p = sum(r.params for r in window.session.summary.rows if r.prunable)
+    monkeypatch.setattr(fisher, "available_memory_bytes", lambda: 2 * 600 * p * 4 * 3 // 2)  # 600 rows fit
+    assert c.samples_limit == 600
+    c.samples.setValue(999)  # any change of the box or the method updates the note
+    assert c.samples_note.isVisibleTo(c) and "At most 600 fit in memory" in c.samples_note.text()
+
+
 def test_worker_signals(qtbot) -> None:
     from core.errors import StudioError
     from core.progress import check, report
