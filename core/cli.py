@@ -577,6 +577,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # export
 
 
+def export_fields(report: Any) -> dict[str, Any]:
+    """An ExportReport in ``--json`` output (prune --out, sweep --export-dir)."""
+    return {"path": report.path, "onnx_bytes": report.onnx_bytes, "compressed_bytes": report.compressed_bytes,
+            "max_abs_diff": report.max_abs_diff, "storage": "sparse" if report.sparse else "dense",
+            "sparse_tensors": report.sparse_tensors, "opset": report.opset, "interface": report.interface,
+            **onnx_accuracy_fields(report)}
+
+
 def onnx_accuracy_fields(report: Any) -> dict[str, Any]:
     """An ExportReport's accuracy in onnxruntime for ``--json`` (empty without an evaluation)."""
     if report.onnx_eval is None:
@@ -627,6 +635,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         "verify_data": verify_source,
         "verify_batch_size": report.verify_batch_size,
         "opset": report.opset,
+        "interface": report.interface,
         "exporter": report.exporter,
         "storage": "sparse" if report.sparse else "dense",
         "sparse_tensors": report.sparse_tensors,
@@ -645,6 +654,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         *([f"Accuracy:  {describe_onnx_accuracy(report)}"] if report.onnx_eval is not None else []),
         f"Zeros:     {len(report.zero_fractions)} prunable weight tensors keep their zeros exactly "
         f"({100 * data['sparsity']:.1f}% zeros overall)",
+        f"Graph:     {report.interface}",
         f"Exporter:  {report.exporter}, opset {report.opset}; {report.seconds:.1f} s",
     ])
     emit(args, data, text)
@@ -834,11 +844,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "layer_sparsity": dict(result.layer_sparsity),
     }
     if export is not None:
-        data["export"] = {"path": export.path, "onnx_bytes": export.onnx_bytes,
-                          "compressed_bytes": export.compressed_bytes,
-                          "max_abs_diff": export.max_abs_diff,
-                          "storage": "sparse" if export.sparse else "dense",
-                          "sparse_tensors": export.sparse_tensors, **onnx_accuracy_fields(export)}
+        data["export"] = export_fields(export)
 
     def pct(e) -> str:
         return f"{100 * e.accuracy:.2f}% (95% interval {100 * e.accuracy_ci[0]:.2f}–{100 * e.accuracy_ci[1]:.2f}%)"
@@ -889,6 +895,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         lines.append(f"Exported:   {export.path}: {export.onnx_bytes:,} bytes, "
                      f"{human_bytes(export.compressed_bytes)} compressed; max |Δ| {export.max_abs_diff:.2g}"
                      + ("; sparse storage" if export.sparse else ""))
+        lines.append(f"Graph:      {export.interface}, opset {export.opset}")
         lines.append(f"In ONNX:    {describe_onnx_accuracy(export)}")
     emit(args, data, "\n".join(lines))
     return EXIT_OK
@@ -994,12 +1001,7 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
     if getattr(args, "export_dir", None):
         for row, r in zip(rows, res.rows):
             e = exports.get((r.method, r.sparsity))
-            row["export"] = None if e is None else {"path": e.path, "onnx_bytes": e.onnx_bytes,
-                                                    "compressed_bytes": e.compressed_bytes,
-                                                    "max_abs_diff": e.max_abs_diff,
-                                                    "storage": "sparse" if e.sparse else "dense",
-                                                    "sparse_tensors": e.sparse_tensors,
-                                                    **onnx_accuracy_fields(e)}
+            row["export"] = None if e is None else export_fields(e)
     data = {"model": loaded.source, "dense_accuracy": res.dense.accuracy,
             "dense_accuracy_ci": list(res.dense.accuracy_ci), "n_eval": res.dense.n,
             "rows": rows, "seconds": res.seconds, "samples": res.meta["samples_used"],

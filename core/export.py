@@ -96,6 +96,8 @@ class ExportReport:
     """The written file's accuracy in onnxruntime on ``export_onnx(evaluation=)``'s images."""
     reference_eval: EvalResult | None = None
     """PyTorch's on the same images (the caller's ``reference``, or measured by the export)."""
+    interface: str = ""
+    """The written graph's input and outputs, e.g. "input `image` batch×8×8×1 → `output_0`"."""
 
     @property
     def scored_differently(self) -> int | None:
@@ -188,7 +190,7 @@ def export_onnx(
         t0 = time.perf_counter()
         with open(tmp, "rb") as f:
             written = f.read()
-        opset_used = _check_graph(written, target)
+        opset_used, interface = _check_graph(written, target)
         check(cancel)
         report(progress, "verify", 1, 3, "running in onnxruntime")
         max_diff = _compare_outputs(tmp, work, batch, target)
@@ -215,6 +217,7 @@ def export_onnx(
         max_abs_diff=max_diff,
         zero_fractions=fractions,
         opset=opset_used,
+        interface=interface,
         seconds=time.perf_counter() - start,
         exporter=exporter,
         verify_batch_size=int(batch.shape[0]),
@@ -559,8 +562,9 @@ def _remove(path: str) -> None:
 # verification
 
 
-def _check_graph(data: bytes, target: str) -> int:
-    """Run the ONNX checker on the serialised model; return its default-domain opset."""
+def _check_graph(data: bytes, target: str) -> tuple[int, str]:
+    """Run the ONNX checker on the serialised model; return its default-domain opset and its
+    input and outputs in words (:attr:`ExportReport.interface`)."""
     import onnx
 
     try:
@@ -572,10 +576,12 @@ def _check_graph(data: bytes, target: str) -> int:
             path=target,
             fix="report this model to the developers; try another opset",
         ) from None
-    for entry in proto.opset_import:
-        if entry.domain in ("", "ai.onnx"):
-            return int(entry.version)
-    return 0
+    opset = next((int(e.version) for e in proto.opset_import if e.domain in ("", "ai.onnx")), 0)
+    graph = proto.graph
+    dims = "×".join(str(d.dim_value or d.dim_param or "?") for d in graph.input[0].type.tensor_type.shape.dim)
+    interface = (f"input `{graph.input[0].name}` {dims} → "
+                 + ", ".join(f"`{o.name}`" for o in graph.output))
+    return opset, interface
 
 
 class OnnxRuntimeModel(torch.nn.Module):

@@ -1507,7 +1507,7 @@ class MainWindow(QMainWindow):
             *([("Accuracy of the file", scored)] if scored else []),
             ("Largest output difference", f"{report.max_abs_diff:.2e} (ONNX Runtime vs PyTorch)"),
             ("Zeros verified", f"{matched} of {len(zeros)} pruned weight tensors match in the file"),
-            ("Opset", str(report.opset)),
+            ("Graph", f"{report.interface}, opset {report.opset}"),
             ("Time", f"{report.seconds:.1f} s"),
         ]
         html = "<table cellspacing='6'>" + "".join(

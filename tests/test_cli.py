@@ -94,6 +94,7 @@ def test_a_channels_last_onnx_file_prunes_on_channels_first_data_and_exports_cha
     data = _json(capsys, "prune", str(tmp_path / "nhwc.onnx"), "--data", "digits", "--method", "magnitude",
                  "--sparsity", "0.5", "--out", str(tmp_path / "out.onnx"), "-q")
     assert data["accuracy"] > 0.8 and data["export"]["onnx_accuracy"] == data["accuracy"]
+    assert data["export"]["interface"] == "input `input` batch×8×8×1 → `output`" and data["export"]["opset"] > 11
     dims = onnx.load(str(tmp_path / "out.onnx")).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims][1:] == [8, 8, 1]
 
