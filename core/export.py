@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import math
 import os
 import stat
 import tempfile
@@ -177,6 +178,9 @@ def export_onnx(
     check(cancel)
     report(progress, "export", 0, 1, "converting to ONNX")
     data, exporter = _export_bytes(work, sample, opset)
+    if getattr(work, "export_open_dims", ()) and not _open_sizes_agree(data, work, batch, target):
+        work.export_open_dims = ()  # the pruned graph does not run at other sizes: written at this one
+        data, exporter = _export_bytes(work, sample, opset)
     sparse_tensors = 0
     if sparse:
         data, sparse_tensors = sparse_storage(data)
@@ -360,11 +364,28 @@ def _as_source_file(work: torch.nn.Module) -> Callable[[torch.Tensor], torch.Ten
     onnxruntime are permuted here instead."""
     if isinstance(work, OnnxGraphModule):
         work.all_outputs = True  # every output of the source file, not only the class scores
+        work.export_open_dims = work.open_input_dims  # its open sizes (export_onnx checks them)
     perm = getattr(work, "input_permutation", None)
     if perm is None:
         return lambda x: x
     work.input_permutation = None
     return lambda x: x.permute(*perm).contiguous()
+
+
+def _open_sizes_agree(data: bytes, work: torch.nn.Module, batch: torch.Tensor, target: str) -> bool:
+    """Whether the graph exported with the source file's open input sizes (``work.export_open_dims``)
+    gives PyTorch's outputs at other sizes too (each open size × 1.25, at least + 1): where it
+    does not (a size fixed by a Flatten, position embeddings) the file is written at the data's."""
+    shape = list(batch.shape)
+    for d in work.export_open_dims:
+        shape[d] = max(shape[d] + 1, math.ceil(shape[d] * 1.25))
+    x = torch.randn(min(2, shape[0]), *shape[1:], generator=torch.Generator().manual_seed(0))
+    x = x * batch.std() + batch.mean()
+    try:
+        _compare_outputs(data, work, x, target)
+    except Exception:  # noqa: BLE001 - any failure at another size means: not open
+        return False
+    return True
 
 
 def _check_size(model: torch.nn.Module) -> None:
@@ -428,6 +449,7 @@ def _export_bytes(model: torch.nn.Module, sample: torch.Tensor, opset: int | Non
 
 def _export_torchscript(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> bytes:
     in_name, out_names = _io_names(model)
+    open_dims = getattr(model, "export_open_dims", ()) if isinstance(model, OnnxGraphModule) else ()
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -441,7 +463,8 @@ def _export_torchscript(model: torch.nn.Module, sample: torch.Tensor, opset: int
             opset_version=opset,
             input_names=[in_name],
             output_names=out_names,
-            dynamic_axes={in_name: {0: "batch"}, **{name: {0: "batch"} for name in out_names}},
+            dynamic_axes={in_name: {0: "batch", **{d: f"size_{d}" for d in open_dims}},
+                          **{name: {0: "batch"} for name in out_names}},
         )
     return buf.getvalue()
 
@@ -654,8 +677,8 @@ def _flat_outputs(output: object) -> list[torch.Tensor]:
     return []
 
 
-def _compare_outputs(onnx_path: str, model: torch.nn.Module, batch: torch.Tensor, target: str) -> float:
-    """Run the file in onnxruntime and PyTorch on ``batch``; return max |difference|."""
+def _compare_outputs(onnx_path: str | bytes, model: torch.nn.Module, batch: torch.Tensor, target: str) -> float:
+    """Run the file (a path, or its bytes) in onnxruntime and PyTorch on ``batch``; return max |difference|."""
     import onnxruntime as ort
 
     try:

@@ -76,6 +76,10 @@ class OnnxGraphModule(nn.Module):
         # pruned file has every output its source had
         self.extra_outputs: tuple[str, ...] = ()
         self.all_outputs = False
+        # the input dimensions (in the file's layout, batch aside) the file leaves open, such as
+        # the height and width of a network with global pooling; export keeps them open where the
+        # pruned graph gives the same outputs at another size (core.export)
+        self.open_input_dims: tuple[int, ...] = ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_permutation is not None:
@@ -186,9 +190,13 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     out_dims = graph.output[0].type.tensor_type.shape.dim
     classes = out_dims[-1].dim_value if out_dims and out_dims[-1].HasField("dim_value") else None
     shape = _input_shape(inputs[0])
-    if _takes_channels_last(graph, inputs[0]):
+    channels_last = _takes_channels_last(graph, inputs[0])
+    if channels_last:
         module.input_permutation = CHANNELS_LAST
         shape = (shape[2], shape[0], shape[1]) if shape else ()
+    dims = inputs[0].type.tensor_type.shape.dim
+    channel = (3 if channels_last else 1) if len(dims) == 4 else None  # the weights fix the channels
+    module.open_input_dims = tuple(k for k, d in enumerate(dims) if k > 0 and k != channel and not d.dim_value)
     module.eval()
     if shape:  # else on the first images the engine computes gradients on
         module.measure_batch_layouts(shape)

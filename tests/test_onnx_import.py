@@ -228,6 +228,48 @@ def test_layers_under_one_container_get_their_own_names_and_the_files_interface_
     assert load_model(named, arch="digits_cnn").arch == "digits_cnn"
 
 
+def test_open_image_sizes_stay_open_where_the_pruned_graph_runs_at_other_sizes(tmp_path):
+    """Exporters such as Hugging Face's leave height and width open. A network with global pooling
+    is written with them open again, and the file runs at another size as the pruned graph does;
+    one whose Flatten fixes the size is written at the data's size."""
+    import warnings
+
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 6, 3, padding=1), nn.Conv2d(6, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+            return self.fc(h.mean(dim=(2, 3)))
+
+    bundle = load_bundle("digits")
+    x = bundle.evaluation.x[:6]
+    for name, net, open_after in (("pooled", Pooled().eval(), True), ("cnn", load_demo("digits_cnn").model, False)):
+        torch.manual_seed(0)
+        path = tmp_path / f"{name}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (torch.randn(2, 1, 8, 8),), str(path), input_names=["pixel_values"],
+                              output_names=["logits"], dynamo=False,
+                              dynamic_axes={"pixel_values": {0: "batch_size", 1: "num_channels", 2: "height",
+                                                             3: "width"}, "logits": {0: "batch_size"}})
+        graph = load_model(path).model
+        assert isinstance(graph, OnnxGraphModule) and graph.open_input_dims == (2, 3)
+        pruned = apply_result(graph, prune(graph, bundle.calibration, PruneRequest(method="magnitude", sparsity=0.5)))
+        report = export_onnx(pruned, x[:2], tmp_path / f"{name}_out.onnx", verify_batch=x)
+        dims = [d.dim_value or d.dim_param for d in
+                onnx.load(str(tmp_path / f"{name}_out.onnx")).graph.input[0].type.tensor_type.shape.dim]
+        if open_after:
+            assert dims == ["batch", 1, "size_2", "size_3"] and "size_2×size_3" in report.interface
+            big = torch.randn(3, 1, 13, 11)
+            with torch.no_grad():
+                np.testing.assert_allclose(_ort(tmp_path / f"{name}_out.onnx", big), pruned(big).numpy(), atol=1e-5)
+        else:
+            assert dims == ["batch", 1, 8, 8], name
+
+
 def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
     """Deployment exports often end in Softmax. The imported graph still returns probabilities
     (the file's contract), but the engine's cross-entropy takes their log as logits: the
