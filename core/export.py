@@ -36,7 +36,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from core.data import ImageSet
 
 MAX_DIFF = 1e-3
+MAX_DIFF_FLOAT16 = 3e-2  # a float16 file (weights and arithmetic in float16) against PyTorch's float32
 """Largest tolerated |onnxruntime − PyTorch| on any output element, for outputs up to 1 in size;
 larger outputs are allowed MAX_DIFF times their largest |value| (float32 rounding grows with it)."""
 
@@ -365,6 +366,7 @@ def _as_source_file(work: torch.nn.Module) -> Callable[[torch.Tensor], torch.Ten
     if isinstance(work, OnnxGraphModule):
         work.all_outputs = True  # every output of the source file, not only the class scores
         work.export_open_dims = work.open_input_dims  # its open sizes (export_onnx checks them)
+        work.export_float16 = work.float16_io  # a float16 file is written in float16 again
     perm = getattr(work, "input_permutation", None)
     if perm is None:
         return lambda x: x
@@ -409,15 +411,57 @@ def _io_names(model: torch.nn.Module) -> tuple[str, list[str]]:
 
 
 def _with_metadata(data: bytes, model: torch.nn.Module) -> bytes:
-    """``data`` with the metadata_props of the ONNX file ``model`` was opened from, if it had any."""
+    """``data`` with the metadata_props of the ONNX file ``model`` was opened from, if it had any,
+    and in float16 where that file was (:func:`_as_float16`)."""
     props = getattr(model, "metadata_props", None) if isinstance(model, OnnxGraphModule) else None
-    if not props:
+    half = isinstance(model, OnnxGraphModule) and getattr(model, "export_float16", False)
+    if not props and not half:
         return data
     import onnx
 
     proto = onnx.load_from_string(data)
-    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, **props})
+    if props:
+        onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, **props})
+    if half:
+        _as_float16(proto)
     return proto.SerializeToString()
+
+
+FLOAT16_TINY = np.float16(2.0 ** -24)  # the smallest positive float16 (subnormal)
+
+
+def _half(a: np.ndarray) -> np.ndarray:
+    """``a`` in float16, nonzero values that would round to 0 kept at the smallest float16 of their
+    sign, so that the mask survives."""
+    h = a.astype(np.float16)
+    lost = (h == 0) & (a != 0)
+    if lost.any():
+        h[lost] = np.where(a[lost] > 0, FLOAT16_TINY, -FLOAT16_TINY)
+    return h
+
+
+def _as_float16(proto: Any) -> None:
+    """Turn an exported float32 graph into float16 in place, as the file it came from was: float
+    weights and constants, Casts to float, and the graph's inputs and outputs."""
+    from onnx import TensorProto, numpy_helper
+
+    def convert(t: Any) -> None:
+        if t.data_type == TensorProto.FLOAT:
+            t.CopyFrom(numpy_helper.from_array(_half(numpy_helper.to_array(t)), t.name))
+
+    graph = proto.graph
+    for t in graph.initializer:
+        convert(t)
+    for node in graph.node:
+        for a in node.attribute:
+            if a.name == "to" and node.op_type == "Cast" and a.i == TensorProto.FLOAT:
+                a.i = TensorProto.FLOAT16
+            elif a.type == a.TENSOR:
+                convert(a.t)
+    for v in (*graph.input, *graph.output):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    del graph.value_info[:]
 
 
 def _export_bytes(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> tuple[bytes, str]:
@@ -602,7 +646,8 @@ def _check_graph(data: bytes, target: str) -> tuple[int, str]:
     opset = next((int(e.version) for e in proto.opset_import if e.domain in ("", "ai.onnx")), 0)
     graph = proto.graph
     dims = "×".join(str(d.dim_value or d.dim_param or "?") for d in graph.input[0].type.tensor_type.shape.dim)
-    interface = (f"input `{graph.input[0].name}` {dims} → "
+    half = " float16" if graph.input[0].type.tensor_type.elem_type == 10 else ""  # TensorProto.FLOAT16
+    interface = (f"input `{graph.input[0].name}` {dims}{half} → "
                  + ", ".join(f"`{o.name}`" for o in graph.output))
     return opset, interface
 
@@ -621,6 +666,7 @@ class OnnxRuntimeModel(torch.nn.Module):
         self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.input_dims = list(self.session.get_inputs()[0].shape)  # ints where fixed, names where open
+        self.half = self.session.get_inputs()[0].type == "tensor(float16)"
 
     def _fits(self, shape: torch.Size) -> bool:
         return len(shape) == len(self.input_dims) and all(
@@ -630,7 +676,8 @@ class OnnxRuntimeModel(torch.nn.Module):
         x = x.detach().cpu().float()
         if x.ndim == 4 and not self._fits(x.shape) and self._fits(x.permute(*CHANNELS_LAST).shape):
             x = x.permute(*CHANNELS_LAST)
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(x.numpy())})[0]
+        x = np.ascontiguousarray(x.numpy())
+        out = self.session.run(None, {self.input_name: x.astype(np.float16) if self.half else x})[0]
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
 
@@ -686,7 +733,8 @@ def _compare_outputs(onnx_path: str | bytes, model: torch.nn.Module, batch: torc
         options.log_severity_level = 3
         session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         input_name = session.get_inputs()[0].name
-        got = session.run(None, {input_name: batch.numpy()})
+        half = session.get_inputs()[0].type == "tensor(float16)"  # a float16 file (_as_float16)
+        got = session.run(None, {input_name: batch.numpy().astype(np.float16) if half else batch.numpy()})
     except Exception as err:  # noqa: BLE001
         raise StudioError(
             f"onnxruntime could not run the exported graph on a batch of shape {tuple(batch.shape)} "
@@ -714,11 +762,12 @@ def _compare_outputs(onnx_path: str | bytes, model: torch.nn.Module, batch: torc
         max_diff = max(max_diff, worst)
         finite = np.abs(e[np.isfinite(e)])
         scale = max(scale, float(finite.max()) if finite.size else 0.0)
-    if max_diff > MAX_DIFF * scale:
+    tolerance = MAX_DIFF_FLOAT16 if half else MAX_DIFF
+    if max_diff > tolerance * scale:
         raise StudioError(
             f"the ONNX graph's outputs differ from PyTorch's by up to {max_diff:.3g} "
-            f"(tolerance {MAX_DIFF * scale:.3g}"
-            + (f", {MAX_DIFF:g} × the largest output {scale:.3g}" if scale > 1 else "") + "); nothing was saved",
+            f"(tolerance {tolerance * scale:.3g}"
+            + (f", {tolerance:g} × the largest output {scale:.3g}" if scale > 1 else "") + "); nothing was saved",
             path=target,
             fix="report this model to the developers; try another opset",
         )

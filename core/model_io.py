@@ -679,11 +679,11 @@ def _load_onnx(file: Path, arch: str | None) -> tuple[nn.Module, tuple[int, ...]
 
 def _plain_interface(graph: nn.Module) -> bool:
     """Whether a graph's file has the interface the app's export writes for any network: one
-    channels-first input named ``input``, one output named ``output``, no metadata. Only such a
+    channels-first float32 input named ``input``, one output named ``output``, no metadata. Only such a
     file is recognised as an architecture unasked: the architecture's own export would drop a
     channels-last layout, other outputs, names or metadata that code using the file relies on."""
     return (graph.input_permutation is None and not graph.extra_outputs and not graph.metadata_props
-            and (graph.input_name, graph.output_name) == ("input", "output"))
+            and not graph.float16_io and (graph.input_name, graph.output_name) == ("input", "output"))
 
 
 def _same_outputs(a: nn.Module, b: nn.Module, shape: tuple[int, ...]) -> bool:

@@ -80,6 +80,9 @@ class OnnxGraphModule(nn.Module):
         # the height and width of a network with global pooling; export keeps them open where the
         # pruned graph gives the same outputs at another size (core.export)
         self.open_input_dims: tuple[int, ...] = ()
+        # the file takes and returns float16 (its weights too): the module runs in float32, and
+        # export writes float16 again (core.export)
+        self.float16_io = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_permutation is not None:
@@ -194,6 +197,9 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     if channels_last:
         module.input_permutation = CHANNELS_LAST
         shape = (shape[2], shape[0], shape[1]) if shape else ()
+    from onnx import TensorProto
+
+    module.float16_io = inputs[0].type.tensor_type.elem_type == TensorProto.FLOAT16
     dims = inputs[0].type.tensor_type.shape.dim
     channel = (3 if channels_last else 1) if len(dims) == 4 else None  # the weights fix the channels
     module.open_input_dims = tuple(k for k, d in enumerate(dims) if k > 0 and k != channel and not d.dim_value)

@@ -35,3 +35,21 @@ def renamed_io(src: Path, dst: Path, input_name: str, output_name: str,
         onnx.helper.set_model_props(proto, metadata)
     onnx.save(proto, str(dst))
     return dst
+
+
+def float16_copy(src: Path, dst: Path) -> Path:
+    """``src`` saved as ``dst`` in float16: its float weights, inputs and outputs (as a converter
+    for GPU inference writes a file without keeping float32 inputs and outputs)."""
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
+    proto = onnx.load(str(src))
+    for i, t in enumerate(proto.graph.initializer):
+        a = numpy_helper.to_array(t)
+        if a.dtype == np.float32:
+            proto.graph.initializer[i].CopyFrom(numpy_helper.from_array(a.astype(np.float16), t.name))
+    for v in (*proto.graph.input, *proto.graph.output):
+        v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    del proto.graph.value_info[:]
+    onnx.save(proto, str(dst))
+    return dst

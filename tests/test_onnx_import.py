@@ -270,6 +270,40 @@ def test_open_image_sizes_stay_open_where_the_pruned_graph_runs_at_other_sizes(t
             assert dims == ["batch", 1, 8, 8], name
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_float16_file_runs_in_float32_and_exports_in_float16(tmp_path, sparse):
+    """A float16 file (weights, input and output) is pruned in float32 and written in float16
+    again, verified and scored in onnxruntime; a kept weight too small for float16 stays nonzero,
+    so the mask survives the rounding."""
+    from onnx_files import float16_copy
+
+    from core.export import OnnxRuntimeModel
+
+    demo = load_demo("digits_cnn")
+    path = float16_copy(_export(demo.model, (1, 8, 8), tmp_path / "m.onnx"), tmp_path / "half.onnx")
+    loaded = load_model(path)
+    graph = loaded.model
+    assert isinstance(graph, OnnxGraphModule) and graph.float16_io and loaded.arch is None
+    bundle = load_bundle("digits")
+    pruned = apply_result(graph, prune(graph, bundle.calibration, PruneRequest(method="chita", sparsity=0.7,
+                                                                                samples=200)))
+    name = next(n for n, _ in pruned.named_parameters() if n.endswith("weight"))
+    w = pruned.get_parameter(name)
+    with torch.no_grad():
+        w.view(-1)[int(torch.nonzero(w.reshape(-1))[0])] = 1e-9  # rounds to 0 in float16
+    x = bundle.evaluation.x
+    report = export_onnx(pruned, x[:2], tmp_path / "out.onnx", verify_batch=x[:16], evaluation=bundle.evaluation,
+                         sparse=sparse)
+    assert report.interface.endswith("float16 → `output`") and report.max_abs_diff < 3e-2
+    assert all(a == b for a, b in report.zero_fractions.values())
+    assert report.scored_differently <= 2 and abs(report.onnx_eval.accuracy - report.reference_eval.accuracy) < 0.01
+    session = ort.InferenceSession(str(tmp_path / "out.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == session.get_outputs()[0].type == "tensor(float16)"
+    with torch.no_grad():
+        np.testing.assert_allclose(OnnxRuntimeModel(tmp_path / "out.onnx")(x[:8]).numpy(), pruned(x[:8]).numpy(),
+                                   atol=3e-2 * float(pruned(x[:8]).abs().max()))
+
+
 def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
     """Deployment exports often end in Softmax. The imported graph still returns probabilities
     (the file's contract), but the engine's cross-entropy takes their log as logits: the
