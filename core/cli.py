@@ -443,6 +443,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         data["onnx_ops"] = dict(collections.Counter(op for op, *_ in steps).most_common())
         data["outputs_probabilities"] = bool(getattr(loaded.model, "outputs_probabilities", False))
         data["channels_last_file"] = getattr(loaded.model, "input_permutation", None) is not None
+        data["float16_file"] = bool(getattr(loaded.model, "float16_io", False))
         data["onnx_outputs"] = [loaded.model.output_name, *loaded.model.extra_outputs]
     emit(args, data, _info_text(data))
     return EXIT_OK
@@ -499,8 +500,10 @@ def _info_text(d: dict[str, Any]) -> str:
         f"Format:       {d['format']}",
         f"Architecture: {d['arch'] or 'unknown'}",
         f"Input shape:  {shape} (one sample"
-        + ("; the file takes it channels last, H×W×C: images are permuted for it, and exports keep its layout)"
-           if d.get("channels_last_file") else ")"),
+        + ("; the file takes it channels last, H×W×C: images are permuted for it, and exports keep its layout"
+           if d.get("channels_last_file") else "")
+        + ("; the file is float16: it runs in float32, and exports are written in float16" if d.get("float16_file")
+           else "") + ")",
         f"Preset:       {d['preset'] or 'none (give --preset or --mean/--std for data)'}",
         f"Classes:      {d['num_classes'] if d['num_classes'] is not None else 'unknown'}",
     ]

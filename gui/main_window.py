@@ -960,8 +960,11 @@ class MainWindow(QMainWindow):
         loaded, summary = self.session.loaded, self.session.summary
         n_prunable = sum(r.params for r in summary.rows if r.prunable)
         shape = "×".join(str(s) for s in loaded.input_shape) or "unknown"
-        if getattr(loaded.model, "input_permutation", None) is not None:  # core.onnx_import
-            shape += " (the file takes it channels last; exports keep that)"
+        kept = [what for what, present in (  # what an ONNX file's export keeps (core.onnx_import)
+            ("channels last", getattr(loaded.model, "input_permutation", None) is not None),
+            ("in float16", getattr(loaded.model, "float16_io", False))) if present]
+        if kept:
+            shape += f" (the file takes it {' and '.join(kept)}; exports keep that)"
         self.model_info.setText(
             f"{loaded.format}{' · ' + loaded.arch if loaded.arch else ''} · input {shape}\n"
             f"{fmt_int(summary.total_params)} parameters · {len(summary.prunable_keys)} prunable tensors "

@@ -66,6 +66,7 @@ def test_info_on_an_onnx_graph_lists_its_operators(capsys, tmp_path):
     assert code == 0 and f"ONNX graph:   {len(proto.graph.node)} nodes run with PyTorch (Conv 2" in out
     assert data["gradient_rows"] == "closed_form" and "Gradient rows:    closed form" in out
     assert data["channels_last_file"] is False and "channels last" not in out
+    assert data["float16_file"] is False and "float16" not in out
     assert data["onnx_outputs"] == ["output"] and "Outputs:" not in out
 
 

@@ -271,7 +271,7 @@ def test_open_image_sizes_stay_open_where_the_pruned_graph_runs_at_other_sizes(t
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_a_float16_file_runs_in_float32_and_exports_in_float16(tmp_path, sparse):
+def test_a_float16_file_runs_in_float32_and_exports_in_float16(tmp_path, sparse, capsys):
     """A float16 file (weights, input and output) is pruned in float32 and written in float16
     again, verified and scored in onnxruntime; a kept weight too small for float16 stays nonzero,
     so the mask survives the rounding."""
@@ -284,6 +284,9 @@ def test_a_float16_file_runs_in_float32_and_exports_in_float16(tmp_path, sparse)
     loaded = load_model(path)
     graph = loaded.model
     assert isinstance(graph, OnnxGraphModule) and graph.float16_io and loaded.arch is None
+    from core.cli import main
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0 and "the file is float16" in capsys.readouterr().out
     bundle = load_bundle("digits")
     pruned = apply_result(graph, prune(graph, bundle.calibration, PruneRequest(method="chita", sparsity=0.7,
                                                                                 samples=200)))
