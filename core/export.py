@@ -51,9 +51,10 @@ if TYPE_CHECKING:
     from core.data import ImageSet
 
 MAX_DIFF = 1e-3
-MAX_DIFF_FLOAT16 = 3e-2  # a float16 file (weights and arithmetic in float16) against PyTorch's float32
 """Largest tolerated |onnxruntime − PyTorch| on any output element, for outputs up to 1 in size;
 larger outputs are allowed MAX_DIFF times their largest |value| (float32 rounding grows with it)."""
+MAX_DIFF_FLOAT16 = 3e-2
+"""MAX_DIFF for a float16 file (weights and arithmetic in float16) against PyTorch's float32."""
 
 MAX_VERIFY_BATCH = 256
 """At most this many images of ``verify_batch`` are run in onnxruntime."""
@@ -410,8 +411,8 @@ def _io_names(model: torch.nn.Module) -> tuple[str, list[str]]:
     return _INPUT_NAME, [_OUTPUT_NAME]
 
 
-def _with_metadata(data: bytes, model: torch.nn.Module) -> bytes:
-    """``data`` with the metadata_props of the ONNX file ``model`` was opened from, if it had any,
+def _like_source(data: bytes, model: torch.nn.Module) -> bytes:
+    """``data`` as the ONNX file ``model`` was opened from had it: with that file's metadata_props,
     and in float16 where that file was (:func:`_as_float16`)."""
     props = getattr(model, "metadata_props", None) if isinstance(model, OnnxGraphModule) else None
     half = isinstance(model, OnnxGraphModule) and getattr(model, "export_float16", False)
@@ -472,7 +473,7 @@ def _export_bytes(model: torch.nn.Module, sample: torch.Tensor, opset: int | Non
     source = getattr(model, "source_opset", None) if isinstance(model, OnnxGraphModule) else None
     if opset is None and source:
         try:
-            return _with_metadata(_export_torchscript(model, sample, max(source, MIN_OPSET)), model), "torchscript"
+            return _like_source(_export_torchscript(model, sample, max(source, MIN_OPSET)), model), "torchscript"
         except Exception:  # noqa: BLE001 - an operator this opset lacks: the default below
             pass
     try:
@@ -488,7 +489,7 @@ def _export_bytes(model: torch.nn.Module, sample: torch.Tensor, opset: int | Non
                 "forward() before they can be exported; a model loaded from a state_dict with a known "
                 "architecture always exports",
             ) from None
-    return _with_metadata(data, model), exporter
+    return _like_source(data, model), exporter
 
 
 def _export_torchscript(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> bytes:
