@@ -12,6 +12,7 @@ import math
 import re
 import sys
 from dataclasses import replace
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any, Callable
 
@@ -1510,7 +1511,7 @@ class MainWindow(QMainWindow):
             *([("Accuracy of the file", scored)] if scored else []),
             ("Largest output difference", f"{report.max_abs_diff:.2e} (ONNX Runtime vs PyTorch)"),
             ("Zeros verified", f"{matched} of {len(zeros)} pruned weight tensors match in the file"),
-            ("Graph", f"{report.interface}, opset {report.opset}"),
+            ("Graph", f"{html_escape(report.interface.replace('`', ''))}, opset {report.opset}"),
             ("Time", f"{report.seconds:.1f} s"),
         ]
         html = "<table cellspacing='6'>" + "".join(

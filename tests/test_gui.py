@@ -498,6 +498,8 @@ def test_export_loads_in_onnxruntime(qtbot, window: MainWindow, hooks, tmp_path:
     report = blocker.args[0]
     assert target.exists() and report.onnx_bytes == target.stat().st_size
     assert any(title == "Export finished" for title, _ in hooks.infos)
+    assert any(f"input input batch×1×8×8 → output, opset {report.opset}" in text
+               for title, text in hooks.infos if title == "Export finished")
     # scored in onnxruntime on the evaluation images, against the run's own evaluation
     assert report.reference_eval is outcome.eval and report.onnx_eval.accuracy == outcome.eval.accuracy
     assert report.scored_differently == 0
