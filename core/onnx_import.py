@@ -583,11 +583,15 @@ def _clip(attrs, node):
     return fn
 
 
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
+
+
 def _pad(attrs, node):
     mode = attrs.get("mode", "constant")
-    if mode != "constant":
-        raise StudioError(f"ONNX node '{node.name}' (Pad): only constant padding is supported.", field="op_type",
-                          fix=_FIX)
+    if mode not in _PAD_MODES:
+        raise StudioError(f"ONNX node '{node.name}' (Pad): mode '{mode}' is not supported "
+                          f"({', '.join(_PAD_MODES)} are).", field="op_type", fix=_FIX)
+    fill = float(attrs.get("value", 0.0))  # before opset 11 the constant was an attribute
 
     def fn(x, pads=None, value=None, axes=None):
         p = _ints(pads) if pads is not None else list(attrs.get("pads", []))
@@ -598,7 +602,11 @@ def _pad(attrs, node):
             a %= x.dim()
             full[2 * (x.dim() - 1 - a)] = p[i]
             full[2 * (x.dim() - 1 - a) + 1] = p[i + dims]
-        return F.pad(x, full, value=0.0 if value is None else float(value))
+        if mode != "constant":  # PyTorch pads only the trailing dimensions in these modes
+            while full and full[-2:] == [0, 0]:
+                full = full[:-2]
+            return F.pad(x, full, mode=_PAD_MODES[mode])
+        return F.pad(x, full, value=fill if value is None or value.numel() == 0 else float(value))
     return fn
 
 

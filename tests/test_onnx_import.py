@@ -684,6 +684,12 @@ _OP_CASES = [
                                                       np.array([3], np.int64)]),
     (helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=0, largest=0), [_F((5, 3)).astype(np.float32),
                                                                           np.array([2], np.int64)]),
+    (helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect"), [_F((2, 3, 4, 5)).astype(np.float32),
+                                                                 np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)]),
+    (helper.make_node("Pad", ["x", "p"], ["y"], mode="edge"), [_F((2, 3, 4, 5)).astype(np.float32),
+                                                              np.array([0, 0, 0, 3, 0, 0, 2, 0], np.int64)]),
+    (helper.make_node("Pad", ["x", "p", "v"], ["y"]), [_F((2, 3, 4)).astype(np.float32),
+                                                      np.array([1, 0, 2, 0, 1, 1], np.int64), np.float32(-1.5)]),
     (helper.make_node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=2, epsilon=1e-3),
      [_F((2, 4, 3, 3)).astype(np.float32), _F(2).astype(np.float32), _F(2).astype(np.float32)]),
 ] + [(helper.make_node("Resize", ["x", "roi", "scales"], ["y"], mode=mode, coordinate_transformation_mode=coords,
@@ -755,12 +761,15 @@ def test_an_attentions_projections_get_their_modules_names(tmp_path):
 
 def test_old_opsets_attribute_forms_run(tmp_path):
     """Files from opset 9 exporters: Slice takes its starts and ends as attributes, Squeeze and
-    Unsqueeze their axes; onnxruntime still runs them, and so does the importer."""
+    Unsqueeze their axes, Pad its pads and fill, Clip its bounds; onnxruntime still runs them,
+    and so does the importer."""
     nodes = [helper.make_node("Slice", ["x"], ["s"], starts=[1], ends=[-1], axes=[1]),
              helper.make_node("Unsqueeze", ["s"], ["u"], axes=[0]),
-             helper.make_node("Squeeze", ["u"], ["y"], axes=[0])]
+             helper.make_node("Squeeze", ["u"], ["q"], axes=[0]),
+             helper.make_node("Pad", ["q"], ["p"], pads=[0, 1, 0, 2], value=1.5),  # the fill an attribute too
+             helper.make_node("Clip", ["p"], ["y"], min=-0.5, max=1.0)]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 7])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)]), str(tmp_path / "old.onnx"))
     module, shape, _ = onnx_to_torch(tmp_path / "old.onnx")
     x = torch.randn(3, 6)
