@@ -686,6 +686,8 @@ _OP_CASES = [
                                                                           np.array([2], np.int64)]),
     (helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect"), [_F((2, 3, 4, 5)).astype(np.float32),
                                                                  np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)]),
+    (helper.make_node("Pad", ["x", "p"], ["y"], mode="wrap"), [_F((2, 3, 4, 5)).astype(np.float32),
+                                                              np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)]),
     (helper.make_node("Pad", ["x", "p"], ["y"], mode="edge"), [_F((2, 3, 4, 5)).astype(np.float32),
                                                               np.array([0, 0, 0, 3, 0, 0, 2, 0], np.int64)]),
     (helper.make_node("Pad", ["x", "p", "v"], ["y"]), [_F((2, 3, 4)).astype(np.float32),
@@ -789,7 +791,7 @@ def test_operators_give_onnxruntimes_results(node, inputs):
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(name, types[v.dtype], v.shape)
                                             for name, v in given],
                               [helper.make_empty_tensor_value_info(name) for name in node.output])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     wants = session.run(None, dict(given))
     got = SUPPORTED_OPS[node.op_type](_attributes(node), node)(*(None if v is None else torch.from_numpy(v)
