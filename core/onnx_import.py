@@ -897,6 +897,17 @@ def _resize(attrs, node):
     return fn
 
 
+def _upsample(attrs, node):
+    """Upsample (opsets 7 to 9, before Resize): asymmetric coordinates, the nearest pixel below."""
+    mode = {"bilinear": "linear"}.get(attrs.get("mode", "nearest"), attrs.get("mode", "nearest"))
+    resize = _resize({"mode": mode, "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}, node)
+    given = attrs.get("scales")  # opset 7: an attribute; opset 9: the second input
+
+    def fn(x: torch.Tensor, scales: Any = None) -> torch.Tensor:
+        return resize(x, None, scales if scales is not None else torch.tensor(list(given), dtype=torch.float32))
+    return fn
+
+
 def _simple(fn: Callable[..., Any]) -> Callable[[dict[str, Any], Any], Callable[..., Any]]:
     return lambda attrs, node: fn
 
@@ -1003,6 +1014,7 @@ SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = 
     "ArgMin": _arg_extreme(False),
     "TopK": _top_k,
     "Resize": _resize,
+    "Upsample": _upsample,
     "Conv": lambda a, n: _unsupported_dynamic(n),
     "Gemm": lambda a, n: _unsupported_dynamic(n),
     "BatchNormalization": lambda a, n: _unsupported_dynamic(n),

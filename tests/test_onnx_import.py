@@ -803,6 +803,29 @@ def test_operators_give_onnxruntimes_results(node, inputs):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(("opset", "mode", "scales"), [(9, "nearest", [1, 1, 2, 3]), (9, "linear", [1, 1, 2, 1.5]),
+                                                    (7, "nearest", [1, 1, 2, 2.5]), (7, "linear", [1, 1, 1.5, 2])])
+def test_upsample_of_old_opsets_gives_onnxruntimes_results(opset, mode, scales):
+    """Upsample, the resizing of opsets 7 to 9 (scales an attribute in 7, an input in 9)."""
+    from core.onnx_import import SUPPORTED_OPS, _attributes
+
+    x = _F((2, 3, 4, 5)).astype(np.float32)
+    s = np.float32(scales)
+    if opset == 9:
+        node, inputs = helper.make_node("Upsample", ["x", "s"], ["y"], mode=mode), [x, s]
+    else:
+        node, inputs = helper.make_node("Upsample", ["x"], ["y"], mode=mode, scales=scales), [x]
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, v.shape)
+                                            for n, v in zip(node.input, inputs)], [helper.make_empty_tensor_value_info("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = session.run(None, dict(zip(node.input, inputs)))[0]
+    got = SUPPORTED_OPS["Upsample"](_attributes(node), node)(*(torch.from_numpy(v) for v in inputs))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
 def _tiny_transformers():
     from torchvision.models import SwinTransformer, VisionTransformer
 
