@@ -647,7 +647,7 @@ def _check_graph(data: bytes, target: str) -> tuple[int, str]:
     opset = next((int(e.version) for e in proto.opset_import if e.domain in ("", "ai.onnx")), 0)
     graph = proto.graph
     dims = "×".join(str(d.dim_value or d.dim_param or "?") for d in graph.input[0].type.tensor_type.shape.dim)
-    half = " float16" if graph.input[0].type.tensor_type.elem_type == 10 else ""  # TensorProto.FLOAT16
+    half = " float16" if graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 else ""
     interface = (f"input `{graph.input[0].name}` {dims}{half} → "
                  + ", ".join(f"`{o.name}`" for o in graph.output))
     return opset, interface

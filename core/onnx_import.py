@@ -157,8 +157,8 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     class count (None where the output's last dimension is open)) for the ONNX classifier in
     ``file``. A graph whose image input is channels last (N×H×W×C: grey, or turned channels first
     by the graph's own Transposes; :func:`_takes_channels_last`) gives its shape channels first,
-    and its module takes channels-first images (``input_permutation``). Raises :class:`StudioError` naming the file, the node and the
-    operator for graphs it cannot run."""
+    and its module takes channels-first images (``input_permutation``). Raises
+    :class:`StudioError` naming the file, the node and the operator for graphs it cannot run."""
     import onnx
 
     path = str(file)
@@ -197,9 +197,7 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
     if channels_last:
         module.input_permutation = CHANNELS_LAST
         shape = (shape[2], shape[0], shape[1]) if shape else ()
-    from onnx import TensorProto
-
-    module.float16_io = inputs[0].type.tensor_type.elem_type == TensorProto.FLOAT16
+    module.float16_io = inputs[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     dims = inputs[0].type.tensor_type.shape.dim
     channel = (3 if channels_last else 1) if len(dims) == 4 else None  # the weights fix the channels
     module.open_input_dims = tuple(k for k, d in enumerate(dims) if k > 0 and k != channel and not d.dim_value)
