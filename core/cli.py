@@ -444,6 +444,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         data["outputs_probabilities"] = bool(getattr(loaded.model, "outputs_probabilities", False))
         data["channels_last_file"] = getattr(loaded.model, "input_permutation", None) is not None
         data["float16_file"] = bool(getattr(loaded.model, "float16_io", False))
+        data["float16_weights_file"] = bool(getattr(loaded.model, "float16_weights", False))
         data["onnx_outputs"] = [loaded.model.output_name, *loaded.model.extra_outputs]
     emit(args, data, _info_text(data))
     return EXIT_OK
@@ -503,7 +504,8 @@ def _info_text(d: dict[str, Any]) -> str:
         + ("; the file takes it channels last, H×W×C: images are permuted for it, and exports keep its layout"
            if d.get("channels_last_file") else "")
         + ("; the file is float16: it runs in float32, and exports are written in float16" if d.get("float16_file")
-           else "") + ")",
+           else "; the file keeps its weights in float16 (float32 in and out): it runs in float32, and exports "
+           "are written so again" if d.get("float16_weights_file") else "") + ")",
         f"Preset:       {d['preset'] or 'none (give --preset or --mean/--std for data)'}",
         f"Classes:      {d['num_classes'] if d['num_classes'] is not None else 'unknown'}",
     ]

@@ -43,7 +43,7 @@ import torch
 
 from core.errors import StudioError
 from core.evaluate import EvalResult, evaluate, paired_difference, set_eval_mode
-from core.onnx_import import CHANNELS_LAST, OnnxGraphModule
+from core.onnx_import import CHANNELS_LAST, OnnxGraphModule, sort_nodes
 from core.progress import CancelToken, ProgressFn, check, report
 from core.prunable import prunable_parameters
 
@@ -367,7 +367,7 @@ def _as_source_file(work: torch.nn.Module) -> Callable[[torch.Tensor], torch.Ten
     if isinstance(work, OnnxGraphModule):
         work.all_outputs = True  # every output of the source file, not only the class scores
         work.export_open_dims = work.open_input_dims  # its open sizes (export_onnx checks them)
-        work.export_float16 = work.float16_io  # a float16 file is written in float16 again
+        work.export_float16 = work.float16_io or work.float16_weights  # written in float16 again
     perm = getattr(work, "input_permutation", None)
     if perm is None:
         return lambda x: x
@@ -424,45 +424,28 @@ def _like_source(data: bytes, model: torch.nn.Module) -> bytes:
     if props:
         onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, **props})
     if half:
-        _as_float16(proto)
+        proto = _as_float16(proto, keep_io=not model.float16_io)
     return proto.SerializeToString()
 
 
 FLOAT16_TINY = np.float16(2.0 ** -24)  # the smallest positive float16 (subnormal)
 
 
-def _half(a: np.ndarray) -> np.ndarray:
-    """``a`` in float16, nonzero values that would round to 0 kept at the smallest float16 of their
-    sign, so that the mask survives."""
-    h = a.astype(np.float16)
-    lost = (h == 0) & (a != 0)
-    if lost.any():
-        h[lost] = np.where(a[lost] > 0, FLOAT16_TINY, -FLOAT16_TINY)
-    return h
+def _as_float16(proto: Any, *, keep_io: bool) -> Any:
+    """An exported float32 graph in float16, as the file it came from was: float weights,
+    constants and arithmetic, and with ``keep_io`` float32 inputs and outputs, Cast to and from
+    float16 inside (a mixed-precision file); else float16 inputs and outputs too.
 
+    onnxruntime's own converter (``onnxruntime.transformers.float16``, the one of
+    onnxconverter-common) does it: it keeps float32 where an operator requires it (Resize's
+    scales) or lacks float16 kernels (TopK), with Casts around such nodes. A nonzero weight too
+    small for float16 is stored as its smallest value of that sign (``FLOAT16_TINY``), so the
+    mask survives."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
-def _as_float16(proto: Any) -> None:
-    """Turn an exported float32 graph into float16 in place, as the file it came from was: float
-    weights and constants, Casts to float, and the graph's inputs and outputs."""
-    from onnx import TensorProto, numpy_helper
-
-    def convert(t: Any) -> None:
-        if t.data_type == TensorProto.FLOAT:
-            t.CopyFrom(numpy_helper.from_array(_half(numpy_helper.to_array(t)), t.name))
-
-    graph = proto.graph
-    for t in graph.initializer:
-        convert(t)
-    for node in graph.node:
-        for a in node.attribute:
-            if a.name == "to" and node.op_type == "Cast" and a.i == TensorProto.FLOAT:
-                a.i = TensorProto.FLOAT16
-            elif a.type == a.TENSOR:
-                convert(a.t)
-    for v in (*graph.input, *graph.output):
-        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
-            v.type.tensor_type.elem_type = TensorProto.FLOAT16
-    del graph.value_info[:]
+    proto = convert_float_to_float16(proto, min_positive_val=float(FLOAT16_TINY), keep_io_types=keep_io)
+    sort_nodes(proto.graph)  # the converter appends its input Casts after the nodes that read them
+    return proto
 
 
 def _export_bytes(model: torch.nn.Module, sample: torch.Tensor, opset: int | None) -> tuple[bytes, str]:
@@ -648,8 +631,10 @@ def _check_graph(data: bytes, target: str) -> tuple[int, str]:
     graph = proto.graph
     dims = "×".join(str(d.dim_value or d.dim_param or "?") for d in graph.input[0].type.tensor_type.shape.dim)
     half = " float16" if graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 else ""
+    weights = [*graph.initializer, *(s.values for s in graph.sparse_initializer)]
+    inside = not half and any(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
     interface = (f"input `{graph.input[0].name}` {dims}{half} → "
-                 + ", ".join(f"`{o.name}`" for o in graph.output))
+                 + ", ".join(f"`{o.name}`" for o in graph.output) + ("; float16 weights" if inside else ""))
     return opset, interface
 
 
@@ -734,7 +719,7 @@ def _compare_outputs(onnx_path: str | bytes, model: torch.nn.Module, batch: torc
         options.log_severity_level = 3
         session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         input_name = session.get_inputs()[0].name
-        half = session.get_inputs()[0].type == "tensor(float16)"  # a float16 file (_as_float16)
+        half = session.get_inputs()[0].type == "tensor(float16)"  # float16 in and out (_as_float16)
         got = session.run(None, {input_name: batch.numpy().astype(np.float16) if half else batch.numpy()})
     except Exception as err:  # noqa: BLE001
         raise StudioError(
@@ -763,7 +748,7 @@ def _compare_outputs(onnx_path: str | bytes, model: torch.nn.Module, batch: torc
         max_diff = max(max_diff, worst)
         finite = np.abs(e[np.isfinite(e)])
         scale = max(scale, float(finite.max()) if finite.size else 0.0)
-    tolerance = MAX_DIFF_FLOAT16 if half else MAX_DIFF
+    tolerance = MAX_DIFF_FLOAT16 if half or getattr(model, "export_float16", False) else MAX_DIFF
     if max_diff > tolerance * scale:
         raise StudioError(
             f"the ONNX graph's outputs differ from PyTorch's by up to {max_diff:.3g} "

@@ -681,9 +681,11 @@ def _plain_interface(graph: nn.Module) -> bool:
     """Whether a graph's file has the interface the app's export writes for any network: one
     channels-first float32 input named ``input``, one output named ``output``, no metadata. Only such a
     file is recognised as an architecture unasked: the architecture's own export would drop a
-    channels-last layout, other outputs, names or metadata that code using the file relies on."""
+    channels-last layout, other outputs, names, metadata or float16 weights that code using the file
+    relies on."""
     return (graph.input_permutation is None and not graph.extra_outputs and not graph.metadata_props
-            and not graph.float16_io and (graph.input_name, graph.output_name) == ("input", "output"))
+            and not graph.float16_io and not graph.float16_weights
+            and (graph.input_name, graph.output_name) == ("input", "output"))
 
 
 def _same_outputs(a: nn.Module, b: nn.Module, shape: tuple[int, ...]) -> bool:

@@ -26,6 +26,7 @@ as the dense tensors they stand for.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -83,6 +84,10 @@ class OnnxGraphModule(nn.Module):
         # the file takes and returns float16 (its weights too): the module runs in float32, and
         # export writes float16 again (core.export)
         self.float16_io = False
+        # the file keeps its weights in float16 (most of its float constants), whatever its inputs
+        # and outputs: a mixed-precision file (float32 in and out, Casts to float16 inside, as
+        # onnxconverter-common's ``keep_io_types`` writes) is exported so again, not twice its size
+        self.float16_weights = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_permutation is not None:
@@ -168,6 +173,7 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
         raise StudioError(f"This .onnx file could not be read ({_first_line(err)}).", path=path,
                           fix="Check that the file is complete; export it again.") from None
     graph = proto.graph
+    sort_nodes(graph, path)
     consts = _constants(graph)
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1 or not graph.output:
@@ -198,6 +204,7 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
         module.input_permutation = CHANNELS_LAST
         shape = (shape[2], shape[0], shape[1]) if shape else ()
     module.float16_io = inputs[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    module.float16_weights = _float16_weights(graph)
     dims = inputs[0].type.tensor_type.shape.dim
     channel = (3 if channels_last else 1) if len(dims) == 4 else None  # the weights fix the channels
     module.open_input_dims = tuple(k for k, d in enumerate(dims) if k > 0 and k != channel and not d.dim_value)
@@ -1053,6 +1060,49 @@ def _unsupported_dynamic(node: Any) -> Callable[..., Any]:
 # reading the graph
 
 
+def sort_nodes(graph: Any, path: str | None = None) -> None:
+    """Put the graph's nodes in an order where each comes after the nodes whose outputs it reads,
+    their file order kept where it already is one (Kahn's algorithm, earliest first). ONNX asks for
+    that order, but onnxruntime runs files without it, and onnxconverter-common's float16
+    converter with ``keep_io_types`` writes its input Casts last. A graph whose nodes read each
+    other in a cycle, or read a name nothing gives, raises :class:`StudioError`."""
+    import heapq
+
+    nodes = list(graph.node)
+    outside = {t.name for t in graph.initializer} | {i.name for i in graph.input}
+    outside |= {s.values.name for s in graph.sparse_initializer}
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output if o and o not in outside}
+    for node in nodes:
+        missing = next((i for i in node.input if i and i not in producer and i not in outside), None)
+        if missing is not None:
+            raise StudioError(f"ONNX node '{node.name or node.output[0]}' ({node.op_type}) reads '{missing}', which no "
+                              "node, initializer or graph input of the file gives.", path=path, field="graph.node",
+                              fix="The file is incomplete or not valid ONNX; export the model again.")
+    waiting, readers = [0] * len(nodes), [[] for _ in nodes]
+    for k, node in enumerate(nodes):
+        for d in {producer[i] for i in node.input if i in producer and producer[i] != k}:
+            waiting[k] += 1
+            readers[d].append(k)
+    ready = [k for k, w in enumerate(waiting) if not w]
+    order: list[int] = []
+    while ready:
+        k = heapq.heappop(ready)
+        order.append(k)
+        for r in readers[k]:
+            waiting[r] -= 1
+            if not waiting[r]:
+                heapq.heappush(ready, r)
+    if len(order) < len(nodes):
+        stuck = next(nodes[k] for k, w in enumerate(waiting) if w)
+        raise StudioError(f"The ONNX graph's nodes read each other's outputs in a cycle (at node "
+                          f"'{stuck.name or stuck.output[0]}').", path=path, field="graph.node",
+                          fix="Export the model again; a valid ONNX graph has no cycles.")
+    if order != sorted(order):
+        in_order = [nodes[k] for k in order]
+        graph.ClearField("node")
+        graph.node.extend(in_order)
+
+
 def _constants(graph: Any) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
@@ -1062,6 +1112,21 @@ def _constants(graph: Any) -> dict[str, np.ndarray]:
     for s in graph.sparse_initializer:
         out[s.values.name] = _float32(dense_array(s))
     return out
+
+
+def _float16_weights(graph: Any) -> bool:
+    """Whether most elements of the graph's float constants (initializers, sparse ones and
+    Constant nodes' tensors) are stored in float16."""
+    from onnx import AttributeProto, TensorProto
+
+    tensors = [*graph.initializer, *(s.values for s in graph.sparse_initializer)]
+    tensors += [a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute
+                if a.type == AttributeProto.TENSOR]
+    count = {TensorProto.FLOAT16: 0, TensorProto.FLOAT: 0, TensorProto.DOUBLE: 0}
+    for t in tensors:
+        if t.data_type in count:
+            count[t.data_type] += math.prod(t.dims)
+    return count[TensorProto.FLOAT16] > count[TensorProto.FLOAT] + count[TensorProto.DOUBLE]
 
 
 def _float32(a: np.ndarray) -> np.ndarray:

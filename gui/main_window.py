@@ -964,8 +964,11 @@ class MainWindow(QMainWindow):
         kept = [what for what, present in (  # what an ONNX file's export keeps (core.onnx_import)
             ("channels last", getattr(loaded.model, "input_permutation", None) is not None),
             ("in float16", getattr(loaded.model, "float16_io", False))) if present]
-        if kept:
-            shape += f" (the file takes it {' and '.join(kept)}; exports keep that)"
+        said = [f"the file takes it {' and '.join(kept)}"] if kept else []
+        if getattr(loaded.model, "float16_weights", False) and "in float16" not in kept:  # float16 inside only
+            said.append("its weights are float16")
+        if said:
+            shape += f" ({'; '.join(said)}; exports keep that)"
         self.model_info.setText(
             f"{loaded.format}{' · ' + loaded.arch if loaded.arch else ''} · input {shape}\n"
             f"{fmt_int(summary.total_params)} parameters · {len(summary.prunable_keys)} prunable tensors "

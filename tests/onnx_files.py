@@ -53,3 +53,13 @@ def float16_copy(src: Path, dst: Path) -> Path:
     del proto.graph.value_info[:]
     onnx.save(proto, str(dst))
     return dst
+
+
+def converted_float16(src: Path, dst: Path, *, keep_io_types: bool) -> Path:
+    """``src`` saved as ``dst`` by onnxruntime's float16 converter (onnxconverter-common's, as
+    deployments run it): float16 weights and arithmetic; with ``keep_io_types`` float32 inputs and
+    outputs with Casts inside (a mixed-precision file), else float16 ones."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=keep_io_types), str(dst))
+    return dst

@@ -653,6 +653,26 @@ def test_an_onnx_file_opens_prunes_and_exports(qtbot, window: MainWindow, hooks,
     assert not hooks.errors
 
 
+def test_a_mixed_precision_onnx_file_says_its_weights_are_float16(qtbot, window: MainWindow, hooks,
+                                                                     tmp_path: Path) -> None:
+    """The model line of a file with float32 input and float16 weights inside says so, and that
+    exports keep it; a float16 file says it takes its input in float16."""
+    from onnx_files import converted_float16
+
+    from core.demo import load_demo
+    from core.export import export_onnx
+
+    exported = tmp_path / "exported.onnx"
+    export_onnx(load_demo("digits_cnn").model, torch.randn(2, 1, 8, 8), exported)
+    for keep_io_types, said in ((True, "(its weights are float16; exports keep that)"),
+                                (False, "(the file takes it in float16; exports keep that)")):
+        path = converted_float16(exported, tmp_path / f"converted_{keep_io_types}.onnx", keep_io_types=keep_io_types)
+        with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+            drop_file(window, path)
+        assert f"input 1×8×8 {said}" in window.model_info.text()
+    assert not hooks.errors
+
+
 def test_torchscript_model_with_batchnorm_says_its_statistics_are_used_as_stored(
         qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
     """A scripted CNN has BatchNorm the engine cannot recalibrate: the box says why, disabled."""

@@ -3,6 +3,7 @@ onnxruntime's outputs, prunes exactly as the network it was exported from, and e
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -147,30 +148,35 @@ def test_a_graph_with_several_outputs_prunes_on_the_first_and_exports_them_all(t
         np.testing.assert_allclose(probs, torch.softmax(pruned(x), 1).numpy(), atol=1e-6)
 
 
+class _Upsampling(nn.Module):
+    """Doubles the image's size (Resize, bilinear), a strided conv, a Linear; with ``labels`` it
+    returns the class labels (ArgMax) beside the scores."""
+
+    def __init__(self, labels: bool) -> None:
+        super().__init__()
+        self.labels = labels
+        self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        import torch.nn.functional as F
+
+        h = torch.relu(self.conv(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)))
+        z = self.fc(h.flatten(1))
+        return (z, z.argmax(1)) if self.labels else z
+
+
 def test_a_graph_that_resizes_its_input_and_returns_labels_prunes_and_exports(tmp_path):
     """A network that upsamples its input (Resize) and returns class labels beside its scores
     (ArgMax): the graph gives onnxruntime's outputs, its gradient rows are the original's (closed
     form), and the pruned file resizes and labels as its source did."""
     import warnings
 
-    import torch.nn.functional as F
-
     from core.fisher import per_sample_gradients
     from core.prunable import prunable_parameters
 
-    class Upsampling(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
-            self.fc = nn.Linear(4 * 8 * 8, 10)
-
-        def forward(self, x):
-            h = torch.relu(self.conv(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)))
-            z = self.fc(h.flatten(1))
-            return z, z.argmax(1)
-
     torch.manual_seed(0)
-    net = Upsampling().eval()
+    net = _Upsampling(labels=True).eval()
     path = tmp_path / "up.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -305,6 +311,114 @@ def test_a_float16_file_runs_in_float32_and_exports_in_float16(tmp_path, sparse,
     with torch.no_grad():
         np.testing.assert_allclose(OnnxRuntimeModel(tmp_path / "out.onnx")(x[:8]).numpy(), pruned(x[:8]).numpy(),
                                    atol=3e-2 * float(pruned(x[:8]).abs().max()))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_mixed_precision_file_exports_with_float16_weights_and_float32_io(tmp_path, sparse, capsys):
+    """A mixed-precision file (float32 in and out, float16 weights with Casts inside, as
+    onnxconverter-common's keep_io_types writes it) is pruned in float32 and exported so again:
+    float32 interface, float16 weights (half the float32 file's size), the mask kept, verified and
+    scored in onnxruntime. It was written in float32, twice its source's size."""
+    from onnx_files import converted_float16
+
+    from core.cli import main
+
+    demo = load_demo("digits_cnn")
+    src = _export(demo.model, (1, 8, 8), tmp_path / "m.onnx")
+    path = converted_float16(src, tmp_path / "mixed.onnx", keep_io_types=True)
+    loaded = load_model(path)
+    graph = loaded.model
+    assert isinstance(graph, OnnxGraphModule) and graph.float16_weights and not graph.float16_io
+    assert loaded.arch is None  # its own interface, but building digits_cnn would lose the float16 weights
+    capsys.readouterr()
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["float16_weights_file"] and not info["float16_file"]
+    bundle = load_bundle("digits")
+    pruned = apply_result(graph, prune(graph, bundle.calibration, PruneRequest(method="chita", sparsity=0.7,
+                                                                                samples=200)))
+    name = next(n for n, _ in pruned.named_parameters() if n.endswith("weight"))
+    with torch.no_grad():
+        w = pruned.get_parameter(name)
+        w.view(-1)[int(torch.nonzero(w.reshape(-1))[0])] = 1e-9  # rounds to 0 in float16
+    x = bundle.evaluation.x
+    out = tmp_path / "out.onnx"
+    report = export_onnx(pruned, x[:2], out, verify_batch=x[:16], evaluation=bundle.evaluation, sparse=sparse)
+    assert report.interface.endswith("`output`; float16 weights") and report.max_abs_diff < 3e-2
+    assert all(a == b for a, b in report.zero_fractions.values())
+    assert report.onnx_bytes < 0.6 * src.stat().st_size
+    assert report.scored_differently <= 2 and abs(report.onnx_eval.accuracy - report.reference_eval.accuracy) < 0.01
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == session.get_outputs()[0].type == "tensor(float)"
+    proto = onnx.load(str(out))
+    weights = [*proto.graph.initializer, *(s.values for s in proto.graph.sparse_initializer)]
+    assert all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights if len(t.dims) >= 2)
+    with torch.no_grad():
+        np.testing.assert_allclose(_ort(out, x[:8]), pruned(x[:8]).numpy(),
+                                   atol=3e-2 * float(pruned(x[:8]).abs().max()))
+
+
+@pytest.mark.parametrize("keep_io_types", [False, True])
+def test_a_converted_float16_file_that_resizes_prunes_and_exports_in_float16(tmp_path, keep_io_types):
+    """A network that upsamples (Resize), as onnxruntime's float16 converter writes it: float16
+    throughout, or mixed precision with its input Casts listed after the nodes that read them.
+    Resize's scales stay float32 beside float16 data. It opens, prunes, and exports in float16
+    with its interface, verified in onnxruntime."""
+    import warnings
+
+    from onnx_files import converted_float16
+
+    torch.manual_seed(0)
+    src = tmp_path / "up.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Upsampling(labels=False).eval(), (torch.randn(2, 1, 8, 8),), str(src), input_names=["x"],
+                          output_names=["scores"], dynamic_axes={"x": {0: "n"}}, opset_version=13, dynamo=False)
+    path = converted_float16(src, tmp_path / "half.onnx", keep_io_types=keep_io_types)
+    graph = load_model(path).model
+    assert graph.float16_weights and graph.float16_io is not keep_io_types
+    bundle = load_bundle("digits")
+    pruned = apply_result(graph, prune(graph, bundle.calibration, PruneRequest(method="magnitude", sparsity=0.5)))
+    x = bundle.evaluation.x
+    out = tmp_path / "out.onnx"
+    report = export_onnx(pruned, x[:2], out, verify_batch=x[:16])
+    assert all(a == b for a, b in report.zero_fractions.values())
+    proto = onnx.load(str(out))
+    assert all(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer if len(t.dims) >= 2)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    dtype = np.float32 if keep_io_types else np.float16
+    got = session.run(None, {"x": x[:8].numpy().astype(dtype)})[0].astype(np.float32)
+    with torch.no_grad():
+        want = pruned(x[:8]).numpy()
+    np.testing.assert_allclose(got, want, atol=3e-2 * float(np.abs(want).max()))
+
+
+def test_nodes_out_of_order_run_and_graphs_with_a_cycle_or_a_missing_name_are_refused(tmp_path):
+    """Nodes listed before the nodes they read from (onnxruntime runs such files) run in an order
+    that works; a node reading a name nothing gives, or nodes reading each other in a cycle, are
+    refused by name. The first failed with a bare KeyError, the second opened and failed later."""
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32), "W")
+    x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
+    y_info = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])
+
+    def save(nodes: list, name: str) -> Path:
+        path = tmp_path / name
+        onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x_info], [y_info], [w])), str(path))
+        return path
+
+    gemm, relu = helper.make_node("Gemm", ["x", "W"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["y"])
+    graph = load_model(save([relu, gemm], "late.onnx")).model
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        np.testing.assert_allclose(graph(x).numpy(), _ort(tmp_path / "late.onnx", x), atol=1e-6)
+    ghost = helper.make_node("Add", ["h", "bias"], ["y"])
+    with pytest.raises(StudioError, match="reads 'bias', which no node") as err:
+        load_model(save([gemm, ghost], "ghost.onnx"))
+    assert err.value.field == "graph.node"
+    loop = [helper.make_node("Gemm", ["z", "W"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["y"]),
+            helper.make_node("Add", ["x", "y"], ["z"])]
+    with pytest.raises(StudioError, match="in a cycle"):
+        load_model(save(loop, "loop.onnx"))
 
 
 def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
