@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared_models import load_shared  # noqa: E402  (imports core first)
 
+# isort: split
 import onnx  # noqa: E402
 
 from core.export import evaluate_onnx, export_onnx  # noqa: E402

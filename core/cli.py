@@ -609,6 +609,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         human_bytes,
     )
 
+    _check_output_file(args.out, "--out")
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
         if args.data:
@@ -747,15 +748,39 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
 
 
 def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
-    from core.pruning import PruneRequest
+    from core.pruning import PruneRequest, validate_request
 
     layers = tuple(n.strip() for n in args.layers.split(",") if n.strip()) if args.layers else None
-    return PruneRequest(method=method, sparsity=sparsity, scope=args.scope, layers=layers,
-                        samples=args.samples, seed=args.seed, lam=args.lam,
-                        recalibrate_bn=args.recal, stages=args.stages,
-                        recalibrate_between_stages=args.between, refine_steps=args.refine,
-                        images_per_row=args.per_row, bn_augment=args.bn_augment,
-                        schedule=args.schedule, update_scale=args.update_scale)
+    request = PruneRequest(method=method, sparsity=sparsity, scope=args.scope, layers=layers,
+                           samples=args.samples, seed=args.seed, lam=args.lam,
+                           recalibrate_bn=args.recal, stages=args.stages,
+                           recalibrate_between_stages=args.between, refine_steps=args.refine,
+                           images_per_row=args.per_row, bn_augment=args.bn_augment,
+                           schedule=args.schedule, update_scale=args.update_scale)
+    validate_request(request)  # before the model and the data are loaded, not after
+    return request
+
+
+def _check_output_file(path: str | None, option: str, suffixes: tuple[str, ...] = ()) -> None:
+    """A file an option names (``--out``, ``--csv``, ``--plot``) must be writable before any work
+    starts: a sweep of minutes is not lost to a missing folder or a wrong suffix at its end."""
+    if not path:
+        return
+    target = os.path.abspath(path)
+    folder = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise StudioError(f"{option} names a folder, not a file", path=target, field=option,
+                          fix=f"give a file name inside it, e.g. {os.path.join(path, 'result' + (suffixes or ('',))[0])}.")
+    if suffixes and Path(target).suffix.lower() not in suffixes:
+        raise StudioError(f"{option} writes {' or '.join(s[1:].upper() for s in suffixes)} files, not "
+                          f"{Path(target).suffix or 'a file without extension'}", path=target, field=option,
+                          fix=f"end the file name with {' or '.join(suffixes)}.")
+    if not os.path.isdir(folder):
+        raise StudioError(f"the folder to write {option}'s file in does not exist", path=folder, field=option,
+                          fix="create the folder first, or give a path in an existing folder.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StudioError(f"the folder to write {option}'s file in is not writable", path=folder, field=option,
+                          fix="choose a folder you can write to.")
 
 
 def rows_of(result, per_row: int) -> str:
@@ -791,6 +816,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.sparse_storage and not args.out:
         raise StudioError("--sparse-storage only applies to the file --out writes", field="--sparse-storage",
                           fix="add --out FILE.onnx, or leave --sparse-storage out.")
+    _check_output_file(args.out, "--out")
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
         bundle = bundle_from_args(args, loaded)
@@ -918,6 +944,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           fix=f"choose from: {', '.join(METHODS)}.")
     for s in args.sparsities:
         _request_from_args(args, methods[0], s)
+    _check_output_file(args.csv, "--csv")
+    _check_output_file(args.plot, "--plot", (".png", ".svg"))
     if args.export_dir:
         _check_export_dir(args.export_dir)
     elif args.sparse_storage:
@@ -986,12 +1014,6 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
                   exports: dict[tuple[str, float], Any] | None = None,
                   export_error: StudioError | None = None) -> None:
     """Write the sweep's CSV and plot where asked, and print its table (or JSON)."""
-    from core.sweep import plot_sweep
-
-    if args.csv:
-        res.to_csv(args.csv)
-    if args.plot:
-        plot_sweep(res, args.plot, title=f"{loaded.source}: accuracy against sparsity")
     changes = [res.change(r) for r in res.rows]
     versus = [res.versus(r) for r in res.rows]  # against magnitude at the same sparsity
     has_versus = any(m is not None for m in versus)
@@ -1063,6 +1085,26 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
         lines.append(f"cancelled: {len(res.rows)} of {res.meta['points']} points finished; "
                      "seconds are the time so far split over them.")
     emit(args, data, "\n".join(lines))
+    _write_sweep_files(args, loaded, res)
+
+
+def _write_sweep_files(args: argparse.Namespace, loaded: Any, res: Any) -> None:
+    """--csv and --plot, after the table is out: a file that cannot be written (the disk filled
+    during the sweep) is an error that names it, and the results are already printed."""
+    from core.sweep import plot_sweep
+
+    for option, path, write in (
+            ("--csv", args.csv, lambda: res.to_csv(args.csv)),
+            ("--plot", args.plot, lambda: plot_sweep(res, args.plot,
+                                                     title=f"{loaded.source}: accuracy against sparsity"))):
+        if not path:
+            continue
+        try:
+            write()
+        except OSError as exc:
+            raise StudioError(f"could not write {option}'s file ({exc.strerror or exc}); the sweep's "
+                              "results are printed above", path=path, field=option,
+                              fix="free some space or choose another folder, and run the sweep again.") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -245,7 +245,8 @@ UPDATE_SCALES: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
 UPDATE_SCALE_METHODS = frozenset({"chita", "woodfisher", "chita++"})  # methods with an update (CHITA++: per stage)
 
 
-def _validate(request: PruneRequest) -> None:
+def validate_request(request: PruneRequest) -> None:
+    """Raise :class:`StudioError` naming the field of ``request`` that is out of range, and the fix."""
     if request.method not in METHODS:
         raise StudioError(f"unknown pruning method {request.method!r}", field="method",
                           fix=f"choose one of: {', '.join(METHODS)}.")
@@ -424,7 +425,7 @@ def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
     schedule while it runs.
     """
     for s in sparsities:
-        _validate(replace(request, sparsity=s))
+        validate_request(replace(request, sparsity=s))
     t_start = time.perf_counter()
     ctx = _Context.build(model, calibration, request, arch, progress, cancel, cache)
     ctx.on_stage = on_stage

@@ -262,6 +262,50 @@ def test_sweep_writes_csv_and_plots(capsys, tmp_path):
     assert svg.read_text().startswith("<svg") and "Magnitude" in svg.read_text()
 
 
+@pytest.mark.parametrize("argv, field, words", [
+    (("prune", "--method", "chita", "--sparsity", "1.5"), "sparsity", "outside [0, 1)"),
+    (("prune", "--method", "chita", "--sparsity", "0.5", "--out", "{missing}/p.onnx"), "--out", "does not exist"),
+    (("sweep", "--methods", "magnitude", "--sparsities", "0.5", "--csv", "{missing}/s.csv"), "--csv", "does not exist"),
+    (("sweep", "--methods", "magnitude", "--sparsities", "0.5", "--plot", "{tmp}/s.jpg"), "--plot", "not .jpg"),
+    (("sweep", "--methods", "magnitude", "--sparsities", "0.5", "--plot", "{tmp}"), "--plot", "a folder"),
+    (("export", "--out", "{missing}/e.onnx"), "--out", "does not exist"),
+])
+def test_bad_arguments_and_unwritable_files_are_refused_before_any_work(capsys, tmp_path, monkeypatch, argv, field,
+                                                                         words):
+    """A sparsity out of range, or a file that cannot be written where --out, --csv or --plot
+    names it, is refused before the model is loaded: a run of minutes is not lost at its end."""
+    import core.cli as cli
+
+    loaded = []
+    monkeypatch.setattr(cli, "model_from_args", lambda *a, **k: loaded.append(1) or pytest.fail("model loaded"))
+    command, *rest = (a.format(missing=tmp_path / "missing", tmp=tmp_path) for a in argv)
+    code = main([command, "demo:digits_mlp", *([] if command == "export" else ["--data", "digits"]), *rest])
+    err = capsys.readouterr().err
+    assert code != 0 and not loaded
+    assert f"[field: {field}]" in err and words in err and "What to do:" in err
+
+
+def test_a_sweep_file_that_fails_to_write_comes_after_the_table(capsys, tmp_path, monkeypatch):
+    """When --csv's file cannot be written at the end (the disk filled during the sweep), the
+    table is printed first and the error names the option and the file; it was a traceback that
+    lost the table."""
+    import errno
+
+    from core.sweep import SweepResult
+
+    def full(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(SweepResult, "to_csv", full)
+    target = tmp_path / "s.csv"
+    code = main(["sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude",
+                 "--sparsities", "0.5,0.8", "--csv", str(target), "-q"])
+    out, err = capsys.readouterr()
+    assert code != 0 and "magnitude" in out and "0.800" in out  # the table is out
+    assert "[field: --csv]" in err and "No space left on device" in err and str(target) in err
+    assert "Traceback" not in err and "This is a bug" not in err
+
+
 def test_sweep_exports_every_point_and_each_file_runs_in_onnxruntime(capsys, tmp_path):
     """--export-dir: one verified ONNX file per point, named for the model, method and sparsity;
     each holds that point's zeros and reproduces its accuracy on the evaluation images."""

@@ -658,7 +658,7 @@ def test_log_schedule_removes_shrinking_shares_of_the_kept_weights(stages, targe
 
 def test_an_unknown_schedule_is_refused_by_name():
     with pytest.raises(StudioError) as err:
-        pruning._validate(PruneRequest(method="chita++", schedule="linear"))
+        pruning.validate_request(PruneRequest(method="chita++", schedule="linear"))
     assert err.value.field == "schedule" and "log" in err.value.fix
     with pytest.raises(ValueError):
         chitapp_schedule(0.9, 5, "linear")
