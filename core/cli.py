@@ -825,12 +825,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
                        progress=progress, cancel=cancel)
         pruned = apply_result(loaded.model, result)
         after = evaluate(pruned, bundle.evaluation, progress=progress, cancel=cancel)
-        export = None
+        export, export_error = None, None
         if args.out:
             batch = bundle.evaluation.x[:VERIFY_IMAGES]
-            export = export_onnx(pruned, batch[:2], args.out, verify_batch=batch,
-                                 sparse=args.sparse_storage, evaluation=bundle.evaluation, reference=after,
-                                 progress=progress, cancel=cancel)
+            try:
+                export = export_onnx(pruned, batch[:2], args.out, verify_batch=batch,
+                                     sparse=args.sparse_storage, evaluation=bundle.evaluation, reference=after,
+                                     progress=progress, cancel=cancel)
+            except StudioError as exc:  # the run's results are still printed, then this error
+                export_error = exc
     final = (result.info.get("final") or [{}])[-1]
     change = paired_difference(after, before)
     data = {
@@ -928,7 +931,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
                      + ("; sparse storage" if export.sparse else ""))
         lines.append(f"Graph:      {export.interface}, opset {export.opset}")
         lines.append(f"In ONNX:    {describe_onnx_accuracy(export)}")
+    if export_error is not None:
+        data["export_error"] = str(export_error)
+        lines.append(f"Exported:   nothing: {export_error}")
     emit(args, data, "\n".join(lines))
+    if export_error is not None:
+        _error(f"the export failed: {export_error}")
+        return EXIT_ERROR
     return EXIT_OK
 
 

@@ -285,6 +285,28 @@ def test_bad_arguments_and_unwritable_files_are_refused_before_any_work(capsys, 
     assert f"[field: {field}]" in err and words in err and "What to do:" in err
 
 
+def test_a_failed_export_still_prints_the_runs_results(capsys, tmp_path, monkeypatch):
+    """prune --out whose export fails (here: onnxruntime disagrees) prints the run's accuracy and
+    the error, and exits 1; the results of the run were lost with the error before."""
+    import core.export
+    from core.errors import StudioError
+
+    def refuse(*args, **kwargs):
+        raise StudioError("the ONNX graph's outputs differ from PyTorch's; nothing was saved", path=str(out))
+
+    monkeypatch.setattr(core.export, "export_onnx", refuse)
+    out = tmp_path / "p.onnx"
+    argv = ["prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude", "--sparsity", "0.5",
+            "--out", str(out)]
+    assert main(argv) == 1
+    printed, err = capsys.readouterr()
+    assert "Accuracy:" in printed and "Exported:   nothing:" in printed and "outputs differ" in err
+    assert main([*argv, "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert 0 < data["accuracy"] <= 1 and "outputs differ" in data["export_error"] and "export" not in data
+    assert not out.exists()
+
+
 def test_a_sweep_file_that_fails_to_write_comes_after_the_table(capsys, tmp_path, monkeypatch):
     """When --csv's file cannot be written at the end (the disk filled during the sweep), the
     table is printed first and the error names the option and the file; it was a traceback that
