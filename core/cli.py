@@ -445,6 +445,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         data["channels_last_file"] = getattr(loaded.model, "input_permutation", None) is not None
         data["float16_file"] = bool(getattr(loaded.model, "float16_io", False))
         data["float16_weights_file"] = bool(getattr(loaded.model, "float16_weights", False))
+        data["fixed_batch"] = getattr(loaded.model, "fixed_batch", None)
         data["onnx_outputs"] = [loaded.model.output_name, *loaded.model.extra_outputs]
     emit(args, data, _info_text(data))
     return EXIT_OK
@@ -505,7 +506,9 @@ def _info_text(d: dict[str, Any]) -> str:
            if d.get("channels_last_file") else "")
         + ("; the file is float16: it runs in float32, and exports are written in float16" if d.get("float16_file")
            else "; the file keeps its weights in float16 (float32 in and out): it runs in float32, and exports "
-           "are written so again" if d.get("float16_weights_file") else "") + ")",
+           "are written so again" if d.get("float16_weights_file") else "")
+        + (f"; the file fixes its batch at {d['fixed_batch']}: the graph runs on any batch, and exports leave it "
+           "open" if d.get("fixed_batch") else "") + ")",
         f"Preset:       {d['preset'] or 'none (give --preset or --mean/--std for data)'}",
         f"Classes:      {d['num_classes'] if d['num_classes'] is not None else 'unknown'}",
     ]

@@ -641,7 +641,8 @@ def _check_graph(data: bytes, target: str) -> tuple[int, str]:
 class OnnxRuntimeModel(torch.nn.Module):
     """An ONNX file run by onnxruntime on the CPU, called like a PyTorch classifier: float32
     images in, the first output (class scores) out, as a tensor. No gradients. A file that takes
-    channels-last images (N×H×W×C) is given N×C×H×W batches permuted, where only they fit it."""
+    channels-last images (N×H×W×C) is given N×C×H×W batches permuted, where only they fit it; one
+    that fixes its batch size is given that many images at a time."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         import onnxruntime as ort
@@ -662,8 +663,15 @@ class OnnxRuntimeModel(torch.nn.Module):
         x = x.detach().cpu().float()
         if x.ndim == 4 and not self._fits(x.shape) and self._fits(x.permute(*CHANNELS_LAST).shape):
             x = x.permute(*CHANNELS_LAST)
-        x = np.ascontiguousarray(x.numpy())
-        out = self.session.run(None, {self.input_name: x.astype(np.float16) if self.half else x})[0]
+        x = np.ascontiguousarray(x.numpy()).astype(np.float16 if self.half else np.float32, copy=False)
+        batch = self.input_dims[0] if isinstance(self.input_dims[0], int) and self.input_dims[0] > 0 else None
+        if batch is None:  # an open batch: all at once
+            out = self.session.run(None, {self.input_name: x})[0]
+        else:  # a file that fixes its batch: that many at a time, the last group padded with zeros
+            n = len(x)
+            x = np.concatenate([x, np.zeros((-n % batch, *x.shape[1:]), dtype=x.dtype)])
+            out = np.concatenate([self.session.run(None, {self.input_name: x[i:i + batch]})[0]
+                                  for i in range(0, len(x), batch)])[:n]
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
 

@@ -26,6 +26,7 @@ as the dense tensors they stand for.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 from pathlib import Path
@@ -88,10 +89,24 @@ class OnnxGraphModule(nn.Module):
         # and outputs: a mixed-precision file (float32 in and out, Casts to float16 inside, as
         # onnxconverter-common's ``keep_io_types`` writes) is exported so again, not twice its size
         self.float16_weights = False
+        # the batch size the file's input fixes (torch.onnx.export without dynamic axes writes 1,
+        # and folds the batch into constant shapes such as a Flatten's Reshape to [1, -1]); None
+        # where it is open. Reshape and Expand then take the batch the graph runs on where the
+        # file's constant says this one (:func:`_with_batch`), so the graph runs on any batch
+        self.fixed_batch: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_permutation is not None:
             x = x.permute(*self.input_permutation)
+        if self.fixed_batch is None:
+            return self._run(x)
+        token = _RUNNING_BATCH.set((self.fixed_batch, _shape(x)[0]))
+        try:
+            return self._run(x)
+        finally:
+            _RUNNING_BATCH.reset(token)
+
+    def _run(self, x: torch.Tensor) -> Any:
         env: dict[str, Any] = {self.input_name: x, "": None}
         for graph_name, buffer in self._const_names.items():
             env[graph_name] = getattr(self.consts, buffer)
@@ -205,13 +220,42 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
         shape = (shape[2], shape[0], shape[1]) if shape else ()
     module.float16_io = inputs[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     module.float16_weights = _float16_weights(graph)
+    first = inputs[0].type.tensor_type.shape.dim
+    module.fixed_batch = first[0].dim_value if len(first) and first[0].dim_value > 0 else None
     dims = inputs[0].type.tensor_type.shape.dim
     channel = (3 if channels_last else 1) if len(dims) == 4 else None  # the weights fix the channels
     module.open_input_dims = tuple(k for k, d in enumerate(dims) if k > 0 and k != channel and not d.dim_value)
     module.eval()
+    if shape and module.fixed_batch is not None:
+        _check_other_batches(module, shape, path, inputs[0].name)
     if shape:  # else on the first images the engine computes gradients on
         module.measure_batch_layouts(shape)
     return module, shape, classes or None
+
+
+def _check_other_batches(module: OnnxGraphModule, shape: tuple[int, ...], path: str, input_name: str) -> None:
+    """A graph whose file fixes the batch must give each image the same outputs alone and
+    beside others (the engine runs hundreds at once): raise :class:`StudioError` where it does not."""
+    gen = torch.Generator().manual_seed(0)
+    one = torch.randn(1 + module.fixed_batch, *shape, generator=gen)
+    failure = None
+    try:
+        with torch.no_grad():
+            alone = [torch.as_tensor(module(one[i:i + module.fixed_batch])) for i in range(2)]
+            together = torch.as_tensor(module(one))
+        for i, out in enumerate(alone):
+            if together.shape[0] != one.shape[0] or not torch.allclose(
+                    together[i:i + 1], out[:1], rtol=1e-4, atol=1e-5 * max(1.0, float(out.abs().max()))):
+                failure = "its outputs for an image change when other images are beside it"
+    except Exception as err:  # noqa: BLE001 - the graph's own error, reported below
+        failure = _first_line(err)
+    if failure is not None:
+        b = module.fixed_batch
+        raise StudioError(
+            f"The ONNX graph was exported for a batch of exactly {b} image{'s' if b > 1 else ''} and does not run on "
+            f"other batches ({failure}).", path=path, field="graph.input",
+            fix=f"Export the model again with an open batch, e.g. torch.onnx.export(..., "
+                f"dynamic_axes={{'{input_name}': {{0: 'batch'}}}}).")
 
 
 def _batch_layouts(module: OnnxGraphModule, shape: tuple[int, ...]) -> dict[str, tuple]:
@@ -516,6 +560,7 @@ def _reshape(attrs: dict[str, Any], node: Any):
             k = min(len(dims), x.dim())
             head = torch.where(dims[:k] == 0, _shape(x)[:k], dims[:k])
             dims = torch.cat([head, dims[k:]])
+        dims = _with_batch(x, dims, reshape=True)
         # while this thread traces an export: one Reshape node, its shape traced from the batch
         # (the tracer's state is per thread; torch.onnx.is_in_onnx_export() is not, and another
         # thread's export would send this one's torch.func gradients here)
@@ -662,6 +707,8 @@ def _constant_of_shape(attrs, node):
 def _expand(attrs, node):
     def fn(x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
         dims = shape.reshape(-1).long()
+        if len(dims) >= x.dim():  # x's first size aligned with the shape's first
+            dims = _with_batch(x, dims, reshape=False)
         own = _shape(x)
         if len(own) < len(dims):  # ONNX broadcasts both ways: x's shape is aligned on the right
             own = torch.cat([torch.ones(len(dims) - len(own), dtype=torch.int64), own])
@@ -1040,6 +1087,34 @@ def _shape(x: torch.Tensor) -> torch.Tensor:
         return torch._shape_as_tensor(x)
     except RuntimeError:
         return torch.tensor(tuple(x.shape), dtype=torch.int64)
+
+
+_RUNNING_BATCH: contextvars.ContextVar[tuple[int, torch.Tensor] | None] = contextvars.ContextVar(
+    "onnx_running_batch", default=None)
+"""(the file's fixed batch, the batch this call runs on) while a fixed-batch graph runs (per thread)."""
+
+
+def _with_batch(x: torch.Tensor, dims: torch.Tensor, *, reshape: bool) -> torch.Tensor:
+    """A fixed-batch file's constant target shape ``dims`` with the running batch n in place of
+    the file's batch b where ``dims`` starts with b and ``x`` carries the images first: a Reshape
+    whose input starts with n (and whose other sizes fit n images: ``[1, -1]`` on n×512 becomes
+    ``[n, -1]``), or an Expand of a tensor whose first size is 1 or b (a class token expanded to
+    ``[1, 1, 768]``). Other shapes stay as the file has them (a position embedding's ``[1, 196,
+    768]``); a graph that still does not run on other batches is refused at import. While an
+    export traces the graph, n is traced, so the written file keeps its batch open."""
+    running = _RUNNING_BATCH.get()
+    if running is None or not len(dims) or int(dims[0]) != running[0] or not x.dim():
+        return dims
+    b, n = running
+    lead = int(x.shape[0])
+    if reshape:
+        rest = [int(d) for d in dims[1:]]
+        fits = -1 in rest or x.numel() == int(n) * math.prod(rest)
+        if lead != int(n) or not fits:
+            return dims
+    elif lead not in (1, b):
+        return dims
+    return torch.cat([n.reshape(1).to(dims.dtype), dims[1:]])
 
 
 def _flatten(x: torch.Tensor, axis: int) -> torch.Tensor:

@@ -393,6 +393,98 @@ def test_a_converted_float16_file_that_resizes_prunes_and_exports_in_float16(tmp
     np.testing.assert_allclose(got, want, atol=3e-2 * float(np.abs(want).max()))
 
 
+class _FlattenByView(nn.Module):
+    """A conv and a Linear on ``view(n, -1)``: exported with a fixed batch, the view becomes a
+    Reshape to the constant [1, 512]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.size(0), -1))
+
+
+class _ClassToken(nn.Module):
+    """Rows of the image as tokens with a class token expanded to the batch (as ViT does), then
+    a mean and a Linear: exported with a fixed batch, the expand is to a constant shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 16)
+        self.cls = nn.Parameter(torch.randn(1, 1, 16))
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        t = self.proj(x.flatten(1, 2))
+        return self.head(torch.cat([self.cls.expand(t.size(0), -1, -1), t], 1).mean(1))
+
+
+@pytest.mark.parametrize("net_class", [_FlattenByView, _ClassToken])
+def test_a_file_exported_for_one_image_at_a_time_runs_prunes_and_exports_on_any_batch(tmp_path, net_class, capsys):
+    """torch.onnx.export without dynamic axes fixes the batch at 1 and folds it into constant
+    shapes (a Reshape to [1, 512], an Expand of the class token). The graph runs on any batch with
+    each image's outputs as onnxruntime gives them one at a time, gives the original's gradient
+    rows, prunes, and exports with an open batch; onnxruntime scores the source file one image at a
+    time. It ran the whole batch as one image (mat1 and mat2 shapes cannot be multiplied)."""
+    import warnings
+
+    from core.export import OnnxRuntimeModel, evaluate_onnx
+    from core.fisher import per_sample_gradients
+    from core.prunable import prunable_parameters
+
+    torch.manual_seed(0)
+    net = net_class().eval()
+    src = tmp_path / "fixed.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(1, 1, 8, 8),), str(src), input_names=["x"], output_names=["y"],
+                          dynamo=False)
+    assert onnx.load(str(src)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    graph = load_model(anonymous(src, tmp_path / "anon.onnx")).model
+    assert isinstance(graph, OnnxGraphModule) and graph.fixed_batch == 1
+    from core.cli import main
+    assert main(["info", str(src), "--json", "-q"]) == 0 and json.loads(capsys.readouterr().out)["fixed_batch"] == 1
+    bundle = load_bundle("digits")
+    x, y = bundle.evaluation.x[:6], bundle.evaluation.y[:6]
+    one_at_a_time = np.concatenate([_ort(src, x[i:i + 1]) for i in range(6)])
+    with torch.no_grad():
+        np.testing.assert_allclose(graph(x).numpy(), one_at_a_time, atol=1e-5)
+        np.testing.assert_allclose(OnnxRuntimeModel(src)(x).numpy(), one_at_a_time, atol=1e-6)
+    names = prunable_parameters(graph, preset="all")
+    got = per_sample_gradients(graph, x, y, names).G
+    want = per_sample_gradients(net, x, y, prunable_parameters(net, preset="all")).G
+    assert torch.allclose(got, want, atol=1e-5)
+    assert evaluate_onnx(src, bundle.evaluation).accuracy == evaluate(graph, bundle.evaluation).accuracy
+    pruned = apply_result(graph, prune(graph, bundle.calibration, PruneRequest(method="chita", sparsity=0.5,
+                                                                                samples=64)))
+    out = tmp_path / "out.onnx"
+    report = export_onnx(pruned, x[:1], out, verify_batch=x, evaluation=bundle.evaluation)
+    assert report.interface.startswith("input `x` batch×1×8×8") and report.scored_differently == 0
+    with torch.no_grad():
+        np.testing.assert_allclose(_ort(out, x), pruned(x).numpy(), atol=1e-5)
+
+
+def test_a_file_whose_fixed_batch_cannot_be_opened_says_how_to_export_it(tmp_path):
+    """A fixed-batch graph whose batch sits where the importer cannot see it (here a Reshape that
+    turns the 4 features of the one image into 4 rows) is refused at open with the re-export it
+    needs, not with an error deep inside a later run."""
+    w = numpy_helper.from_array(np.ones((1, 3), np.float32), "W")
+    nodes = [helper.make_node("Reshape", ["x", "rows"], ["t"]), helper.make_node("MatMul", ["t", "W"], ["u"]),
+             helper.make_node("Reshape", ["u", "flat"], ["y"])]
+    consts = [numpy_helper.from_array(np.array([4, 1], np.int64), "rows"),
+              numpy_helper.from_array(np.array([1, 12], np.int64), "flat"), w]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 12])], consts)
+    path = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(StudioError, match="exported for a batch of exactly 1 image and does not run") as err:
+        load_model(path)
+    assert err.value.field == "graph.input" and "dynamic_axes={'x': {0: 'batch'}}" in err.value.fix
+
+
 def test_nodes_out_of_order_run_and_graphs_with_a_cycle_or_a_missing_name_are_refused(tmp_path):
     """Nodes listed before the nodes they read from (onnxruntime runs such files) run in an order
     that works; a node reading a name nothing gives, or nodes reading each other in a cycle, are
