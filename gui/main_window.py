@@ -968,7 +968,12 @@ class MainWindow(QMainWindow):
         if getattr(loaded.model, "float16_weights", False) and "in float16" not in kept:  # float16 inside only
             said.append("its weights are float16")
         if said:
-            shape += f" ({'; '.join(said)}; exports keep that)"
+            said[-1] += "; exports keep that"
+        batch = getattr(loaded.model, "fixed_batch", None)
+        if batch:  # the graph runs on any batch (core.onnx_import._with_batch); exports leave it open
+            said.append(f"the file fixes the batch at {batch}; exports leave it open")
+        if said:
+            shape += f" ({'; '.join(said)})"
         self.model_info.setText(
             f"{loaded.format}{' · ' + loaded.arch if loaded.arch else ''} · input {shape}\n"
             f"{fmt_int(summary.total_params)} parameters · {len(summary.prunable_keys)} prunable tensors "

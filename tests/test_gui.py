@@ -653,11 +653,14 @@ def test_an_onnx_file_opens_prunes_and_exports(qtbot, window: MainWindow, hooks,
     assert not hooks.errors
 
 
-def test_a_mixed_precision_onnx_file_says_its_weights_are_float16(qtbot, window: MainWindow, hooks,
-                                                                     tmp_path: Path) -> None:
+def test_the_model_line_says_what_an_onnx_files_export_keeps(qtbot, window: MainWindow, hooks,
+                                                             tmp_path: Path) -> None:
     """The model line of a file with float32 input and float16 weights inside says so, and that
-    exports keep it; a float16 file says it takes its input in float16."""
-    from onnx_files import converted_float16
+    exports keep it; a float16 file says it takes its input in float16; a file exported for one
+    image at a time says its batch is fixed, and that exports leave it open."""
+    import warnings
+
+    from onnx_files import anonymous, converted_float16
 
     from core.demo import load_demo
     from core.export import export_onnx
@@ -670,6 +673,13 @@ def test_a_mixed_precision_onnx_file_says_its_weights_are_float16(qtbot, window:
         with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
             drop_file(window, path)
         assert f"input 1×8×8 {said}" in window.model_info.text()
+    fixed = tmp_path / "fixed_batch.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(load_demo("digits_cnn").model, (torch.randn(1, 1, 8, 8),), str(fixed), dynamo=False)
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        drop_file(window, anonymous(fixed, tmp_path / "fixed_anon.onnx"))
+    assert "input 1×8×8 (the file fixes the batch at 1; exports leave it open)" in window.model_info.text()
     assert not hooks.errors
 
 
