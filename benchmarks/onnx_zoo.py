@@ -17,11 +17,14 @@ opened with ``core.model_io.load_model``. Printed per network:
   form, or torch.func for all);
 - or why the network did not export or open.
 
-With ``--fixed-batch`` each network is exported as ``torch.onnx.export`` writes it without
-dynamic axes (the batch fixed at 1 and folded into constant shapes), and the imported graph runs
-2 images at once against onnxruntime's outputs one image at a time.
+With ``--exporter torchscript`` or ``dynamo`` each network is exported as a user's
+``torch.onnx.export`` writes it (dynamo: torch's default exporter since 2.9), with an open batch;
+with ``--fixed-batch`` also without dynamic axes (the batch fixed at 1 and folded into constant
+shapes), and the imported graph runs 2 images at once against onnxruntime's outputs one image at
+a time.
 
-    python benchmarks/onnx_zoo.py [--archs resnet18,vit_b_16,...] [--fixed-batch]
+    python benchmarks/onnx_zoo.py [--archs resnet18,vit_b_16,...] [--exporter app|torchscript|dynamo]
+        [--fixed-batch]
 
 All networks: about 25 minutes on the 2-core VM, most of it exporting the largest ones.
 """
@@ -34,7 +37,7 @@ import os
 import sys
 import tempfile
 import time
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,29 +80,36 @@ def build(name: str) -> torch.nn.Module:
     return model
 
 
-def _export_fixed(model: torch.nn.Module, x: torch.Tensor, file: Path) -> None:
-    """As a user's ``torch.onnx.export`` without dynamic axes writes it: the batch fixed at 1
-    (and folded into constant shapes), opset 17."""
+def _export_as_user(model: torch.nn.Module, x: torch.Tensor, file: Path, exporter: str, fixed_batch: bool) -> None:
+    """As a user's ``torch.onnx.export`` writes it: with the TorchScript exporter (opset 17) or
+    torch's default since 2.9, the dynamo exporter; without dynamic axes the batch is fixed at 1
+    (and folded into constant shapes), else left open."""
     import warnings
 
     with warnings.catch_warnings():  # gradients on: no_grad would take attention's fused path, which
         warnings.simplefilter("ignore")  # the TorchScript exporter cannot write
-        torch.onnx.export(model, (x[:1],), str(file), dynamo=False, input_names=["input"],
-                          output_names=["output"], opset_version=17)
+        if exporter == "dynamo":
+            open_batch = {} if fixed_batch else {"dynamic_shapes": ({0: torch.export.Dim("batch")},)}
+            torch.onnx.export(model, (x[:1] if fixed_batch else x,), str(file), input_names=["input"],
+                              output_names=["output"], **open_batch)
+        else:
+            open_batch = {} if fixed_batch else {"dynamic_axes": {"input": {0: "batch"}, "output": {0: "batch"}}}
+            torch.onnx.export(model, (x[:1] if fixed_batch else x,), str(file), dynamo=False,
+                              input_names=["input"], output_names=["output"], opset_version=17, **open_batch)
 
 
-def row(name: str, folder: Path, fixed_batch: bool = False) -> str:
+def row(name: str, folder: Path, fixed_batch: bool = False, exporter: str = "app") -> str:
     size = input_size(name)
     model = build(name)
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     file = folder / f"{name}.onnx"
     t0 = time.perf_counter()
     try:
-        with open(os.devnull, "w") as quiet, redirect_stdout(quiet):  # the exporters print their graphs
-            if fixed_batch:
-                _export_fixed(model, x, file)
-            else:
+        with open(os.devnull, "w") as quiet, redirect_stdout(quiet), redirect_stderr(quiet):  # they print graphs
+            if exporter == "app":
                 export_onnx(model, x, file)
+            else:
+                _export_as_user(model, x, file, exporter, fixed_batch)
     except Exception as err:  # noqa: BLE001 - StudioError from ours, anything from torch.onnx
         return f"| {name} | {size} | — | — | — | — | — | — | not exported: {str(err).split('What to do')[0][:140]} |"
     export_s = time.perf_counter() - t0
@@ -133,10 +143,17 @@ def row(name: str, folder: Path, fixed_batch: bool = False) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", help="comma-separated torchvision names (default: every classifier)")
+    parser.add_argument("--exporter", choices=("app", "torchscript", "dynamo"),
+                        help="app: the app's own export (default); torchscript or dynamo: torch.onnx.export "
+                        "as a user calls it (dynamo is torch's default since 2.9)")
     parser.add_argument("--fixed-batch", action="store_true",
-                        help="export as torch.onnx.export does without dynamic axes (batch fixed at 1); "
-                        "the imported graph runs 2 images at once against onnxruntime's one at a time")
+                        help="export as torch.onnx.export does without dynamic axes (batch fixed at 1; "
+                        "TorchScript exporter unless --exporter dynamo); the imported graph runs 2 images at "
+                        "once against onnxruntime's one at a time")
     args = parser.parse_args()
+    exporter = args.exporter or ("torchscript" if args.fixed_batch else "app")
+    if exporter == "app" and args.fixed_batch:
+        parser.error("--fixed-batch needs --exporter torchscript or dynamo (the app's export leaves the batch open)")
     names = args.archs.split(",") if args.archs else torchvision.models.list_models(module=torchvision.models)
     folder = Path(tempfile.mkdtemp(prefix="onnx-zoo-"))
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, onnxruntime {ort.__version__}\n")
@@ -145,7 +162,7 @@ def main() -> None:
     print("| --- " * 9 + "|")
     opened = 0
     for name in names:
-        line = row(name, folder, args.fixed_batch)
+        line = row(name, folder, args.fixed_batch, exporter)
         opened += line.endswith("| opens |")
         print(line, flush=True)
         gc.collect()

@@ -254,8 +254,9 @@ def _check_other_batches(module: OnnxGraphModule, shape: tuple[int, ...], path: 
         raise StudioError(
             f"The ONNX graph was exported for a batch of exactly {b} image{'s' if b > 1 else ''} and does not run on "
             f"other batches ({failure}).", path=path, field="graph.input",
-            fix=f"Export the model again with an open batch, e.g. torch.onnx.export(..., "
-                f"dynamic_axes={{'{input_name}': {{0: 'batch'}}}}).")
+            fix=f"Export the model again with an open batch: torch.onnx.export(..., "
+                f"dynamic_shapes=({{0: torch.export.Dim('batch')}},)) with torch's default exporter, or "
+                f"torch.onnx.export(..., dynamo=False, dynamic_axes={{'{input_name}': {{0: 'batch'}}}}).")
 
 
 def _batch_layouts(module: OnnxGraphModule, shape: tuple[int, ...]) -> dict[str, tuple]:
@@ -1039,7 +1040,7 @@ SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = 
     "GatherND": _gather_nd,
     "ScatterND": _scatter_nd,
     "Concat": lambda a, n: (lambda *xs: torch.cat(xs, dim=int(a["axis"]))),
-    "Shape": _simple(lambda x: _shape(x)),
+    "Shape": lambda a, n: (lambda x: _shape(x)[slice(a.get("start", 0), a.get("end"))]),  # start, end: opset 15
     "Gather": _gather,
     "Slice": _slice,
     "Cast": _cast,

@@ -822,6 +822,10 @@ _F = _RNG.standard_normal
 # (node, its inputs in order): the operators attention, Swin's shifted windows and the torch.export
 # exporter's adaptive pooling are made of
 _OP_CASES = [
+    # Shape's start and end (opset 15; torch's dynamo exporter writes Shape(x, start=0, end=1) for the batch)
+    (helper.make_node("Shape", ["x"], ["y"], start=0, end=1), [_F((2, 3, 4)).astype(np.float32)]),
+    (helper.make_node("Shape", ["x"], ["y"], start=-2), [_F((2, 3, 4)).astype(np.float32)]),
+    (helper.make_node("Shape", ["x"], ["y"], start=1, end=-1), [_F((2, 3, 4, 5)).astype(np.float32)]),
     (helper.make_node("Expand", ["x", "s"], ["y"]),
      [_F((3, 1)).astype(np.float32), np.array([2, 1, 4], np.int64)]),  # both ways: (2, 3, 4)
     (helper.make_node("Range", ["a", "b", "c"], ["y"]), [np.array(7, np.int64), np.array(-2, np.int64),
