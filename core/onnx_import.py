@@ -723,6 +723,8 @@ def _expand(attrs, node):
 
 def _range(attrs, node):
     def fn(start, limit, delta):
+        if torch.jit.is_tracing():  # an export: the bounds stay traced (a Range up to the batch stays open)
+            return torch.arange(start.reshape(()), limit.reshape(()), delta.reshape(())).to(start.dtype)
         out = torch.arange(start.item(), limit.item(), delta.item())
         return out.to(start.dtype)
     return fn

@@ -485,6 +485,29 @@ def test_a_file_whose_fixed_batch_cannot_be_opened_says_how_to_export_it(tmp_pat
     assert err.value.field == "graph.input" and "dynamic_axes={'x': {0: 'batch'}}" in err.value.fix
 
 
+def test_a_range_up_to_the_batch_as_torchs_dynamo_exporter_writes_it_stays_open_on_export(tmp_path):
+    """The dynamo exporter reads the batch with Shape(x, start=0, end=1) and indexes with a Range
+    up to it: the graph runs on any batch, and its pruned export (traced on 2 images) runs on 5.
+    Shape ignored start and end, and Range wrote the tracing batch into the file as a constant."""
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32), "W")
+    consts = [numpy_helper.from_array(np.array(v, np.int64), name) for v, name in ((0, "zero"), (1, "one"))]
+    nodes = [helper.make_node("Shape", ["x"], ["s"], start=0, end=1), helper.make_node("Squeeze", ["s"], ["n"]),
+             helper.make_node("Range", ["zero", "n", "one"], ["r"]),
+             helper.make_node("Gather", ["x", "r"], ["g"], axis=0), helper.make_node("MatMul", ["g", "W"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])], [w, *consts])
+    path = tmp_path / "range.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    module = load_model(path).model
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        np.testing.assert_allclose(module(x).numpy(), _ort(path, x), atol=1e-6)
+    out = tmp_path / "out.onnx"
+    export_onnx(module, x[:2], out, verify_batch=x)
+    with torch.no_grad():
+        np.testing.assert_allclose(_ort(out, x), module(x).numpy(), atol=1e-6)
+
+
 def test_nodes_out_of_order_run_and_graphs_with_a_cycle_or_a_missing_name_are_refused(tmp_path):
     """Nodes listed before the nodes they read from (onnxruntime runs such files) run in an order
     that works; a node reading a name nothing gives, or nodes reading each other in a cycle, are
