@@ -722,11 +722,21 @@ def _expand(attrs, node):
 
 
 def _range(attrs, node):
+    """ONNX Range. While an export traces the graph, a Range whose bounds have moved between the
+    calls run before (with the batch, as the probes at open run 1 and 2 images: torch's dynamo
+    exporter takes a Range up to the batch) stays traced, so the written file keeps that size
+    open; one whose bounds never moved is written as its values (fewer nodes)."""
+    seen: set[tuple[Any, ...]] = set()  # the bounds of the calls run so far, two at most
+
     def fn(start, limit, delta):
-        if torch.jit.is_tracing():  # an export: the bounds stay traced (a Range up to the batch stays open)
-            return torch.arange(start.reshape(()), limit.reshape(()), delta.reshape(())).to(start.dtype)
-        out = torch.arange(start.item(), limit.item(), delta.item())
-        return out.to(start.dtype)
+        if torch.jit.is_tracing() and len(seen) > 1:
+            bounds = [t if not t.dim() else t.reshape(()) for t in (start, limit, delta)]
+            out = torch.arange(*bounds)
+            return out if out.dtype == start.dtype else out.to(start.dtype)
+        values = (start.item(), limit.item(), delta.item())
+        if len(seen) < 2 and not torch.jit.is_tracing():
+            seen.add(values)
+        return torch.arange(*values).to(start.dtype)
     return fn
 
 
@@ -963,6 +973,15 @@ def _upsample(attrs, node):
     return fn
 
 
+def _shape_op(attrs: dict[str, Any], node: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """ONNX Shape, with its start and end (opset 15; torch's dynamo exporter reads the batch with
+    Shape(x, start=0, end=1)). Without them, no slice: a re-export traces one Shape node."""
+    start, end = int(attrs.get("start", 0)), attrs.get("end")
+    if start == 0 and end is None:
+        return _shape
+    return lambda x: _shape(x)[start:None if end is None else int(end)]
+
+
 def _simple(fn: Callable[..., Any]) -> Callable[[dict[str, Any], Any], Callable[..., Any]]:
     return lambda attrs, node: fn
 
@@ -1042,7 +1061,7 @@ SUPPORTED_OPS: dict[str, Callable[[dict[str, Any], Any], Callable[..., Any]]] = 
     "GatherND": _gather_nd,
     "ScatterND": _scatter_nd,
     "Concat": lambda a, n: (lambda *xs: torch.cat(xs, dim=int(a["axis"]))),
-    "Shape": lambda a, n: (lambda x: _shape(x)[slice(a.get("start", 0), a.get("end"))]),  # start, end: opset 15
+    "Shape": _shape_op,
     "Gather": _gather,
     "Slice": _slice,
     "Cast": _cast,
