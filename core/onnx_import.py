@@ -708,7 +708,7 @@ def _constant_of_shape(attrs, node):
 def _expand(attrs, node):
     def fn(x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
         dims = shape.reshape(-1).long()
-        if len(dims) >= x.dim():  # x's first size aligned with the shape's first
+        if len(dims) >= x.dim():  # the shape's first size is x's first, or a new one in front of x's
             dims = _with_batch(x, dims, reshape=False)
         own = _shape(x)
         if len(own) < len(dims):  # ONNX broadcasts both ways: x's shape is aligned on the right
@@ -1120,15 +1120,16 @@ def _with_batch(x: torch.Tensor, dims: torch.Tensor, *, reshape: bool) -> torch.
     """A fixed-batch file's constant target shape ``dims`` with the running batch n in place of
     the file's batch b where ``dims`` starts with b and ``x`` carries the images first: a Reshape
     whose input starts with n (and whose other sizes fit n images: ``[1, -1]`` on n×512 becomes
-    ``[n, -1]``), or an Expand of a tensor whose first size is 1 or b (a class token expanded to
-    ``[1, 1, 768]``). Other shapes stay as the file has them (a position embedding's ``[1, 196,
-    768]``); a graph that still does not run on other batches is refused at import. While an
+    ``[n, -1]``), or an Expand of a tensor whose first size is 1 or b, or that gains a first size
+    (a class token expanded to ``[1, 1, 768]``). Other Reshapes stay as the file has them (a
+    position embedding's to ``[1, 196, 768]``); a graph that still does not run on other batches is
+    refused at import. While an
     export traces the graph, n is traced, so the written file keeps its batch open."""
     running = _RUNNING_BATCH.get()
     if running is None or not len(dims) or int(dims[0]) != running[0] or not x.dim():
         return dims
     b, n = running
-    lead = int(x.shape[0])
+    lead = int(x.shape[0]) if reshape or x.dim() == len(dims) else 1  # Expand: a new size in front is 1 in x
     if reshape:
         rest = [int(d) for d in dims[1:]]
         fits = -1 in rest or x.numel() == int(n) * math.prod(rest)
