@@ -767,23 +767,22 @@ def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
 def _check_output_file(path: str | None, option: str, suffixes: tuple[str, ...] = ()) -> None:
     """A file an option names (``--out``, ``--csv``, ``--plot``) must be writable before any work
     starts: a sweep of minutes is not lost to a missing folder or a wrong suffix at its end."""
+    from core.export import check_destination
+
     if not path:
         return
     target = os.path.abspath(path)
-    folder = os.path.dirname(target)
-    if os.path.isdir(target):
-        raise StudioError(f"{option} names a folder, not a file", path=target, field=option,
-                          fix=f"give a file name inside it, e.g. {os.path.join(path, 'result' + (suffixes or ('',))[0])}.")
-    if suffixes and Path(target).suffix.lower() not in suffixes:
+    if suffixes and not os.path.isdir(target) and Path(target).suffix.lower() not in suffixes:
         raise StudioError(f"{option} writes {' or '.join(s[1:].upper() for s in suffixes)} files, not "
                           f"{Path(target).suffix or 'a file without extension'}", path=target, field=option,
                           fix=f"end the file name with {' or '.join(suffixes)}.")
-    if not os.path.isdir(folder):
-        raise StudioError(f"the folder to write {option}'s file in does not exist", path=folder, field=option,
-                          fix="create the folder first, or give a path in an existing folder.")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise StudioError(f"the folder to write {option}'s file in is not writable", path=folder, field=option,
-                          fix="choose a folder you can write to.")
+    what, example = _OUTPUT_FILES.get(option, (f"{option}'s file", "result"))
+    check_destination(target, what=what, example=example, field=option)
+
+
+_OUTPUT_FILES = {"--out": ("the ONNX file", "model.onnx"), "--csv": ("the CSV file", "sweep.csv"),
+                 "--plot": ("the plot", "sweep.png")}
+"""What each file option writes, and an example name, for the messages of :func:`_check_output_file`."""
 
 
 def rows_of(result, per_row: int) -> str:

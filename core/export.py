@@ -168,7 +168,7 @@ def export_onnx(
     """
     start = time.perf_counter()
     target = os.path.abspath(os.fspath(path))
-    folder = _check_destination(target)
+    folder = check_destination(target)
     work = _eval_copy(model)
     to_file = _as_source_file(work)
     sample = sample.detach().cpu()
@@ -525,25 +525,31 @@ def _export_dynamo(model: torch.nn.Module, sample: torch.Tensor, opset: int | No
 # files
 
 
-def _check_destination(target: str) -> str:
-    """Return the destination folder, or raise a StudioError saying what is wrong with it."""
+def check_destination(target: str, *, what: str = "the ONNX file", example: str = "model.onnx",
+                      field: str | None = None) -> str:
+    """Return the folder ``target`` (a file about to be written: ``what``) goes in, or raise a
+    StudioError saying what is wrong with it (a folder, a missing folder, one not writable),
+    naming ``field`` (e.g. a CLI option) where given."""
     folder = os.path.dirname(target)
     if os.path.isdir(target):
         raise StudioError(
             "this is a folder, not a file name",
             path=target,
-            fix="give a file name such as model.onnx inside the folder",
+            field=field,
+            fix=f"give a file name such as {example} inside the folder",
         )
     if not os.path.isdir(folder):
         raise StudioError(
-            "the folder to save the ONNX file in does not exist",
+            f"the folder to save {what} in does not exist",
             path=folder,
+            field=field,
             fix="create the folder first, or choose an existing folder",
         )
     if not os.access(folder, os.W_OK | os.X_OK):
         raise StudioError(
-            "the folder is not writable, so the ONNX file cannot be saved there",
+            f"the folder is not writable, so {what} cannot be saved there",
             path=folder,
+            field=field,
             fix="choose a folder you can write to, or change its permissions",
         )
     return folder
