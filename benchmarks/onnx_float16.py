@@ -27,19 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from shared_models import load_shared  # noqa: E402  (imports core first)
 
-# isort: split
-import onnx  # noqa: E402
-
 from core.export import evaluate_onnx, export_onnx  # noqa: E402
 from core.model_io import load_model  # noqa: E402
 from core.pruning import PruneRequest, apply_result, prune  # noqa: E402
-
-
-def _converted(src: Path, dst: Path, keep_io_types: bool) -> Path:
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=keep_io_types), str(dst))
-    return dst
+from tests.onnx_files import converted_float16  # noqa: E402  (the tests' float16 conversion, onnxruntime's)
 
 
 def _pct(e) -> str:
@@ -60,8 +51,9 @@ def main() -> int:
     fp32 = folder / "resnet20.onnx"
     export_onnx(loaded.model, images.x[:2], fp32)
     files = {"float32": fp32,
-             "float16 weights, float32 in and out (keep_io_types)": _converted(fp32, folder / "mixed.onnx", True),
-             "float16 throughout": _converted(fp32, folder / "half.onnx", False)}
+             "float16 weights, float32 in and out (keep_io_types)": converted_float16(fp32, folder / "mixed.onnx",
+                                                                                      keep_io_types=True),
+             "float16 throughout": converted_float16(fp32, folder / "half.onnx", keep_io_types=False)}
     print(f"ResNet20 (../shared checkpoint) as ONNX, pruned with CHITA at {args.sparsity} "
           f"(n = 1000, BatchNorm recalibration on) and exported; accuracy % on the {int(images.y.shape[0])} test images "
           "in onnxruntime [95% CI]\n")
