@@ -554,7 +554,10 @@ def test_a_graph_that_ends_in_softmax_gets_the_losses_of_its_logits(tmp_path):
         assert torch.allclose(loaded.model(x).sum(1), torch.ones(64), atol=1e-5)  # still probabilities
     got = per_sample_gradients(loaded.model, x, y, prunable_parameters(loaded.model, preset="all"))
     want = per_sample_gradients(demo.model, x, y, prunable_parameters(demo.model, preset="all"))
-    assert torch.allclose(got.G, want.G, rtol=1e-3, atol=1e-6) and got.loss == pytest.approx(want.loss, rel=1e-5)
+    # equal up to float32 rounding of log(softmax): 3e-6 of G's norm here, one entry 1.4e-6 off
+    # on one VM's kernels; a wrong treatment of the Softmax moves G by its own size
+    assert (got.G - want.G).norm() <= 1e-4 * want.G.norm()
+    assert torch.allclose(got.G, want.G, rtol=1e-3, atol=1e-5) and got.loss == pytest.approx(want.loss, rel=1e-5)
     a, b = evaluate(loaded.model, bundle.evaluation), evaluate(demo.model, bundle.evaluation)
     assert a.accuracy == b.accuracy and a.loss == pytest.approx(b.loss, rel=1e-5)
     # an exported logits graph is not flagged
