@@ -43,6 +43,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 DEMO_ALIAS = "demo"
 DEFAULT_DEMO = "digits_mlp"
 VERIFY_IMAGES = 32  # images run in onnxruntime when exporting
+FLOAT16_HELP = ("store the weights in float16, each read through a Cast to float32: about half the file, "
+                "computed in float32 as before, each weight rounded to float16 (checked in onnxruntime)")
 
 # --------------------------------------------------------------------------------------------
 # progress and cancellation
@@ -445,6 +447,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         data["channels_last_file"] = getattr(loaded.model, "input_permutation", None) is not None
         data["float16_file"] = bool(getattr(loaded.model, "float16_io", False))
         data["float16_weights_file"] = bool(getattr(loaded.model, "float16_weights", False))
+        data["float16_storage_file"] = bool(getattr(loaded.model, "float16_storage", False))
         data["fixed_batch"] = getattr(loaded.model, "fixed_batch", None)
         data["onnx_outputs"] = [loaded.model.output_name, *loaded.model.extra_outputs]
     emit(args, data, _info_text(data))
@@ -506,7 +509,9 @@ def _info_text(d: dict[str, Any]) -> str:
            if d.get("channels_last_file") else "")
         + ("; the file is float16: it runs in float32, and exports are written in float16" if d.get("float16_file")
            else "; the file keeps its weights in float16 (float32 in and out): it runs in float32, and exports "
-           "are written so again" if d.get("float16_weights_file") else "")
+           "are written so again" if d.get("float16_weights_file")
+           else "; the file stores its weights in float16 and computes in float32: it runs so, and exports store "
+           "them so again" if d.get("float16_storage_file") else "")
         + (f"; the file fixes its batch at {d['fixed_batch']}: the graph runs on any batch, and exports leave it "
            "open" if d.get("fixed_batch") else "") + ")",
         f"Preset:       {d['preset'] or 'none (give --preset or --mean/--std for data)'}",
@@ -589,8 +594,8 @@ def export_fields(report: Any) -> dict[str, Any]:
     """An ExportReport in ``--json`` output (prune --out, sweep --export-dir)."""
     return {"path": report.path, "onnx_bytes": report.onnx_bytes, "compressed_bytes": report.compressed_bytes,
             "max_abs_diff": report.max_abs_diff, "storage": "sparse" if report.sparse else "dense",
-            "sparse_tensors": report.sparse_tensors, "opset": report.opset, "interface": report.interface,
-            **onnx_accuracy_fields(report)}
+            "sparse_tensors": report.sparse_tensors, "float16_tensors": report.float16_tensors,
+            "opset": report.opset, "interface": report.interface, **onnx_accuracy_fields(report)}
 
 
 def onnx_accuracy_fields(report: Any) -> dict[str, Any]:
@@ -631,7 +636,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             batch = torch.randn(VERIFY_IMAGES, *loaded.input_shape, generator=generator)
             verify_source = f"{VERIFY_IMAGES} random inputs of shape {_shape_text(loaded.input_shape)}"
         report = export_onnx(loaded.model, batch[:2], args.out, verify_batch=batch, opset=args.opset,
-                             sparse=args.sparse_storage, evaluation=images if args.data else None,
+                             sparse=args.sparse_storage, float16=args.float16,
+                             evaluation=images if args.data else None,
                              progress=progress, cancel=cancel)
     weights = sum(loaded.model.get_parameter(n).numel() for n in report.zero_fractions)
     zeros = sum(f[0] * loaded.model.get_parameter(n).numel() for n, f in report.zero_fractions.items())
@@ -648,6 +654,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         "exporter": report.exporter,
         "storage": "sparse" if report.sparse else "dense",
         "sparse_tensors": report.sparse_tensors,
+        "float16_tensors": report.float16_tensors,
         **onnx_accuracy_fields(report),
         "sparsity": zeros / weights if weights else 0.0,
         "zero_fractions": {k: list(v) for k, v in report.zero_fractions.items()},
@@ -730,6 +737,7 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     p.add_argument("--sparse-storage", dest="sparse_storage", action="store_true",
                    help="with --out: " + "store weights that are mostly zeros as ONNX sparse initializers: a smaller file "
                    "with the same values, which onnxruntime reads (other runtimes may not)")
+    p.add_argument("--float16", action="store_true", help="with --out: " + FLOAT16_HELP)
     p.set_defaults(func=cmd_prune)
 
     p = subparsers.add_parser("sweep", parents=common, help="accuracy against sparsity for several methods")
@@ -747,6 +755,7 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     p.add_argument("--sparse-storage", dest="sparse_storage", action="store_true",
                    help="with --export-dir: " + "store weights that are mostly zeros as ONNX sparse initializers: a smaller file "
                    "with the same values, which onnxruntime reads (other runtimes may not)")
+    p.add_argument("--float16", action="store_true", help="with --export-dir: " + FLOAT16_HELP)
     p.set_defaults(func=cmd_sweep)
 
 
@@ -815,9 +824,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     )
 
     request = _request_from_args(args, args.method, args.sparsity)
-    if args.sparse_storage and not args.out:
-        raise StudioError("--sparse-storage only applies to the file --out writes", field="--sparse-storage",
-                          fix="add --out FILE.onnx, or leave --sparse-storage out.")
+    for flag, on in (("--sparse-storage", args.sparse_storage), ("--float16", args.float16)):
+        if on and not args.out:
+            raise StudioError(f"{flag} only applies to the file --out writes", field=flag,
+                              fix=f"add --out FILE.onnx, or leave {flag} out.")
     _check_output_file(args.out, "--out")
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
@@ -832,7 +842,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
             batch = bundle.evaluation.x[:VERIFY_IMAGES]
             try:
                 export = export_onnx(pruned, batch[:2], args.out, verify_batch=batch,
-                                     sparse=args.sparse_storage, evaluation=bundle.evaluation, reference=after,
+                                     sparse=args.sparse_storage, float16=args.float16,
+                                     evaluation=bundle.evaluation, reference=after,
                                      progress=progress, cancel=cancel)
             except StudioError as exc:  # the run's results are still printed, then this error
                 export_error = exc
@@ -930,7 +941,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if export is not None:
         lines.append(f"Exported:   {export.path}: {export.onnx_bytes:,} bytes, "
                      f"{human_bytes(export.compressed_bytes)} compressed; max |Δ| {export.max_abs_diff:.2g}"
-                     + ("; sparse storage" if export.sparse else ""))
+                     + ("; sparse storage" if export.sparse else "")
+                     + ("; float16 weights" if export.float16_tensors else ""))
         lines.append(f"Graph:      {export.interface}, opset {export.opset}")
         lines.append(f"In ONNX:    {describe_onnx_accuracy(export)}")
     if export_error is not None:
@@ -959,9 +971,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _check_output_file(args.plot, "--plot", (".png", ".svg"))
     if args.export_dir:
         _check_export_dir(args.export_dir)
-    elif args.sparse_storage:
-        raise StudioError("--sparse-storage only applies to the files --export-dir writes",
-                          field="--sparse-storage", fix="add --export-dir DIR, or leave --sparse-storage out.")
+    else:
+        for flag, on in (("--sparse-storage", args.sparse_storage), ("--float16", args.float16)):
+            if on:
+                raise StudioError(f"{flag} only applies to the files --export-dir writes",
+                                  field=flag, fix=f"add --export-dir DIR, or leave {flag} out.")
     partial: list = []  # the sweep so far (its last partial result): kept when it is cancelled
     exports: dict[tuple[str, float], Any] = {}  # (method, sparsity) → ExportReport, or None: not kept
     failed: list[StudioError] = []  # an export that failed: the sweep goes on, no more exports
@@ -973,7 +987,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             try:
                 export_points(loaded.model, so_far.rows, args.export_dir, stem=loaded.source,
                               sample=batch[:2], verify_batch=batch, done=exports,
-                              sparse=args.sparse_storage, evaluation=bundle.evaluation, cancel=cancel)
+                              sparse=args.sparse_storage, float16=args.float16,
+                              evaluation=bundle.evaluation, cancel=cancel)
             except StudioError as exc:
                 failed.append(exc)
 
@@ -1069,6 +1084,7 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
         lines.append(f"exported: {len(written)} of {len(res.rows)} points to {args.export_dir}, each "
                      "verified in onnxruntime" + ("" if not written or not written[0].sparse
                                                    else ", with sparse storage")
+                     + ("" if not written or not written[0].float16_tensors else ", with float16 weights")
                      + (f" ({', '.join(Path(e.path).name for e in written)})" if written else "") + ".")
         scored = [e for e in written if e.onnx_eval is not None]
         if scored:
@@ -1161,6 +1177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=_positive_int, help="ONNX opset (default: the exporter's)")
     p.add_argument("--sparse-storage", dest="sparse_storage", action="store_true", help="store weights that are mostly zeros as ONNX sparse initializers: a smaller file "
                    "with the same values, which onnxruntime reads (other runtimes may not)")
+    p.add_argument("--float16", action="store_true", help=FLOAT16_HELP)
     add_data_arguments(p, required=False)
     p.set_defaults(func=cmd_export)
 

@@ -20,6 +20,13 @@ elements nonzero for float32) is moved to the graph's ``sparse_initializer`` lis
 are the same bits; onnxruntime turns such tensors back into dense ones when it loads the file, so
 inference is unchanged and only the file shrinks. Runtimes other than onnxruntime may not read
 sparse initializers, so dense storage stays the default.
+
+Float16 weights (``float16=True``, off by default; :func:`float16_storage`): every float32 weight
+tensor (two or more dimensions, at least ``FLOAT16_MIN_ELEMENTS`` elements) is stored in float16
+and read through a ``Cast`` to float32 under its own name. The file is about half the size; the
+graph still computes in float32 (onnxruntime folds the Casts when it loads the file), so the only
+change is each weight rounded to float16's 11 significant bits. The export is verified against
+PyTorch within ``MAX_DIFF_FLOAT16`` and, with ``evaluation``, scored in onnxruntime.
 """
 
 from __future__ import annotations
@@ -55,6 +62,11 @@ MAX_DIFF = 1e-3
 larger outputs are allowed MAX_DIFF times their largest |value| (float32 rounding grows with it)."""
 MAX_DIFF_FLOAT16 = 3e-2
 """MAX_DIFF for a float16 file (weights and arithmetic in float16) against PyTorch's float32."""
+
+FLOAT16_MIN_ELEMENTS = 64
+"""Float16 storage converts weight tensors of at least this many elements (below it, the Cast
+node takes about the room the float16 halves save)."""
+FLOAT16_MAX = 65504.0  # the largest finite float16
 
 MAX_VERIFY_BATCH = 256
 """At most this many images of ``verify_batch`` are run in onnxruntime."""
@@ -101,6 +113,11 @@ class ExportReport:
     """PyTorch's on the same images (the caller's ``reference``, or measured by the export)."""
     interface: str = ""
     """The written graph's input and outputs, e.g. "input `image` batch×8×8×1 → `output_0`"."""
+    float16: bool = False
+    """Whether float16 storage was asked for (``export_onnx(float16=True)``, or the source file
+    stored its weights so)."""
+    float16_tensors: int = 0
+    """How many weight tensors the file stores in float16 behind a Cast (float16 storage)."""
 
     @property
     def scored_differently(self) -> int | None:
@@ -147,6 +164,7 @@ def export_onnx(
     verify_batch: torch.Tensor | None = None,
     opset: int | None = None,
     sparse: bool = False,
+    float16: bool = False,
     evaluation: ImageSet | None = None,
     reference: EvalResult | None = None,
     progress: ProgressFn | None = None,
@@ -157,7 +175,9 @@ def export_onnx(
     ``sample`` is an example input batch ``(N, *input_shape)``; the batch dimension is exported as
     dynamic. ``verify_batch`` (default: ``sample``) is run in onnxruntime and compared with
     PyTorch. ``sparse`` stores the weights that are mostly zeros as ONNX sparse initializers
-    (smaller file, the same values; see the module docstring). ``evaluation`` (labelled images):
+    (smaller file, the same values; see the module docstring). ``float16`` stores the weights in
+    float16 behind Casts to float32 (:func:`float16_storage`: about half the file; the outputs are
+    then checked within ``MAX_DIFF_FLOAT16``). ``evaluation`` (labelled images):
     the file is also scored on them in onnxruntime (``report.onnx_eval``) beside PyTorch
     (``reference``, the pruned model's EvalResult on those images if the caller has it, else
     measured here), before it appears at ``path``. The caller's model is never modified. Stages
@@ -183,6 +203,10 @@ def export_onnx(
     if getattr(work, "export_open_dims", ()) and not _open_sizes_agree(data, work, batch, target):
         work.export_open_dims = ()  # the pruned graph does not run at other sizes: written at this one
         data, exporter = _export_bytes(work, sample, opset)
+    float16 = float16 or bool(getattr(work, "export_float16_storage", False))
+    float16_tensors = 0
+    if float16:
+        data, float16_tensors = float16_storage(data, target)
     sparse_tensors = 0
     if sparse:
         data, sparse_tensors = sparse_storage(data)
@@ -199,7 +223,7 @@ def export_onnx(
         opset_used, interface = _check_graph(written, target)
         check(cancel)
         report(progress, "verify", 1, 3, "running in onnxruntime")
-        max_diff = _compare_outputs(tmp, work, batch, target)
+        max_diff = _compare_outputs(tmp, work, batch, target, float16=float16_tensors > 0)
         check(cancel)
         report(progress, "verify", 2, 3, "counting zeros")
         fractions = _compare_zeros(work, written, target)
@@ -230,14 +254,17 @@ def export_onnx(
         timings={"export": t_export, "verify": t_verify},
         sparse=sparse,
         sparse_tensors=sparse_tensors,
+        float16=float16,
+        float16_tensors=float16_tensors,
         onnx_eval=onnx_eval,
         reference_eval=reference if evaluation is not None else None,
     )
 
 
-def onnx_sizes(model: torch.nn.Module, sample: torch.Tensor, *, sparse_deflate: bool = True) -> OnnxSizes:
+def onnx_sizes(model: torch.nn.Module, sample: torch.Tensor, *, sparse_deflate: bool = True,
+               float16: bool = False) -> OnnxSizes:
     """Sizes of the file :func:`export_onnx` would write, with dense and with sparse storage,
-    each as written and deflated.
+    each as written and deflated; ``float16``: with its float16 weights (``export_onnx(float16=)``).
 
     The graph is serialised in memory with the same exporter and settings, so nothing is written
     to disk; no onnxruntime verification is run (use it for previews). Deflating the sparse-storage
@@ -247,11 +274,67 @@ def onnx_sizes(model: torch.nn.Module, sample: torch.Tensor, *, sparse_deflate: 
     """
     work = _eval_copy(model)
     data, _ = _export_bytes(work, _as_source_file(work)(sample.detach().cpu()), None)
+    float16 = float16 or bool(getattr(work, "export_float16_storage", False))
+    if float16:
+        data, _ = float16_storage(data, "the ONNX file")
     compressed = len(zlib.compress(data, DEFLATE_LEVEL))
     sparse, moved = sparse_storage(data)
     sparse_compressed = (compressed if not moved else
                          len(zlib.compress(sparse, DEFLATE_LEVEL)) if sparse_deflate else None)
     return OnnxSizes(len(data), compressed, len(sparse), sparse_compressed)
+
+
+FLOAT16_SUFFIX = "__float16"  # the float16 initializer of weight NAME is NAME__float16
+
+
+def float16_storage(data: bytes, target: str = "the ONNX file") -> tuple[bytes, int]:
+    """Store the float32 weights of a serialised ONNX model in float16; return (new bytes, how
+    many tensors were converted).
+
+    Each float32 initializer of two or more dimensions and at least ``FLOAT16_MIN_ELEMENTS``
+    elements (the weights of Conv, Gemm, MatMul; not biases or BatchNorm's statistics), not a
+    graph input, becomes a float16 initializer ``NAME__float16`` read by a ``Cast`` to float32
+    whose output keeps the name ``NAME``: every node reads what it read before, in float32, and
+    onnxruntime folds the Casts at load. Rounding keeps the zeros and only them: a nonzero below
+    float16's smallest magnitude is stored as that (``FLOAT16_TINY``) with its sign. A weight
+    beyond float16's range (``FLOAT16_MAX``) is refused (``StudioError`` naming it and ``target``).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load_from_string(data)
+    graph = proto.graph
+    inputs = {i.name for i in graph.input}
+    taken = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output} | inputs
+    casts = []
+    for init in graph.initializer:
+        if (init.data_type != onnx.TensorProto.FLOAT or init.data_location != 0 or init.name in inputs
+                or len(init.dims) < 2 or math.prod(init.dims) < FLOAT16_MIN_ELEMENTS):
+            continue
+        values = numpy_helper.to_array(init)
+        finite = np.abs(values[np.isfinite(values)])
+        if finite.size and float(finite.max()) > FLOAT16_MAX:
+            raise StudioError(
+                f"weight '{init.name}' holds {float(finite.max()):.4g}, beyond float16's largest value "
+                f"{FLOAT16_MAX:g}; nothing was saved", path=target, field="float16",
+                fix="export with float32 weights (leave float16 weights off)")
+        with np.errstate(over="ignore"):
+            half = values.astype(np.float16)
+        lost = (half == 0) & (values != 0)
+        half[lost] = np.copysign(FLOAT16_TINY, values[lost]).astype(np.float16)
+        name, stored = init.name, init.name + FLOAT16_SUFFIX
+        while stored in taken:
+            stored += "_"
+        taken.add(stored)
+        init.CopyFrom(numpy_helper.from_array(half, name=stored))
+        casts.append(helper.make_node("Cast", [stored], [name], name=f"{stored}_to_float32",
+                                      to=onnx.TensorProto.FLOAT))
+    if not casts:
+        return data, 0
+    nodes = [*casts, *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return proto.SerializeToString(), len(casts)
 
 
 def sparse_storage(data: bytes) -> tuple[bytes, int]:
@@ -311,12 +394,20 @@ def _as_sparse(init: object) -> object | None:
 def describe_storage(report: ExportReport) -> str:
     """How an export stores its weights, in a sentence for the CLI and the app."""
     if not report.sparse:
-        return "dense (every weight written out, zeros included)"
-    if not report.sparse_tensors:
-        return ("dense: sparse storage was asked for, but no weight tensor has fewer than a third "
+        text = "dense (every weight written out, zeros included)"
+    elif not report.sparse_tensors:
+        text = ("dense: sparse storage was asked for, but no weight tensor has fewer than a third "
                 "nonzeros, where it would make the file smaller")
-    return (f"sparse: {report.sparse_tensors} weight tensors as ONNX sparse initializers "
-            "(ONNX Runtime reads them; other runtimes may not)")
+    else:
+        text = (f"sparse: {report.sparse_tensors} weight tensors as ONNX sparse initializers "
+                "(ONNX Runtime reads them; other runtimes may not)")
+    if report.float16_tensors:
+        text += (f"; {report.float16_tensors} weight tensors in float16, each read through a Cast to "
+                 "float32 (computed in float32)")
+    elif report.float16:
+        text += ("; float16 weights were asked for, but no weight tensor was left to convert (none in "
+                 "float32 with two or more dimensions and at least 64 elements)")
+    return text
 
 
 def describe_onnx_accuracy(report: ExportReport) -> str | None:
@@ -368,6 +459,7 @@ def _as_source_file(work: torch.nn.Module) -> Callable[[torch.Tensor], torch.Ten
         work.all_outputs = True  # every output of the source file, not only the class scores
         work.export_open_dims = work.open_input_dims  # its open sizes (export_onnx checks them)
         work.export_float16 = work.float16_io or work.float16_weights  # written in float16 again
+        work.export_float16_storage = work.float16_storage  # float16 weights read as float32 again
     perm = getattr(work, "input_permutation", None)
     if perm is None:
         return lambda x: x
@@ -724,8 +816,10 @@ def _flat_outputs(output: object) -> list[torch.Tensor]:
     return []
 
 
-def _compare_outputs(onnx_path: str | bytes, model: torch.nn.Module, batch: torch.Tensor, target: str) -> float:
-    """Run the file (a path, or its bytes) in onnxruntime and PyTorch on ``batch``; return max |difference|."""
+def _compare_outputs(onnx_path: str | bytes, model: torch.nn.Module, batch: torch.Tensor, target: str,
+                     *, float16: bool = False) -> float:
+    """Run the file (a path, or its bytes) in onnxruntime and PyTorch on ``batch``; return max
+    |difference| (``float16``: the file stores float16 weights, so ``MAX_DIFF_FLOAT16`` applies)."""
     import onnxruntime as ort
 
     try:
@@ -762,7 +856,7 @@ def _compare_outputs(onnx_path: str | bytes, model: torch.nn.Module, batch: torc
         max_diff = max(max_diff, worst)
         finite = np.abs(e[np.isfinite(e)])
         scale = max(scale, float(finite.max()) if finite.size else 0.0)
-    tolerance = MAX_DIFF_FLOAT16 if half or getattr(model, "export_float16", False) else MAX_DIFF
+    tolerance = MAX_DIFF_FLOAT16 if half or float16 or getattr(model, "export_float16", False) else MAX_DIFF
     if max_diff > tolerance * scale:
         raise StudioError(
             f"the ONNX graph's outputs differ from PyTorch's by up to {max_diff:.3g} "
@@ -784,6 +878,8 @@ def _onnx_tensors(data: bytes) -> dict[str, np.ndarray]:
     for sparse in proto.graph.sparse_initializer:
         tensors[sparse.values.name] = dense_array(sparse)
     for node in proto.graph.node:
+        if node.op_type == "Cast" and node.input and node.input[0] in tensors:  # float16 storage
+            tensors.setdefault(node.output[0], tensors[node.input[0]])
         if node.op_type == "Constant":
             for attr in node.attribute:
                 if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:

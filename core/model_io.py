@@ -684,7 +684,7 @@ def _plain_interface(graph: nn.Module) -> bool:
     channels-last layout, other outputs, names, metadata or float16 weights that code using the file
     relies on."""
     return (graph.input_permutation is None and not graph.extra_outputs and not graph.metadata_props
-            and not graph.float16_io and not graph.float16_weights
+            and not graph.float16_io and not graph.float16_weights and not graph.float16_storage
             and (graph.input_name, graph.output_name) == ("input", "output"))
 
 

@@ -89,6 +89,10 @@ class OnnxGraphModule(nn.Module):
         # and outputs: a mixed-precision file (float32 in and out, Casts to float16 inside, as
         # onnxconverter-common's ``keep_io_types`` writes) is exported so again, not twice its size
         self.float16_weights = False
+        # the file stores its weights in float16 only to read them through Casts to float32 (the
+        # arithmetic is float32): core.export.float16_storage writes such files, and export stores
+        # the pruned weights so again
+        self.float16_storage = False
         # the batch size the file's input fixes (torch.onnx.export without dynamic axes writes 1,
         # and folds the batch into constant shapes such as a Flatten's Reshape to [1, -1]); None
         # where it is open. Reshape and Expand then take the batch the graph runs on where the
@@ -219,7 +223,8 @@ def onnx_to_torch(file: str | Path) -> tuple[OnnxGraphModule, tuple[int, ...], i
         module.input_permutation = CHANNELS_LAST
         shape = (shape[2], shape[0], shape[1]) if shape else ()
     module.float16_io = inputs[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
-    module.float16_weights = _float16_weights(graph)
+    module.float16_storage = _float16_storage(graph)
+    module.float16_weights = _float16_weights(graph) and not module.float16_storage
     first = inputs[0].type.tensor_type.shape.dim
     module.fixed_batch = first[0].dim_value if len(first) and first[0].dim_value > 0 else None
     dims = inputs[0].type.tensor_type.shape.dim
@@ -299,6 +304,13 @@ class _Builder:
             return
         if op == "Constant":
             self.consts[node.output[0]] = _constant_value(node, attrs)
+            return
+        if op == "Cast" and node.input[0] in self.consts and int(attrs["to"]) in _FLOAT_CASTS:
+            # a weight stored in float16 and read as float32 (float16 storage): the constant it reads
+            value = self.consts[node.input[0]]
+            if int(attrs["to"]) == _FLOAT16:
+                value = value.astype(np.float16).astype(np.float32)
+            self.consts[node.output[0]] = value.astype(np.float32)
             return
         if op == "Transpose" and node.input[0] in self.consts:  # e.g. an nn.Linear weight before MatMul
             self.consts[node.output[0]] = np.transpose(self.consts[node.input[0]], attrs.get("perm"))
@@ -1210,6 +1222,27 @@ def _constants(graph: Any) -> dict[str, np.ndarray]:
     for s in graph.sparse_initializer:
         out[s.values.name] = _float32(dense_array(s))
     return out
+
+
+_FLOAT16 = 10  # TensorProto.FLOAT16
+_FLOAT_CASTS = frozenset({1, 10, 11})  # Cast to FLOAT, FLOAT16, DOUBLE: folded on constants
+
+
+def _float16_storage(graph: Any) -> bool:
+    """Whether the graph stores weights in float16 only to compute in float32: it has float16
+    initializers, and every node that reads one is a Cast to float32 (as
+    :func:`core.export.float16_storage` writes)."""
+    from onnx import TensorProto
+
+    halves = {t.name for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
+    halves |= {s.values.name for s in graph.sparse_initializer if s.values.data_type == TensorProto.FLOAT16}
+    if not halves:
+        return False
+    for node in graph.node:
+        if any(i in halves for i in node.input):
+            if node.op_type != "Cast" or _attributes(node).get("to") != TensorProto.FLOAT:
+                return False
+    return True
 
 
 def _float16_weights(graph: Any) -> bool:

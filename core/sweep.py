@@ -207,12 +207,13 @@ def _rows(method: str, sparsities: list[float],
 def export_points(model: nn.Module, rows: tuple[SweepRow, ...] | list[SweepRow], folder: str | Path, *,
                   stem: str, sample: torch.Tensor, verify_batch: torch.Tensor | None = None,
                   done: dict[tuple[str, float], ExportReport | None] | None = None,
-                  sparse: bool = False, evaluation: ImageSet | None = None,
+                  sparse: bool = False, float16: bool = False, evaluation: ImageSet | None = None,
                   progress: ProgressFn | None = None,
                   cancel: CancelToken | None = None) -> dict[tuple[str, float], ExportReport | None]:
     """Export each row's pruned model to ``folder`` as :func:`core.export.pruned_file_name`
     (``stem``, method, sparsity), atomically and verified in onnxruntime
-    (:func:`core.export.export_onnx`, with its ``sparse`` storage); ``model`` is never modified.
+    (:func:`core.export.export_onnx`, with its ``sparse`` storage and ``float16`` weights);
+    ``model`` is never modified.
     ``evaluation``: the images the sweep was scored on; each file is then scored on them in
     onnxruntime beside its row's accuracy (``ExportReport.onnx_eval``, ``reference_eval``).
 
@@ -234,6 +235,7 @@ def export_points(model: nn.Module, rows: tuple[SweepRow, ...] | list[SweepRow],
         path = Path(folder) / pruned_file_name(stem, row.method, row.sparsity)
         done[(row.method, row.sparsity)] = export_onnx(apply_result(model, row.result), sample, path,
                                                        verify_batch=verify_batch, sparse=sparse,
+                                                       float16=float16,
                                                        evaluation=evaluation,
                                                        reference=row.eval if evaluation is not None else None,
                                                        cancel=cancel)

@@ -394,6 +394,37 @@ def test_sparse_storage_from_prune_and_sweep(capsys, tmp_path):
         assert "--sparse-storage" in err and "What to do" in err
 
 
+def test_float16_weights_from_export_prune_and_sweep(capsys, tmp_path):
+    """--float16: the files store their weight matrices in float16 (about half the bytes), are
+    scored in onnxruntime beside PyTorch, and combine with --sparse-storage; without a file to
+    write the flag is refused naming itself."""
+    import onnx
+
+    argv = ("prune", "demo:digits_mlp", "--data", "digits", "--method", "magnitude", "--sparsity", "0.9")
+    dense = _json(capsys, *argv, "--out", str(tmp_path / "dense.onnx"))["export"]
+    half = _json(capsys, *argv, "--out", str(tmp_path / "half.onnx"), "--float16")["export"]
+    assert dense["float16_tensors"] == 0 and half["float16_tensors"] == 3  # fc1, fc2, fc3
+    assert half["onnx_bytes"] < 0.55 * dense["onnx_bytes"] and half["interface"].endswith("float16 weights")
+    assert abs(half["onnx_accuracy"] - half["pytorch_accuracy"]) <= 2 / 539
+    types = {t.name: t.data_type for t in onnx.load(str(tmp_path / "half.onnx")).graph.initializer}
+    assert types["fc1.weight__float16"] == onnx.TensorProto.FLOAT16 and types["fc1.bias"] == onnx.TensorProto.FLOAT
+    both = _json(capsys, *argv, "--out", str(tmp_path / "both.onnx"), "--float16", "--sparse-storage")["export"]
+    assert both["sparse_tensors"] >= 1 and both["onnx_bytes"] < half["onnx_bytes"]  # under 20% nonzero: sparse
+
+    out = _json(capsys, "export", "demo:digits_mlp", "--out", str(tmp_path / "e.onnx"), "--float16",
+                "--data", "digits")
+    assert out["float16_tensors"] == 3 and out["scored_differently"] <= 2
+    rows = _json(capsys, "sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude",
+                 "--sparsities", "0.5,0.9", "--export-dir", str(tmp_path / "points"), "--float16")["rows"]
+    assert [r["export"]["float16_tensors"] for r in rows] == [3, 3]
+
+    for args in (argv, ("sweep", "demo:digits_mlp", "--data", "digits", "--methods", "magnitude",
+                        "--sparsities", "0.5")):
+        assert main([*args, "--float16", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert "--float16 only applies" in err and "What to do" in err
+
+
 def test_a_failed_export_keeps_the_sweep_and_says_so(capsys, tmp_path, monkeypatch):
     """An export that fails (here the second) stops the exports, not the sweep: every row is
     printed, the JSON names the error, and the status is 1."""

@@ -444,3 +444,61 @@ def test_pruned_resnet20_keeps_its_zeros_and_compresses(tmp_path, shared_dir):
     x = torch.randn(4, 3, 32, 32)
     np.testing.assert_array_equal(_onnx_run(tmp_path / "stored.onnx", x), _onnx_run(tmp_path / "sparse.onnx", x))
 
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_float16_weights_halve_the_file_and_compute_in_float32(tmp_path, sparse):
+    """export_onnx(float16=True): each weight matrix is a float16 initializer read through a Cast
+    to float32 under its own name; biases and BatchNorm stay float32. The file is about half the
+    dense one, every zero survives and no nonzero becomes one (a weight below float16's smallest
+    magnitude is stored as that), onnxruntime matches PyTorch with its weights rounded to float16,
+    and the preview's sizes are the written file's."""
+    model = _pruned_cnn()
+    with torch.no_grad():
+        model.fc.weight[1, 1] = 1e-9  # rounds to 0 in float16
+        model.fc.weight[1, 3] = -1e-9
+    sample, x = torch.randn(1, 3, 16, 16), torch.randn(6, 3, 16, 16)
+    plain = export_onnx(model, sample, tmp_path / "plain.onnx", sparse=sparse)
+    half = export_onnx(model, sample, tmp_path / "half.onnx", verify_batch=x, sparse=sparse, float16=True)
+    assert half.float16 and half.float16_tensors == 2 and not plain.float16 and plain.float16_tensors == 0
+    assert half.onnx_bytes == (tmp_path / "half.onnx").stat().st_size
+    halved = 2 * (model.conv.weight.numel() + model.fc.weight.numel())  # bytes the float16 halves save
+    assert 0.9 * halved < plain.onnx_bytes - half.onnx_bytes <= halved  # less the two Casts' bytes
+    assert half.zero_fractions == plain.zero_fractions
+    assert half.interface.endswith("`output`; float16 weights") and "float32" in export_mod.describe_storage(half)
+
+    proto = onnx.load(str(tmp_path / "half.onnx"))
+    onnx.checker.check_model(proto)
+    stored = {t.name: t for t in proto.graph.initializer}
+    stored.update({t.values.name: t.values for t in proto.graph.sparse_initializer})
+    halves = {n for n, t in stored.items() if t.data_type == onnx.TensorProto.FLOAT16}
+    assert halves == {"conv.weight__float16", "fc.weight__float16"}
+    assert stored["fc.bias"].data_type == stored["bn.running_var"].data_type == onnx.TensorProto.FLOAT
+    casts = {n.input[0]: n.output[0] for n in proto.graph.node if n.op_type == "Cast"}
+    assert casts == {"conv.weight__float16": "conv.weight", "fc.weight__float16": "fc.weight"}
+    fc = export_mod._onnx_tensors((tmp_path / "half.onnx").read_bytes())["fc.weight"]
+    assert fc.dtype == np.float16 and fc[1, 1] == np.float16(2.0 ** -24) and fc[1, 3] == -np.float16(2.0 ** -24)
+
+    rounded = _copy_with_zeros(model, 0.0)
+    with torch.no_grad():
+        for m in (rounded.conv, rounded.fc):
+            m.weight.copy_(torch.from_numpy(export_mod._onnx_tensors((tmp_path / "half.onnx").read_bytes())
+                                            [("conv" if m is rounded.conv else "fc") + ".weight"]
+                                            .astype(np.float32)))
+        np.testing.assert_allclose(_onnx_run(tmp_path / "half.onnx", x), rounded(x).numpy(), atol=1e-5)
+        assert np.abs(_onnx_run(tmp_path / "half.onnx", x) - model(x).numpy()).max() > 1e-6  # it did round
+    sizes = onnx_sizes(model, sample, float16=True)
+    assert sizes.onnx_bytes < onnx_sizes(model, sample).onnx_bytes
+    written = (sizes.sparse_bytes, sizes.sparse_compressed_bytes) if sparse else (sizes.onnx_bytes, sizes.compressed_bytes)
+    assert written == (half.onnx_bytes, half.compressed_bytes)
+
+
+def test_float16_weights_refuse_a_weight_beyond_float16(tmp_path):
+    """A weight over 65504 would become infinite: refused by name, nothing written."""
+    model = _pruned_cnn()
+    with torch.no_grad():
+        model.fc.weight[0, 0] = 1e5
+    with pytest.raises(StudioError, match="'fc.weight' holds 1e\\+05, beyond float16") as err:
+        export_onnx(model, torch.randn(1, 3, 16, 16), tmp_path / "half.onnx", float16=True)
+    assert err.value.field == "float16" and "float32 weights" in err.value.fix
+    assert os.listdir(tmp_path) == []

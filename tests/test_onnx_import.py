@@ -1183,3 +1183,40 @@ def test_the_literatures_checkpoints_round_trip(tmp_path, shared_dir, file, arch
     assert loaded.format == "onnx" and loaded.arch == arch and loaded.preset == original.preset
     images = load_evaluation(str(shared_dir / "data" / data), preset=original.preset, max_evaluation=500)
     assert evaluate(loaded.model, images).accuracy == evaluate(original.model, images).accuracy
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_float16_storage_file_opens_prunes_and_exports_so_again(tmp_path, sparse, capsys):
+    """A file written with float16 weights (core.export.float16_storage: float16 initializers
+    read through Casts to float32) opens with its weights as parameters, under their own names,
+    runs as onnxruntime runs it, and is marked so: its pruned export stores float16 weights again,
+    unasked, with float32 arithmetic (not the float16 converter of mixed-precision files), and
+    keeps the mask."""
+    from core.cli import main
+    from core.prunable import prunable_parameters
+
+    demo = load_demo("digits_cnn")
+    bundle = load_bundle("digits")
+    x = bundle.evaluation.x
+    written = export_onnx(demo.model, x[:2], tmp_path / "half.onnx", float16=True, sparse=sparse)
+    assert written.float16_tensors >= 2
+    loaded = load_model(tmp_path / "half.onnx")
+    graph = loaded.model
+    assert isinstance(graph, OnnxGraphModule) and graph.float16_storage and not graph.float16_weights
+    assert loaded.arch is None and not graph.float16_io
+    names = list(prunable_parameters(graph, preset="all"))
+    assert names == list(prunable_parameters(demo.model, preset="all"))  # the weights' own names
+    session = ort.InferenceSession(str(tmp_path / "half.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(graph(x[:32]).numpy(), session.run(None, {"input": x[:32].numpy()})[0], atol=1e-4)
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "half.onnx")]) == 0
+    assert "stores its weights in float16 and computes in float32" in capsys.readouterr().out
+
+    pruned = apply_result(graph, prune(graph, bundle.calibration, PruneRequest(method="magnitude", sparsity=0.7)))
+    report = export_onnx(pruned, x[:2], tmp_path / "out.onnx", verify_batch=x[:16], sparse=sparse)
+    assert report.float16 and report.float16_tensors == written.float16_tensors
+    assert report.max_abs_diff < 1e-4  # its weights were float16 already: nothing more is rounded
+    assert all(a == b for a, b in report.zero_fractions.values())
+    again = onnx.load(str(tmp_path / "out.onnx"))
+    assert not any(n.op_type == "Cast" and n.output[0] not in names for n in again.graph.node)
