@@ -97,6 +97,7 @@ class Baseline:
     compressed_bytes: int | None
     sparse_bytes: int | None = None  # the file with sparse storage (core.export.export_onnx(sparse=True))
     sparse_compressed_bytes: int | None = None  # that file deflated
+    sizes_float16: bool = False  # the sizes are those with float16 weights (export_onnx(float16=True))
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,9 @@ class MagnitudePreview:
     eval: Any  # EvalResult of the pruned copy
 
 
-SIZE_FIELDS = ("onnx_bytes", "compressed_bytes", "sparse_bytes", "sparse_compressed_bytes")
-"""RunOutcome's ONNX sizes (core.export.OnnxSizes, in that order)."""
+SIZE_FIELDS = ("onnx_bytes", "compressed_bytes", "sparse_bytes", "sparse_compressed_bytes", "sizes_float16")
+"""RunOutcome's ONNX sizes (core.export.OnnxSizes, in that order), and whether they are those
+with float16 weights."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class RunOutcome:
     restored: bool = False  # saved by an earlier session and given back (gui.runs_store)
     sparse_bytes: int | None = None  # ONNX bytes with sparse storage (core.export.OnnxSizes.sparse_bytes)
     sparse_compressed_bytes: int | None = None  # that file deflated
+    sizes_float16: bool = False  # the four sizes are the files' with float16 weights (File ▸ Float16 weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,12 +298,12 @@ def load_data_job(source: str, *, preset: str | None = None, input_shape: tuple[
     return bundle
 
 
-def baseline_job(session: Session, bundle: Any, *, progress: ProgressFn | None = None,
+def baseline_job(session: Session, bundle: Any, *, float16: bool = False, progress: ProgressFn | None = None,
                  cancel: CancelToken | None = None) -> Baseline:
-    """Check model/data compatibility, then the dense accuracy and ONNX sizes."""
+    """Check model/data compatibility, then the dense accuracy and ONNX sizes (``float16``: with
+    float16 weights)."""
     from core.data import check_compatible
     from core.evaluate import evaluate
-    from core.export import onnx_sizes
 
     loaded = session.loaded
     model = session.light_model
@@ -319,11 +322,20 @@ def baseline_job(session: Session, bundle: Any, *, progress: ProgressFn | None =
     ev = evaluate(model, bundle.evaluation, progress=staged(progress, "Dense accuracy"), cancel=cancel)
     check(cancel)
     report(progress, "Dense ONNX size", 0, 1)
+    return replace(dense_sizes_job(model, bundle, float16=float16), eval=ev)
+
+
+def dense_sizes_job(model: torch.nn.Module, bundle: Any, *, float16: bool = False,
+                    progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Baseline:
+    """The dense model's ONNX sizes (``float16``: with float16 weights) as a Baseline without an
+    evaluation (all None where it cannot export: sizes are informative; Export reports errors)."""
+    from core.export import onnx_sizes
+
     try:
-        dense, compressed, sparse, sparse_z = onnx_sizes(model, sample_input(bundle))
+        sizes = onnx_sizes(model, sample_input(bundle), float16=float16)
     except Exception:  # sizes are informative only; the export itself reports real errors
-        dense = compressed = sparse = sparse_z = None
-    return Baseline(ev, dense, compressed, sparse, sparse_z)
+        return Baseline(None, None, None, None, None, float16)
+    return Baseline(None, *sizes, sizes_float16=float16)
 
 
 def saliency_job(model: torch.nn.Module, calibration: Any, *, samples: int = SALIENCY_SAMPLES,
@@ -363,14 +375,15 @@ def magnitude_preview_job(model: torch.nn.Module, bundle: Any, sparsity: float, 
 
 def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | None = None,
             compare_magnitude: bool = True, cache: Any = None, sparse_deflate: bool = False,
-            progress: ProgressFn | None = None,
+            float16: bool = False, progress: ProgressFn | None = None,
             cancel: CancelToken | None = None,
             on_partial: Callable[[Mapping[str, object]], None] | None = None) -> RunOutcome:
     """Prune with ``request``, evaluate the pruned copy, measure its ONNX sizes, and compute the
     magnitude masks at the same sparsity for comparison. ``cache`` (core.gradient_cache.GradientCache)
     lets a run reuse the previous run's gradients on the same model and sample; ``on_partial``
     receives each CHITA++ stage's record as it finishes (core.pruning.prune's ``on_stage``);
-    ``sparse_deflate``: also deflate the sparse-storage file (core.export.onnx_sizes)."""
+    ``sparse_deflate``: also deflate the sparse-storage file (core.export.onnx_sizes); ``float16``:
+    the sizes with float16 weights."""
     import time
 
     from core.evaluate import evaluate
@@ -394,9 +407,9 @@ def run_job(model: torch.nn.Module, bundle: Any, request: Any, *, arch: str | No
             mag_sparsity, mag_eval = _magnitude_baseline(model, bundle, request, arch, "Magnitude baseline",
                                                          progress, cancel, cache)
     check(cancel)
-    dense, compressed, sparse, sparse_z = _onnx_sizes(pruned, bundle, progress, sparse_deflate)
+    dense, compressed, sparse, sparse_z, half = _onnx_sizes(pruned, bundle, progress, sparse_deflate, float16)
     return RunOutcome(result, ev, dense, compressed, mag_sparsity, mag_eval, seconds, sparse_bytes=sparse,
-                      sparse_compressed_bytes=sparse_z)
+                      sparse_compressed_bytes=sparse_z, sizes_float16=half)
 
 
 def _magnitude_baseline(model: torch.nn.Module, bundle: Any, request: Any, arch: str | None, label: str,
@@ -414,24 +427,25 @@ def _magnitude_baseline(model: torch.nn.Module, bundle: Any, request: Any, arch:
 
 
 def _onnx_sizes(pruned: torch.nn.Module, bundle: Any, progress: ProgressFn | None,
-                sparse_deflate: bool = False) -> tuple[int | None, ...]:
+                sparse_deflate: bool = False, float16: bool = False) -> tuple[Any, ...]:
     """The pruned copy's ONNX bytes (core.export.OnnxSizes: dense storage as written and
     deflated, sparse storage as written and, with ``sparse_deflate``, deflated; all None if it
-    cannot export)."""
+    cannot export), then whether they are with float16 weights (``float16``)."""
     from core.export import onnx_sizes
 
     report(progress, "ONNX size", 0, 1)
     try:
-        sizes: tuple[int | None, ...] = tuple(onnx_sizes(pruned, sample_input(bundle),
-                                                         sparse_deflate=sparse_deflate))
+        sizes: tuple[Any, ...] = (*onnx_sizes(pruned, sample_input(bundle), sparse_deflate=sparse_deflate,
+                                              float16=float16), float16)
     except Exception:
-        sizes = (None, None, None, None)
+        sizes = (None, None, None, None, float16)
     report(progress, "ONNX size", 1, 1)
     return sizes
 
 
 def refine_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, steps: int, *,
-               arch: str | None = None, sparse_deflate: bool = False, progress: ProgressFn | None = None,
+               arch: str | None = None, sparse_deflate: bool = False, float16: bool = False,
+               progress: ProgressFn | None = None,
                cancel: CancelToken | None = None) -> RunOutcome:
     """Refine a finished run's kept weights (core.pruning.refine_result, mask fixed), evaluate
     the result and measure its ONNX sizes. The outcome has no magnitude evaluation (unless the
@@ -450,18 +464,20 @@ def refine_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, steps: 
     ev = evaluate(pruned, bundle.evaluation, progress=staged(progress, "Accuracy after refining"), cancel=cancel)
     check(cancel)
     mag_eval = ev if result.request.method == "magnitude" else None
-    dense, compressed, sparse, sparse_z = _onnx_sizes(pruned, bundle, progress, sparse_deflate)
+    dense, compressed, sparse, sparse_z, half = _onnx_sizes(pruned, bundle, progress, sparse_deflate, float16)
     return RunOutcome(result, ev, dense, compressed, outcome.magnitude_sparsity, mag_eval,
                       outcome.seconds + time.monotonic() - t0, sparse_bytes=sparse,
-                      sparse_compressed_bytes=sparse_z)
+                      sparse_compressed_bytes=sparse_z, sizes_float16=half)
 
 
 def complete_point_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, *, arch: str | None = None,
-                       cache: Any = None, sparse_deflate: bool = False, progress: ProgressFn | None = None,
+                       cache: Any = None, sparse_deflate: bool = False, float16: bool = False,
+                       progress: ProgressFn | None = None,
                        cancel: CancelToken | None = None) -> RunOutcome:
     """What a sweep's point lacks to be shown like a run: the magnitude baseline at its sparsity
     (unless the outcome has it) and its ONNX sizes (:func:`sizes_job`; ``sparse_deflate``: the
-    sparse-storage file's deflated size too). ``outcome`` is not modified."""
+    sparse-storage file's deflated size too; ``float16``: with float16 weights). ``outcome`` is not
+    modified."""
     mag_sparsity, mag_eval = outcome.magnitude_sparsity, outcome.magnitude_eval
     request = outcome.result.request
     if request.method != "magnitude" and (mag_eval is None or not mag_sparsity):
@@ -469,34 +485,42 @@ def complete_point_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome,
                                                      progress, cancel, cache)
     check(cancel)
     outcome = replace(outcome, magnitude_sparsity=mag_sparsity, magnitude_eval=mag_eval)
-    sizes = [getattr(outcome, k) for k in SIZE_FIELDS]
-    if None in sizes[:3] or (sparse_deflate and sizes[3] is None):
-        outcome = sizes_job(model, bundle, outcome, sparse_deflate=sparse_deflate, progress=progress, cancel=cancel)
+    if needs_sizes(outcome, sparse_deflate, float16):
+        outcome = sizes_job(model, bundle, outcome, sparse_deflate=sparse_deflate, float16=float16,
+                            progress=progress, cancel=cancel)
     return outcome
 
 
+def needs_sizes(outcome: RunOutcome, sparse_deflate: bool, float16: bool) -> bool:
+    """Whether ``outcome`` lacks the ONNX sizes the settings show: any of them, the sparse-storage
+    file deflated (``sparse_deflate``), or those with (or without) float16 weights."""
+    sizes = [getattr(outcome, k) for k in SIZE_FIELDS[:4]]
+    return None in sizes[:3] or (sparse_deflate and sizes[3] is None) or outcome.sizes_float16 != float16
+
+
 def sizes_job(model: torch.nn.Module, bundle: Any, outcome: RunOutcome, *, sparse_deflate: bool = True,
-              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> RunOutcome:
+              float16: bool = False, progress: ProgressFn | None = None,
+              cancel: CancelToken | None = None) -> RunOutcome:
     """``outcome`` with its ONNX sizes measured (``sparse_deflate``: the sparse-storage file's
-    deflated size included, as when sparse storage is switched on after the run). ``outcome`` is
-    not modified."""
+    deflated size included, as when sparse storage is switched on after the run; ``float16``:
+    with float16 weights, as when that is switched). ``outcome`` is not modified."""
     from core.pruning import apply_result
 
     check(cancel)
-    sizes = _onnx_sizes(apply_result(model, outcome.result), bundle, progress, sparse_deflate)
+    sizes = _onnx_sizes(apply_result(model, outcome.result), bundle, progress, sparse_deflate, float16)
     return replace(outcome, **dict(zip(SIZE_FIELDS, sizes)))
 
 
 def export_points_job(model: torch.nn.Module, rows: Any, bundle: Any, folder: str, *, stem: str,
-                      sparse: bool = False, progress: ProgressFn | None = None,
+                      sparse: bool = False, float16: bool = False, progress: ProgressFn | None = None,
                       cancel: CancelToken | None = None) -> dict:
     """Export every sweep point whose weights the sweep kept to ``folder`` (core.sweep.export_points,
     each verified in onnxruntime and scored there on the evaluation images; ``sparse``: sparse
-    storage) → {(method, sparsity): ExportReport or None}."""
+    storage; ``float16``: float16 weights) → {(method, sparsity): ExportReport or None}."""
     from core.sweep import export_points
 
     return export_points(model, rows, folder, stem=stem, sample=sample_input(bundle),
-                         verify_batch=sample_input(bundle, 16), sparse=sparse,
+                         verify_batch=sample_input(bundle, 16), sparse=sparse, float16=float16,
                          evaluation=bundle.evaluation, progress=progress, cancel=cancel)
 
 
@@ -510,17 +534,17 @@ def refined_magnitude_job(model: torch.nn.Module, bundle: Any, request: Any, *, 
 
 
 def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *, sparse: bool = False,
-               reference: Any = None, progress: ProgressFn | None = None,
+               float16: bool = False, reference: Any = None, progress: ProgressFn | None = None,
                cancel: CancelToken | None = None) -> Any:
     """Export the pruned copy to ONNX (verified in onnxruntime, and scored there on the evaluation
-    images beside ``reference``, the run's EvalResult; ``sparse``: sparse storage)
-    → core.export.ExportReport."""
+    images beside ``reference``, the run's EvalResult; ``sparse``: sparse storage; ``float16``:
+    float16 weights) → core.export.ExportReport."""
     from core.export import export_onnx
     from core.pruning import apply_result
 
     pruned = apply_result(model, result)
     return export_onnx(pruned, sample_input(bundle), path, verify_batch=sample_input(bundle, 16),
-                       sparse=sparse, evaluation=bundle.evaluation, reference=reference,
+                       sparse=sparse, float16=float16, evaluation=bundle.evaluation, reference=reference,
                        progress=progress, cancel=cancel)
 
 

@@ -82,7 +82,8 @@ DATA_SUFFIXES = (".npz", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
 DEFAULT_REFINE_STEPS = 3  # "Refine result" with the Refine box off
 COMPARE_TITLE = "Refining the magnitude baseline"  # the background job behind "vs refined magnitude"
 POINT_TITLE = "Measuring the sweep's point"  # magnitude baseline and ONNX sizes of a point shown from a sweep
-SIZES_TITLE = "Measuring the sparse-storage file"  # a shown run's ONNX sizes after sparse storage is switched on
+SIZES_TITLE = "Measuring the ONNX file"  # a shown run's ONNX sizes after sparse storage or float16 is switched
+DENSE_SIZES_TITLE = "Measuring the dense ONNX file"  # the dense model's, after float16 weights are switched
 SWEEP_KEEP_BYTES = 1024**3  # a sweep keeps at most this much of its points' pruned weights, to show them
 DATA_TITLE = "Loading data"  # the data-loading task (a model that loads first waits for it)
 FILE_FILTER = "Models (*.pt *.pth *.pt2 *.ckpt *.bin *.pkl *.ts *.onnx);;ONNX models (*.onnx);;All files (*)"
@@ -410,6 +411,12 @@ class MainWindow(QMainWindow):
             tip="Store weights that are mostly zeros as ONNX sparse initializers: a smaller file with the "
                 "same values, which ONNX Runtime reads (other runtimes may not)")
         f.addAction(self.act_sparse)
+        self.act_float16 = self._action(
+            "Float16 &weights in ONNX files", self.set_float16_weights, checkable=True,
+            tip="Store each weight matrix in float16, read through a Cast to float32: about half the file, "
+                "computed in float32 as before, each weight rounded to float16 (the export scores the file "
+                "in ONNX Runtime)")
+        f.addAction(self.act_float16)
         f.addSeparator()
         f.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
 
@@ -513,6 +520,8 @@ class MainWindow(QMainWindow):
         self.act_presentation.setChecked(presentation)
         self.act_sparse.setChecked(st.read(s, "export/sparse_storage", False, bool))
         self.preview_panel.set_sparse_storage(self.act_sparse.isChecked())
+        self.act_float16.setChecked(st.read(s, "export/float16", False, bool))
+        self.preview_panel.set_float16(self.act_float16.isChecked())
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
@@ -537,6 +546,7 @@ class MainWindow(QMainWindow):
         s.setValue("view/theme", "dark" if self.act_dark.isChecked() else "light")
         s.setValue("view/presentation", self.act_presentation.isChecked())
         s.setValue("export/sparse_storage", self.act_sparse.isChecked())
+        s.setValue("export/float16", self.act_float16.isChecked())
         if not self.isFullScreen():
             s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/main_splitter", self.main_splitter.saveState())
@@ -614,7 +624,32 @@ class MainWindow(QMainWindow):
         the preview's ONNX size follows (File ▸ Sparse storage in ONNX files, remembered)."""
         self.act_sparse.setChecked(bool(on))
         self.preview_panel.set_sparse_storage(bool(on))
-        self._measure_sparse_sizes()
+        self._measure_sizes()
+
+    def set_float16_weights(self, on: bool) -> None:
+        """Exports (a run's and a sweep's) store their weight matrices in float16 behind Casts to
+        float32 (File ▸ Float16 weights in ONNX files, remembered); the preview's ONNX sizes, the
+        dense model's and the shown run's, are measured again so (in the background)."""
+        self.act_float16.setChecked(bool(on))
+        self.preview_panel.set_float16(bool(on))
+        self._measure_sizes()
+        self._measure_dense_sizes()
+
+    def _measure_dense_sizes(self) -> None:
+        """Measure the dense model's ONNX sizes again where they are not those the float16 setting
+        shows (``jobs.dense_sizes_job``, in the background)."""
+        baseline, half = self.baseline, self.act_float16.isChecked()
+        if (baseline is None or self.session is None or self.bundle is None or baseline.sizes_float16 == half
+                or any(t.title == DENSE_SIZES_TITLE for t in self.runner.running())):
+            return
+
+        def done(sizes: jobs.Baseline) -> None:
+            if self.baseline is baseline:  # the same model and data
+                self._on_baseline(replace(sizes, eval=baseline.eval), measured_only=True)
+            self._measure_dense_sizes()  # switched again meanwhile
+
+        self._submit(jobs.dense_sizes_job, self.session.light_model, self.bundle, float16=half,
+                     title=DENSE_SIZES_TITLE, lane="light", foreground=False, on_done=done)
 
     def _update_outcome(self, result: Any, **fields: Any) -> None:
         """Set ``fields`` on the run of ``result`` (a background job's measurement arriving),
@@ -626,21 +661,23 @@ class MainWindow(QMainWindow):
             self._refresh_after()
         self._refresh_runs()
 
-    def _measure_sparse_sizes(self) -> None:
-        """With sparse storage on, measure the shown run's sparse-storage file deflated, where its
-        run (made with the setting off) skipped that (``jobs.sizes_job``, in the background)."""
+    def _measure_sizes(self) -> None:
+        """Measure the shown run's ONNX sizes where they are not those the settings show: the
+        sparse-storage file deflated (its run, made with sparse storage off, skipped that), or
+        the files with (or without) float16 weights (``jobs.sizes_job``, in the background)."""
         outcome = self.outcome
-        if (not self.act_sparse.isChecked() or outcome is None or self.session is None or self.bundle is None
-                or outcome.onnx_bytes is None or outcome.sparse_compressed_bytes is not None
+        sparse, half = self.act_sparse.isChecked(), self.act_float16.isChecked()
+        if (outcome is None or self.session is None or self.bundle is None or outcome.onnx_bytes is None
+                or not jobs.needs_sizes(outcome, sparse, half)
                 or any(t.title == SIZES_TITLE for t in self.runner.running())):
             return
 
         def done(sized: jobs.RunOutcome) -> None:
             self._update_outcome(outcome.result, **{k: getattr(sized, k) for k in jobs.SIZE_FIELDS})
-            self._measure_sparse_sizes()  # another run may have been shown meanwhile
+            self._measure_sizes()  # another run may have been shown, or a setting switched, meanwhile
 
-        self._submit(jobs.sizes_job, self.session.loaded.model, self.bundle, outcome, title=SIZES_TITLE,
-                     lane="light", foreground=False, on_done=done)
+        self._submit(jobs.sizes_job, self.session.loaded.model, self.bundle, outcome, sparse_deflate=sparse,
+                     float16=half, title=SIZES_TITLE, lane="light", foreground=False, on_done=done)
 
     def set_dark(self, on: bool) -> None:
         """Switch between the dark and the light theme."""
@@ -967,6 +1004,8 @@ class MainWindow(QMainWindow):
         said = [f"the file takes it {' and '.join(kept)}"] if kept else []
         if getattr(loaded.model, "float16_weights", False) and "in float16" not in kept:  # float16 inside only
             said.append("its weights are float16")
+        elif getattr(loaded.model, "float16_storage", False):  # float16 weights read as float32
+            said.append("its weights are stored in float16 and computed in float32")
         if said:
             said[-1] += "; exports keep that"
         batch = getattr(loaded.model, "fixed_batch", None)
@@ -1027,18 +1066,25 @@ class MainWindow(QMainWindow):
         self.request_preview(self.controls.sparsity())
         self._update_busy()
 
-    def _on_baseline(self, baseline: jobs.Baseline) -> None:
+    def _on_baseline(self, baseline: jobs.Baseline, measured_only: bool = False) -> None:
+        """Show the dense model's accuracy and sizes (``measured_only``: its sizes measured again,
+        nothing else new)."""
         self.baseline = baseline
+        if measured_only:
+            self.preview_panel.set_dense_sizes(baseline.onnx_bytes, baseline.compressed_bytes, baseline.sparse_bytes,
+                                               baseline.sparse_compressed_bytes, baseline.sizes_float16)
+            return
         self._refresh_runs()
         keys = [k for k in self.session.summary.prunable_keys if k in self._weights] if self.session else []
         nonzeros = sum(int((self._weights[k] != 0).sum()) for k in keys) if self.session else None
         total = sum(self._weights[k].numel() for k in keys)
         self.preview_panel.set_dense(baseline.eval, nonzeros, baseline.onnx_bytes, baseline.compressed_bytes,
-                                     baseline.sparse_bytes, baseline.sparse_compressed_bytes)
+                                     baseline.sparse_bytes, baseline.sparse_compressed_bytes, baseline.sizes_float16)
         # a model that was pruned before (a pruned export opened again) has zeros of its own
         self.preview_panel.set_dense_sparsity(1 - nonzeros / total if nonzeros is not None and total else None)
         self._refresh_after()
         self._check_ready()
+        self._measure_dense_sizes()  # float16 switched while it was measured
 
     def _on_baseline_failed(self, exc: BaseException) -> None:
         if isinstance(exc, jobs.OtherImageSize) and self.session is not None and self.use_other_size(exc.shape):
@@ -1067,7 +1113,8 @@ class MainWindow(QMainWindow):
     def _measure_dense(self) -> None:
         """The dense model's accuracy and ONNX sizes on the current data, in the background."""
         self.preview_panel.caption.setText("Measuring the dense model…")
-        self._submit(jobs.baseline_job, self.session, self.bundle, title="Dense accuracy", lane="light",
+        self._submit(jobs.baseline_job, self.session, self.bundle, float16=self.act_float16.isChecked(),
+                     title="Dense accuracy", lane="light",
                      foreground=False, on_done=self._on_baseline, on_failed=self._on_baseline_failed)
 
     def _on_saliency(self, saliency: dict[str, np.ndarray]) -> None:
@@ -1195,6 +1242,7 @@ class MainWindow(QMainWindow):
             self._show_objective_of_outcome()  # a cancelled CHITA++ run's stages go
         self._submit(jobs.run_job, self.session.loaded.model, self.bundle, request, arch=self.session.loaded.arch,
                      cache=self.gradient_cache, sparse_deflate=self.act_sparse.isChecked(),
+                     float16=self.act_float16.isChecked(),
                      title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
                      on_done=self._on_run_done, on_cancelled=lambda: self._on_run_cancelled(tag),
                      on_failed=lambda exc: self._on_run_failed(tag, exc),
@@ -1229,6 +1277,7 @@ class MainWindow(QMainWindow):
 
         self._submit(jobs.refine_job, self.session.loaded.model, self.bundle, started, steps,
                      arch=self.session.loaded.arch, sparse_deflate=self.act_sparse.isChecked(),
+                     float16=self.act_float16.isChecked(),
                      title=f"Refining {method_label(req.method)} at {100 * req.sparsity:.0f}% ({steps} steps)",
                      on_done=done)
 
@@ -1257,6 +1306,7 @@ class MainWindow(QMainWindow):
         self._refresh_runs()
         self.shown = "run"
         self._refresh_after()
+        self._measure_sizes()  # a storage setting switched while it ran
         self._update_busy()
         self.run_finished.emit(outcome)
 
@@ -1283,7 +1333,7 @@ class MainWindow(QMainWindow):
         self.shown = "run"
         self._refresh_runs()
         self._refresh_after()
-        self._measure_sparse_sizes()
+        self._measure_sizes()
         self.statusBar().showMessage(f"Showing run {index + 1}: {describe_run(outcome)}. Export with Ctrl+E.", 8000)
         self.run_shown.emit(outcome)
 
@@ -1344,7 +1394,7 @@ class MainWindow(QMainWindow):
             self.preview_panel.set_after(
                 out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, sparse_bytes=out.sparse_bytes,
-                sparse_compressed=out.sparse_compressed_bytes, seconds=out.seconds,
+                sparse_compressed=out.sparse_compressed_bytes, sizes_float16=out.sizes_float16, seconds=out.seconds,
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity{samples_note(out.result)}{lam}."
                         f"{optimality_note(out.result)}{update_scale_note(out.result)}"
                         f"{refinement_note(out.result)}"
@@ -1490,7 +1540,8 @@ class MainWindow(QMainWindow):
             return
         result = self.outcome.result  # the report names this run even if another finishes meanwhile
         self._submit(jobs.export_job, self.session.loaded.model, result, self.bundle, path,
-                     sparse=self.act_sparse.isChecked(), reference=self.outcome.eval, title="Exporting ONNX",
+                     sparse=self.act_sparse.isChecked(), float16=self.act_float16.isChecked(),
+                     reference=self.outcome.eval, title="Exporting ONNX",
                      on_done=lambda report: self._on_exported(report, result))
 
     def _on_exported(self, report: Any, result: Any = None) -> None:
@@ -1635,7 +1686,8 @@ class MainWindow(QMainWindow):
         light = sizes_only or not row.result.request.refine_steps
         self._submit(jobs.complete_point_job, self.session.light_model if light else self.session.loaded.model,
                      self.bundle, outcome, arch=self.session.loaded.arch, cache=self.gradient_cache,
-                     sparse_deflate=self.act_sparse.isChecked(), title=POINT_TITLE,
+                     sparse_deflate=self.act_sparse.isChecked(), float16=self.act_float16.isChecked(),
+                     title=POINT_TITLE,
                      lane="light" if light else "heavy",
                      foreground=False, on_done=done, on_failed=lambda exc: self._refresh_after(),
                      on_cancelled=self._refresh_after)
@@ -1662,6 +1714,7 @@ class MainWindow(QMainWindow):
         rows = tuple(result.rows)
         self._submit(jobs.export_points_job, self.session.loaded.model, rows, self.bundle, folder,
                      stem=self.model_label.text(), sparse=self.act_sparse.isChecked(),
+                     float16=self.act_float16.isChecked(),
                      title=f"Exporting {len(rows)} points",
                      on_done=lambda reports: self._on_points_exported(folder, reports))
 

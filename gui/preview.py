@@ -119,9 +119,11 @@ class PreviewPanel(QGroupBox):
         self._dense_eval: Any = None
         self._after_eval: Any = None
         self._sparse_storage = False
+        self._float16 = False
         # per column: (dense file, deflated), (sparse-storage file, deflated)
         self._sizes: list[tuple[tuple[int | None, int | None], tuple[int | None, int | None]]] = [
             ((None, None), (None, None)), ((None, None), (None, None))]
+        self._sizes_float16 = [False, False]  # per column: whether its sizes are with float16 weights
 
     def clear(self) -> None:
         """Forget all numbers (a new model or data set)."""
@@ -132,34 +134,61 @@ class PreviewPanel(QGroupBox):
     def set_sparse_storage(self, on: bool) -> None:
         """Show the ONNX size of the file Export writes with sparse storage (``on``) or dense."""
         self._sparse_storage = bool(on)
-        self.names["onnx"].setText("ONNX size (sparse)" if on else "ONNX size")
+        self._show_sizes()
+
+    def set_float16(self, on: bool) -> None:
+        """Show the ONNX size of the file Export writes with float16 weights (``on``) or float32;
+        a column whose sizes were measured the other way says "measuring…" until they come."""
+        self._float16 = bool(on)
+        self._show_sizes()
+
+    def _show_sizes(self) -> None:
+        parts = [name for name, on in (("sparse", self._sparse_storage), ("float16", self._float16)) if on]
+        self.names["onnx"].setText("ONNX size" + (f" ({', '.join(parts)})" if parts else ""))
         for column in (0, 1):
             self._show_size(column)
 
     def _show_size(self, column: int) -> None:
         (dense, dense_z), (sparse, sparse_z) = self._sizes[column]
+        half = self._sizes_float16[column]
+        if dense is not None and half != self._float16:  # measured for the other setting
+            for key in ("onnx", "deflate"):
+                self.cells[key][column].setText("measuring…")
+                self.cells[key][column].setToolTip("Measuring the file with" + ("" if self._float16 else "out")
+                                                   + " float16 weights (File ▸ Float16 weights in ONNX files).")
+            return
         shown = (sparse, sparse_z) if self._sparse_storage else (dense, dense_z)
+        weights = (" Weights in float16 (File ▸ Float16 weights in ONNX files: each weight matrix stored in "
+                   "float16 and computed in float32)." if half else "")
         tip = ("" if dense is None else
                f"The .onnx file Export writes: {fmt_bytes(dense)} ({fmt_bytes(dense_z)} deflated) with every "
                f"weight written out, {fmt_bytes(sparse)} ({fmt_bytes(sparse_z)} deflated) with sparse storage "
                "(File ▸ Sparse storage in ONNX files: the weights that are mostly zeros as ONNX sparse "
-               "initializers, which ONNX Runtime reads; other runtimes may not).")
+               f"initializers, which ONNX Runtime reads; other runtimes may not).{weights}")
         for key, value in zip(("onnx", "deflate"), shown):
             self.cells[key][column].setText(fmt_bytes(value))
             self.cells[key][column].setToolTip(tip)
 
     def set_dense(self, ev: Any, nonzeros: int | None, onnx_bytes: int | None, compressed: int | None,
-                  sparse_bytes: int | None = None, sparse_compressed: int | None = None) -> None:
-        """Dense model numbers (EvalResult or None while computing)."""
+                  sparse_bytes: int | None = None, sparse_compressed: int | None = None,
+                  sizes_float16: bool = False) -> None:
+        """Dense model numbers (EvalResult or None while computing; ``sizes_float16``: the sizes
+        are with float16 weights)."""
         self._dense_eval = ev
         self.dense_acc.setText(fmt_acc(ev))
         self.dense_ci.setText(fmt_ci(ev))
         self.cells["loss"][0].setText("–" if ev is None else f"{ev.loss:.3f}")
         self.cells["nonzeros"][0].setText("–" if nonzeros is None else f"{nonzeros:,}")
         self.cells["sparsity"][0].setText("–" if nonzeros is None else "0.0%")
-        self._sizes[0] = ((onnx_bytes, compressed), (sparse_bytes, sparse_compressed))
-        self._show_size(0)
+        self.set_dense_sizes(onnx_bytes, compressed, sparse_bytes, sparse_compressed, sizes_float16)
         self._update_delta()
+
+    def set_dense_sizes(self, onnx_bytes: int | None, compressed: int | None, sparse_bytes: int | None,
+                        sparse_compressed: int | None, sizes_float16: bool = False) -> None:
+        """The dense model's ONNX sizes alone (measured again after a setting changed)."""
+        self._sizes[0] = ((onnx_bytes, compressed), (sparse_bytes, sparse_compressed))
+        self._sizes_float16[0] = bool(sizes_float16)
+        self._show_size(0)
 
     def set_dense_sparsity(self, fraction: float | None) -> None:
         """Sparsity the dense model already has (usually 0)."""
@@ -168,9 +197,10 @@ class PreviewPanel(QGroupBox):
     def set_after(self, ev: Any, *, title: str, caption: str, result: Any = None,
                   onnx_bytes: int | None = None, compressed: int | None = None,
                   sparse_bytes: int | None = None, sparse_compressed: int | None = None,
-                  seconds: float | None = None,
+                  sizes_float16: bool = False, seconds: float | None = None,
                   stale: bool = False) -> None:
-        """Numbers of the pruned copy: a PruneResult, its EvalResult and its ONNX sizes."""
+        """Numbers of the pruned copy: a PruneResult, its EvalResult and its ONNX sizes
+        (``sizes_float16``: with float16 weights)."""
         self._after_eval = ev
         self.after_title.setText(title)
         self.after_acc.setText(fmt_acc(ev))
@@ -183,6 +213,7 @@ class PreviewPanel(QGroupBox):
             self.cells["nonzeros"][1].setText("–")
             self.cells["sparsity"][1].setText("–")
         self._sizes[1] = ((onnx_bytes, compressed), (sparse_bytes, sparse_compressed))
+        self._sizes_float16[1] = bool(sizes_float16)
         self._show_size(1)
         self.cells["time"][1].setText("–" if seconds is None else f"{seconds:.1f} s")
         self.caption.setText(caption)

@@ -46,6 +46,7 @@ def _outcome_state(outcome: RunOutcome) -> dict[str, Any]:
     return {"result": result_state(outcome.result), "eval": eval_state(outcome.eval),
             "onnx_bytes": outcome.onnx_bytes, "compressed_bytes": outcome.compressed_bytes,
             "sparse_bytes": outcome.sparse_bytes, "sparse_compressed_bytes": outcome.sparse_compressed_bytes,
+            "sizes_float16": bool(outcome.sizes_float16),
             "magnitude_sparsity": dict(outcome.magnitude_sparsity),
             "magnitude_eval": None if outcome.magnitude_eval is None else eval_state(outcome.magnitude_eval),
             "seconds": float(outcome.seconds), "from_sweep": bool(outcome.from_sweep)}
@@ -58,7 +59,8 @@ def _outcome_from_state(state: dict[str, Any]) -> RunOutcome:
                       None if mag is None else eval_from_state(mag), float(state.get("seconds", 0.0)),
                       bool(state.get("from_sweep", False)), restored=True,
                       sparse_bytes=state.get("sparse_bytes"),  # absent from files saved before they existed
-                      sparse_compressed_bytes=state.get("sparse_compressed_bytes"))
+                      sparse_compressed_bytes=state.get("sparse_compressed_bytes"),
+                      sizes_float16=bool(state.get("sizes_float16", False)))
 
 
 def save_runs(folder: Path, key: str, runs: Sequence[RunOutcome]) -> int:

@@ -103,14 +103,15 @@ def describe_settings(outcome: Any) -> str:
 CSV_COLUMNS = ("run", "method", "sparsity", "scope", "accuracy", "accuracy_lo", "accuracy_hi", "loss",
                "n_eval", "change_vs_dense", "change_lo", "change_hi", "change_vs_magnitude",
                "vs_magnitude_lo", "vs_magnitude_hi", "nonzeros", "total", "lambda", "seconds",
-               "onnx_bytes", "compressed_bytes", "sparse_onnx_bytes", "sparse_compressed_bytes", "settings")
+               "onnx_bytes", "compressed_bytes", "sparse_onnx_bytes", "sparse_compressed_bytes", "float16_weights",
+               "settings")
 
 
 def write_runs_csv(runs: Sequence[Any], dense: Any, path: str | Path) -> None:
     """One line per run (oldest first, numbered as in the table): accuracy with its 95% interval,
     the change against dense and against magnitude at the same sparsity with their paired
     intervals (empty where not measured), sizes (ONNX with dense and with sparse storage, each as
-    written and deflated), λ,
+    written and deflated; ``float16_weights``: whether they are the files' with float16 weights), λ,
     seconds and settings."""
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -128,6 +129,7 @@ def write_runs_csv(runs: Sequence[Any], dense: Any, path: str | Path) -> None:
                         "" if outcome.compressed_bytes is None else outcome.compressed_bytes,
                         "" if outcome.sparse_bytes is None else outcome.sparse_bytes,
                         "" if outcome.sparse_compressed_bytes is None else outcome.sparse_compressed_bytes,
+                        "" if outcome.onnx_bytes is None else int(bool(getattr(outcome, "sizes_float16", False))),
                         describe_settings(outcome)])
 
 

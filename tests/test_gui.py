@@ -564,6 +564,58 @@ def test_sparse_storage_setting_reaches_preview_export_and_next_session(qtbot, w
     assert not hooks.errors
 
 
+def test_float16_weights_setting_reaches_preview_export_and_next_session(qtbot, window: MainWindow, hooks,
+                                                                          settings_dir: Path, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    """File ▸ Float16 weights in ONNX files: the dense and the shown run's ONNX sizes are measured
+    again with float16 weights (about half), the export writes float16 weights of that very size
+    and scores the file in onnxruntime, runs record which sizes they hold, and the choice is
+    remembered."""
+    import onnx
+
+    from gui.preview import fmt_bytes
+
+    outcome = run_and_wait(qtbot, window, "magnitude", 70)
+    panel = window.preview_panel
+    dense32 = window.baseline.onnx_bytes
+    assert not outcome.sizes_float16 and not window.act_float16.isChecked()
+    window.act_float16.trigger()  # both columns measured again, in the background
+    assert panel.names["onnx"].text() == "ONNX size (float16)"
+    qtbot.waitUntil(lambda: window.outcome.sizes_float16 and window.baseline.sizes_float16, timeout=RUN_TIMEOUT_MS)
+    outcome = window.outcome
+    assert window.runs[-1] is outcome and window.baseline.eval is not None
+    assert 0.45 * dense32 < window.baseline.onnx_bytes < 0.6 * dense32
+    assert panel.cells["onnx"][1].text() == fmt_bytes(outcome.onnx_bytes)
+    assert panel.cells["onnx"][0].text() == fmt_bytes(window.baseline.onnx_bytes)
+    assert "float16" in panel.cells["onnx"][1].toolTip()
+
+    target = tmp_path / "half.onnx"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.act_export.trigger()
+    report = blocker.args[0]
+    assert report.float16_tensors == 3 and not report.sparse
+    assert target.stat().st_size == report.onnx_bytes == outcome.onnx_bytes  # the preview told the truth
+    assert report.compressed_bytes == outcome.compressed_bytes
+    halves = [t for t in onnx.load(str(target)).graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    assert len(halves) == 3 and report.onnx_eval is not None and report.scored_differently <= 2
+    assert any("3 weight tensors in float16" in text for title, text in hooks.infos if title == "Export finished")
+
+    window.act_float16.trigger()  # off again: float32 sizes come back
+    assert panel.names["onnx"].text() == "ONNX size"
+    qtbot.waitUntil(lambda: not window.outcome.sizes_float16 and not window.baseline.sizes_float16,
+                    timeout=RUN_TIMEOUT_MS)
+    assert window.baseline.onnx_bytes == dense32
+    window.act_float16.trigger()
+    window.save_settings()
+    again = make_window(qtbot, settings_dir)
+    assert again.act_float16.isChecked() and again.preview_panel.names["onnx"].text() == "ONNX size (float16)"
+    with qtbot.waitSignal(again.ready, timeout=LOAD_TIMEOUT_MS):
+        again.start(demo="digits_mlp")
+    assert again.baseline.sizes_float16 and again.baseline.onnx_bytes < 0.6 * dense32  # measured so at once
+    assert not hooks.errors
+
+
 def test_bad_file_shows_error_dialog(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"this is not a model")
@@ -656,7 +708,8 @@ def test_an_onnx_file_opens_prunes_and_exports(qtbot, window: MainWindow, hooks,
 def test_the_model_line_says_what_an_onnx_files_export_keeps(qtbot, window: MainWindow, hooks,
                                                              tmp_path: Path) -> None:
     """The model line of a file with float32 input and float16 weights inside says so, and that
-    exports keep it; a float16 file says it takes its input in float16; a file exported for one
+    exports keep it; a float16 file says it takes its input in float16; a file with float16
+    weights behind Casts says they are computed in float32; a file exported for one
     image at a time says its batch is fixed, and that exports leave it open."""
     import warnings
 
@@ -673,6 +726,12 @@ def test_the_model_line_says_what_an_onnx_files_export_keeps(qtbot, window: Main
         with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
             drop_file(window, path)
         assert f"input 1×8×8 {said}" in window.model_info.text()
+    stored = tmp_path / "float16_storage.onnx"  # float16 weights behind Casts (export_onnx(float16=True))
+    export_onnx(load_demo("digits_cnn").model, torch.randn(2, 1, 8, 8), stored, float16=True)
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        drop_file(window, stored)
+    assert ("input 1×8×8 (its weights are stored in float16 and computed in float32; exports keep that)"
+            in window.model_info.text())
     fixed = tmp_path / "fixed_batch.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
