@@ -11,6 +11,11 @@ onnxruntime), and prints the source's and the pruned file's bytes (and deflated)
 the float32 row's, the accuracy in onnxruntime on the shared test images with its 95% Wilson
 interval beside PyTorch's, and the images they score differently.
 
+A second table takes the float32 file's pruned network and exports it four ways: float32
+weights (the baseline), sparse storage, float16 weights (``export_onnx(float16=True)``, the
+CLI's ``--float16``, the app's File ▸ Float16 weights: float16 initializers read through Casts to
+float32) and both, each verified and scored in onnxruntime, and timed there on 64 images.
+
     python benchmarks/onnx_float16.py [--sparsity 0.7]
 """
 
@@ -38,6 +43,24 @@ def _pct(e) -> str:
     return f"{100 * e.accuracy:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
 
 
+def _run_ms(path: Path, x) -> float:
+    """Median milliseconds of onnxruntime (CPU) on the batch ``x``, over 30 runs after 3 warm-ups."""
+    import statistics
+
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    for _ in range(3):
+        session.run(None, feed)
+    times = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sparsity", type=float, default=0.7)
@@ -62,6 +85,7 @@ def main() -> int:
           "prune + export s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     base = None
+    first = None  # the float32 file's pruned network
     for label, path in files.items():
         source = evaluate_onnx(path, images)
         graph = load_model(path).model
@@ -72,9 +96,31 @@ def main() -> int:
         rep = export_onnx(pruned, images.x[:2], out, verify_batch=images.x[:64], evaluation=images)
         seconds = time.perf_counter() - t0
         base = base or rep.onnx_bytes
+        first = first or (pruned, rep.reference_eval)
         print(f"| {label} | {path.stat().st_size:,} | {_pct(source)} | {rep.onnx_bytes:,} ({rep.compressed_bytes:,}) | "
               f"{rep.onnx_bytes / base:.2f}× | {_pct(rep.onnx_eval)} | {_pct(rep.reference_eval)} | "
               f"{rep.scored_differently} | {rep.interface} | {seconds:.1f} |", flush=True)
+
+    pruned, reference = first
+    print(f"\nThe float32 file's pruned network (CHITA at {args.sparsity}) exported four ways; "
+          f"PyTorch's accuracy {_pct(reference)}\n")
+    print("| export | file bytes (deflated) | × float32 weights' | weight tensors in float16 / sparse | "
+          "max abs difference from PyTorch (64 images) | accuracy in onnxruntime | images scored differently | "
+          "export + verify s | onnxruntime ms per 64 images (× float32 weights') |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    base_ms = None
+    base = None
+    for label, sparse, half in (("float32 weights", False, False), ("sparse storage", True, False),
+                                ("float16 weights", False, True), ("float16 weights, sparse storage", True, True)):
+        out = folder / f"pruned_{int(sparse)}{int(half)}.onnx"
+        rep = export_onnx(pruned, images.x[:2], out, verify_batch=images.x[:64], evaluation=images,
+                          reference=reference, sparse=sparse, float16=half)
+        base = base or rep.onnx_bytes
+        ms = _run_ms(out, images.x[:64])
+        base_ms = base_ms or ms
+        print(f"| {label} | {rep.onnx_bytes:,} ({rep.compressed_bytes:,}) | {rep.onnx_bytes / base:.2f}× | "
+              f"{rep.float16_tensors} / {rep.sparse_tensors} | {rep.max_abs_diff:.2e} | {_pct(rep.onnx_eval)} | "
+              f"{rep.scored_differently} | {rep.seconds:.1f} | {ms:.1f} ({ms / base_ms:.2f}×) |", flush=True)
     return 0
 
 
