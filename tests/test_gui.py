@@ -1125,7 +1125,8 @@ def test_a_sweep_point_is_shown_and_exported_like_a_run(qtbot, window: MainWindo
     """Double-clicking a sweep's row shows that point: it joins the Runs tab, the sidebar shows
     its accuracy against magnitude (the sweep's own magnitude row), its ONNX sizes arrive from a
     background job (in the light lane: it needs no gradients, so it never waits behind a running
-    sweep), and Export writes exactly its masks. Showing it again adds no run."""
+    sweep), and Export writes exactly its masks, with float16 weights once they are switched on.
+    Showing it again adds no run."""
     from gui.main_window import POINT_TITLE
 
     lanes = []
@@ -1168,6 +1169,15 @@ def test_a_sweep_point_is_shown_and_exported_like_a_run(qtbot, window: MainWindo
         window.export_to(str(tmp_path / "point.onnx"))
     zeros = window.last_export.zero_fractions
     assert zeros and all(a == pytest.approx(row.result.layer_sparsity[k], abs=1e-6) for k, (a, _) in zeros.items())
+    # float16 weights switched on: the shown point's sizes are measured again, the points export so
+    window.set_float16_weights(True)
+    qtbot.waitUntil(lambda: window.outcome.sizes_float16, timeout=RUN_TIMEOUT_MS)
+    assert window.outcome.result is row.result and window.outcome.onnx_bytes < 0.6 * window.last_export.onnx_bytes
+    (tmp_path / "points").mkdir()
+    with qtbot.waitSignal(window.points_exported, timeout=RUN_TIMEOUT_MS) as done:
+        window.export_points_to(str(tmp_path / "points"))
+    assert [rep.float16_tensors for rep in done.args[0].values()] == [3, 3, 3, 3]
+    window.set_float16_weights(False)
     # a marker clicked on the plot: magnitude's own point is its own baseline
     view.plot.point_clicked.emit("magnitude", 0.5)
     assert window.outcome.result is view.point_result("magnitude", 0.5)
