@@ -1559,11 +1559,13 @@ class MainWindow(QMainWindow):
             ("Compressed (deflate)", f"{report.compressed_bytes:,} bytes ({fmt_bytes(report.compressed_bytes)})"),
             ("Storage", describe_storage(report)),
         ]
+        half = " (float16 weights)" if dense is not None and dense.sizes_float16 else ""  # as measured
         if dense is not None and dense.onnx_bytes and report.sparse_tensors:
-            rows.append(("Dense model's file", f"{dense.onnx_bytes:,} bytes ({fmt_bytes(dense.onnx_bytes)}) "
+            rows.append((f"Dense model's file{half}", f"{dense.onnx_bytes:,} bytes ({fmt_bytes(dense.onnx_bytes)}) "
                          f"→ {dense.onnx_bytes / max(1, report.onnx_bytes):.1f}× smaller as written"))
         if dense is not None and dense.compressed_bytes:
-            rows.append(("Dense model, compressed", f"{dense.compressed_bytes:,} bytes ({fmt_bytes(dense.compressed_bytes)}) "
+            rows.append((f"Dense model{half}, compressed",
+                         f"{dense.compressed_bytes:,} bytes ({fmt_bytes(dense.compressed_bytes)}) "
                          f"→ {dense.compressed_bytes / max(1, report.compressed_bytes):.1f}× smaller"))
         scored = describe_onnx_accuracy(report)
         rows += [

@@ -599,7 +599,8 @@ def test_float16_weights_setting_reaches_preview_export_and_next_session(qtbot, 
     assert report.compressed_bytes == outcome.compressed_bytes
     halves = [t for t in onnx.load(str(target)).graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
     assert len(halves) == 3 and report.onnx_eval is not None and report.scored_differently <= 2
-    assert any("3 weight tensors in float16" in text for title, text in hooks.infos if title == "Export finished")
+    assert any("3 weight tensors in float16" in text and "Dense model (float16 weights), compressed" in text
+               for title, text in hooks.infos if title == "Export finished")
 
     window.act_float16.trigger()  # off again: float32 sizes come back
     assert panel.names["onnx"].text() == "ONNX size"
