@@ -280,6 +280,7 @@ def test_runs_tab_saves_its_runs_as_csv(qtbot, window: MainWindow, hooks, tmp_pa
         assert int(row["sparse_onnx_bytes"]) == outcome.sparse_bytes
         assert row["sparse_compressed_bytes"] == ("" if outcome.sparse_compressed_bytes is None
                                                   else str(outcome.sparse_compressed_bytes))
+        assert row["float16_weights"] == "0"  # the sizes are the float32 files'
     m = paired_difference(first.eval, first.magnitude_eval)
     assert float(rows[0]["change_vs_magnitude"]) == m.difference and float(rows[0]["lambda"]) == first.result.lam
     assert rows[1]["change_vs_magnitude"] == "" and rows[1]["lambda"] == ""  # magnitude itself
@@ -303,6 +304,8 @@ def test_runs_come_back_in_the_next_session_for_the_same_model_and_data(qtbot, s
     assert none.args[0] == 0
     chita = run_and_wait(qtbot, first, "chita", 85)
     mag = run_and_wait(qtbot, first, "magnitude", 60)
+    first.set_float16_weights(True)  # the shown run (magnitude) is measured again with float16 weights
+    qtbot.waitUntil(lambda: first.outcome.sizes_float16, timeout=RUN_TIMEOUT_MS)
     first.close()
     files = list(runs_store.runs_folder(first.settings).glob("*.pt"))
     assert len(files) == 1
@@ -317,6 +320,8 @@ def test_runs_come_back_in_the_next_session_for_the_same_model_and_data(qtbot, s
     assert back.sparse_bytes == chita.sparse_bytes is not None
     assert back.sparse_compressed_bytes == chita.sparse_compressed_bytes
     assert second.runs[1].eval.accuracy == mag.eval.accuracy
+    assert not back.sizes_float16 and second.runs[1].sizes_float16  # each run keeps which sizes it holds
+    assert second.runs[1].onnx_bytes < 0.6 * mag.onnx_bytes
     assert "Restored 2 runs" in second.statusBar().currentMessage()
     assert second.runs_view.table.rowCount() == 2 and all(r.restored for r in second.runs)
     assert second.runs_view.table.item(1, 9).text().endswith("earlier session")  # Settings; run 1 is the older
