@@ -726,6 +726,10 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                        "error where BatchNorm is not recalibrated after it")
         p.add_argument("--layers", metavar="NAMES", help="comma-separated weight names to prune "
                        "(default: every Conv/Linear weight; literature preset for mlpnet/resnet20)")
+        p.add_argument("--keep-first", dest="keep_first", action="store_true",
+                       help="leave the first of the pruned layers (model order) dense")
+        p.add_argument("--keep-last", dest="keep_last", action="store_true",
+                       help="leave the last of the pruned layers (model order) dense, e.g. the classifier")
 
     p = subparsers.add_parser("prune", parents=common, help="prune one model at one sparsity")
     add_model_arguments(p)
@@ -768,7 +772,8 @@ def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
                            recalibrate_bn=args.recal, stages=args.stages,
                            recalibrate_between_stages=args.between, refine_steps=args.refine,
                            images_per_row=args.per_row, bn_augment=args.bn_augment,
-                           schedule=args.schedule, update_scale=args.update_scale)
+                           schedule=args.schedule, update_scale=args.update_scale,
+                           keep_first=args.keep_first, keep_last=args.keep_last)
     validate_request(request)  # before the model and the data are loaded, not after
     return request
 
@@ -889,6 +894,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "refine_images_per_row": result.info.get("refine_images_per_row"),
         "timings": dict(result.timings),
         "layer_sparsity": dict(result.layer_sparsity),
+        "kept_dense": list(result.info.get("kept_dense", [])),
     }
     if export is not None:
         data["export"] = export_fields(export)
@@ -899,7 +905,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     lines = [
         f"Model:      {loaded.source}",
         f"Method:     {args.method} at {100 * result.sparsity:.2f}% sparsity "
-        f"({result.nonzeros:,} of {result.total:,} prunable weights kept)",
+        f"({result.nonzeros:,} of {result.total:,} prunable weights kept"
+        + (f"; {', '.join(result.info['kept_dense'])} left dense" if result.info.get("kept_dense") else "") + ")",
         f"Accuracy:   {pct(after)} on {after.n:,} images; dense {pct(before)}",
         f"Change:     {change.describe('dense')}",
         f"Loss:       {after.loss:.4f} (dense {before.loss:.4f})",
@@ -996,7 +1003,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         loaded = model_from_args(args, progress, cancel)
         bundle = bundle_from_args(args, loaded)
         try:
+            first = _request_from_args(args, methods[0], args.sparsities[0])
             res = run_sweep(loaded.model, bundle, methods, list(args.sparsities),
+                            layers=first.layers, keep_first=first.keep_first, keep_last=first.keep_last,
                             samples=args.samples, seed=args.seed, arch=loaded.arch,
                             recalibrate_bn=args.recal, scope=args.scope, lam=args.lam,
                             stages=args.stages, recalibrate_between_stages=args.between,
@@ -1058,7 +1067,7 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
     data = {"model": loaded.source, "dense_accuracy": res.dense.accuracy,
             "dense_accuracy_ci": list(res.dense.accuracy_ci), "n_eval": res.dense.n,
             "rows": rows, "seconds": res.seconds, "samples": res.meta["samples_used"],
-            "samples_asked": res.meta["samples"]}
+            "samples_asked": res.meta["samples"], "kept_dense": list(res.meta.get("kept_dense", []))}
     lines = [f"Model: {loaded.source}; dense {100 * res.dense.accuracy:.2f}% on {res.dense.n:,} images",
              f"{'method':<16}{'sparsity':>9}{'accuracy':>10}{'95% interval':>18}"
              f"{'vs dense, points [95%]':>28}" + (f"{'vs magnitude [95%]':>28}" if has_versus else "")
@@ -1079,6 +1088,8 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
                  "split evenly over its points; evaluation excluded.")
     if res.meta.get("samples_note"):
         lines.append(f"gradients: {res.meta['samples_note']} (give more calibration images for more rows).")
+    if res.meta.get("kept_dense"):
+        lines.append(f"left dense: {', '.join(res.meta['kept_dense'])} (--keep-first / --keep-last).")
     if getattr(args, "export_dir", None):
         written = [e for e in exports.values() if e is not None]
         lines.append(f"exported: {len(written)} of {len(res.rows)} points to {args.export_dir}, each "

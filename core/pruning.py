@@ -66,7 +66,9 @@ class PruneRequest:
     ``sparsity`` is the fraction of the prunable weights set to zero (0 ≤ s < 1).
     ``scope`` is ``"global"`` (one budget over all prunable weights) or ``"layer"`` (the same
     sparsity in every layer). ``layers`` names the prunable weights (parameter names); ``None``
-    takes the model's preset (see :mod:`core.prunable`). ``samples`` is n, the number of
+    takes the model's preset (see :mod:`core.prunable`). ``keep_first`` / ``keep_last`` leave
+    the first / last of them (in the model's parameter order) dense, as deployments often keep
+    the input and classifier layers (:func:`request_layers`). ``samples`` is n, the number of
     per-sample gradient rows. ``lam`` is the ridge λ; ``None`` chooses it on held-out calibration
     loss. ``recalibrate_bn`` ``None`` means on for models with BatchNorm. ``seed`` 0 uses the
     calibration images in the data split's own (seeded) order; another seed reshuffles which of
@@ -142,6 +144,8 @@ class PruneRequest:
     schedule: str = "log"  # CHITA++ schedule shape: "log" or "cubic" (chitapp_schedule)
     update_scale: float | None = 1.0  # α in w̄ + α(w − w̄) on the kept weights (UPDATE_SCALE_METHODS);
     # None: chosen on held-out error from UPDATE_SCALES when BatchNorm is not recalibrated
+    keep_first: bool = False  # leave the first prunable layer dense (request_layers)
+    keep_last: bool = False  # leave the last prunable layer dense
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,23 @@ def validate_request(request: PruneRequest) -> None:
 def default_layers(model: nn.Module, arch: str | None = None) -> list[str]:
     """The prunable weights a run uses when the request names none (literature preset)."""
     return prunable_parameters(model, arch, preset="literature")
+
+
+def request_layers(model: nn.Module, request: PruneRequest, arch: str | None = None) -> list[str]:
+    """The weights ``request`` prunes: its ``layers`` (else :func:`default_layers`) less the
+    first and/or last of them in the model's parameter order where ``keep_first`` /
+    ``keep_last`` ask. Raises :class:`StudioError` where that leaves none."""
+    names = list(request.layers) if request.layers else default_layers(model, arch)
+    if request.keep_first or request.keep_last:
+        order = {n: i for i, (n, _) in enumerate(model.named_parameters())}
+        ranked = sorted((n for n in names if n in order), key=order.__getitem__)
+        kept = ({ranked[0]} if request.keep_first and ranked else set()) | \
+               ({ranked[-1]} if request.keep_last and ranked else set())
+        names = [n for n in names if n not in kept]
+        if not names:
+            raise StudioError(f"keeping {' and '.join(sorted(kept))} dense leaves no layer to prune",
+                              field="layers", fix="keep fewer layers dense, or name more layers to prune.")
+    return names
 
 
 def _flat(model: nn.Module, names: list[str]) -> torch.Tensor:
@@ -499,7 +520,7 @@ class _Context:
         self.request, self.progress, self.cancel = request, progress, cancel
         self.base = copy.deepcopy(model)
         set_eval_mode(self.base)
-        self.names = list(request.layers) if request.layers else default_layers(self.base, arch)
+        self.names = request_layers(self.base, request, arch)
         self.A: torch.Tensor | None = None
         self.c: torch.Tensor | None = None  # Aᵀc = mean gradient (core.fisher.fisher_factor)
         # single-stage methods with gradients may reuse the last run's G (same model and sample)
@@ -560,6 +581,9 @@ class _Context:
         self.bn_images = torch.cat([self.x_g, rest[: max(0, BN_IMAGES - n)]])[:BN_IMAGES]
         self.info: dict[str, object] = {"samples": self.rows, "holdout": len(self.x_h),
                                         "layers": len(self.names)}
+        if request.keep_first or request.keep_last:  # the layers left dense, by name
+            every = request_layers(self.base, replace(request, keep_first=False, keep_last=False), arch)
+            self.info["kept_dense"] = [n for n in every if n not in self.names]
         if (request.method in NEEDS_GRADIENTS or request.refine_steps > 0) \
                 and self.rows < request.samples:  # the calibration set holds fewer
             self.info["samples_asked"] = request.samples

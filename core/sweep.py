@@ -103,11 +103,15 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
               lam: float | None = None, stages: int = 0,
               recalibrate_between_stages: bool = False, refine_steps: int = 0,
               images_per_row: int = 1, bn_augment: str = "auto", schedule: str = "log",
-              update_scale: float | None = 1.0, progress: ProgressFn | None = None,
+              update_scale: float | None = 1.0, layers: tuple[str, ...] | None = None,
+              keep_first: bool = False, keep_last: bool = False, progress: ProgressFn | None = None,
               cancel: CancelToken | None = None,
               on_partial: Callable[[SweepResult], None] | None = None,
               cache: GradientCache | None = None, keep_results: int = 0) -> SweepResult:
     """Prune with each method at each sparsity and evaluate on the bundle's evaluation images.
+
+    ``layers``, ``keep_first`` and ``keep_last`` choose the pruned weights as in
+    :class:`core.pruning.PruneRequest`; the other settings are its fields too.
 
     ``model`` is never modified. Progress is reported per (method, sparsity) point under the
     stage ``"sweep"``; the inner stages (gradients, solve) are forwarded with a prefix.
@@ -139,6 +143,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
     samples_used: int | None = None  # gradient rows, where the calibration set gave fewer
     samples_note: str | None = None
     kept_bytes = 0  # of the PruneResults kept on rows (keep_results)
+    kept_dense: list[str] = []  # the layers keep_first / keep_last left dense, by name
 
     def meta() -> dict:
         """The sweep's settings, and the gradient rows where fewer than asked."""
@@ -146,7 +151,9 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                 "samples_note": samples_note, "seed": seed, "scope": scope,
                 "recalibrate_bn": recalibrate_bn, "refine_steps": refine_steps,
                 "images_per_row": images_per_row, "bn_augment": bn_augment,
-                "schedule": schedule, "update_scale": update_scale}
+                "schedule": schedule, "update_scale": update_scale,
+                "layers": None if layers is None else list(layers), "keep_first": keep_first,
+                "keep_last": keep_last, "kept_dense": list(kept_dense)}
 
     for method in methods:
         check(cancel)
@@ -161,7 +168,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                                recalibrate_between_stages=recalibrate_between_stages,
                                refine_steps=refine_steps, images_per_row=images_per_row,
                                bn_augment=bn_augment, schedule=schedule,
-                               update_scale=update_scale)
+                               update_scale=update_scale, layers=None if layers is None else tuple(layers),
+                               keep_first=keep_first, keep_last=keep_last)
         t1 = time.perf_counter()
         evaluating = 0.0  # seconds of evaluation and on_partial inside the path: not pruning time
         points: dict[int, tuple[EvalResult, PruneResult, bool]] = {}  # by position; kept?
@@ -174,6 +182,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
             keep = kept_bytes + res.nbytes <= keep_results
             kept_bytes += res.nbytes if keep else 0
             points[i] = (ev, res, keep)
+            if not kept_dense:
+                kept_dense.extend(res.info.get("kept_dense", []))
             fewer = describe_samples(res.info)
             if fewer and samples_note is None:
                 samples_used, samples_note = int(res.info["samples"]), fewer

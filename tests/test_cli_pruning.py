@@ -394,6 +394,28 @@ def test_sparse_storage_from_prune_and_sweep(capsys, tmp_path):
         assert "--sparse-storage" in err and "What to do" in err
 
 
+def test_layer_choice_reaches_prune_and_sweep(capsys):
+    """--layers, --keep-first and --keep-last choose the pruned weights in prune and in sweep
+    alike (sweep ignored --layers before): the budget is those layers', the others keep every
+    weight, and the output names the layers left dense."""
+    base = ("demo:digits_mlp", "--data", "digits")
+    one = _json(capsys, "prune", *base, "--method", "magnitude", "--sparsity", "0.5", "--layers", "fc1.weight")
+    assert (one["prunable_weights"], one["nonzeros"]) == (4096, 2048) and one["kept_dense"] == []
+    rows = _json(capsys, "sweep", *base, "--methods", "magnitude", "--sparsities", "0.5",
+                 "--layers", "fc1.weight")["rows"]
+    assert [r["nonzeros"] for r in rows] == [2048]
+    kept = _json(capsys, "prune", *base, "--method", "chita", "--sparsity", "0.7", "--samples", "128",
+                 "--keep-first", "--keep-last")
+    assert kept["kept_dense"] == ["fc1.weight", "fc3.weight"] and set(kept["layer_sparsity"]) == {"fc2.weight"}
+    assert kept["prunable_weights"] == 2048 and kept["nonzeros"] == round(0.3 * 2048)
+    sweep = _json(capsys, "sweep", *base, "--methods", "magnitude,chita", "--sparsities", "0.5,0.9",
+                  "--samples", "128", "--keep-last")
+    assert sweep["kept_dense"] == ["fc3.weight"]
+    assert [r["nonzeros"] for r in sweep["rows"]] == [round(0.5 * 6144), round(0.1 * 6144)] * 2
+    assert main(["prune", *base, "--sparsity", "0.5", "--layers", "fc1.weight", "--keep-first", "-q"]) == 2
+    assert "leaves no layer to prune" in capsys.readouterr().err
+
+
 def test_float16_weights_from_export_prune_and_sweep(capsys, tmp_path):
     """--float16: the files store their weight matrices in float16 (about half the bytes), are
     scored in onnxruntime beside PyTorch, and combine with --sparse-storage; without a file to

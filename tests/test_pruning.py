@@ -1341,3 +1341,30 @@ def test_torchscript_models_prune_like_the_modules_they_were_scripted_from(digit
                                    dynamic_shapes=({0: batch},)).module()
     graph = prune(exported, digits.calibration, req)
     assert graph.info["bn_torchscript"] and not graph.buffers
+
+
+@pytest.mark.parametrize("method", ["magnitude", "chita"])
+def test_keep_first_and_last_leave_those_layers_dense(run, models, method):
+    """keep_first / keep_last drop the first / last prunable layer (model order) from the run:
+    the budget is the other layers' (exactly k of them kept), the kept layers have no mask and
+    keep their weights when the result is applied, and the run names them (info["kept_dense"])."""
+    model = models["digits_cnn"]
+    every = default_layers(model, "digits_cnn")
+    for first, last in ((True, False), (False, True), (True, True)):
+        result, unchanged = run("digits_cnn", method=method, sparsity=0.8, keep_first=first, keep_last=last)
+        dense = [every[0]] * first + [every[-1]] * last
+        names = [n for n in every if n not in dense]
+        assert pruning.request_layers(model, result.request, "digits_cnn") == names and unchanged
+        sizes = [dict(model.named_parameters())[n].numel() for n in names]
+        assert result.total == sum(sizes) and result.nonzeros == round(0.2 * sum(sizes))
+        _check_masks_and_weights(result, model, names, sizes)
+        assert result.info["kept_dense"] == dense
+        pruned = pruning.apply_result(model, result)
+        for n in dense:
+            assert torch.equal(pruned.get_parameter(n), model.get_parameter(n))
+    # an explicit list: "first" and "last" in model order, whatever order it names them in
+    req = PruneRequest(layers=(every[2], every[0], every[1]), keep_first=True)
+    assert pruning.request_layers(model, req, "digits_cnn") == [every[2], every[1]]
+    with pytest.raises(StudioError, match="leaves no layer to prune") as err:
+        pruning.request_layers(model, PruneRequest(layers=(every[0],), keep_last=True), "digits_cnn")
+    assert err.value.field == "layers"
