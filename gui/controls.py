@@ -86,6 +86,13 @@ class ControlsPanel(QGroupBox):
         for value, label in SCOPES:
             self.scope.addItem(label, value)
 
+        # layers left dense (core.pruning.PruneRequest.keep_first / keep_last)
+        self.keep_first = QCheckBox("First layer")
+        self.keep_first.setToolTip("Leave the first prunable layer (the input layer) dense: it is small and "
+                                   "sees the raw input, so deployments often keep it whole")
+        self.keep_last = QCheckBox("Last layer")
+        self.keep_last.setToolTip("Leave the last prunable layer (usually the classifier) dense")
+
         self.samples = QSpinBox()
         self.samples.setRange(16, 100_000)
         self.samples.setSingleStep(64)
@@ -151,6 +158,11 @@ class ControlsPanel(QGroupBox):
         form.addRow("Method", self.method)
         form.addRow("Sparsity", slider_row)
         form.addRow("Scope", self.scope)
+        keep_row = QHBoxLayout()
+        keep_row.addWidget(self.keep_first)
+        keep_row.addWidget(self.keep_last)
+        keep_row.addStretch(1)
+        form.addRow("Keep dense", keep_row)
         form.addRow("Samples", self.samples)
         # shown under Samples when more are set than this model's G fits in memory
         self.samples_note = QLabel("")
@@ -192,7 +204,8 @@ class ControlsPanel(QGroupBox):
         for signal in (self.method.currentIndexChanged, self.scope.currentIndexChanged,
                        self.samples.valueChanged, self.lam.textChanged, self.stages.valueChanged,
                        self.refine.valueChanged, self.per_row.valueChanged, self.recal.toggled,
-                       self.bn_images.currentIndexChanged, self.update_scale.currentIndexChanged):
+                       self.bn_images.currentIndexChanged, self.update_scale.currentIndexChanged,
+                       self.keep_first.toggled, self.keep_last.toggled):
             signal.connect(self.settings_changed)
             signal.connect(self._update_hidden_note)
         self.method.currentIndexChanged.connect(self._update_stages_enabled)
@@ -203,6 +216,8 @@ class ControlsPanel(QGroupBox):
         self.scope.currentIndexChanged.connect(self._debounce.start)
         self.recal.toggled.connect(self._debounce.start)  # the preview follows the box too
         self.bn_images.currentIndexChanged.connect(self._debounce.start)
+        self.keep_first.toggled.connect(self._debounce.start)
+        self.keep_last.toggled.connect(self._debounce.start)
 
     # -- values -----------------------------------------------------------------------------
     def sparsity(self) -> float:
@@ -226,6 +241,10 @@ class ControlsPanel(QGroupBox):
         i = self.method.findData(name)
         if i >= 0:
             self.method.setCurrentIndex(i)
+
+    def kept_dense(self) -> tuple[bool, bool]:
+        """(keep the first layer dense, keep the last layer dense): the Keep dense boxes."""
+        return self.keep_first.isChecked(), self.keep_last.isChecked()
 
     def scope_name(self) -> str:
         """"global" or "layer"."""
@@ -252,7 +271,8 @@ class ControlsPanel(QGroupBox):
                             stages=int(self.stages.value()), refine_steps=int(self.refine.value()),
                             images_per_row=int(self.per_row.value()),
                             recalibrate_bn=self.recalibrate_bn(), bn_augment=self.bn_augment(),
-                            update_scale=self.update_scale_value())
+                            update_scale=self.update_scale_value(), keep_first=self.keep_first.isChecked(),
+                            keep_last=self.keep_last.isChecked())
 
     def update_scale_value(self) -> float | None:
         """PruneRequest.update_scale for the Update box: 1.0 (whole) or None (auto)."""
@@ -354,7 +374,7 @@ class ControlsPanel(QGroupBox):
     def load_settings(self, s: QSettings) -> None:
         """Restore the controls from QSettings."""
         for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine, self.per_row,
-                  self.recal, self.bn_images, self.update_scale):
+                  self.recal, self.bn_images, self.update_scale, self.keep_first, self.keep_last):
             w.blockSignals(True)
         self.set_method(st.read(s, "controls/method", "chita"))
         i = self.scope.findData(st.read(s, "controls/scope", "global"))
@@ -367,8 +387,10 @@ class ControlsPanel(QGroupBox):
         self.recal.setChecked(st.read(s, "controls/recalibrate_bn", True, bool))
         self.bn_images.setCurrentIndex(max(0, self.bn_images.findData(st.read(s, "controls/bn_augment", "auto"))))
         self.update_scale.setCurrentIndex(1 if st.read(s, "controls/update_scale", "whole") == "auto" else 0)
+        self.keep_first.setChecked(st.read(s, "controls/keep_first", False, bool))
+        self.keep_last.setChecked(st.read(s, "controls/keep_last", False, bool))
         for w in (self.method, self.scope, self.samples, self.lam, self.stages, self.refine, self.per_row,
-                  self.recal, self.bn_images, self.update_scale):
+                  self.recal, self.bn_images, self.update_scale, self.keep_first, self.keep_last):
             w.blockSignals(False)
         self._update_stages_enabled()
         self._update_samples_note()
@@ -383,6 +405,8 @@ class ControlsPanel(QGroupBox):
         """Store the controls in QSettings."""
         s.setValue("controls/method", self.method_name())
         s.setValue("controls/scope", self.scope_name())
+        s.setValue("controls/keep_first", self.keep_first.isChecked())
+        s.setValue("controls/keep_last", self.keep_last.isChecked())
         s.setValue("controls/samples", int(self.samples.value()))
         s.setValue("controls/lambda", self.lam.text().strip())
         s.setValue("controls/stages", int(self.stages.value()))

@@ -352,18 +352,20 @@ def saliency_job(model: torch.nn.Module, calibration: Any, *, samples: int = SAL
 
 
 def magnitude_preview_job(model: torch.nn.Module, bundle: Any, sparsity: float, scope: str = "global",
-                          layers: tuple[str, ...] | None = None, *, arch: str | None = None,
+                          layers: tuple[str, ...] | None = None, *, keep_first: bool = False,
+                          keep_last: bool = False, arch: str | None = None,
                           recalibrate_bn: bool | None = None, bn_augment: str = "auto",
                           cache: Any = None, progress: ProgressFn | None = None,
                           cancel: CancelToken | None = None) -> MagnitudePreview:
     """Magnitude masks at ``sparsity`` and the accuracy of that pruned copy (cheap, live);
-    ``recalibrate_bn`` and ``bn_augment`` as in core.pruning.PruneRequest. ``cache``
+    ``recalibrate_bn``, ``bn_augment``, ``keep_first`` and ``keep_last`` as in core.pruning.PruneRequest. ``cache``
     (core.gradient_cache.GradientCache) keeps the BatchNorm refresh check's decision for the next preview."""
     from core.evaluate import evaluate
     from core.pruning import PruneRequest, apply_result, prune
 
     request = PruneRequest(method="magnitude", sparsity=float(sparsity), scope=scope, layers=layers,
-                           recalibrate_bn=recalibrate_bn, bn_augment=bn_augment)
+                           recalibrate_bn=recalibrate_bn, bn_augment=bn_augment, keep_first=keep_first,
+                           keep_last=keep_last)
     result = prune(model, bundle.calibration, request, arch=arch, progress=staged(progress, "Magnitude preview"),
                    cancel=cancel, cache=cache)
     check(cancel)
@@ -551,8 +553,8 @@ def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *, s
 def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsities: list[float], *,
               samples: int, seed: int = 0, arch: str | None = None, scope: str = "global",
               refine_steps: int = 0, images_per_row: int = 1, recalibrate_bn: bool | None = None,
-              bn_augment: str = "auto", update_scale: float | None = 1.0,
-              progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+              bn_augment: str = "auto", update_scale: float | None = 1.0, keep_first: bool = False,
+              keep_last: bool = False, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
               on_partial: Callable[[Any], None] | None = None, cache: Any = None,
               keep_results: int = 0) -> Any:
     """Accuracy against sparsity for several methods (core.sweep.run_sweep); ``on_partial``
@@ -564,5 +566,6 @@ def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsitie
     return run_sweep(model, bundle, list(methods), list(sparsities), samples=samples, seed=seed,
                      arch=arch, scope=scope, refine_steps=refine_steps, recalibrate_bn=recalibrate_bn,
                      images_per_row=images_per_row, bn_augment=bn_augment,
-                     update_scale=update_scale, progress=progress, cancel=cancel,
-                     on_partial=on_partial, cache=cache, keep_results=keep_results)
+                     update_scale=update_scale, keep_first=keep_first, keep_last=keep_last,
+                     progress=progress, cancel=cancel, on_partial=on_partial, cache=cache,
+                     keep_results=keep_results)

@@ -53,6 +53,7 @@ class LayerTableModel(QAbstractTableModel):
         super().__init__(parent)
         self._rows: list[LayerRow] = []
         self._after: dict[str, float] = {}
+        self._kept_dense: set[str] = set()  # weights the shown run or preview left dense
         self._number: list[int | None] = []
         self.after_label = "After"
         self.after_method = ""
@@ -64,6 +65,7 @@ class LayerTableModel(QAbstractTableModel):
         self.beginResetModel()
         self._rows = list(rows)
         self._after = {}
+        self._kept_dense = set()
         ordinal = 0
         self._number: list[int | None] = []
         for r in self._rows:
@@ -72,9 +74,12 @@ class LayerTableModel(QAbstractTableModel):
             self._number.append(ordinal if r.prunable else None)
         self.endResetModel()
 
-    def set_after(self, sparsity: Mapping[str, float] | None, label: str | None = None) -> None:
-        """Fill the 'sparsity after' column from a PruneResult.layer_sparsity mapping."""
+    def set_after(self, sparsity: Mapping[str, float] | None, label: str | None = None,
+                  kept_dense: tuple[str, ...] | list[str] = ()) -> None:
+        """Fill the 'sparsity after' column from a PruneResult.layer_sparsity mapping; the weights
+        in ``kept_dense`` (the run's info["kept_dense"]) say "dense" there."""
         self._after = dict(sparsity or {})
+        self._kept_dense = set(kept_dense)
         if label is not None:
             self.after_method = label
             self.after_label = f"After ({label})" if sparsity and label else "After"
@@ -134,13 +139,14 @@ class LayerTableModel(QAbstractTableModel):
                 COL_PARAMS: fmt_int(r.params),
                 COL_SHARE: fmt_pct(r.share),
                 COL_NOW: fmt_pct(r.sparsity_now) if r.prunable or r.sparsity_now else "–",
-                COL_AFTER: fmt_pct(after) if after is not None else ("–" if not r.prunable else ""),
+                COL_AFTER: (fmt_pct(after) if after is not None else "dense" if r.key in self._kept_dense
+                            else ("–" if not r.prunable else "")),
             }[c]
         if role == SORT_ROLE:
             return {
                 COL_INDEX: index.row(), COL_NAME: r.name, COL_TYPE: r.type, COL_SHAPE: r.params,
                 COL_PARAMS: r.params, COL_SHARE: r.share, COL_NOW: r.sparsity_now,
-                COL_AFTER: -1.0 if after is None else after,
+                COL_AFTER: (0.0 if r.key in self._kept_dense else -1.0) if after is None else after,
             }[c]
         if role == FRACTION_ROLE:
             return {COL_SHARE: r.share, COL_NOW: r.sparsity_now if r.prunable else None, COL_AFTER: after}.get(c)

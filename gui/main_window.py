@@ -136,6 +136,13 @@ def update_scale_note(result) -> str:
     return f" Update: {text}" if text else ""
 
 
+def kept_dense_note(result) -> str:
+    """" fc1.weight left dense." where the run kept layers dense (PruneRequest.keep_first /
+    keep_last), else ""."""
+    kept = result.info.get("kept_dense") or []
+    return f" {', '.join(kept)} left dense." if kept else ""
+
+
 def samples_note(result) -> str:
     """", 1,000 samples" or, with mini-batch rows, ", 1,000 samples of 13 images each" (and what
     was asked when the calibration set could not give that many rows or images per row); "" for
@@ -1198,8 +1205,10 @@ class MainWindow(QMainWindow):
         if self._preview_task is not None and self._preview_task.running:
             self._preview_task.cancel()
         scope = self.controls.scope_name()
+        keep_first, keep_last = self.controls.kept_dense()
         self._preview_task = self._submit(
             jobs.magnitude_preview_job, self.session.light_model, self.bundle, sparsity, scope,
+            keep_first=keep_first, keep_last=keep_last,
             arch=self.session.loaded.arch, recalibrate_bn=self.controls.recalibrate_bn(),
             bn_augment=self.controls.bn_augment(), cache=self.gradient_cache, title="Magnitude preview", lane="light",
             foreground=False, on_done=self._on_preview,
@@ -1214,12 +1223,13 @@ class MainWindow(QMainWindow):
         self.preview_updated.emit()
 
     def _outcome_current(self) -> bool:
-        """True if the last run matches the controls (method, sparsity, scope)."""
+        """True if the last run matches the controls (method, sparsity, scope, layers kept dense)."""
         if self.outcome is None:
             return False
         req = self.outcome.result.request
         return (req.method == self.controls.method_name() and abs(req.sparsity - self.controls.sparsity()) < 1e-9
-                and req.scope == self.controls.scope_name())
+                and req.scope == self.controls.scope_name()
+                and (req.keep_first, req.keep_last) == self.controls.kept_dense())
 
     def run_pruning(self) -> None:
         """Run the chosen method at the chosen sparsity (Ctrl+R)."""
@@ -1389,13 +1399,14 @@ class MainWindow(QMainWindow):
             out = self.outcome
             req = out.result.request
             label = method_label(req.method)
-            self.table.source.set_after(out.result.layer_sparsity, label)
+            self.table.source.set_after(out.result.layer_sparsity, label, out.result.info.get("kept_dense", ()))
             lam = f" · λ = {out.result.lam:.3g}" if out.result.lam is not None else ""
             self.preview_panel.set_after(
                 out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, sparse_bytes=out.sparse_bytes,
                 sparse_compressed=out.sparse_compressed_bytes, sizes_float16=out.sizes_float16, seconds=out.seconds,
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity{samples_note(out.result)}{lam}."
+                        f"{kept_dense_note(out.result)}"
                         f"{optimality_note(out.result)}{update_scale_note(out.result)}"
                         f"{refinement_note(out.result)}"
                         f"{' A point of the sweep: its seconds are its share of the sweep.' if out.from_sweep else ''}"
@@ -1415,7 +1426,7 @@ class MainWindow(QMainWindow):
         elif kind == "preview":
             pv = self.preview
             req = pv.result.request
-            self.table.source.set_after(pv.result.layer_sparsity, "magnitude")
+            self.table.source.set_after(pv.result.layer_sparsity, "magnitude", pv.result.info.get("kept_dense", ()))
             run_note = ""
             if self.outcome is not None:
                 oreq = self.outcome.result.request
@@ -1423,8 +1434,8 @@ class MainWindow(QMainWindow):
             self.preview_panel.set_versus(None)
             self.preview_panel.set_after(
                 pv.eval, title=f"Magnitude · {100 * req.sparsity:.0f}%", result=pv.result,
-                caption=f"Live magnitude preview. Release the slider or press Ctrl+R to run "
-                        f"{method_label(self.controls.method_name())}.{run_note}")
+                caption=f"Live magnitude preview.{kept_dense_note(pv.result)} Release the slider or press "
+                        f"Ctrl+R to run {method_label(self.controls.method_name())}.{run_note}")
             self.sparsity_bars.set_data(keys, [("Magnitude (preview)", pv.result.layer_sparsity, "compare")])
         self.overview.set_threshold(self.preview.threshold if self.preview is not None else None)
         self._render_layer()
@@ -1458,7 +1469,8 @@ class MainWindow(QMainWindow):
             new_w = result.weights[key].detach().cpu().float().numpy() if key in result.weights else w
             kept = new_w[mask]
         threshold = None
-        if self.preview is not None and self.preview.threshold is not None and result is not None:
+        kept_dense = result is not None and key in (result.info.get("kept_dense") or ())
+        if self.preview is not None and self.preview.threshold is not None and result is not None and not kept_dense:
             if abs(self.preview.result.request.sparsity - result.request.sparsity) < 1e-9:
                 threshold = self.preview.threshold
         if kind == "preview" and result is not None and result.request.scope == "layer" and mask is not None:
@@ -1471,6 +1483,8 @@ class MainWindow(QMainWindow):
         detail = f"{row.type if row else ''} · {shape} · {w.size:,} weights"
         if mask is not None:
             detail += f" · {100 * (1 - mask.mean()):.1f}% pruned ({label}; dimmed in the map)"
+        elif kept_dense:
+            detail += f" · kept dense ({label}: Keep dense in the Pruning panel)"
         self.layer_title.setText(key)
         self.layer_detail.setText(detail)
         self.layer_detail.setToolTip(detail)
@@ -1608,6 +1622,7 @@ class MainWindow(QMainWindow):
                      images_per_row=int(self.controls.per_row.value()),
                      recalibrate_bn=self.controls.recalibrate_bn(), bn_augment=self.controls.bn_augment(),
                      update_scale=self.controls.update_scale_value(), cache=self.gradient_cache,
+                     keep_first=self.controls.kept_dense()[0], keep_last=self.controls.kept_dense()[1],
                      keep_results=SWEEP_KEEP_BYTES, title="Sweep", on_done=self._on_sweep_done, on_partial=self._on_sweep_partial,
                      on_cancelled=self._on_sweep_cancelled, on_failed=self._on_sweep_failed)
 

@@ -87,6 +87,10 @@ def describe_settings(outcome: Any) -> str:
     if req.method == "chita++":
         stages = len(info.get("schedule", ())) or req.stages
         parts.append(f"{stages} stages" if stages else "auto stages")
+    kept = [name for name, on in (("first", getattr(req, "keep_first", False)),
+                                  ("last", getattr(req, "keep_last", False))) if on]
+    if kept:
+        parts.append(f"{' and '.join(kept)} layer dense")
     if req.refine_steps:
         parts.append(f"refine {req.refine_steps}")
     if req.update_scale != 1.0 and req.method in ("chita", "chita++", "woodfisher"):

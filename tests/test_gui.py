@@ -622,6 +622,36 @@ def test_float16_weights_setting_reaches_preview_export_and_next_session(qtbot, 
     assert not hooks.errors
 
 
+def test_keep_dense_boxes_reach_preview_run_sweep_and_next_session(qtbot, window: MainWindow, hooks,
+                                                                    settings_dir: Path) -> None:
+    """Keep dense ▸ First layer / Last layer: the live preview, the run and the sweep leave those
+    layers whole (the budget is the others'), the table says "dense" for them, a run made with
+    other boxes is no longer taken for the controls' one, and the boxes are remembered."""
+    from gui.layer_table import COL_AFTER
+
+    source = window.table.source
+    first, last = window.session.summary.prunable_keys[0], window.session.summary.prunable_keys[-1]
+    with qtbot.waitSignal(window.preview_updated, timeout=RUN_TIMEOUT_MS):
+        window.controls.keep_last.setChecked(True)
+    assert window.preview.result.info["kept_dense"] == [last] and last not in window.preview.result.masks
+    outcome = run_and_wait(qtbot, window, "chita", 70)
+    assert outcome.result.request.keep_last and outcome.result.info["kept_dense"] == [last]
+    assert set(outcome.result.layer_sparsity) == set(window.session.summary.prunable_keys[:-1])
+    assert source.data(source.index(source.row_of_key(last), COL_AFTER)) == "dense"
+    assert "left dense" in window.preview_panel.caption.text() and window._outcome_current()
+    window.controls.keep_first.setChecked(True)  # the shown run no longer matches the controls
+    assert not window._outcome_current()
+    with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
+        window.run_sweep(["magnitude"], [0.5], 128)
+    row = window.sweep_view.point_row("magnitude", 0.5)
+    assert set(row.result.masks) == set(window.session.summary.prunable_keys[1:-1])
+    assert first in row.result.info["kept_dense"] and window.sweep_view.result.meta["keep_first"]
+    window.save_settings()
+    again = make_window(qtbot, settings_dir)
+    assert again.controls.kept_dense() == (True, True) and again.controls.request().keep_first
+    assert not hooks.errors
+
+
 def test_bad_file_shows_error_dialog(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"this is not a model")
