@@ -30,17 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import load_shared  # noqa: E402  (imports core first)
+from shared_models import accuracy_text, load_shared  # noqa: E402  (imports core first)
 
 from core.export import evaluate_onnx, export_onnx  # noqa: E402
 from core.model_io import load_model  # noqa: E402
 from core.pruning import PruneRequest, apply_result, prune  # noqa: E402
 from tests.onnx_files import converted_float16  # noqa: E402  (the tests' float16 conversion, onnxruntime's)
-
-
-def _pct(e) -> str:
-    lo, hi = e.accuracy_ci
-    return f"{100 * e.accuracy:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
 
 
 def _run_ms(path: Path, x) -> float:
@@ -97,13 +92,13 @@ def main() -> int:
         seconds = time.perf_counter() - t0
         base = base or rep.onnx_bytes
         first = first or (pruned, rep.reference_eval)
-        print(f"| {label} | {path.stat().st_size:,} | {_pct(source)} | {rep.onnx_bytes:,} ({rep.compressed_bytes:,}) | "
-              f"{rep.onnx_bytes / base:.2f}× | {_pct(rep.onnx_eval)} | {_pct(rep.reference_eval)} | "
+        print(f"| {label} | {path.stat().st_size:,} | {accuracy_text(source)} | {rep.onnx_bytes:,} ({rep.compressed_bytes:,}) | "
+              f"{rep.onnx_bytes / base:.2f}× | {accuracy_text(rep.onnx_eval)} | {accuracy_text(rep.reference_eval)} | "
               f"{rep.scored_differently} | {rep.interface} | {seconds:.1f} |", flush=True)
 
     pruned, reference = first
     print(f"\nThe float32 file's pruned network (CHITA at {args.sparsity}) exported four ways; "
-          f"PyTorch's accuracy {_pct(reference)}\n")
+          f"PyTorch's accuracy {accuracy_text(reference)}\n")
     print("| export | file bytes (deflated) | × float32 weights' | weight tensors in float16 / sparse | "
           "max abs difference from PyTorch (64 images) | accuracy in onnxruntime | images scored differently | "
           "export + verify s | onnxruntime ms per 64 images (× float32 weights') |")
@@ -119,7 +114,7 @@ def main() -> int:
         ms = _run_ms(out, images.x[:64])
         base_ms = base_ms or ms
         print(f"| {label} | {rep.onnx_bytes:,} ({rep.compressed_bytes:,}) | {rep.onnx_bytes / base:.2f}× | "
-              f"{rep.float16_tensors} / {rep.sparse_tensors} | {rep.max_abs_diff:.2e} | {_pct(rep.onnx_eval)} | "
+              f"{rep.float16_tensors} / {rep.sparse_tensors} | {rep.max_abs_diff:.2e} | {accuracy_text(rep.onnx_eval)} | "
               f"{rep.scored_differently} | {rep.seconds:.1f} | {ms:.1f} ({ms / base_ms:.2f}×) |", flush=True)
     return 0
 

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import SETUPS, load_shared, prune_at  # noqa: E402
+from shared_models import SETUPS, accuracy_text, load_shared, prune_at  # noqa: E402
 
 from core.evaluate import EvalResult, evaluate, paired_difference  # noqa: E402
 from core.pruning import PruneRequest, apply_result  # noqa: E402
@@ -40,11 +40,6 @@ def _evals(loaded, bundle, arch: str, method: str, sparsities: list[float], seed
                        recalibrate_bn=recal, refine_steps=refine, stages=stages)
     results, seconds = prune_at(loaded, bundle, arch, req, sparsities)
     return [evaluate(apply_result(loaded.model, r), bundle.evaluation) for r in results], sum(seconds)
-
-
-def _acc(ev: EvalResult) -> str:
-    lo, hi = ev.accuracy_ci
-    return f"{100 * ev.accuracy:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
 
 
 def main() -> int:
@@ -85,7 +80,7 @@ def main() -> int:
             for s, ev, mag in zip(sparsities, evs, bases[seed][0]):
                 d = paired_difference(ev, mag)
                 disjoint = ev.accuracy_ci[0] > mag.accuracy_ci[1] or ev.accuracy_ci[1] < mag.accuracy_ci[0]
-                print(f"| {method} | {seed} | {s} | {_acc(ev)} | {_acc(mag)} | "
+                print(f"| {method} | {seed} | {s} | {accuracy_text(ev)} | {accuracy_text(mag)} | "
                       f"{100 * d.difference:+.2f} [{100 * d.ci[0]:+.2f}, {100 * d.ci[1]:+.2f}] | "
                       f"{d.a_only} / {d.b_only} | {'yes' if disjoint else 'no'} | "
                       f"{'yes' if d.excludes_zero else 'no'} | {secs / len(sparsities):.1f} |")
