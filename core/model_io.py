@@ -5,6 +5,9 @@ Formats, recognised by content (not by extension):
 * ``state_dict`` — a ``torch.save``'d dict of tensors (also wrapped under ``state_dict`` /
   ``model_state_dict`` / ``model``, and with DataParallel's ``module.`` prefix), plus an
   architecture name (``arch``, see :mod:`core.architectures`). Loaded with ``weights_only=True``.
+* ``safetensors`` — a ``.safetensors`` file of tensors (Hugging Face's format): a state_dict as
+  above, read with ``safetensors.torch.load_file``, which holds no code to run; half-precision
+  tensors are loaded into the float32 network.
 * ``torchscript`` — ``torch.jit.save`` archives (``torch.jit.load``).
 * ``exported_program`` — ``torch.export.save`` ``.pt2`` archives. Their contents are checked
   first: an archive that would unpickle Python objects needs the same consent as a pickle.
@@ -52,8 +55,8 @@ from core.architectures import (
 from core.errors import StudioError
 from core.prunable import graph_param_types, module_type_name, prunable_parameters
 
-FORMATS: tuple[str, ...] = ("state_dict", "torchscript", "exported_program", "onnx", "pickle", "demo",
-                            "torchvision")
+FORMATS: tuple[str, ...] = ("state_dict", "safetensors", "torchscript", "exported_program", "onnx", "pickle",
+                            "demo", "torchvision")
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 _STRIP_PREFIXES = ("module.", "_orig_mod.")
@@ -65,7 +68,7 @@ _PICKLE_FIX = (
     "torch.save(model.state_dict(), path) and load them with --arch."
 )
 _KNOWN_FORMATS = (
-    "a PyTorch state_dict (.pt/.pth/.ckpt), a TorchScript archive, a torch.export .pt2 archive, "
+    "a PyTorch state_dict (.pt/.pth/.ckpt or .safetensors), a TorchScript archive, a torch.export .pt2 archive, "
     "an ONNX classifier (.onnx), or a pickled nn.Module"
 )
 
@@ -141,6 +144,9 @@ def load_model(
         obj, trusted = _torch_load(file, trust_pickle)
         model, fmt, found_arch, classes = _model_from_object(obj, file, arch, trusted)
         shape = ()
+    elif kind == "safetensors":
+        model, _, found_arch, classes = _model_from_object(_load_safetensors(file), file, arch, False)
+        fmt, shape = "safetensors", ()
     else:
         raise StudioError(
             "This is not a model file we can read (no PyTorch or pickle signature found).",
@@ -149,7 +155,7 @@ def load_model(
         )
 
     info = arch_info(arch) if arch else None
-    if arch and info is None and fmt != "state_dict" and ":" not in arch:
+    if arch and info is None and fmt not in ("state_dict", "safetensors") and ":" not in arch:
         raise StudioError(
             f"Unknown architecture '{arch}'.",
             path=text,
@@ -232,12 +238,27 @@ def _check_file(file: Path) -> None:
 
 def _sniff(file: Path) -> str:
     with open(file, "rb") as fh:
-        head = fh.read(8)
+        head = fh.read(9)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return "zip"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "pickle"  # legacy torch.save, or a plain pickle
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") + 8 <= file.stat().st_size:
+        return "safetensors"  # an 8-byte header length, then the JSON header
     return "unknown"
+
+
+def _load_safetensors(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file (nothing in it is executed)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:  # pragma: no cover - a dependency; only a broken install lacks it
+        raise StudioError("Reading .safetensors files needs the safetensors package, which is not installed.",
+                          path=str(file), fix="Run scripts/setup.sh again, or pip install safetensors.") from None
+    try:
+        return load_file(str(file), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error types: a damaged or cut file
+        raise _corrupt(file, exc) from exc
 
 
 def _zip_kind(file: Path) -> str:
@@ -261,9 +282,6 @@ def _zip_kind(file: Path) -> str:
 
 def _format_hint(file: Path) -> str:
     suffix = file.suffix.lower()
-    if suffix == ".safetensors":
-        return (" For .safetensors, convert with safetensors.torch.load_file and torch.save the "
-                "resulting dict, then load it with --arch.")
     if suffix in (".h5", ".keras", ".pb"):
         return " Keras/TensorFlow models are not supported."
     return ""

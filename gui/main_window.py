@@ -77,7 +77,7 @@ from gui.sweep_view import SweepView
 from gui.theme import Theme, app_icon, apply_theme, make_theme
 from gui.workers import Task, TaskRunner
 
-MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ckpt", ".bin", ".pkl", ".pickle", ".ts", ".jit")
+MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ckpt", ".bin", ".pkl", ".pickle", ".ts", ".jit", ".safetensors")
 DATA_SUFFIXES = (".npz", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
 DEFAULT_REFINE_STEPS = 3  # "Refine result" with the Refine box off
 COMPARE_TITLE = "Refining the magnitude baseline"  # the background job behind "vs refined magnitude"
@@ -86,7 +86,8 @@ SIZES_TITLE = "Measuring the ONNX file"  # a shown run's ONNX sizes after sparse
 DENSE_SIZES_TITLE = "Measuring the dense ONNX file"  # the dense model's, after float16 weights are switched
 SWEEP_KEEP_BYTES = 1024**3  # a sweep keeps at most this much of its points' pruned weights, to show them
 DATA_TITLE = "Loading data"  # the data-loading task (a model that loads first waits for it)
-FILE_FILTER = "Models (*.pt *.pth *.pt2 *.ckpt *.bin *.pkl *.ts *.onnx);;ONNX models (*.onnx);;All files (*)"
+FILE_FILTER = ("Models (*.pt *.pth *.pt2 *.ckpt *.bin *.pkl *.ts *.onnx *.safetensors);;ONNX models (*.onnx);;"
+               "All files (*)")
 
 
 def method_label(method: str) -> str:

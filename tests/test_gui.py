@@ -687,9 +687,20 @@ def test_pickle_needs_explicit_consent(qtbot, window: MainWindow, hooks, tmp_pat
     assert not hooks.errors
 
 
-def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_path: Path, monkeypatch) -> None:
-    path = tmp_path / "weights.pt"
-    torch.save(window.session.loaded.model.state_dict(), path)
+@pytest.mark.parametrize("kind", ["state_dict", "safetensors"])
+def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_path: Path, monkeypatch,
+                                          kind: str) -> None:
+    """A state_dict dropped on the window (torch.save's, or a .safetensors file) asks for its
+    architecture, offering the one its keys match."""
+    state = window.session.loaded.model.state_dict()
+    if kind == "safetensors":
+        from safetensors.torch import save_file
+
+        path = tmp_path / "weights.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        path = tmp_path / "weights.pt"
+        torch.save(state, path)
     asked = []
 
     def choose(parent, title, label, items, current=None):
@@ -700,7 +711,7 @@ def test_state_dict_asks_for_architecture(qtbot, window: MainWindow, hooks, tmp_
     with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
         drop_file(window, path)  # drag and drop onto the window
     assert asked and "digits_mlp" in asked[0][0] and asked[0][1] == "digits_mlp"  # the key match
-    assert window.session.loaded.format == "state_dict"
+    assert window.session.loaded.format == kind
     assert window.session.loaded.arch == "digits_mlp"
     assert st.recent_files(window.settings)[0] == str(path.resolve())
     assert str(path.resolve()) in [a.text() for a in window.recent_menu.actions()]

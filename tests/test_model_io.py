@@ -553,3 +553,47 @@ def test_torchvision_source_from_hub_cache(tmp_path, monkeypatch):
         1000,
     )
     assert not loaded.model.training
+
+
+# ---------------------------------------------------------------------------------------------
+# safetensors
+# ---------------------------------------------------------------------------------------------
+
+
+def test_safetensors_file_loads_like_a_state_dict(tmp_path, capsys):
+    """A .safetensors state_dict (Hugging Face's format; it holds no code) loads as a state_dict
+    does, by content whatever its name: without --arch it is refused naming the match, float16
+    tensors load into the float32 network, a "model." prefix is stripped, and a cut file is
+    refused as damaged. It then prunes and exports like any other model."""
+    from safetensors.torch import save_file
+
+    from core.cli import main
+
+    state = _digits_state()
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    loaded = load_model(path, arch="digits_mlp")
+    assert loaded.format == "safetensors" and loaded.input_shape == (1, 8, 8) and loaded.preset == "digits"
+    assert torch.equal(loaded.model.fc2.weight, state["fc2.weight"])
+    with pytest.raises(StudioError, match="only weights") as err:
+        load_model(path)
+    assert err.value.field == "arch" and "digits_mlp" in str(err.value)
+
+    half = tmp_path / "half.bin"  # the name says nothing: detection is by content
+    save_file({f"model.{k}": v.half().contiguous() for k, v in state.items()}, str(half))
+    again = load_model(half, arch="digits_mlp")
+    assert again.format == "safetensors" and again.model.fc1.weight.dtype == torch.float32
+    assert torch.equal(again.model.fc1.weight, state["fc1.weight"].half().float())
+
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(StudioError, match="truncated or damaged") as err:
+        load_model(cut, arch="digits_mlp")
+    assert str(cut) in str(err.value)
+
+    capsys.readouterr()
+    assert main(["prune", str(path), "--arch", "digits_mlp", "--data", "digits", "--method", "magnitude",
+                 "--sparsity", "0.5", "--out", str(tmp_path / "pruned.onnx"), "-q"]) == 0
+    assert (tmp_path / "pruned.onnx").exists()
+    assert main(["info", str(path), "--arch", "digits_mlp"]) == 0
+    assert "Format:       safetensors" in capsys.readouterr().out
