@@ -742,6 +742,9 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                    help="with --out: " + "store weights that are mostly zeros as ONNX sparse initializers: a smaller file "
                    "with the same values, which onnxruntime reads (other runtimes may not)")
     p.add_argument("--float16", action="store_true", help="with --out: " + FLOAT16_HELP)
+    p.add_argument("--save-weights", dest="save_weights", metavar="FILE.safetensors|FILE.pt",
+                   help="also save the pruned network's state_dict (pruned weights are exact zeros) for "
+                   "fine-tuning: .safetensors or .pt, written atomically and read back")
     p.set_defaults(func=cmd_prune)
 
     p = subparsers.add_parser("sweep", parents=common, help="accuracy against sparsity for several methods")
@@ -795,7 +798,7 @@ def _check_output_file(path: str | None, option: str, suffixes: tuple[str, ...] 
 
 
 _OUTPUT_FILES = {"--out": ("the ONNX file", "model.onnx"), "--csv": ("the CSV file", "sweep.csv"),
-                 "--plot": ("the plot", "sweep.png")}
+                 "--plot": ("the plot", "sweep.png"), "--save-weights": ("the weights file", "pruned.safetensors")}
 """What each file option writes, and an example name, for the messages of :func:`_check_output_file`."""
 
 
@@ -833,7 +836,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if on and not args.out:
             raise StudioError(f"{flag} only applies to the file --out writes", field=flag,
                               fix=f"add --out FILE.onnx, or leave {flag} out.")
+    from core.weights_export import SUFFIXES as WEIGHT_SUFFIXES
+    from core.weights_export import pruned_metadata, save_weights
+
     _check_output_file(args.out, "--out")
+    _check_output_file(args.save_weights, "--save-weights", WEIGHT_SUFFIXES)
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
         bundle = bundle_from_args(args, loaded)
@@ -852,6 +859,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
                                      progress=progress, cancel=cancel)
             except StudioError as exc:  # the run's results are still printed, then this error
                 export_error = exc
+        weights, weights_error = None, None
+        if args.save_weights:
+            try:
+                weights = save_weights(pruned, args.save_weights,
+                                       metadata=pruned_metadata(loaded.source, loaded.arch, result))
+            except StudioError as exc:  # as for the export: the results first, then this error
+                weights_error = exc
     final = (result.info.get("final") or [{}])[-1]
     change = paired_difference(after, before)
     data = {
@@ -955,11 +969,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if export_error is not None:
         data["export_error"] = str(export_error)
         lines.append(f"Exported:   nothing: {export_error}")
+    if weights is not None:
+        data["weights_file"] = {"path": weights.path, "bytes": weights.bytes, "format": weights.format,
+                                "tensors": weights.tensors}
+        lines.append(f"Weights:    {weights.path}: {weights.bytes:,} bytes, the whole state_dict "
+                     f"({weights.format}; read back bit for bit)"
+                     + (f"; opens with --arch {loaded.arch}" if loaded.arch else ""))
+    if weights_error is not None:
+        data["weights_error"] = str(weights_error)
+        lines.append(f"Weights:    nothing saved: {weights_error}")
     emit(args, data, "\n".join(lines))
-    if export_error is not None:
-        _error(f"the export failed: {export_error}")
-        return EXIT_ERROR
-    return EXIT_OK
+    for what, err in (("the export", export_error), ("saving the weights", weights_error)):
+        if err is not None:
+            _error(f"{what} failed: {err}")
+    return EXIT_ERROR if export_error is not None or weights_error is not None else EXIT_OK
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

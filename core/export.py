@@ -647,7 +647,21 @@ def check_destination(target: str, *, what: str = "the ONNX file", example: str 
     return folder
 
 
-def _write_temp(folder: str, base: str, data: bytes) -> str:
+def write_verified(target: str, data: bytes, verify: Callable[[str], None], *, what: str = "the file") -> None:
+    """Write ``data`` to ``target`` atomically: a hidden temporary file in its folder, which
+    ``verify(path)`` checks (raising on a fault), then a rename onto ``target``. On any failure
+    the temporary file is removed and an existing ``target`` is left as it was. ``what`` names
+    the file in errors ("the weights file")."""
+    tmp = _write_temp(check_destination(target, what=what), os.path.basename(target), data, what=what)
+    try:
+        verify(tmp)
+        _finalise(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _write_temp(folder: str, base: str, data: bytes, what: str = "the ONNX file") -> str:
     """Write ``data`` to a hidden, uniquely named file in ``folder``; return its path."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".partial", dir=folder)
@@ -666,7 +680,7 @@ def _write_temp(folder: str, base: str, data: bytes) -> str:
         _remove(tmp)
         if isinstance(err, OSError):
             raise StudioError(
-                f"writing the ONNX file failed ({err.strerror})",
+                f"writing {what} failed ({err.strerror})",
                 path=folder,
                 fix="free some disk space or choose another folder",
             ) from None

@@ -550,6 +550,18 @@ def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *, s
                        progress=progress, cancel=cancel)
 
 
+def save_weights_job(model: torch.nn.Module, result: Any, path: str, *, metadata: Mapping[str, str] | None = None,
+                     progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
+    """Save the pruned copy's state_dict to ``path`` (.safetensors or .pt; core.weights_export,
+    atomic, read back) → core.weights_export.WeightsReport."""
+    from core.pruning import apply_result
+    from core.weights_export import save_weights
+
+    report(progress, "Saving the weights", 0, 1)
+    check(cancel)
+    return save_weights(apply_result(model, result), path, metadata=metadata)
+
+
 def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsities: list[float], *,
               samples: int, seed: int = 0, arch: str | None = None, scope: str = "global",
               refine_steps: int = 0, images_per_row: int = 1, recalibrate_bn: bool | None = None,

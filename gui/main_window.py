@@ -59,6 +59,8 @@ from core.pruning import (
     NEEDS_GRADIENTS,
     describe_update_scale,
 )
+from core.weights_export import SUFFIXES as WEIGHT_SUFFIXES
+from core.weights_export import pruned_metadata
 from gui import dialogs, jobs, main_thread_gc, runs_store
 from gui import settings as st
 from gui.controls import ControlsPanel
@@ -177,6 +179,7 @@ class MainWindow(QMainWindow):
     comparison_finished = Signal(object)  # a refined run's outcome once its refined baseline is in
     run_cancelled = Signal()
     export_finished = Signal(object)
+    weights_saved = Signal(object)  # a core.weights_export.WeightsReport
     sweep_finished = Signal(object)
     points_exported = Signal(object)  # {(method, sparsity): ExportReport or None} of "Export ONNX…" in the Sweep tab
     run_shown = Signal(object)  # a kept run shown again from the Runs tab (RunOutcome)
@@ -414,6 +417,12 @@ class MainWindow(QMainWindow):
         self.act_export = self._action("&Export pruned ONNX…", lambda: self.export_dialog(), "Ctrl+E")
         self.act_export.setEnabled(False)
         f.addAction(self.act_export)
+        self.act_save_weights = self._action(
+            "Save pruned &weights…", lambda: self.save_weights_dialog(), "Ctrl+Shift+S",
+            tip="Save the last run's whole state_dict (pruned weights are exact zeros) as .safetensors or .pt, "
+                "for fine-tuning in PyTorch")
+        self.act_save_weights.setEnabled(False)
+        f.addAction(self.act_save_weights)
         self.act_sparse = self._action(
             "&Sparse storage in ONNX files", self.set_sparse_storage, checkable=True,
             tip="Store weights that are mostly zeros as ONNX sparse initializers: a smaller file with the "
@@ -823,6 +832,7 @@ class MainWindow(QMainWindow):
         self.act_run.setEnabled(ready)
         can_export = ready and self.outcome is not None
         self.act_export.setEnabled(can_export)
+        self.act_save_weights.setEnabled(can_export)
         self.export_button.setEnabled(can_export)
         refining = any(t.title.startswith("Refining") for t in fg)
         self.act_refine.setEnabled(can_export and not refining)
@@ -1549,6 +1559,48 @@ class MainWindow(QMainWindow):
         self.settings.setValue("export/folder", str(Path(path).parent))
         self.export_to(path)
 
+    def save_weights_dialog(self) -> None:
+        """Ask for a .safetensors / .pt path and save the last run's pruned state_dict (Ctrl+Shift+S)."""
+        if self.session is None or self.bundle is None:
+            return
+        if self.outcome is None:
+            dialogs.show_info(self, "Nothing to save yet",
+                              "Run a pruning method first (Ctrl+R): this saves the pruned weights of the last run.")
+            return
+        req = self.outcome.result.request
+        name = Path(pruned_file_name(self.model_label.text(), req.method, req.sparsity)).with_suffix(".safetensors")
+        default = str(Path(st.read(self.settings, "export/folder", str(Path.home()))) / name)
+        path, chosen = QFileDialog.getSaveFileName(self, "Save the pruned weights", default,
+                                                   "safetensors (*.safetensors);;PyTorch (*.pt *.pth)")
+        if not path:
+            return
+        if not path.lower().endswith(WEIGHT_SUFFIXES):
+            path += ".pt" if chosen.startswith("PyTorch") else ".safetensors"
+        self.settings.setValue("export/folder", str(Path(path).parent))
+        self.save_weights_to(path)
+
+    def save_weights_to(self, path: str) -> None:
+        """Save the last run's pruned state_dict to ``path`` in the background."""
+        if self.outcome is None or self.session is None:
+            return
+        result, loaded = self.outcome.result, self.session.loaded
+        self._submit(jobs.save_weights_job, loaded.model, result, path,
+                     metadata=pruned_metadata(loaded.source, loaded.arch, result),
+                     title="Saving the weights", on_done=lambda report: self._on_weights_saved(report, result))
+
+    def _on_weights_saved(self, report: Any, result: Any) -> None:
+        arch = self.session.loaded.arch if self.session is not None else None
+        opens = (f"It opens again with the architecture {arch} (File ▸ Open model, or --arch {arch} on the "
+                 "command line)." if arch else
+                 "Load it into the same network class in PyTorch (model.load_state_dict).")
+        dialogs.show_info(self, "Weights saved",
+                          f"{report.path}\n\n{report.bytes:,} bytes ({fmt_bytes(report.bytes)}), {report.tensors} "
+                          f"tensors: the whole state_dict of {method_label(result.request.method)} at "
+                          f"{100 * result.sparsity:.1f}% sparsity, read back bit for bit. Pruned weights are exact "
+                          f"zeros (the masks are weight != 0). {opens}")
+        self.statusBar().showMessage(f"Saved the weights to {report.path}", 8000)
+        self.weights_saved.emit(report)
+
     def export_to(self, path: str) -> None:
         """Export the last run's pruned copy to ``path`` in the background."""
         if self.outcome is None or self.session is None:
@@ -1771,7 +1823,8 @@ class MainWindow(QMainWindow):
         """List the keyboard shortcuts."""
         rows = [("Ctrl+O", "Open model"), ("Ctrl+D", "Choose data"), ("Ctrl+R", "Run pruning"),
                 ("Ctrl+Shift+F", "Refine the last run's kept weights"), ("Esc", "Cancel"),
-                ("Ctrl+E", "Export pruned ONNX"), ("Ctrl+Up / Ctrl+Down", "Sparsity ±1%"),
+                ("Ctrl+E", "Export pruned ONNX"), ("Ctrl+Shift+S", "Save pruned weights (.safetensors / .pt)"),
+                ("Ctrl+Up / Ctrl+Down", "Sparsity ±1%"),
                 ("Ctrl+PgUp / Ctrl+PgDown", "Sparsity ±10%"), ("Ctrl+1 … Ctrl+6", "Choose method"),
                 ("Ctrl+Shift+R", "Run sweep"), ("F11", "Presentation mode"), ("Ctrl+T", "Dark theme"),
                 ("Ctrl+L", "Log counts"), ("Ctrl+Shift+M / W / U", "Model / Sweep / Runs tab"),

@@ -652,6 +652,31 @@ def test_keep_dense_boxes_reach_preview_run_sweep_and_next_session(qtbot, window
     assert not hooks.errors
 
 
+def test_save_pruned_weights_writes_a_state_dict_that_opens_again(qtbot, window: MainWindow, hooks,
+                                                                   tmp_path: Path, monkeypatch) -> None:
+    """File ▸ Save pruned weights (Ctrl+Shift+S): disabled before a run; after one, the dialog's
+    name gets its ending from the chosen filter, the file holds the run's weights (zeros off its
+    masks) and opens again in the window with the architecture; the folder is remembered."""
+    from core.model_io import load_model
+
+    assert not window.act_save_weights.isEnabled()
+    outcome = run_and_wait(qtbot, window, "chita", 80)
+    assert window.act_save_weights.isEnabled()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(tmp_path / "tuned"), "safetensors (*.safetensors)")))
+    with qtbot.waitSignal(window.weights_saved, timeout=RUN_TIMEOUT_MS) as saved:
+        window.act_save_weights.trigger()
+    report = saved.args[0]
+    assert report.path == str(tmp_path / "tuned.safetensors") and report.format == "safetensors"
+    assert any(title == "Weights saved" and "--arch digits_mlp" in text for title, text in hooks.infos)
+    loaded = load_model(report.path, arch="digits_mlp")
+    for key, mask in outcome.result.masks.items():
+        assert torch.equal(loaded.model.get_parameter(key), outcome.result.weights[key])
+        assert torch.equal(loaded.model.get_parameter(key) != 0, mask)
+    assert st.read(window.settings, "export/folder", "") == str(tmp_path)
+    assert not hooks.errors
+
+
 def test_bad_file_shows_error_dialog(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"this is not a model")
