@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the heavy modules are imported when a command runs
 
 PROG = "chita-studio"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader went away
 DEMO_ALIAS = "demo"
 DEFAULT_DEMO = "digits_mlp"
 VERIFY_IMAGES = 32  # images run in onnxruntime when exporting
@@ -1286,6 +1287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(EXIT_USAGE, str(err))
     except (Cancelled, KeyboardInterrupt):
         return fail(EXIT_CANCELLED, "cancelled")
+    except BrokenPipeError:  # whoever read stdout stopped (`| head`): stop quietly, as Unix tools do
+        try:  # and keep Python's flush at exit from failing on the closed pipe again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
     except Exception as err:  # noqa: BLE001 - a bug: show it, with its traceback
         traceback.print_exc()
         return fail(

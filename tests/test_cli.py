@@ -398,3 +398,17 @@ def test_text_progress_prints_no_line_for_the_end_of_a_job():
     prog(Progress("done", 1, 1, "done"))
     lines = stream.getvalue().splitlines()
     assert lines and all(line.startswith("gradients:") for line in lines)
+
+
+def test_a_closed_pipe_ends_the_cli_quietly(tmp_path):
+    """`chita-studio info MODEL | head -1`: the reader goes away; the CLI stops with 141 (128 +
+    SIGPIPE) and no traceback, not with "unexpected BrokenPipeError ... This is a bug"."""
+    import subprocess
+
+    code = "import sys; from core.cli import main; sys.exit(main(['info', 'demo:digits_cnn']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc.stdout.close()  # the reader is gone before the CLI writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "bug" not in err
