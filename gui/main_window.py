@@ -1589,10 +1589,16 @@ class MainWindow(QMainWindow):
                      title="Saving the weights", on_done=lambda report: self._on_weights_saved(report, result))
 
     def _on_weights_saved(self, report: Any, result: Any) -> None:
-        arch = self.session.loaded.arch if self.session is not None else None
-        opens = (f"It opens again with the architecture {arch} (File ▸ Open model, or --arch {arch} on the "
-                 "command line)." if arch else
-                 "Load it into the same network class in PyTorch (model.load_state_dict).")
+        loaded = self.session.loaded if self.session is not None else None
+        arch = loaded.arch if loaded is not None else None
+        if arch:
+            opens = (f"It opens again with the architecture {arch} (File ▸ Open model, or --arch {arch} on "
+                     "the command line).")
+        elif loaded is not None and loaded.format == "onnx":
+            opens = ("Its keys are the ONNX file's weight names; to ship the pruned graph, export it as ONNX "
+                     "(Ctrl+E).")
+        else:
+            opens = "Load it into the same network in PyTorch (model.load_state_dict)."
         dialogs.show_info(self, "Weights saved",
                           f"{report.path}\n\n{report.bytes:,} bytes ({fmt_bytes(report.bytes)}), {report.tensors} "
                           f"tensors: the whole state_dict of {method_label(result.request.method)} at "
