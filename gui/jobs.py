@@ -566,7 +566,8 @@ def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsitie
               samples: int, seed: int = 0, arch: str | None = None, scope: str = "global",
               refine_steps: int = 0, images_per_row: int = 1, recalibrate_bn: bool | None = None,
               bn_augment: str = "auto", update_scale: float | None = 1.0, keep_first: bool = False,
-              keep_last: bool = False, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+              keep_last: bool = False, layers: tuple[str, ...] | None = None,
+              progress: ProgressFn | None = None, cancel: CancelToken | None = None,
               on_partial: Callable[[Any], None] | None = None, cache: Any = None,
               keep_results: int = 0) -> Any:
     """Accuracy against sparsity for several methods (core.sweep.run_sweep); ``on_partial``
@@ -579,5 +580,5 @@ def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsitie
                      arch=arch, scope=scope, refine_steps=refine_steps, recalibrate_bn=recalibrate_bn,
                      images_per_row=images_per_row, bn_augment=bn_augment,
                      update_scale=update_scale, keep_first=keep_first, keep_last=keep_last,
-                     progress=progress, cancel=cancel, on_partial=on_partial, cache=cache,
+                     layers=layers, progress=progress, cancel=cancel, on_partial=on_partial, cache=cache,
                      keep_results=keep_results)

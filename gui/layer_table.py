@@ -17,6 +17,7 @@ from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
+    QMenu,
     QStyledItemDelegate,
     QStyleOptionViewItem,
     QTableView,
@@ -77,7 +78,7 @@ class LayerTableModel(QAbstractTableModel):
     def set_after(self, sparsity: Mapping[str, float] | None, label: str | None = None,
                   kept_dense: tuple[str, ...] | list[str] = ()) -> None:
         """Fill the 'sparsity after' column from a PruneResult.layer_sparsity mapping; the weights
-        in ``kept_dense`` (the run's info["kept_dense"]) say "dense" there."""
+        in ``kept_dense`` (prunable weights the shown result left whole) say "dense" there."""
         self._after = dict(sparsity or {})
         self._kept_dense = set(kept_dense)
         if label is not None:
@@ -189,6 +190,8 @@ class LayerTable(QTableView):
     """Sortable view of the layers; emits ``layer_selected(key)`` when a row is chosen."""
 
     layer_selected = Signal(str)
+    keep_dense_toggled = Signal(str)  # a prunable weight's "Keep this layer dense" (context menu)
+    prune_all_requested = Signal()  # "Prune every layer again" (context menu)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -217,6 +220,33 @@ class LayerTable(QTableView):
         for col in BAR_COLUMNS:
             self.setItemDelegateForColumn(col, self.delegate)
         self.selectionModel().currentRowChanged.connect(self._on_current)
+        self.kept: set[str] = set()  # weights the user keeps dense (the window's choice, shown here)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._context_menu)
+
+    def context_actions(self, key: str | None) -> list[tuple[str, bool | None, object]]:
+        """The context menu of a row (weight ``key``): (text, checked or None, what it emits)."""
+        actions: list[tuple[str, bool | None, object]] = []
+        row = self.source.row_of_key(key) if key else -1
+        if row >= 0 and self.source.row(row).prunable:
+            actions.append(("Keep this layer dense", key in self.kept, lambda: self.keep_dense_toggled.emit(key)))
+        if self.kept:
+            actions.append(("Prune every layer again", None, self.prune_all_requested.emit))
+        return actions
+
+    def _context_menu(self, pos) -> None:
+        index = self.indexAt(pos)
+        actions = self.context_actions(index.data(KEY_ROLE) if index.isValid() else None)
+        if not actions:
+            return
+        menu = QMenu(self)
+        for text, checked, emit in actions:
+            action = menu.addAction(text)
+            if checked is not None:
+                action.setCheckable(True)
+                action.setChecked(checked)
+            action.triggered.connect(lambda _=False, e=emit: e())
+        menu.exec(self.viewport().mapToGlobal(pos))
 
     def set_bar_color(self, color: str) -> None:
         """Colour of the percentage bars (follows the theme)."""

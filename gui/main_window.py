@@ -139,10 +139,11 @@ def update_scale_note(result) -> str:
     return f" Update: {text}" if text else ""
 
 
-def kept_dense_note(result) -> str:
-    """" fc1.weight left dense." where the run kept layers dense (PruneRequest.keep_first /
-    keep_last), else ""."""
-    kept = result.info.get("kept_dense") or []
+def kept_dense_note(kept: list[str]) -> str:
+    """" fc1.weight left dense." for the prunable weights a result left whole (the Keep dense
+    boxes, the table's choice), else ""."""
+    if len(kept) > 4:
+        return f" {len(kept)} layers left dense ({', '.join(kept[:3])}, …)."
     return f" {', '.join(kept)} left dense." if kept else ""
 
 
@@ -202,6 +203,7 @@ class MainWindow(QMainWindow):
         self.bundle: Any = None
         self.data_source: tuple[str, str | None] = ("digits", None)
         self.baseline: jobs.Baseline | None = None
+        self.kept_layers: set[str] = set()  # weights the user keeps dense (the table's context menu)
         self.runs: list[jobs.RunOutcome] = []  # this model's and data's runs, oldest first (Runs tab)
         self._live_run: object | None = None  # the run whose CHITA++ stages the Objective tab draws
         self.saliency: dict[str, np.ndarray] | None = None
@@ -511,6 +513,8 @@ class MainWindow(QMainWindow):
         self.controls.cancel_button.clicked.connect(self.cancel_foreground)
         self.status_cancel.clicked.connect(self.cancel_foreground)
         self.table.layer_selected.connect(self._on_layer_selected)
+        self.table.keep_dense_toggled.connect(self.toggle_keep_dense)
+        self.table.prune_all_requested.connect(lambda: self.set_kept_layers(set()))
         self.filter_edit.textChanged.connect(self._apply_filter)
         self.prunable_only.toggled.connect(self._apply_filter)
         self.sweep_view.run_requested.connect(self.run_sweep)
@@ -988,6 +992,8 @@ class MainWindow(QMainWindow):
         self._weights = {k: v for k, v in session.loaded.model.named_parameters()}
         self.saliency = None
         self.gradient_cache.clear()  # the previous model's gradients: free their memory
+        self.kept_layers = set()  # a choice of layers belongs to its model
+        self.table.kept = set()
         self._reset_results()
         loaded = session.loaded
         name = Path(loaded.source).name if loaded.format != "demo" else loaded.source.replace("demo:", "")
@@ -1209,6 +1215,34 @@ class MainWindow(QMainWindow):
     def _on_settings_changed(self) -> None:
         self._refresh_after()
 
+    def toggle_keep_dense(self, key: str) -> None:
+        """Keep weight ``key`` dense, or prune it again (the table's context menu)."""
+        self.set_kept_layers(self.kept_layers ^ {key})
+
+    def set_kept_layers(self, keys: set[str]) -> None:
+        """The weights the user keeps dense (beside the Keep dense boxes): the preview, runs and
+        sweeps prune the others; the preview follows at once."""
+        if self.session is not None:
+            keys = set(keys) & set(self.session.summary.prunable_keys)
+        if keys == self.kept_layers:
+            return
+        self.kept_layers = set(keys)
+        self.table.kept = set(keys)
+        self.request_preview(self.controls.sparsity())
+        self._refresh_after()
+
+    def _request_layers(self) -> tuple[str, ...] | None:
+        """PruneRequest.layers for the user's choice: None (the preset) when no layer is kept
+        dense from the table, else the preset's weights less those."""
+        if not self.kept_layers or self.session is None:
+            return None
+        return tuple(k for k in self.session.summary.prunable_keys if k not in self.kept_layers)
+
+    def _dense_keys(self, result: Any) -> list[str]:
+        """The prunable weights ``result`` left whole (kept dense by the boxes or the table)."""
+        keys = self.session.summary.prunable_keys if self.session is not None else []
+        return [k for k in keys if k not in result.masks]
+
     def request_preview(self, sparsity: float) -> None:
         """Live magnitude preview at ``sparsity`` (debounced by the controls)."""
         if self.session is None or self.bundle is None:
@@ -1219,7 +1253,7 @@ class MainWindow(QMainWindow):
         keep_first, keep_last = self.controls.kept_dense()
         self._preview_task = self._submit(
             jobs.magnitude_preview_job, self.session.light_model, self.bundle, sparsity, scope,
-            keep_first=keep_first, keep_last=keep_last,
+            self._request_layers(), keep_first=keep_first, keep_last=keep_last,
             arch=self.session.loaded.arch, recalibrate_bn=self.controls.recalibrate_bn(),
             bn_augment=self.controls.bn_augment(), cache=self.gradient_cache, title="Magnitude preview", lane="light",
             foreground=False, on_done=self._on_preview,
@@ -1240,14 +1274,15 @@ class MainWindow(QMainWindow):
         req = self.outcome.result.request
         return (req.method == self.controls.method_name() and abs(req.sparsity - self.controls.sparsity()) < 1e-9
                 and req.scope == self.controls.scope_name()
-                and (req.keep_first, req.keep_last) == self.controls.kept_dense())
+                and (req.keep_first, req.keep_last) == self.controls.kept_dense()
+                and req.layers == self._request_layers())
 
     def run_pruning(self) -> None:
         """Run the chosen method at the chosen sparsity (Ctrl+R)."""
         if self.session is None or self.bundle is None:
             return
         try:
-            request = self.controls.request()
+            request = self.controls.request(layers=self._request_layers())
         except StudioError as exc:
             dialogs.show_exception(self, exc, "Check the settings")
             return
@@ -1410,14 +1445,14 @@ class MainWindow(QMainWindow):
             out = self.outcome
             req = out.result.request
             label = method_label(req.method)
-            self.table.source.set_after(out.result.layer_sparsity, label, out.result.info.get("kept_dense", ()))
+            self.table.source.set_after(out.result.layer_sparsity, label, self._dense_keys(out.result))
             lam = f" · λ = {out.result.lam:.3g}" if out.result.lam is not None else ""
             self.preview_panel.set_after(
                 out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, sparse_bytes=out.sparse_bytes,
                 sparse_compressed=out.sparse_compressed_bytes, sizes_float16=out.sizes_float16, seconds=out.seconds,
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity{samples_note(out.result)}{lam}."
-                        f"{kept_dense_note(out.result)}"
+                        f"{kept_dense_note(self._dense_keys(out.result))}"
                         f"{optimality_note(out.result)}{update_scale_note(out.result)}"
                         f"{refinement_note(out.result)}"
                         f"{' A point of the sweep: its seconds are its share of the sweep.' if out.from_sweep else ''}"
@@ -1437,7 +1472,7 @@ class MainWindow(QMainWindow):
         elif kind == "preview":
             pv = self.preview
             req = pv.result.request
-            self.table.source.set_after(pv.result.layer_sparsity, "magnitude", pv.result.info.get("kept_dense", ()))
+            self.table.source.set_after(pv.result.layer_sparsity, "magnitude", self._dense_keys(pv.result))
             run_note = ""
             if self.outcome is not None:
                 oreq = self.outcome.result.request
@@ -1445,7 +1480,7 @@ class MainWindow(QMainWindow):
             self.preview_panel.set_versus(None)
             self.preview_panel.set_after(
                 pv.eval, title=f"Magnitude · {100 * req.sparsity:.0f}%", result=pv.result,
-                caption=f"Live magnitude preview.{kept_dense_note(pv.result)} Release the slider or press "
+                caption=f"Live magnitude preview.{kept_dense_note(self._dense_keys(pv.result))} Release the slider or press "
                         f"Ctrl+R to run {method_label(self.controls.method_name())}.{run_note}")
             self.sparsity_bars.set_data(keys, [("Magnitude (preview)", pv.result.layer_sparsity, "compare")])
         self.overview.set_threshold(self.preview.threshold if self.preview is not None else None)
@@ -1480,7 +1515,7 @@ class MainWindow(QMainWindow):
             new_w = result.weights[key].detach().cpu().float().numpy() if key in result.weights else w
             kept = new_w[mask]
         threshold = None
-        kept_dense = result is not None and key in (result.info.get("kept_dense") or ())
+        kept_dense = result is not None and key in self._dense_keys(result)
         if self.preview is not None and self.preview.threshold is not None and result is not None and not kept_dense:
             if abs(self.preview.result.request.sparsity - result.request.sparsity) < 1e-9:
                 threshold = self.preview.threshold
@@ -1682,6 +1717,7 @@ class MainWindow(QMainWindow):
                      recalibrate_bn=self.controls.recalibrate_bn(), bn_augment=self.controls.bn_augment(),
                      update_scale=self.controls.update_scale_value(), cache=self.gradient_cache,
                      keep_first=self.controls.kept_dense()[0], keep_last=self.controls.kept_dense()[1],
+                     layers=self._request_layers(),
                      keep_results=SWEEP_KEEP_BYTES, title="Sweep", on_done=self._on_sweep_done, on_partial=self._on_sweep_partial,
                      on_cancelled=self._on_sweep_cancelled, on_failed=self._on_sweep_failed)
 

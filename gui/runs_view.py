@@ -91,6 +91,8 @@ def describe_settings(outcome: Any) -> str:
                                   ("last", getattr(req, "keep_last", False))) if on]
     if kept:
         parts.append(f"{' and '.join(kept)} layer dense")
+    if req.layers:
+        parts.append(f"{len(req.layers)} layers chosen")
     if req.refine_steps:
         parts.append(f"refine {req.refine_steps}")
     if req.update_scale != 1.0 and req.method in ("chita", "chita++", "woodfisher"):

@@ -652,6 +652,43 @@ def test_keep_dense_boxes_reach_preview_run_sweep_and_next_session(qtbot, window
     assert not hooks.errors
 
 
+def test_table_context_menu_keeps_chosen_layers_dense(qtbot, window: MainWindow, hooks) -> None:
+    """Right-click a layer ▸ Keep this layer dense: the preview, the run and the sweep prune the
+    other layers (the request names them), the table says "dense" for it, the run is no longer
+    taken for the controls' one once the choice changes, Prune every layer again undoes it, and
+    another model starts with every layer."""
+    from gui.layer_table import COL_AFTER
+
+    keys = window.session.summary.prunable_keys
+    middle = keys[1]
+    assert [text for text, _, _ in window.table.context_actions(middle)] == ["Keep this layer dense"]
+    with qtbot.waitSignal(window.preview_updated, timeout=RUN_TIMEOUT_MS):
+        window.table.context_actions(middle)[0][2]()  # the menu's action
+    assert window.kept_layers == {middle} and middle not in window.preview.result.masks
+    assert window.table.context_actions(middle)[0][1] is True  # shown checked now
+    outcome = run_and_wait(qtbot, window, "chita", 70)
+    assert outcome.result.request.layers == tuple(k for k in keys if k != middle)
+    assert set(outcome.result.masks) == set(keys) - {middle}
+    source = window.table.source
+    assert source.data(source.index(source.row_of_key(middle), COL_AFTER)) == "dense"
+    assert f"{middle} left dense" in window.preview_panel.caption.text()
+    with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
+        window.run_sweep(["magnitude"], [0.5], 128)
+    assert middle not in window.sweep_view.point_row("magnitude", 0.5).result.masks
+    assert window._outcome_current()
+    actions = window.table.context_actions(keys[0])
+    assert [text for text, _, _ in actions] == ["Keep this layer dense", "Prune every layer again"]
+    with qtbot.waitSignal(window.preview_updated, timeout=RUN_TIMEOUT_MS):
+        actions[1][2]()
+    assert window.kept_layers == set() and not window._outcome_current()
+    assert set(window.preview.result.masks) == set(keys)
+    window.set_kept_layers({keys[0]})
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window.load_demo("digits_cnn")
+    assert window.kept_layers == set() and window._request_layers() is None
+    assert not hooks.errors
+
+
 def test_save_pruned_weights_writes_a_state_dict_that_opens_again(qtbot, window: MainWindow, hooks,
                                                                    tmp_path: Path, monkeypatch) -> None:
     """File ▸ Save pruned weights (Ctrl+Shift+S): disabled before a run; after one, the dialog's
