@@ -1243,6 +1243,10 @@ class MainWindow(QMainWindow):
         keys = self.session.summary.prunable_keys if self.session is not None else []
         return [k for k in keys if k not in result.masks]
 
+    def _dense_weights(self, result: Any) -> int:
+        """How many weights the prunable layers ``result`` left whole hold."""
+        return sum(int(self._weights[k].numel()) for k in self._dense_keys(result) if k in self._weights)
+
     def request_preview(self, sparsity: float) -> None:
         """Live magnitude preview at ``sparsity`` (debounced by the controls)."""
         if self.session is None or self.bundle is None:
@@ -1451,6 +1455,7 @@ class MainWindow(QMainWindow):
                 out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, sparse_bytes=out.sparse_bytes,
                 sparse_compressed=out.sparse_compressed_bytes, sizes_float16=out.sizes_float16, seconds=out.seconds,
+                dense_weights=self._dense_weights(out.result),
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity{samples_note(out.result)}{lam}."
                         f"{kept_dense_note(self._dense_keys(out.result))}"
                         f"{optimality_note(out.result)}{update_scale_note(out.result)}"
@@ -1479,7 +1484,7 @@ class MainWindow(QMainWindow):
                 run_note = (f" The last {method_label(oreq.method)} run ({100 * oreq.sparsity:.0f}%) is kept for export.")
             self.preview_panel.set_versus(None)
             self.preview_panel.set_after(
-                pv.eval, title=f"Magnitude · {100 * req.sparsity:.0f}%", result=pv.result,
+                pv.eval, title=f"Magnitude · {100 * req.sparsity:.0f}%", result=pv.result, dense_weights=self._dense_weights(pv.result),
                 caption=f"Live magnitude preview.{kept_dense_note(self._dense_keys(pv.result))} Release the slider or press "
                         f"Ctrl+R to run {method_label(self.controls.method_name())}.{run_note}")
             self.sparsity_bars.set_data(keys, [("Magnitude (preview)", pv.result.layer_sparsity, "compare")])

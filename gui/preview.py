@@ -198,17 +198,24 @@ class PreviewPanel(QGroupBox):
                   onnx_bytes: int | None = None, compressed: int | None = None,
                   sparse_bytes: int | None = None, sparse_compressed: int | None = None,
                   sizes_float16: bool = False, seconds: float | None = None,
-                  stale: bool = False) -> None:
+                  stale: bool = False, dense_weights: int = 0) -> None:
         """Numbers of the pruned copy: a PruneResult, its EvalResult and its ONNX sizes
-        (``sizes_float16``: with float16 weights)."""
+        (``sizes_float16``: with float16 weights). ``dense_weights``: weights of the prunable
+        layers the result left whole, counted in the nonzeros and the sparsity shown (the
+        result's own sparsity, over the layers it pruned, goes in the tooltip)."""
         self._after_eval = ev
         self.after_title.setText(title)
         self.after_acc.setText(fmt_acc(ev))
         self.after_ci.setText(fmt_ci(ev))
         self.cells["loss"][1].setText("–" if ev is None else f"{ev.loss:.3f}")
         if result is not None:
-            self.cells["nonzeros"][1].setText(f"{result.nonzeros:,} / {result.total:,}")
-            self.cells["sparsity"][1].setText(f"{100 * result.sparsity:.1f}%")
+            kept, total = result.nonzeros + dense_weights, result.total + dense_weights
+            self.cells["nonzeros"][1].setText(f"{kept:,} / {total:,}")
+            self.cells["sparsity"][1].setText(f"{100 * (1 - kept / max(1, total)):.1f}%")
+            tip = (f"{100 * result.sparsity:.1f}% of the {result.total:,} weights of the layers pruned; "
+                   f"{dense_weights:,} weights of layers kept dense count as kept here" if dense_weights else "")
+            self.cells["nonzeros"][1].setToolTip(tip)
+            self.cells["sparsity"][1].setToolTip(tip)
         else:
             self.cells["nonzeros"][1].setText("–")
             self.cells["sparsity"][1].setText("–")

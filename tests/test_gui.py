@@ -639,6 +639,11 @@ def test_keep_dense_boxes_reach_preview_run_sweep_and_next_session(qtbot, window
     assert set(outcome.result.layer_sparsity) == set(window.session.summary.prunable_keys[:-1])
     assert source.data(source.index(source.row_of_key(last), COL_AFTER)) == "dense"
     assert "left dense" in window.preview_panel.caption.text() and window._outcome_current()
+    # the preview's nonzeros and sparsity count the dense layer's weights as kept
+    kept = window.session.loaded.model.get_parameter(last).numel()
+    cells = window.preview_panel.cells
+    assert cells["nonzeros"][1].text() == f"{outcome.result.nonzeros + kept:,} / {outcome.result.total + kept:,}"
+    assert "70.0% of the" in cells["sparsity"][1].toolTip()
     window.controls.keep_first.setChecked(True)  # the shown run no longer matches the controls
     assert not window._outcome_current()
     with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS):
