@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import accuracy_text, load_shared  # noqa: E402  (imports core first)
+from shared_models import accuracy_text, shared_or_exit  # noqa: E402  (imports core first)
 
 from core.evaluate import evaluate, paired_difference  # noqa: E402
 from core.pruning import PruneRequest, apply_result, default_layers, prune  # noqa: E402
@@ -36,10 +36,7 @@ def main() -> int:
     ap.add_argument("--methods", default="magnitude,chita")
     ap.add_argument("--sparsities", default="0.7,0.8,0.9")
     args = ap.parse_args()
-    shared = load_shared("resnet20")
-    if shared is None:
-        return 2
-    loaded, bundle = shared
+    loaded, bundle = shared_or_exit("resnet20")
     model = loaded.model
     every = default_layers(model, "resnet20")
     total = sum(model.get_parameter(n).numel() for n in every)

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import accuracy_text, load_shared  # noqa: E402  (imports core first)
+from shared_models import accuracy_text, shared_or_exit  # noqa: E402  (imports core first)
 
 from core.export import evaluate_onnx, export_onnx  # noqa: E402
 from core.model_io import load_model  # noqa: E402
@@ -60,10 +60,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sparsity", type=float, default=0.7)
     args = ap.parse_args()
-    shared = load_shared("resnet20")
-    if shared is None:
-        return 2
-    loaded, bundle = shared
+    loaded, bundle = shared_or_exit("resnet20")
     images = bundle.evaluation
     folder = Path(tempfile.mkdtemp(prefix="onnx_float16_"))
     fp32 = folder / "resnet20.onnx"

@@ -1580,17 +1580,24 @@ class MainWindow(QMainWindow):
     # ======================================================================================
     # export
 
+    def _last_run_file(self, nothing: str, what: str, suffix: str) -> str | None:
+        """The file name the last run is offered under (``pruned_file_name`` with ``suffix``, in
+        the remembered export folder), or None, after saying so (``nothing``: the dialog's title;
+        ``what``: what the action writes), when there is no run yet."""
+        if self.session is None or self.bundle is None:
+            return None
+        if self.outcome is None:
+            dialogs.show_info(self, nothing, f"Run a pruning method first (Ctrl+R): {what} of the last run.")
+            return None
+        req = self.outcome.result.request
+        name = Path(pruned_file_name(self.model_label.text(), req.method, req.sparsity)).with_suffix(suffix)
+        return str(Path(st.read(self.settings, "export/folder", str(Path.home()))) / name)
+
     def export_dialog(self) -> None:
         """Ask for an .onnx path and export the last run's pruned copy (Ctrl+E)."""
-        if self.session is None or self.bundle is None:
+        default = self._last_run_file("Nothing to export yet", "export writes the pruned model", ".onnx")
+        if default is None:
             return
-        if self.outcome is None:
-            dialogs.show_info(self, "Nothing to export yet",
-                              "Run a pruning method first (Ctrl+R): export writes the pruned model of the last run.")
-            return
-        req = self.outcome.result.request
-        default = str(Path(st.read(self.settings, "export/folder", str(Path.home())))
-                      / pruned_file_name(self.model_label.text(), req.method, req.sparsity))
         path, _ = QFileDialog.getSaveFileName(self, "Export pruned model as ONNX", default, "ONNX model (*.onnx)")
         if not path:
             return
@@ -1601,15 +1608,9 @@ class MainWindow(QMainWindow):
 
     def save_weights_dialog(self) -> None:
         """Ask for a .safetensors / .pt path and save the last run's pruned state_dict (Ctrl+Shift+S)."""
-        if self.session is None or self.bundle is None:
+        default = self._last_run_file("Nothing to save yet", "this saves the pruned weights", ".safetensors")
+        if default is None:
             return
-        if self.outcome is None:
-            dialogs.show_info(self, "Nothing to save yet",
-                              "Run a pruning method first (Ctrl+R): this saves the pruned weights of the last run.")
-            return
-        req = self.outcome.result.request
-        name = Path(pruned_file_name(self.model_label.text(), req.method, req.sparsity)).with_suffix(".safetensors")
-        default = str(Path(st.read(self.settings, "export/folder", str(Path.home()))) / name)
         path, chosen = QFileDialog.getSaveFileName(self, "Save the pruned weights", default,
                                                    "safetensors (*.safetensors);;PyTorch (*.pt *.pth)")
         if not path:
