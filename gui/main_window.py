@@ -1224,6 +1224,11 @@ class MainWindow(QMainWindow):
         sweeps prune the others; the preview follows at once."""
         if self.session is not None:
             keys = set(keys) & set(self.session.summary.prunable_keys)
+            if keys and keys == set(self.session.summary.prunable_keys):
+                dialogs.show_info(self, "One layer at least is pruned",
+                                  "Keeping every layer dense leaves nothing to prune: choose another layer to "
+                                  "prune first, or Prune every layer again (right-click in the table).")
+                return
         if keys == self.kept_layers:
             return
         self.kept_layers = set(keys)

@@ -687,6 +687,8 @@ def test_table_context_menu_keeps_chosen_layers_dense(qtbot, window: MainWindow,
         actions[1][2]()
     assert window.kept_layers == set() and not window._outcome_current()
     assert set(window.preview.result.masks) == set(keys)
+    window.set_kept_layers(set(keys))  # every layer: refused, said, nothing changes
+    assert window.kept_layers == set() and hooks.infos[-1][0] == "One layer at least is pruned"
     window.set_kept_layers({keys[0]})
     with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
         window.load_demo("digits_cnn")
