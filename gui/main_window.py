@@ -1493,7 +1493,8 @@ class MainWindow(QMainWindow):
                 caption=f"Live magnitude preview.{kept_dense_note(self._dense_keys(pv.result))} Release the slider or press "
                         f"Ctrl+R to run {method_label(self.controls.method_name())}.{run_note}")
             self.sparsity_bars.set_data(keys, [("Magnitude (preview)", pv.result.layer_sparsity, "compare")])
-        self.overview.set_threshold(self.preview.threshold if self.preview is not None else None)
+        self.overview.set_threshold(self.preview.threshold if self.preview is not None else None,
+                                    self._dense_keys(result) if result is not None else ())
         self._render_layer()
         self._update_busy()
         QTimer.singleShot(0, self._fit_sidebar)  # new numbers may need a wider sidebar

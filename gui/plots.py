@@ -369,7 +369,8 @@ class ImportanceHeatMap(StudioPlot):
 
 class LayerOverview(StudioPlot):
     """|w| spread of every prunable layer: 25–75% boxes, 5–95% whiskers, median; the global
-    magnitude threshold as a horizontal line; the chosen layer highlighted."""
+    magnitude threshold as a horizontal line; the chosen layer highlighted; layers the shown
+    result left dense drawn muted (the threshold does not apply to them)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Weight spread per layer (|w|)", parent)
@@ -378,6 +379,7 @@ class LayerOverview(StudioPlot):
         self.percentiles: Mapping[str, Sequence[float]] = {}
         self.selected: str | None = None
         self.threshold: float | None = None
+        self.dense: set[str] = set()
         self.boxes: pg.BarGraphItem | None = None
         self.set_message("Layer overview appears after loading")
 
@@ -392,9 +394,10 @@ class LayerOverview(StudioPlot):
         self.selected = key
         self.redraw()
 
-    def set_threshold(self, threshold: float | None) -> None:
-        """Global magnitude threshold (None hides the line)."""
+    def set_threshold(self, threshold: float | None, dense: Sequence[str] = ()) -> None:
+        """Global magnitude threshold (None hides the line), and the layers kept dense."""
         self.threshold = threshold
+        self.dense = set(dense)
         self.redraw()
 
     def redraw(self) -> None:
@@ -408,7 +411,8 @@ class LayerOverview(StudioPlot):
         n = len(self.keys)
         x = np.arange(n, dtype=float)
         q = np.array([self.percentiles[k] for k in self.keys], dtype=float)
-        brushes = [self.theme.qcolor("accent", 230 if k == self.selected else 110) for k in self.keys]
+        brushes = [self.theme.qcolor("muted" if k in self.dense else "accent", 230 if k == self.selected else 110)
+                   for k in self.keys]
         pens = [pg.mkPen(p.accent if k == self.selected else p.dense, width=2 if k == self.selected else 1)
                 for k in self.keys]
         err = pg.ErrorBarItem(x=x, y=q[:, 2], top=q[:, 4] - q[:, 2], bottom=q[:, 2] - q[:, 0], beam=0.25,

@@ -639,6 +639,7 @@ def test_keep_dense_boxes_reach_preview_run_sweep_and_next_session(qtbot, window
     assert set(outcome.result.layer_sparsity) == set(window.session.summary.prunable_keys[:-1])
     assert source.data(source.index(source.row_of_key(last), COL_AFTER)) == "dense"
     assert "left dense" in window.preview_panel.caption.text() and window._outcome_current()
+    assert window.overview.dense == {last}  # drawn muted in the weight-spread plot
     # the preview's nonzeros and sparsity count the dense layer's weights as kept
     kept = window.session.loaded.model.get_parameter(last).numel()
     cells = window.preview_panel.cells
