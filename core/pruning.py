@@ -448,7 +448,10 @@ def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
     for s in sparsities:
         validate_request(replace(request, sparsity=s))
     t_start = time.perf_counter()
-    ctx = _Context.build(model, calibration, request, arch, progress, cancel, cache)
+    # built at the lowest sparsity asked: the one the model's own zeros must allow (each result
+    # carries its own sparsity)
+    ctx = _Context.build(model, calibration, replace(request, sparsity=min(sparsities)), arch, progress,
+                         cancel, cache)
     ctx.on_stage = on_stage
     order = sorted(range(len(sparsities)), key=lambda i: sparsities[i])
     results: list[PruneResult | None] = [None] * len(sparsities)
@@ -551,6 +554,7 @@ class _Context:
             self.groups.append(slice(off, off + sz))
             off += sz
         self.p = off
+        self._check_existing_zeros(params)
         x, y = calibration.x, calibration.y
         if request.seed:
             perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(request.seed))
@@ -614,6 +618,36 @@ class _Context:
         self.stage_units, self.stage_label = 0, ""  # CHITA++: stage solves done, current stage
         self.stage_buffer: torch.Tensor | None = None  # CHITA++: the last stage's A, this run's own
         return self
+
+    def _check_existing_zeros(self, params: Mapping[str, torch.Tensor]) -> None:
+        """A model pruned before (a pruned export opened again, fine-tuned weights) has zeros of
+        its own, and no method brings a zero weight back: a sparsity under the one the weights
+        already have would keep zeros and count them as kept. Refused, naming the least sparsity
+        that can be asked (per layer with ``scope="layer"``)."""
+        nonzero = [int(torch.count_nonzero(params[n].detach())) for n in self.names]
+        if sum(nonzero) == self.p:
+            return
+        request = self.request
+        layer = request.scope == "layer" or request.method == "magnitude_layer"
+        budgets = layer_budgets(self.sizes, request.sparsity) if layer else [global_budget(self.p, request.sparsity)]
+        have = nonzero if layer else [sum(nonzero)]
+        sizes = self.sizes if layer else [self.p]
+        if all(k <= h for k, h in zip(budgets, have)):
+            return
+        least = max(1 - h / size for h, size in zip(have, sizes))
+
+        def fits(s: float) -> bool:
+            ks = layer_budgets(self.sizes, s) if layer else [global_budget(self.p, s)]
+            return all(k <= h for k, h in zip(ks, have))
+
+        tenths = math.floor(1000 * least)  # the least sparsity in tenths of a percent that fits
+        while tenths < 999 and not fits(tenths / 1000):
+            tenths += 1
+        where = "one of its layers already has" if layer else "the layers to prune already have"
+        raise StudioError(
+            f"{where} {100 * least:.1f}% zeros (the model was pruned before), more than the "
+            f"{100 * request.sparsity:.1f}% asked; a zero weight stays zero, so that sparsity cannot be reached",
+            field="sparsity", fix=f"ask for at least {tenths / 10:.1f}% sparsity.")
 
     def _bn_transform(self, augment: str) -> CropFlip | None:
         """The batch transform for BatchNorm statistics of kind ``augment`` ("none" or

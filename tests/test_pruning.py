@@ -1368,3 +1368,24 @@ def test_keep_first_and_last_leave_those_layers_dense(run, models, method):
     with pytest.raises(StudioError, match="leaves no layer to prune") as err:
         pruning.request_layers(model, PruneRequest(layers=(every[0],), keep_last=True), "digits_cnn")
     assert err.value.field == "layers"
+
+
+def test_a_sparsity_under_the_models_own_zeros_is_refused(models, digits):
+    """A model pruned before keeps its zeros: asking a lower sparsity would count zeros as kept
+    weights (the reported nonzeros and sparsity would be wrong). Refused before any work,
+    naming the least sparsity that can be asked, globally and per layer, in a sweep too; at or
+    above it the run holds exactly k nonzeros."""
+    model = models["digits_cnn"]
+    pruned = apply_result(model, prune(model, digits.calibration, PruneRequest(method="magnitude", sparsity=0.8)))
+    for method in ("magnitude", "chita"):
+        with pytest.raises(StudioError, match=r"already have 80\.0% zeros .* than the 70\.0% asked") as err:
+            prune(pruned, digits.calibration, PruneRequest(method=method, sparsity=0.7, samples=SAMPLES))
+        assert err.value.field == "sparsity" and "at least 80.0%" in err.value.fix
+    with pytest.raises(StudioError, match="one of its layers already has"):
+        prune(pruned, digits.calibration, PruneRequest(method="magnitude", sparsity=0.8, scope="layer"))
+    with pytest.raises(StudioError, match="than the 50.0% asked"):
+        pruning.prune_path(pruned, digits.calibration, PruneRequest(method="magnitude"), [0.9, 0.5])
+    for method in ("obd", "chita"):
+        result = prune(pruned, digits.calibration, PruneRequest(method=method, sparsity=0.85, samples=SAMPLES))
+        actual = sum(int((w != 0).sum()) for w in result.weights.values())
+        assert actual == result.nonzeros == round(0.15 * result.total)
