@@ -52,6 +52,7 @@ from core.evaluate import paired_or_none
 from core.export import describe_onnx_accuracy, describe_storage, pruned_file_name
 from core.fisher import rows_that_fit
 from core.gradient_cache import GradientCache
+from core.methods.selection import global_budget
 from core.pruning import (
     MAX_REFINE_STEPS,
     METHOD_LABELS,
@@ -204,6 +205,8 @@ class MainWindow(QMainWindow):
         self.data_source: tuple[str, str | None] = ("digits", None)
         self.baseline: jobs.Baseline | None = None
         self.kept_layers: set[str] = set()  # weights the user keeps dense (the table's context menu)
+        self.own_sparsity = 0.0  # the loaded model's own zeros over its prunable weights
+        self.least_sparsity = 0.0  # the least sparsity (whole percent) those zeros allow
         self.runs: list[jobs.RunOutcome] = []  # this model's and data's runs, oldest first (Runs tab)
         self._live_run: object | None = None  # the run whose CHITA++ stages the Objective tab draws
         self.saliency: dict[str, np.ndarray] | None = None
@@ -994,6 +997,13 @@ class MainWindow(QMainWindow):
         self.gradient_cache.clear()  # the previous model's gradients: free their memory
         self.kept_layers = set()  # a choice of layers belongs to its model
         self.table.kept = set()
+        keys = [k for k in session.summary.prunable_keys if k in self._weights]
+        total = sum(self._weights[k].numel() for k in keys)
+        zeros = sum(int((self._weights[k] == 0).sum()) for k in keys)
+        self.own_sparsity = zeros / total if total else 0.0  # a model pruned before: its zeros stay
+        # the least whole percent a run can ask (core.pruning refuses less: its budget would keep zeros)
+        self.least_sparsity = next((pct / 100 for pct in range(int(100 * self.own_sparsity), 100)
+                                    if global_budget(total, pct / 100) <= total - zeros), 0.99) if zeros else 0.0
         self._reset_results()
         loaded = session.loaded
         name = Path(loaded.source).name if loaded.format != "demo" else loaded.source.replace("demo:", "")
@@ -1253,9 +1263,19 @@ class MainWindow(QMainWindow):
         return sum(int(self._weights[k].numel()) for k in self._dense_keys(result) if k in self._weights)
 
     def request_preview(self, sparsity: float) -> None:
-        """Live magnitude preview at ``sparsity`` (debounced by the controls)."""
+        """Live magnitude preview at ``sparsity`` (debounced by the controls). Under the sparsity
+        the model already has (pruned before: its zeros stay zeros) the slider moves up to it
+        first, and the preview follows from there."""
         if self.session is None or self.bundle is None:
             return
+        if sparsity < self.least_sparsity - 1e-9:
+            least = self.least_sparsity
+            self.statusBar().showMessage(
+                f"This model already has {100 * self.own_sparsity:.1f}% zeros, which stay zeros: the sparsity "
+                f"starts at {100 * least:.0f}%.", 10000)
+            if least > sparsity:
+                self.controls.set_sparsity(least)  # its preview follows (the slider's own request)
+                return
         if self._preview_task is not None and self._preview_task.running:
             self._preview_task.cancel()
         scope = self.controls.scope_name()

@@ -697,6 +697,29 @@ def test_table_context_menu_keeps_chosen_layers_dense(qtbot, window: MainWindow,
     assert not hooks.errors
 
 
+def test_a_pruned_model_starts_the_slider_at_its_own_sparsity(qtbot, window: MainWindow, hooks,
+                                                             tmp_path: Path) -> None:
+    """A model pruned before keeps its zeros (core.pruning refuses a sparsity under them): opened
+    with the slider lower, the slider moves up to the least sparsity it can take, the status bar
+    says why, and the preview and a run work from there."""
+    from core.export import export_onnx
+    from core.pruning import PruneRequest, apply_result, prune
+
+    model = window.session.loaded.model
+    pruned = apply_result(model, prune(model, window.bundle.calibration,
+                                       PruneRequest(method="magnitude", sparsity=0.9)))
+    path = export_onnx(pruned, window.bundle.evaluation.x[:2], tmp_path / "p90.onnx").path
+    window.controls.set_sparsity(0.7)
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        drop_file(window, Path(path))
+    assert window.controls.sparsity() == pytest.approx(0.9) and window.least_sparsity == pytest.approx(0.9)
+    assert "already has 90.0% zeros" in window.statusBar().currentMessage()
+    assert window.preview.result.sparsity == pytest.approx(0.9, abs=1e-3)
+    outcome = run_and_wait(qtbot, window, "chita", 95)
+    assert outcome.result.sparsity == pytest.approx(0.95, abs=1e-3)
+    assert not hooks.errors
+
+
 def test_save_pruned_weights_writes_a_state_dict_that_opens_again(qtbot, window: MainWindow, hooks,
                                                                    tmp_path: Path, monkeypatch) -> None:
     """File ▸ Save pruned weights (Ctrl+Shift+S): disabled before a run; after one, the dialog's
