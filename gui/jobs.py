@@ -38,6 +38,7 @@ class LayerRow:
     share: float
     prunable: bool
     sparsity_now: float
+    zeros: int = 0  # weights exactly zero now (sparsity_now's count)
 
 
 @dataclass(frozen=True)
@@ -204,10 +205,11 @@ def summarize(model: torch.nn.Module, layers: list[Any], pruned_by_default: list
         shape = tuple(int(s) for s in getattr(info, "shape", ()) or (found[1].shape if found else ()))
         params = int(getattr(info, "params", 0) or (found[1].numel() if found else 0))
         prunable = (key in chosen if chosen is not None else bool(getattr(info, "prunable", False))) and found is not None
-        zeros = 0.0
+        zeros, count = 0.0, 0
         if found is not None:
             w = found[1].detach()
-            zeros = float((w == 0).float().mean()) if w.numel() else 0.0
+            count = int((w == 0).sum())
+            zeros = count / w.numel() if w.numel() else 0.0
             if prunable:
                 a = w.abs().flatten().float().numpy()
                 pct[key] = tuple(float(v) for v in np.percentile(a, PERCENTILES))
@@ -215,6 +217,7 @@ def summarize(model: torch.nn.Module, layers: list[Any], pruned_by_default: list
             LayerRow(
                 name=name, key=key, type=str(getattr(info, "type", "")), shape=shape, params=params,
                 share=params / total if total else 0.0, prunable=prunable, sparsity_now=zeros,
+                zeros=count,
             )
         )
     return ModelSummary(tuple(rows), int(total), pct)

@@ -997,9 +997,9 @@ class MainWindow(QMainWindow):
         self.gradient_cache.clear()  # the previous model's gradients: free their memory
         self.kept_layers = set()  # a choice of layers belongs to its model
         self.table.kept = set()
-        keys = [k for k in session.summary.prunable_keys if k in self._weights]
-        total = sum(self._weights[k].numel() for k in keys)
-        zeros = sum(int((self._weights[k] == 0).sum()) for k in keys)
+        rows = [r for r in session.summary.rows if r.prunable]  # zeros counted off the UI thread
+        total = sum(r.params for r in rows)
+        zeros = sum(r.zeros for r in rows)
         self.own_sparsity = zeros / total if total else 0.0  # a model pruned before: its zeros stay
         # the least whole percent a run can ask (core.pruning refuses less: its budget would keep zeros)
         self.least_sparsity = next((pct / 100 for pct in range(int(100 * self.own_sparsity), 100)
