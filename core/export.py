@@ -188,7 +188,7 @@ def export_onnx(
     """
     start = time.perf_counter()
     target = os.path.abspath(os.fspath(path))
-    folder = check_destination(target)
+    check_destination(target)  # before any work: a folder that cannot take the file fails at once
     work = _eval_copy(model)
     to_file = _as_source_file(work)
     sample = sample.detach().cpu()
@@ -214,31 +214,32 @@ def export_onnx(
     report(progress, "export", 1, 1)
     check(cancel)
 
-    tmp = _write_temp(folder, os.path.basename(target), data)
-    try:
+    found: dict[str, Any] = {}
+
+    def verify(tmp: str) -> None:
+        """The written file checked, run in onnxruntime, its zeros counted (and scored)."""
         report(progress, "verify", 0, 3, "checking the graph")
         t0 = time.perf_counter()
         with open(tmp, "rb") as f:
-            written = f.read()
-        opset_used, interface = _check_graph(written, target)
+            found["written"] = written = f.read()
+        found["opset"], found["interface"] = _check_graph(written, target)
         check(cancel)
         report(progress, "verify", 1, 3, "running in onnxruntime")
-        max_diff = _compare_outputs(tmp, work, batch, target, float16=float16_tensors > 0)
+        found["max_diff"] = _compare_outputs(tmp, work, batch, target, float16=float16_tensors > 0)
         check(cancel)
         report(progress, "verify", 2, 3, "counting zeros")
-        fractions = _compare_zeros(work, written, target)
-        compressed = len(zlib.compress(written, DEFLATE_LEVEL))
-        t_verify = time.perf_counter() - t0
-        onnx_eval = None
+        found["fractions"] = _compare_zeros(work, written, target)
+        found["compressed"] = len(zlib.compress(written, DEFLATE_LEVEL))
+        found["onnx_eval"], found["reference"] = None, reference
         if evaluation is not None:
-            t1 = time.perf_counter()
-            onnx_eval, reference = _score(tmp, work, evaluation, reference, target, progress, cancel)
-            t_verify += time.perf_counter() - t1
+            found["onnx_eval"], found["reference"] = _score(tmp, work, evaluation, reference, target, progress, cancel)
+        found["t_verify"] = time.perf_counter() - t0
         check(cancel)
-        _finalise(tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
+
+    write_verified(target, data, verify, what="the ONNX file")
+    written, compressed, max_diff = found["written"], found["compressed"], found["max_diff"]
+    fractions, opset_used, interface = found["fractions"], found["opset"], found["interface"]
+    onnx_eval, reference, t_verify = found["onnx_eval"], found["reference"], found["t_verify"]
     report(progress, "verify", 3, 3)
     return ExportReport(
         path=target,
