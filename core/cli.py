@@ -736,7 +736,12 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     add_model_arguments(p)
     add_data_arguments(p, calibration=True)
     p.add_argument("--method", choices=METHODS, default="chita", help="pruning method (default chita)")
-    p.add_argument("--sparsity", type=float, required=True, help="fraction of weights removed, e.g. 0.9")
+    p.add_argument("--sparsity", type=float, help="fraction of weights removed, e.g. 0.9 (with "
+                   "--pattern: the pattern's own, 1 − N/M, which is the default then)")
+    p.add_argument("--pattern", default="", metavar="N:M",
+                   help="semi-structured sparsity: keep at most N of every M consecutive weights "
+                   "along each layer's inputs, e.g. 2:4 for sparse tensor cores; layers whose input "
+                   "count is not a multiple of M stay dense (not with chita++)")
     pruning_options(p)
     p.add_argument("--out", metavar="FILE.onnx", help="export the pruned model (atomic, verified)")
     p.add_argument("--sparse-storage", dest="sparse_storage", action="store_true",
@@ -767,8 +772,16 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     p.set_defaults(func=cmd_sweep)
 
 
-def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
+def _request_from_args(args: argparse.Namespace, method: str, sparsity: float | None):
     from core.pruning import PruneRequest, validate_request
+    from core.sparsity_pattern import parse_pattern
+
+    pattern = parse_pattern(getattr(args, "pattern", ""))
+    if sparsity is None:
+        if pattern is None:
+            raise StudioError("the sparsity is missing", field="--sparsity",
+                              fix="add e.g. --sparsity 0.9, or --pattern 2:4 for 2-of-4 sparsity.")
+        sparsity = pattern.sparsity
 
     layers = tuple(n.strip() for n in args.layers.split(",") if n.strip()) if args.layers else None
     request = PruneRequest(method=method, sparsity=sparsity, scope=args.scope, layers=layers,
@@ -777,7 +790,8 @@ def _request_from_args(args: argparse.Namespace, method: str, sparsity: float):
                            recalibrate_between_stages=args.between, refine_steps=args.refine,
                            images_per_row=args.per_row, bn_augment=args.bn_augment,
                            schedule=args.schedule, update_scale=args.update_scale,
-                           keep_first=args.keep_first, keep_last=args.keep_last)
+                           keep_first=args.keep_first, keep_last=args.keep_last,
+                           pattern=str(pattern) if pattern is not None else "")
     validate_request(request)  # before the model and the data are loaded, not after
     return request
 
@@ -801,6 +815,16 @@ def _check_output_file(path: str | None, option: str, suffixes: tuple[str, ...] 
 _OUTPUT_FILES = {"--out": ("the ONNX file", "model.onnx"), "--csv": ("the CSV file", "sweep.csv"),
                  "--plot": ("the plot", "sweep.png"), "--save-weights": ("the weights file", "pruned.safetensors")}
 """What each file option writes, and an example name, for the messages of :func:`_check_output_file`."""
+
+
+def _pattern_lines(pattern: Mapping[str, Any] | None) -> list[str]:
+    """The prune report's line on an N:M pattern run (none for unstructured runs)."""
+    if not pattern:
+        return []
+    dense = list(pattern.get("dense_layers") or [])
+    return [f"Pattern:    {pattern['pattern']} in all {int(pattern['blocks']):,} blocks"
+            + (f"; {', '.join(dense)} left dense (input count not a multiple of "
+               f"{str(pattern['pattern']).split(':')[1]})" if dense else "")]
 
 
 def rows_of(result, per_row: int) -> str:
@@ -873,7 +897,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "model": loaded.source,
         "method": args.method,
         "sparsity": result.sparsity,
-        "requested_sparsity": args.sparsity,
+        "requested_sparsity": request.sparsity,
         "nonzeros": result.nonzeros,
         "prunable_weights": result.total,
         "accuracy": after.accuracy,
@@ -910,6 +934,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "timings": dict(result.timings),
         "layer_sparsity": dict(result.layer_sparsity),
         "kept_dense": list(result.info.get("kept_dense", [])),
+        "pattern": result.info.get("pattern"),
     }
     if export is not None:
         data["export"] = export_fields(export)
@@ -922,6 +947,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         f"Method:     {args.method} at {100 * result.sparsity:.2f}% sparsity "
         f"({result.nonzeros:,} of {result.total:,} prunable weights kept"
         + (f"; {', '.join(result.info['kept_dense'])} left dense" if result.info.get("kept_dense") else "") + ")",
+        *_pattern_lines(result.info.get("pattern")),
         f"Accuracy:   {pct(after)} on {after.n:,} images; dense {pct(before)}",
         f"Change:     {change.describe('dense')}",
         f"Loss:       {after.loss:.4f} (dense {before.loss:.4f})",

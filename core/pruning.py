@@ -38,12 +38,13 @@ from core.methods.chita import (
 from core.methods.magnitude import magnitude_prune
 from core.methods.obd import obd_prune
 from core.methods.quadratic import LocalQuadratic, fisher_scale
-from core.methods.selection import global_budget, layer_budgets, select
+from core.methods.selection import Budget, global_budget, layer_budgets, select
 from core.methods.woodfisher import inverse_fisher_diagonals, woodfisher_solve
 from core.progress import CancelToken, Progress, ProgressFn, check, report
 from core.prunable import prunable_parameters
 from core.refine import GaussNewtonStep
 from core.schedule import AUTO_STAGES, SCHEDULES, auto_stages, chitapp_schedule  # noqa: F401 (re-exported)
+from core.sparsity_pattern import BlockBudget, block_budget, parse_pattern
 
 if TYPE_CHECKING:
     from core.data import ImageSet
@@ -81,6 +82,12 @@ class PruneRequest:
     shuffled loader does; the first stage uses single-stage CHITA's images. Off by default: over
     5 calibration samples on ResNet20 it measured 0.5 points lower at 0.8 and 1.2 lower at 0.9
     (docs/benchmarks.md), within the spread between samples.
+    ``pattern`` "N:M" (e.g. "2:4", what sparse tensor cores run) keeps at most N of every M
+    consecutive weights along each layer's input dimension (:mod:`core.sparsity_pattern`);
+    ``sparsity`` must then be 1 − N/M, the pattern's own, and ``scope`` does not matter (every
+    layer is pruned at that sparsity). Layers whose input dimension is not a multiple of M stay
+    dense (``info["pattern"]["dense_layers"]``). Every method but CHITA++ takes a pattern:
+    the top-k selections keep the N best of each block and CHITA's swaps stay inside blocks.
     ``schedule`` is the shape of CHITA++'s rising sparsities: ``"log"`` (the default), each
     stage removing a share of the kept weights that shrinks toward the target, or ``"cubic"``,
     the schedule before it (:func:`chitapp_schedule`).
@@ -146,6 +153,7 @@ class PruneRequest:
     # None: chosen on held-out error from UPDATE_SCALES when BatchNorm is not recalibrated
     keep_first: bool = False  # leave the first prunable layer dense (request_layers)
     keep_last: bool = False  # leave the last prunable layer dense
+    pattern: str = ""  # "N:M" semi-structured sparsity (core.sparsity_pattern); "" unstructured
 
 
 @dataclass(frozen=True)
@@ -284,6 +292,17 @@ def validate_request(request: PruneRequest) -> None:
     if request.bn_augment not in BN_AUGMENTS:
         raise StudioError(f"unknown BatchNorm augmentation {request.bn_augment!r}",
                           field="bn augment", fix=f"use one of: {', '.join(BN_AUGMENTS)}.")
+    pattern = parse_pattern(request.pattern)
+    if pattern is not None:
+        if request.method == "chita++":
+            raise StudioError(f"CHITA++ does not take a sparsity pattern ({pattern} asked)",
+                              field="pattern", fix="use CHITA, WoodFisher, OBD or magnitude with a "
+                              "pattern, or leave the pattern empty for CHITA++.")
+        if abs(request.sparsity - pattern.sparsity) > 1e-9:
+            raise StudioError(f"the pattern {pattern} sets the sparsity to {100 * pattern.sparsity:g}%, "
+                              f"not the {100 * request.sparsity:g}% asked", field="sparsity",
+                              fix=f"ask for sparsity {pattern.sparsity:g} with this pattern, or leave "
+                              "the pattern empty for another sparsity.")
 
 
 def default_layers(model: nn.Module, arch: str | None = None) -> list[str]:
@@ -445,6 +464,10 @@ def prune_path(model: nn.Module, calibration: "ImageSet", request: PruneRequest,
     iterations, converged, …) and ``stage``, ``stages`` and ``target``: a front end can draw the
     schedule while it runs.
     """
+    if request.pattern and len(set(sparsities)) > 1:
+        raise StudioError(f"a sweep over sparsities cannot keep the pattern {request.pattern}: the "
+                          "pattern fixes the sparsity", field="pattern",
+                          fix="prune at the pattern's sparsity alone, or sweep without a pattern.")
     for s in sparsities:
         validate_request(replace(request, sparsity=s))
     t_start = time.perf_counter()
@@ -554,6 +577,9 @@ class _Context:
             self.groups.append(slice(off, off + sz))
             off += sz
         self.p = off
+        pattern = parse_pattern(request.pattern)
+        self.blocks: BlockBudget | None = (block_budget(self.names, self.shapes, pattern)
+                                           if pattern is not None else None)
         self._check_existing_zeros(params)
         x, y = calibration.x, calibration.y
         if request.seed:
@@ -585,6 +611,10 @@ class _Context:
         self.bn_images = torch.cat([self.x_g, rest[: max(0, BN_IMAGES - n)]])[:BN_IMAGES]
         self.info: dict[str, object] = {"samples": self.rows, "holdout": len(self.x_h),
                                         "layers": len(self.names)}
+        if self.blocks is not None:
+            self.info["pattern"] = {"pattern": str(pattern), "blocks": int(self.blocks.blocks.shape[0]),
+                                    "dense_layers": list(self.blocks.dense_layers),
+                                    "dense_weights": int(self.blocks.dense.numel())}
         if request.keep_first or request.keep_last:  # the layers left dense, by name
             every = request_layers(self.base, replace(request, keep_first=False, keep_last=False), arch)
             self.info["kept_dense"] = [n for n in every if n not in self.names]
@@ -970,8 +1000,10 @@ class _Context:
         """One stage's method at one sparsity; returns (weights, mask, trace, λ)."""
         method = method or self.request.method
         wbar = _flat(work, self.names)
-        k: int | list[int]
-        if self.request.scope == "layer" or method == "magnitude_layer":
+        k: Budget
+        if self.blocks is not None:  # N of every M: the pattern fixes the sparsity
+            k = self.blocks
+        elif self.request.scope == "layer" or method == "magnitude_layer":
             k = layer_budgets(self.sizes, sparsity)
         else:
             k = global_budget(self.p, sparsity)

@@ -35,8 +35,9 @@ from typing import Iterator
 import torch
 
 from core.methods.quadratic import LocalQuadratic, SupportState
-from core.methods.selection import select, top_indices
+from core.methods.selection import Budget, select, top_indices
 from core.progress import CancelToken, ProgressFn, check, report
+from core.sparsity_pattern import BlockBudget, block_mask
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,27 @@ def _pool(v: torch.Tensor, mask: torch.Tensor, groups: list[slice], size: int
     return torch.cat(idx), torch.cat(grp)
 
 
+def _pool_blocks(v: torch.Tensor, mask: torch.Tensor, budget: BlockBudget, size: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Active set for N:M budgets: whole blocks, those nearest a swap.
+
+    A block's gap is its smallest |v| on S less its largest |v| off S (an IHT step swaps the
+    two where the gap is negative); the blocks of the smallest gaps give all their columns,
+    about ``size`` per side, each block its own group so that swaps stay inside blocks."""
+    B = budget.blocks
+    if B.shape[0] == 0:
+        e = torch.empty(0, dtype=torch.long)
+        return e, e
+    a = v.abs()[B]
+    on = mask[B]
+    gap = a.masked_fill(~on, float("inf")).amin(1) - a.masked_fill(on, float("-inf")).amax(1)
+    side = min(budget.pattern.n, budget.pattern.m - budget.pattern.n)
+    count = min(B.shape[0], max(1, size // side))
+    pick = top_indices(gap, count, largest=False)
+    m = budget.pattern.m
+    return B[pick].reshape(-1), torch.arange(pick.numel()).repeat_interleave(m)
+
+
 def _inner_steps(act: _ActiveSet, objective: float, budget: int, max_inner: int, rtol: float):
     """Swap steps in pool space from ``act`` (objective ``objective``) until no improving swap
     is left (or the step budget is spent).
@@ -257,7 +279,7 @@ def _inner_steps(act: _ActiveSet, objective: float, budget: int, max_inner: int,
 def chita_solve(
     A: torch.Tensor,
     wbar: torch.Tensor,
-    k: int | list[int],
+    k: Budget,
     groups: list[slice],
     lam: float,
     *,
@@ -287,7 +309,8 @@ def chita_solve(
     t0 = time.perf_counter()
     wbar = wbar.reshape(-1).to(torch.float32)
     quad = LocalQuadratic(A, wbar, lam, first_order=first_order)
-    per_group = not isinstance(k, int)
+    blocks = k if isinstance(k, BlockBudget) else None
+    per_group = isinstance(k, list)
     sel_groups = groups if per_group else [slice(0, wbar.numel())]
 
     mask = init_mask.clone() if init_mask is not None else select(wbar.abs(), k, groups)
@@ -308,7 +331,8 @@ def chita_solve(
         refresh += 1
         check(cancel)
         v = quad.free_values(st)  # one pass over G
-        idx, grp = _pool(v, st.mask, sel_groups, pool_size)
+        idx, grp = (_pool(v, st.mask, sel_groups, pool_size) if blocks is None
+                    else _pool_blocks(v, st.mask, blocks, pool_size))
         if idx.numel() == 0:
             converged = True
             break
@@ -362,7 +386,7 @@ def backsolve(A: torch.Tensor, wbar: torch.Tensor, mask: torch.Tensor, lam: floa
     return quad.weights(st), st.objective
 
 
-def objective_lower_bound(wbar: torch.Tensor, k: int | list[int], groups: list[slice],
+def objective_lower_bound(wbar: torch.Tensor, k: Budget, groups: list[slice],
                           lam: float, *, magnitude: torch.Tensor | None = None) -> float:
     """A floor under the best-subset objective: no support of k weights has Q below it.
 
@@ -381,6 +405,8 @@ def objective_lower_bound(wbar: torch.Tensor, k: int | list[int], groups: list[s
     its complement holds the p − k smallest w̄² (ties do not change the sum).
     """
     w2 = wbar.reshape(-1).double() ** 2
+    if magnitude is None and isinstance(k, BlockBudget):  # the M − N smallest of each block
+        magnitude = block_mask(w2, k)
     if magnitude is not None:
         return 0.5 * lam * float(w2[~magnitude.reshape(-1)].sum())
     budgets = [(slice(0, w2.numel()), k)] if isinstance(k, int) else list(zip(groups, k))

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from core.methods.selection import select
+from core.methods.selection import Budget, select
 
 
-def magnitude_mask(wbar: torch.Tensor, k: int | list[int], groups: list[slice]) -> torch.Tensor:
+def magnitude_mask(wbar: torch.Tensor, k: Budget, groups: list[slice]) -> torch.Tensor:
     """Mask of the largest |w̄|: globally for int ``k``, per group for a list of budgets."""
     return select(wbar.abs(), k, groups)
 
 
-def magnitude_prune(wbar: torch.Tensor, k: int | list[int],
+def magnitude_prune(wbar: torch.Tensor, k: Budget,
                     groups: list[slice]) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (weights, mask): w̄ on the kept set, zero elsewhere; no weight update."""
     mask = magnitude_mask(wbar, k, groups)

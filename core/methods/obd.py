@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from core.fisher import fisher_diagonal
-from core.methods.selection import select
+from core.methods.selection import Budget, select
 
 
 def obd_saliency(G: torch.Tensor, wbar: torch.Tensor, damp: float = 0.0) -> torch.Tensor:
@@ -17,7 +17,7 @@ def obd_saliency(G: torch.Tensor, wbar: torch.Tensor, damp: float = 0.0) -> torc
     return 0.5 * (fisher_diagonal(G) + damp) * wbar.reshape(-1) ** 2
 
 
-def obd_prune(G: torch.Tensor, wbar: torch.Tensor, k: int | list[int], groups: list[slice],
+def obd_prune(G: torch.Tensor, wbar: torch.Tensor, k: Budget, groups: list[slice],
               damp: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (weights, mask): keep the k most salient weights, unchanged."""
     wbar = wbar.reshape(-1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from core.sparsity_pattern import BlockBudget, block_mask
+
 
 def layer_budgets(sizes: list[int], sparsity: float) -> list[int]:
     """Per-layer number of kept weights for a uniform sparsity: round((1 − s)·p_l) each."""
@@ -27,8 +29,14 @@ def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return mask
 
 
-def select(scores: torch.Tensor, k: int | list[int], groups: list[slice]) -> torch.Tensor:
-    """Keep the top-k scores globally (``k`` int) or per group (``k`` a list, one per slice)."""
+Budget = int | list[int] | BlockBudget  # global, per layer, or N of every M (core.sparsity_pattern)
+
+
+def select(scores: torch.Tensor, k: Budget, groups: list[slice]) -> torch.Tensor:
+    """Keep the top-k scores globally (``k`` int), per group (``k`` a list, one per slice) or
+    the N best of every block (``k`` a :class:`BlockBudget`)."""
+    if isinstance(k, BlockBudget):
+        return block_mask(scores, k)
     if isinstance(k, int):
         return topk_mask(scores, k)
     mask = torch.zeros(scores.numel(), dtype=torch.bool)

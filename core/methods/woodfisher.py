@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 
 from core.methods.quadratic import LocalQuadratic, SupportState
-from core.methods.selection import select
+from core.methods.selection import Budget, select
 from core.progress import CancelToken, ProgressFn, check, report
 
 DIAG_BLOCK = 8192  # columns per block of the pass that projects A on K's eigenvectors
@@ -70,7 +70,7 @@ class WoodFisherSolution:
     state: SupportState
 
 
-def woodfisher_solve(A: torch.Tensor, wbar: torch.Tensor, k: int | list[int],
+def woodfisher_solve(A: torch.Tensor, wbar: torch.Tensor, k: Budget,
                      groups: list[slice], lam: float, *, update: bool = True,
                      K: torch.Tensor | None = None, finv: torch.Tensor | None = None,
                      warm: SupportState | None = None,
@@ -102,7 +102,7 @@ def woodfisher_solve(A: torch.Tensor, wbar: torch.Tensor, k: int | list[int],
     return WoodFisherSolution(w, mask, st.objective, st)
 
 
-def woodfisher_prune(A: torch.Tensor, wbar: torch.Tensor, k: int | list[int],
+def woodfisher_prune(A: torch.Tensor, wbar: torch.Tensor, k: Budget,
                      groups: list[slice], lam: float, *, update: bool = True,
                      K: torch.Tensor | None = None, cancel: CancelToken | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, float]:
