@@ -32,6 +32,7 @@ from core.pruning import (
     UPDATE_SCALE_METHODS,
     PruneRequest,
 )
+from core.sparsity_pattern import parse_pattern
 from gui import settings as st
 
 SCOPES = (("global", "Global (one budget)"), ("layer", "Per layer (same sparsity)"))
@@ -41,6 +42,12 @@ BN_IMAGES_TIP = ("Calibration images BatchNorm's statistics are computed on. Aut
                  "check before pruning tries both and keeps the lower held-out loss (ResNet20, trained "
                  "on cropped and mirrored images, gets those). The run's caption says which was used.")
 UPDATE_CHOICES = ((1.0, "Whole (as in the paper)"), (None, "Auto (held-out error)"))
+# N:M semi-structured patterns (core.sparsity_pattern): value, label
+PATTERNS = (("", "None (any weights)"), ("2:4", "2:4 (sparse tensor cores)"), ("1:4", "1:4"), ("4:8", "4:8"))
+PATTERN_TIP = ("Keep at most N of every M consecutive weights along each layer's inputs. 2:4 is what "
+               "sparse tensor cores (NVIDIA Ampere and later, TensorRT) run at up to twice the speed. "
+               "The pattern fixes the sparsity; layers whose input count is not a multiple of M stay dense.")
+PATTERN_CHITAPP_TIP = "CHITA++ prunes without a pattern: choose CHITA, WoodFisher, OBD or Magnitude for one."
 UPDATE_TIP = ("CHITA, WoodFisher and each CHITA++ stage: how far the kept weights move along the method's "
               "update. Whole: all of it. Auto: a fraction α chosen on held-out calibration error where "
               "BatchNorm is not recalibrated after it (ResNet20 without recalibration, 80% sparsity: "
@@ -85,6 +92,12 @@ class ControlsPanel(QGroupBox):
         self.scope = QComboBox()
         for value, label in SCOPES:
             self.scope.addItem(label, value)
+
+        self.pattern = QComboBox()
+        for value, label in PATTERNS:
+            self.pattern.addItem(label, value)
+        self.pattern.setToolTip(PATTERN_TIP)
+        self._free_percent: int | None = None  # the slider's own value while a pattern sets it
 
         # layers left dense (core.pruning.PruneRequest.keep_first / keep_last)
         self.keep_first = QCheckBox("First layer")
@@ -157,6 +170,7 @@ class ControlsPanel(QGroupBox):
         form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         form.addRow("Method", self.method)
         form.addRow("Sparsity", slider_row)
+        form.addRow("Pattern", self.pattern)
         form.addRow("Scope", self.scope)
         keep_row = QHBoxLayout()
         keep_row.addWidget(self.keep_first)
@@ -205,11 +219,13 @@ class ControlsPanel(QGroupBox):
                        self.samples.valueChanged, self.lam.textChanged, self.stages.valueChanged,
                        self.refine.valueChanged, self.per_row.valueChanged, self.recal.toggled,
                        self.bn_images.currentIndexChanged, self.update_scale.currentIndexChanged,
-                       self.keep_first.toggled, self.keep_last.toggled):
+                       self.keep_first.toggled, self.keep_last.toggled, self.pattern.currentIndexChanged):
             signal.connect(self.settings_changed)
             signal.connect(self._update_hidden_note)
         self.method.currentIndexChanged.connect(self._update_stages_enabled)
         self._update_stages_enabled()
+        self.pattern.currentIndexChanged.connect(self._apply_pattern)
+        self.method.currentIndexChanged.connect(self._apply_pattern)
         self.method.currentIndexChanged.connect(self._update_samples_note)
         self.samples.valueChanged.connect(self._update_samples_note)
         self._update_samples_note()
@@ -225,12 +241,28 @@ class ControlsPanel(QGroupBox):
         return self.slider.value() / 100.0
 
     def set_sparsity(self, fraction: float) -> None:
-        """Move the slider to ``fraction`` (rounded to whole percent)."""
-        self.slider.setValue(int(round(100 * fraction)))
+        """Move the slider to ``fraction`` (rounded to whole percent); under a pattern, which
+        fixes the sparsity, the slider's own value moves and shows when the pattern is cleared."""
+        value = int(round(100 * fraction))
+        if self._free_percent is not None:
+            self._free_percent = value
+        else:
+            self.slider.setValue(value)
 
     def step_sparsity(self, delta_percent: int) -> None:
-        """Nudge the sparsity by whole percents (keyboard shortcuts)."""
-        self.slider.setValue(max(0, min(99, self.slider.value() + delta_percent)))
+        """Nudge the sparsity by whole percents (keyboard shortcuts); not under a pattern."""
+        if self._free_percent is None:
+            self.slider.setValue(max(0, min(99, self.slider.value() + delta_percent)))
+
+    def pattern_value(self) -> str:
+        """PruneRequest.pattern for the Pattern box: "" (none) or "N:M"; "" for CHITA++."""
+        if self.method_name() == "chita++":
+            return ""
+        return str(self.pattern.currentData() or "")
+
+    def set_pattern(self, text: str) -> None:
+        """Choose a pattern by its value ("" for none)."""
+        self.pattern.setCurrentIndex(max(0, self.pattern.findData(text or "")))
 
     def method_name(self) -> str:
         """Chosen method key (core.pruning.METHODS)."""
@@ -272,7 +304,7 @@ class ControlsPanel(QGroupBox):
                             images_per_row=int(self.per_row.value()),
                             recalibrate_bn=self.recalibrate_bn(), bn_augment=self.bn_augment(),
                             update_scale=self.update_scale_value(), keep_first=self.keep_first.isChecked(),
-                            keep_last=self.keep_last.isChecked())
+                            keep_last=self.keep_last.isChecked(), pattern=self.pattern_value())
 
     def update_scale_value(self) -> float | None:
         """PruneRequest.update_scale for the Update box: 1.0 (whole) or None (auto)."""
@@ -395,7 +427,12 @@ class ControlsPanel(QGroupBox):
         self._update_stages_enabled()
         self._update_samples_note()
         self.slider.blockSignals(True)
+        self._free_percent = None
         self.slider.setValue(st.read(s, "controls/sparsity_percent", 70, int))
+        self.pattern.blockSignals(True)
+        self.set_pattern(st.read(s, "controls/pattern", ""))
+        self.pattern.blockSignals(False)
+        self._apply_pattern()
         self.spin.setValue(self.slider.value())
         self.slider.blockSignals(False)
         self.autorun.setChecked(st.read(s, "controls/run_on_release", True, bool))
@@ -407,6 +444,7 @@ class ControlsPanel(QGroupBox):
         s.setValue("controls/scope", self.scope_name())
         s.setValue("controls/keep_first", self.keep_first.isChecked())
         s.setValue("controls/keep_last", self.keep_last.isChecked())
+        s.setValue("controls/pattern", str(self.pattern.currentData() or ""))
         s.setValue("controls/samples", int(self.samples.value()))
         s.setValue("controls/lambda", self.lam.text().strip())
         s.setValue("controls/stages", int(self.stages.value()))
@@ -415,7 +453,8 @@ class ControlsPanel(QGroupBox):
         s.setValue("controls/recalibrate_bn", self.recal.isChecked())
         s.setValue("controls/bn_augment", self.bn_augment())
         s.setValue("controls/update_scale", "auto" if self.update_scale_value() is None else "whole")
-        s.setValue("controls/sparsity_percent", int(self.slider.value()))
+        s.setValue("controls/sparsity_percent", int(self.slider.value() if self._free_percent is None
+                                                    else self._free_percent))
         s.setValue("controls/run_on_release", self.autorun.isChecked())
 
     def cancel_pending(self) -> None:
@@ -426,6 +465,24 @@ class ControlsPanel(QGroupBox):
     def _update_stages_enabled(self, *_args) -> None:
         self.stages.setEnabled(self.method_name() == "chita++")
         self.update_scale.setEnabled(self.method_name() in UPDATE_SCALE_METHODS)
+
+    def _apply_pattern(self, *_args) -> None:
+        """A pattern fixes the sparsity (the slider shows it, disabled, and gets its own value
+        back when the pattern is cleared) and makes every layer's sparsity the same (Scope
+        disabled). CHITA++ takes none: the box is disabled for it."""
+        chitapp = self.method_name() == "chita++"
+        self.pattern.setEnabled(not chitapp)
+        self.pattern.setToolTip(PATTERN_CHITAPP_TIP if chitapp else PATTERN_TIP)
+        pattern = parse_pattern(self.pattern_value())
+        if pattern is not None:
+            if self._free_percent is None:
+                self._free_percent = self.slider.value()
+            self.slider.setValue(int(round(100 * pattern.sparsity)))
+        elif self._free_percent is not None:
+            value, self._free_percent = self._free_percent, None
+            self.slider.setValue(value)
+        for widget in (self.slider, self.spin, self.scope):
+            widget.setEnabled(pattern is None)
 
     def _on_sparsity(self, _value: int) -> None:
         self.settings_changed.emit()

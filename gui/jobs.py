@@ -358,23 +358,24 @@ def magnitude_preview_job(model: torch.nn.Module, bundle: Any, sparsity: float, 
                           layers: tuple[str, ...] | None = None, *, keep_first: bool = False,
                           keep_last: bool = False, arch: str | None = None,
                           recalibrate_bn: bool | None = None, bn_augment: str = "auto",
-                          cache: Any = None, progress: ProgressFn | None = None,
+                          pattern: str = "", cache: Any = None, progress: ProgressFn | None = None,
                           cancel: CancelToken | None = None) -> MagnitudePreview:
     """Magnitude masks at ``sparsity`` and the accuracy of that pruned copy (cheap, live);
-    ``recalibrate_bn``, ``bn_augment``, ``keep_first`` and ``keep_last`` as in core.pruning.PruneRequest. ``cache``
+    ``recalibrate_bn``, ``bn_augment``, ``keep_first``, ``keep_last`` and ``pattern`` as in
+    core.pruning.PruneRequest (no global threshold under a pattern). ``cache``
     (core.gradient_cache.GradientCache) keeps the BatchNorm refresh check's decision for the next preview."""
     from core.evaluate import evaluate
     from core.pruning import PruneRequest, apply_result, prune
 
     request = PruneRequest(method="magnitude", sparsity=float(sparsity), scope=scope, layers=layers,
                            recalibrate_bn=recalibrate_bn, bn_augment=bn_augment, keep_first=keep_first,
-                           keep_last=keep_last)
+                           keep_last=keep_last, pattern=pattern)
     result = prune(model, bundle.calibration, request, arch=arch, progress=staged(progress, "Magnitude preview"),
                    cancel=cancel, cache=cache)
     check(cancel)
     pruned = apply_result(model, result)
     ev = evaluate(pruned, bundle.evaluation, progress=staged(progress, "Preview accuracy"), cancel=cancel)
-    threshold = global_threshold(model, result.masks) if scope == "global" else None
+    threshold = global_threshold(model, result.masks) if scope == "global" and not pattern else None
     return MagnitudePreview(result, threshold, ev)
 
 

@@ -140,6 +140,23 @@ def update_scale_note(result) -> str:
     return f" Update: {text}" if text else ""
 
 
+def sparsity_label(request: Any) -> str:
+    """"80%", or the pattern for an N:M run ("2:4")."""
+    return request.pattern if getattr(request, "pattern", "") else f"{100 * request.sparsity:.0f}%"
+
+
+def pattern_note(result: Any) -> str:
+    """" 2:4 in all 1,616 blocks; conv1.weight left dense (…)." for an N:M run, else ""."""
+    info = (getattr(result, "info", None) or {}).get("pattern")
+    if not info:
+        return ""
+    dense = list(info.get("dense_layers") or [])
+    m = str(info["pattern"]).split(":")[1]
+    return (f" {info['pattern']} in all {int(info['blocks']):,} blocks of {m} inputs"
+            + (f"; {', '.join(dense[:3])}{', …' if len(dense) > 3 else ''} left dense (input count not a "
+               f"multiple of {m})" if dense else "") + ".")
+
+
 def kept_dense_note(kept: list[str]) -> str:
     """" fc1.weight left dense." for the prunable weights a result left whole (the Keep dense
     boxes, the table's choice), else ""."""
@@ -1284,7 +1301,8 @@ class MainWindow(QMainWindow):
             jobs.magnitude_preview_job, self.session.light_model, self.bundle, sparsity, scope,
             self._request_layers(), keep_first=keep_first, keep_last=keep_last,
             arch=self.session.loaded.arch, recalibrate_bn=self.controls.recalibrate_bn(),
-            bn_augment=self.controls.bn_augment(), cache=self.gradient_cache, title="Magnitude preview", lane="light",
+            bn_augment=self.controls.bn_augment(), pattern=self.controls.pattern_value(),
+            cache=self.gradient_cache, title="Magnitude preview", lane="light",
             foreground=False, on_done=self._on_preview,
             on_failed=lambda exc: self.stage_label.setText(f"Preview failed: {exc}"))
 
@@ -1304,6 +1322,7 @@ class MainWindow(QMainWindow):
         return (req.method == self.controls.method_name() and abs(req.sparsity - self.controls.sparsity()) < 1e-9
                 and req.scope == self.controls.scope_name()
                 and (req.keep_first, req.keep_last) == self.controls.kept_dense()
+                and req.pattern == self.controls.pattern_value()
                 and req.layers == self._request_layers())
 
     def run_pruning(self) -> None:
@@ -1328,7 +1347,7 @@ class MainWindow(QMainWindow):
         self._submit(jobs.run_job, self.session.loaded.model, self.bundle, request, arch=self.session.loaded.arch,
                      cache=self.gradient_cache, sparse_deflate=self.act_sparse.isChecked(),
                      float16=self.act_float16.isChecked(),
-                     title=f"Pruning with {method_label(request.method)} at {100 * request.sparsity:.0f}%",
+                     title=f"Pruning with {method_label(request.method)} at {sparsity_label(request)}",
                      on_done=self._on_run_done, on_cancelled=lambda: self._on_run_cancelled(tag),
                      on_failed=lambda exc: self._on_run_failed(tag, exc),
                      on_partial=(lambda record: self._on_run_stage(tag, record)) if live else None)
@@ -1413,6 +1432,7 @@ class MainWindow(QMainWindow):
         i = self.controls.scope.findData(req.scope)
         if i >= 0:
             self.controls.scope.setCurrentIndex(i)
+        self.controls.set_pattern(req.pattern)
         self.controls.set_sparsity(req.sparsity)
         self.outcome = outcome
         self.shown = "run"
@@ -1477,12 +1497,12 @@ class MainWindow(QMainWindow):
             self.table.source.set_after(out.result.layer_sparsity, label, self._dense_keys(out.result))
             lam = f" · λ = {out.result.lam:.3g}" if out.result.lam is not None else ""
             self.preview_panel.set_after(
-                out.eval, title=f"{label} · {100 * req.sparsity:.0f}%", result=out.result,
+                out.eval, title=f"{label} · {sparsity_label(req)}", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, sparse_bytes=out.sparse_bytes,
                 sparse_compressed=out.sparse_compressed_bytes, sizes_float16=out.sizes_float16, seconds=out.seconds,
                 dense_weights=self._dense_weights(out.result),
                 caption=f"{label} at {100 * req.sparsity:.0f}% sparsity{samples_note(out.result)}{lam}."
-                        f"{kept_dense_note(self._dense_keys(out.result))}"
+                        f"{pattern_note(out.result)}{kept_dense_note(self._dense_keys(out.result))}"
                         f"{optimality_note(out.result)}{update_scale_note(out.result)}"
                         f"{refinement_note(out.result)}"
                         f"{' A point of the sweep: its seconds are its share of the sweep.' if out.from_sweep else ''}"
@@ -1509,8 +1529,9 @@ class MainWindow(QMainWindow):
                 run_note = (f" The last {method_label(oreq.method)} run ({100 * oreq.sparsity:.0f}%) is kept for export.")
             self.preview_panel.set_versus(None)
             self.preview_panel.set_after(
-                pv.eval, title=f"Magnitude · {100 * req.sparsity:.0f}%", result=pv.result, dense_weights=self._dense_weights(pv.result),
-                caption=f"Live magnitude preview.{kept_dense_note(self._dense_keys(pv.result))} Release the slider or press "
+                pv.eval, title=f"Magnitude · {sparsity_label(req)}", result=pv.result, dense_weights=self._dense_weights(pv.result),
+                caption=f"Live magnitude preview.{pattern_note(pv.result)}{kept_dense_note(self._dense_keys(pv.result))} "
+                        "Release the slider or press "
                         f"Ctrl+R to run {method_label(self.controls.method_name())}.{run_note}")
             self.sparsity_bars.set_data(keys, [("Magnitude (preview)", pv.result.layer_sparsity, "compare")])
         self.overview.set_threshold(self.preview.threshold if self.preview is not None else None,
@@ -1799,6 +1820,7 @@ class MainWindow(QMainWindow):
         label = f"{method_label(method)} at {100 * sparsity:.0f}%"
         if row.result is None:
             self.controls.set_method(method)
+            self.controls.set_pattern("")  # sweeps prune without a pattern
             self.controls.set_sparsity(sparsity)
             self.statusBar().showMessage(f"The sweep did not keep the weights of {label} (it keeps at most "
                                          f"{SWEEP_KEEP_BYTES / 1024**3:.0f} GiB): the Pruning panel is set to it; "

@@ -87,6 +87,8 @@ def describe_settings(outcome: Any) -> str:
     if req.method == "chita++":
         stages = len(info.get("schedule", ())) or req.stages
         parts.append(f"{stages} stages" if stages else "auto stages")
+    if getattr(req, "pattern", ""):
+        parts.append(f"pattern {req.pattern}")
     kept = [name for name, on in (("first", getattr(req, "keep_first", False)),
                                   ("last", getattr(req, "keep_last", False))) if on]
     if kept:

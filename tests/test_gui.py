@@ -658,6 +658,47 @@ def test_keep_dense_boxes_reach_preview_run_sweep_and_next_session(qtbot, window
     assert not hooks.errors
 
 
+def test_pattern_box_fixes_the_sparsity_and_reaches_preview_run_and_next_session(
+        qtbot, window: MainWindow, hooks, settings_dir: Path) -> None:
+    """Pattern ▸ 2:4: the slider shows 50% and is disabled (Scope too), the live preview and the
+    run keep 2 of every 4 weights, the caption says so, the run is taken for the controls' one
+    only with that pattern, clearing it gives the slider its own value back, CHITA++ disables
+    the box, and the choice is remembered."""
+    from core.sparsity_pattern import Pattern, check_pattern
+
+    window.controls.slider.setValue(80)
+    with qtbot.waitSignal(window.preview_updated, timeout=RUN_TIMEOUT_MS):
+        window.controls.set_pattern("2:4")
+    assert window.controls.sparsity() == 0.5 and not window.controls.slider.isEnabled()
+    assert not window.controls.scope.isEnabled()
+    assert window.preview.result.request.pattern == "2:4" and window.preview.threshold is None
+    window.controls.step_sparsity(10)  # Ctrl+PgUp does not move a pattern's sparsity
+    assert window.controls.sparsity() == 0.5
+    window.controls.set_method("chita")
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.act_run.trigger()
+    result = blocker.args[0].result
+    assert result.request.pattern == "2:4" and result.nonzeros == result.total // 2
+    assert set(check_pattern(result.weights, Pattern(2, 4)).values()) == {0}
+    assert "2:4 in all" in window.preview_panel.caption.text() and window._outcome_current()
+    window.controls.set_pattern("")
+    assert window.controls.sparsity() == 0.8 and window.controls.slider.isEnabled()
+    assert not window._outcome_current()
+    window.controls.set_pattern("1:4")
+    assert window.controls.sparsity() == 0.75
+    window.controls.set_method("chita++")  # CHITA++ takes no pattern: the box is off, the slider free
+    assert not window.controls.pattern.isEnabled() and window.controls.request().pattern == ""
+    assert window.controls.sparsity() == 0.8
+    window.controls.set_method("woodfisher")
+    assert window.controls.request().pattern == "1:4" and window.controls.sparsity() == 0.75
+    window.save_settings()
+    again = make_window(qtbot, settings_dir)
+    assert again.controls.pattern_value() == "1:4" and again.controls.sparsity() == 0.75
+    again.controls.set_pattern("")
+    assert again.controls.sparsity() == 0.8  # the slider's own value was saved, not the pattern's
+    assert not hooks.errors
+
+
 def test_table_context_menu_keeps_chosen_layers_dense(qtbot, window: MainWindow, hooks) -> None:
     """Right-click a layer ▸ Keep this layer dense: the preview, the run and the sweep prune the
     other layers (the request names them), the table says "dense" for it, the run is no longer
