@@ -439,6 +439,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             for l in layers
         ],
     }
+    data["sparsity_patterns"] = _held_patterns(loaded.model, prunable)
     steps = getattr(loaded.model, "steps", None)
     if loaded.format == "onnx" and steps is not None:  # an ONNX graph run as it is (core.onnx_import)
         import collections
@@ -453,6 +454,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         data["onnx_outputs"] = [loaded.model.output_name, *loaded.model.extra_outputs]
     emit(args, data, _info_text(data))
     return EXIT_OK
+
+
+def _held_patterns(model: Any, prunable: Sequence[Any]) -> dict[str, list[str]]:
+    """The N:M patterns (2:4, …) the prunable weights keep in every block: pattern → weights
+    without blocks of M (core.sparsity_pattern.held_patterns)."""
+    from core.sparsity_pattern import held_patterns
+
+    params = dict(model.named_parameters())
+    return held_patterns({layer.name: params[layer.name] for layer in prunable if layer.name in params})
 
 
 def _gradient_path(loaded: Any) -> str | None:
@@ -518,6 +528,11 @@ def _info_text(d: dict[str, Any]) -> str:
         f"Preset:       {d['preset'] or 'none (give --preset or --mean/--std for data)'}",
         f"Classes:      {d['num_classes'] if d['num_classes'] is not None else 'unknown'}",
     ]
+    for pattern, without in (d.get("sparsity_patterns") or {}).items():
+        lines.append(f"Pattern:      {pattern} holds in every block of the prunable weights"
+                     + (f" ({', '.join(without[:3])}{', …' if len(without) > 3 else ''} "
+                        f"{'has' if len(without) == 1 else 'have'} no blocks of {pattern.split(':')[1]})"
+                        if without else ""))
     if "onnx_ops" in d:
         ops = d["onnx_ops"]
         lines.append(f"ONNX graph:   {sum(ops.values())} nodes run with PyTorch ("

@@ -140,3 +140,20 @@ def pattern_violations(weight: torch.Tensor, pattern: Pattern) -> int | None:
 def check_pattern(weights: Mapping[str, torch.Tensor], pattern: Pattern) -> dict[str, int | None]:
     """:func:`pattern_violations` per named weight."""
     return {name: pattern_violations(w, pattern) for name, w in weights.items()}
+
+
+COMMON_PATTERNS: tuple[Pattern, ...] = (Pattern(1, 4), Pattern(2, 4), Pattern(4, 8))
+"""The patterns :func:`held_patterns` looks for (the app's Pattern box offers these)."""
+
+
+def held_patterns(weights: Mapping[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Which of ``COMMON_PATTERNS`` every block of ``weights`` keeps (a pruned export opened
+    again, a file from elsewhere): pattern → the weights without blocks of M (left out of the
+    check). A pattern holds where at least one weight has blocks and none breaks it."""
+    held: dict[str, list[str]] = {}
+    for pattern in COMMON_PATTERNS:
+        found = check_pattern(weights, pattern)
+        checked = [v for v in found.values() if v is not None]
+        if checked and not any(checked):
+            held[str(pattern)] = [name for name, v in found.items() if v is None]
+    return held

@@ -20,6 +20,7 @@ from core.sparsity_pattern import (
     block_budget,
     block_mask,
     check_pattern,
+    held_patterns,
     layer_blocks,
     parse_pattern,
     pattern_violations,
@@ -166,14 +167,28 @@ def test_pattern_requests_are_checked(digits):
     assert err.value.field == "pattern"
 
 
-def test_cli_prune_with_a_pattern(capsys):
+def test_held_patterns_finds_what_every_block_keeps():
+    w = torch.tensor([[1.0, 0, 2, 0, 0, 0, 3, 4]])
+    assert held_patterns({"a": w, "b": torch.ones(2, 3)}) == {"2:4": ["b"], "4:8": ["b"]}
+    assert held_patterns({"a": torch.ones(2, 8)}) == {}
+    assert held_patterns({"b": torch.zeros(2, 3)}) == {}  # no blocks anywhere: nothing to say
+
+
+def test_cli_prune_with_a_pattern_and_info_on_its_export(capsys, tmp_path):
     """``prune --pattern 2:4`` takes the pattern's sparsity, reports the blocks and holds them in
-    the JSON; without --sparsity or --pattern it says what to add."""
-    code = cli_main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--pattern", "2:4",
-                     "--samples", "64", "--json", "--quiet"])
+    the JSON; the ONNX file it writes opens with the pattern held in every block (``info``);
+    without --sparsity or --pattern it says what to add."""
+    out = tmp_path / "cnn24.onnx"
+    code = cli_main(["prune", "demo:digits_cnn", "--data", "digits", "--method", "magnitude", "--pattern", "2:4",
+                     "--samples", "64", "--out", str(out), "--json", "--quiet"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert data["pattern"]["pattern"] == "2:4" and data["requested_sparsity"] == 0.5
-    assert data["nonzeros"] == data["prunable_weights"] // 2
+    assert data["pattern"]["dense_layers"] == ["conv1.weight"]
+    assert data["nonzeros"] == data["pattern"]["blocks"] * 2 + data["pattern"]["dense_weights"]
+    assert cli_main(["info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sparsity_patterns"]["2:4"] == ["conv1.weight"]
+    assert cli_main(["info", "demo:digits_cnn", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sparsity_patterns"] == {}  # a dense model keeps none
     assert cli_main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--quiet"]) != 0
     assert "--pattern 2:4" in capsys.readouterr().err
