@@ -756,7 +756,7 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     p.add_argument("--pattern", default="", metavar="N:M",
                    help="semi-structured sparsity: keep at most N of every M consecutive weights "
                    "along each layer's inputs, e.g. 2:4 for sparse tensor cores; layers whose input "
-                   "count is not a multiple of M stay dense (not with chita++)")
+                   "count is not a multiple of M stay dense")
     pruning_options(p)
     p.add_argument("--out", metavar="FILE.onnx", help="export the pruned model (atomic, verified)")
     p.add_argument("--sparse-storage", dest="sparse_storage", action="store_true",
@@ -987,7 +987,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         floor = final.get("objective_lower_bound")
         lines.append(f"Objective:  {final['objective']:.6g} (backsolve on the magnitude mask "
                      f"{final['magnitude_objective']:.6g}"
-                     + (f"; no mask of this size goes below {floor:.6g}" if floor is not None else "")
+                     + (f"; no mask {f'with this {request.pattern} pattern' if request.pattern else 'of this size'} "
+                        f"goes below {floor:.6g}" if floor is not None else "")
                      + f"); {final['iterations']} swap steps, "
                      f"{'converged' if final['converged'] else 'not converged'}")
     update = describe_update_scale(result.info)

@@ -44,7 +44,12 @@ from core.progress import CancelToken, Progress, ProgressFn, check, report
 from core.prunable import prunable_parameters
 from core.refine import GaussNewtonStep
 from core.schedule import AUTO_STAGES, SCHEDULES, auto_stages, chitapp_schedule  # noqa: F401 (re-exported)
-from core.sparsity_pattern import BlockBudget, block_budget, parse_pattern
+from core.sparsity_pattern import (
+    BlockBudget,
+    block_budget,
+    parse_pattern,
+    partial_budget,
+)
 
 if TYPE_CHECKING:
     from core.data import ImageSet
@@ -86,8 +91,10 @@ class PruneRequest:
     consecutive weights along each layer's input dimension (:mod:`core.sparsity_pattern`);
     ``sparsity`` must then be 1 − N/M, the pattern's own, and ``scope`` does not matter (every
     layer is pruned at that sparsity). Layers whose input dimension is not a multiple of M stay
-    dense (``info["pattern"]["dense_layers"]``). Every method but CHITA++ takes a pattern:
-    the top-k selections keep the N best of each block and CHITA's swaps stay inside blocks.
+    dense (``info["pattern"]["dense_layers"]``). Every method takes a pattern: the top-k
+    selections keep the N best of each block and CHITA's swaps stay inside blocks; CHITA++'s
+    stages put it on a rising share of the blocks (those it costs least, by magnitude,
+    :func:`core.sparsity_pattern.partial_budget`), on all of them at the last stage.
     ``schedule`` is the shape of CHITA++'s rising sparsities: ``"log"`` (the default), each
     stage removing a share of the kept weights that shrinks toward the target, or ``"cubic"``,
     the schedule before it (:func:`chitapp_schedule`).
@@ -294,10 +301,6 @@ def validate_request(request: PruneRequest) -> None:
                           field="bn augment", fix=f"use one of: {', '.join(BN_AUGMENTS)}.")
     pattern = parse_pattern(request.pattern)
     if pattern is not None:
-        if request.method == "chita++":
-            raise StudioError(f"CHITA++ does not take a sparsity pattern ({pattern} asked)",
-                              field="pattern", fix="use CHITA, WoodFisher, OBD or magnitude with a "
-                              "pattern, or leave the pattern empty for CHITA++.")
         if abs(request.sparsity - pattern.sparsity) > 1e-9:
             raise StudioError(f"the pattern {pattern} sets the sparsity to {100 * pattern.sparsity:g}%, "
                               f"not the {100 * request.sparsity:g}% asked", field="sparsity",
@@ -1003,6 +1006,9 @@ class _Context:
         k: Budget
         if self.blocks is not None:  # N of every M: the pattern fixes the sparsity
             k = self.blocks
+            if sparsity < self.blocks.pattern.sparsity - 1e-9:  # a CHITA++ stage on the way
+                k = partial_budget(self.blocks, wbar, round(self.blocks.blocks.shape[0] * sparsity
+                                                             / self.blocks.pattern.sparsity))
         elif self.request.scope == "layer" or method == "magnitude_layer":
             k = layer_budgets(self.sizes, sparsity)
         else:

@@ -117,6 +117,23 @@ def block_budget(names: Sequence[str], shapes: Sequence[Sequence[int]], pattern:
         tuple(dense_layers))
 
 
+def partial_budget(budget: BlockBudget, wbar: torch.Tensor, count: int) -> BlockBudget:
+    """``budget`` with the pattern on ``count`` of its blocks only, the others kept whole: a
+    CHITA++ stage on the way to N:M. The blocks taken are those that lose the least to the
+    pattern by magnitude, the sum of their M − N smallest w̄² (blocks a previous stage took hold
+    M − N zeros, so they cost nothing and stay taken)."""
+    count = max(0, min(int(count), budget.blocks.shape[0]))
+    if count == budget.blocks.shape[0]:
+        return budget
+    w2 = wbar.reshape(-1).double()[budget.blocks] ** 2
+    drop = budget.pattern.m - budget.pattern.n
+    cost = torch.topk(w2, drop, dim=1, largest=False, sorted=False).values.sum(1)
+    order = torch.argsort(cost, stable=True)
+    taken, whole = budget.blocks[order[:count]], budget.blocks[order[count:]]
+    return BlockBudget(budget.pattern, taken, torch.cat([budget.dense, whole.reshape(-1)]),
+                       budget.dense_layers)
+
+
 def block_mask(scores: torch.Tensor, budget: BlockBudget) -> torch.Tensor:
     """Keep the N largest ``scores`` of every block, and every position of the dense layers."""
     mask = torch.zeros(scores.numel(), dtype=torch.bool)

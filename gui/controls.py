@@ -47,7 +47,6 @@ PATTERNS = (("", "None (any weights)"), ("2:4", "2:4 (sparse tensor cores)"), ("
 PATTERN_TIP = ("Keep at most N of every M consecutive weights along each layer's inputs. 2:4 is what "
                "sparse tensor cores (NVIDIA Ampere and later, TensorRT) run at up to twice the speed. "
                "The pattern fixes the sparsity; layers whose input count is not a multiple of M stay dense.")
-PATTERN_CHITAPP_TIP = "CHITA++ prunes without a pattern: choose CHITA, WoodFisher, OBD or Magnitude for one."
 UPDATE_TIP = ("CHITA, WoodFisher and each CHITA++ stage: how far the kept weights move along the method's "
               "update. Whole: all of it. Auto: a fraction α chosen on held-out calibration error where "
               "BatchNorm is not recalibrated after it (ResNet20 without recalibration, 80% sparsity: "
@@ -225,7 +224,6 @@ class ControlsPanel(QGroupBox):
         self.method.currentIndexChanged.connect(self._update_stages_enabled)
         self._update_stages_enabled()
         self.pattern.currentIndexChanged.connect(self._apply_pattern)
-        self.method.currentIndexChanged.connect(self._apply_pattern)
         self.method.currentIndexChanged.connect(self._update_samples_note)
         self.samples.valueChanged.connect(self._update_samples_note)
         self._update_samples_note()
@@ -255,9 +253,7 @@ class ControlsPanel(QGroupBox):
             self.slider.setValue(max(0, min(99, self.slider.value() + delta_percent)))
 
     def pattern_value(self) -> str:
-        """PruneRequest.pattern for the Pattern box: "" (none) or "N:M"; "" for CHITA++."""
-        if self.method_name() == "chita++":
-            return ""
+        """PruneRequest.pattern for the Pattern box: "" (none) or "N:M"."""
         return str(self.pattern.currentData() or "")
 
     def set_pattern(self, text: str) -> None:
@@ -469,10 +465,7 @@ class ControlsPanel(QGroupBox):
     def _apply_pattern(self, *_args) -> None:
         """A pattern fixes the sparsity (the slider shows it, disabled, and gets its own value
         back when the pattern is cleared) and makes every layer's sparsity the same (Scope
-        disabled). CHITA++ takes none: the box is disabled for it."""
-        chitapp = self.method_name() == "chita++"
-        self.pattern.setEnabled(not chitapp)
-        self.pattern.setToolTip(PATTERN_CHITAPP_TIP if chitapp else PATTERN_TIP)
+        disabled)."""
         pattern = parse_pattern(self.pattern_value())
         if pattern is not None:
             if self._free_percent is None:

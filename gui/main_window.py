@@ -129,7 +129,8 @@ def optimality_note(result) -> str:
         return ""
     gap = max(0.0, (final["objective"] - final["objective_lower_bound"]) / final["objective"])
     where = " (last stage)" if result.request.method == "chita++" else ""
-    return (f" On the local quadratic{where} no mask of this size beats this one by more than "
+    which = f"with this {result.request.pattern} pattern" if getattr(result.request, "pattern", "") else "of this size"
+    return (f" On the local quadratic{where} no mask {which} beats this one by more than "
             f"{100 * gap:.2g}%.")
 
 

@@ -662,8 +662,8 @@ def test_pattern_box_fixes_the_sparsity_and_reaches_preview_run_and_next_session
         qtbot, window: MainWindow, hooks, settings_dir: Path) -> None:
     """Pattern ▸ 2:4: the slider shows 50% and is disabled (Scope too), the live preview and the
     run keep 2 of every 4 weights, the caption says so, the run is taken for the controls' one
-    only with that pattern, clearing it gives the slider its own value back, CHITA++ disables
-    the box, and the choice is remembered."""
+    only with that pattern, clearing it gives the slider its own value back, and the choice is
+    remembered."""
     from core.sparsity_pattern import Pattern, check_pattern
 
     window.controls.slider.setValue(80)
@@ -686,10 +686,7 @@ def test_pattern_box_fixes_the_sparsity_and_reaches_preview_run_and_next_session
     assert not window._outcome_current()
     window.controls.set_pattern("1:4")
     assert window.controls.sparsity() == 0.75
-    window.controls.set_method("chita++")  # CHITA++ takes no pattern: the box is off, the slider free
-    assert not window.controls.pattern.isEnabled() and window.controls.request().pattern == ""
-    assert window.controls.sparsity() == 0.8
-    window.controls.set_method("woodfisher")
+    window.controls.set_method("chita++")
     assert window.controls.request().pattern == "1:4" and window.controls.sparsity() == 0.75
     window.save_settings()
     again = make_window(qtbot, settings_dir)

@@ -23,6 +23,7 @@ from core.sparsity_pattern import (
     held_patterns,
     layer_blocks,
     parse_pattern,
+    partial_budget,
     pattern_violations,
 )
 
@@ -51,6 +52,24 @@ def test_blocks_run_along_the_input_dimension_at_each_kernel_position():
     lin = torch.arange(2 * 8).reshape(2, 8)
     assert layer_blocks(lin.shape, Pattern(1, 4), offset=100).tolist() == \
         [[100, 101, 102, 103], [104, 105, 106, 107], [108, 109, 110, 111], [112, 113, 114, 115]]
+
+
+def test_partial_budget_takes_the_cheapest_blocks_and_keeps_them():
+    """A CHITA++ stage on the way to 2:4: the pattern on ``count`` blocks, those whose two
+    smallest w̄² sum least, the rest kept whole; after pruning them their cost is 0, so the next
+    stage's larger count takes them again."""
+    budget = block_budget(["a", "d"], [(3, 8), (2, 3)], Pattern(2, 4))  # 6 blocks and 6 dense
+    wbar = torch.randn(30, generator=torch.Generator().manual_seed(1))
+    part = partial_budget(budget, wbar, 2)
+    cost = (torch.sort(wbar[budget.blocks] ** 2, dim=1).values[:, :2]).sum(1)
+    cheapest = {tuple(budget.blocks[i].tolist()) for i in torch.argsort(cost)[:2].tolist()}
+    assert {tuple(b.tolist()) for b in part.blocks} == cheapest
+    assert part.dense.numel() == 6 + 4 * 4 and part.kept == 2 * 2 + 22
+    mask = select(wbar.abs(), part, [])
+    pruned = torch.where(mask, wbar, torch.zeros_like(wbar))
+    later = partial_budget(budget, pruned, 4)
+    assert cheapest <= {tuple(b.tolist()) for b in later.blocks}
+    assert partial_budget(budget, wbar, 6) is budget
 
 
 def test_block_mask_keeps_the_n_largest_of_each_block_and_dense_layers_whole():
@@ -127,7 +146,7 @@ def digits():
     return load_bundle("digits")
 
 
-@pytest.mark.parametrize("method", ["magnitude", "obd", "woodfisher", "chita"])
+@pytest.mark.parametrize("method", ["magnitude", "obd", "woodfisher", "chita", "chita++"])
 def test_every_method_prunes_to_the_pattern(digits, method):
     """digits_cnn under 2:4: conv1 (one input channel) stays dense and is named; conv2 and fc
     hold exactly 2 nonzeros in every block of 4 input channels / inputs, so exactly half of
@@ -135,7 +154,7 @@ def test_every_method_prunes_to_the_pattern(digits, method):
     model = load_demo("digits_cnn").model
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = prune(model, digits.calibration, PruneRequest(method=method, sparsity=0.5, pattern="2:4",
-                                                           samples=128, lam=1e-5), arch="digits_cnn")
+                                                           samples=128, lam=1e-5, stages=4), arch="digits_cnn")
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     info = result.info["pattern"]
     assert info["pattern"] == "2:4" and info["dense_layers"] == ["conv1.weight"]
@@ -152,10 +171,9 @@ def test_every_method_prunes_to_the_pattern(digits, method):
 
 
 def test_pattern_requests_are_checked(digits):
-    """CHITA++, a sparsity other than the pattern's and a sweep over sparsities are refused by
-    name; a malformed pattern too."""
-    for request, field in ((PruneRequest(method="chita++", sparsity=0.5, pattern="2:4"), "pattern"),
-                           (PruneRequest(method="chita", sparsity=0.7, pattern="2:4"), "sparsity"),
+    """A sparsity other than the pattern's and a sweep over sparsities are refused by name; a
+    malformed pattern too."""
+    for request, field in ((PruneRequest(method="chita", sparsity=0.7, pattern="2:4"), "sparsity"),
                            (PruneRequest(method="chita", sparsity=0.5, pattern="2-4"), "pattern")):
         with pytest.raises(StudioError) as err:
             validate_request(request)
