@@ -53,6 +53,7 @@ from core.evaluate import EvalResult, evaluate, paired_difference, set_eval_mode
 from core.onnx_import import CHANNELS_LAST, OnnxGraphModule, sort_nodes
 from core.progress import CancelToken, ProgressFn, check, report
 from core.prunable import prunable_parameters
+from core.sparsity_pattern import held_patterns
 
 if TYPE_CHECKING:
     from core.data import ImageSet
@@ -118,6 +119,10 @@ class ExportReport:
     stored its weights so)."""
     float16_tensors: int = 0
     """How many weight tensors the file stores in float16 behind a Cast (float16 storage)."""
+    patterns: dict[str, list[str]] = field(default_factory=dict)
+    """The N:M patterns (1:4, 2:4, 4:8) every block of the file's prunable weights keeps, read
+    from the written file (:func:`core.sparsity_pattern.held_patterns`): pattern → the weights
+    without blocks of M."""
 
     @property
     def scored_differently(self) -> int | None:
@@ -228,7 +233,9 @@ def export_onnx(
         found["max_diff"] = _compare_outputs(tmp, work, batch, target, float16=float16_tensors > 0)
         check(cancel)
         report(progress, "verify", 2, 3, "counting zeros")
-        found["fractions"] = _compare_zeros(work, written, target)
+        arrays: dict[str, np.ndarray] = {}
+        found["fractions"] = _compare_zeros(work, written, target, arrays)
+        found["patterns"] = held_patterns({k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in arrays.items()})
         found["compressed"] = len(zlib.compress(written, DEFLATE_LEVEL))
         found["onnx_eval"], found["reference"] = None, reference
         if evaluation is not None:
@@ -257,6 +264,7 @@ def export_onnx(
         sparse_tensors=sparse_tensors,
         float16=float16,
         float16_tensors=float16_tensors,
+        patterns=found["patterns"],
         onnx_eval=onnx_eval,
         reference_eval=reference if evaluation is not None else None,
     )
@@ -408,6 +416,13 @@ def describe_storage(report: ExportReport) -> str:
     elif report.float16:
         text += ("; float16 weights were asked for, but no weight tensor was left to convert (none in "
                  "float32 with two or more dimensions and at least 64 elements)")
+    held = getattr(report, "patterns", None) or {}
+    if held:  # the sparsest pattern held (1:4 implies 2:4 implies 4:8)
+        pattern, without = next(iter(held.items()))
+        n, m = pattern.split(":")
+        text += (f"; {pattern} sparsity: every block of {m} inputs keeps at most {n} nonzeros, read back "
+                 "from the file" + (f" ({', '.join(without[:3])}{', …' if len(without) > 3 else ''} "
+                                     f"{'has' if len(without) == 1 else 'have'} no such blocks)" if without else ""))
     return text
 
 
@@ -942,8 +957,10 @@ def _find_tensor(name: str, w: np.ndarray, tensors: dict[str, np.ndarray]) -> np
     return None
 
 
-def _compare_zeros(model: torch.nn.Module, data: bytes, target: str) -> dict[str, tuple[float, float]]:
-    """Zero fraction of every prunable weight in PyTorch and in the ONNX graph; they must match."""
+def _compare_zeros(model: torch.nn.Module, data: bytes, target: str,
+                   arrays: dict[str, np.ndarray] | None = None) -> dict[str, tuple[float, float]]:
+    """Zero fraction of every prunable weight in PyTorch and in the ONNX graph; they must match.
+    ``arrays`` (if given) receives each weight as found in the graph, in PyTorch's layout."""
     tensors = _onnx_tensors(data)
     fractions: dict[str, tuple[float, float]] = {}
     problems: list[str] = []
@@ -956,6 +973,8 @@ def _compare_zeros(model: torch.nn.Module, data: bytes, target: str) -> dict[str
             problems.append(f"{name} was not found in the graph")
             continue
         onnx_zeros = int(np.count_nonzero(a == 0))
+        if arrays is not None:
+            arrays[name] = a
         fractions[name] = (torch_zeros / w.size, onnx_zeros / a.size)
         if onnx_zeros != torch_zeros:
             problems.append(f"{name} has {torch_zeros} zeros in PyTorch but {onnx_zeros} in ONNX")
