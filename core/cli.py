@@ -611,6 +611,7 @@ def export_fields(report: Any) -> dict[str, Any]:
     return {"path": report.path, "onnx_bytes": report.onnx_bytes, "compressed_bytes": report.compressed_bytes,
             "max_abs_diff": report.max_abs_diff, "storage": "sparse" if report.sparse else "dense",
             "sparse_tensors": report.sparse_tensors, "float16_tensors": report.float16_tensors,
+            "sparsity_patterns": dict(report.patterns),
             "opset": report.opset, "interface": report.interface, **onnx_accuracy_fields(report)}
 
 
@@ -671,6 +672,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         "storage": "sparse" if report.sparse else "dense",
         "sparse_tensors": report.sparse_tensors,
         "float16_tensors": report.float16_tensors,
+        "sparsity_patterns": dict(report.patterns),
         **onnx_accuracy_fields(report),
         "sparsity": zeros / weights if weights else 0.0,
         "zero_fractions": {k: list(v) for k, v in report.zero_fractions.items()},
@@ -746,6 +748,11 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                        help="leave the first of the pruned layers (model order) dense")
         p.add_argument("--keep-last", dest="keep_last", action="store_true",
                        help="leave the last of the pruned layers (model order) dense, e.g. the classifier")
+        p.add_argument("--pattern", default="", metavar="N:M",
+                       help="semi-structured sparsity: keep at most N of every M consecutive weights "
+                       "along each layer's inputs, e.g. 2:4 for sparse tensor cores; it fixes the "
+                       "sparsity at 1 − N/M (the default then); layers whose input count is not a "
+                       "multiple of M stay dense")
 
     p = subparsers.add_parser("prune", parents=common, help="prune one model at one sparsity")
     add_model_arguments(p)
@@ -753,10 +760,6 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     p.add_argument("--method", choices=METHODS, default="chita", help="pruning method (default chita)")
     p.add_argument("--sparsity", type=float, help="fraction of weights removed, e.g. 0.9 (with "
                    "--pattern: the pattern's own, 1 − N/M, which is the default then)")
-    p.add_argument("--pattern", default="", metavar="N:M",
-                   help="semi-structured sparsity: keep at most N of every M consecutive weights "
-                   "along each layer's inputs, e.g. 2:4 for sparse tensor cores; layers whose input "
-                   "count is not a multiple of M stay dense")
     pruning_options(p)
     p.add_argument("--out", metavar="FILE.onnx", help="export the pruned model (atomic, verified)")
     p.add_argument("--sparse-storage", dest="sparse_storage", action="store_true",
@@ -772,8 +775,9 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     add_model_arguments(p)
     add_data_arguments(p, calibration=True)
     p.add_argument("--methods", default="magnitude,chita", help="comma-separated methods")
-    p.add_argument("--sparsities", type=_float_list, default=[0.5, 0.7, 0.8, 0.9],
-                   help="comma-separated sparsities (default 0.5,0.7,0.8,0.9)")
+    p.add_argument("--sparsities", type=_float_list, default=None,
+                   help="comma-separated sparsities (default 0.5,0.7,0.8,0.9; with --pattern, the "
+                   "pattern's own)")
     pruning_options(p)
     p.add_argument("--csv", metavar="FILE.csv", help="write the table as CSV")
     p.add_argument("--plot", metavar="FILE.png|svg", help="write the plot (PNG or SVG)")
@@ -1006,7 +1010,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         lines.append(f"Exported:   {export.path}: {export.onnx_bytes:,} bytes, "
                      f"{human_bytes(export.compressed_bytes)} compressed; max |Δ| {export.max_abs_diff:.2g}"
                      + ("; sparse storage" if export.sparse else "")
-                     + ("; float16 weights" if export.float16_tensors else ""))
+                     + ("; float16 weights" if export.float16_tensors else "")
+                     + (f"; {next(iter(export.patterns))} in every block, read back from the file"
+                        if export.patterns else ""))
         lines.append(f"Graph:      {export.interface}, opset {export.opset}")
         lines.append(f"In ONNX:    {describe_onnx_accuracy(export)}")
     if export_error is not None:
@@ -1031,6 +1037,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``sweep MODEL --data DATA --methods a,b --sparsities ...``: accuracy against sparsity."""
     from core.pruning import METHODS
+    from core.sparsity_pattern import parse_pattern
     from core.sweep import export_points, run_sweep
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -1038,6 +1045,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if bad:
         raise StudioError(f"unknown method(s): {', '.join(bad)}", field="--methods",
                           fix=f"choose from: {', '.join(METHODS)}.")
+    if args.sparsities is None:  # the default: the pattern's sparsity, or four of them
+        pattern = parse_pattern(args.pattern)
+        args.sparsities = [pattern.sparsity] if pattern is not None else list(DEFAULT_SWEEP_SPARSITIES)
     for s in args.sparsities:
         _request_from_args(args, methods[0], s)
     _check_output_file(args.csv, "--csv")
@@ -1077,7 +1087,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             stages=args.stages, recalibrate_between_stages=args.between,
                             refine_steps=args.refine, images_per_row=args.per_row,
                             bn_augment=args.bn_augment, schedule=args.schedule,
-                            update_scale=args.update_scale, progress=progress, cancel=cancel,
+                            update_scale=args.update_scale, pattern=first.pattern,
+                            progress=progress, cancel=cancel,
                             on_partial=keep, keep_results=EXPORT_KEEP_BYTES if args.export_dir else 0)
         except Cancelled:
             if not partial:
@@ -1096,6 +1107,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 EXPORT_KEEP_BYTES = 4 * 1024**3  # sweep --export-dir: pruned weights kept for export, at most
+DEFAULT_SWEEP_SPARSITIES = (0.5, 0.7, 0.8, 0.9)  # sweep without --sparsities or --pattern
 
 
 def _check_export_dir(folder: str) -> None:
@@ -1133,7 +1145,8 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
     data = {"model": loaded.source, "dense_accuracy": res.dense.accuracy,
             "dense_accuracy_ci": list(res.dense.accuracy_ci), "n_eval": res.dense.n,
             "rows": rows, "seconds": res.seconds, "samples": res.meta["samples_used"],
-            "samples_asked": res.meta["samples"], "kept_dense": list(res.meta.get("kept_dense", []))}
+            "samples_asked": res.meta["samples"], "kept_dense": list(res.meta.get("kept_dense", [])),
+            "pattern": res.meta.get("pattern") or None, "pattern_dense": list(res.meta.get("pattern_dense", []))}
     lines = [f"Model: {loaded.source}; dense {100 * res.dense.accuracy:.2f}% on {res.dense.n:,} images",
              f"{'method':<16}{'sparsity':>9}{'accuracy':>10}{'95% interval':>18}"
              f"{'vs dense, points [95%]':>28}" + (f"{'vs magnitude [95%]':>28}" if has_versus else "")
@@ -1156,6 +1169,11 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
         lines.append(f"gradients: {res.meta['samples_note']} (give more calibration images for more rows).")
     if res.meta.get("kept_dense"):
         lines.append(f"left dense: {', '.join(res.meta['kept_dense'])} (--keep-first / --keep-last).")
+    if res.meta.get("pattern"):
+        lines.append(f"pattern: {res.meta['pattern']} (at most {res.meta['pattern'].replace(':', ' of every ')} "
+                     "consecutive weights along each layer's inputs kept, --pattern)"
+                     + (f"; {', '.join(res.meta['pattern_dense'])} left dense, no blocks of "
+                        f"{res.meta['pattern'].split(':')[1]}" if res.meta.get("pattern_dense") else "") + ".")
     if getattr(args, "export_dir", None):
         written = [e for e in exports.values() if e is not None]
         lines.append(f"exported: {len(written)} of {len(res.rows)} points to {args.export_dir}, each "

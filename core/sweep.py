@@ -104,14 +104,16 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
               recalibrate_between_stages: bool = False, refine_steps: int = 0,
               images_per_row: int = 1, bn_augment: str = "auto", schedule: str = "log",
               update_scale: float | None = 1.0, layers: tuple[str, ...] | None = None,
-              keep_first: bool = False, keep_last: bool = False, progress: ProgressFn | None = None,
+              keep_first: bool = False, keep_last: bool = False, pattern: str = "",
+              progress: ProgressFn | None = None,
               cancel: CancelToken | None = None,
               on_partial: Callable[[SweepResult], None] | None = None,
               cache: GradientCache | None = None, keep_results: int = 0) -> SweepResult:
     """Prune with each method at each sparsity and evaluate on the bundle's evaluation images.
 
     ``layers``, ``keep_first`` and ``keep_last`` choose the pruned weights as in
-    :class:`core.pruning.PruneRequest`; the other settings are its fields too.
+    :class:`core.pruning.PruneRequest`; the other settings are its fields too. With an N:M
+    ``pattern`` the sparsities must be the pattern's one (a sweep over methods at it).
 
     ``model`` is never modified. Progress is reported per (method, sparsity) point under the
     stage ``"sweep"``; the inner stages (gradients, solve) are forwarded with a prefix.
@@ -144,6 +146,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
     samples_note: str | None = None
     kept_bytes = 0  # of the PruneResults kept on rows (keep_results)
     kept_dense: list[str] = []  # the layers keep_first / keep_last left dense, by name
+    pattern_dense: list[str] = []  # the layers an N:M pattern left dense (no blocks of M)
 
     def meta() -> dict:
         """The sweep's settings, and the gradient rows where fewer than asked."""
@@ -153,7 +156,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                 "images_per_row": images_per_row, "bn_augment": bn_augment,
                 "schedule": schedule, "update_scale": update_scale,
                 "layers": None if layers is None else list(layers), "keep_first": keep_first,
-                "keep_last": keep_last, "kept_dense": list(kept_dense)}
+                "keep_last": keep_last, "kept_dense": list(kept_dense), "pattern": pattern,
+                "pattern_dense": list(pattern_dense)}
 
     for method in methods:
         check(cancel)
@@ -169,7 +173,7 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
                                refine_steps=refine_steps, images_per_row=images_per_row,
                                bn_augment=bn_augment, schedule=schedule,
                                update_scale=update_scale, layers=None if layers is None else tuple(layers),
-                               keep_first=keep_first, keep_last=keep_last)
+                               keep_first=keep_first, keep_last=keep_last, pattern=pattern)
         t1 = time.perf_counter()
         evaluating = 0.0  # seconds of evaluation and on_partial inside the path: not pruning time
         points: dict[int, tuple[EvalResult, PruneResult, bool]] = {}  # by position; kept?
@@ -184,6 +188,8 @@ def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsiti
             points[i] = (ev, res, keep)
             if not kept_dense:
                 kept_dense.extend(res.info.get("kept_dense", []))
+            if not pattern_dense:
+                pattern_dense.extend((res.info.get("pattern") or {}).get("dense_layers", []))
             fewer = describe_samples(res.info)
             if fewer and samples_note is None:
                 samples_used, samples_note = int(res.info["samples"]), fewer

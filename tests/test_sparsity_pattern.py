@@ -194,7 +194,8 @@ def test_held_patterns_finds_what_every_block_keeps():
 
 def test_cli_prune_with_a_pattern_and_info_on_its_export(capsys, tmp_path):
     """``prune --pattern 2:4`` takes the pattern's sparsity, reports the blocks and holds them in
-    the JSON; the ONNX file it writes opens with the pattern held in every block (``info``);
+    the JSON; its export reads the pattern back from the file it wrote, and that file opens with
+    the pattern held in every block (``info``);
     without --sparsity or --pattern it says what to add."""
     out = tmp_path / "cnn24.onnx"
     code = cli_main(["prune", "demo:digits_cnn", "--data", "digits", "--method", "magnitude", "--pattern", "2:4",
@@ -204,9 +205,28 @@ def test_cli_prune_with_a_pattern_and_info_on_its_export(capsys, tmp_path):
     assert data["pattern"]["pattern"] == "2:4" and data["requested_sparsity"] == 0.5
     assert data["pattern"]["dense_layers"] == ["conv1.weight"]
     assert data["nonzeros"] == data["pattern"]["blocks"] * 2 + data["pattern"]["dense_weights"]
+    # the export reads the pattern back from the written file (1:4 does not hold: 2 kept of 4)
+    assert data["export"]["sparsity_patterns"] == {"2:4": ["conv1.weight"], "4:8": ["conv1.weight"]}
     assert cli_main(["info", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["sparsity_patterns"]["2:4"] == ["conv1.weight"]
     assert cli_main(["info", "demo:digits_cnn", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["sparsity_patterns"] == {}  # a dense model keeps none
     assert cli_main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--quiet"]) != 0
     assert "--pattern 2:4" in capsys.readouterr().err
+
+
+def test_cli_sweep_compares_methods_at_a_pattern(capsys):
+    """``sweep --pattern 2:4`` without --sparsities compares the methods at the pattern's
+    sparsity, each point in the pattern, against magnitude under it; other sparsities are
+    refused before any work."""
+    code = cli_main(["sweep", "demo:digits_cnn", "--data", "digits", "--methods", "magnitude,chita",
+                     "--pattern", "2:4", "--samples", "64", "--json", "--quiet"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["pattern"] == "2:4" and data["pattern_dense"] == ["conv1.weight"]
+    assert [(r["method"], r["sparsity"]) for r in data["rows"]] == [("magnitude", 0.5), ("chita", 0.5)]
+    assert data["rows"][0]["nonzeros"] == data["rows"][1]["nonzeros"]
+    assert data["rows"][1]["vs_magnitude"] is not None
+    assert cli_main(["sweep", "demo", "--data", "digits", "--pattern", "2:4", "--sparsities", "0.5,0.7",
+                     "--quiet"]) != 0
+    assert "the pattern 2:4 sets the sparsity to 50%" in capsys.readouterr().err
