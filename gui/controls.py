@@ -275,8 +275,9 @@ class ControlsPanel(QGroupBox):
         return self.keep_first.isChecked(), self.keep_last.isChecked()
 
     def scope_name(self) -> str:
-        """"global" or "layer"."""
-        return str(self.scope.currentData())
+        """"global" or "layer"; "global" under a pattern (every layer's sparsity is the
+        pattern's either way, and the box is disabled)."""
+        return "global" if self.pattern_value() else str(self.scope.currentData())
 
     def lam_value(self) -> float | None:
         """λ, or None for automatic."""
@@ -437,7 +438,7 @@ class ControlsPanel(QGroupBox):
     def save_settings(self, s: QSettings) -> None:
         """Store the controls in QSettings."""
         s.setValue("controls/method", self.method_name())
-        s.setValue("controls/scope", self.scope_name())
+        s.setValue("controls/scope", str(self.scope.currentData()))
         s.setValue("controls/keep_first", self.keep_first.isChecked())
         s.setValue("controls/keep_last", self.keep_last.isChecked())
         s.setValue("controls/pattern", str(self.pattern.currentData() or ""))

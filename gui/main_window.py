@@ -1383,7 +1383,7 @@ class MainWindow(QMainWindow):
         self._submit(jobs.refine_job, self.session.loaded.model, self.bundle, started, steps,
                      arch=self.session.loaded.arch, sparse_deflate=self.act_sparse.isChecked(),
                      float16=self.act_float16.isChecked(),
-                     title=f"Refining {method_label(req.method)} at {100 * req.sparsity:.0f}% ({steps} steps)",
+                     title=f"Refining {method_label(req.method)} at {sparsity_label(req)} ({steps} steps)",
                      on_done=done)
 
     def _compare_refined(self, refined: jobs.RunOutcome) -> None:
@@ -1527,7 +1527,7 @@ class MainWindow(QMainWindow):
             run_note = ""
             if self.outcome is not None:
                 oreq = self.outcome.result.request
-                run_note = (f" The last {method_label(oreq.method)} run ({100 * oreq.sparsity:.0f}%) is kept for export.")
+                run_note = (f" The last {method_label(oreq.method)} run ({sparsity_label(oreq)}) is kept for export.")
             self.preview_panel.set_versus(None)
             self.preview_panel.set_after(
                 pv.eval, title=f"Magnitude · {sparsity_label(req)}", result=pv.result, dense_weights=self._dense_weights(pv.result),
@@ -1714,7 +1714,7 @@ class MainWindow(QMainWindow):
         matched = sum(1 for a, b in zeros.values() if abs(a - b) < 1e-9)
         rows = [
             ("File", report.path),
-            ("Pruned with", f"{method_label(req.method)} at {100 * req.sparsity:.0f}%"
+            ("Pruned with", f"{method_label(req.method)} at {sparsity_label(req)}"
                             f"{f', refined ({refinement_taken(result)} of {req.refine_steps} steps taken)' if req.refine_steps else ''}"
                             if req else "–"),
             ("ONNX size", f"{report.onnx_bytes:,} bytes ({fmt_bytes(report.onnx_bytes)})"),

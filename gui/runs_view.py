@@ -66,6 +66,8 @@ def describe_run(outcome: Any) -> str:
     """"CHITA · 80% · refined 3 steps": what a run was, in a few words."""
     req = outcome.result.request
     text = f"{METHOD_LABELS.get(req.method, req.method)} · {100 * req.sparsity:.0f}%"
+    if getattr(req, "pattern", ""):
+        text += f" ({req.pattern})"
     if req.scope == "layer":
         text += " per layer"
     if req.refine_steps:
@@ -223,7 +225,8 @@ class RunsView(QWidget):
             cells = [
                 str(index + 1),
                 describe_run(outcome).split(" · ", 1)[0] + (" (refined)" if req.refine_steps else ""),
-                f"{100 * req.sparsity:.0f}%" + (" per layer" if req.scope == "layer" else ""),
+                f"{100 * req.sparsity:.0f}%" + (f" ({req.pattern})" if getattr(req, "pattern", "") else
+                                                " per layer" if req.scope == "layer" else ""),
                 f"{100 * ev.accuracy:.1f}%",
                 f"{100 * ev.accuracy_ci[0]:.1f}–{100 * ev.accuracy_ci[1]:.1f}",
                 paired_text(d),
