@@ -48,6 +48,8 @@ class ModelSummary:
     rows: tuple[LayerRow, ...]
     total_params: int
     percentiles: Mapping[str, tuple[float, ...]]  # weight key -> |w| percentiles (PERCENTILES)
+    # N:M patterns every block of the prunable weights keeps (core.sparsity_pattern.held_patterns)
+    patterns: Mapping[str, list[str]] = field(default_factory=dict)
 
     @property
     def prunable_keys(self) -> list[str]:
@@ -195,6 +197,7 @@ def summarize(model: torch.nn.Module, layers: list[Any], pruned_by_default: list
     rows: list[LayerRow] = []
     pct: dict[str, tuple[float, ...]] = {}
     seen: set[str] = set()
+    weights: dict[str, torch.Tensor] = {}  # the prunable ones, for the patterns they keep
     for info in layers:
         name = str(getattr(info, "name"))
         found = find_weight(model, name)
@@ -211,6 +214,7 @@ def summarize(model: torch.nn.Module, layers: list[Any], pruned_by_default: list
             count = int((w == 0).sum())
             zeros = count / w.numel() if w.numel() else 0.0
             if prunable:
+                weights[key] = w
                 a = w.abs().flatten().float().numpy()
                 pct[key] = tuple(float(v) for v in np.percentile(a, PERCENTILES))
         rows.append(
@@ -220,7 +224,9 @@ def summarize(model: torch.nn.Module, layers: list[Any], pruned_by_default: list
                 zeros=count,
             )
         )
-    return ModelSummary(tuple(rows), int(total), pct)
+    from core.sparsity_pattern import held_patterns
+
+    return ModelSummary(tuple(rows), int(total), pct, held_patterns(weights) if pct else {})
 
 
 def global_threshold(model: torch.nn.Module, masks: Mapping[str, torch.Tensor]) -> float | None:

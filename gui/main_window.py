@@ -1063,6 +1063,9 @@ class MainWindow(QMainWindow):
         batch = getattr(loaded.model, "fixed_batch", None)
         if batch:  # the graph runs on any batch (core.onnx_import._with_batch); exports leave it open
             said.append(f"the file fixes the batch at {batch}; exports leave it open")
+        held = getattr(summary, "patterns", None) or {}
+        if held:  # pruned to N:M before (the sparsest pattern held: 1:4 implies 2:4 implies 4:8)
+            said.append(f"its weights keep {next(iter(held))} in every block")
         if said:
             shape += f" ({'; '.join(said)})"
         self.model_info.setText(

@@ -1846,3 +1846,25 @@ def test_importance_map_axis_names_a_conv_kernels_columns() -> None:
     assert matrix_columns_label((32, 64)) == "input"
     assert matrix_columns_label((16, 8, 3, 3)) == "input (8·3·3)"
     assert as_matrix(np.zeros((16, 8, 3, 3))).shape == (16, 8 * 3 * 3)
+
+
+def test_model_summary_names_the_pattern_a_pruned_model_keeps(qtbot, window: MainWindow, hooks,
+                                                              tmp_path: Path) -> None:
+    """A model pruned to 2:4 before (an export opened again) says so on its model line; the
+    summary holds the patterns its prunable weights keep (none for the dense demo)."""
+    from dataclasses import replace
+
+    from core.pruning import PruneRequest, apply_result, prune
+    from gui import jobs
+
+    loaded = window.session.loaded
+    assert jobs.summarize_loaded(loaded).patterns == {}
+    result = prune(loaded.model, window.bundle.calibration,
+                   PruneRequest(method="magnitude", sparsity=0.5, pattern="2:4"), arch=loaded.arch)
+    pruned = replace(loaded, model=apply_result(loaded.model, result))
+    assert jobs.summarize_loaded(pruned).patterns == {"2:4": [], "4:8": []}
+    torch.save(pruned.model.state_dict(), tmp_path / "digits_2_4.pt")
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window.open_model(str(tmp_path / "digits_2_4.pt"), arch="digits_mlp")
+    assert "keep 2:4 in every block" in window.model_info.text()
+    assert not hooks.errors
