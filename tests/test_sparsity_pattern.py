@@ -230,3 +230,18 @@ def test_cli_sweep_compares_methods_at_a_pattern(capsys):
     assert cli_main(["sweep", "demo", "--data", "digits", "--pattern", "2:4", "--sparsities", "0.5,0.7",
                      "--quiet"]) != 0
     assert "the pattern 2:4 sets the sparsity to 50%" in capsys.readouterr().err
+
+
+def test_refining_a_pattern_run_keeps_the_pattern(digits):
+    """Refinement moves the kept weights with the mask fixed: a 2:4 result stays 2:4, with the
+    same nonzeros, and says it was refined."""
+    from core.pruning import refine_result
+
+    model = load_demo("digits_mlp").model
+    result = prune(model, digits.calibration, PruneRequest(method="chita", sparsity=0.5, pattern="2:4",
+                                                           samples=128, lam=1e-5), arch="digits_mlp")
+    refined = refine_result(model, digits.calibration, result, 2, arch="digits_mlp")
+    assert refined.request.pattern == "2:4" and refined.nonzeros == result.nonzeros
+    assert all(torch.equal(refined.masks[k], result.masks[k]) for k in result.masks)
+    assert set(check_pattern(refined.weights, Pattern(2, 4)).values()) == {0}
+    assert refined.info["refinement"]
