@@ -576,19 +576,20 @@ def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsitie
               samples: int, seed: int = 0, arch: str | None = None, scope: str = "global",
               refine_steps: int = 0, images_per_row: int = 1, recalibrate_bn: bool | None = None,
               bn_augment: str = "auto", update_scale: float | None = 1.0, keep_first: bool = False,
-              keep_last: bool = False, layers: tuple[str, ...] | None = None,
+              keep_last: bool = False, layers: tuple[str, ...] | None = None, pattern: str = "",
               progress: ProgressFn | None = None, cancel: CancelToken | None = None,
               on_partial: Callable[[Any], None] | None = None, cache: Any = None,
               keep_results: int = 0) -> Any:
     """Accuracy against sparsity for several methods (core.sweep.run_sweep); ``on_partial``
     receives the sweep so far after each point; ``cache`` (the window's GradientCache) lets the
     sweep and the runs share G; ``keep_results`` bytes of the points' pruned weights stay on
-    their rows, for showing and exporting a point."""
+    their rows, for showing and exporting a point. With an N:M ``pattern`` the sparsities are
+    the pattern's one: the sweep compares the methods under it."""
     from core.sweep import run_sweep
 
     return run_sweep(model, bundle, list(methods), list(sparsities), samples=samples, seed=seed,
                      arch=arch, scope=scope, refine_steps=refine_steps, recalibrate_bn=recalibrate_bn,
                      images_per_row=images_per_row, bn_augment=bn_augment,
                      update_scale=update_scale, keep_first=keep_first, keep_last=keep_last,
-                     layers=layers, progress=progress, cancel=cancel, on_partial=on_partial, cache=cache,
-                     keep_results=keep_results)
+                     layers=layers, pattern=pattern, progress=progress, cancel=cancel,
+                     on_partial=on_partial, cache=cache, keep_results=keep_results)

@@ -60,6 +60,7 @@ from core.pruning import (
     NEEDS_GRADIENTS,
     describe_update_scale,
 )
+from core.sparsity_pattern import parse_pattern
 from core.weights_export import SUFFIXES as WEIGHT_SUFFIXES
 from core.weights_export import pruned_metadata
 from gui import dialogs, jobs, main_thread_gc, runs_store
@@ -553,6 +554,7 @@ class MainWindow(QMainWindow):
         s = self.settings
         self.controls.load_settings(s)
         self.sweep_view.load_settings(s)
+        self._sweep_pattern_note()
         self.act_log.setChecked(st.read(s, "view/log_counts", False, bool))
         self.weight_hist.set_log(self.act_log.isChecked())
         self.prunable_only.setChecked(st.read(s, "view/prunable_only", True, bool))
@@ -1244,7 +1246,18 @@ class MainWindow(QMainWindow):
     # preview and runs
 
     def _on_settings_changed(self) -> None:
+        self._sweep_pattern_note()
         self._refresh_after()
+
+    def _sweep_pattern_note(self) -> None:
+        """Under the Pruning panel's pattern the sweep compares methods at its sparsity: the
+        Sparsities field does not apply, and says why."""
+        pattern = self.controls.pattern_value()
+        field = self.sweep_view.sparsities
+        field.setEnabled(not pattern)
+        field.setToolTip(f"The Pruning panel's {pattern} pattern fixes the sparsity: the sweep compares the "
+                         "methods at it. Clear the pattern there to sweep sparsities." if pattern else
+                         "Sparsities in percent, separated by commas")
 
     def toggle_keep_dense(self, key: str) -> None:
         """Keep weight ``key`` dense, or prune it again (the table's context menu)."""
@@ -1763,7 +1776,14 @@ class MainWindow(QMainWindow):
             return
         self.tabs.setCurrentWidget(self.sweep_view)
         refine = int(self.controls.refine.value())  # scope, refinement, images, BatchNorm: Pruning panel
-        self.sweep_view.status.setText(f"Sweeping {len(methods)} methods × {len(sparsities)} sparsities"
+        pattern = parse_pattern(self.controls.pattern_value())
+        if pattern is not None:  # the Pruning panel's pattern fixes the sparsity: methods compared at it
+            sparsities = [pattern.sparsity]
+            where = (f"at the Pruning panel's {pattern} pattern ({100 * pattern.sparsity:.0f}%; "
+                     "clear it there to sweep sparsities)")
+        else:
+            where = f"× {len(sparsities)} sparsities"
+        self.sweep_view.status.setText(f"Sweeping {len(methods)} methods {where}"
                                        f"{f', each refined up to {refine} steps' if refine else ''}…"
                                        " Each point appears when it is done.")
         self.sweep_view.start_run()
@@ -1774,7 +1794,7 @@ class MainWindow(QMainWindow):
                      recalibrate_bn=self.controls.recalibrate_bn(), bn_augment=self.controls.bn_augment(),
                      update_scale=self.controls.update_scale_value(), cache=self.gradient_cache,
                      keep_first=self.controls.kept_dense()[0], keep_last=self.controls.kept_dense()[1],
-                     layers=self._request_layers(),
+                     layers=self._request_layers(), pattern=str(pattern) if pattern is not None else "",
                      keep_results=SWEEP_KEEP_BYTES, title="Sweep", on_done=self._on_sweep_done, on_partial=self._on_sweep_partial,
                      on_cancelled=self._on_sweep_cancelled, on_failed=self._on_sweep_failed)
 
@@ -1824,7 +1844,7 @@ class MainWindow(QMainWindow):
         label = f"{method_label(method)} at {100 * sparsity:.0f}%"
         if row.result is None:
             self.controls.set_method(method)
-            self.controls.set_pattern("")  # sweeps prune without a pattern
+            self.controls.set_pattern(str((view.result.meta if view.result is not None else {}).get("pattern") or ""))
             self.controls.set_sparsity(sparsity)
             self.statusBar().showMessage(f"The sweep did not keep the weights of {label} (it keeps at most "
                                          f"{SWEEP_KEEP_BYTES / 1024**3:.0f} GiB): the Pruning panel is set to it; "

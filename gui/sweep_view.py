@@ -101,6 +101,10 @@ def write_svg(widget: QWidget, path: str) -> None:
         painter.end()
 
 
+SHORT_LABELS = {"magnitude": "Magnitude", "magnitude_layer": "Magnitude/layer", "obd": "OBD",
+                "woodfisher": "WoodFisher"}  # axis ticks of a one-sparsity sweep: short enough to sit side by side
+
+
 class SweepPlot(StudioPlot):
     """Accuracy (%) against sparsity (%) per method with FillBetweenItem 95% bands.
     ``point_clicked(method, sparsity)``: a point of a curve was clicked."""
@@ -116,6 +120,7 @@ class SweepPlot(StudioPlot):
         self.dense: Any = None
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.bands: dict[str, pg.FillBetweenItem] = {}
+        self.pattern = ""
         self.set_message("Choose methods and sparsities, then press Run sweep")
 
     def _clicked(self, method: str, sparsities: list[float], points: Any) -> None:
@@ -124,10 +129,12 @@ class SweepPlot(StudioPlot):
             x = points[0].pos().x() / 100
             self.point_clicked.emit(method, min(sparsities, key=lambda s: abs(s - x)))
 
-    def set_data(self, rows: list[tuple[str, float, Any]], dense: Any = None) -> None:
-        """Rows from :func:`sweep_rows`; ``dense`` is the dense model's EvalResult."""
+    def set_data(self, rows: list[tuple[str, float, Any]], dense: Any = None, pattern: str = "") -> None:
+        """Rows from :func:`sweep_rows`; ``dense`` is the dense model's EvalResult; ``pattern``
+        the sweep's N:M pattern, if any (named in the title of a one-sparsity sweep)."""
         self.rows = rows
         self.dense = dense
+        self.pattern = pattern
         self.redraw()
 
     def redraw(self) -> None:
@@ -140,7 +147,15 @@ class SweepPlot(StudioPlot):
         legend = item.legend if item.legend is not None else item.addLegend(offset=(10, -10))  # bottom left
         legend.clear()
         methods = list(dict.fromkeys(m for m, _, _ in self.rows))
-        for i, method in enumerate(methods):
+        sparsities = sorted({s for _, s, _ in self.rows})
+        bottom = item.getAxis("bottom")
+        if len(sparsities) == 1:  # one sparsity (a pattern's): the methods side by side
+            self._draw_methods(methods, sparsities[0])
+        else:
+            self.set_title("Accuracy against sparsity")
+            bottom.setTicks(None)
+            self.setLabel("bottom", "sparsity", units="%")
+        for i, method in enumerate(methods if len(sparsities) > 1 else ()):
             colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
             pts = sorted((s, ev) for m, s, ev in self.rows if m == method and ev is not None)
             if not pts:
@@ -170,10 +185,37 @@ class SweepPlot(StudioPlot):
                                    labelOpts={"position": 0.97, "color": self.theme.palette.muted,
                                               "anchors": [(1, 1), (1, 1)]})
             item.addItem(line)
+        legend.setVisible(len(sparsities) > 1)  # one sparsity: the axis names the methods
         legend.setLabelTextColor(self.theme.palette.fg)
         legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 220)))
         legend.setPen(pg.mkPen(self.theme.palette.border))
         item.enableAutoRange()
+
+
+    def _draw_methods(self, methods: list[str], sparsity: float) -> None:
+        """Each method's accuracy with its 95% interval as an error bar, the methods along x:
+        a sweep at one sparsity (an N:M pattern's) compares methods, not sparsities."""
+        item = self.getPlotItem()
+        at = f"the {self.pattern} pattern ({100 * sparsity:.0f}%)" if self.pattern else f"{100 * sparsity:.0f}% sparsity"
+        self.set_title(f"Accuracy by method at {at}")
+        item.getAxis("bottom").setTicks([[(i, SHORT_LABELS.get(m, METHOD_LABELS.get(m, m)))
+                                          for i, m in enumerate(methods)]])
+        self.setLabel("bottom", "method", units=None)
+        for i, method in enumerate(methods):
+            ev = next((e for m, _, e in self.rows if m == method and e is not None), None)
+            if ev is None:
+                continue
+            colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+            acc, (lo, hi) = 100 * ev.accuracy, (100 * ev.accuracy_ci[0], 100 * ev.accuracy_ci[1])
+            item.addItem(pg.ErrorBarItem(x=np.array([i]), y=np.array([acc]), top=np.array([hi - acc]),
+                                         bottom=np.array([acc - lo]), beam=0.25,
+                                         pen=pg.mkPen(self.theme.qcolor(colour), width=2)))
+            self.curves[method] = item.plot(
+                [i], [acc], pen=None, symbol="o", symbolSize=10, symbolBrush=pg.mkBrush(self.theme.qcolor(colour)),
+                symbolPen=pg.mkPen(self.theme.qcolor("panel")), name=METHOD_LABELS.get(method, method))
+            self.curves[method].sigPointsClicked.connect(
+                lambda *_a, m=method: self.point_clicked.emit(m, sparsity))
+        item.setXRange(-0.6, len(methods) - 0.4, padding=0)
 
 
 class SweepView(QWidget):
@@ -329,7 +371,7 @@ class SweepView(QWidget):
         chosen = self.chosen_point()
         self.result = result
         rows = sweep_rows(result)
-        self.plot.set_data(rows, dense)
+        self.plot.set_data(rows, dense, str(getattr(result, "meta", {}).get("pattern") or ""))
         self.table.setRowCount(len(rows))
         ordered = sorted(rows, key=lambda t: (METHODS.index(t[0]) if t[0] in METHODS else 99, t[1]))
         self._row_keys = [(m, s) for m, s, _ in ordered]

@@ -1868,3 +1868,23 @@ def test_model_summary_names_the_pattern_a_pruned_model_keeps(qtbot, window: Mai
         window.open_model(str(tmp_path / "digits_2_4.pt"), arch="digits_mlp")
     assert "keep 2:4 in every block" in window.model_info.text()
     assert not hooks.errors
+
+
+def test_sweep_compares_methods_at_the_panels_pattern(qtbot, window: MainWindow, hooks) -> None:
+    """With a pattern in the Pruning panel the sweep compares the methods at the pattern's
+    sparsity (the sparsities field does not apply), each point in the pattern, and says so."""
+    window.controls.set_pattern("2:4")
+    assert not window.sweep_view.sparsities.isEnabled()  # the pattern fixes the sparsity
+    with qtbot.waitSignal(window.sweep_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.run_sweep(["magnitude", "chita"], [0.7, 0.9], 128)
+    result = blocker.args[0]
+    assert [(r.method, r.sparsity) for r in result.rows] == [("magnitude", 0.5), ("chita", 0.5)]
+    assert result.meta["pattern"] == "2:4"
+    assert all(r.result.request.pattern == "2:4" for r in result.rows)
+    plot = window.sweep_view.plot  # one sparsity: the methods side by side, the pattern in the title
+    assert "2:4" in plot.title and set(plot.curves) == {"magnitude", "chita"}
+    window.controls.set_pattern("")
+    assert window.sweep_view.sparsities.isEnabled()
+    window.show_sweep_point("chita", 0.5)  # the point shown sets the panel to its pattern again
+    assert window.controls.pattern_value() == "2:4" and window.outcome.result.request.pattern == "2:4"
+    assert not hooks.errors
