@@ -89,6 +89,9 @@ def write_sweep_plot(result: "SweepResult", path: str | Path, title: str = "") -
     if suffix not in (".png", ".svg"):
         raise StudioError(f"cannot write a plot as {suffix or 'a file without extension'}",
                           path=str(path), field="--plot", fix="name the file .png or .svg.")
+    if len({r.sparsity for r in result.rows}) == 1:  # one sparsity (an N:M pattern's): methods side by side
+        _write_method_plot(result, path, suffix, title)
+        return
     (xt, yt), sx, sy = _scales(result)
     series = _series(result)
     title = title or "Accuracy against sparsity (95% interval bands)"
@@ -150,6 +153,72 @@ def write_sweep_plot(result: "SweepResult", path: str | Path, title: str = "") -
         d.rectangle([W - R + 15, T + 24 * i, W - R + 29, T + 24 * i + 14], fill=rgb)
         d.text((W - R + 36, T + 24 * i + 7), label, fill="black", font=font, anchor="lm")
     d.text((W - R + 15, T + 24 * len(series) + 7), "- - dense", fill="black", font=font, anchor="lm")
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    _atomic_write(path, buf.getvalue())
+
+
+def _write_method_plot(result: "SweepResult", path: Path, suffix: str, title: str) -> None:
+    """A sweep at one sparsity: each method's accuracy with its 95% interval as an error bar,
+    the methods along x (the title names the sparsity, and the pattern if the sweep had one)."""
+    (_, yt), _, sy = _scales(result)
+    series = _series(result)
+    sparsity = result.rows[0].sparsity
+    pattern = result.meta.get("pattern") if isinstance(result.meta, dict) else None
+    at = f"the {pattern} pattern ({100 * sparsity:.0f}%)" if pattern else f"{100 * sparsity:.0f}% sparsity"
+    title = f"{(title or 'Accuracy').replace(' against sparsity', '')} by method at {at} (95% intervals)"
+    step = (W - L - R) / max(1, len(series))
+
+    def sx(i: int) -> float:
+        return L + step * (i + 0.5)
+
+    if suffix == ".svg":
+        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+                 f'font-family="sans-serif" font-size="14">',
+                 f'<rect width="{W}" height="{H}" fill="white"/>',
+                 f'<text x="{L}" y="30" font-size="18">{title}</text>']
+        for t in yt:
+            parts.append(f'<line x1="{L}" y1="{sy(t):.1f}" x2="{W - R}" y2="{sy(t):.1f}" stroke="#ddd"/>'
+                         f'<text x="{L - 8}" y="{sy(t) + 5:.1f}" text-anchor="end">{_label(t, yt)}</text>')
+        parts.append(f'<line x1="{L}" y1="{sy(result.dense.accuracy):.1f}" x2="{W - R}" '
+                     f'y2="{sy(result.dense.accuracy):.1f}" stroke="#555" stroke-dasharray="6,4"/>'
+                     f'<text x="{W - R + 15}" y="{sy(result.dense.accuracy) + 5:.1f}">- - dense</text>')
+        for i, (label, pts) in enumerate(series):
+            c, (_, y, lo, hi) = COLORS[i % len(COLORS)], pts[0]
+            x = sx(i)
+            parts.append(f'<line x1="{x:.1f}" y1="{sy(lo):.1f}" x2="{x:.1f}" y2="{sy(hi):.1f}" stroke="{c}" '
+                         f'stroke-width="2.5"/>'
+                         + "".join(f'<line x1="{x - 10:.1f}" y1="{sy(v):.1f}" x2="{x + 10:.1f}" y2="{sy(v):.1f}" '
+                                   f'stroke="{c}" stroke-width="2.5"/>' for v in (lo, hi))
+                         + f'<circle cx="{x:.1f}" cy="{sy(y):.1f}" r="5" fill="{c}"/>'
+                         f'<text x="{x:.1f}" y="{H - B + 20}" text-anchor="middle">{label}</text>')
+        parts.append("</svg>")
+        _atomic_write(path, "\n".join(parts).encode())
+        return
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img, "RGBA")
+    font, big = _font(13), _font(17)
+    d.text((L, 16), title, fill="black", font=big)
+    for t in yt:
+        d.line([(L, sy(t)), (W - R, sy(t))], fill="#dddddd")
+        d.text((L - 8, sy(t)), _label(t, yt), fill="black", font=font, anchor="rm")
+    yd = sy(result.dense.accuracy)
+    for xa in range(L, W - R, 12):
+        d.line([(xa, yd), (min(xa + 6, W - R), yd)], fill="#555555", width=1)
+    d.text((W - R + 15, yd), "- - dense", fill="black", font=font, anchor="lm")
+    for i, (label, pts) in enumerate(series):
+        c, (_, y, lo, hi) = COLORS[i % len(COLORS)], pts[0]
+        rgb = tuple(int(c[j:j + 2], 16) for j in (1, 3, 5))
+        x = sx(i)
+        d.line([(x, sy(lo)), (x, sy(hi))], fill=rgb, width=3)
+        for v in (lo, hi):
+            d.line([(x - 10, sy(v)), (x + 10, sy(v))], fill=rgb, width=3)
+        d.ellipse([x - 5, sy(y) - 5, x + 5, sy(y) + 5], fill=rgb)
+        d.text((x, H - B + 8), label.split(" (")[0], fill="black", font=font, anchor="ma")
     import io
 
     buf = io.BytesIO()

@@ -43,3 +43,30 @@ def test_layer_ticks_name_few_layers_and_thin_out_the_numbers_of_many():
         (major, *minor), compact = layer_ticks([f"layer{i}" for i in range(n)])
         assert compact and [text for _, text in major] == labels
         assert sorted(i for i, _ in major + (minor[0] if minor else [])) == list(range(n))
+
+
+def _eval(acc: float, half: float):
+    from core.evaluate import EvalResult
+
+    return EvalResult(acc, (acc - half, acc + half), 0.1, (0.09, 0.11), 500, int(500 * acc), 0.0)
+
+
+@pytest.mark.parametrize("suffix", [".svg", ".png"])
+def test_a_one_sparsity_sweep_plots_the_methods_side_by_side(tmp_path, suffix):
+    """A sweep at one sparsity (an N:M pattern's) has no curve to draw: each method gets an
+    error bar at its own x, named under it, and the title names the pattern."""
+    from core.plotting import write_sweep_plot
+    from core.sweep import SweepResult, SweepRow
+
+    rows = tuple(SweepRow(m, 0.5, _eval(a, 0.02), 50, 100, None, 1.0)
+                 for m, a in (("magnitude", 0.8), ("chita", 0.9), ("woodfisher", 0.88)))
+    result = SweepResult(rows, _eval(0.95, 0.01), 3.0, {"pattern": "2:4"})
+    path = tmp_path / f"plot{suffix}"
+    write_sweep_plot(result, path, title="model: accuracy against sparsity")
+    assert path.stat().st_size > 1000
+    if suffix == ".svg":
+        svg = path.read_text()
+        assert "model: accuracy by method at the 2:4 pattern (50%)" in svg
+        labels = [t for t in ("Magnitude (global)", "CHITA", "WoodFisher (OBS)") if f">{t}</text>" in svg]
+        assert len(labels) == 3
+        assert svg.count("<circle") == 3 and "polyline" not in svg  # points, no curve
