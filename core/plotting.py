@@ -96,19 +96,11 @@ def write_sweep_plot(result: "SweepResult", path: str | Path, title: str = "") -
     series = _series(result)
     title = title or "Accuracy against sparsity (95% interval bands)"
     if suffix == ".svg":
-        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-                 f'font-family="sans-serif" font-size="14">',
-                 f'<rect width="{W}" height="{H}" fill="white"/>',
-                 f'<text x="{L}" y="30" font-size="18">{title}</text>']
+        parts = _svg_head(title, yt, sy, sy(result.dense.accuracy))
         for t in xt:
             parts.append(f'<line x1="{sx(t):.1f}" y1="{T}" x2="{sx(t):.1f}" y2="{H - B}" stroke="#ddd"/>'
                          f'<text x="{sx(t):.1f}" y="{H - B + 20}" text-anchor="middle">{_label(t, xt)}</text>')
-        for t in yt:
-            parts.append(f'<line x1="{L}" y1="{sy(t):.1f}" x2="{W - R}" y2="{sy(t):.1f}" stroke="#ddd"/>'
-                         f'<text x="{L - 8}" y="{sy(t) + 5:.1f}" text-anchor="end">{_label(t, yt)}</text>')
         parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 20}" text-anchor="middle">sparsity</text>')
-        parts.append(f'<line x1="{L}" y1="{sy(result.dense.accuracy):.1f}" x2="{W - R}" '
-                     f'y2="{sy(result.dense.accuracy):.1f}" stroke="#555" stroke-dasharray="6,4"/>')
         for i, (label, pts) in enumerate(series):
             c = COLORS[i % len(COLORS)]
             band = [(sx(x), sy(hi)) for x, _, _, hi in pts] + [(sx(x), sy(lo)) for x, _, lo, _ in reversed(pts)]
@@ -125,22 +117,11 @@ def write_sweep_plot(result: "SweepResult", path: str | Path, title: str = "") -
         parts.append("</svg>")
         _atomic_write(path, "\n".join(parts).encode())
         return
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(img, "RGBA")
-    font, big = _font(14), _font(17)
-    d.text((L, 16), title, fill="black", font=big)
+    img, d, font = _png_canvas(title, yt, sy, sy(result.dense.accuracy), 14)
     for t in xt:
         d.line([(sx(t), T), (sx(t), H - B)], fill="#dddddd")
         d.text((sx(t), H - B + 8), _label(t, xt), fill="black", font=font, anchor="ma")
-    for t in yt:
-        d.line([(L, sy(t)), (W - R, sy(t))], fill="#dddddd")
-        d.text((L - 8, sy(t)), _label(t, yt), fill="black", font=font, anchor="rm")
     d.text(((L + W - R) / 2, H - 22), "sparsity", fill="black", font=font, anchor="ms")
-    yd = sy(result.dense.accuracy)
-    for xa in range(L, W - R, 12):
-        d.line([(xa, yd), (min(xa + 6, W - R), yd)], fill="#555555", width=1)
     for i, (label, pts) in enumerate(series):
         c = COLORS[i % len(COLORS)]
         rgb = tuple(int(c[j:j + 2], 16) for j in (1, 3, 5))
@@ -153,11 +134,7 @@ def write_sweep_plot(result: "SweepResult", path: str | Path, title: str = "") -
         d.rectangle([W - R + 15, T + 24 * i, W - R + 29, T + 24 * i + 14], fill=rgb)
         d.text((W - R + 36, T + 24 * i + 7), label, fill="black", font=font, anchor="lm")
     d.text((W - R + 15, T + 24 * len(series) + 7), "- - dense", fill="black", font=font, anchor="lm")
-    import io
-
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    _atomic_write(path, buf.getvalue())
+    _write_png(img, path)
 
 
 def _write_method_plot(result: "SweepResult", path: Path, suffix: str, title: str) -> None:
@@ -175,16 +152,8 @@ def _write_method_plot(result: "SweepResult", path: Path, suffix: str, title: st
         return L + step * (i + 0.5)
 
     if suffix == ".svg":
-        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-                 f'font-family="sans-serif" font-size="14">',
-                 f'<rect width="{W}" height="{H}" fill="white"/>',
-                 f'<text x="{L}" y="30" font-size="18">{title}</text>']
-        for t in yt:
-            parts.append(f'<line x1="{L}" y1="{sy(t):.1f}" x2="{W - R}" y2="{sy(t):.1f}" stroke="#ddd"/>'
-                         f'<text x="{L - 8}" y="{sy(t) + 5:.1f}" text-anchor="end">{_label(t, yt)}</text>')
-        parts.append(f'<line x1="{L}" y1="{sy(result.dense.accuracy):.1f}" x2="{W - R}" '
-                     f'y2="{sy(result.dense.accuracy):.1f}" stroke="#555" stroke-dasharray="6,4"/>'
-                     f'<text x="{W - R + 15}" y="{sy(result.dense.accuracy) + 5:.1f}">- - dense</text>')
+        parts = _svg_head(title, yt, sy, sy(result.dense.accuracy))
+        parts.append(f'<text x="{W - R + 15}" y="{sy(result.dense.accuracy) + 5:.1f}">- - dense</text>')
         for i, (label, pts) in enumerate(series):
             c, (_, y, lo, hi) = COLORS[i % len(COLORS)], pts[0]
             x = sx(i)
@@ -197,18 +166,8 @@ def _write_method_plot(result: "SweepResult", path: Path, suffix: str, title: st
         parts.append("</svg>")
         _atomic_write(path, "\n".join(parts).encode())
         return
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(img, "RGBA")
-    font, big = _font(13), _font(17)
-    d.text((L, 16), title, fill="black", font=big)
-    for t in yt:
-        d.line([(L, sy(t)), (W - R, sy(t))], fill="#dddddd")
-        d.text((L - 8, sy(t)), _label(t, yt), fill="black", font=font, anchor="rm")
     yd = sy(result.dense.accuracy)
-    for xa in range(L, W - R, 12):
-        d.line([(xa, yd), (min(xa + 6, W - R), yd)], fill="#555555", width=1)
+    img, d, font = _png_canvas(title, yt, sy, yd, 13)
     d.text((W - R + 15, yd), "- - dense", fill="black", font=font, anchor="lm")
     for i, (label, pts) in enumerate(series):
         c, (_, y, lo, hi) = COLORS[i % len(COLORS)], pts[0]
@@ -219,6 +178,41 @@ def _write_method_plot(result: "SweepResult", path: Path, suffix: str, title: st
             d.line([(x - 10, sy(v)), (x + 10, sy(v))], fill=rgb, width=3)
         d.ellipse([x - 5, sy(y) - 5, x + 5, sy(y) + 5], fill=rgb)
         d.text((x, H - B + 8), label.split(" (")[0], fill="black", font=font, anchor="ma")
+    _write_png(img, path)
+
+
+def _svg_head(title: str, yt: list[float], sy, y_dense: float) -> list[str]:
+    """The SVG's opening, title, accuracy axis (grid and labels) and dense line (dashed)."""
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+             f'font-family="sans-serif" font-size="14">',
+             f'<rect width="{W}" height="{H}" fill="white"/>',
+             f'<text x="{L}" y="30" font-size="18">{title}</text>']
+    for t in yt:
+        parts.append(f'<line x1="{L}" y1="{sy(t):.1f}" x2="{W - R}" y2="{sy(t):.1f}" stroke="#ddd"/>'
+                     f'<text x="{L - 8}" y="{sy(t) + 5:.1f}" text-anchor="end">{_label(t, yt)}</text>')
+    parts.append(f'<line x1="{L}" y1="{y_dense:.1f}" x2="{W - R}" y2="{y_dense:.1f}" stroke="#555" '
+                 'stroke-dasharray="6,4"/>')
+    return parts
+
+
+def _png_canvas(title: str, yt: list[float], sy, y_dense: float, size: int):
+    """A white canvas with the title, the accuracy axis's grid and labels and the dense line
+    (dashed): (image, its drawing context, the labels' font)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img, "RGBA")
+    font = _font(size)
+    d.text((L, 16), title, fill="black", font=_font(17))
+    for t in yt:
+        d.line([(L, sy(t)), (W - R, sy(t))], fill="#dddddd")
+        d.text((L - 8, sy(t)), _label(t, yt), fill="black", font=font, anchor="rm")
+    for xa in range(L, W - R, 12):
+        d.line([(xa, y_dense), (min(xa + 6, W - R), y_dense)], fill="#555555", width=1)
+    return img, d, font
+
+
+def _write_png(img, path: Path) -> None:
     import io
 
     buf = io.BytesIO()
