@@ -41,7 +41,7 @@ from core.methods.quadratic import LocalQuadratic, fisher_scale
 from core.methods.selection import Budget, global_budget, layer_budgets, select
 from core.methods.woodfisher import inverse_fisher_diagonals, woodfisher_solve
 from core.progress import CancelToken, Progress, ProgressFn, check, report
-from core.prunable import prunable_parameters
+from core.prunable import module_type_name, prunable_parameters
 from core.refine import GaussNewtonStep
 from core.schedule import AUTO_STAGES, SCHEDULES, auto_stages, chitapp_schedule  # noqa: F401 (re-exported)
 from core.sparsity_pattern import (
@@ -330,6 +330,21 @@ def request_layers(model: nn.Module, request: PruneRequest, arch: str | None = N
     return names
 
 
+def _transposed_convs(model: nn.Module, names: list[str]) -> set[str]:
+    """The weights in ``names`` of transposed convolutions: their dim 1 is their output
+    channels, so an N:M pattern leaves them dense (core.sparsity_pattern.block_budget)."""
+    found = set()
+    for name in names:
+        path = name.rsplit(".", 1)[0] if "." in name else ""
+        try:
+            module = model.get_submodule(path)
+        except AttributeError:
+            continue
+        if module_type_name(module).startswith("ConvTranspose"):
+            found.add(name)
+    return found
+
+
 def _flat(model: nn.Module, names: list[str]) -> torch.Tensor:
     params = dict(model.named_parameters())
     return torch.cat([params[n].detach().reshape(-1) for n in names]).to(torch.float32)
@@ -581,7 +596,8 @@ class _Context:
             off += sz
         self.p = off
         pattern = parse_pattern(request.pattern)
-        self.blocks: BlockBudget | None = (block_budget(self.names, self.shapes, pattern)
+        self.blocks: BlockBudget | None = (block_budget(self.names, self.shapes, pattern,
+                                                        _transposed_convs(self.base, self.names))
                                            if pattern is not None else None)
         self._check_existing_zeros(params)
         x, y = calibration.x, calibration.y

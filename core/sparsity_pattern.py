@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import torch
 
@@ -99,12 +99,15 @@ class BlockBudget:
         return self.blocks.shape[0] * self.pattern.n + self.dense.numel()
 
 
-def block_budget(names: Sequence[str], shapes: Sequence[Sequence[int]], pattern: Pattern) -> BlockBudget:
-    """The :class:`BlockBudget` for layers ``names`` of ``shapes``, flattened in that order."""
+def block_budget(names: Sequence[str], shapes: Sequence[Sequence[int]], pattern: Pattern,
+                 without: Collection[str] = ()) -> BlockBudget:
+    """The :class:`BlockBudget` for layers ``names`` of ``shapes``, flattened in that order;
+    the layers named in ``without`` are left dense too (a transposed convolution, whose dim 1
+    is not its input dimension)."""
     blocks, dense, dense_layers, off = [], [], [], 0
     for name, shape in zip(names, shapes):
         size = math.prod(int(s) for s in shape)
-        if layer_fits(shape, pattern):
+        if layer_fits(shape, pattern) and name not in without:
             blocks.append(layer_blocks(shape, pattern, off))
         else:
             dense.append(torch.arange(off, off + size))

@@ -245,3 +245,27 @@ def test_refining_a_pattern_run_keeps_the_pattern(digits):
     assert all(torch.equal(refined.masks[k], result.masks[k]) for k in result.masks)
     assert set(check_pattern(refined.weights, Pattern(2, 4)).values()) == {0}
     assert refined.info["refinement"]
+
+
+def test_transposed_convolutions_stay_dense_under_a_pattern():
+    """A ConvTranspose weight is (in, out, k…): its dim 1 is not its input dimension, so the
+    pattern leaves it dense and names it; the Linear beside it takes the pattern."""
+    from torch import nn
+
+    from core.data import ImageSet
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = nn.ConvTranspose2d(1, 4, 2, stride=2)
+            self.fc = nn.Linear(4 * 16 * 16, 10)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.up(x)).flatten(1))
+
+    g = torch.Generator().manual_seed(0)
+    images = ImageSet(x=torch.randn(200, 1, 8, 8, generator=g), y=torch.randint(0, 10, (200,), generator=g),
+                      source="random")
+    result = prune(Net(), images, PruneRequest(method="magnitude", sparsity=0.5, pattern="2:4"))
+    assert result.info["pattern"]["dense_layers"] == ["up.weight"]
+    assert result.layer_sparsity["up.weight"] == 0.0 and result.layer_sparsity["fc.weight"] == 0.5
