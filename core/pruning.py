@@ -670,11 +670,17 @@ class _Context:
 
     def _check_existing_zeros(self, params: Mapping[str, torch.Tensor]) -> None:
         """A model pruned before (a pruned export opened again, fine-tuned weights) has zeros of
-        its own, and no method brings a zero weight back: a sparsity under the one the weights
-        already have would keep zeros and count them as kept. Refused, naming the least sparsity
-        that can be asked (per layer with ``scope="layer"``)."""
+        its own, and no method brings a zero weight back (``self.frozen``, passed to every
+        selection and to CHITA's swap search): a sparsity under the one the weights already
+        have would keep zeros and count them as kept. Refused, naming the least sparsity that
+        can be asked (per layer with ``scope="layer"``). Under an N:M pattern a block with fewer
+        nonzeros than N keeps those, so the result is sparser than the pattern's sparsity."""
         nonzero = [int(torch.count_nonzero(params[n].detach())) for n in self.names]
+        self.frozen: torch.Tensor | None = None  # the model's own zeros: no method keeps them
         if sum(nonzero) == self.p:
+            return
+        self.frozen = torch.cat([params[n].detach().reshape(-1) == 0 for n in self.names])
+        if self.blocks is not None:  # N:M keeps at most N a block: a block short of them keeps fewer
             return
         request = self.request
         layer = request.scope == "layer" or request.method == "magnitude_layer"
@@ -1030,11 +1036,11 @@ class _Context:
         else:
             k = global_budget(self.p, sparsity)
         if method in ("magnitude", "magnitude_layer"):
-            w, mask = magnitude_prune(wbar, k, self.groups)
+            w, mask = magnitude_prune(wbar, k, self.groups, self.frozen)
             return w, mask, [], None
         A = self.A
         if method == "obd":
-            w, mask = obd_prune(A, wbar, k, self.groups)
+            w, mask = obd_prune(A, wbar, k, self.groups, frozen=self.frozen)
             return w, mask, [], None
         grid = [self.request.lam] if self.request.lam is not None else \
             [g * self.fbar for g in LAMBDA_GRID]
@@ -1089,8 +1095,8 @@ class _Context:
         then the mask search at the chosen λ, never ending above the magnitude backsolve."""
         first_order = self.first_order
         warm = self.warm
-        mag_mask = select(wbar.abs(), k, self.groups)
-        init = select(warm.free_values.abs(), k, self.groups) if warm is not None else mag_mask
+        mag_mask = select(wbar.abs(), k, self.groups, self.frozen)
+        init = select(warm.free_values.abs(), k, self.groups, self.frozen) if warm is not None else mag_mask
         start = support_state(A, wbar, init, grid[0], first_order=first_order,
                               warm=warm.state if warm is not None else None)
         lam = grid[0]
@@ -1102,7 +1108,7 @@ class _Context:
         report(self.progress, "mask search", 0, 0, f"{label} CHITA at λ = {lam:.3g}".strip())
         sol = chita_solve(A, wbar, k, self.groups, lam, first_order=first_order, init_mask=init,
                           warm=start, progress=self.progress, cancel=self.cancel,
-                          max_refresh=self.max_refresh or 100)
+                          max_refresh=self.max_refresh or 100, frozen=self.frozen)
         info.setdefault("solver", []).append(
             {"sparsity": sparsity, "lam": lam, "iterations": sol.iterations, "swaps": sol.swaps,
              "converged": sol.converged, "objective": sol.objective,
@@ -1134,7 +1140,7 @@ class _Context:
             if i not in runs:  # only the λ the walk scores are solved
                 check(self.cancel)
                 runs[i] = woodfisher_solve(A, wbar, k, self.groups, grid[i], K=K, finv=finv[i],
-                                           warm=last[0], cancel=self.cancel)
+                                           warm=last[0], cancel=self.cancel, frozen=self.frozen)
                 last[0] = runs[i].state
             return runs[i]
 
@@ -1198,7 +1204,7 @@ class _Context:
             mag_objective = mag.objective
         if mag_objective < sol.objective:
             sol = chita_solve(A, wbar, k, self.groups, lam, first_order=self.first_order,
-                              init_mask=mag_mask, warm=sol.state, cancel=self.cancel)
+                              init_mask=mag_mask, warm=sol.state, cancel=self.cancel, frozen=self.frozen)
             w, mask, trace = sol.weights, sol.mask, list(sol.trace)
         agree = float((mask & mag_mask).sum()) / max(1, int(mag_mask.sum()))
         # a floor under every support's objective (not defined with the first-order term)

@@ -1302,7 +1302,7 @@ class MainWindow(QMainWindow):
         first, and the preview follows from there."""
         if self.session is None or self.bundle is None:
             return
-        if sparsity < self.least_sparsity - 1e-9:
+        if sparsity < self.least_sparsity - 1e-9 and not self.controls.pattern_value():
             least = self.least_sparsity
             self.statusBar().showMessage(
                 f"This model already has {100 * self.own_sparsity:.1f}% zeros, which stay zeros: the sparsity "

@@ -269,3 +269,34 @@ def test_transposed_convolutions_stay_dense_under_a_pattern():
     result = prune(Net(), images, PruneRequest(method="magnitude", sparsity=0.5, pattern="2:4"))
     assert result.info["pattern"]["dense_layers"] == ["up.weight"]
     assert result.layer_sparsity["up.weight"] == 0.0 and result.layer_sparsity["fc.weight"] == 0.5
+
+
+def test_a_pruned_models_zeros_stay_zeros(digits):
+    """A model pruned before keeps its zeros whatever comes next: 2:4 then 1:4 with CHITA
+    (whose swaps could bring a zero weight back) revives none; OBD at the model's own sparsity
+    keeps no zero weight in its mask (their saliency 0 ties with dead inputs'), so the nonzeros
+    it reports are the weights' own; an unstructured 90% model under 2:4 is not refused: blocks
+    with fewer than 2 nonzeros keep those (N:M is at most N)."""
+    model = load_demo("digits_mlp").model
+    kw = dict(samples=128, lam=1e-5)
+
+    def own_zeros_revived(before, result):
+        return sum(int(((before.get_parameter(n) == 0) & (w != 0)).sum()) for n, w in result.weights.items())
+
+    def true_nonzeros(result):
+        return sum(int(torch.count_nonzero(w)) for w in result.weights.values())
+
+    two_four = apply_result(model, prune(model, digits.calibration,
+                                         PruneRequest(method="chita", sparsity=0.5, pattern="2:4", **kw)))
+    one_four = prune(two_four, digits.calibration, PruneRequest(method="chita", sparsity=0.75, pattern="1:4", **kw))
+    assert own_zeros_revived(two_four, one_four) == 0
+    assert set(check_pattern(one_four.weights, Pattern(1, 4)).values()) == {0}
+    assert one_four.nonzeros == true_nonzeros(one_four) == one_four.total // 4
+    half = apply_result(model, prune(model, digits.calibration, PruneRequest(method="magnitude", sparsity=0.5)))
+    obd = prune(half, digits.calibration, PruneRequest(method="obd", sparsity=0.5, **kw))
+    assert obd.nonzeros == true_nonzeros(obd) and own_zeros_revived(half, obd) == 0
+    sparse = apply_result(model, prune(model, digits.calibration, PruneRequest(method="magnitude", sparsity=0.9)))
+    for method in ("magnitude", "chita"):
+        res = prune(sparse, digits.calibration, PruneRequest(method=method, sparsity=0.5, pattern="2:4", **kw))
+        assert own_zeros_revived(sparse, res) == 0 and res.nonzeros == true_nonzeros(res)
+        assert set(check_pattern(res.weights, Pattern(2, 4)).values()) == {0} and res.sparsity > 0.9

@@ -202,15 +202,17 @@ def _disjoint_pairs(off: torch.Tensor, on: torch.Tensor, delta: torch.Tensor
             torch.tensor(ds, dtype=torch.float64))
 
 
-def _pool(v: torch.Tensor, mask: torch.Tensor, groups: list[slice], size: int
-          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Active set per group: the ``size`` largest |v| off S and the ``size`` smallest on S."""
+def _pool(v: torch.Tensor, mask: torch.Tensor, groups: list[slice], size: int,
+          frozen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Active set per group: the ``size`` largest |v| off S and the ``size`` smallest on S
+    (``frozen`` columns, which never enter, are left out)."""
     idx, grp = [], []
     for g, sl in enumerate(groups):
         vv = v[sl].abs()
         mm = mask[sl]
         start = sl.start or 0
-        for sel, largest in ((~mm, True), (mm, False)):
+        off = ~mm if frozen is None else ~mm & ~frozen[sl]
+        for sel, largest in ((off, True), (mm, False)):
             pick = top_indices(vv, size, among=sel, largest=largest) + start
             if pick.numel():
                 idx.append(pick)
@@ -221,25 +223,31 @@ def _pool(v: torch.Tensor, mask: torch.Tensor, groups: list[slice], size: int
     return torch.cat(idx), torch.cat(grp)
 
 
-def _pool_blocks(v: torch.Tensor, mask: torch.Tensor, budget: BlockBudget, size: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def _pool_blocks(v: torch.Tensor, mask: torch.Tensor, budget: BlockBudget, size: int,
+                 frozen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Active set for N:M budgets: whole blocks, those nearest a swap.
 
     A block's gap is its smallest |v| on S less its largest |v| off S (an IHT step swaps the
     two where the gap is negative); the blocks of the smallest gaps give all their columns,
-    about ``size`` per side, each block its own group so that swaps stay inside blocks."""
+    about ``size`` per side, each block its own group so that swaps stay inside blocks.
+    ``frozen`` columns never enter: they are left out of the blocks' columns."""
     B = budget.blocks
     if B.shape[0] == 0:
         e = torch.empty(0, dtype=torch.long)
         return e, e
     a = v.abs()[B]
     on = mask[B]
-    gap = a.masked_fill(~on, float("inf")).amin(1) - a.masked_fill(on, float("-inf")).amax(1)
+    out = ~on if frozen is None else ~on & ~frozen[B]  # what may enter
+    gap = a.masked_fill(~on, float("inf")).amin(1) - a.masked_fill(~out, float("-inf")).amax(1)
     side = min(budget.pattern.n, budget.pattern.m - budget.pattern.n)
     count = min(B.shape[0], max(1, size // side))
     pick = top_indices(gap, count, largest=False)
     m = budget.pattern.m
-    return B[pick].reshape(-1), torch.arange(pick.numel()).repeat_interleave(m)
+    idx, grp = B[pick].reshape(-1), torch.arange(pick.numel()).repeat_interleave(m)
+    if frozen is not None:
+        keep = ~frozen[idx]
+        idx, grp = idx[keep], grp[keep]
+    return idx, grp
 
 
 def _inner_steps(act: _ActiveSet, objective: float, budget: int, max_inner: int, rtol: float):
@@ -291,6 +299,7 @@ def chita_solve(
     max_inner: int = 64,
     rtol: float = 1e-9,
     pool: int | None = None,
+    frozen: torch.Tensor | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> ChitaSolution:
@@ -304,7 +313,8 @@ def chita_solve(
     ``pool`` is the active-set size per side and group (default 256 split over the groups).
     ``max_iter`` bounds the swap steps, ``max_refresh`` the exact recomputations and
     ``max_inner`` the pool-space steps between two of them. Every refresh is verified exactly:
-    the trace is the exact objective after each refresh, never rising.
+    the trace is the exact objective after each refresh, never rising. ``frozen`` (p,) marks
+    weights that never enter the support (the model's own zeros: a zero weight stays zero).
     """
     t0 = time.perf_counter()
     wbar = wbar.reshape(-1).to(torch.float32)
@@ -313,7 +323,7 @@ def chita_solve(
     per_group = isinstance(k, list)
     sel_groups = groups if per_group else [slice(0, wbar.numel())]
 
-    mask = init_mask.clone() if init_mask is not None else select(wbar.abs(), k, groups)
+    mask = init_mask.clone() if init_mask is not None else select(wbar.abs(), k, groups, frozen)
     if warm is not None and int((warm.mask != mask).sum()) < int(mask.sum()):
         add = (mask & ~warm.mask).nonzero().squeeze(1)
         drop = (warm.mask & ~mask).nonzero().squeeze(1)
@@ -331,8 +341,8 @@ def chita_solve(
         refresh += 1
         check(cancel)
         v = quad.free_values(st)  # one pass over G
-        idx, grp = (_pool(v, st.mask, sel_groups, pool_size) if blocks is None
-                    else _pool_blocks(v, st.mask, blocks, pool_size))
+        idx, grp = (_pool(v, st.mask, sel_groups, pool_size, frozen) if blocks is None
+                    else _pool_blocks(v, st.mask, blocks, pool_size, frozen))
         if idx.numel() == 0:
             converged = True
             break

@@ -18,8 +18,10 @@ def obd_saliency(G: torch.Tensor, wbar: torch.Tensor, damp: float = 0.0) -> torc
 
 
 def obd_prune(G: torch.Tensor, wbar: torch.Tensor, k: Budget, groups: list[slice],
-              damp: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (weights, mask): keep the k most salient weights, unchanged."""
+              damp: float = 0.0, frozen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (weights, mask): keep the k most salient weights, unchanged. ``frozen`` (the
+    model's own zeros) are never kept: their saliency 0 ties with weights whose Fisher
+    diagonal is 0 (inputs that never fire), and keeping a zero would count it as kept."""
     wbar = wbar.reshape(-1)
-    mask = select(obd_saliency(G, wbar, damp), k, groups)
+    mask = select(obd_saliency(G, wbar, damp), k, groups, frozen)
     return torch.where(mask, wbar, torch.zeros_like(wbar)), mask

@@ -32,9 +32,15 @@ def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
 Budget = int | list[int] | BlockBudget  # global, per layer, or N of every M (core.sparsity_pattern)
 
 
-def select(scores: torch.Tensor, k: Budget, groups: list[slice]) -> torch.Tensor:
+def select(scores: torch.Tensor, k: Budget, groups: list[slice],
+           frozen: torch.Tensor | None = None) -> torch.Tensor:
     """Keep the top-k scores globally (``k`` int), per group (``k`` a list, one per slice) or
-    the N best of every block (``k`` a :class:`BlockBudget`)."""
+    the N best of every block (``k`` a :class:`BlockBudget`); never a ``frozen`` position (the
+    model's own zeros, which stay zeros) while the budget leaves other choices."""
+    if frozen is not None and bool(frozen.any()):
+        frozen = frozen.reshape(-1)
+        # a block whose other weights are too few keeps fewer than N (N:M means at most N)
+        return select(scores.reshape(-1).masked_fill(frozen, float("-inf")), k, groups) & ~frozen
     if isinstance(k, BlockBudget):
         return block_mask(scores, k)
     if isinstance(k, int):

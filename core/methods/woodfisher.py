@@ -74,20 +74,22 @@ def woodfisher_solve(A: torch.Tensor, wbar: torch.Tensor, k: Budget,
                      groups: list[slice], lam: float, *, update: bool = True,
                      K: torch.Tensor | None = None, finv: torch.Tensor | None = None,
                      warm: SupportState | None = None,
-                     cancel: CancelToken | None = None) -> WoodFisherSolution:
+                     cancel: CancelToken | None = None,
+                     frozen: torch.Tensor | None = None) -> WoodFisherSolution:
     """OBS-saliency mask and the joint OBS update at one λ.
 
     ``K`` = AAᵀ and ``finv`` = diag(F_λ⁻¹) may be passed when known (K does not depend on λ;
     :func:`inverse_fisher_diagonals` gives ``finv`` for a whole grid). ``warm``, a backsolve
     state at the same A on a nearby mask (e.g. another λ's), is updated by the columns that
     differ instead of building K_S afresh; with ``K`` and no warm state, K_S = K − K_{Sᶜ}
-    when fewer weights are pruned than kept.
+    when fewer weights are pruned than kept. ``frozen`` weights (the model's own zeros) are
+    never kept.
     """
     wbar = wbar.reshape(-1).to(torch.float32)
     quad = LocalQuadratic(A, wbar, lam)
     if finv is None:
         finv = inverse_fisher_diagonal(quad, K=K, cancel=cancel)
-    mask = select(wbar.double() ** 2 / (2.0 * finv), k, groups)
+    mask = select(wbar.double() ** 2 / (2.0 * finv), k, groups, frozen)
     check(cancel)
     kept, pruned = int(mask.sum()), int((~mask).sum())
     changed = int((warm.mask != mask).sum()) if warm is not None else -1
