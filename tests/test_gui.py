@@ -1867,6 +1867,16 @@ def test_model_summary_names_the_pattern_a_pruned_model_keeps(qtbot, window: Mai
     with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
         window.open_model(str(tmp_path / "digits_2_4.pt"), arch="digits_mlp")
     assert "keep 2:4 in every block" in window.model_info.text()
+    # a model sparser than the pattern: the pattern still previews (blocks keep what they have)
+    sparse = prune(loaded.model, window.bundle.calibration, PruneRequest(method="magnitude", sparsity=0.9),
+                   arch=loaded.arch)
+    torch.save(apply_result(loaded.model, sparse).state_dict(), tmp_path / "digits_90.pt")
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window.open_model(str(tmp_path / "digits_90.pt"), arch="digits_mlp")
+    assert window.controls.sparsity() == 0.9
+    with qtbot.waitSignal(window.preview_updated, timeout=RUN_TIMEOUT_MS):
+        window.controls.set_pattern("2:4")
+    assert window.preview.result.request.pattern == "2:4" and window.preview.result.sparsity >= 0.9
     assert not hooks.errors
 
 
