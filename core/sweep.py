@@ -79,22 +79,25 @@ class SweepResult:
 
     def to_csv(self, path: str | Path) -> None:
         """Write one line per row: method, sparsity, accuracy with its interval, loss, …, the
-        change against the dense model with its paired 95% interval, and the change against
-        magnitude pruning at the same sparsity with its own (empty where the sweep has none)."""
+        change against the dense model with its paired 95% interval, the change against
+        magnitude pruning at the same sparsity with its own (empty where the sweep has none),
+        and the N:M pattern the points were pruned to (empty: unstructured)."""
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["method", "sparsity", "accuracy", "accuracy_lo", "accuracy_hi", "loss",
                         "n_eval", "nonzeros", "total", "lambda", "prune_seconds",
                         "change_vs_dense", "change_lo", "change_hi",
-                        "change_vs_magnitude", "vs_magnitude_lo", "vs_magnitude_hi"])
+                        "change_vs_magnitude", "vs_magnitude_lo", "vs_magnitude_hi", "pattern"])
             w.writerow(["dense", 0.0, self.dense.accuracy, *self.dense.accuracy_ci,
-                        self.dense.loss, self.dense.n, "", "", "", "", "", "", "", "", "", "", ""])
+                        self.dense.loss, self.dense.n, "", "", "", "", "", "", "", "", "", "", "", ""])
+            pattern = str(self.meta.get("pattern") or "")
             for r in self.rows:
                 d, m = self.change(r), self.versus(r)
                 w.writerow([r.method, r.sparsity, r.eval.accuracy, *r.eval.accuracy_ci,
                             r.eval.loss, r.eval.n, r.nonzeros, r.total,
                             "" if r.lam is None else r.lam, round(r.seconds, 3),
-                            d.difference, *d.ci, *(("", "", "") if m is None else (m.difference, *m.ci))])
+                            d.difference, *d.ci, *(("", "", "") if m is None else (m.difference, *m.ci)),
+                            pattern])
 
 
 def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsities: list[float],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 
@@ -215,14 +216,16 @@ def test_cli_prune_with_a_pattern_and_info_on_its_export(capsys, tmp_path):
     assert "--pattern 2:4" in capsys.readouterr().err
 
 
-def test_cli_sweep_compares_methods_at_a_pattern(capsys):
+def test_cli_sweep_compares_methods_at_a_pattern(capsys, tmp_path):
     """``sweep --pattern 2:4`` without --sparsities compares the methods at the pattern's
     sparsity, each point in the pattern, against magnitude under it; other sparsities are
     refused before any work."""
     code = cli_main(["sweep", "demo:digits_cnn", "--data", "digits", "--methods", "magnitude,chita",
-                     "--pattern", "2:4", "--samples", "64", "--json", "--quiet"])
+                     "--pattern", "2:4", "--samples", "64", "--csv", str(tmp_path / "s.csv"), "--json", "--quiet"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
+    with open(tmp_path / "s.csv", newline="") as fh:
+        assert [r["pattern"] for r in csv.DictReader(fh)] == ["", "2:4", "2:4"]  # dense, then the points
     assert data["pattern"] == "2:4" and data["pattern_dense"] == ["conv1.weight"]
     assert [(r["method"], r["sparsity"]) for r in data["rows"]] == [("magnitude", 0.5), ("chita", 0.5)]
     assert data["rows"][0]["nonzeros"] == data["rows"][1]["nonzeros"]
