@@ -17,7 +17,11 @@ CIFAR-10 calibration images at their 32×32 size, each run in its own process:
 Random weights make accuracy meaningless here, so none is printed; the question is whether each
 shape runs, how long it takes and what it exports. Needs ../shared (CIFAR-10 images).
 
-    python benchmarks/torchvision_zoo.py [--archs a,b,...] [--samples 32]
+With ``--pattern 2:4`` both methods prune to that N:M pattern (the sparsity is then the
+pattern's) and a last column gives the patterns the exported file's weights keep, read back
+from the file by the export.
+
+    python benchmarks/torchvision_zoo.py [--archs a,b,...] [--samples 32] [--pattern 2:4]
 """
 
 from __future__ import annotations
@@ -77,17 +81,24 @@ def main() -> int:
     ap.add_argument("--archs", default=ARCHS)
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--sparsity", type=float, default=0.5)
+    ap.add_argument("--pattern", default="", help="N:M, e.g. 2:4 (the sparsity is then the pattern's)")
     args = ap.parse_args()
+    if args.pattern:
+        from core.sparsity_pattern import parse_pattern
+
+        args.sparsity = parse_pattern(args.pattern).sparsity
     if not (SHARED / "data" / "cifar10").is_dir():
         print(f"{SHARED}/data/cifar10 is missing: this benchmark needs the CIFAR-10 images.")
         return 2
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CHITA and magnitude at "
-          f"{args.sparsity:.0%}, n = {args.samples} gradient rows, 200 calibration images, "
-          "3×32×32, random weights with a 10-class head\n")
+          f"{args.sparsity:.0%}{f' in the {args.pattern} pattern' if args.pattern else ''}, n = "
+          f"{args.samples} gradient rows, 200 calibration images, 3×32×32, random weights with a "
+          "10-class head\n")
+    extra = " layers left dense | file keeps |" if args.pattern else ""
     print("| network | prunable weights | n = 1000 fits? | magnitude s | CHITA s (gradients / solve) "
           "| CHITA ÷ magnitude | peak GiB (magnitude / CHITA) | objective ÷ magnitude backsolve "
-          "| ONNX MiB (compressed) | max abs diff |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| ONNX MiB (compressed) | max abs diff |" + extra)
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if args.pattern else ""))
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
             torch.manual_seed(0)
@@ -96,7 +107,7 @@ def main() -> int:
             common = [str(ckpt), "--arch", arch, "--data", str(SHARED / "data" / "cifar10"),
                       "--input-shape", "3,32,32", "--sparsity", str(args.sparsity),
                       "--samples", str(args.samples), "--max-calibration", "200",
-                      "--max-eval", "16", "--json", "-q"]
+                      "--max-eval", "16", "--json", "-q"] + (["--pattern", args.pattern] if args.pattern else [])
             try:
                 mag, mag_gib = run_cli(["prune", *common, "--method", "magnitude"])
                 onnx = Path(tmp) / f"{arch}.onnx"
@@ -111,7 +122,9 @@ def main() -> int:
                   f"| {t['total'] / tm:.1f}× | {mag_gib:.2f} / {chita_gib:.2f} "
                   f"| {chita['objective'] / chita['magnitude_objective']:.4f} "
                   f"| {ex['onnx_bytes'] / 2**20:.1f} ({ex['compressed_bytes'] / 2**20:.1f}) "
-                  f"| {ex['max_abs_diff']:.1e} |", flush=True)
+                  f"| {ex['max_abs_diff']:.1e} |"
+                  + (f" {len(chita['pattern']['dense_layers'])} | {', '.join(ex['sparsity_patterns']) or 'none'} |"
+                     if args.pattern else ""), flush=True)
     return 0
 
 
