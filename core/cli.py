@@ -696,6 +696,71 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# layer sensitivity
+
+SENSITIVITY_IMAGES = 1000  # core.sensitivity.SENSITIVITY_IMAGES (not imported here: torch loads late)
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    """``sensitivity MODEL --data DATA``: each layer pruned alone by magnitude, scored on
+    calibration images (never the evaluation images), its loss and accuracy change."""
+    import csv
+
+    from core.pruning import default_layers
+    from core.sensitivity import layer_sensitivity, scan_images
+
+    for s in args.sparsities:
+        if not 0.0 <= s < 1.0:
+            raise StudioError(f"sparsity {s} is outside [0, 1)", field="--sparsities",
+                              fix="give fractions of weights to remove, e.g. 0.5,0.9.")
+    _check_output_file(args.csv, "--csv")
+    with _progress_for(args) as progress, interruptible() as cancel:
+        loaded = model_from_args(args, progress, cancel)
+        bundle = bundle_from_args(args, loaded)
+        layers = ([n.strip() for n in args.layers.split(",") if n.strip()] if args.layers
+                  else default_layers(loaded.model, loaded.arch))
+        params = dict(loaded.model.named_parameters())
+        bad = [n for n in layers if n not in params]
+        if bad:
+            raise StudioError(f"the model has no parameters named {', '.join(bad[:5])}", field="--layers",
+                              fix="use weight names from `chita-studio info MODEL`.")
+        images = scan_images(bundle.calibration, args.images)
+        res = layer_sensitivity(loaded.model, images, layers, args.sparsities, progress=progress, cancel=cancel)
+    rows = [{"layer": r.layer, "weights": r.weights, "sparsity": r.sparsity, "loss": r.eval.loss,
+             "loss_change": r.loss_change, "accuracy": r.eval.accuracy, "accuracy_ci": list(r.eval.accuracy_ci),
+             "accuracy_change": r.accuracy_change.difference, "accuracy_change_ci": list(r.accuracy_change.ci)}
+            for r in res.rows]
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["layer", "weights", "sparsity", "loss", "loss_change", "accuracy", "accuracy_lo",
+                        "accuracy_hi", "accuracy_change", "change_lo", "change_hi"])
+            for r in rows:
+                w.writerow([r["layer"], r["weights"], r["sparsity"], r["loss"], r["loss_change"], r["accuracy"],
+                            *r["accuracy_ci"], r["accuracy_change"], *r["accuracy_change_ci"]])
+    data = {"model": loaded.source, "images": res.images, "n": res.dense.n, "dense_loss": res.dense.loss,
+            "dense_accuracy": res.dense.accuracy, "sparsities": list(args.sparsities), "rows": rows}
+    width = max(len("layer"), *(len(n) for n in layers))
+    head = "".join(f"{f'loss Δ at {100 * s:.0f}%':>16}{'accuracy Δ, points':>20}" for s in args.sparsities)
+    lines = [f"Model:  {loaded.source}",
+             f"Images: {res.images}; dense loss {res.dense.loss:.4f}, accuracy {100 * res.dense.accuracy:.2f}%",
+             "", f"{'layer':<{width}}{'weights':>11}{head}"]
+    for name in layers:
+        cells = ""
+        for s in args.sparsities:
+            r = next(r for r in res.rows if r.layer == name and r.sparsity == s)
+            cells += f"{r.loss_change:>+16.4f}{100 * r.accuracy_change.difference:>+20.2f}"
+        lines.append(f"{name:<{width}}{params[name].numel():>11,}{cells}")
+    top = res.ranked(max(args.sparsities))
+    lines += ["", f"Costliest at {100 * max(args.sparsities):.0f}%: "
+              + ", ".join(f"{r.layer} (loss {r.loss_change:+.3f})" for r in top[:3])
+              + ". Each layer is pruned alone by magnitude, others whole, no BatchNorm recalibration; "
+              "keep the costly ones dense with --keep-first / --keep-last / --layers, or the app's table menu."]
+    emit(args, data, "\n".join(lines))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
 # parser and entry point
 
 
@@ -1277,6 +1342,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     add_pruning_commands(sub, common)
+
+    p = sub.add_parser("sensitivity", parents=common,
+                       help="prune each layer alone by magnitude and score the loss on calibration images")
+    add_model_arguments(p)
+    add_data_arguments(p, calibration=True)
+    p.add_argument("--sparsities", type=_float_list, default=[0.5, 0.9],
+                   help="comma-separated sparsities for each layer (default 0.5,0.9)")
+    p.add_argument("--images", type=_positive_int, default=SENSITIVITY_IMAGES,
+                   help=f"calibration images scored, the last ones of the set (default {SENSITIVITY_IMAGES})")
+    p.add_argument("--layers", metavar="NAMES", help="comma-separated weight names (default: those a run "
+                   "prunes; the literature preset for mlpnet/resnet20)")
+    p.add_argument("--csv", metavar="FILE.csv", help="write one line per layer and sparsity")
+    p.set_defaults(func=cmd_sensitivity)
     return parser
 
 
