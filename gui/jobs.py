@@ -572,6 +572,16 @@ def save_weights_job(model: torch.nn.Module, result: Any, path: str, *, metadata
     return save_weights(apply_result(model, result), path, metadata=metadata)
 
 
+def sensitivity_job(model: torch.nn.Module, bundle: Any, layers: list[str], sparsities: list[float], *,
+                    progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
+    """Each of ``layers`` pruned alone by magnitude at each sparsity, scored on the last
+    calibration images (core.sensitivity.layer_sensitivity)."""
+    from core.sensitivity import layer_sensitivity, scan_images
+
+    return layer_sensitivity(model, scan_images(bundle.calibration), list(layers), list(sparsities),
+                             progress=progress, cancel=cancel)
+
+
 def sweep_job(model: torch.nn.Module, bundle: Any, methods: list[str], sparsities: list[float], *,
               samples: int, seed: int = 0, arch: str | None = None, scope: str = "global",
               refine_steps: int = 0, images_per_row: int = 1, recalibrate_bn: bool | None = None,

@@ -72,6 +72,7 @@ from gui.plots import (
     ImportanceHistogram,
     LayerOverview,
     ObjectivePlot,
+    SensitivityBars,
     SparsityBars,
     WeightHistogram,
 )
@@ -202,6 +203,7 @@ class MainWindow(QMainWindow):
     export_finished = Signal(object)
     weights_saved = Signal(object)  # a core.weights_export.WeightsReport
     sweep_finished = Signal(object)
+    sensitivity_finished = Signal(object)  # a core.sensitivity.SensitivityResult
     points_exported = Signal(object)  # {(method, sparsity): ExportReport or None} of "Export ONNX…" in the Sweep tab
     run_shown = Signal(object)  # a kept run shown again from the Runs tab (RunOutcome)
     runs_restored = Signal(int)  # runs of this model and data given back from an earlier session (0: none)
@@ -336,6 +338,7 @@ class MainWindow(QMainWindow):
         self.overview = LayerOverview()
         self.sparsity_bars = SparsityBars()
         self.overview_tabs = QTabWidget()
+        self.overview_tabs.setObjectName("OverviewTabs")
         self.overview_tabs.addTab(self.overview, "Spread")
         self.overview_tabs.addTab(self.sparsity_bars, "Sparsity")
         self.objective_plot = ObjectivePlot()
@@ -343,6 +346,11 @@ class MainWindow(QMainWindow):
         self.overview_tabs.setTabToolTip(2, "CHITA's mask search on the local quadratic: its objective "
                                             "against the magnitude mask's backsolve, and the floor no "
                                             "mask of that size goes below")
+        self.sensitivity_bars = SensitivityBars()
+        self.overview_tabs.addTab(self.sensitivity_bars, "Sensitivity")
+        self.overview_tabs.setTabToolTip(3, "Each layer pruned alone by magnitude, the others whole: its "
+                                            "increase in loss on calibration images (Run ▸ Layer sensitivity). "
+                                            "Costly layers are worth keeping dense (right-click in the table)")
 
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(table_box)
@@ -407,7 +415,7 @@ class MainWindow(QMainWindow):
         cl.addWidget(main)
         self.setCentralWidget(central)
         self.plots = [self.weight_hist, self.importance_hist, self.heatmap, self.overview, self.sparsity_bars,
-                      self.objective_plot]
+                      self.objective_plot, self.sensitivity_bars]
 
     def _action(self, text: str, slot: Callable[..., Any], shortcut: Any = None, *, checkable: bool = False,
                 tip: str = "") -> QAction:
@@ -482,6 +490,10 @@ class MainWindow(QMainWindow):
                                            f"Ctrl+{i}" if i <= 9 else None))
         r.addSeparator()
         r.addAction(self._action("Run &sweep", lambda: self._start_sweep_from_view(), "Ctrl+Shift+R"))
+        r.addAction(self._action(
+            "&Layer sensitivity", lambda: self.run_sensitivity(), "Ctrl+Shift+L",
+            tip="Prune each layer alone by magnitude at the slider's sparsity and measure the loss it costs on "
+                "calibration images"))
 
         v = bar.addMenu("&View")
         self.act_presentation = self._action("&Presentation mode", self.set_presentation, "F11", checkable=True)
@@ -1107,6 +1119,7 @@ class MainWindow(QMainWindow):
         self.preview_panel.clear()
         self.table.source.set_after({}, "")
         self.sparsity_bars.set_data([], [])
+        self.sensitivity_bars.set_data([], {}, None)  # measured on the previous model or data
         self.objective_plot.set_result(None)
         self.overview.set_threshold(None)
         self._render_layer()
@@ -1798,6 +1811,29 @@ class MainWindow(QMainWindow):
                      keep_results=SWEEP_KEEP_BYTES, title="Sweep", on_done=self._on_sweep_done, on_partial=self._on_sweep_partial,
                      on_cancelled=self._on_sweep_cancelled, on_failed=self._on_sweep_failed)
 
+    def run_sensitivity(self, sparsity: float | None = None) -> None:
+        """Each prunable layer pruned alone by magnitude at ``sparsity`` (default: the slider's),
+        in the background; the Sensitivity tab draws the loss each one costs."""
+        if self.session is None or self.bundle is None:
+            return
+        s = self.controls.sparsity() if sparsity is None else float(sparsity)
+        keys = list(self.session.summary.prunable_keys)
+        self.overview_tabs.setCurrentWidget(self.sensitivity_bars)
+        self.sensitivity_bars.set_data(keys, {}, s)
+        self.sensitivity_bars.set_message(f"Pruning each of {len(keys)} layers alone at {100 * s:.0f}%…")
+        self._submit(jobs.sensitivity_job, self.session.loaded.model, self.bundle, keys, [s],
+                     title="Layer sensitivity", on_done=lambda res: self._on_sensitivity(res, keys, s),
+                     on_cancelled=lambda: self.sensitivity_bars.set_data(keys, {}, None))
+
+    def _on_sensitivity(self, result: Any, keys: list[str], sparsity: float) -> None:
+        self.sensitivity_bars.set_data(keys, {r.layer: r.loss_change for r in result.rows}, sparsity)
+        top = result.ranked(sparsity)[:3]
+        self.statusBar().showMessage(
+            f"Layer sensitivity at {100 * sparsity:.0f}% on {result.dense.n:,} calibration images: costliest "
+            + ", ".join(f"{r.layer} (loss {r.loss_change:+.3f})" for r in top)
+            + ". Right-click a layer in the table to keep it dense.", 15000)
+        self.sensitivity_finished.emit(result)
+
     def _on_sweep_partial(self, result: Any) -> None:
         """A point of the running sweep is done: draw the sweep so far."""
         self.sweep_view.set_result(result, getattr(result, "dense", None), final=False)
@@ -1947,7 +1983,7 @@ class MainWindow(QMainWindow):
                 ("Ctrl+Up / Ctrl+Down", "Sparsity ±1%"),
                 ("Ctrl+PgUp / Ctrl+PgDown", "Sparsity ±10%"), ("Ctrl+1 … Ctrl+6", "Choose method"),
                 ("Ctrl+Shift+R", "Run sweep"), ("F11", "Presentation mode"), ("Ctrl+T", "Dark theme"),
-                ("Ctrl+L", "Log counts"), ("Ctrl+Shift+M / W / U", "Model / Sweep / Runs tab"),
+                ("Ctrl+L", "Log counts"), ("Ctrl+Shift+L", "Layer sensitivity"), ("Ctrl+Shift+M / W / U", "Model / Sweep / Runs tab"),
                 ("Enter", "Show the chosen sweep point or run (Sweep and Runs tables)")]
         html = "<table cellspacing='6'>" + "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows) + "</table>"
         dialogs.show_result(self, "Keyboard shortcuts", html)

@@ -489,6 +489,46 @@ class SparsityBars(StudioPlot):
                                        [(v, "") for v in range(10, 100, 20)]])
 
 
+class SensitivityBars(StudioPlot):
+    """Each layer pruned alone by magnitude (core.sensitivity): its increase in calibration
+    loss over the dense network, one bar per layer (Run ▸ Layer sensitivity)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Each layer pruned alone", parent)
+        self.setLabel("left", "loss increase")
+        self.keys: list[str] = []
+        self.values: dict[str, float] = {}
+        self.bars: pg.BarGraphItem | None = None
+        self.set_message("Run ▸ Layer sensitivity (Ctrl+Shift+L) prunes each layer alone at the slider's sparsity")
+
+    def set_data(self, keys: list[str], values: Mapping[str, float], sparsity: float | None = None) -> None:
+        """``values``: layer key → loss change when that layer alone is pruned at ``sparsity``
+        (empty: cleared, the hint shown again)."""
+        self.keys, self.values = list(keys), dict(values)
+        self.set_title("Each layer pruned alone" if sparsity is None else
+                       f"Each layer pruned alone at {100 * sparsity:.0f}%")
+        self.redraw()
+
+    def redraw(self) -> None:
+        item = self.getPlotItem()
+        item.clear()
+        self.bars = None
+        if not self.keys or not self.values:
+            self.set_message("Run ▸ Layer sensitivity (Ctrl+Shift+L) prunes each layer alone at the "
+                             "slider's sparsity")
+            return
+        self.set_message(None)
+        h = np.array([float(self.values.get(key, 0.0)) for key in self.keys])
+        self.bars = pg.BarGraphItem(x=np.arange(len(self.keys)), height=h, width=0.8,
+                                    brush=self.theme.qcolor("compare", 200), pen=pg.mkPen(self.theme.qcolor("compare")))
+        item.addItem(self.bars)
+        ticks, compact = layer_ticks([short_name(key) for key in self.keys])
+        item.getAxis("bottom").setTicks(ticks)
+        self.setLabel("bottom", "layer # (as in the table)" if compact else "")
+        item.setXRange(-0.7, len(self.keys) - 0.3, padding=0)
+        item.enableAutoRange(axis="y")
+
+
 def objective_series(result: object) -> dict | None:
     """What :class:`ObjectivePlot` draws for a pruning result, as plain numbers, or None where
     the run has no mask search (magnitude, OBD, WoodFisher).

@@ -1898,3 +1898,25 @@ def test_sweep_compares_methods_at_the_panels_pattern(qtbot, window: MainWindow,
     window.show_sweep_point("chita", 0.5)  # the point shown sets the panel to its pattern again
     assert window.controls.pattern_value() == "2:4" and window.outcome.result.request.pattern == "2:4"
     assert not hooks.errors
+
+
+def test_layer_sensitivity_draws_each_layers_cost_and_clears_with_the_model(qtbot, window: MainWindow,
+                                                                          hooks) -> None:
+    """Run ▸ Layer sensitivity (Ctrl+Shift+L) prunes each prunable layer alone at the slider's
+    sparsity in the background: the Sensitivity tab gets one bar per layer, the status bar names
+    the costliest, and opening another model clears it."""
+    window.controls.slider.setValue(90)
+    with qtbot.waitSignal(window.sensitivity_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.run_sensitivity()
+    result = blocker.args[0]
+    keys = window.session.summary.prunable_keys
+    assert [r.layer for r in result.rows] == keys and all(r.sparsity == 0.9 for r in result.rows)
+    assert "calibration" in result.images
+    bars = window.sensitivity_bars
+    assert window.overview_tabs.currentWidget() is bars and bars.bars is not None
+    assert list(bars.values) == keys and "90%" in bars.title
+    assert "costliest" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window.load_demo("digits_cnn")
+    assert bars.bars is None and not bars.values
+    assert not hooks.errors
