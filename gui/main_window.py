@@ -1576,6 +1576,7 @@ class MainWindow(QMainWindow):
 
     def _on_layer_selected(self, key: str) -> None:
         self.overview.set_selected(key)
+        self.sensitivity_bars.set_selected(key)
         self._render_layer()
 
     def _render_layer(self) -> None:

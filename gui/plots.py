@@ -498,8 +498,14 @@ class SensitivityBars(StudioPlot):
         self.setLabel("left", "loss increase")
         self.keys: list[str] = []
         self.values: dict[str, float] = {}
+        self.selected: str | None = None
         self.bars: pg.BarGraphItem | None = None
         self.set_message("Run ▸ Layer sensitivity (Ctrl+Shift+L) prunes each layer alone at the slider's sparsity")
+
+    def set_selected(self, key: str | None) -> None:
+        """Highlight the chosen layer's bar (as the Spread tab highlights its box)."""
+        self.selected = key
+        self.redraw()
 
     def set_data(self, keys: list[str], values: Mapping[str, float], sparsity: float | None = None) -> None:
         """``values``: layer key → loss change when that layer alone is pruned at ``sparsity``
@@ -519,8 +525,9 @@ class SensitivityBars(StudioPlot):
             return
         self.set_message(None)
         h = np.array([float(self.values.get(key, 0.0)) for key in self.keys])
-        self.bars = pg.BarGraphItem(x=np.arange(len(self.keys)), height=h, width=0.8,
-                                    brush=self.theme.qcolor("compare", 200), pen=pg.mkPen(self.theme.qcolor("compare")))
+        brushes = [self.theme.qcolor("accent" if key == self.selected else "compare", 200) for key in self.keys]
+        self.bars = pg.BarGraphItem(x=np.arange(len(self.keys)), height=h, width=0.8, brushes=brushes,
+                                    pen=pg.mkPen(self.theme.qcolor("compare")))
         item.addItem(self.bars)
         ticks, compact = layer_ticks([short_name(key) for key in self.keys])
         item.getAxis("bottom").setTicks(ticks)

@@ -1916,6 +1916,8 @@ def test_layer_sensitivity_draws_each_layers_cost_and_clears_with_the_model(qtbo
     assert window.overview_tabs.currentWidget() is bars and bars.bars is not None
     assert list(bars.values) == keys and "90%" in bars.title
     assert "costliest" in window.statusBar().currentMessage()
+    window.table.select_key(keys[-1])  # the chosen layer's bar is highlighted, as in Spread
+    assert bars.selected == keys[-1]
     with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
         window.load_demo("digits_cnn")
     assert bars.bars is None and not bars.values
