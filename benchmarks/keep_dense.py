@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import accuracy_text, shared_or_exit  # noqa: E402  (imports core first)
+from shared_models import accuracy_text, points_text, shared_or_exit  # noqa: E402  (imports core first)
 
 from core.evaluate import evaluate, paired_difference  # noqa: E402
 from core.pruning import PruneRequest, apply_result, default_layers, prune  # noqa: E402
@@ -61,8 +61,7 @@ def main() -> int:
                 if base is None:
                     base, versus = ev, "–"
                 else:
-                    d = paired_difference(ev, base)
-                    versus = f"{100 * d.difference:+.2f} [{100 * d.ci[0]:+.2f}, {100 * d.ci[1]:+.2f}]"
+                    versus = points_text(paired_difference(ev, base))
                 print(f"| {method} | {s} | {label} | {accuracy_text(ev)} | {versus} | {100 * overall:.2f}% | "
                       f"{seconds:.1f} |", flush=True)
     return 0

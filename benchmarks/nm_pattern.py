@@ -26,15 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import accuracy_text, shared_or_exit  # noqa: E402  (imports core first)
+from shared_models import accuracy_text, points_text, shared_or_exit  # noqa: E402  (imports core first)
 
 from core.evaluate import evaluate, paired_difference  # noqa: E402
 from core.pruning import PruneRequest, apply_result, prune  # noqa: E402
 from core.sparsity_pattern import check_pattern, parse_pattern  # noqa: E402
-
-
-def _points(d) -> str:
-    return f"{100 * d.difference:+.2f} [{100 * d.ci[0]:+.2f}, {100 * d.ci[1]:+.2f}]"
 
 
 def main() -> int:
@@ -74,11 +70,11 @@ def main() -> int:
                 final = (res.info.get("final") or [{}])[-1]
                 objective = (f"{final['objective']:.4g} / {final['magnitude_objective']:.4g}"
                              if final.get("objective") is not None else "–")
-                versus = _points(paired_difference(ev, magnitude_eval)) if magnitude_eval is not None \
+                versus = points_text(paired_difference(ev, magnitude_eval)) if magnitude_eval is not None \
                     and method != "magnitude" else "–"
                 print(f"| {name} | {'–' if recal is None else ('yes' if recal else 'no')} | {method} | "
                       f"{accuracy_text(ev)} | {versus} | {accuracy_text(free_ev)} | "
-                      f"{_points(paired_difference(ev, free_ev))} | {100 * res.sparsity:.2f}% | {broken} | "
+                      f"{points_text(paired_difference(ev, free_ev))} | {100 * res.sparsity:.2f}% | {broken} | "
                       f"{objective} | {seconds:.1f} | {free_s:.1f} | {seconds / free_s:.2f}× |", flush=True)
     return 0
 

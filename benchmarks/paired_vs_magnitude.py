@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import SETUPS, accuracy_text, load_shared, prune_at  # noqa: E402
+from shared_models import SETUPS, accuracy_text, load_shared, points_text, prune_at  # noqa: E402
 
 from core.evaluate import EvalResult, evaluate, paired_difference  # noqa: E402
 from core.pruning import PruneRequest, apply_result  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> int:
                 d = paired_difference(ev, mag)
                 disjoint = ev.accuracy_ci[0] > mag.accuracy_ci[1] or ev.accuracy_ci[1] < mag.accuracy_ci[0]
                 print(f"| {method} | {seed} | {s} | {accuracy_text(ev)} | {accuracy_text(mag)} | "
-                      f"{100 * d.difference:+.2f} [{100 * d.ci[0]:+.2f}, {100 * d.ci[1]:+.2f}] | "
+                      f"{points_text(d)} | "
                       f"{d.a_only} / {d.b_only} | {'yes' if disjoint else 'no'} | "
                       f"{'yes' if d.excludes_zero else 'no'} | {secs / len(sparsities):.1f} |")
     base_secs = sum(secs for _, secs in bases.values()) / len(bases)

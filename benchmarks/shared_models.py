@@ -28,6 +28,11 @@ def accuracy_text(ev) -> str:
     return f"{100 * ev.accuracy:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
 
 
+def points_text(d) -> str:
+    """A PairedDifference in points with its 95% interval: "+3.66 [+1.53, +5.78]"."""
+    return f"{100 * d.difference:+.2f} [{100 * d.ci[0]:+.2f}, {100 * d.ci[1]:+.2f}]"
+
+
 def load_shared(arch: str = "resnet20"):
     """(loaded model, data bundle) for ``arch`` from ../shared, or None after saying it is missing."""
     if not SHARED.is_dir():
