@@ -171,6 +171,8 @@ def held_patterns(weights: Mapping[str, torch.Tensor]) -> dict[str, list[str]]:
     again, a file from elsewhere): pattern → the weights without blocks of M (left out of the
     check). A pattern holds where at least one weight has blocks and none breaks it."""
     held: dict[str, list[str]] = {}
+    if all(bool(w.detach().ne(0).all()) for w in weights.values()):
+        return held  # no zeros: every block is full, no pattern can hold (a dense model)
     for pattern in COMMON_PATTERNS:
         found = check_pattern(weights, pattern)
         checked = [v for v in found.values() if v is not None]
