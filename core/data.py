@@ -19,7 +19,7 @@ import struct
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -88,12 +88,20 @@ class ImageSet:
     ``x`` is (N, C, H, W) float32, ``y`` is (N,) int64, ``source`` says where they came from
     in words. ``indices`` (int64, optional) are the rows' positions in the file or split
     they were read from, so that subsets and splits can be checked and reproduced.
+    ``class_names`` name the labels where the source does (CIFAR-10, ImageFolder subfolders,
+    an ``.npz`` file's ``class_names`` array); elsewhere a class is its number.
     """
 
     x: torch.Tensor
     y: torch.Tensor
     source: str
     indices: torch.Tensor | None = None
+    class_names: tuple[str, ...] | None = None  # by label, where the source names its classes
+
+    def class_name(self, label: int) -> str:
+        """The name of class ``label`` (its number where the source gives no names)."""
+        names = self.class_names
+        return names[label] if names is not None and 0 <= label < len(names) else str(label)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -128,6 +136,7 @@ class _Raw:
     y_field: str = "y"
     num_classes: int | None = None  # known from the source itself (ImageFolder classes)
     indices: np.ndarray | None = None  # row positions in the file; None means arange(N)
+    class_names: tuple[str, ...] | None = None  # by label, where the source names them
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -172,6 +181,8 @@ _MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 _CIFAR_DIR = "cifar-10-batches-py"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+"""CIFAR-10's labels 0–9 by name (the order of its batches.meta ``label_names``)."""
 _CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 _SINGLE_FILE_EVAL_FRACTION = 0.3
 
@@ -508,6 +519,7 @@ def _read_npz(path: Path) -> _Raw:
                     fix="Save images as 'x' and labels as 'y': numpy.savez(path, x=images, y=labels).",
                 )
             x, y = z["x"], z["y"]
+            names = _npz_class_names(z, path) if "class_names" in keys else None
     except StudioError:
         raise
     except ValueError as exc:  # object arrays need pickle, which is refused
@@ -523,7 +535,21 @@ def _read_npz(path: Path) -> _Raw:
             path=str(path),
             fix="Check that the file is a complete numpy .npz archive (numpy.savez).",
         ) from exc
-    return _Raw(x, y, str(path), str(path), str(path))
+    return _Raw(x, y, str(path), str(path), str(path), class_names=names)
+
+
+def _npz_class_names(z: Any, path: Path) -> tuple[str, ...]:
+    """An .npz file's optional ``class_names`` array: one string per label, in label order."""
+    names = z["class_names"]
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise StudioError(
+            f"The .npz file's 'class_names' is a {names.dtype} array of shape {tuple(names.shape)}, "
+            "not a list of strings.",
+            path=str(path),
+            field="class_names",
+            fix="Save one name per label: numpy.savez(path, x=..., y=..., class_names=numpy.array(['cat', 'dog'])).",
+        )
+    return tuple(str(n.decode() if isinstance(n, bytes) else n) for n in names.tolist())
 
 
 # --------------------------------------------------------------------------- IDX (MNIST)
@@ -712,7 +738,7 @@ def _read_cifar_files(d: Path, files: list[Path]) -> _Raw | None:
     x = np.concatenate([b[0] for b in batches])
     y = np.concatenate([np.asarray(b[1]) for b in batches])
     where = str(files[0]) if len(files) == 1 else f"{d}/{{{', '.join(f.name for f in files)}}}"
-    return _Raw(x, y, where, where, where, "data", "labels")
+    return _Raw(x, y, where, where, where, "data", "labels", class_names=CIFAR10_CLASSES)
 
 
 # --------------------------------------------------------------------------- torchvision cache
@@ -854,7 +880,8 @@ def _read_image_folders(
         for i, (f, _) in enumerate(files):
             x[i] = _read_image(f, target, crop)
         y = np.array([label for _, label in files], dtype=np.int64)
-        return _Raw(x, y, str(folder), str(folder), str(folder), "images", "class folders", num_classes=len(names))
+        return _Raw(x, y, str(folder), str(folder), str(folder), "images", "class folders",
+                    num_classes=len(names), class_names=tuple(names))
 
     train = read(train_classes, train_dir) if train_dir is not None else None
     test = read(test_classes, test_dir) if test_dir is not None else None
@@ -1138,6 +1165,7 @@ def _to_imageset(raw: _Raw, norm: Normalization) -> ImageSet:
         y=torch.from_numpy(np.ascontiguousarray(raw.y, dtype=np.int64)),
         source=raw.description,
         indices=torch.from_numpy(np.ascontiguousarray(raw.rows(), dtype=np.int64)),
+        class_names=raw.class_names,
     )
 
 
