@@ -598,6 +598,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"Loss:     {result.loss:.4f} (95% interval {result.loss_ci[0]:.4f}–{result.loss_ci[1]:.4f})",
         f"Time:     {result.seconds:.1f} s",
     ])
+    if args.per_class:
+        from core.class_accuracy import class_rows, class_scores, class_table
+
+        scores = class_scores(result, images.y, names=images.class_names)
+        data["per_class"] = class_rows(scores)
+        text += f"\nPer class ({len(scores)} classes, Wilson 95% intervals):\n" + class_table(scores, "accuracy")
     emit(args, data, text)
     return EXIT_OK
 
@@ -764,6 +770,10 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 # parser and entry point
 
 
+PER_CLASS_HELP = ("also score each class apart: its accuracy with its 95%% interval%s (a table, and "
+                  "per_class in --json)")
+
+
 def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
     """Register ``prune`` and ``sweep``."""
     from core.augment import BN_AUGMENTS
@@ -831,6 +841,9 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                    help="with --out: " + "store weights that are mostly zeros as ONNX sparse initializers: a smaller file "
                    "with the same values, which onnxruntime reads (other runtimes may not)")
     p.add_argument("--float16", action="store_true", help="with --out: " + FLOAT16_HELP)
+    p.add_argument("--per-class", dest="per_class", action="store_true",
+                   help=PER_CLASS_HELP % ", and its change against the dense model on the same images, "
+                   "called clear when it excludes 0 after allowing for the number of classes")
     p.add_argument("--save-weights", dest="save_weights", metavar="FILE.safetensors|FILE.pt",
                    help="also save the pruned network's state_dict (pruned weights are exact zeros) for "
                    "fine-tuning: .safetensors or .pt, written atomically and read back")
@@ -931,6 +944,12 @@ def _statistics_recomputed(info: Mapping[str, object]) -> bool | None:
 def cmd_prune(args: argparse.Namespace) -> int:
     """``prune MODEL --data DATA --method M --sparsity S``: prune, evaluate, optionally export."""
     from core.batchnorm import describe_batchnorm
+    from core.class_accuracy import (
+        class_rows,
+        class_scores,
+        class_table,
+        describe_classes,
+    )
     from core.evaluate import evaluate, paired_difference
     from core.export import describe_onnx_accuracy, export_onnx, human_bytes
     from core.pruning import (
@@ -977,6 +996,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                 weights_error = exc
     final = (result.info.get("final") or [{}])[-1]
     change = paired_difference(after, before)
+    classes = class_scores(after, bundle.evaluation.y, reference=before, names=bundle.evaluation.class_names)
     data = {
         "model": loaded.source,
         "method": args.method,
@@ -993,6 +1013,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         "accuracy_change_ci": list(change.ci),
         "images_gained": change.a_only,
         "images_lost": change.b_only,
+        "classes_clearly_lower": [c.name for c in classes if c.clear and c.change.difference < 0],
         "n_eval": after.n,
         "lambda": result.lam,
         "objective": final.get("objective"),
@@ -1034,8 +1055,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
         *_pattern_lines(result.info.get("pattern")),
         f"Accuracy:   {pct(after)} on {after.n:,} images; dense {pct(before)}",
         f"Change:     {change.describe('dense')}",
+        f"Classes:    {describe_classes(classes)}" + ("" if args.per_class else " (--per-class for the table)"),
         f"Loss:       {after.loss:.4f} (dense {before.loss:.4f})",
     ]
+    if args.per_class:
+        data["per_class"] = class_rows(classes)
+        lines.append(f"Per class ({len(classes)} classes; change against dense on the class's images, "
+                     "paired 95% interval; clear: excludes 0 after allowing for all the classes):\n"
+                     + class_table(classes, args.method, "dense"))
     if "images_per_row" in result.info:
         b, rows = int(result.info["images_per_row"]), int(result.info["samples"])
         asked = int(result.info["images_per_row_asked"])
@@ -1329,6 +1356,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     add_data_arguments(p)
     p.add_argument("--batch-size", type=_positive_int, default=256, help="images per batch (default 256)")
+    p.add_argument("--per-class", dest="per_class", action="store_true", help=PER_CLASS_HELP % "")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export", parents=common, help="export to ONNX, verified in onnxruntime")

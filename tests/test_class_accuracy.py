@@ -1,0 +1,161 @@
+"""Accuracy per class: counts, paired changes and the Bonferroni call, on answers known by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.class_accuracy import (
+    bonferroni_z,
+    class_rows,
+    class_scores,
+    class_table,
+    describe_classes,
+    most_changed,
+)
+from core.cli import main
+from core.data import CIFAR10_CLASSES, load_bundle
+from core.errors import StudioError
+from core.evaluate import (
+    EvalResult,
+    paired_difference,
+    paired_interval,
+    wilson_interval,
+)
+
+
+def _result(hits: list[bool] | torch.Tensor) -> EvalResult:
+    """An EvalResult with these per-image hits (accuracy and counts from them)."""
+    h = torch.as_tensor(hits, dtype=torch.bool)
+    n, right = int(h.numel()), int(h.sum())
+    return EvalResult(right / n, wilson_interval(right, n), 0.0, (0.0, 0.0), n, right, 0.0, h)
+
+
+def test_counts_and_wilson_intervals_per_class():
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 0])
+    hits = [True, False, True, True, True, False, False, True, False, True]
+    scores = class_scores(_result(hits), y, names=["cat", "dog", "emu"])
+    assert [s.name for s in scores] == ["cat", "dog", "emu"]
+    assert [(s.n, s.correct) for s in scores] == [(4, 3), (2, 2), (4, 1)]
+    assert scores[0].accuracy == 0.75 and scores[0].ci == wilson_interval(3, 4)
+    assert all(s.change is None and not s.clear for s in scores)  # no reference, no change
+    assert describe_classes(scores) == ""
+
+
+def test_change_is_the_paired_difference_on_the_class_images():
+    rng = np.random.default_rng(1)
+    y = torch.from_numpy(rng.integers(0, 4, 400))
+    dense = torch.from_numpy(rng.random(400) < 0.9)
+    pruned = dense & torch.from_numpy(rng.random(400) < 0.85)  # loses some, gains none...
+    pruned |= torch.from_numpy(rng.random(400) < 0.03)  # ...and gains a few
+    scores = class_scores(_result(pruned), y, reference=_result(dense))
+    for s in scores:
+        sel = y == s.label
+        want = paired_difference(_result(pruned[sel]), _result(dense[sel]))
+        assert s.change == want
+        assert s.reference_accuracy == pytest.approx(float(dense[sel].float().mean()))
+    # the per-class counts add up to the whole set's
+    assert sum(s.change.a_only for s in scores) == int((pruned & ~dense).sum())
+    assert sum(s.change.b_only for s in scores) == int((dense & ~pruned).sum())
+
+
+def test_bonferroni_call_is_stricter_than_the_95_percent_interval():
+    assert bonferroni_z(1) == pytest.approx(1.959964, abs=1e-5)
+    assert bonferroni_z(10) == pytest.approx(2.807034, abs=1e-5)
+    # ten classes of 50 images; class 0 loses 6 images, class 1 loses 10, the rest nothing
+    y = torch.arange(10).repeat_interleave(50)
+    dense = torch.ones(500, dtype=torch.bool)
+    pruned = dense.clone()
+    pruned[:6] = False
+    pruned[50:60] = False
+    scores = class_scores(_result(pruned), y, reference=_result(dense))
+    six, ten = scores[0], scores[1]
+    assert six.change.ci == paired_interval(0, 6, 50) and six.change.ci[1] < 0  # excludes 0 at 95%...
+    assert not six.clear  # ...but not once ten classes are allowed for
+    assert ten.clear and ten.change.difference == pytest.approx(-0.2)
+    assert [s.label for s in most_changed(scores)] == [1, 0]
+    text = describe_classes(scores)
+    assert text.startswith("largest losses: class 1 -20.0 points") and "(clear)" in text
+    assert "1 of 10 classes clearly lower" in text
+    assert class_rows(scores)[1]["clear"] is True and class_rows(scores)[1]["images_lost"] == 10
+    table = class_table(scores)
+    assert len(table.splitlines()) == 11 and table.splitlines()[2].endswith("clear")
+
+
+def test_no_false_calls_beyond_five_percent_when_nothing_changed():
+    """Under the null (an image is right for the pruned model only, or for the dense one only,
+    with the same chance), the Bonferroni call names some class in at most about 5% of runs;
+    plain 95% intervals do in far more."""
+    rng = np.random.default_rng(0)
+    y = torch.arange(10).repeat_interleave(80)
+    any_clear = any_95 = 0
+    runs = 300
+    for _ in range(runs):
+        u = rng.random(800)
+        both = torch.from_numpy(u < 0.75)
+        dense = both | torch.from_numpy((u >= 0.75) & (u < 0.80))  # 5% right for dense only
+        pruned = both | torch.from_numpy((u >= 0.80) & (u < 0.85))  # 5% right for pruned only
+        scores = class_scores(_result(pruned), y, reference=_result(dense))
+        any_clear += any(s.clear for s in scores)
+        any_95 += any(s.change.excludes_zero for s in scores)
+    assert any_clear / runs <= 0.08
+    assert any_95 / runs >= 0.2
+
+
+def test_labels_must_match_the_scored_images():
+    with pytest.raises(ValueError, match="labels"):
+        class_scores(_result([True, False]), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="same images"):
+        class_scores(_result([True, False]), torch.tensor([0, 1]), reference=_result([True]))
+
+
+def test_sources_that_name_their_classes(tmp_path: Path):
+    from test_data import make_image_folder, save_npz, write_cifar_dir
+
+    make_image_folder(tmp_path / "folder" / "train", {"cat": 2, "dog": 2, "emu": 1})
+    make_image_folder(tmp_path / "folder" / "test", {"dog": 1, "emu": 1})
+    b = load_bundle(str(tmp_path / "folder"), preset="resnet20")
+    assert b.evaluation.class_names == ("cat", "dog", "emu") and b.evaluation.class_name(2) == "emu"
+
+    write_cifar_dir(tmp_path / "cifar")
+    b = load_bundle(str(tmp_path / "cifar"), preset="resnet20")
+    assert b.evaluation.class_names == CIFAR10_CLASSES and b.calibration.class_name(3) == "cat"
+
+    x = np.zeros((6, 8, 8), dtype=np.uint8)
+    save_npz(tmp_path / "named.npz", x=x, y=np.array([0, 1, 0, 1, 0, 1]), class_names=np.array(["no", "yes"]))
+    b = load_bundle(str(tmp_path / "named.npz"), preset="digits")
+    assert b.evaluation.class_names == ("no", "yes")
+    assert load_bundle("digits").evaluation.class_name(7) == "7"  # no names: the number
+
+    save_npz(tmp_path / "bad.npz", x=x, y=np.zeros(6, dtype=np.int64), class_names=np.arange(2))
+    with pytest.raises(StudioError) as info:
+        load_bundle(str(tmp_path / "bad.npz"), preset="digits")
+    msg = str(info.value)
+    assert "bad.npz" in msg and "[field: class_names]" in msg and "numpy.array(['cat', 'dog'])" in msg
+
+
+def test_cli_prune_and_eval_per_class(capsys):
+    code = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.9",
+                 "--per-class", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    rows = data["per_class"]
+    assert [r["label"] for r in rows] == list(range(10))
+    assert sum(r["n"] for r in rows) == data["n_eval"]
+    assert sum(r["images_lost"] for r in rows) == data["images_lost"]
+    assert sum(r["correct"] for r in rows) == round(data["accuracy"] * data["n_eval"])
+    assert data["classes_clearly_lower"] == [r["name"] for r in rows if r["clear"] and r["change"] < 0]
+
+    code = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.9"])
+    out, _ = capsys.readouterr()
+    assert code == 0 and "Classes:    " in out and "--per-class for the table" in out
+
+    code = main(["eval", "demo", "--data", "digits", "--per-class"])
+    out, _ = capsys.readouterr()
+    assert code == 0 and "Per class (10 classes, Wilson 95% intervals)" in out
+    assert len([line for line in out.splitlines() if line.startswith("  ") and "%]" not in line and "]" in line]) == 10
