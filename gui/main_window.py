@@ -47,6 +47,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.batchnorm import describe_batchnorm, has_batchnorm, scripted_batchnorm
+from core.class_accuracy import class_scores
 from core.errors import StudioError
 from core.evaluate import paired_or_none
 from core.export import describe_onnx_accuracy, describe_storage, pruned_file_name
@@ -68,6 +69,7 @@ from gui import settings as st
 from gui.controls import ControlsPanel
 from gui.layer_table import LayerTable, fmt_int
 from gui.plots import (
+    ClassBars,
     ImportanceHeatMap,
     ImportanceHistogram,
     LayerOverview,
@@ -351,6 +353,12 @@ class MainWindow(QMainWindow):
         self.overview_tabs.setTabToolTip(3, "Each layer pruned alone by magnitude, the others whole: its "
                                             "increase in loss on calibration images (Run ▸ Layer sensitivity). "
                                             "Costly layers are worth keeping dense (right-click in the table)")
+        self.class_bars = ClassBars()
+        self.overview_tabs.addTab(self.class_bars, "Classes")
+        self.overview_tabs.setTabToolTip(4, "Each class's accuracy change against the dense model on the "
+                                            "same evaluation images, with its paired 95% interval: which "
+                                            "classes pruning costs (coloured where the change is clear "
+                                            "after allowing for the number of classes)")
 
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(table_box)
@@ -415,7 +423,7 @@ class MainWindow(QMainWindow):
         cl.addWidget(main)
         self.setCentralWidget(central)
         self.plots = [self.weight_hist, self.importance_hist, self.heatmap, self.overview, self.sparsity_bars,
-                      self.objective_plot, self.sensitivity_bars]
+                      self.objective_plot, self.sensitivity_bars, self.class_bars]
 
     def _action(self, text: str, slot: Callable[..., Any], shortcut: Any = None, *, checkable: bool = False,
                 tip: str = "") -> QAction:
@@ -1120,6 +1128,7 @@ class MainWindow(QMainWindow):
         self.table.source.set_after({}, "")
         self.sparsity_bars.set_data([], [])
         self.sensitivity_bars.set_data([], {}, None)  # measured on the previous model or data
+        self.class_bars.set_data(())
         self.objective_plot.set_result(None)
         self.overview.set_threshold(None)
         self._render_layer()
@@ -1549,6 +1558,7 @@ class MainWindow(QMainWindow):
             self.sparsity_bars.set_data(keys, series)
             if self._live_run is None:  # a CHITA++ run being drawn keeps the tab
                 self.objective_plot.set_result(out.result, label)
+            self._show_classes(out.eval, f"{label} · {sparsity_label(req)}")
         elif kind == "preview":
             pv = self.preview
             req = pv.result.request
@@ -1564,12 +1574,27 @@ class MainWindow(QMainWindow):
                         "Release the slider or press "
                         f"Ctrl+R to run {method_label(self.controls.method_name())}.{run_note}")
             self.sparsity_bars.set_data(keys, [("Magnitude (preview)", pv.result.layer_sparsity, "compare")])
+            self._show_classes(pv.eval, f"Magnitude · {sparsity_label(req)}")
+        else:
+            self._show_classes(None, "")
         self.overview.set_threshold(self.preview.threshold if self.preview is not None else None,
                                     self._dense_keys(result) if result is not None else ())
         self._render_layer()
         self._update_busy()
         QTimer.singleShot(0, self._fit_sidebar)  # new numbers may need a wider sidebar
         QTimer.singleShot(0, self._fit_table_if_clipped)
+
+    def _show_classes(self, shown: Any, title: str) -> None:
+        """The Classes tab: ``shown``'s (an EvalResult) change per class against the dense
+        model on the same evaluation images; cleared where either is missing or scored apart."""
+        dense = self.baseline.eval if self.baseline is not None else None
+        overall = paired_or_none(shown, dense)
+        if overall is None or self.bundle is None or len(self.bundle.evaluation.y) != overall.n:
+            self.class_bars.set_data(())
+            return
+        ev = self.bundle.evaluation
+        self.class_bars.set_data(class_scores(shown, ev.y, reference=dense, names=ev.class_names),
+                                 overall.difference, title)
 
     # ======================================================================================
     # the chosen layer

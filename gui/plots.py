@@ -536,6 +536,86 @@ class SensitivityBars(StudioPlot):
         item.enableAutoRange(axis="y")
 
 
+class ClassBars(StudioPlot):
+    """Accuracy change per class against the dense model on the same images
+    (core.class_accuracy): one bar per class with its paired 95% interval, clear losses in the
+    theme's "bad" colour and clear gains in its "good" one, and a dashed line at the change over
+    all images. With more than ``MAX_BARS`` classes, the ``MAX_BARS`` that lost most."""
+
+    MAX_BARS = 30
+    HINT = "Move the sparsity slider or press Run: each class's accuracy change against dense shows here"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Change per class", parent)
+        self.setLabel("left", "change (points)")
+        self.scores: tuple = ()
+        self.shown: list = []  # the ClassScores drawn, left to right
+        self.overall: float | None = None
+        self.bars: pg.BarGraphItem | None = None
+        self.set_message(self.HINT)
+
+    def set_data(self, scores: Sequence, overall: float | None = None, title: str = "") -> None:
+        """``scores``: :class:`core.class_accuracy.ClassScore` per class, each with its change
+        (empty: cleared, the hint shown again); ``overall``: the change over all images (a
+        fraction), drawn as a dashed line; ``title`` names the run."""
+        self.scores = tuple(s for s in scores if s.change is not None)
+        self.overall = overall
+        self.set_title(f"Change per class · {title}" if title else "Change per class")
+        self.redraw()
+
+    def redraw(self) -> None:
+        item = self.getPlotItem()
+        item.clear()
+        self.bars = None
+        if not self.scores:
+            self.shown = []
+            self.set_message(self.HINT)
+            return
+        self.set_message(None)
+        many = len(self.scores) > self.MAX_BARS
+        shown = (sorted(self.scores, key=lambda s: (s.change.difference, s.label))[:self.MAX_BARS]
+                 if many else list(self.scores))
+        self.shown = shown
+        x = np.arange(len(shown), dtype=float)
+        h = np.array([100.0 * s.change.difference for s in shown])
+        lo = np.array([100.0 * s.change.ci[0] for s in shown])
+        hi = np.array([100.0 * s.change.ci[1] for s in shown])
+
+        def colour(s) -> str:
+            if not s.clear:
+                return "accent"
+            return "bad" if s.change.difference < 0 else "good"
+
+        brushes = [self.theme.qcolor(colour(s), 200) for s in shown]
+        self.bars = pg.BarGraphItem(x=x, height=h, width=0.7, brushes=brushes,
+                                    pens=[pg.mkPen(self.theme.qcolor(colour(s))) for s in shown])
+        item.addItem(self.bars)
+        item.addItem(pg.ErrorBarItem(x=x, y=h, top=hi - h, bottom=h - lo, beam=0.2,
+                                     pen=pg.mkPen(self.theme.palette.fg, width=1)))
+        p = self.theme.palette
+        item.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=pg.mkPen(p.muted, width=1)))
+        if self.overall is not None:  # named on the axis below: a label here would cover bars
+            item.addItem(pg.InfiniteLine(pos=100.0 * self.overall, angle=0,
+                                         pen=pg.mkPen(p.muted, width=1, style=Qt.PenStyle.DashLine)))
+        names = [s.name for s in shown]
+        by_name = len(shown) <= 12 and sum(len(n) for n in names) <= 60
+        # long or many names: the class numbers (the names are in `prune --per-class`'s table)
+        item.getAxis("bottom").setTicks([[(i, n if by_name else str(s.label))
+                                          for i, (n, s) in enumerate(zip(names, shown))]])
+        what = "class" if by_name or all(n == str(s.label) for n, s in zip(names, shown)) else "class number"
+        if many:
+            what = f"{what}: the {len(shown)} of {len(self.scores)} classes that lost most"
+        clear = sum(1 for s in self.scores if s.clear)
+        dashed = "" if self.overall is None else f" · dashed: all images {100 * self.overall:+.1f}"
+        self.setLabel("bottom", f"{what}{dashed} · {'coloured: clear' if clear else 'none clear'}")
+        self.setToolTip(f"Bars: accuracy change on each class's images against the dense model, "
+                        f"with paired 95% intervals. A change is clear (coloured) when it excludes 0 "
+                        f"even after allowing for the {len(self.scores)} classes compared at once "
+                        f"(Bonferroni): {clear} of {len(self.scores)} here.")
+        item.setXRange(-0.7, len(shown) - 0.3, padding=0)
+        item.enableAutoRange(axis="y")
+
+
 def objective_series(result: object) -> dict | None:
     """What :class:`ObjectivePlot` draws for a pruning result, as plain numbers, or None where
     the run has no mask search (magnitude, OBD, WoodFisher).

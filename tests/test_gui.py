@@ -1922,3 +1922,28 @@ def test_layer_sensitivity_draws_each_layers_cost_and_clears_with_the_model(qtbo
         window.load_demo("digits_cnn")
     assert bars.bars is None and not bars.values
     assert not hooks.errors
+
+
+def test_classes_tab_shows_each_class_change_against_dense(qtbot, window: MainWindow, hooks) -> None:
+    """The Classes tab draws the shown run's (or preview's) accuracy change per class against the
+    dense model on the same evaluation images, with the paired counts of core.class_accuracy; a
+    new model's preview replaces it."""
+    from core.class_accuracy import class_scores
+
+    bars = window.class_bars
+    outcome = run_and_wait(qtbot, window, "magnitude", 90)
+    labels = window.bundle.evaluation.y
+    want = class_scores(outcome.eval, labels, reference=window.baseline.eval)
+    assert [s.label for s in bars.shown] == list(range(10)) and bars.bars is not None
+    assert [s.change for s in bars.shown] == [s.change for s in want]
+    assert sum(s.change.b_only for s in bars.shown) == int((window.baseline.eval.hits & ~outcome.eval.hits).sum())
+    assert bars.overall == pytest.approx(outcome.eval.accuracy - window.baseline.eval.accuracy)
+    assert "90%" in bars.title and "Magnitude" in bars.title
+    assert "dashed: all images" in bars.getPlotItem().getAxis("bottom").labelText
+    assert f"{sum(s.clear for s in want)} of 10 here" in bars.toolTip()
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window.load_demo("digits_cnn")
+    qtbot.waitUntil(lambda: window.preview is not None, timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: bool(bars.shown), timeout=RUN_TIMEOUT_MS)  # the new model's preview
+    assert bars.shown and "Magnitude" in bars.title and window.outcome is None
+    assert not hooks.errors
