@@ -1458,7 +1458,8 @@ class MainWindow(QMainWindow):
 
     def _refresh_runs(self) -> None:
         current = next((i for i, r in enumerate(self.runs) if r is self.outcome), None)
-        self.runs_view.set_runs(self.runs, self.baseline.eval if self.baseline else None, current)
+        self.runs_view.set_runs(self.runs, self.baseline.eval if self.baseline else None, current,
+                                self.bundle.evaluation if self.bundle is not None else None)
 
     def show_run(self, index: int) -> None:
         """Show run ``index`` of the Runs tab again: the sidebar, the plots and Export take it,

@@ -27,6 +27,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.class_accuracy import (
+    ClassScore,
+    called,
+    class_scores,
+    describe_classes,
+    most_changed,
+)
 from core.evaluate import paired_or_none
 from core.pruning import METHOD_LABELS
 from gui.sweep_view import paired_text
@@ -34,9 +41,10 @@ from gui.sweep_view import paired_text
 MAX_RUNS = 20  # runs kept in the list (the oldest go first)
 MAX_RUN_BYTES = 2 * 1024**3  # pruned weights and masks kept in all, at most
 
-COLUMNS = ("#", "Method", "Sparsity", "Accuracy", "95% interval", "vs dense, points", "vs chosen, points",
-           "λ", "Seconds", "Settings")
+COLUMNS = ("#", "Method", "Sparsity", "Accuracy", "95% interval", "vs dense, points", "Worst class, points",
+           "vs chosen, points", "λ", "Seconds", "Settings")
 VS_CHOSEN = COLUMNS.index("vs chosen, points")
+WORST_CLASS = COLUMNS.index("Worst class, points")
 GRADIENT_METHODS = ("chita", "chita++", "obd", "woodfisher")
 
 
@@ -77,6 +85,26 @@ def describe_run(outcome: Any) -> str:
     return text
 
 
+def class_changes(outcome: Any, dense: Any, images: Any) -> tuple[ClassScore, ...]:
+    """The run's change per class against ``dense`` on the evaluation ``images`` (an ImageSet),
+    or () where the two were not scored on those images with per-image hits."""
+    d = paired_or_none(outcome.eval, dense)
+    if d is None or images is None or len(images.y) != d.n:
+        return ()
+    return class_scores(outcome.eval, images.y, reference=dense, names=images.class_names)
+
+
+def worst_class_text(scores: Sequence[ClassScore]) -> str:
+    """"bird −27.3": the class that lost most and its change in points ('–' without scores)."""
+    if not scores:
+        return "–"
+    worst = most_changed(scores, 1)
+    if not worst:
+        return "none lower"
+    w = worst[0]
+    return f"{called(w)} {100 * w.change.difference:+.1f}" + (" (clear)" if w.clear else "")
+
+
 def describe_settings(outcome: Any) -> str:
     """The request's settings beyond method and sparsity, in a few words ("512 samples · 10 stages")."""
     req = outcome.result.request
@@ -114,15 +142,18 @@ CSV_COLUMNS = ("run", "method", "sparsity", "scope", "accuracy", "accuracy_lo", 
                "n_eval", "change_vs_dense", "change_lo", "change_hi", "change_vs_magnitude",
                "vs_magnitude_lo", "vs_magnitude_hi", "nonzeros", "total", "lambda", "seconds",
                "onnx_bytes", "compressed_bytes", "sparse_onnx_bytes", "sparse_compressed_bytes", "float16_weights",
+               "worst_class", "worst_class_change", "worst_class_lo", "worst_class_hi", "classes_clearly_lower",
                "settings")
 
 
-def write_runs_csv(runs: Sequence[Any], dense: Any, path: str | Path) -> None:
+def write_runs_csv(runs: Sequence[Any], dense: Any, path: str | Path, images: Any = None) -> None:
     """One line per run (oldest first, numbered as in the table): accuracy with its 95% interval,
     the change against dense and against magnitude at the same sparsity with their paired
     intervals (empty where not measured), sizes (ONNX with dense and with sparse storage, each as
     written and deflated; ``float16_weights``: whether they are the files' with float16 weights), λ,
-    seconds and settings."""
+    seconds, the class that lost most against dense on the evaluation ``images`` with its paired
+    interval and the classes clearly lower (``core.class_accuracy``; empty without them), and
+    settings."""
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(CSV_COLUMNS)
@@ -140,7 +171,18 @@ def write_runs_csv(runs: Sequence[Any], dense: Any, path: str | Path) -> None:
                         "" if outcome.sparse_bytes is None else outcome.sparse_bytes,
                         "" if outcome.sparse_compressed_bytes is None else outcome.sparse_compressed_bytes,
                         "" if outcome.onnx_bytes is None else int(bool(getattr(outcome, "sizes_float16", False))),
+                        *_worst_class_cells(class_changes(outcome, dense, images)),
                         describe_settings(outcome)])
+
+
+def _worst_class_cells(scores: Sequence[ClassScore]) -> list:
+    """The CSV's worst-class columns: name, change, its interval, the classes clearly lower."""
+    worst = most_changed(scores, 1)
+    if not worst:
+        return ["", "", "", "", ""]
+    w = worst[0]
+    lower = ";".join(s.name for s in scores if s.clear and s.change.difference < 0)
+    return [w.name, w.change.difference, *w.change.ci, lower]
 
 
 class RunsView(QWidget):
@@ -154,11 +196,16 @@ class RunsView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.runs: list[Any] = []
+        self.dense: Any = None
+        self.images: Any = None  # the evaluation ImageSet: each run's worst class
         self.current: int | None = None
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.horizontalHeaderItem(5).setToolTip(
             "Change in accuracy against the dense model on the same images, with its paired 95% interval")
+        self.table.horizontalHeaderItem(WORST_CLASS).setToolTip(
+            "The class whose accuracy fell most against the dense model on the same images (clear: "
+            "its paired interval excludes 0 after allowing for all the classes); the Classes tab draws them all")
         self.table.horizontalHeaderItem(VS_CHOSEN).setToolTip(
             "Each run's accuracy minus the chosen run's, on the same images, with its paired 95% interval: "
             "choose a run to compare the others with it")
@@ -178,7 +225,6 @@ class RunsView(QWidget):
         self.save_csv = QPushButton("Save CSV…")
         self.save_csv.setToolTip("Write every run of the list to a CSV file: accuracy with its interval, "
                                  "the changes against dense and magnitude with theirs, sizes and settings")
-        self.dense: Any = None
         self.status = QLabel("Runs appear here as they finish; double-click one to show it again.")
         self.status.setObjectName("Muted")
         self.status.setWordWrap(True)
@@ -207,13 +253,16 @@ class RunsView(QWidget):
             return None
         return len(self.runs) - 1 - rows[0].row()
 
-    def set_runs(self, runs: Sequence[Any], dense: Any = None, current: int | None = None) -> None:
+    def set_runs(self, runs: Sequence[Any], dense: Any = None, current: int | None = None,
+                 images: Any = None) -> None:
         """List ``runs`` (RunOutcomes, oldest first) newest first; ``current`` (an index) is the
-        one the sidebar shows, drawn bold. The chosen run stays chosen."""
+        one the sidebar shows, drawn bold. The chosen run stays chosen. ``images``: the evaluation
+        ImageSet the runs were scored on, for the worst class of each."""
         was = self.selected()
         keep = self.runs[was] if was is not None and was < len(self.runs) else None
         self.runs = list(runs)
         self.dense = dense
+        self.images = images
         self.current = current
         self.table.setRowCount(len(self.runs))
         bold = QFont(self.table.font())
@@ -222,6 +271,7 @@ class RunsView(QWidget):
             outcome = self.runs[index]
             req, ev = outcome.result.request, outcome.eval
             d = paired_or_none(ev, dense)
+            classes = class_changes(outcome, dense, images)
             cells = [
                 str(index + 1),
                 describe_run(outcome).split(" · ", 1)[0] + (" (refined)" if req.refine_steps else ""),
@@ -230,6 +280,7 @@ class RunsView(QWidget):
                 f"{100 * ev.accuracy:.1f}%",
                 f"{100 * ev.accuracy_ci[0]:.1f}–{100 * ev.accuracy_ci[1]:.1f}",
                 paired_text(d),
+                worst_class_text(classes),
                 "",  # vs chosen: filled when a run is chosen
                 "–" if outcome.result.lam is None else f"{outcome.result.lam:.3g}",
                 f"{outcome.seconds:.1f}",
@@ -242,6 +293,9 @@ class RunsView(QWidget):
                 if index == current:
                     item.setFont(bold)
                     item.setToolTip("Shown in the sidebar now")
+                if c == WORST_CLASS and classes:
+                    text = describe_classes(classes)
+                    item.setToolTip(text[:1].upper() + text[1:])
                 self.table.setItem(row, c, item)
         self.table.blockSignals(True)
         self.table.clearSelection()
@@ -265,7 +319,7 @@ class RunsView(QWidget):
             path, _ = QFileDialog.getSaveFileName(self, "Save the runs as CSV", "runs.csv", "CSV (*.csv)")
             if not path:
                 return None
-        write_runs_csv(self.runs, self.dense, path)
+        write_runs_csv(self.runs, self.dense, path, self.images)
         self.status.setText(f"Saved {path}")
         return path
 

@@ -231,10 +231,15 @@ def test_runs_tab_keeps_earlier_runs_to_show_and_export_again(qtbot, window: Mai
     assert view.selected() == 0 and view.show_button.isEnabled()
     # every run against the chosen one, paired on the same images
     d = paired_difference(second.eval, first.eval)
-    assert view.table.horizontalHeaderItem(6).text() == "vs run 1, points"
-    assert view.table.item(0, 6).text() == \
+    assert view.table.horizontalHeaderItem(7).text() == "vs run 1, points"
+    assert view.table.item(0, 7).text() == \
         f"{100 * d.difference:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f})"
-    assert view.table.item(1, 6).text() == "—"
+    assert view.table.item(1, 7).text() == "—"
+    # the class that lost most against dense, as core.class_accuracy finds it on the same images
+    from core.class_accuracy import called, class_scores, most_changed
+    worst = most_changed(class_scores(second.eval, window.bundle.evaluation.y, reference=window.baseline.eval), 1)
+    assert view.table.item(0, 6).text().startswith(f"{called(worst[0])} {100 * worst[0].change.difference:+.1f}")
+    assert view.table.item(0, 6).toolTip().startswith("Largest losses: ")
     window.tabs.setCurrentWidget(view)
     view.table.setFocus()
     with qtbot.waitSignal(window.run_shown, timeout=5000) as shown:
@@ -263,6 +268,8 @@ def test_runs_tab_keeps_earlier_runs_to_show_and_export_again(qtbot, window: Mai
 def test_runs_tab_saves_its_runs_as_csv(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
     import csv
 
+    from core.class_accuracy import class_scores
+
     first = run_and_wait(qtbot, window, "chita", 70)
     second = run_and_wait(qtbot, window, "magnitude", 70)
     view = window.runs_view
@@ -281,6 +288,9 @@ def test_runs_tab_saves_its_runs_as_csv(qtbot, window: MainWindow, hooks, tmp_pa
         assert row["sparse_compressed_bytes"] == ("" if outcome.sparse_compressed_bytes is None
                                                   else str(outcome.sparse_compressed_bytes))
         assert row["float16_weights"] == "0"  # the sizes are the float32 files'
+        worst = min(class_scores(outcome.eval, window.bundle.evaluation.y, reference=dense),
+                    key=lambda c: (c.change.difference, c.label))
+        assert (row["worst_class"], float(row["worst_class_change"])) == (worst.name, worst.change.difference)
     m = paired_difference(first.eval, first.magnitude_eval)
     assert float(rows[0]["change_vs_magnitude"]) == m.difference and float(rows[0]["lambda"]) == first.result.lam
     assert rows[1]["change_vs_magnitude"] == "" and rows[1]["lambda"] == ""  # magnitude itself
@@ -324,7 +334,7 @@ def test_runs_come_back_in_the_next_session_for_the_same_model_and_data(qtbot, s
     assert second.runs[1].onnx_bytes < 0.6 * mag.onnx_bytes
     assert "Restored 2 runs" in second.statusBar().currentMessage()
     assert second.runs_view.table.rowCount() == 2 and all(r.restored for r in second.runs)
-    assert second.runs_view.table.item(1, 9).text().endswith("earlier session")  # Settings; run 1 is the older
+    assert second.runs_view.table.item(1, 10).text().endswith("earlier session")  # Settings; run 1 is the older
     second.show_run(0)
     assert second.preview_panel.after_text() == f"{100 * chita.eval.accuracy:.1f}%"
     assert second.preview_panel.versus_text().startswith("vs magnitude: ")
@@ -1328,7 +1338,7 @@ def test_a_sweep_point_is_shown_and_exported_like_a_run(qtbot, window: MainWindo
     assert window.preview_panel.after_text() == f"{100 * row.eval.accuracy:.1f}%"
     d = paired_difference(row.eval, mag.eval)
     assert window.preview_panel.versus_text().startswith(f"vs magnitude: {100 * d.difference:+.1f} points")
-    assert window.runs_view.table.item(0, 9).text().endswith("from the sweep")  # Settings, newest first
+    assert window.runs_view.table.item(0, 10).text().endswith("from the sweep")  # Settings, newest first
     qtbot.waitUntil(lambda: window.outcome.onnx_bytes is not None, timeout=RUN_TIMEOUT_MS)
     assert window.runs[-1] is window.outcome and window.outcome.compressed_bytes > 0
     assert lanes == ["light"]
