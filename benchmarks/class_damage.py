@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared_models import SETUPS, load_shared, points_text, prune_at  # noqa: E402
+from shared_models import SETUPS, points_text, prune_at, shared_or_exit  # noqa: E402
 
 from core.class_accuracy import called, class_scores  # noqa: E402
 from core.evaluate import evaluate, paired_difference  # noqa: E402
@@ -42,10 +42,7 @@ def main() -> int:
     ap.add_argument("--recal", default="on", choices=("on", "off"))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    shared = load_shared(args.model)
-    if shared is None:
-        return 2
-    loaded, bundle = shared
+    loaded, bundle = shared_or_exit(args.model)
     sparsities = sorted(float(s) for s in args.sparsities.split(","))
     methods = ["magnitude"] + [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != "magnitude"]
     ev_set = bundle.evaluation
