@@ -662,6 +662,12 @@ def cmd_export(args: argparse.Namespace) -> int:
                              sparse=args.sparse_storage, float16=args.float16,
                              evaluation=images if args.data else None,
                              progress=progress, cancel=cancel)
+        latency = None
+        if args.latency:
+            from core.latency import measure_latency
+
+            latency = measure_latency([report.path], _latency_images(batch, args.latency_batch),
+                                      progress=progress, cancel=cancel)[0]
     weights = sum(loaded.model.get_parameter(n).numel() for n in report.zero_fractions)
     zeros = sum(f[0] * loaded.model.get_parameter(n).numel() for n, f in report.zero_fractions.items())
     data = {
@@ -684,6 +690,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         "zero_fractions": {k: list(v) for k, v in report.zero_fractions.items()},
         "seconds": report.seconds,
     }
+    if latency is not None:
+        data["latency"] = latency_fields(latency)
     text = "\n".join([
         f"Wrote:     {report.path}",
         f"Size:      {report.onnx_bytes:,} bytes ({human_bytes(report.onnx_bytes)}); "
@@ -696,6 +704,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"({100 * data['sparsity']:.1f}% zeros overall)",
         f"Graph:     {report.interface}",
         f"Exporter:  {report.exporter}, opset {report.opset}; {report.seconds:.1f} s",
+        *([f"Latency:   {latency.describe()} in onnxruntime on this CPU"] if latency is not None else []),
     ])
     emit(args, data, text)
     return EXIT_OK
@@ -770,6 +779,32 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 # parser and entry point
 
 
+def add_latency_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--latency`` and ``--latency-batch`` (``what``: the files timed, for the help)."""
+    parser.add_argument("--latency", action="store_true",
+                        help=f"time {what} in onnxruntime on this CPU (median of alternating rounds, "
+                        "about 2 s)")
+    parser.add_argument("--latency-batch", dest="latency_batch", type=_positive_int, default=1, metavar="N",
+                        help="images per run for --latency (default 1)")
+
+
+def _latency_images(batch: Any, size: int) -> Any:
+    """``size`` images for timing, the verification batch's repeated where it has fewer."""
+    import torch
+
+    return batch[torch.arange(size) % len(batch)]
+
+
+def latency_fields(lat: Any, dense: Any = None) -> dict[str, Any]:
+    """A core.latency.Latency in ``--json`` (with the dense model's beside it, and the ratio)."""
+    out = {"batch": lat.batch, "median_ms": lat.median_ms, "q1_ms": lat.q1_ms, "q3_ms": lat.q3_ms,
+           "runs": lat.runs}
+    if dense is not None:
+        out.update({"dense_median_ms": dense.median_ms, "dense_q1_ms": dense.q1_ms,
+                    "dense_q3_ms": dense.q3_ms, "ratio_to_dense": lat.median_ms / dense.median_ms})
+    return out
+
+
 PER_CLASS_HELP = ("also score each class apart: its accuracy with its 95%% interval%s (a table, and "
                   "per_class in --json)")
 
@@ -841,6 +876,7 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                    help="with --out: " + "store weights that are mostly zeros as ONNX sparse initializers: a smaller file "
                    "with the same values, which onnxruntime reads (other runtimes may not)")
     p.add_argument("--float16", action="store_true", help="with --out: " + FLOAT16_HELP)
+    add_latency_arguments(p, "with --out: the written file beside the dense model's")
     p.add_argument("--per-class", dest="per_class", action="store_true",
                    help=PER_CLASS_HELP % ", and its change against the dense model on the same images, "
                    "called clear when it excludes 0 after allowing for the number of classes")
@@ -960,7 +996,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     )
 
     request = _request_from_args(args, args.method, args.sparsity)
-    for flag, on in (("--sparse-storage", args.sparse_storage), ("--float16", args.float16)):
+    for flag, on in (("--sparse-storage", args.sparse_storage), ("--float16", args.float16),
+                     ("--latency", args.latency)):
         if on and not args.out:
             raise StudioError(f"{flag} only applies to the file --out writes", field=flag,
                               fix=f"add --out FILE.onnx, or leave {flag} out.")
@@ -987,6 +1024,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
                                      progress=progress, cancel=cancel)
             except StudioError as exc:  # the run's results are still printed, then this error
                 export_error = exc
+        latency = None
+        if export is not None and args.latency:
+            from core.export import onnx_model_bytes
+            from core.latency import measure_latency
+
+            dense_file = onnx_model_bytes(loaded.model, batch[:2])
+            latency = measure_latency([export.path, dense_file], _latency_images(batch, args.latency_batch),
+                                      progress=progress, cancel=cancel)
         weights, weights_error = None, None
         if args.save_weights:
             try:
@@ -1107,6 +1152,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
                         if export.patterns else ""))
         lines.append(f"Graph:      {export.interface}, opset {export.opset}")
         lines.append(f"In ONNX:    {describe_onnx_accuracy(export)}")
+    if latency is not None:
+        pruned_lat, dense_lat = latency
+        data["latency"] = latency_fields(pruned_lat, dense_lat)
+        lines.append(f"Latency:    {pruned_lat.describe()} in onnxruntime on this CPU; the dense model "
+                     f"{dense_lat.median_ms:.3g} ms in the same rounds: "
+                     f"{pruned_lat.median_ms / dense_lat.median_ms:.2f}× its time")
     if export_error is not None:
         data["export_error"] = str(export_error)
         lines.append(f"Exported:   nothing: {export_error}")
@@ -1366,6 +1417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparse-storage", dest="sparse_storage", action="store_true", help="store weights that are mostly zeros as ONNX sparse initializers: a smaller file "
                    "with the same values, which onnxruntime reads (other runtimes may not)")
     p.add_argument("--float16", action="store_true", help=FLOAT16_HELP)
+    add_latency_arguments(p, "the written file")
     add_data_arguments(p, required=False)
     p.set_defaults(func=cmd_export)
 

@@ -285,7 +285,7 @@ def onnx_sizes(model: torch.nn.Module, sample: torch.Tensor, *, sparse_deflate: 
     leaves it None. Where no tensor changes storage it equals the dense file's, and is always given.
     """
     work = _eval_copy(model)
-    data, _ = _export_bytes(work, _as_source_file(work)(sample.detach().cpu()), None)
+    data = _serialised(work, sample)
     float16 = float16 or bool(getattr(work, "export_float16_storage", False))
     if float16:
         data, _ = float16_storage(data, "the ONNX file")
@@ -294,6 +294,19 @@ def onnx_sizes(model: torch.nn.Module, sample: torch.Tensor, *, sparse_deflate: 
     sparse_compressed = (compressed if not moved else
                          len(zlib.compress(sparse, DEFLATE_LEVEL)) if sparse_deflate else None)
     return OnnxSizes(len(data), compressed, len(sparse), sparse_compressed)
+
+
+def onnx_model_bytes(model: torch.nn.Module, sample: torch.Tensor) -> bytes:
+    """The ONNX file :func:`export_onnx` would write for ``model`` (dense storage, float32 weights),
+    serialised in memory and not verified: e.g. the dense model to time beside a pruned file
+    (:func:`core.latency.measure_latency`). ``model`` is never modified."""
+    return _serialised(_eval_copy(model), sample)
+
+
+def _serialised(work: torch.nn.Module, sample: torch.Tensor) -> bytes:
+    """The export of ``work`` (the export's own eval copy) as bytes."""
+    data, _ = _export_bytes(work, _as_source_file(work)(sample.detach().cpu()), None)
+    return data
 
 
 FLOAT16_SUFFIX = "__float16"  # the float16 initializer of weight NAME is NAME__float16
@@ -775,7 +788,8 @@ class OnnxRuntimeModel(torch.nn.Module):
     channels-last images (N×H×W×C) is given N×C×H×W batches permuted, where only they fit it; one
     that fixes its batch size is given that many images at a time."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike | bytes) -> None:
+        """``path``: the file, or the serialised model (bytes)."""
         import onnxruntime as ort
 
         super().__init__()
