@@ -29,6 +29,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
@@ -354,7 +355,22 @@ class MainWindow(QMainWindow):
                                             "increase in loss on calibration images (Run ▸ Layer sensitivity). "
                                             "Costly layers are worth keeping dense (right-click in the table)")
         self.class_bars = ClassBars()
-        self.overview_tabs.addTab(self.class_bars, "Classes")
+        self.class_against = QComboBox()
+        self.class_against.addItem("the dense model", "dense")
+        self.class_against.addItem("magnitude at the same sparsity", "magnitude")
+        self.class_against.setToolTip("What each class's change is measured against, on the same images: "
+                                      "the dense model, or magnitude pruning at the run's sparsity (which "
+                                      "classes the method rescues)")
+        self.class_against.currentIndexChanged.connect(self._on_class_against)
+        classes_tab = QWidget()
+        ct = QVBoxLayout(classes_tab)
+        ct.setContentsMargins(0, 4, 0, 0)
+        against_row = QHBoxLayout()
+        against_row.addWidget(QLabel("Change against"))
+        against_row.addWidget(self.class_against, 1)
+        ct.addLayout(against_row)
+        ct.addWidget(self.class_bars, 1)
+        self.overview_tabs.addTab(classes_tab, "Classes")
         self.overview_tabs.setTabToolTip(4, "Each class's accuracy change against the dense model on the "
                                             "same evaluation images, with its paired 95% interval: which "
                                             "classes pruning costs (coloured where the change is clear "
@@ -586,6 +602,8 @@ class MainWindow(QMainWindow):
         self.preview_panel.set_sparse_storage(self.act_sparse.isChecked())
         self.act_float16.setChecked(st.read(s, "export/float16", False, bool))
         self.preview_panel.set_float16(self.act_float16.isChecked())
+        i = self.class_against.findData(st.read(s, "view/classes_against", "dense"))
+        self.class_against.setCurrentIndex(max(0, i))
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
@@ -1559,7 +1577,7 @@ class MainWindow(QMainWindow):
             self.sparsity_bars.set_data(keys, series)
             if self._live_run is None:  # a CHITA++ run being drawn keeps the tab
                 self.objective_plot.set_result(out.result, label)
-            self._show_classes(out.eval, f"{label} · {sparsity_label(req)}")
+            self._show_classes(out.eval, f"{label} · {sparsity_label(req)}", mag)
         elif kind == "preview":
             pv = self.preview
             req = pv.result.request
@@ -1585,17 +1603,32 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, self._fit_sidebar)  # new numbers may need a wider sidebar
         QTimer.singleShot(0, self._fit_table_if_clipped)
 
-    def _show_classes(self, shown: Any, title: str) -> None:
-        """The Classes tab: ``shown``'s (an EvalResult) change per class against the dense
-        model on the same evaluation images; cleared where either is missing or scored apart."""
-        dense = self.baseline.eval if self.baseline is not None else None
-        overall = paired_or_none(shown, dense)
+    def _show_classes(self, shown: Any, title: str, magnitude: Any = None) -> None:
+        """The Classes tab: ``shown``'s (an EvalResult) change per class on the evaluation images
+        against the dense model, or, when the tab's chooser says so and the run has one, against
+        ``magnitude`` (magnitude pruning's EvalResult at the same sparsity); cleared where the two
+        are missing or scored apart."""
+        self._classes_shown = (shown, title, magnitude)
+        versus_magnitude = self.class_against.currentData() == "magnitude"
+        self.class_against.setEnabled(magnitude is not None or versus_magnitude)
+        if versus_magnitude:
+            reference, label = magnitude, "magnitude"
+        else:
+            reference, label = (self.baseline.eval if self.baseline is not None else None), "dense"
+        overall = paired_or_none(shown, reference)
         if overall is None or self.bundle is None or len(self.bundle.evaluation.y) != overall.n:
-            self.class_bars.set_data(())
+            self.class_bars.set_data((), against=label)
             return
         ev = self.bundle.evaluation
-        self.class_bars.set_data(class_scores(shown, ev.y, reference=dense, names=ev.class_names),
-                                 overall.difference, title)
+        self.class_bars.set_data(class_scores(shown, ev.y, reference=reference, names=ev.class_names),
+                                 overall.difference, title, against=label)
+
+    def _on_class_against(self) -> None:
+        """The Classes tab's chooser changed: remember it and draw again."""
+        self.settings.setValue("view/classes_against", self.class_against.currentData())
+        shown = getattr(self, "_classes_shown", None)
+        if shown is not None:
+            self._show_classes(*shown)
 
     # ======================================================================================
     # the chosen layer

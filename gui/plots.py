@@ -537,8 +537,8 @@ class SensitivityBars(StudioPlot):
 
 
 class ClassBars(StudioPlot):
-    """Accuracy change per class against the dense model on the same images
-    (core.class_accuracy): one bar per class with its paired 95% interval, clear losses in the
+    """Accuracy change per class against the dense model, or magnitude at the same sparsity, on
+    the same images (core.class_accuracy): one bar per class with its paired 95% interval, clear losses in the
     theme's "bad" colour and clear gains in its "good" one, and a dashed line at the change over
     all images. With more than ``MAX_BARS`` classes, the ``MAX_BARS`` that lost most."""
 
@@ -547,19 +547,23 @@ class ClassBars(StudioPlot):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Change per class", parent)
-        self.setLabel("left", "change (points)")
+        self.setLabel("left", "change vs dense (points)")
+        self.against = "dense"
         self.scores: tuple = ()
         self.shown: list = []  # the ClassScores drawn, left to right
         self.overall: float | None = None
         self.bars: pg.BarGraphItem | None = None
         self.set_message(self.HINT)
 
-    def set_data(self, scores: Sequence, overall: float | None = None, title: str = "") -> None:
+    def set_data(self, scores: Sequence, overall: float | None = None, title: str = "",
+                 against: str = "dense") -> None:
         """``scores``: :class:`core.class_accuracy.ClassScore` per class, each with its change
-        (empty: cleared, the hint shown again); ``overall``: the change over all images (a
-        fraction), drawn as a dashed line; ``title`` names the run."""
+        against ``against`` ("dense" or "magnitude"; empty: cleared, a hint shown); ``overall``:
+        the change over all images (a fraction), drawn as a dashed line; ``title`` names the run."""
         self.scores = tuple(s for s in scores if s.change is not None)
         self.overall = overall
+        self.against = against
+        self.setLabel("left", f"change vs {against} (points)")
         self.set_title(f"Change per class · {title}" if title else "Change per class")
         self.redraw()
 
@@ -569,7 +573,9 @@ class ClassBars(StudioPlot):
         self.bars = None
         if not self.scores:
             self.shown = []
-            self.set_message(self.HINT)
+            self.set_message(self.HINT if self.against == "dense" else
+                             "Nothing to compare with magnitude: run a method other than magnitude "
+                             "(or choose the dense model above)")
             return
         self.set_message(None)
         many = len(self.scores) > self.MAX_BARS
@@ -608,7 +614,8 @@ class ClassBars(StudioPlot):
         clear = sum(1 for s in self.scores if s.clear)
         dashed = "" if self.overall is None else f" · dashed: all images {100 * self.overall:+.1f}"
         self.setLabel("bottom", f"{what}{dashed} · {'coloured: clear' if clear else 'none clear'}")
-        self.setToolTip(f"Bars: accuracy change on each class's images against the dense model, "
+        self.setToolTip(f"Bars: accuracy change on each class's images against "
+                        f"{'the dense model' if self.against == 'dense' else 'magnitude at the same sparsity'}, "
                         f"with paired 95% intervals. A change is clear (coloured) when it excludes 0 "
                         f"even after allowing for the {len(self.scores)} classes compared at once "
                         f"(Bonferroni): {clear} of {len(self.scores)} here.")

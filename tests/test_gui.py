@@ -1951,6 +1951,20 @@ def test_classes_tab_shows_each_class_change_against_dense(qtbot, window: MainWi
     assert "90%" in bars.title and "Magnitude" in bars.title
     assert "dashed: all images" in bars.getPlotItem().getAxis("bottom").labelText
     assert f"{sum(s.clear for s in want)} of 10 here" in bars.toolTip()
+    # against magnitude at the same sparsity: nothing to compare for a magnitude run...
+    assert not window.class_against.isEnabled()
+    window.class_against.setCurrentIndex(window.class_against.findData("magnitude"))
+    assert not bars.shown and "magnitude" in bars._message.text()
+    # ...and, for a CHITA run, its change against the magnitude run measured with it
+    chita = run_and_wait(qtbot, window, "chita", 90)
+    assert window.class_against.isEnabled() and chita.magnitude_eval is not None
+    versus = class_scores(chita.eval, labels, reference=chita.magnitude_eval)
+    assert [s.change for s in bars.shown] == [s.change for s in versus]
+    assert bars.getPlotItem().getAxis("left").labelText == "change vs magnitude (points)"
+    assert window.settings.value("view/classes_against") == "magnitude"  # remembered
+    window.class_against.setCurrentIndex(window.class_against.findData("dense"))
+    assert [s.change for s in bars.shown] == [s.change for s in class_scores(chita.eval, labels,
+                                                                             reference=window.baseline.eval)]
     with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
         window.load_demo("digits_cnn")
     qtbot.waitUntil(lambda: window.preview is not None, timeout=RUN_TIMEOUT_MS)
