@@ -560,6 +560,21 @@ def export_job(model: torch.nn.Module, result: Any, bundle: Any, path: str, *, s
                        progress=progress, cancel=cancel)
 
 
+def latency_job(model: torch.nn.Module, bundle: Any, path: str, *, batch: int = 1,
+                progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> tuple[Any, Any]:
+    """The ONNX file at ``path`` and the dense ``model``'s export, timed in onnxruntime in
+    alternating rounds on ``batch`` evaluation images (core.latency) → (file's, dense's) Latency."""
+    from core.export import onnx_model_bytes
+    from core.latency import measure_latency
+
+    report(progress, "latency", 0, 1, "exporting the dense model")
+    dense = onnx_model_bytes(model, sample_input(bundle, 2))
+    check(cancel)
+    pruned, dense_lat = measure_latency([path, dense], sample_input(bundle, batch), progress=progress,
+                                        cancel=cancel)
+    return pruned, dense_lat
+
+
 def save_weights_job(model: torch.nn.Module, result: Any, path: str, *, metadata: Mapping[str, str] | None = None,
                      progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
     """Save the pruned copy's state_dict to ``path`` (.safetensors or .pt; core.weights_export,

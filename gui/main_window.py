@@ -90,6 +90,7 @@ DATA_SUFFIXES = (".npz", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
 DEFAULT_REFINE_STEPS = 3  # "Refine result" with the Refine box off
 COMPARE_TITLE = "Refining the magnitude baseline"  # the background job behind "vs refined magnitude"
 POINT_TITLE = "Measuring the sweep's point"  # magnitude baseline and ONNX sizes of a point shown from a sweep
+LATENCY_TITLE = "Timing in ONNX Runtime"  # File ▸ Time the last export: the file and the dense model
 SIZES_TITLE = "Measuring the ONNX file"  # a shown run's ONNX sizes after sparse storage or float16 is switched
 DENSE_SIZES_TITLE = "Measuring the dense ONNX file"  # the dense model's, after float16 weights are switched
 SWEEP_KEEP_BYTES = 1024**3  # a sweep keeps at most this much of its points' pruned weights, to show them
@@ -204,6 +205,7 @@ class MainWindow(QMainWindow):
     comparison_finished = Signal(object)  # a refined run's outcome once its refined baseline is in
     run_cancelled = Signal()
     export_finished = Signal(object)
+    latency_finished = Signal(object)  # (the export's Latency, the dense model's) in ONNX Runtime
     weights_saved = Signal(object)  # a core.weights_export.WeightsReport
     sweep_finished = Signal(object)
     sensitivity_finished = Signal(object)  # a core.sensitivity.SensitivityResult
@@ -479,6 +481,12 @@ class MainWindow(QMainWindow):
                 "for fine-tuning in PyTorch")
         self.act_save_weights.setEnabled(False)
         f.addAction(self.act_save_weights)
+        self.act_latency = self._action(
+            "&Time the last export in ONNX Runtime", lambda: self.time_last_export(),
+            tip="Run the last exported file and the dense model in ONNX Runtime on this CPU, in "
+                "alternating rounds (about 3 s), and compare their time per image")
+        self.act_latency.setEnabled(False)
+        f.addAction(self.act_latency)
         self.act_sparse = self._action(
             "&Sparse storage in ONNX files", self.set_sparse_storage, checkable=True,
             tip="Store weights that are mostly zeros as ONNX sparse initializers: a smaller file with the "
@@ -898,6 +906,8 @@ class MainWindow(QMainWindow):
         can_export = ready and self.outcome is not None
         self.act_export.setEnabled(can_export)
         self.act_save_weights.setEnabled(can_export)
+        self.act_latency.setEnabled(ready and self.last_export is not None
+                                    and not any(t.title == LATENCY_TITLE for t in fg))
         self.export_button.setEnabled(can_export)
         refining = any(t.title.startswith("Refining") for t in fg)
         self.act_refine.setEnabled(can_export and not refining)
@@ -1130,6 +1140,7 @@ class MainWindow(QMainWindow):
     def _reset_results(self) -> None:
         self._save_runs()  # the previous model's and data's runs, for when they are loaded again
         self._runs_key = None
+        self.last_export = None  # timed against the dense model it was pruned from: not this one
         if self._preview_task is not None:
             self._preview_task.cancel()
             self._preview_task = None
@@ -1835,6 +1846,29 @@ class MainWindow(QMainWindow):
         if (out is not None and out.result is result and req is not None and req.refine_steps
                 and req.method != "magnitude" and out.magnitude_eval is None):
             self._compare_refined(out)  # the export cancelled it: measure it now
+        self._update_busy()
+
+    def time_last_export(self) -> None:
+        """Time the last exported file beside the dense model in ONNX Runtime, in the background."""
+        if self.last_export is None or self.session is None or self.bundle is None:
+            return
+        path = self.last_export.path
+        self._submit(jobs.latency_job, self.session.loaded.model, self.bundle, path, title=LATENCY_TITLE,
+                     on_done=lambda lat: self._on_latency(path, lat))
+
+    def _on_latency(self, path: str, lat: Any) -> None:
+        pruned, dense = lat
+        ratio = pruned.median_ms / dense.median_ms
+        dialogs.show_info(
+            self, "Time in ONNX Runtime",
+            f"{path}\n\nOne image per run on this computer's CPU: {pruned.describe()}. The dense model, in "
+            f"the same alternating rounds: {dense.describe()}. The file takes {ratio:.2f}× the dense model's "
+            "time.\n\nONNX Runtime's CPU kernels multiply zero weights like any others (sparse storage "
+            "is expanded when the file is loaded), so pruning makes the file smaller, compressed or "
+            "with sparse storage, not faster there (docs/benchmarks.md, \"Pruned ONNX files in onnxruntime\").")
+        self.statusBar().showMessage(f"{Path(path).name}: {pruned.median_ms:.3g} ms per image in ONNX Runtime, "
+                                     f"{ratio:.2f}× the dense model's time", 10000)
+        self.latency_finished.emit(lat)
 
     # ======================================================================================
     # sweep

@@ -1971,3 +1971,26 @@ def test_classes_tab_shows_each_class_change_against_dense(qtbot, window: MainWi
     qtbot.waitUntil(lambda: bool(bars.shown), timeout=RUN_TIMEOUT_MS)  # the new model's preview
     assert bars.shown and "Magnitude" in bars.title and window.outcome is None
     assert not hooks.errors
+
+
+def test_time_the_last_export_against_the_dense_model(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
+    """File ▸ Time the last export in ONNX Runtime: enabled once a file is exported, it times the
+    file and the dense model in alternating rounds in the background and says the ratio; a new
+    model disables it (the file was pruned from the old one)."""
+    assert not window.act_latency.isEnabled()  # nothing exported yet
+    run_and_wait(qtbot, window, "magnitude", 80)
+    with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS):
+        window.export_to(str(tmp_path / "pruned.onnx"))
+    assert window.act_latency.isEnabled()
+    with qtbot.waitSignal(window.latency_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.act_latency.trigger()
+    pruned, dense = blocker.args[0]
+    assert pruned.batch == dense.batch == 1 and pruned.runs == dense.runs > 0
+    title, text = hooks.infos[-1]
+    assert title == "Time in ONNX Runtime" and str(tmp_path / "pruned.onnx") in text
+    assert f"{pruned.median_ms / dense.median_ms:.2f}× the dense model's time" in text
+    assert "ms per image in ONNX Runtime" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window.load_demo("digits_cnn")
+    assert window.last_export is None and not window.act_latency.isEnabled()
+    assert not hooks.errors
