@@ -104,6 +104,18 @@ def class_scores(result: EvalResult, labels: torch.Tensor, *, reference: EvalRes
     return tuple(out)
 
 
+def class_changes(result: EvalResult | None, reference: EvalResult | None, images: object | None
+                  ) -> tuple[ClassScore, ...]:
+    """:func:`class_scores` of ``result`` against ``reference`` on ``images`` (an ImageSet: its
+    labels ``y`` and ``class_names``), or () where either result is missing or lacks per-image
+    hits, or they were not both scored on these images."""
+    if (result is None or reference is None or images is None or result.hits is None
+            or reference.hits is None or result.hits.shape != reference.hits.shape
+            or len(images.y) != result.hits.numel()):
+        return ()
+    return class_scores(result, images.y, reference=reference, names=getattr(images, "class_names", None))
+
+
 def most_changed(scores: Sequence[ClassScore], count: int = 3) -> list[ClassScore]:
     """The ``count`` classes whose accuracy fell most against the reference (fewest images lost
     last; ties by label), only those that fell."""
@@ -134,6 +146,33 @@ def describe_classes(scores: Sequence[ClassScore], count: int = 3) -> str:
 def called(score: ClassScore) -> str:
     """How text names a class: 'cat', or 'class 3' where the class is only its number."""
     return f"class {score.name}" if score.name.isdigit() else score.name
+
+
+def worst_class_text(scores: Sequence[ClassScore]) -> str:
+    """"class 2 -27.3 (clear)": the class that lost most and its change in points, for a table
+    cell ('none lower' where no class fell, '–' without scores)."""
+    if not scores:
+        return "–"
+    worst = most_changed(scores, 1)
+    if not worst:
+        return "none lower"
+    w = worst[0]
+    return f"{called(w)} {100 * w.change.difference:+.1f}" + (" (clear)" if w.clear else "")
+
+
+def worst_class_cells(scores: Sequence[ClassScore]) -> list:
+    """CSV cells for the class that lost most: its name, change and interval (fractions), and the
+    names of the classes clearly lower, ';'-joined (all empty where none fell)."""
+    worst = most_changed(scores, 1)
+    if not worst:
+        return ["", "", "", "", ""]
+    w = worst[0]
+    lower = ";".join(s.name for s in scores if s.clear and s.change.difference < 0)
+    return [w.name, w.change.difference, *w.change.ci, lower]
+
+
+WORST_CLASS_COLUMNS = ("worst_class", "worst_class_change", "worst_class_lo", "worst_class_hi",
+                       "classes_clearly_lower")
 
 
 def class_rows(scores: Sequence[ClassScore]) -> list[dict]:

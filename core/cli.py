@@ -1237,7 +1237,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             if not partial:
                 raise
             res = partial[-1]
-    _sweep_output(args, loaded, res, exports, failed[0] if failed else None)
+    _sweep_output(args, loaded, res, exports, failed[0] if failed else None, bundle.evaluation)
     if failed:  # the table is out (and in --csv, --plot); the failed export sets the status
         _error(f"exporting the sweep's points failed: {failed[0]}")
         return EXIT_ERROR
@@ -1268,8 +1268,11 @@ def _check_export_dir(folder: str) -> None:
 
 def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
                   exports: dict[tuple[str, float], Any] | None = None,
-                  export_error: StudioError | None = None) -> None:
-    """Write the sweep's CSV and plot where asked, and print its table (or JSON)."""
+                  export_error: StudioError | None = None, images: Any = None) -> None:
+    """Write the sweep's CSV and plot where asked, and print its table (or JSON); ``images``,
+    the evaluation images, give each point's worst class."""
+    from core.class_accuracy import class_changes, most_changed
+
     changes = [res.change(r) for r in res.rows]
     versus = [res.versus(r) for r in res.rows]  # against magnitude at the same sparsity
     has_versus = any(m is not None for m in versus)
@@ -1278,7 +1281,8 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
              "lambda": r.lam, "seconds": r.seconds, "accuracy_change": d.difference,
              "accuracy_change_ci": list(d.ci),
              "vs_magnitude": None if m is None else m.difference,
-             "vs_magnitude_ci": None if m is None else list(m.ci)}
+             "vs_magnitude_ci": None if m is None else list(m.ci),
+             "worst_class": _worst_class_field(most_changed(class_changes(r.eval, res.dense, images), 1))}
             for r, d, m in zip(res.rows, changes, versus)]
     exports = exports or {}
     if getattr(args, "export_dir", None):
@@ -1350,16 +1354,25 @@ def _sweep_output(args: argparse.Namespace, loaded: Any, res: Any,
         lines.append(f"cancelled: {len(res.rows)} of {res.meta['points']} points finished; "
                      "seconds are the time so far split over them.")
     emit(args, data, "\n".join(lines))
-    _write_sweep_files(args, loaded, res)
+    _write_sweep_files(args, loaded, res, images)
 
 
-def _write_sweep_files(args: argparse.Namespace, loaded: Any, res: Any) -> None:
+def _worst_class_field(worst: list) -> dict[str, Any] | None:
+    """The class that lost most (a one-item list from most_changed) for ``--json``, or None."""
+    if not worst:
+        return None
+    w = worst[0]
+    return {"label": w.label, "name": w.name, "change": w.change.difference, "change_ci": list(w.change.ci),
+            "clear": w.clear}
+
+
+def _write_sweep_files(args: argparse.Namespace, loaded: Any, res: Any, images: Any = None) -> None:
     """--csv and --plot, after the table is out: a file that cannot be written (the disk filled
     during the sweep) is an error that names it, and the results are already printed."""
     from core.sweep import plot_sweep
 
     for option, path, write in (
-            ("--csv", args.csv, lambda: res.to_csv(args.csv)),
+            ("--csv", args.csv, lambda: res.to_csv(args.csv, images)),
             ("--plot", args.plot, lambda: plot_sweep(res, args.plot,
                                                      title=f"{loaded.source}: accuracy against sparsity"))):
         if not path:

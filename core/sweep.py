@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from core.class_accuracy import WORST_CLASS_COLUMNS, class_changes, worst_class_cells
 from core.data import DataBundle, ImageSet
 from core.evaluate import EvalResult, PairedDifference, evaluate, paired_difference
 from core.export import ExportReport, export_onnx, pruned_file_name
@@ -77,19 +78,24 @@ class SweepResult:
         other = next((r for r in self.rows if r.method == method and r.sparsity == row.sparsity), None)
         return None if other is None else paired_difference(row.eval, other.eval)
 
-    def to_csv(self, path: str | Path) -> None:
+    def to_csv(self, path: str | Path, images: ImageSet | None = None) -> None:
         """Write one line per row: method, sparsity, accuracy with its interval, loss, …, the
         change against the dense model with its paired 95% interval, the change against
         magnitude pruning at the same sparsity with its own (empty where the sweep has none),
-        and the N:M pattern the points were pruned to (empty: unstructured)."""
+        the N:M pattern the points were pruned to (empty: unstructured) and, given the
+        evaluation ``images`` the sweep was scored on, the class that lost most against dense
+        with its paired interval and the classes clearly lower (:mod:`core.class_accuracy`;
+        empty without them)."""
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["method", "sparsity", "accuracy", "accuracy_lo", "accuracy_hi", "loss",
                         "n_eval", "nonzeros", "total", "lambda", "prune_seconds",
                         "change_vs_dense", "change_lo", "change_hi",
-                        "change_vs_magnitude", "vs_magnitude_lo", "vs_magnitude_hi", "pattern"])
+                        "change_vs_magnitude", "vs_magnitude_lo", "vs_magnitude_hi", "pattern",
+                        *WORST_CLASS_COLUMNS])
             w.writerow(["dense", 0.0, self.dense.accuracy, *self.dense.accuracy_ci,
-                        self.dense.loss, self.dense.n, "", "", "", "", "", "", "", "", "", "", "", ""])
+                        self.dense.loss, self.dense.n, "", "", "", "", "", "", "", "", "", "", "", "",
+                        *("" for _ in WORST_CLASS_COLUMNS)])
             pattern = str(self.meta.get("pattern") or "")
             for r in self.rows:
                 d, m = self.change(r), self.versus(r)
@@ -97,7 +103,7 @@ class SweepResult:
                             r.eval.loss, r.eval.n, r.nonzeros, r.total,
                             "" if r.lam is None else r.lam, round(r.seconds, 3),
                             d.difference, *d.ci, *(("", "", "") if m is None else (m.difference, *m.ci)),
-                            pattern])
+                            pattern, *worst_class_cells(class_changes(r.eval, self.dense, images))])
 
 
 def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsities: list[float],

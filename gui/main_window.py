@@ -1930,7 +1930,8 @@ class MainWindow(QMainWindow):
 
     def _on_sweep_partial(self, result: Any) -> None:
         """A point of the running sweep is done: draw the sweep so far."""
-        self.sweep_view.set_result(result, getattr(result, "dense", None), final=False)
+        self.sweep_view.set_result(result, getattr(result, "dense", None), final=False,
+                                   images=self.bundle.evaluation if self.bundle is not None else None)
         meta = getattr(result, "meta", {})
         self.sweep_view.status.setText(f"Sweeping: {len(result.rows)} of {meta.get('points', '?')} points done…")
 
@@ -1950,7 +1951,7 @@ class MainWindow(QMainWindow):
 
     def _on_sweep_done(self, result: Any) -> None:
         dense = getattr(result, "dense", None) or (self.baseline.eval if self.baseline else None)
-        self.sweep_view.set_result(result, dense)
+        self.sweep_view.set_result(result, dense, images=self.bundle.evaluation if self.bundle is not None else None)
         note = getattr(result, "meta", {}).get("samples_note")
         self.sweep_view.status.setText("Sweep finished. Double-click a point to show and export it, or save "
                                        "the plot or the table below."

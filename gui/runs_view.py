@@ -28,11 +28,11 @@ from PySide6.QtWidgets import (
 )
 
 from core.class_accuracy import (
-    ClassScore,
-    called,
-    class_scores,
+    WORST_CLASS_COLUMNS,
+    class_changes,
     describe_classes,
-    most_changed,
+    worst_class_cells,
+    worst_class_text,
 )
 from core.evaluate import paired_or_none
 from core.pruning import METHOD_LABELS
@@ -85,26 +85,6 @@ def describe_run(outcome: Any) -> str:
     return text
 
 
-def class_changes(outcome: Any, dense: Any, images: Any) -> tuple[ClassScore, ...]:
-    """The run's change per class against ``dense`` on the evaluation ``images`` (an ImageSet),
-    or () where the two were not scored on those images with per-image hits."""
-    d = paired_or_none(outcome.eval, dense)
-    if d is None or images is None or len(images.y) != d.n:
-        return ()
-    return class_scores(outcome.eval, images.y, reference=dense, names=images.class_names)
-
-
-def worst_class_text(scores: Sequence[ClassScore]) -> str:
-    """"bird −27.3": the class that lost most and its change in points ('–' without scores)."""
-    if not scores:
-        return "–"
-    worst = most_changed(scores, 1)
-    if not worst:
-        return "none lower"
-    w = worst[0]
-    return f"{called(w)} {100 * w.change.difference:+.1f}" + (" (clear)" if w.clear else "")
-
-
 def describe_settings(outcome: Any) -> str:
     """The request's settings beyond method and sparsity, in a few words ("512 samples · 10 stages")."""
     req = outcome.result.request
@@ -142,8 +122,7 @@ CSV_COLUMNS = ("run", "method", "sparsity", "scope", "accuracy", "accuracy_lo", 
                "n_eval", "change_vs_dense", "change_lo", "change_hi", "change_vs_magnitude",
                "vs_magnitude_lo", "vs_magnitude_hi", "nonzeros", "total", "lambda", "seconds",
                "onnx_bytes", "compressed_bytes", "sparse_onnx_bytes", "sparse_compressed_bytes", "float16_weights",
-               "worst_class", "worst_class_change", "worst_class_lo", "worst_class_hi", "classes_clearly_lower",
-               "settings")
+               *WORST_CLASS_COLUMNS, "settings")
 
 
 def write_runs_csv(runs: Sequence[Any], dense: Any, path: str | Path, images: Any = None) -> None:
@@ -171,18 +150,8 @@ def write_runs_csv(runs: Sequence[Any], dense: Any, path: str | Path, images: An
                         "" if outcome.sparse_bytes is None else outcome.sparse_bytes,
                         "" if outcome.sparse_compressed_bytes is None else outcome.sparse_compressed_bytes,
                         "" if outcome.onnx_bytes is None else int(bool(getattr(outcome, "sizes_float16", False))),
-                        *_worst_class_cells(class_changes(outcome, dense, images)),
+                        *worst_class_cells(class_changes(outcome.eval, dense, images)),
                         describe_settings(outcome)])
-
-
-def _worst_class_cells(scores: Sequence[ClassScore]) -> list:
-    """The CSV's worst-class columns: name, change, its interval, the classes clearly lower."""
-    worst = most_changed(scores, 1)
-    if not worst:
-        return ["", "", "", "", ""]
-    w = worst[0]
-    lower = ";".join(s.name for s in scores if s.clear and s.change.difference < 0)
-    return [w.name, w.change.difference, *w.change.ci, lower]
 
 
 class RunsView(QWidget):
@@ -271,7 +240,7 @@ class RunsView(QWidget):
             outcome = self.runs[index]
             req, ev = outcome.result.request, outcome.eval
             d = paired_or_none(ev, dense)
-            classes = class_changes(outcome, dense, images)
+            classes = class_changes(outcome.eval, dense, images)
             cells = [
                 str(index + 1),
                 describe_run(outcome).split(" · ", 1)[0] + (" (refined)" if req.refine_steps else ""),

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.class_accuracy import class_changes, worst_class_text
 from core.errors import StudioError
 from core.evaluate import paired_or_none
 from core.pruning import METHOD_LABELS, METHODS
@@ -279,9 +280,13 @@ class SweepView(QWidget):
             saves.addWidget(b)
 
         self.plot = SweepPlot()
-        self.table = QTableWidget(0, 6)
+        self.table = QTableWidget(0, 7)
         self.table.setHorizontalHeaderLabels(["Method", "Sparsity", "Accuracy", "95% interval",
-                                              "vs dense, points", "vs magnitude, points"])
+                                              "vs dense, points", "vs magnitude, points", "Worst class, points"])
+        self.table.horizontalHeaderItem(6).setToolTip(
+            "The class whose accuracy fell most against the dense model on the same images (clear: its "
+            "paired interval excludes 0 after allowing for all the classes); show the point for all of them")
+        self.images: Any = None  # the evaluation images the shown sweep was scored on
         self.table.horizontalHeaderItem(4).setToolTip(
             "Change in accuracy against the dense model on the same images, with its paired 95% "
             "interval (matched pairs: only the images one of the two gets right count)")
@@ -365,11 +370,15 @@ class SweepView(QWidget):
         self.export_points.setEnabled(on and any(getattr(r, "result", None) is not None
                                                  for r in getattr(self.result, "rows", ())))
 
-    def set_result(self, result: Any, dense: Any = None, final: bool = True) -> None:
+    def set_result(self, result: Any, dense: Any = None, final: bool = True, images: Any = None) -> None:
         """Show a core.sweep.SweepResult: the finished sweep, or with ``final`` False the points
-        of a running one so far (saving waits for the end, or for :meth:`keep_partial`)."""
+        of a running one so far (saving waits for the end, or for :meth:`keep_partial`).
+        ``images``: the evaluation ImageSet it was scored on (each point's worst class; kept with
+        the result, None: the ones given before)."""
         chosen = self.chosen_point()
         self.result = result
+        if images is not None:
+            self.images = images
         rows = sweep_rows(result)
         self.plot.set_data(rows, dense, str(getattr(result, "meta", {}).get("pattern") or ""))
         self.table.setRowCount(len(rows))
@@ -387,6 +396,7 @@ class SweepView(QWidget):
                 "–" if ev is None else f"{100 * ev.accuracy_ci[0]:.1f}–{100 * ev.accuracy_ci[1]:.1f}",
                 _vs_dense(ev, dense),
                 _vs_magnitude(result, method, sparsity),
+                worst_class_text(class_changes(ev, dense, self.images)),
             ]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -476,7 +486,7 @@ class SweepView(QWidget):
             path, _ = QFileDialog.getSaveFileName(self, "Save sweep as CSV", "sweep.csv", "CSV (*.csv)")
             if not path:
                 return None
-        self.result.to_csv(path)
+        self.result.to_csv(path, self.images)
         self.status.setText(f"Saved {path}")
         return path
 

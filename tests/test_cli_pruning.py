@@ -255,6 +255,13 @@ def test_sweep_writes_csv_and_plots(capsys, tmp_path):
         assert mag["change_vs_magnitude"] == ""
         j = next(x for x in data["rows"] if x["method"] == "obd" and x["sparsity"] == s)
         assert j["vs_magnitude"] == pytest.approx(vs)
+    # each point's worst class against dense, in the JSON and the CSV alike (9 of 10 weights gone
+    # costs the demo some class); the dense row has none
+    worst = next(x for x in data["rows"] if x["method"] == "magnitude" and x["sparsity"] == 0.9)["worst_class"]
+    assert worst["change"] < 0 and worst["change_ci"][0] <= worst["change"] <= worst["change_ci"][1]
+    mag90 = res_rows[("magnitude", 0.9)]
+    assert (mag90["worst_class"], float(mag90["worst_class_change"])) == (worst["name"], pytest.approx(worst["change"]))
+    assert rows[0]["worst_class"] == ""
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     main(["sweep", "demo", "--data", "digits", "--methods", "magnitude", "--sparsities", "0.5",
           "--plot", str(svg)])
@@ -315,7 +322,7 @@ def test_a_sweep_file_that_fails_to_write_comes_after_the_table(capsys, tmp_path
 
     from core.sweep import SweepResult
 
-    def full(self, path):
+    def full(self, path, images=None):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(SweepResult, "to_csv", full)

@@ -1225,6 +1225,10 @@ def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: 
     assert window.sweep_view.table.item(3, 5).text() == \
         f"{100 * m.difference:+.1f} ({100 * m.ci[0]:+.1f} to {100 * m.ci[1]:+.1f})"
     assert window.sweep_view.table.item(1, 5).text() == "–"  # magnitude against itself
+    from core.class_accuracy import class_changes, worst_class_text
+    assert window.sweep_view.table.item(1, 6).text() == worst_class_text(
+        class_changes(row.eval, res.dense, window.bundle.evaluation))
+    assert window.sweep_view.table.item(1, 6).text() not in ("–", "")
     # the table's side of the splitter grows to show all six columns (at most two thirds of the width)
     table = window.sweep_view.table
     plot_w, table_w = window.sweep_view.splitter.sizes()
@@ -1234,6 +1238,7 @@ def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: 
     svg = window.sweep_view.save_plot("svg", str(tmp_path / "sweep.svg"))
     csv = window.sweep_view.save_csv_file(str(tmp_path / "sweep.csv"))
     assert Path(png).stat().st_size > 0 and Path(svg).stat().st_size > 0 and Path(csv).stat().st_size > 0
+    assert "worst_class" in Path(csv).read_text().splitlines()[0]
     assert not hooks.errors
 
 
