@@ -221,18 +221,6 @@ def _write_png(img, path: Path) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
+    from core.atomic_file import write_atomic
 
-    if not path.parent.exists():
-        raise StudioError("the folder does not exist", path=str(path.parent), field="--plot",
-                          fix="create the folder or choose another path.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data, field="--plot")
