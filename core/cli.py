@@ -877,6 +877,9 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                    "with the same values, which onnxruntime reads (other runtimes may not)")
     p.add_argument("--float16", action="store_true", help="with --out: " + FLOAT16_HELP)
     add_latency_arguments(p, "with --out: the written file beside the dense model's")
+    p.add_argument("--report", metavar="FILE.md",
+                   help="write the run up in Markdown (settings, accuracy with intervals, classes, layers, "
+                   "solver, the exported file), to ship beside the pruned model")
     p.add_argument("--per-class", dest="per_class", action="store_true",
                    help=PER_CLASS_HELP % ", and its change against the dense model on the same images, "
                    "called clear when it excludes 0 after allowing for the number of classes")
@@ -946,7 +949,8 @@ def _check_output_file(path: str | None, option: str, suffixes: tuple[str, ...] 
 
 
 _OUTPUT_FILES = {"--out": ("the ONNX file", "model.onnx"), "--csv": ("the CSV file", "sweep.csv"),
-                 "--plot": ("the plot", "sweep.png"), "--save-weights": ("the weights file", "pruned.safetensors")}
+                 "--plot": ("the plot", "sweep.png"), "--save-weights": ("the weights file", "pruned.safetensors"),
+                 "--report": ("the report", "report.md")}
 """What each file option writes, and an example name, for the messages of :func:`_check_output_file`."""
 
 
@@ -1006,6 +1010,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     _check_output_file(args.out, "--out")
     _check_output_file(args.save_weights, "--save-weights", WEIGHT_SUFFIXES)
+    _check_output_file(args.report, "--report", (".md",))
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
         bundle = bundle_from_args(args, loaded)
@@ -1170,6 +1175,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if weights_error is not None:
         data["weights_error"] = str(weights_error)
         lines.append(f"Weights:    nothing saved: {weights_error}")
+    if args.report:
+        from core.report import run_report, write_report
+
+        data["report"] = write_report(run_report(result, model=loaded.source, data=args.data, dense=before,
+                                                 pruned=after, images=bundle.evaluation, export=export,
+                                                 latency=latency), args.report)
+        lines.append(f"Report:     {data['report']}")
     emit(args, data, "\n".join(lines))
     for what, err in (("the export", export_error), ("saving the weights", weights_error)):
         if err is not None:
