@@ -240,6 +240,8 @@ class MainWindow(QMainWindow):
         self.outcome: jobs.RunOutcome | None = None
         self.shown: str = "none"  # which result the views show: "none" | "preview" | "run"
         self.last_export: Any = None
+        self.last_export_result: Any = None
+        self.last_latency: tuple[str, Any] | None = None  # (file, (its Latency, the dense model's))
         self._gen = 0  # bumps when the model or the data changes; older results are dropped
         self._sweep_gen: int | None = None  # the _gen of the sweep the Sweep tab shows
         self._runs_key: str | None = None  # fingerprint of this model and data: where their runs are saved
@@ -487,6 +489,12 @@ class MainWindow(QMainWindow):
                 "alternating rounds (about 3 s), and compare their time per image")
         self.act_latency.setEnabled(False)
         f.addAction(self.act_latency)
+        self.act_report = self._action(
+            "Save run &report…", lambda: self.save_report_dialog(),
+            tip="Write the shown run up in Markdown: settings, accuracy with intervals, the classes, each "
+                "layer's sparsity, the solver and, if it was exported, the ONNX file (to ship beside it)")
+        self.act_report.setEnabled(False)
+        f.addAction(self.act_report)
         self.act_sparse = self._action(
             "&Sparse storage in ONNX files", self.set_sparse_storage, checkable=True,
             tip="Store weights that are mostly zeros as ONNX sparse initializers: a smaller file with the "
@@ -906,6 +914,7 @@ class MainWindow(QMainWindow):
         can_export = ready and self.outcome is not None
         self.act_export.setEnabled(can_export)
         self.act_save_weights.setEnabled(can_export)
+        self.act_report.setEnabled(can_export and self.baseline is not None)
         self.act_latency.setEnabled(ready and self.last_export is not None
                                     and not any(t.title == LATENCY_TITLE for t in fg))
         self.export_button.setEnabled(can_export)
@@ -1141,6 +1150,8 @@ class MainWindow(QMainWindow):
         self._save_runs()  # the previous model's and data's runs, for when they are loaded again
         self._runs_key = None
         self.last_export = None  # timed against the dense model it was pruned from: not this one
+        self.last_export_result = None
+        self.last_latency = None
         if self._preview_task is not None:
             self._preview_task.cancel()
             self._preview_task = None
@@ -1741,18 +1752,27 @@ class MainWindow(QMainWindow):
         name = Path(pruned_file_name(self.model_label.text(), req.method, req.sparsity)).with_suffix(suffix)
         return str(Path(st.read(self.settings, "export/folder", str(Path.home()))) / name)
 
+    def _ask_run_path(self, nothing: str, what: str, suffix: str, caption: str, kind: str) -> str | None:
+        """A path for a file of the last run, asked with the save dialog (``caption``; ``kind``:
+        its filter, e.g. "ONNX model"), ending in ``suffix``, its folder remembered; None if
+        there is no run or the dialog was cancelled."""
+        default = self._last_run_file(nothing, what, suffix)
+        if default is None:
+            return None
+        path, _ = QFileDialog.getSaveFileName(self, caption, default, f"{kind} (*{suffix})")
+        if not path:
+            return None
+        if not path.lower().endswith(suffix):
+            path += suffix
+        self.settings.setValue("export/folder", str(Path(path).parent))
+        return path
+
     def export_dialog(self) -> None:
         """Ask for an .onnx path and export the last run's pruned copy (Ctrl+E)."""
-        default = self._last_run_file("Nothing to export yet", "export writes the pruned model", ".onnx")
-        if default is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export pruned model as ONNX", default, "ONNX model (*.onnx)")
-        if not path:
-            return
-        if not path.lower().endswith(".onnx"):
-            path += ".onnx"
-        self.settings.setValue("export/folder", str(Path(path).parent))
-        self.export_to(path)
+        path = self._ask_run_path("Nothing to export yet", "export writes the pruned model", ".onnx",
+                                  "Export pruned model as ONNX", "ONNX model")
+        if path:
+            self.export_to(path)
 
     def save_weights_dialog(self) -> None:
         """Ask for a .safetensors / .pt path and save the last run's pruned state_dict (Ctrl+Shift+S)."""
@@ -1808,6 +1828,7 @@ class MainWindow(QMainWindow):
 
     def _on_exported(self, report: Any, result: Any = None) -> None:
         self.last_export = report
+        self.last_export_result = result  # the run the file holds: its report names the file
         req = result.request if result is not None else None
         dense = self.baseline
         zeros = getattr(report, "zero_fractions", {}) or {}
@@ -1868,7 +1889,38 @@ class MainWindow(QMainWindow):
             "with sparse storage, not faster there (docs/benchmarks.md, \"Pruned ONNX files in onnxruntime\").")
         self.statusBar().showMessage(f"{Path(path).name}: {pruned.median_ms:.3g} ms per image in ONNX Runtime, "
                                      f"{ratio:.2f}× the dense model's time", 10000)
+        self.last_latency = (path, lat)
         self.latency_finished.emit(lat)
+
+    def save_report_dialog(self) -> None:
+        """Ask for a .md path and write the shown run's report there."""
+        path = self._ask_run_path("Nothing to report yet", "the report describes a run", ".md",
+                                  "Save the run's report", "Markdown")
+        if path:
+            self.save_report_to(path)
+
+    def save_report_to(self, path: str) -> str | None:
+        """Write the shown run's Markdown report (core.report) to ``path`` atomically: its settings,
+        accuracy against dense and magnitude, classes, layers, solver and, where this run was
+        exported, the file (and its time in ONNX Runtime, if measured). Returns the path."""
+        out = self.outcome
+        if out is None or self.baseline is None or self.session is None or self.bundle is None:
+            return None
+        from core.report import run_report, write_report
+
+        export = self.last_export if self.last_export_result is out.result else None
+        latency = (self.last_latency[1] if export is not None and self.last_latency is not None
+                   and self.last_latency[0] == export.path else None)
+        text = run_report(out.result, model=self.session.loaded.source, dense=self.baseline.eval,
+                          pruned=out.eval, images=self.bundle.evaluation, magnitude=out.magnitude_eval,
+                          export=export, latency=latency)
+        try:
+            written = write_report(text, path, field=None)
+        except (OSError, StudioError) as exc:
+            self._show_failure(exc)
+            return None
+        self.statusBar().showMessage(f"Saved the run's report to {written}", 8000)
+        return written
 
     # ======================================================================================
     # sweep

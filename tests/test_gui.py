@@ -1978,15 +1978,26 @@ def test_classes_tab_shows_each_class_change_against_dense(qtbot, window: MainWi
     assert not hooks.errors
 
 
-def test_time_the_last_export_against_the_dense_model(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
+def test_time_the_last_export_against_the_dense_model(qtbot, window: MainWindow, hooks, tmp_path: Path,
+                                                     monkeypatch) -> None:
     """File ▸ Time the last export in ONNX Runtime: enabled once a file is exported, it times the
-    file and the dense model in alternating rounds in the background and says the ratio; a new
-    model disables it (the file was pruned from the old one)."""
-    assert not window.act_latency.isEnabled()  # nothing exported yet
-    run_and_wait(qtbot, window, "magnitude", 80)
+    file and the dense model in alternating rounds in the background and says the ratio; File ▸
+    Save run report then includes both; a new model disables it (the file was pruned from the old
+    one)."""
+    assert not window.act_latency.isEnabled() and not window.act_report.isEnabled()  # no run yet
+    chita = run_and_wait(qtbot, window, "chita", 80)
+    # a report before any export: the run against dense and magnitude, no file
+    text = Path(window.save_report_to(str(tmp_path / "before.md"))).read_text()
+    assert "## ONNX file" not in text and "magnitude, same sparsity" in text
+    assert f"{100 * chita.eval.accuracy:.2f}%" in text
     with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS):
         window.export_to(str(tmp_path / "pruned.onnx"))
     assert window.act_latency.isEnabled()
+    offered = []  # File ▸ Save run report… offers model_method_sparsity.md and adds the suffix
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: offered.append(a[2]) or (str(tmp_path / "asked"), "")))
+    window.act_report.trigger()
+    assert Path(offered[0]).name == "digits_mlp_chita_80.md" and (tmp_path / "asked.md").is_file()
     with qtbot.waitSignal(window.latency_finished, timeout=RUN_TIMEOUT_MS) as blocker:
         window.act_latency.trigger()
     pruned, dense = blocker.args[0]
@@ -1995,6 +2006,12 @@ def test_time_the_last_export_against_the_dense_model(qtbot, window: MainWindow,
     assert title == "Time in ONNX Runtime" and str(tmp_path / "pruned.onnx") in text
     assert f"{pruned.median_ms / dense.median_ms:.2f}× the dense model's time" in text
     assert "ms per image in ONNX Runtime" in window.statusBar().currentMessage()
+    # the run's report names the file and its time there, and compares with magnitude and dense
+    assert window.act_report.isEnabled()
+    text = Path(window.save_report_to(str(tmp_path / "run.md"))).read_text()
+    assert "## ONNX file" in text and str(tmp_path / "pruned.onnx") in text
+    assert f"the dense model {dense.median_ms:.3g} ms in the same rounds" in text
+    assert "## Classes" in text and "Change against dense:" in text
     with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
         window.load_demo("digits_cnn")
     assert window.last_export is None and not window.act_latency.isEnabled()
