@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -1180,7 +1181,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
         data["report"] = write_report(run_report(result, model=loaded.source, data=args.data, dense=before,
                                                  pruned=after, images=bundle.evaluation, export=export,
-                                                 latency=latency), args.report)
+                                                 latency=latency, command=args.command_line), args.report)
         lines.append(f"Report:     {data['report']}")
     emit(args, data, "\n".join(lines))
     for what, err in (("the export", export_error), ("saving the weights", weights_error)):
@@ -1506,6 +1507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.command_line = shlex.join(["chita-studio", *(sys.argv[1:] if argv is None else argv)])
     except _UsageError as err:
         _error(str(err))
         return EXIT_USAGE

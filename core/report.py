@@ -42,14 +42,16 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
 
 def run_report(result: Any, *, model: str, dense: EvalResult, pruned: EvalResult, images: Any = None,
                data: str = "", magnitude: EvalResult | None = None, export: Any = None,
-               latency: tuple[Any, Any] | None = None, created: _dt.datetime | None = None) -> str:
+               latency: tuple[Any, Any] | None = None, created: _dt.datetime | None = None,
+               command: str | None = None) -> str:
     """The Markdown report of one run.
 
     ``result`` is the :class:`core.pruning.PruneResult`; ``model`` and ``data`` name the sources;
     ``dense`` and ``pruned`` are the two networks' :class:`EvalResult` on the same evaluation
     ``images`` (an ImageSet, for the classes); ``magnitude``, magnitude pruning's at the same
     sparsity where measured; ``export``, the :class:`core.export.ExportReport` of the run's file;
-    ``latency``, (the file's, the dense model's) :class:`core.latency.Latency`.
+    ``latency``, (the file's, the dense model's) :class:`core.latency.Latency`; ``command``, the
+    command line that made the run (the CLI's), to make it again.
     """
     from core import __version__
     from core.pruning import METHOD_LABELS, describe_samples, describe_update_scale
@@ -60,6 +62,8 @@ def run_report(result: Any, *, model: str, dense: EvalResult, pruned: EvalResult
     lines = [f"# Pruning report: {model}", "",
              f"{label} at {100 * result.sparsity:.2f}% sparsity{f' ({req.pattern})' if req.pattern else ''}. "
              f"Written by CHITA Studio {__version__} on {when}.", ""]
+    if command:
+        lines += ["Made with:", "", "```", command, "```", ""]
 
     # --- the run ---------------------------------------------------------------------------
     info = result.info

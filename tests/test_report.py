@@ -76,6 +76,7 @@ def test_cli_prune_writes_the_report(capsys, tmp_path: Path):
     assert data["report"] == str(report)
     text = report.read_text()
     assert "Magnitude" in text and f"{100 * data['accuracy']:.2f}%" in text and "## ONNX file" in text
+    assert f"chita-studio prune demo --data digits --method magnitude --sparsity 0.8 --out {tmp_path / 'p.onnx'}" in text
     code = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.8",
                  "--report", str(tmp_path / "run.txt")])
     _, err = capsys.readouterr()
