@@ -2016,3 +2016,30 @@ def test_time_the_last_export_against_the_dense_model(qtbot, window: MainWindow,
         window.load_demo("digits_cnn")
     assert window.last_export is None and not window.act_latency.isEnabled()
     assert not hooks.errors
+
+
+def test_class_bars_with_many_classes_draw_those_that_lost_most(qtbot) -> None:
+    """With more than ClassBars.MAX_BARS classes (ImageNet's 1000) the bars are the classes that
+    lost most, worst first, labelled by number where the names would not fit."""
+    from core.class_accuracy import class_scores
+    from core.evaluate import EvalResult
+    from gui.plots import ClassBars
+
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(100).repeat_interleave(20)
+    dense_hits = torch.ones(2000, dtype=torch.bool)
+    lost = torch.rand(2000, generator=gen) < y.float() / 200  # class c loses about c/2 % of its images
+    ev = lambda h: EvalResult(float(h.float().mean()), (0.0, 1.0), 0.0, (0.0, 0.0), 2000, int(h.sum()), 0.0, h)  # noqa: E731
+    names = [f"a rather long class name {c}" for c in range(100)]
+    scores = class_scores(ev(dense_hits & ~lost), y, reference=ev(dense_hits), names=names)
+    bars = ClassBars()
+    qtbot.addWidget(bars)
+    bars.set_data(scores, -float(lost.float().mean()), "test")
+    assert len(bars.shown) == ClassBars.MAX_BARS
+    changes = [s.change.difference for s in bars.shown]
+    assert changes == sorted(changes) and changes[0] == min(s.change.difference for s in scores)
+    ticks = bars.getPlotItem().getAxis("bottom")._tickLevels[0]
+    assert [t for _, t in ticks] == [str(s.label) for s in bars.shown]  # numbers, not the long names
+    assert "the 30 of 100 classes that lost most" in bars.getPlotItem().getAxis("bottom").labelText
+    bars.set_data(())
+    assert not bars.shown and bars._message.text() == ClassBars.HINT  # cleared, the hint back
