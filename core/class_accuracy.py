@@ -33,7 +33,9 @@ class ClassScore:
 
     ``accuracy`` and the intervals are fractions (×100 for percent / points); ``change`` is this
     model's accuracy on the class minus the reference's, paired on the class's ``n`` images;
-    ``clear`` says whether it excludes 0 at the Bonferroni level for all classes compared.
+    ``clear`` says whether it excludes 0 at the Bonferroni level for all classes compared;
+    ``lost_to`` names the classes this model now gives the images it lost (right for the
+    reference, wrong here), with how many each, where the results carry their predictions.
     """
 
     label: int
@@ -45,6 +47,38 @@ class ClassScore:
     reference_accuracy: float | None = None
     change: PairedDifference | None = None
     clear: bool = False
+    lost_to: tuple[tuple[str, int], ...] = ()  # where its lost images went: (class, images), most first
+
+
+LOST_TO = 3  # destinations kept per class in ClassScore.lost_to
+
+
+def _lost_to(result: EvalResult, ref: torch.Tensor, hits: torch.Tensor, y: torch.Tensor
+             ) -> dict[int, list[tuple[int, int]]]:
+    """Per class, the classes ``result`` predicts for the images it lost (``ref`` right, ``hits``
+    wrong), most first, at most ``LOST_TO``: {} without predictions."""
+    pred = result.predictions
+    if pred is None or pred.numel() != y.numel():
+        return {}
+    lost = ref & ~hits
+    if not bool(lost.any()):
+        return {}
+    yl, pl = y[lost], pred.reshape(-1)[lost].long()
+    width = int(max(int(yl.max()), int(pl.max()))) + 1
+    counts = torch.bincount(yl * width + pl, minlength=width * width).reshape(width, width)
+    top = torch.topk(counts, min(LOST_TO, width), dim=1)
+    out: dict[int, list[tuple[int, int]]] = {}
+    for c in torch.unique(yl).tolist():
+        out[c] = [(d, k) for d, k in zip(top.indices[c].tolist(), top.values[c].tolist()) if k > 0]
+    return out
+
+
+def lost_to_text(score: ClassScore) -> str:
+    """'11 images lost: 5 now airplane, 3 ship' ('' where none were lost or none are known)."""
+    if not score.lost_to or score.change is None or not score.change.b_only:
+        return ""
+    dest = ", ".join(f"{k} {'to class ' + n if n.isdigit() else 'to ' + n}" for n, k in score.lost_to)
+    return f"{score.change.b_only} image{'' if score.change.b_only == 1 else 's'} lost: {dest}"
 
 
 def bonferroni_z(comparisons: int, level: float = LEVEL) -> float:
@@ -87,6 +121,8 @@ def class_scores(result: EvalResult, labels: torch.Tensor, *, reference: EvalRes
         ref_c, a_c, b_c = per_class(ref), per_class(hits & ~ref), per_class(ref & ~hits)
     present = [c for c in range(size) if n_c[c] > 0]
     z = bonferroni_z(len(present))
+    name_of = (lambda c: names[c] if names is not None and 0 <= c < len(names) else str(c))  # noqa: E731
+    lost_to = _lost_to(result, ref, hits, y) if ref is not None else {}
     out = []
     for c in present:
         n, right = n_c[c], right_c[c]
@@ -98,9 +134,8 @@ def class_scores(result: EvalResult, labels: torch.Tensor, *, reference: EvalRes
             lo, hi = paired_interval(a_only, b_only, n, z)
             clear = lo > 0.0 or hi < 0.0
             ref_acc = ref_c[c] / n
-        name = names[c] if names is not None and 0 <= c < len(names) else str(c)
-        out.append(ClassScore(c, name, n, right, right / n, wilson_interval(right, n), ref_acc,
-                              change, clear))
+        out.append(ClassScore(c, name_of(c), n, right, right / n, wilson_interval(right, n), ref_acc,
+                              change, clear, tuple((name_of(d), k) for d, k in lost_to.get(c, ()))))
     return tuple(out)
 
 
@@ -184,7 +219,8 @@ def class_rows(scores: Sequence[ClassScore]) -> list[dict]:
         if s.change is not None:
             row.update({"reference_accuracy": s.reference_accuracy, "change": s.change.difference,
                         "change_ci": list(s.change.ci), "images_gained": s.change.a_only,
-                        "images_lost": s.change.b_only, "clear": s.clear})
+                        "images_lost": s.change.b_only, "clear": s.clear,
+                        "lost_to": [{"class": n, "images": k} for n, k in s.lost_to]})
         rows.append(row)
     return rows
 
@@ -203,6 +239,9 @@ def class_table(scores: Sequence[ClassScore], model: str = "pruned", reference: 
             lo, hi = s.change.ci
             line += (f"  {100 * s.reference_accuracy:>{b - 1}.2f}%  {100 * s.change.difference:+6.2f} "
                      f"[{100 * lo:+.2f}, {100 * hi:+.2f}]{'  clear' if s.clear else ''}")
+            lost = lost_to_text(s)
+            if lost:
+                line += f"  ({lost})"
         else:
             line += f"  [{100 * s.ci[0]:.2f}, {100 * s.ci[1]:.2f}]"
         lines.append(line)

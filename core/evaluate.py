@@ -35,7 +35,9 @@ class EvalResult:
     ``accuracy`` and ``accuracy_ci`` are fractions in [0, 1] (multiply by 100 for percent);
     ``loss`` is the mean cross-entropy in nats; both intervals are 95%. ``hits`` (bool, one per
     image, in the image set's order) says which images were classified right: what
-    :func:`paired_difference` needs to compare two models on the same images.
+    :func:`paired_difference` needs to compare two models on the same images. ``predictions``
+    (int32, one per image) are the predicted classes: where the images a pruned model gets
+    wrong went (:func:`core.class_accuracy.class_scores`).
     """
 
     accuracy: float
@@ -46,6 +48,7 @@ class EvalResult:
     correct: int
     seconds: float
     hits: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    predictions: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,7 @@ def evaluate(
     start = time.perf_counter()
     correct = 0
     hits = torch.zeros(n, dtype=torch.bool)
+    predictions = torch.zeros(n, dtype=torch.int32)
     loss_sum = 0.0
     loss_sq_sum = 0.0
     was_training = set_eval_mode(model)
@@ -280,8 +284,10 @@ def evaluate(
                 losses = F.cross_entropy(logits, yb, reduction="none").double()
                 loss_sum += float(losses.sum())
                 loss_sq_sum += float((losses * losses).sum())
-                right = (logits.argmax(dim=1) == yb).cpu()
+                predicted = logits.argmax(dim=1)
+                right = (predicted == yb).cpu()
                 hits[lo : lo + len(right)] = right
+                predictions[lo : lo + len(right)] = predicted.cpu().to(torch.int32)
                 correct += int(right.sum())
                 report(progress, "evaluate", min(lo + batch_size, n), n)
     finally:
@@ -299,4 +305,5 @@ def evaluate(
         correct=correct,
         seconds=time.perf_counter() - start,
         hits=hits,
+        predictions=predictions,
     )

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from core.atomic_file import write_atomic
 from core.batchnorm import describe_batchnorm
-from core.class_accuracy import called, class_changes
+from core.class_accuracy import called, class_changes, lost_to_text
 from core.evaluate import EvalResult, paired_or_none
 
 
@@ -129,10 +129,11 @@ def run_report(result: Any, *, model: str, dense: EvalResult, pruned: EvalResult
                   f"Each class's accuracy change against dense on its own images. \"clear\": the interval "
                   f"excludes 0 at the Bonferroni level for the {len(scores)} classes; "
                   f"{len(clear)} of {len(scores)} are clear here.", ""]
-        lines += _table(("class", "images", "dense", label, "change, points [95%]", "clear"),
+        lines += _table(("class", "images", "dense", label, "change, points [95%]", "clear", "images lost, and to"),
                         [(called(s), s.n, f"{100 * s.reference_accuracy:.2f}%", f"{100 * s.accuracy:.2f}%",
                           f"{100 * s.change.difference:+.2f} [{100 * s.change.ci[0]:+.2f}, "
-                          f"{100 * s.change.ci[1]:+.2f}]", "yes" if s.clear else "")
+                          f"{100 * s.change.ci[1]:+.2f}]", "yes" if s.clear else "",
+                          lost_to_text(s) or "–")
                          for s in scores]) + [""]
 
     # --- layers ----------------------------------------------------------------------------

@@ -73,14 +73,15 @@ def result_from_state(state: Mapping[str, Any]) -> PruneResult:
 
 def eval_state(ev: EvalResult) -> dict[str, Any]:
     """An EvalResult as plain data, its per-image hits included."""
-    return _plain(dataclasses.asdict(ev) | {"hits": ev.hits})
+    return _plain(dataclasses.asdict(ev) | {"hits": ev.hits, "predictions": ev.predictions})
 
 
 def eval_from_state(state: Mapping[str, Any]) -> EvalResult:
     """The EvalResult of :func:`eval_state`."""
     return EvalResult(accuracy=float(state["accuracy"]), accuracy_ci=tuple(state["accuracy_ci"]),
                       loss=float(state["loss"]), loss_ci=tuple(state["loss_ci"]), n=int(state["n"]),
-                      correct=int(state["correct"]), seconds=float(state["seconds"]), hits=state.get("hits"))
+                      correct=int(state["correct"]), seconds=float(state["seconds"]), hits=state.get("hits"),
+                      predictions=state.get("predictions"))
 
 
 def fingerprint(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> str:

@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QLabel, QWidget
 
+from core.class_accuracy import called, lost_to_text, most_changed
 from gui.theme import LIGHT, Theme
 
 MAX_HIST_VALUES = 2_000_000
@@ -614,11 +615,14 @@ class ClassBars(StudioPlot):
         clear = sum(1 for s in self.scores if s.clear)
         dashed = "" if self.overall is None else f" · dashed: all images {100 * self.overall:+.1f}"
         self.setLabel("bottom", f"{what}{dashed} · {'coloured: clear' if clear else 'none clear'}")
+        worst = [f"{called(w)} {100 * w.change.difference:+.1f}: {lost_to_text(w)}"
+                 for w in most_changed(self.scores, 3) if lost_to_text(w)]
         self.setToolTip(f"Bars: accuracy change on each class's images against "
                         f"{'the dense model' if self.against == 'dense' else 'magnitude at the same sparsity'}, "
                         f"with paired 95% intervals. A change is clear (coloured) when it excludes 0 "
                         f"even after allowing for the {len(self.scores)} classes compared at once "
-                        f"(Bonferroni): {clear} of {len(self.scores)} here.")
+                        f"(Bonferroni): {clear} of {len(self.scores)} here."
+                        + ("\n\nWhere the images went:\n" + "\n".join(worst) if worst else ""))
         item.setXRange(-0.7, len(shown) - 0.3, padding=0)
         item.enableAutoRange(axis="y")
 

@@ -15,6 +15,7 @@ from core.class_accuracy import (
     class_scores,
     class_table,
     describe_classes,
+    lost_to_text,
     most_changed,
 )
 from core.cli import main
@@ -159,3 +160,32 @@ def test_cli_prune_and_eval_per_class(capsys):
     out, _ = capsys.readouterr()
     assert code == 0 and "Per class (10 classes, Wilson 95% intervals)" in out
     assert len([line for line in out.splitlines() if line.startswith("  ") and "%]" not in line and "]" in line]) == 10
+
+
+def test_lost_images_are_traced_to_the_classes_they_went_to():
+    """ClassScore.lost_to counts, per class, the predictions the pruned model gives the images it
+    lost (right for the reference, wrong now), most first; images it gained do not count."""
+    y = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 2, 2])
+    dense = torch.tensor([1, 1, 1, 1, 0, 1, 1, 1, 1, 1], dtype=torch.bool)
+    pred = torch.tensor([2, 2, 1, 2, 0, 1, 0, 1, 2, 2], dtype=torch.int32)  # image 4 is gained
+    pruned = pred == y
+    res = EvalResult(0.0, (0.0, 1.0), 0.0, (0.0, 0.0), 10, int(pruned.sum()), 0.0, pruned, pred)
+    scores = class_scores(res, y, reference=_result(dense), names=["cat", "dog", "emu"])
+    assert scores[0].lost_to == (("emu", 3), ("dog", 1)) and scores[0].change.b_only == 4
+    assert scores[0].change.a_only == 1  # the gained image is not among the lost ones
+    assert scores[1].lost_to == (("cat", 1),) and scores[2].lost_to == ()
+    assert lost_to_text(scores[0]) == "4 images lost: 3 to emu, 1 to dog"
+    assert lost_to_text(scores[2]) == ""
+    assert class_rows(scores)[0]["lost_to"] == [{"class": "emu", "images": 3}, {"class": "dog", "images": 1}]
+    # without predictions (a run saved before they were kept) nothing is traced
+    assert class_scores(_result(pruned), y, reference=_result(dense))[0].lost_to == ()
+
+
+def test_evaluate_keeps_each_images_prediction():
+    from core.demo import load_demo
+    from core.evaluate import evaluate
+
+    images = load_bundle("digits").evaluation
+    ev = evaluate(load_demo("digits_mlp").model, images)
+    assert ev.predictions.dtype == torch.int32 and ev.predictions.shape == images.y.shape
+    assert torch.equal(ev.hits, ev.predictions.long() == images.y)
