@@ -1943,7 +1943,7 @@ def test_classes_tab_shows_each_class_change_against_dense(qtbot, window: MainWi
     """The Classes tab draws the shown run's (or preview's) accuracy change per class against the
     dense model on the same evaluation images, with the paired counts of core.class_accuracy; a
     new model's preview replaces it."""
-    from core.class_accuracy import class_scores
+    from core.class_accuracy import called, class_scores
 
     bars = window.class_bars
     outcome = run_and_wait(qtbot, window, "magnitude", 90)
@@ -1956,6 +1956,9 @@ def test_classes_tab_shows_each_class_change_against_dense(qtbot, window: MainWi
     assert "90%" in bars.title and "Magnitude" in bars.title
     assert "dashed: all images" in bars.getPlotItem().getAxis("bottom").labelText
     assert f"{sum(s.clear for s in want)} of 10 here" in bars.toolTip()
+    worst = min(want, key=lambda c: (c.change.difference, c.label))
+    assert f"Where the images went:\n{called(worst)} {100 * worst.change.difference:+.1f}: {worst.change.b_only} images lost" \
+        in bars.toolTip()
     # against magnitude at the same sparsity: nothing to compare for a magnitude run...
     assert not window.class_against.isEnabled()
     window.class_against.setCurrentIndex(window.class_against.findData("magnitude"))
