@@ -287,6 +287,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True
     parser.add_argument("--mean", type=_float_list, nargs="+", help="per-channel mean, overriding the preset")
     parser.add_argument("--std", type=_float_list, nargs="+", help="per-channel std, overriding the preset")
     parser.add_argument("--max-eval", type=_positive_int, metavar="N", help="evaluate on the first N test images only")
+    parser.add_argument("--class-names", dest="class_names", metavar="NAMES|FILE",
+                        help="name the classes, in label order: comma-separated (airplane,automobile,…) or a "
+                        "text file with one per line (per-class tables show them instead of numbers)")
     if calibration:
         parser.add_argument(
             "--max-calibration", type=_positive_int, metavar="N", help="use at most N calibration images"
@@ -342,9 +345,17 @@ def evaluation_from_args(args: argparse.Namespace, loaded: LoadedModel) -> Image
     from core.data import load_evaluation
 
     source = args.eval_data or args.data
-    images = load_evaluation(source, **_data_options(args, loaded))
+    images = load_evaluation(source, **_data_options(args, loaded), class_names=_class_names(args))
     _check_images(images, loaded)
     return images
+
+
+def _class_names(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """``--class-names`` read (core.data.read_class_names), or None."""
+    from core.data import read_class_names
+
+    text = getattr(args, "class_names", None)
+    return None if not text else read_class_names(text)
 
 
 def bundle_from_args(args: argparse.Namespace, loaded: LoadedModel) -> DataBundle:
@@ -357,6 +368,7 @@ def bundle_from_args(args: argparse.Namespace, loaded: LoadedModel) -> DataBundl
         eval_source=args.eval_data,
         max_calibration=getattr(args, "max_calibration", None),
         seed=getattr(args, "seed", 0),
+        class_names=_class_names(args),
         **options,
     )
     check_compatible(bundle, loaded.model, input_shape=loaded.input_shape or bundle.input_shape,

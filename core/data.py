@@ -34,6 +34,7 @@ __all__ = [
     "DataBundle",
     "load_bundle",
     "load_evaluation",
+    "read_class_names",
     "check_compatible",
     "dataset_cache_dir",
     "preset_for_shape",
@@ -217,6 +218,7 @@ def load_bundle(
     max_evaluation: int | None = None,
     download: bool = False,
     seed: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> DataBundle:
     """Load calibration and evaluation images from ``source`` (and ``eval_source``).
 
@@ -231,7 +233,8 @@ def load_bundle(
     ``mean``/``std`` overriding it. An existing file or folder wins over a name of the same
     spelling; ``"mnist"``/``"cifar10"`` read torchvision's layout under
     :func:`dataset_cache_dir` and download there only with ``download=True``.
-    Raises :class:`StudioError` for any problem with the data, before any compute.
+    ``class_names`` name the labels in order (over any names the source gives; one per label at
+    least). Raises :class:`StudioError` for any problem with the data, before any compute.
     """
     _check_preset_name(preset)
     _check_limit(max_calibration, "max_calibration")
@@ -282,6 +285,9 @@ def load_bundle(
     else:
         eval_raw = replace(eval_raw, description=f"{eval_raw.description}; {n_eval:,} images")
 
+    if class_names is not None:
+        names = _checked_names(class_names, cal_raw, eval_raw)
+        cal_raw, eval_raw = replace(cal_raw, class_names=names), replace(eval_raw, class_names=names)
     name = src.name if evs is None else f"{src.name} + {evs.name}"
     return DataBundle(
         name=name,
@@ -303,8 +309,10 @@ def load_evaluation(
     input_shape: Sequence[int] | None = None,
     max_evaluation: int | None = None,
     download: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> ImageSet:
-    """Evaluation images only (for ``eval``): a source's test split, or all of a single file."""
+    """Evaluation images only (for ``eval``): a source's test split, or all of a single file
+    (``class_names`` as in :func:`load_bundle`)."""
     _check_preset_name(preset)
     _check_limit(max_evaluation, "max_evaluation")
     target = _target_shape(preset, input_shape)
@@ -319,7 +327,42 @@ def load_evaluation(
         raw = raw.take(np.arange(max_evaluation), f"{raw.description}; first {max_evaluation:,} of {n:,} images")
     else:
         raw = replace(raw, description=f"{raw.description}; {n:,} images")
+    if class_names is not None:
+        raw = replace(raw, class_names=_checked_names(class_names, raw))
     return _to_imageset(raw, norm)
+
+
+def read_class_names(text: str) -> tuple[str, ...]:
+    """Class names from ``text``: a text file with one name per line (blank lines skipped), or
+    the names themselves, comma-separated ("airplane,automobile,bird")."""
+    path = Path(text).expanduser()
+    if path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StudioError(f"Cannot read the class names: {exc}.", path=str(path), field="class_names",
+                              fix="Give a UTF-8 text file with one class name per line.") from exc
+        names = [line.strip() for line in lines if line.strip()]
+    else:
+        names = [part.strip() for part in text.split(",")]
+    if not names or any(not n for n in names):
+        raise StudioError(f"No usable class names in {text!r}.", field="class_names",
+                          fix="List the names in label order, comma-separated (cat,dog,emu), or give a "
+                              "text file with one name per line.")
+    return tuple(names)
+
+
+def _checked_names(names: Sequence[str], *raws: _Raw) -> tuple[str, ...]:
+    """``names`` as a tuple, refused when labels go beyond them."""
+    names = tuple(str(n) for n in names)
+    top = max(int(np.max(r.y)) for r in raws if len(r)) if any(len(r) for r in raws) else -1
+    if top >= len(names):
+        raise StudioError(
+            f"{len(names)} class names given, but the labels go up to {top}.",
+            field="class_names",
+            fix=f"Give one name per label, {top + 1} in label order (0 to {top}).",
+        )
+    return names
 
 
 def check_compatible(

@@ -189,3 +189,26 @@ def test_evaluate_keeps_each_images_prediction():
     ev = evaluate(load_demo("digits_mlp").model, images)
     assert ev.predictions.dtype == torch.int32 and ev.predictions.shape == images.y.shape
     assert torch.equal(ev.hits, ev.predictions.long() == images.y)
+
+
+def test_class_names_given_on_the_command_line_or_in_a_file(capsys, tmp_path: Path):
+    digits = ",".join(f"digit {i}" for i in range(10))
+    code = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.9",
+                 "--per-class", "--class-names", digits, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [r["name"] for r in json.loads(out)["per_class"]] == [f"digit {i}" for i in range(10)]
+
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"d{i}" for i in range(10)) + "\n\n")
+    code = main(["eval", "demo", "--data", "digits", "--per-class", "--class-names", str(names), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [r["name"] for r in json.loads(out)["per_class"]] == [f"d{i}" for i in range(10)]
+
+    code = main(["eval", "demo", "--data", "digits", "--per-class", "--class-names", "a,b,c"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "3 class names given, but the labels go up to 9" in err and "[field: class_names]" in err
+    code = main(["eval", "demo", "--data", "digits", "--class-names", "a,,c"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "No usable class names" in err
