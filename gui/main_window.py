@@ -359,6 +359,7 @@ class MainWindow(QMainWindow):
                                             "increase in loss on calibration images (Run ▸ Layer sensitivity). "
                                             "Costly layers are worth keeping dense (right-click in the table)")
         self.class_bars = ClassBars()
+        self.class_bars.on_class = lambda text: self.statusBar().showMessage(text, 15000)
         self.class_against = QComboBox()
         self.class_against.addItem("the dense model", "dense")
         self.class_against.addItem("magnitude at the same sparsity", "magnitude")

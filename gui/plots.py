@@ -4,7 +4,7 @@ them computes anything expensive or touches the model."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pyqtgraph as pg
@@ -555,6 +555,32 @@ class ClassBars(StudioPlot):
         self.overall: float | None = None
         self.bars: pg.BarGraphItem | None = None
         self.set_message(self.HINT)
+        self.on_class: Callable[[str], None] | None = None  # told about a clicked bar, in words
+        self.scene().sigMouseClicked.connect(self._clicked)
+
+    def class_at(self, x: float) -> object | None:
+        """The ClassScore drawn at data x (a bar's centre ± 0.4), or None."""
+        i = int(round(x))
+        return self.shown[i] if 0 <= i < len(self.shown) and abs(x - i) <= 0.4 else None
+
+    def describe_class(self, score: object) -> str:
+        """'bird: 62.50% (dense 89.77%), −27.27 points [−36.06, −17.27], clear; 24 images lost:
+        7 to airplane, …' for a class drawn here."""
+        ch = score.change
+        text = (f"{called(score)}: {100 * score.accuracy:.2f}% ({self.against} "
+                f"{100 * score.reference_accuracy:.2f}%), {100 * ch.difference:+.2f} points "
+                f"[{100 * ch.ci[0]:+.2f}, {100 * ch.ci[1]:+.2f}] on {score.n:,} images"
+                + (", clear" if score.clear else ""))
+        lost = lost_to_text(score)
+        return text + (f"; {lost}" if lost else "")
+
+    def _clicked(self, event: object) -> None:
+        """A click on a bar tells ``on_class`` that class's numbers and where its lost images went."""
+        if self.on_class is None or not self.shown:
+            return
+        score = self.class_at(self.getPlotItem().vb.mapSceneToView(event.scenePos()).x())
+        if score is not None:
+            self.on_class(self.describe_class(score))
 
     def set_data(self, scores: Sequence, overall: float | None = None, title: str = "",
                  against: str = "dense") -> None:
@@ -622,7 +648,8 @@ class ClassBars(StudioPlot):
                         f"with paired 95% intervals. A change is clear (coloured) when it excludes 0 "
                         f"even after allowing for the {len(self.scores)} classes compared at once "
                         f"(Bonferroni): {clear} of {len(self.scores)} here."
-                        + ("\n\nWhere the images went:\n" + "\n".join(worst) if worst else ""))
+                        + ("\n\nWhere the images went:\n" + "\n".join(worst) if worst else "")
+                        + "\n\nClick a bar for its class.")
         item.setXRange(-0.7, len(shown) - 0.3, padding=0)
         item.enableAutoRange(axis="y")
 

@@ -1959,6 +1959,15 @@ def test_classes_tab_shows_each_class_change_against_dense(qtbot, window: MainWi
     worst = min(want, key=lambda c: (c.change.difference, c.label))
     assert f"Where the images went:\n{called(worst)} {100 * worst.change.difference:+.1f}: {worst.change.b_only} images lost" \
         in bars.toolTip()
+    # a click on a bar puts its class's numbers and where its lost images went in the status bar
+    from PySide6.QtCore import QPointF
+
+    vb = bars.getPlotItem().vb
+    at = vb.mapViewToScene(QPointF(worst.label, worst.change.difference * 50))  # inside the bar
+    bars._clicked(type("Click", (), {"scenePos": lambda self: at})())
+    message = window.statusBar().currentMessage()
+    assert message.startswith(f"{called(worst)}: {100 * worst.accuracy:.2f}% (dense") and "images lost" in message
+    assert bars.class_at(worst.label + 0.5) is None  # between two bars
     # against magnitude at the same sparsity: nothing to compare for a magnitude run...
     assert not window.class_against.isEnabled()
     window.class_against.setCurrentIndex(window.class_against.findData("magnitude"))
