@@ -622,6 +622,76 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# compare
+
+
+def _weight_zeros(model: Any) -> float | None:
+    """The fraction of zeros over a model's weight matrices and kernels (parameters of 2 or more
+    dimensions), or None where it has none."""
+    total = zeros = 0
+    for p in model.parameters():
+        if p.dim() >= 2:
+            total += p.numel()
+            zeros += int((p == 0).sum())
+    return zeros / total if total else None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``compare MODEL OTHER --data DATA``: both on the same test images, OTHER against MODEL."""
+    from core.class_accuracy import (
+        class_rows,
+        class_scores,
+        class_table,
+        describe_classes,
+    )
+    from core.evaluate import evaluate, paired_difference
+
+    with _progress_for(args) as progress, interruptible() as cancel:
+        ref = model_from_args(args, progress, cancel)
+        other = model_from_args(argparse.Namespace(**{**vars(args), "model": args.other}), progress, cancel)
+        images = evaluation_from_args(args, ref)
+        _check_images(images, other)
+        ev_ref = evaluate(ref.model, images, progress=progress, cancel=cancel)
+        ev_other = evaluate(other.model, images, progress=progress, cancel=cancel)
+    change = paired_difference(ev_other, ev_ref)
+    agree = float((ev_other.predictions == ev_ref.predictions).float().mean())
+    classes = class_scores(ev_other, images.y, reference=ev_ref, names=images.class_names)
+    zeros = [_weight_zeros(ref.model), _weight_zeros(other.model)]
+
+    def pct(e: Any) -> str:
+        return f"{100 * e.accuracy:.2f}% (95% interval {100 * e.accuracy_ci[0]:.2f}–{100 * e.accuracy_ci[1]:.2f}%)"
+
+    def zero_text(z: float | None) -> str:
+        return "" if z is None else f"; {100 * z:.1f}% of its weights are zero"
+
+    data = {
+        "model": ref.source, "other": other.source, "data": images.source, "n": ev_ref.n,
+        "accuracy": ev_ref.accuracy, "accuracy_ci": list(ev_ref.accuracy_ci),
+        "other_accuracy": ev_other.accuracy, "other_accuracy_ci": list(ev_other.accuracy_ci),
+        "change": change.difference, "change_ci": list(change.ci),
+        "images_gained": change.a_only, "images_lost": change.b_only,
+        "agreement": agree, "weight_zeros": zeros[0], "other_weight_zeros": zeros[1],
+        "classes_clearly_lower": [c.name for c in classes if c.clear and c.change.difference < 0],
+        "classes_clearly_higher": [c.name for c in classes if c.clear and c.change.difference > 0],
+    }
+    lines = [
+        f"Model:      {ref.source}: {pct(ev_ref)}{zero_text(zeros[0])}",
+        f"Other:      {other.source}: {pct(ev_other)}{zero_text(zeros[1])}",
+        f"Data:       {images.source}",
+        f"Change:     {change.describe(ref.source)}",
+        f"Agreement:  {100 * agree:.2f}% of the {ev_ref.n:,} images get the same class from both",
+        f"Classes:    {describe_classes(classes)}" + ("" if args.per_class else " (--per-class for the table)"),
+    ]
+    if args.per_class:
+        data["per_class"] = class_rows(classes)
+        lines.append(f"Per class ({len(classes)} classes; the other against the model on the class's images, "
+                     "paired 95% interval; clear: excludes 0 after allowing for all the classes):\n"
+                     + class_table(classes, "other", "model"))
+    emit(args, data, "\n".join(lines))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
 # export
 
 
@@ -1447,6 +1517,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=256, help="images per batch (default 256)")
     p.add_argument("--per-class", dest="per_class", action="store_true", help=PER_CLASS_HELP % "")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("compare", parents=common,
+                       help="two models on the same test images: the paired change, agreement and classes")
+    add_model_arguments(p)
+    p.add_argument("other", metavar="OTHER", help="the model to compare with MODEL (e.g. a pruned ONNX file "
+                   "against its dense original), loaded with the same options")
+    add_data_arguments(p)
+    p.add_argument("--per-class", dest="per_class", action="store_true",
+                   help=PER_CLASS_HELP % " against MODEL's on the same images")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", parents=common, help="export to ONNX, verified in onnxruntime")
     add_model_arguments(p)

@@ -212,3 +212,33 @@ def test_class_names_given_on_the_command_line_or_in_a_file(capsys, tmp_path: Pa
     code = main(["eval", "demo", "--data", "digits", "--class-names", "a,,c"])
     _, err = capsys.readouterr()
     assert code == 2 and "No usable class names" in err
+
+
+def test_compare_two_models_on_the_same_images(capsys, tmp_path: Path):
+    """`compare MODEL OTHER`: the paired change, the agreement of their predictions and the
+    classes; a model against itself changes nothing, and a pruned file against its dense model
+    gives the change `prune` reported."""
+    pruned = tmp_path / "pruned.onnx"
+    code = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.9",
+                 "--out", str(pruned), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    pruned_run = json.loads(out)
+    code = main(["compare", "demo", str(pruned), "--data", "digits", "--per-class", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["change"] == pytest.approx(pruned_run["accuracy_change"])
+    assert (data["images_gained"], data["images_lost"]) == (pruned_run["images_gained"], pruned_run["images_lost"])
+    assert data["other_weight_zeros"] > 0.85 and data["weight_zeros"] < 0.01
+    assert data["agreement"] < 1.0 and 1.0 - data["agreement"] >= data["images_lost"] / data["n"]
+    assert sum(r["images_lost"] for r in data["per_class"]) == data["images_lost"]
+
+    code = main(["compare", "demo", "demo", "--data", "digits", "--json"])
+    out, err = capsys.readouterr()
+    same = json.loads(out)
+    assert code == 0 and same["change"] == 0.0 and same["agreement"] == 1.0
+    assert same["classes_clearly_lower"] == [] == same["classes_clearly_higher"]
+    code = main(["compare", "demo", "demo:digits_cnn", "--data", "digits"])
+    out, _ = capsys.readouterr()
+    assert code == 0 and "Agreement:" in out and "Classes:" in out
