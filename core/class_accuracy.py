@@ -9,7 +9,8 @@ apart here, with the same statistics as the whole set (:mod:`core.evaluate`):
   images with Agresti & Min's matched-pairs interval (:func:`core.evaluate.paired_interval`).
 
 With C classes, C intervals at 95% each leave room for chance: with ten classes and nothing
-changed, about four runs in ten would show at least one interval that excludes 0. A change is
+changed, up to four runs in ten (1 − 0.95¹⁰) would show at least one interval that excludes 0
+(three in ten in the simulation of tests/test_class_accuracy.py). A change is
 called *clear* only when its interval at the Bonferroni level (1 − 0.05 / C, each side 0.025 / C)
 excludes 0, which bounds the chance of any false call at 5% over all C classes together.
 """
@@ -74,7 +75,7 @@ def _lost_to(result: EvalResult, ref: torch.Tensor, hits: torch.Tensor, y: torch
 
 
 def lost_to_text(score: ClassScore) -> str:
-    """'11 images lost: 5 now airplane, 3 ship' ('' where none were lost or none are known)."""
+    """'11 images lost: 5 to airplane, 3 to ship' ('' where none were lost or none are known)."""
     if not score.lost_to or score.change is None or not score.change.b_only:
         return ""
     dest = ", ".join(f"{k} {'to class ' + n if n.isdigit() else 'to ' + n}" for n, k in score.lost_to)
@@ -152,8 +153,8 @@ def class_changes(result: EvalResult | None, reference: EvalResult | None, image
 
 
 def most_changed(scores: Sequence[ClassScore], count: int = 3) -> list[ClassScore]:
-    """The ``count`` classes whose accuracy fell most against the reference (fewest images lost
-    last; ties by label), only those that fell."""
+    """The ``count`` classes whose accuracy fell most against the reference, worst first (ties by
+    label); only classes that fell."""
     fell = [s for s in scores if s.change is not None and s.change.difference < 0]
     return sorted(fell, key=lambda s: (s.change.difference, s.label))[:count]
 
