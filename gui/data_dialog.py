@@ -27,9 +27,10 @@ SOURCES = (
 
 
 class DataDialog(QDialog):
-    """Returns ``(source, preset)`` via :meth:`choice` after ``exec()``."""
+    """Returns ``(source, preset, class names)`` via :meth:`choice` after ``exec()``."""
 
-    def __init__(self, parent: QWidget | None = None, source: str = "digits", preset: str | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, source: str = "digits", preset: str | None = None,
+                 class_names: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle("Choose data")
         self.kind = QComboBox()
@@ -50,6 +51,11 @@ class DataDialog(QDialog):
         for name, norm in PRESETS.items():
             shape = "×".join(str(s) for s in (norm.input_shape or ()))
             self.preset.addItem(f"{name}  —  {shape}, mean {norm.mean[0]:.3g}, std {norm.std[0]:.3g}", name)
+        self.names = QLineEdit(class_names)
+        self.names.setPlaceholderText("optional: airplane,automobile,… or a text file with one name per line")
+        self.names.setToolTip("Names for the labels 0, 1, 2, … in order, for data that does not name its "
+                              "classes (an .npz without class_names); the Classes tab and the reports show them. "
+                              "Remembered for this source.")
         help_text = QLabel(
             "Calibration images (gradients, λ, BatchNorm) come from the training split and accuracy "
             "from the test split; they never overlap. A single file is split 70/30."
@@ -60,6 +66,7 @@ class DataDialog(QDialog):
         form.addRow("Source", self.kind)
         form.addRow("Path", path_row)
         form.addRow("Normalisation", self.preset)
+        form.addRow("Class names", self.names)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -95,8 +102,8 @@ class DataDialog(QDialog):
             self.path.setText(path)
             self.kind.setCurrentIndex([k for k, _ in SOURCES].index("path"))
 
-    def choice(self) -> tuple[str, str | None]:
-        """(source for core.data.load_bundle, preset name or None)."""
+    def choice(self) -> tuple[str, str | None, str]:
+        """(source for core.data.load_bundle, preset name or None, class names as typed)."""
         kind = self.kind.currentData()
         source = self.path.text().strip() if kind == "path" else kind
-        return source, self.preset.currentData()
+        return source, self.preset.currentData(), self.names.text().strip()

@@ -293,15 +293,18 @@ def load_model_job(path: str, *, arch: str | None = None, trust_pickle: bool = F
 
 
 def load_data_job(source: str, *, preset: str | None = None, input_shape: tuple[int, ...] | None = None,
-                  download: bool = False, progress: ProgressFn | None = None,
+                  download: bool = False, class_names: str = "", progress: ProgressFn | None = None,
                   cancel: CancelToken | None = None) -> Any:
-    """Load images and labels (see core.data.load_bundle)."""
-    from core.data import load_bundle
+    """Load images and labels (see core.data.load_bundle); ``class_names``: names for the labels,
+    comma-separated or a text file with one per line (core.data.read_class_names), or ""."""
+    from core.data import load_bundle, read_class_names
 
     report(progress, "Loading data", 0, 1, source)
     kwargs: dict[str, Any] = {"preset": preset, "download": download}
     if input_shape is not None:
         kwargs["input_shape"] = input_shape
+    if class_names.strip():
+        kwargs["class_names"] = read_class_names(class_names.strip())
     bundle = load_bundle(source, **kwargs)
     check(cancel)
     return bundle

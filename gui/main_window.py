@@ -1025,19 +1025,31 @@ class MainWindow(QMainWindow):
         """Ask for the data source and normalisation preset (Ctrl+D)."""
         from gui.data_dialog import DataDialog
 
-        dlg = DataDialog(self, *self.data_source)
+        source, preset = self.data_source
+        dlg = DataDialog(self, source, preset, self._class_names_for(source))
         if dlg.exec():
-            source, preset = dlg.choice()
+            source, preset, names = dlg.choice()
             if source:
-                self.load_data(source, preset)
+                self.load_data(source, preset, names)
 
-    def load_data(self, source: str, preset: str | None = None) -> None:
-        """Load images and labels in the background."""
+    def _class_names_for(self, source: str) -> str:
+        """The class names remembered for a data source ("" for none)."""
+        return st.read(self.settings, f"data/class_names/{source}", "")
+
+    def load_data(self, source: str, preset: str | None = None, class_names: str | None = None) -> None:
+        """Load images and labels in the background; ``class_names`` (comma-separated or a file;
+        None: those remembered for ``source``) name the labels and are remembered on success."""
         if preset is None and self.session is not None:
             preset = self.session.loaded.preset
+        names = self._class_names_for(source) if class_names is None else class_names
         download = source in ("mnist", "cifar10")
-        self._submit(jobs.load_data_job, source, preset=preset, download=download, title=DATA_TITLE,
-                     keep_gen=False, on_done=lambda bundle: self._on_data_loaded(bundle, source, preset))
+
+        def done(bundle: Any) -> None:
+            self.settings.setValue(f"data/class_names/{source}", names)
+            self._on_data_loaded(bundle, source, preset)
+
+        self._submit(jobs.load_data_job, source, preset=preset, download=download, class_names=names,
+                     title=DATA_TITLE, keep_gen=False, on_done=done)
 
     def _on_data_loaded(self, bundle: Any, source: str, preset: str | None) -> None:
         self.data_source = (source, preset)

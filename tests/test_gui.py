@@ -2055,3 +2055,26 @@ def test_class_bars_with_many_classes_draw_those_that_lost_most(qtbot) -> None:
     assert "the 30 of 100 classes that lost most" in bars.getPlotItem().getAxis("bottom").labelText
     bars.set_data(())
     assert not bars.shown and bars._message.text() == ClassBars.HINT  # cleared, the hint back
+
+
+def test_class_names_given_with_the_data_are_shown_and_remembered(qtbot, window: MainWindow, hooks) -> None:
+    """Choose data ▸ Class names names the labels of data that does not (the Classes tab shows
+    them), is remembered for that source, and a list too short for the labels is refused with
+    the field named, keeping the data loaded before."""
+    from gui.data_dialog import DataDialog
+
+    dlg = DataDialog(None, "digits", None, "a,b")
+    qtbot.addWidget(dlg)
+    assert dlg.choice() == ("digits", None, "a,b")
+    names = ",".join(f"digit {i}" for i in range(10))
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window.load_data("digits", None, names)
+    assert window.bundle.evaluation.class_names == tuple(f"digit {i}" for i in range(10))
+    assert window._class_names_for("digits") == names
+    qtbot.waitUntil(lambda: bool(window.class_bars.shown), timeout=RUN_TIMEOUT_MS)  # the preview's classes
+    assert [s.name for s in window.class_bars.shown][:2] == ["digit 0", "digit 1"]
+    before = window.bundle
+    window.load_data("digits", None, "a,b,c")
+    qtbot.waitUntil(lambda: bool(hooks.errors), timeout=LOAD_TIMEOUT_MS)
+    assert "3 class names given, but the labels go up to 9" in hooks.errors[-1][1]
+    assert window.bundle is before and window._class_names_for("digits") == names  # nothing lost
