@@ -582,6 +582,28 @@ class ClassBars(StudioPlot):
         if score is not None:
             self.on_class(self.describe_class(score))
 
+    def _tick_labels(self, shown: Sequence) -> list[str] | None:
+        """The classes' names for the bottom axis, shortened with '…' to the width each bar has;
+        None where even four characters would not fit (then the axis gives numbers)."""
+        from PySide6.QtGui import QFontMetrics
+
+        metrics = QFontMetrics(self.getPlotItem().getAxis("bottom").style.get("tickFont") or self.font())
+        slot = max(1.0, (self.width() - 70) / max(1, len(shown)) - 6)  # axis and a gap between labels
+        out = []
+        for s in shown:
+            name = s.name
+            if metrics.horizontalAdvance(name) > slot:
+                name = metrics.elidedText(name, Qt.TextElideMode.ElideRight, int(slot))
+                if len(name.rstrip("…")) < 3:
+                    return None
+            out.append(name)
+        return out
+
+    def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(ev)
+        if getattr(self, "shown", None) and self.getPlotItem() is not None:  # names shortened to the new width
+            self.redraw()
+
     def set_data(self, scores: Sequence, overall: float | None = None, title: str = "",
                  against: str = "dense") -> None:
         """``scores``: :class:`core.class_accuracy.ClassScore` per class, each with its change
@@ -630,12 +652,12 @@ class ClassBars(StudioPlot):
         if self.overall is not None:  # named on the axis below: a label here would cover bars
             item.addItem(pg.InfiniteLine(pos=100.0 * self.overall, angle=0,
                                          pen=pg.mkPen(p.muted, width=1, style=Qt.PenStyle.DashLine)))
-        names = [s.name for s in shown]
-        by_name = len(shown) <= 12 and sum(len(n) for n in names) <= 60
-        # long or many names: the class numbers (the names are in `prune --per-class`'s table)
-        item.getAxis("bottom").setTicks([[(i, n if by_name else str(s.label))
-                                          for i, (n, s) in enumerate(zip(names, shown))]])
-        what = "class" if by_name or all(n == str(s.label) for n, s in zip(names, shown)) else "class number"
+        labels = self._tick_labels(shown)
+        by_name = labels is not None
+        # names that do not fit even shortened: the class numbers (a click on a bar names it)
+        item.getAxis("bottom").setTicks([[(i, labels[i] if by_name else str(s.label))
+                                          for i, s in enumerate(shown)]])
+        what = "class" if by_name or all(s.name == str(s.label) for s in shown) else "class number"
         if many:
             what = f"{what}: the {len(shown)} of {len(self.scores)} classes that lost most"
         clear = sum(1 for s in self.scores if s.clear)

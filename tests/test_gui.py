@@ -2053,6 +2053,20 @@ def test_class_bars_with_many_classes_draw_those_that_lost_most(qtbot) -> None:
     ticks = bars.getPlotItem().getAxis("bottom")._tickLevels[0]
     assert [t for _, t in ticks] == [str(s.label) for s in bars.shown]  # numbers, not the long names
     assert "the 30 of 100 classes that lost most" in bars.getPlotItem().getAxis("bottom").labelText
+    # ten CIFAR-10 names: whole where the bars are wide enough, shortened with … where not
+    ten = class_scores(ev(dense_hits[:200] & ~lost[:200]), y[:200] % 10, reference=ev(dense_hits[:200]),
+                       names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"))
+    bars.resize(1400, 300)
+    bars.show()
+    qtbot.waitExposed(bars)
+    bars.set_data(ten, None, "test")
+    wide = [t for _, t in bars.getPlotItem().getAxis("bottom")._tickLevels[0]]
+    assert wide[:2] == ["airplane", "automobile"]
+    bars.resize(500, 300)  # a resize draws again
+    narrow = [t for _, t in bars.getPlotItem().getAxis("bottom")._tickLevels[0]]
+    assert narrow[1].endswith("…") and narrow[1].startswith("aut") and narrow[2] == "bird"
+    bars.resize(250, 300)  # too narrow for even "aut…": the class numbers
+    assert [t for _, t in bars.getPlotItem().getAxis("bottom")._tickLevels[0]][:3] == ["0", "1", "2"]
     bars.set_data(())
     assert not bars.shown and bars._message.text() == ClassBars.HINT  # cleared, the hint back
 
