@@ -28,7 +28,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.class_accuracy import class_changes, worst_class_text
+from core.class_accuracy import (
+    class_changes,
+    describe_classes,
+    most_changed,
+    worst_class_text,
+)
 from core.errors import StudioError
 from core.evaluate import paired_or_none
 from core.pruning import METHOD_LABELS, METHODS
@@ -219,6 +224,9 @@ class SweepPlot(StudioPlot):
         item.setXRange(-0.6, len(methods) - 0.4, padding=0)
 
 
+WORST_COLUMN = 6  # the Sweep table's worst-class column
+
+
 class SweepView(QWidget):
     """Controls, plot and table of a sweep. ``run_requested(methods, sparsities, samples)``;
     ``point_requested(method, sparsity)``: show that point like a run (double-click on its row
@@ -282,10 +290,11 @@ class SweepView(QWidget):
         self.plot = SweepPlot()
         self.table = QTableWidget(0, 7)
         self.table.setHorizontalHeaderLabels(["Method", "Sparsity", "Accuracy", "95% interval",
-                                              "vs dense, points", "vs magnitude, points", "Worst class, points"])
-        self.table.horizontalHeaderItem(6).setToolTip(
-            "The class whose accuracy fell most against the dense model on the same images (clear: its "
-            "paired interval excludes 0 after allowing for all the classes); show the point for all of them")
+                                              "vs dense, points", "vs magnitude, points", "Worst class"])
+        self.table.horizontalHeaderItem(WORST_COLUMN).setToolTip(
+            "The class whose accuracy fell most against the dense model on the same images, in points "
+            "(bold: clear, its paired interval excludes 0 after allowing for all the classes; the cell's "
+            "tooltip gives the three worst); show the point for all of them")
         self.images: Any = None  # the evaluation images the shown sweep was scored on
         self.table.horizontalHeaderItem(4).setToolTip(
             "Change in accuracy against the dense model on the same images, with its paired 95% "
@@ -396,13 +405,24 @@ class SweepView(QWidget):
                 "–" if ev is None else f"{100 * ev.accuracy_ci[0]:.1f}–{100 * ev.accuracy_ci[1]:.1f}",
                 _vs_dense(ev, dense),
                 _vs_magnitude(result, method, sparsity),
-                worst_class_text(class_changes(ev, dense, self.images)),
+                "",  # the worst class: short, its full line in the tooltip (the table is tight)
             ]
+            classes = class_changes(ev, dense, self.images)
+            worst = most_changed(classes, 1)
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(tip)
                 if c:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if c == WORST_COLUMN:
+                    item.setText(f"{worst[0].name} {100 * worst[0].change.difference:+.1f}" if worst
+                                 else worst_class_text(classes))
+                    if worst:
+                        item.setToolTip(describe_classes(classes))
+                    if worst and worst[0].clear:  # clearly lower after allowing for all classes: bold
+                        font = item.font()
+                        font.setBold(True)
+                        item.setFont(font)
                 self.table.setItem(r, c, item)
         self._enable_saves(final)
         if chosen in self._row_keys:  # a point arriving keeps the row chosen
