@@ -595,6 +595,7 @@ class MainWindow(QMainWindow):
         self.sweep_view.run_requested.connect(self.run_sweep)
         self.runs_view.show_requested.connect(self.show_run)
         self.runs_view.export_requested.connect(self._export_run)
+        self.runs_view.report_requested.connect(self._report_run)
         self.runs_view.clear_requested.connect(self.clear_runs)
         self.sweep_view.cancel_requested.connect(self.cancel_foreground)
         self.sweep_view.point_requested.connect(self.show_sweep_point)
@@ -1534,6 +1535,10 @@ class MainWindow(QMainWindow):
         self._measure_sizes()
         self.statusBar().showMessage(f"Showing run {index + 1}: {describe_run(outcome)}. Export with Ctrl+E.", 8000)
         self.run_shown.emit(outcome)
+
+    def _report_run(self, index: int) -> None:
+        self.show_run(index)
+        self.save_report_dialog()
 
     def _export_run(self, index: int) -> None:
         self.show_run(index)

@@ -156,10 +156,12 @@ def write_runs_csv(runs: Sequence[Any], dense: Any, path: str | Path, images: An
 
 class RunsView(QWidget):
     """A table of the kept runs. ``show_requested(index)`` asks the window to show run ``index``
-    again (double-click or *Show run*); ``export_requested(index)`` to export it."""
+    again (double-click or *Show run*); ``export_requested(index)`` to export it;
+    ``report_requested(index)`` to write its report."""
 
     show_requested = Signal(int)
     export_requested = Signal(int)
+    report_requested = Signal(int)
     clear_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -190,6 +192,8 @@ class RunsView(QWidget):
         self.show_button.setToolTip("Show the chosen run in the sidebar and the plots again (double-click a row)")
         self.export_button = QPushButton("Export ONNX…")
         self.export_button.setToolTip("Export the chosen run's pruned model")
+        self.report_button = QPushButton("Save report…")
+        self.report_button.setToolTip("Write the chosen run up in Markdown (File ▸ Save run report…)")
         self.clear_button = QPushButton("Clear list")
         self.save_csv = QPushButton("Save CSV…")
         self.save_csv.setToolTip("Write every run of the list to a CSV file: accuracy with its interval, "
@@ -199,7 +203,7 @@ class RunsView(QWidget):
         self.status.setWordWrap(True)
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
-        for b in (self.show_button, self.export_button, self.save_csv, self.clear_button):
+        for b in (self.show_button, self.export_button, self.report_button, self.save_csv, self.clear_button):
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
         layout.addWidget(self.table, 1)
@@ -208,6 +212,7 @@ class RunsView(QWidget):
         self.table.cellDoubleClicked.connect(lambda row, _col: self._request(self.show_requested, row))
         self.show_button.clicked.connect(lambda: self._request(self.show_requested, self.selected()))
         self.export_button.clicked.connect(lambda: self._request(self.export_requested, self.selected()))
+        self.report_button.clicked.connect(lambda: self._request(self.report_requested, self.selected()))
         self.clear_button.clicked.connect(self.clear_requested)
         self.save_csv.clicked.connect(lambda: self.save_csv_file())
         for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):  # Enter on a chosen run shows it
@@ -323,5 +328,6 @@ class RunsView(QWidget):
         chosen = self.selected() is not None
         self.show_button.setEnabled(chosen)
         self.export_button.setEnabled(chosen)
+        self.report_button.setEnabled(chosen)
         self.clear_button.setEnabled(bool(self.runs))
         self.save_csv.setEnabled(bool(self.runs))

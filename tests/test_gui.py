@@ -217,9 +217,9 @@ def test_objective_tab_plots_the_mask_search_against_magnitude_and_the_floor(qtb
 
 
 def test_runs_tab_keeps_earlier_runs_to_show_and_export_again(qtbot, window: MainWindow, hooks,
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path, monkeypatch) -> None:
     """Each finished run joins the Runs tab (newest first); showing an earlier one puts it back in
-    the sidebar, the controls and Export; new data clears the list."""
+    the sidebar, the controls, Export and Save report; new data clears the list."""
     first = run_and_wait(qtbot, window, "chita", 60)
     second = run_and_wait(qtbot, window, "magnitude", 85)
     view = window.runs_view
@@ -258,6 +258,16 @@ def test_runs_tab_keeps_earlier_runs_to_show_and_export_again(qtbot, window: Mai
     zeros = window.last_export.zero_fractions  # the export is the CHITA run at 60%, not the last run
     assert zeros and all(a == pytest.approx(first.result.layer_sparsity[k], abs=1e-6) for k, (a, _) in zeros.items())
     assert any(abs(a - second.result.layer_sparsity[k]) > 0.05 for k, (a, _) in zeros.items())
+    # Save report… on the other run shows it and writes its report (without the first run's file)
+    view.table.selectRow(0)  # the magnitude run, newest first
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(tmp_path / "second.md"), "")))
+    view.report_button.click()
+    assert window.outcome is second and "## ONNX file" not in (tmp_path / "second.md").read_text()
+    assert "Magnitude" in (tmp_path / "second.md").read_text()
+    view.table.selectRow(1)  # the CHITA run: its report names the file exported from it
+    view.report_button.click()
+    assert window.outcome is first and "first.onnx" in (tmp_path / "second.md").read_text()
     view.clear_button.click()  # keeps the run shown now
     assert window.runs == [first] and view.table.rowCount() == 1
     window._set_bundle(window.bundle)
