@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -960,6 +961,9 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                    "with the same values, which onnxruntime reads (other runtimes may not)")
     p.add_argument("--float16", action="store_true", help="with --out: " + FLOAT16_HELP)
     add_latency_arguments(p, "with --out: the written file beside the dense model's")
+    p.add_argument("--versus-magnitude", dest="versus_magnitude", action="store_true",
+                   help="also prune by magnitude at the same sparsity and settings, and give the change "
+                   "against it on the same images (paired 95%% interval; in --json and --report too)")
     p.add_argument("--report", metavar="FILE.md",
                    help="write the run up in Markdown (settings, accuracy with intervals, classes, layers, "
                    "solver, the exported file), to ship beside the pruned model")
@@ -1075,6 +1079,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     )
     from core.evaluate import evaluate, paired_difference
     from core.export import describe_onnx_accuracy, export_onnx, human_bytes
+    from core.gradient_cache import GradientCache
     from core.pruning import (
         apply_result,
         describe_samples,
@@ -1098,10 +1103,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
         loaded = model_from_args(args, progress, cancel)
         bundle = bundle_from_args(args, loaded)
         before = evaluate(loaded.model, bundle.evaluation, progress=progress, cancel=cancel)
+        cache = GradientCache()  # the BatchNorm check, shared with the magnitude baseline
         result = prune(loaded.model, bundle.calibration, request, arch=loaded.arch,
-                       progress=progress, cancel=cancel)
+                       progress=progress, cancel=cancel, cache=cache)
         pruned = apply_result(loaded.model, result)
         after = evaluate(pruned, bundle.evaluation, progress=progress, cancel=cancel)
+        mag_eval = None
+        if args.versus_magnitude and request.method != "magnitude":
+            mag = prune(loaded.model, bundle.calibration, dataclasses.replace(request, method="magnitude"),
+                        arch=loaded.arch, progress=progress, cancel=cancel, cache=cache)
+            mag_eval = evaluate(apply_result(loaded.model, mag), bundle.evaluation, progress=progress, cancel=cancel)
         export, export_error = None, None
         if args.out:
             batch = bundle.evaluation.x[:VERIFY_IMAGES]
@@ -1176,6 +1187,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     }
     if export is not None:
         data["export"] = export_fields(export)
+    if mag_eval is not None:
+        vs = paired_difference(after, mag_eval)
+        data.update({"magnitude_accuracy": mag_eval.accuracy, "magnitude_accuracy_ci": list(mag_eval.accuracy_ci),
+                     "vs_magnitude": vs.difference, "vs_magnitude_ci": list(vs.ci)})
 
     def pct(e) -> str:
         return f"{100 * e.accuracy:.2f}% (95% interval {100 * e.accuracy_ci[0]:.2f}–{100 * e.accuracy_ci[1]:.2f}%)"
@@ -1188,6 +1203,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         *_pattern_lines(result.info.get("pattern")),
         f"Accuracy:   {pct(after)} on {after.n:,} images; dense {pct(before)}",
         f"Change:     {change.describe('dense')}",
+        *([f"Versus:     {paired_difference(after, mag_eval).describe('magnitude at the same sparsity')}; "
+           f"magnitude {pct(mag_eval)}"] if mag_eval is not None else []),
         f"Classes:    {describe_classes(classes)}" + ("" if args.per_class else " (--per-class for the table)"),
         f"Loss:       {after.loss:.4f} (dense {before.loss:.4f})",
     ]
@@ -1262,8 +1279,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         from core.report import run_report, write_report
 
         data["report"] = write_report(run_report(result, model=loaded.source, data=args.data, dense=before,
-                                                 pruned=after, images=bundle.evaluation, export=export,
-                                                 latency=latency, command=args.command_line), args.report)
+                                                 pruned=after, images=bundle.evaluation, magnitude=mag_eval,
+                                                 export=export, latency=latency, command=args.command_line),
+                                      args.report)
         lines.append(f"Report:     {data['report']}")
     emit(args, data, "\n".join(lines))
     for what, err in (("the export", export_error), ("saving the weights", weights_error)):

@@ -81,3 +81,23 @@ def test_cli_prune_writes_the_report(capsys, tmp_path: Path):
                  "--report", str(tmp_path / "run.txt")])
     _, err = capsys.readouterr()
     assert code == 2 and "--report" in err and ".md" in err  # refused before any work
+
+
+def test_cli_prune_versus_magnitude_measures_the_baseline_on_the_same_images(capsys, tmp_path: Path):
+    report = tmp_path / "chita.md"
+    code = main(["prune", "demo", "--data", "digits", "--method", "chita", "--sparsity", "0.8", "--samples", "128",
+                 "--versus-magnitude", "--report", str(report), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    mag = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.8", "--json"])
+    mag_data = json.loads(capsys.readouterr()[0])
+    assert mag == 0 and data["magnitude_accuracy"] == mag_data["accuracy"]  # the same magnitude run
+    assert data["vs_magnitude"] == pytest.approx(data["accuracy"] - data["magnitude_accuracy"])
+    lo, hi = data["vs_magnitude_ci"]
+    assert lo <= data["vs_magnitude"] <= hi
+    text = report.read_text()
+    assert "| magnitude, same sparsity |" in text and "Change against magnitude at the same sparsity:" in text
+    code = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.8",
+                 "--versus-magnitude", "--json"])
+    assert code == 0 and "vs_magnitude" not in json.loads(capsys.readouterr()[0])  # magnitude itself
