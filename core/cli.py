@@ -626,17 +626,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # compare
 
 
-def _weight_zeros(model: Any) -> float | None:
-    """The fraction of zeros over a model's weight matrices and kernels (parameters of 2 or more
-    dimensions), or None where it has none."""
-    total = zeros = 0
-    for p in model.parameters():
-        if p.dim() >= 2:
-            total += p.numel()
-            zeros += int((p == 0).sum())
-    return zeros / total if total else None
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     """``compare MODEL OTHER --data DATA``: both on the same test images, OTHER against MODEL."""
     from core.class_accuracy import (
@@ -646,6 +635,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         describe_classes,
     )
     from core.evaluate import evaluate, paired_difference
+    from core.prunable import weight_zero_fraction
 
     with _progress_for(args) as progress, interruptible() as cancel:
         ref = model_from_args(args, progress, cancel)
@@ -657,7 +647,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     change = paired_difference(ev_other, ev_ref)
     agree = float((ev_other.predictions == ev_ref.predictions).float().mean())
     classes = class_scores(ev_other, images.y, reference=ev_ref, names=images.class_names)
-    zeros = [_weight_zeros(ref.model), _weight_zeros(other.model)]
+    zeros = [weight_zero_fraction(ref.model), weight_zero_fraction(other.model)]
 
     def pct(e: Any) -> str:
         return f"{100 * e.accuracy:.2f}% (95% interval {100 * e.accuracy_ci[0]:.2f}–{100 * e.accuracy_ci[1]:.2f}%)"

@@ -160,3 +160,14 @@ def count_weights(model: nn.Module, names: list[str] | tuple[str, ...]) -> int:
             fix="Use names from the model's layer list (e.g. 'fc1.weight').",
         )
     return sum(params[n].numel() for n in names)
+
+
+def weight_zero_fraction(model: nn.Module) -> float | None:
+    """The fraction of zeros over a model's weight matrices and kernels (its parameters of two
+    or more dimensions), or None where it has none: how sparse a file someone hands over is."""
+    total = zeros = 0
+    for p in model.parameters():
+        if p.dim() >= 2:
+            total += p.numel()
+            zeros += int((p == 0).sum())
+    return zeros / total if total else None

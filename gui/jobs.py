@@ -9,6 +9,7 @@ anything evaluated or exported is a pruned copy from :func:`core.pruning.apply_r
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
@@ -576,6 +577,22 @@ def latency_job(model: torch.nn.Module, bundle: Any, path: str, *, batch: int = 
     pruned, dense_lat = measure_latency([path, dense], sample_input(bundle, batch), progress=progress,
                                         cancel=cancel)
     return pruned, dense_lat
+
+
+def compare_file_job(path: str, bundle: Any, *, arch: str | None = None, progress: ProgressFn | None = None,
+                     cancel: CancelToken | None = None) -> tuple[str, Any, float | None]:
+    """Another model file (an exported pruned ONNX file, say) scored on the evaluation images:
+    (its source, its EvalResult, its share of zero weights). ``arch`` serves state_dict files;
+    pickles are refused as anywhere without consent (open them with Open model)."""
+    from core.evaluate import evaluate
+    from core.model_io import load_model
+    from core.prunable import weight_zero_fraction
+
+    report(progress, "Loading the file", 0, 1, os.path.basename(path))
+    loaded = load_model(path, arch=arch)
+    check(cancel)
+    ev = evaluate(loaded.model, bundle.evaluation, progress=staged(progress, "Accuracy of the file"), cancel=cancel)
+    return loaded.source, ev, weight_zero_fraction(loaded.model)
 
 
 def save_weights_job(model: torch.nn.Module, result: Any, path: str, *, metadata: Mapping[str, str] | None = None,

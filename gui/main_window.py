@@ -48,7 +48,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.batchnorm import describe_batchnorm, has_batchnorm, scripted_batchnorm
-from core.class_accuracy import class_scores
+from core.class_accuracy import class_changes, class_scores, describe_classes
 from core.errors import StudioError
 from core.evaluate import paired_or_none
 from core.export import describe_onnx_accuracy, describe_storage, pruned_file_name
@@ -90,6 +90,7 @@ DATA_SUFFIXES = (".npz", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
 DEFAULT_REFINE_STEPS = 3  # "Refine result" with the Refine box off
 COMPARE_TITLE = "Refining the magnitude baseline"  # the background job behind "vs refined magnitude"
 POINT_TITLE = "Measuring the sweep's point"  # magnitude baseline and ONNX sizes of a point shown from a sweep
+COMPARE_FILE_TITLE = "Comparing with a model file"  # File ▸ Compare with a model file
 LATENCY_TITLE = "Timing in ONNX Runtime"  # File ▸ Time the last export: the file and the dense model
 SIZES_TITLE = "Measuring the ONNX file"  # a shown run's ONNX sizes after sparse storage or float16 is switched
 DENSE_SIZES_TITLE = "Measuring the dense ONNX file"  # the dense model's, after float16 weights are switched
@@ -205,7 +206,8 @@ class MainWindow(QMainWindow):
     comparison_finished = Signal(object)  # a refined run's outcome once its refined baseline is in
     run_cancelled = Signal()
     export_finished = Signal(object)
-    latency_finished = Signal(object)  # (the export's Latency, the dense model's) in ONNX Runtime
+    latency_finished = Signal(object)
+    file_compared = Signal(object)  # (source, EvalResult, zero share) of File ▸ Compare with a model file  # (the export's Latency, the dense model's) in ONNX Runtime
     weights_saved = Signal(object)  # a core.weights_export.WeightsReport
     sweep_finished = Signal(object)
     sensitivity_finished = Signal(object)  # a core.sensitivity.SensitivityResult
@@ -496,6 +498,13 @@ class MainWindow(QMainWindow):
                 "layer's sparsity, the solver and, if it was exported, the ONNX file (to ship beside it)")
         self.act_report.setEnabled(False)
         f.addAction(self.act_report)
+        self.act_compare_file = self._action(
+            "Compare with a model &file…", lambda: self.compare_file_dialog(),
+            tip="Score another model file (a pruned ONNX file exported before, or from another tool) on "
+                "the same evaluation images: its change against the dense model and the shown run, "
+                "paired, how often they agree, and its classes")
+        self.act_compare_file.setEnabled(False)
+        f.addAction(self.act_compare_file)
         self.act_sparse = self._action(
             "&Sparse storage in ONNX files", self.set_sparse_storage, checkable=True,
             tip="Store weights that are mostly zeros as ONNX sparse initializers: a smaller file with the "
@@ -917,6 +926,8 @@ class MainWindow(QMainWindow):
         self.act_export.setEnabled(can_export)
         self.act_save_weights.setEnabled(can_export)
         self.act_report.setEnabled(can_export and self.baseline is not None)
+        self.act_compare_file.setEnabled(ready and self.baseline is not None
+                                         and not any(t.title == COMPARE_FILE_TITLE for t in fg))
         self.act_latency.setEnabled(ready and self.last_export is not None
                                     and not any(t.title == LATENCY_TITLE for t in fg))
         self.export_button.setEnabled(can_export)
@@ -1909,6 +1920,47 @@ class MainWindow(QMainWindow):
                                      f"{ratio:.2f}× the dense model's time", 10000)
         self.last_latency = (path, lat)
         self.latency_finished.emit(lat)
+
+    def compare_file_dialog(self) -> None:
+        """Ask for a model file and compare it with the loaded model on the evaluation images."""
+        start = st.read(self.settings, "export/folder", "")
+        path, _ = QFileDialog.getOpenFileName(self, "Compare with a model file", start, FILE_FILTER)
+        if path:
+            self.compare_with_file(path)
+
+    def compare_with_file(self, path: str) -> None:
+        """Score the model file at ``path`` on the evaluation images in the background, then say
+        how it compares with the dense model and the run shown (core.evaluate, core.class_accuracy)."""
+        if self.session is None or self.bundle is None or self.baseline is None:
+            return
+        self._submit(jobs.compare_file_job, path, self.bundle, arch=self.session.loaded.arch,
+                     title=COMPARE_FILE_TITLE, on_done=lambda res: self._on_file_compared(res))
+
+    def _on_file_compared(self, res: Any) -> None:
+        source, ev, zeros = res
+        dense = self.baseline.eval if self.baseline is not None else None
+        lo, hi = ev.accuracy_ci
+        lines = [f"{source}\n",
+                 f"Accuracy on the {ev.n:,} evaluation images: {100 * ev.accuracy:.2f}% [{100 * lo:.2f}, "
+                 f"{100 * hi:.2f}]" + ("" if zeros is None else f"; {100 * zeros:.1f}% of its weights are zero.")]
+        against = [("the dense model", dense)]
+        if self.outcome is not None:
+            against.append((f"the run shown ({describe_run(self.outcome)})", self.outcome.eval))
+        for name, other in against:
+            d = paired_or_none(ev, other)
+            if d is None:
+                continue
+            agree = ""
+            if ev.predictions is not None and other.predictions is not None:
+                agree = (f" The two give the same class to "
+                         f"{100 * float((ev.predictions == other.predictions).float().mean()):.2f}% of the images.")
+            lines.append(f"Against {name}: {d.describe()}.{agree}")
+        classes = class_changes(ev, dense, self.bundle.evaluation if self.bundle is not None else None)
+        if classes:
+            lines.append(f"Classes against the dense model: {describe_classes(classes)}.")
+        dialogs.show_info(self, "Compared with a model file", "\n".join(lines))
+        self.statusBar().showMessage(f"{Path(source).name}: {100 * ev.accuracy:.2f}% on the evaluation images", 10000)
+        self.file_compared.emit(res)
 
     def save_report_dialog(self) -> None:
         """Ask for a .md path and write the shown run's report there."""

@@ -2104,3 +2104,33 @@ def test_class_names_given_with_the_data_are_shown_and_remembered(qtbot, window:
     qtbot.waitUntil(lambda: bool(hooks.errors), timeout=LOAD_TIMEOUT_MS)
     assert "3 class names given, but the labels go up to 9" in hooks.errors[-1][1]
     assert window.bundle is before and window._class_names_for("digits") == names  # nothing lost
+
+
+def test_compare_with_a_model_file_scores_it_against_dense_and_the_run(qtbot, window: MainWindow, hooks,
+                                                                      tmp_path: Path) -> None:
+    """File ▸ Compare with a model file: an exported pruned file, scored on the same evaluation
+    images in the background, against the dense model (its run's change exactly) and the run shown
+    (no difference, every image classified alike); a file that does not fit is an error dialog."""
+    assert window.act_compare_file.isEnabled() == (window.baseline is not None)  # needs the dense scores
+    run = run_and_wait(qtbot, window, "magnitude", 85)
+    with qtbot.waitSignal(window.export_finished, timeout=RUN_TIMEOUT_MS):
+        window.export_to(str(tmp_path / "m85.onnx"))
+    assert window.act_compare_file.isEnabled()
+    with qtbot.waitSignal(window.file_compared, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.compare_with_file(str(tmp_path / "m85.onnx"))
+    source, ev, zeros = blocker.args[0]
+    assert ev.accuracy == run.eval.accuracy and torch.equal(ev.hits, run.eval.hits)
+    assert zeros > 0.8
+    title, text = hooks.infos[-1]
+    d = paired_difference(run.eval, window.baseline.eval)
+    assert title == "Compared with a model file" and f"Against the dense model: {d.describe()}" in text
+    assert "Against the run shown (Magnitude (global) · 85%): +0.00 points" in text
+    assert "the same class to 100.00% of the images" in text and "Classes against the dense model:" in text
+    # a model for other images: an error dialog that says why, and the run shown stays
+    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval()
+    from core.export import export_onnx
+    export_onnx(other, torch.randn(2, 3, 32, 32), tmp_path / "cifar_shaped.onnx")
+    errors = len(hooks.errors)
+    window.compare_with_file(str(tmp_path / "cifar_shaped.onnx"))
+    qtbot.waitUntil(lambda: len(hooks.errors) > errors, timeout=RUN_TIMEOUT_MS)
+    assert window.outcome is run
