@@ -634,7 +634,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         class_table,
         describe_classes,
     )
-    from core.evaluate import evaluate, paired_difference
+    from core.evaluate import agreement, evaluate, paired_difference
     from core.prunable import weight_zero_fraction
 
     with _progress_for(args) as progress, interruptible() as cancel:
@@ -645,7 +645,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         ev_ref = evaluate(ref.model, images, progress=progress, cancel=cancel)
         ev_other = evaluate(other.model, images, progress=progress, cancel=cancel)
     change = paired_difference(ev_other, ev_ref)
-    agree = float((ev_other.predictions == ev_ref.predictions).float().mean())
+    agree = agreement(ev_other, ev_ref)
     classes = class_scores(ev_other, images.y, reference=ev_ref, names=images.class_names)
     zeros = [weight_zero_fraction(ref.model), weight_zero_fraction(other.model)]
 

@@ -106,6 +106,15 @@ def paired_or_none(a: EvalResult | None, b: EvalResult | None) -> PairedDifferen
     return paired_difference(a, b)
 
 
+def agreement(a: EvalResult | None, b: EvalResult | None) -> float | None:
+    """The fraction of images two models scored on the same images give the same class, or None
+    where either result lacks its predictions (or they were scored on other images)."""
+    if a is None or b is None or a.predictions is None or b.predictions is None \
+            or a.predictions.shape != b.predictions.shape:
+        return None
+    return float((a.predictions == b.predictions).float().mean())
+
+
 def paired_difference(a: EvalResult, b: EvalResult) -> PairedDifference:
     """Accuracy of ``a`` minus accuracy of ``b``, both scored by :func:`evaluate` on the same
     images, with the matched-pairs interval of :func:`paired_interval`."""

@@ -48,9 +48,9 @@ from PySide6.QtWidgets import (
 )
 
 from core.batchnorm import describe_batchnorm, has_batchnorm, scripted_batchnorm
-from core.class_accuracy import class_changes, class_scores, describe_classes
+from core.class_accuracy import class_changes, describe_classes
 from core.errors import StudioError
-from core.evaluate import paired_or_none
+from core.evaluate import agreement, paired_or_none
 from core.export import describe_onnx_accuracy, describe_storage, pruned_file_name
 from core.fisher import rows_that_fit
 from core.gradient_cache import GradientCache
@@ -1666,13 +1666,11 @@ class MainWindow(QMainWindow):
             reference, label = magnitude, "magnitude"
         else:
             reference, label = (self.baseline.eval if self.baseline is not None else None), "dense"
-        overall = paired_or_none(shown, reference)
-        if overall is None or self.bundle is None or len(self.bundle.evaluation.y) != overall.n:
+        scores = class_changes(shown, reference, self.bundle.evaluation if self.bundle is not None else None)
+        if not scores:  # missing, or not scored on these images
             self.class_bars.set_data((), against=label)
             return
-        ev = self.bundle.evaluation
-        self.class_bars.set_data(class_scores(shown, ev.y, reference=reference, names=ev.class_names),
-                                 overall.difference, title, against=label)
+        self.class_bars.set_data(scores, paired_or_none(shown, reference).difference, title, against=label)
 
     def _on_class_against(self) -> None:
         """The Classes tab's chooser changed: remember it and draw again."""
@@ -1950,10 +1948,8 @@ class MainWindow(QMainWindow):
             d = paired_or_none(ev, other)
             if d is None:
                 continue
-            agree = ""
-            if ev.predictions is not None and other.predictions is not None:
-                agree = (f" The two give the same class to "
-                         f"{100 * float((ev.predictions == other.predictions).float().mean()):.2f}% of the images.")
+            same = agreement(ev, other)
+            agree = "" if same is None else f" The two give the same class to {100 * same:.2f}% of the images."
             lines.append(f"Against {name}: {d.describe()}.{agree}")
         classes = class_changes(ev, dense, self.bundle.evaluation if self.bundle is not None else None)
         if classes:
