@@ -637,6 +637,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from core.evaluate import agreement, evaluate, paired_difference
     from core.prunable import weight_zero_fraction
 
+    _check_output_file(args.lost_images, "--lost-images", (".png",))
     with _progress_for(args) as progress, interruptible() as cancel:
         ref = model_from_args(args, progress, cancel)
         other = model_from_args(argparse.Namespace(**{**vars(args), "model": args.other}), progress, cancel)
@@ -678,8 +679,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
         lines.append(f"Per class ({len(classes)} classes; the other against the model on the class's images, "
                      "paired 95% interval; clear: excludes 0 after allowing for all the classes):\n"
                      + class_table(classes, "other", "model"))
+    if args.lost_images:
+        data["lost_images"], line = write_lost_images(args.lost_images, ev_other, ev_ref, images, what="MODEL")
+        lines.append(line)
     emit(args, data, "\n".join(lines))
     return EXIT_OK
+
+
+def write_lost_images(path: str, result: Any, reference: Any, images: ImageSet, *, normalization: Any = None,
+                      what: str = "the dense model", field: str = "--lost-images") -> tuple[dict[str, Any], str]:
+    """``--lost-images``: the images ``result`` gets wrong where ``reference`` gets them right, as a
+    PNG contact sheet (core.changed_images); its ``--json`` fields and its report line."""
+    from core.changed_images import changed_images, write_contact_sheet
+
+    lost = changed_images(result, reference, images.y)
+    shown = write_contact_sheet(path, images, lost, normalization=normalization, field=field,
+                                title=f"{len(lost)} images lost against {what}: true class, and as what it is now predicted")
+    line = (f"Lost:       {len(lost):,} images {what} gets right and this model not, in {path}"
+            + (f" (the first {shown} by class)" if shown < len(lost) else ""))
+    return {"path": path, "images": len(lost), "shown": shown}, line
 
 
 # --------------------------------------------------------------------------------------------
@@ -960,6 +978,9 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
     p.add_argument("--per-class", dest="per_class", action="store_true",
                    help=PER_CLASS_HELP % ", and its change against the dense model on the same images, "
                    "called clear when it excludes 0 after allowing for the number of classes")
+    p.add_argument("--lost-images", dest="lost_images", metavar="FILE.png",
+                   help="draw the test images the dense model gets right and the pruned one wrong, by class, "
+                   "each with what it now predicts (a PNG contact sheet, the first 200)")
     p.add_argument("--save-weights", dest="save_weights", metavar="FILE.safetensors|FILE.pt",
                    help="also save the pruned network's state_dict (pruned weights are exact zeros) for "
                    "fine-tuning: .safetensors or .pt, written atomically and read back")
@@ -1027,7 +1048,7 @@ def _check_output_file(path: str | None, option: str, suffixes: tuple[str, ...] 
 
 _OUTPUT_FILES = {"--out": ("the ONNX file", "model.onnx"), "--csv": ("the CSV file", "sweep.csv"),
                  "--plot": ("the plot", "sweep.png"), "--save-weights": ("the weights file", "pruned.safetensors"),
-                 "--report": ("the report", "report.md")}
+                 "--report": ("the report", "report.md"), "--lost-images": ("the contact sheet", "lost.png")}
 """What each file option writes, and an example name, for the messages of :func:`_check_output_file`."""
 
 
@@ -1089,6 +1110,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     _check_output_file(args.out, "--out")
     _check_output_file(args.save_weights, "--save-weights", WEIGHT_SUFFIXES)
     _check_output_file(args.report, "--report", (".md",))
+    _check_output_file(args.lost_images, "--lost-images", (".png",))
     with _progress_for(args) as progress, interruptible() as cancel:
         loaded = model_from_args(args, progress, cancel)
         bundle = bundle_from_args(args, loaded)
@@ -1203,6 +1225,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         lines.append(f"Per class ({len(classes)} classes; change against dense on the class's images, "
                      "paired 95% interval; clear: excludes 0 after allowing for all the classes):\n"
                      + class_table(classes, args.method, "dense"))
+    if args.lost_images:
+        data["lost_images"], line = write_lost_images(args.lost_images, after, before, bundle.evaluation,
+                                                      normalization=bundle.normalization)
+        lines.append(line)
     if "images_per_row" in result.info:
         b, rows = int(result.info["images_per_row"]), int(result.info["samples"])
         asked = int(result.info["images_per_row_asked"])
@@ -1534,6 +1560,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(p)
     p.add_argument("--per-class", dest="per_class", action="store_true",
                    help=PER_CLASS_HELP % " against MODEL's on the same images")
+    p.add_argument("--lost-images", dest="lost_images", metavar="FILE.png",
+                   help="draw the test images MODEL gets right and OTHER wrong, by class, each with what OTHER "
+                   "now predicts (a PNG contact sheet, the first 200)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", parents=common, help="export to ONNX, verified in onnxruntime")

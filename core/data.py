@@ -66,6 +66,14 @@ class Normalization:
         std = torch.tensor(_per_channel(self.std, channels), dtype=torch.float32).view(1, -1, 1, 1)
         return out.div_(self.scale).sub_(mean).div_(std)
 
+    def invert(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs ``x`` (N, C, H, W) back to pixels over ``scale``: ``x·std + mean``, in
+        [0, 1] for pixels that were in [0, scale] (a new tensor)."""
+        channels = x.shape[1]
+        mean = torch.tensor(_per_channel(self.mean, channels), dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(_per_channel(self.std, channels), dtype=torch.float32).view(1, -1, 1, 1)
+        return x.to(torch.float32) * std + mean
+
 
 def _digits_normalization() -> Normalization:
     mean = tuple(float(v) for v in np.atleast_1d(DIGITS_MEAN))

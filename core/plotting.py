@@ -72,7 +72,7 @@ def _label(v: float, ticks: list[float]) -> str:
     return f"{100 * v:.{decimals}f}%"
 
 
-def _font(size: int):
+def pillow_font(size: int):
     """Pillow's scalable default font at ``size`` pixels (its small bitmap font without FreeType)."""
     from PIL import ImageFont
 
@@ -202,8 +202,8 @@ def _png_canvas(title: str, yt: list[float], sy, y_dense: float, size: int):
 
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img, "RGBA")
-    font = _font(size)
-    d.text((L, 16), title, fill="black", font=_font(17))
+    font = pillow_font(size)
+    d.text((L, 16), title, fill="black", font=pillow_font(17))
     for t in yt:
         d.line([(L, sy(t)), (W - R, sy(t))], fill="#dddddd")
         d.text((L - 8, sy(t)), _label(t, yt), fill="black", font=font, anchor="rm")

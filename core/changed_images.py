@@ -1,0 +1,171 @@
+"""Which evaluation images pruning changed: the ones a pruned model lost and the ones it gained.
+
+A change of −3 points on 846 images is a count of images: those the reference (the dense model,
+or magnitude at the same sparsity) classifies right and the pruned model wrong (*lost*), less
+those it gets right where the reference did not (*gained*); only these discordant images carry
+the paired difference (:class:`core.evaluate.PairedDifference`'s ``b_only`` and ``a_only``). Here
+they are listed with their true class and both models' predictions, turned back into pixels a
+person can look at (:func:`display_pixels`), and laid out as a contact sheet PNG for the CLI
+(:func:`write_contact_sheet`). The app shows the same images under its Classes tab.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from core.errors import StudioError
+from core.evaluate import EvalResult
+
+Kind = Literal["lost", "gained"]
+KINDS: tuple[Kind, ...] = ("lost", "gained")
+
+
+@dataclass(frozen=True)
+class ChangedImage:
+    """One evaluation image whose verdict changed: its position ``index`` in the image set, its
+    true ``label``, the pruned model's ``prediction`` and the reference's
+    (``reference_prediction``, −1 where the reference's predictions are not known)."""
+
+    index: int
+    label: int
+    prediction: int
+    reference_prediction: int
+
+
+def changed_images(result: EvalResult, reference: EvalResult, labels: torch.Tensor, *,
+                   kind: Kind = "lost", label: int | None = None) -> tuple[ChangedImage, ...]:
+    """The images ``result`` lost against ``reference`` (right there, wrong here) or, with
+    ``kind="gained"``, the ones it gained; only class ``label``'s where given; by true class,
+    then in the image set's order. Both results must be scored on the same images (``labels``,
+    in their order) with per-image hits, and ``result`` with its predictions
+    (:func:`core.evaluate.evaluate` keeps them).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind is 'lost' or 'gained', not {kind!r}")
+    if result.hits is None or result.predictions is None:
+        raise ValueError("the result needs per-image hits and predictions (scored by core.evaluate.evaluate)")
+    if reference.hits is None or reference.hits.shape != result.hits.shape:
+        raise ValueError("the reference was not scored on the same images")
+    y = labels.reshape(-1).long()
+    if y.numel() != result.hits.numel():
+        raise ValueError(f"{y.numel()} labels for {result.hits.numel()} scored images")
+    hits, ref = result.hits.bool().reshape(-1), reference.hits.bool().reshape(-1)
+    flags = (ref & ~hits) if kind == "lost" else (hits & ~ref)
+    if label is not None:
+        flags &= y == int(label)
+    idx = flags.nonzero().reshape(-1)
+    pred = result.predictions.reshape(-1).long()
+    ref_pred = (reference.predictions.reshape(-1).long()
+                if reference.predictions is not None and reference.predictions.numel() == y.numel()
+                else None)
+    out = []
+    for i in sorted(idx.tolist(), key=lambda i: (int(y[i]), i)):
+        r = int(ref_pred[i]) if ref_pred is not None else (int(y[i]) if kind == "lost" else -1)
+        out.append(ChangedImage(i, int(y[i]), int(pred[i]), r))
+    return tuple(out)
+
+
+def display_pixels(x: torch.Tensor, normalization: object | None = None) -> np.ndarray:
+    """Model inputs ``x`` (N, C, H, W) back as pictures: uint8 (N, H, W, 3).
+
+    With the data's :class:`core.data.Normalization` the inputs are de-normalised to the
+    [0, 1] range their pixels had (``x·std + mean``); where that does not land in [0, 1] (no
+    normalisation known, or pixels stored in other units) each image is stretched from its own
+    minimum to its maximum. One channel is grey; three are RGB; of other counts the first is shown.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"images are (N, C, H, W), not {tuple(x.shape)}")
+    x = x.detach().to(torch.float32)
+    c = x.shape[1]
+    if normalization is not None:
+        x = normalization.invert(x)
+    x = x[:, :3] if c == 3 else x[:, :1].expand(-1, 3, -1, -1)
+    x = x.clone()
+    for i in range(x.shape[0]):  # out of range: stretch this image on its own
+        img = x[i]
+        if normalization is None or float(img.min()) < -0.05 or float(img.max()) > 1.05:
+            lo, hi = float(img.min()), float(img.max())
+            x[i] = (img - lo) / (hi - lo) if hi > lo else torch.zeros_like(img)
+    pixels = (x.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def class_name(label: int, names: Sequence[str] | None = None) -> str:
+    """Class ``label``'s name, or its number where the data names no classes."""
+    return names[label] if names is not None and 0 <= label < len(names) else str(label)
+
+
+def caption(image: ChangedImage, names: Sequence[str] | None = None) -> str:
+    """'bird → airplane': the true class → the pruned model's prediction."""
+    return f"{class_name(image.label, names)} → {class_name(image.prediction, names)}"
+
+
+def contact_sheet(pixels: np.ndarray, captions: Sequence[tuple[str, str]], *, title: str = "",
+                  columns: int = 10, tile: int = 64):
+    """A Pillow image of ``pixels`` (N, H, W, 3 uint8) in rows of ``columns``, each scaled to
+    ``tile`` pixels (nearest neighbour for small images: their pixels stay sharp) with its two
+    caption lines below (the true class, then "as" the new prediction in red), and ``title``
+    above."""
+    from PIL import Image, ImageDraw
+
+    from core.plotting import pillow_font
+
+    n = len(pixels)
+    cols = max(1, min(columns, n))
+    rows = max(1, -(-n // cols))
+    pad, line_h, head = 10, 13, (30 if title else 6)
+    width = pad + cols * (tile + pad)
+    height = head + rows * (tile + 2 * line_h + pad) + pad
+    sheet = Image.new("RGB", (max(width, 420), height), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = pillow_font(11)
+    if title:
+        draw.text((pad, 8), title, fill="black", font=pillow_font(14))
+
+    def fit(text: str) -> str:
+        while len(text) > 2 and draw.textlength(text, font=font) > tile + pad - 2:
+            text = text[:-3] + ".."  # Pillow's default font has no ellipsis
+        return text
+
+    for i, (img, (true, now)) in enumerate(zip(pixels, captions)):
+        r, c = divmod(i, cols)
+        x0, y0 = pad + c * (tile + pad), head + r * (tile + 2 * line_h + pad)
+        small = img.shape[0] <= tile and img.shape[1] <= tile
+        pic = Image.fromarray(img).resize((tile, tile), Image.Resampling.NEAREST if small
+                                          else Image.Resampling.BILINEAR)
+        sheet.paste(pic, (x0, y0))
+        draw.text((x0 + tile / 2, y0 + tile + 2), fit(true), fill="black", font=font, anchor="ma")
+        draw.text((x0 + tile / 2, y0 + tile + 2 + line_h), fit(f"as {now}"), fill="#c62828", font=font,
+                  anchor="ma")
+    return sheet
+
+
+def write_contact_sheet(path: str | Path, images: object, changed: Sequence[ChangedImage], *,
+                        normalization: object | None = None, title: str = "", limit: int = 200,
+                        field: str | None = None) -> int:
+    """Write the first ``limit`` of ``changed`` (from ``images``, an ImageSet) as a PNG contact
+    sheet at ``path``, atomically; returns how many images it shows. The suffix must be .png."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise StudioError(f"a contact sheet is a PNG file, not {path.suffix or 'a file without extension'}",
+                          path=str(path), field=field, fix="give a file name ending in .png.")
+    shown = list(changed)[:max(0, limit)]
+    names = getattr(images, "class_names", None)
+    if shown:
+        pixels = display_pixels(images.x[torch.tensor([c.index for c in shown])], normalization)
+    else:
+        pixels = np.zeros((0, 1, 1, 3), dtype=np.uint8)
+    sheet = contact_sheet(pixels, [(class_name(c.label, names), class_name(c.prediction, names)) for c in shown],
+                          title=title or f"{len(changed)} images", columns=10)
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    from core.atomic_file import write_atomic
+
+    write_atomic(path, buf.getvalue(), field=field)
+    return len(shown)
