@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSplitter,
+    QStatusBar,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -190,6 +191,28 @@ def samples_note(result) -> str:
     if asked > b:
         text += f" ({asked} images per row asked: the calibration set has too few images)"
     return text
+
+
+class StageLabel(QLabel):
+    """The status bar's label. QStatusBar hides it under a message only implicitly, and a new font
+    (F11's presentation mode) rebuilds the bar's layout, which shows it again under the message:
+    the two texts overlap. Shown under a message, it has the message shown again, which hides it."""
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if self._message():
+            QTimer.singleShot(0, self._hide_again)
+
+    def _message(self) -> str:
+        bar = self.parentWidget()
+        return bar.currentMessage() if isinstance(bar, QStatusBar) else ""
+
+    def _hide_again(self) -> None:
+        message = self._message()
+        if message and self.isVisible():
+            bar = self.parentWidget()
+            bar.clearMessage()
+            bar.showMessage(message, 15000)
 
 
 class MainWindow(QMainWindow):
@@ -566,7 +589,7 @@ class MainWindow(QMainWindow):
     def _build_status(self) -> None:
         sb = self.statusBar()
         sb.setSizeGripEnabled(False)
-        self.stage_label = QLabel("Starting…")
+        self.stage_label = StageLabel("Starting…")
         self.stage_label.setMinimumWidth(200)
         self.stage_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.progress = QProgressBar()

@@ -1562,6 +1562,22 @@ def test_theme_and_presentation_mode(qtbot, window: MainWindow) -> None:
     assert window.theme.scale == 1.0 and window.theme.palette.name == "light"
 
 
+def test_presentation_mode_does_not_draw_the_status_label_over_a_message(qtbot, window: MainWindow) -> None:
+    """F11 rebuilds the status bar for the new font, which showed its label again under the
+    message shown (two texts drawn over each other): the label stays hidden, the message stays."""
+    qtbot.waitUntil(lambda: window.session is not None, timeout=LOAD_TIMEOUT_MS)
+    window.statusBar().showMessage("a class's numbers", 15000)
+    qtbot.wait(50)
+    assert not window.stage_label.isVisible()
+    for _ in range(2):  # into presentation mode and out again
+        window.act_presentation.trigger()
+        qtbot.wait(300)
+        assert not window.stage_label.isVisible()
+        assert window.statusBar().currentMessage() == "a class's numbers"
+    window.statusBar().clearMessage()
+    assert window.stage_label.isVisible()
+
+
 def test_presentation_mode_keeps_run_and_the_accuracy_in_view(qtbot, window: MainWindow) -> None:
     """Large fonts must not push the Preview below the fold: the rows past Scope fold into one
     line that names their values (which still apply), and the layer table keeps its columns."""
