@@ -68,6 +68,7 @@ from core.weights_export import SUFFIXES as WEIGHT_SUFFIXES
 from core.weights_export import pruned_metadata
 from gui import dialogs, jobs, main_thread_gc, runs_store
 from gui import settings as st
+from gui.changed_images_view import ChangedImagesView
 from gui.controls import ControlsPanel
 from gui.layer_table import LayerTable, fmt_int
 from gui.plots import (
@@ -385,6 +386,9 @@ class MainWindow(QMainWindow):
                                             "Costly layers are worth keeping dense (right-click in the table)")
         self.class_bars = ClassBars()
         self.class_bars.on_class = lambda text: self.statusBar().showMessage(text, 15000)
+        self.changed_view = ChangedImagesView()
+        self.class_bars.on_pick = lambda score: self.changed_view.set_label(score.label)
+        self.changed_view.on_save = self.save_changed_images_dialog
         self.class_against = QComboBox()
         self.class_against.addItem("the dense model", "dense")
         self.class_against.addItem("magnitude at the same sparsity", "magnitude")
@@ -399,7 +403,14 @@ class MainWindow(QMainWindow):
         against_row.addWidget(QLabel("Change against"))
         against_row.addWidget(self.class_against, 1)
         ct.addLayout(against_row)
-        ct.addWidget(self.class_bars, 1)
+        classes_split = QSplitter(Qt.Orientation.Vertical)
+        classes_split.addWidget(self.class_bars)
+        classes_split.addWidget(self.changed_view)
+        classes_split.setStretchFactor(0, 3)
+        classes_split.setStretchFactor(1, 2)
+        classes_split.setSizes([200, 140])
+        self.classes_splitter = classes_split
+        ct.addWidget(classes_split, 1)
         self.overview_tabs.addTab(classes_tab, "Classes")
         self.overview_tabs.setTabToolTip(4, "Each class's accuracy change against the dense model on the "
                                             "same evaluation images, with its paired 95% interval: which "
@@ -654,13 +665,16 @@ class MainWindow(QMainWindow):
         self.preview_panel.set_float16(self.act_float16.isChecked())
         i = self.class_against.findData(st.read(s, "view/classes_against", "dense"))
         self.class_against.setCurrentIndex(max(0, i))
+        kind = st.read(s, "view/changed_images", "lost")
+        self.changed_view.set_kind(kind if kind in ("lost", "gained") else "lost")
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
         else:
             self.resize(1560, 960)
         for key, splitter in (("window/main_splitter", self.main_splitter), ("window/model_splitter", self.model_splitter),
-                              ("window/top_splitter", self.top_splitter), ("window/plot_splitter", self.plot_splitter)):
+                              ("window/top_splitter", self.top_splitter), ("window/plot_splitter", self.plot_splitter),
+                              ("window/classes_splitter", self.classes_splitter)):
             state = s.value(key)
             if isinstance(state, QByteArray) and not state.isEmpty():
                 splitter.restoreState(state)
@@ -685,6 +699,8 @@ class MainWindow(QMainWindow):
         s.setValue("window/model_splitter", self.model_splitter.saveState())
         s.setValue("window/top_splitter", self.top_splitter.saveState())
         s.setValue("window/plot_splitter", self.plot_splitter.saveState())
+        s.setValue("window/classes_splitter", self.classes_splitter.saveState())
+        s.setValue("view/changed_images", self.changed_view.kind)
         s.sync()
 
     def apply_theme(self) -> None:
@@ -1689,10 +1705,13 @@ class MainWindow(QMainWindow):
             reference, label = magnitude, "magnitude"
         else:
             reference, label = (self.baseline.eval if self.baseline is not None else None), "dense"
-        scores = class_changes(shown, reference, self.bundle.evaluation if self.bundle is not None else None)
+        images = self.bundle.evaluation if self.bundle is not None else None
+        scores = class_changes(shown, reference, images)
         if not scores:  # missing, or not scored on these images
             self.class_bars.set_data((), against=label)
+            self.changed_view.set_data(None, None, None, against=label)
             return
+        self.changed_view.set_data(shown, reference, images, self.bundle.normalization, against=label)
         self.class_bars.set_data(scores, paired_or_none(shown, reference).difference, title, against=label)
 
     def _on_class_against(self) -> None:
@@ -2010,6 +2029,31 @@ class MainWindow(QMainWindow):
             return None
         self.statusBar().showMessage(f"Saved the run's report to {written}", 8000)
         return written
+
+    def save_changed_images_dialog(self) -> None:
+        """Ask for a .png path and save the Classes tab's images there (its Save… button)."""
+        if not self.changed_view.changed or self.session is None:
+            return
+        folder = Path(st.read(self.settings, "export/folder", str(Path.home())))
+        default = folder / self.changed_view.file_name(self.model_label.text())
+        path, _ = QFileDialog.getSaveFileName(self, "Save these images as PNG", str(default), "PNG image (*.png)")
+        if not path:
+            return
+        if not path.lower().endswith(".png"):
+            path += ".png"
+        self.settings.setValue("export/folder", str(Path(path).parent))
+        self.save_changed_images_to(path)
+
+    def save_changed_images_to(self, path: str) -> str | None:
+        """Write the Classes tab's images (those listed now) as a PNG contact sheet at ``path``;
+        returns the path, or None after an error dialog."""
+        try:
+            shown = self.changed_view.save_to(path)
+        except (OSError, StudioError) as exc:
+            self._show_failure(exc)
+            return None
+        self.statusBar().showMessage(f"Saved {shown} image{'' if shown == 1 else 's'} to {path}", 8000)
+        return path
 
     # ======================================================================================
     # sweep

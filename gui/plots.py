@@ -556,6 +556,7 @@ class ClassBars(StudioPlot):
         self.bars: pg.BarGraphItem | None = None
         self.set_message(self.HINT)
         self.on_class: Callable[[str], None] | None = None  # told about a clicked bar, in words
+        self.on_pick: Callable[[object], None] | None = None  # told the clicked bar's ClassScore
         self.scene().sigMouseClicked.connect(self._clicked)
 
     def class_at(self, x: float) -> object | None:
@@ -575,12 +576,16 @@ class ClassBars(StudioPlot):
         return text + (f"; {lost}" if lost else "")
 
     def _clicked(self, event: object) -> None:
-        """A click on a bar tells ``on_class`` that class's numbers and where its lost images went."""
-        if self.on_class is None or not self.shown:
+        """A click on a bar tells ``on_class`` that class's numbers and where its lost images went,
+        and ``on_pick`` its ClassScore."""
+        if not self.shown:
             return
         score = self.class_at(self.getPlotItem().vb.mapSceneToView(event.scenePos()).x())
         if score is not None:
-            self.on_class(self.describe_class(score))
+            if self.on_class is not None:
+                self.on_class(self.describe_class(score))
+            if self.on_pick is not None:
+                self.on_pick(score)
 
     def _tick_labels(self, shown: Sequence) -> list[str] | None:
         """The classes' names for the bottom axis, shortened with '…' to the width each bar has;

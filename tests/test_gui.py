@@ -1564,16 +1564,20 @@ def test_theme_and_presentation_mode(qtbot, window: MainWindow) -> None:
 
 def test_presentation_mode_does_not_draw_the_status_label_over_a_message(qtbot, window: MainWindow) -> None:
     """F11 rebuilds the status bar for the new font, which showed its label again under the
-    message shown (two texts drawn over each other): the label stays hidden, the message stays."""
+    message shown (two texts drawn over each other): the label stays hidden, the message stays.
+    The Classes tab's image cells grow with the font and shrink back."""
     qtbot.waitUntil(lambda: window.session is not None, timeout=LOAD_TIMEOUT_MS)
     window.statusBar().showMessage("a class's numbers", 15000)
     qtbot.wait(50)
     assert not window.stage_label.isVisible()
+    cells = window.changed_view.grid.gridSize().height()
     for _ in range(2):  # into presentation mode and out again
         window.act_presentation.trigger()
         qtbot.wait(300)
         assert not window.stage_label.isVisible()
         assert window.statusBar().currentMessage() == "a class's numbers"
+        # the Classes tab's image cells follow the font (two caption lines under each image)
+        assert (window.changed_view.grid.gridSize().height() > cells) == window.act_presentation.isChecked()
     window.statusBar().clearMessage()
     assert window.stage_label.isVisible()
 
@@ -2016,6 +2020,93 @@ def test_classes_tab_shows_each_class_change_against_dense(qtbot, window: MainWi
     qtbot.waitUntil(lambda: bool(bars.shown), timeout=RUN_TIMEOUT_MS)  # the new model's preview
     assert bars.shown and "Magnitude" in bars.title and window.outcome is None
     assert not hooks.errors
+
+
+def test_classes_tab_shows_the_images_a_run_lost(qtbot, window: MainWindow, hooks, tmp_path: Path,
+                                                 monkeypatch) -> None:
+    """Under the class bars, the evaluation images the shown run lost against the reference
+    (core.changed_images), captioned with their true class and the new prediction; a click on a
+    bar shows that class's alone, the chooser shows the gained ones, and against magnitude the
+    images are those CHITA lost to magnitude."""
+    from PySide6.QtCore import QPointF
+
+    from core.changed_images import changed_images
+    from core.evaluate import paired_difference
+    from gui.changed_images_view import LIMIT
+
+    view = window.changed_view
+    view.set_kind("lost")
+    outcome = run_and_wait(qtbot, window, "magnitude", 90)
+    labels = window.bundle.evaluation.y
+    lost = changed_images(outcome.eval, window.baseline.eval, labels)
+    change = paired_difference(outcome.eval, window.baseline.eval)
+    assert len(lost) == change.b_only > 0 and view.changed == lost
+    assert view.grid.count() == min(LIMIT, len(lost))
+    assert view.header.text().startswith(f"{len(lost)} images lost against dense")
+    first = view.grid.item(0)
+    assert first.text() == f"{lost[0].label}\n→ {lost[0].prediction}" and not first.icon().isNull()
+    assert f"Evaluation image {lost[0].index:,}: {lost[0].label}, this run says {lost[0].prediction}; " \
+           f"dense said {lost[0].label}" == first.toolTip()
+    # a click on the worst bar: its class's lost images alone, and a way back to all
+    bars = window.class_bars
+    worst = min(bars.shown, key=lambda c: (c.change.difference, c.label))
+    at = bars.getPlotItem().vb.mapViewToScene(QPointF(worst.label, worst.change.difference * 50))
+    bars._clicked(type("Click", (), {"scenePos": lambda self: at})())
+    assert view.label == worst.label and view.grid.count() == worst.change.b_only
+    assert all(c.label == worst.label for c in view.changed) and view.all_button.isVisibleTo(view)
+    # Save… writes what is listed (this class's images) as a PNG, in the remembered folder
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: offered.append(a[2]) or (str(tmp_path / "bird"), "")))
+    offered: list[str] = []
+    assert view.save_button.isEnabled()
+    view.save_button.click()
+    assert Path(offered[0]).name == f"digits_mlp_lost_{worst.label}.png"
+    from PIL import Image
+
+    with Image.open(tmp_path / "bird.png") as sheet:
+        assert sheet.format == "PNG" and sheet.height > 64
+    assert f"Saved {worst.change.b_only} images to" in window.statusBar().currentMessage()
+    assert window.save_changed_images_to(str(tmp_path / "no" / "such.png")) is None
+    assert "does not exist" in hooks.errors[-1][1]
+    hooks.errors.clear()
+    view.all_button.click()
+    assert view.label is None and view.grid.count() == min(LIMIT, len(lost))
+    view.set_kind("gained")
+    assert view.grid.count() == change.a_only and "gained against dense" in view.header.text()
+    window.save_settings()
+    assert window.settings.value("view/changed_images") == "gained"
+    view.set_kind("lost")
+    # against magnitude: the images a CHITA run lost where magnitude kept them right
+    chita = run_and_wait(qtbot, window, "chita", 90)
+    window.class_against.setCurrentIndex(window.class_against.findData("magnitude"))
+    versus = paired_difference(chita.eval, chita.magnitude_eval)
+    assert len(view.changed) == versus.b_only and "against magnitude" in view.header.text()
+    window.class_against.setCurrentIndex(window.class_against.findData("dense"))
+    assert len(view.changed) == paired_difference(chita.eval, window.baseline.eval).b_only
+    assert not hooks.errors
+
+
+def test_changed_images_view_without_predictions_or_data(qtbot) -> None:
+    """The images strip says what to do where a result has no predictions (a run saved by an
+    older version) and shows a hint before any run."""
+    import torch
+
+    from core.data import ImageSet
+    from core.evaluate import EvalResult
+    from gui.changed_images_view import ChangedImagesView
+
+    view = ChangedImagesView()
+    qtbot.addWidget(view)
+    assert view.grid.count() == 0 and "show here" in view.header.text()
+    hits = torch.tensor([True, False, True])
+    old = EvalResult(2 / 3, (0.2, 0.9), 0.0, (0.0, 0.0), 3, 2, 0.0, hits)  # no predictions
+    dense = EvalResult(1.0, (0.4, 1.0), 0.0, (0.0, 0.0), 3, 3, 0.0, torch.ones(3, dtype=torch.bool))
+    images = ImageSet(torch.zeros(3, 1, 8, 8), torch.tensor([0, 1, 2]), "test")
+    view.set_data(old, dense, images)
+    assert view.grid.count() == 0 and "run it again" in view.header.text()
+    with_pred = EvalResult(2 / 3, (0.2, 0.9), 0.0, (0.0, 0.0), 3, 2, 0.0, hits, torch.tensor([0, 2, 2]))
+    view.set_data(with_pred, dense, images)
+    assert view.grid.count() == 1 and view.grid.item(0).text() == "1\n→ 2"
 
 
 def test_time_the_last_export_against_the_dense_model(qtbot, window: MainWindow, hooks, tmp_path: Path,

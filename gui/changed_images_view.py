@@ -1,0 +1,201 @@
+"""The Classes tab's strip of images: the evaluation images a run lost (or gained) against the
+dense model or magnitude, each drawn back from the model's inputs with its true class and what the
+run now predicts (core.changed_images). A click on a class's bar shows that class's alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.changed_images import (
+    KINDS,
+    changed_images,
+    class_name,
+    display_pixels,
+    write_contact_sheet,
+)
+
+LIMIT = 200  # images drawn at most; the header says how many there are
+ICON = 44  # thumbnail size in pixels
+
+
+def pixmap_of(pixels: np.ndarray, size: int = ICON) -> QPixmap:
+    """An (H, W, 3) uint8 picture as a ``size`` pixmap: scaled up at least twofold, nearest
+    neighbour (the digits' 8×8 pixels stay sharp squares); otherwise smoothly."""
+    h, w = pixels.shape[:2]
+    data = np.ascontiguousarray(pixels)
+    image = QImage(data.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()  # own the bytes
+    mode = (Qt.TransformationMode.FastTransformation if 2 * max(h, w) <= size
+            else Qt.TransformationMode.SmoothTransformation)
+    return QPixmap.fromImage(image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, mode))
+
+
+class ChangedImagesView(QWidget):
+    """A header (how many images, against what, which class), a Lost/Gained chooser, a button back
+    to all classes, and the images as a wrapping grid of thumbnails captioned "true → now"."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.header = QLabel("")
+        self.header.setObjectName("Muted")
+        self.header.setSizePolicy(self.header.sizePolicy().horizontalPolicy().Ignored,
+                                  self.header.sizePolicy().verticalPolicy())
+        self.kind_box = QComboBox()
+        self.kind_box.addItem("Lost", "lost")
+        self.kind_box.addItem("Gained", "gained")
+        self.kind_box.setToolTip("Lost: right for the reference, wrong for this run. Gained: the other way")
+        self.kind_box.currentIndexChanged.connect(self.refresh)
+        self.all_button = QToolButton()
+        self.all_button.setText("All")
+        self.all_button.setToolTip("Show the images of every class again (a click on a bar shows one class's)")
+        self.all_button.clicked.connect(lambda: self.set_label(None))
+        self.save_button = QToolButton()
+        self.save_button.setText("Save…")
+        self.save_button.setToolTip("Save these images as a PNG contact sheet, captioned (for slides and reports)")
+        self.on_save: Callable[[], None] | None = None  # asks where, then calls save_to
+        self.save_button.clicked.connect(lambda: self.on_save() if self.on_save is not None else None)
+        self.grid = QListWidget()
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setIconSize(QSize(ICON, ICON))
+        self.grid.setWordWrap(True)
+        self.grid.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self._fit_grid()
+        self.grid.setUniformItemSizes(True)
+        self.grid.setSelectionMode(QListWidget.SelectionMode.NoSelection)
+        row = QHBoxLayout()
+        row.addWidget(self.header, 1)
+        row.addWidget(self.all_button)
+        row.addWidget(self.save_button)
+        row.addWidget(self.kind_box)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(row)
+        lay.addWidget(self.grid, 1)
+        self.result: Any = None
+        self.reference: Any = None
+        self.images: Any = None
+        self.normalization: Any = None
+        self.against = "dense"
+        self.label: int | None = None
+        self.changed: tuple = ()
+        self.refresh()
+
+    def _fit_grid(self) -> None:
+        """Cells for a thumbnail and two lines of caption in the current font."""
+        line = self.grid.fontMetrics().height()
+        self.grid.setGridSize(QSize(ICON + 50, ICON + 2 * line + 12))
+        self.grid.setMinimumHeight(ICON + 2 * line + 16)
+
+    def changeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """A new font or style sheet (presentation mode) resizes the cells."""
+        super().changeEvent(event)
+        from PySide6.QtCore import QEvent
+
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange) and hasattr(self, "grid"):
+            self._fit_grid()
+            self.refresh()  # the items' sizes follow the cells
+
+    @property
+    def kind(self) -> str:
+        """"lost" or "gained", as the chooser says."""
+        return str(self.kind_box.currentData())
+
+    def set_kind(self, kind: str) -> None:
+        """Choose lost or gained images (as the chooser does)."""
+        self.kind_box.setCurrentIndex(KINDS.index(kind))
+
+    def set_data(self, result: Any, reference: Any, images: Any, normalization: Any = None,
+                 against: str = "dense") -> None:
+        """``result`` and ``reference`` (EvalResults on ``images``, an ImageSet) to compare; None
+        clears. ``normalization`` turns the inputs back into pixels; ``against`` names the
+        reference in the header. The class chosen before stays chosen if the data is the same."""
+        if images is not self.images:
+            self.label = None
+        self.result, self.reference, self.images = result, reference, images
+        self.normalization, self.against = normalization, against
+        self.refresh()
+
+    def set_label(self, label: int | None) -> None:
+        """Show only class ``label``'s images (None: every class's)."""
+        self.label = label
+        self.refresh()
+
+    def _names(self) -> Any:
+        return getattr(self.images, "class_names", None)
+
+    def refresh(self) -> None:
+        """List the changed images again and draw the first ``LIMIT``."""
+        self.grid.clear()
+        self.all_button.setVisible(self.label is not None)
+        self.changed = ()
+        self.save_button.setEnabled(False)
+        if self.result is None or self.reference is None or self.images is None:
+            self.header.setText("The images a run loses against the reference show here")
+            return
+        try:
+            self.changed = changed_images(self.result, self.reference, self.images.y, kind=self.kind,
+                                          label=self.label)
+        except ValueError:
+            self.header.setText("This run was saved without its predictions: run it again to see its images")
+            return
+        which = "" if self.label is None else f" of {self._label_text(self.label)}"
+        verb = "lost" if self.kind == "lost" else "gained"
+        count = len(self.changed)
+        text = f"{count:,} image{'' if count == 1 else 's'}{which} {verb} against {self.against}"
+        if count > LIMIT:
+            text += f" (the first {LIMIT})"
+        self.header.setText(text)
+        self.header.setToolTip(text + ". Each image shows its true class and, below, what this run now "
+                               "predicts. Click a class's bar above for its images alone; hover an image "
+                               "for what the reference said.")
+        shown = self.changed[:LIMIT]
+        if not shown:
+            return
+        self.save_button.setEnabled(True)
+        import torch
+
+        pixels = display_pixels(self.images.x[torch.tensor([c.index for c in shown])], self.normalization)
+        names = self._names()
+        for c, pic in zip(shown, pixels):
+            true, now = class_name(c.label, names), class_name(c.prediction, names)
+            item = QListWidgetItem(QIcon(pixmap_of(pic)), f"{true}\n→ {now}")
+            was = ("" if c.reference_prediction < 0 else
+                   f"; {self.against} said {class_name(c.reference_prediction, names)}")
+            item.setToolTip(f"Evaluation image {c.index:,}: {true}, this run says {now}{was}")
+            item.setData(Qt.ItemDataRole.UserRole, c.index)
+            item.setSizeHint(self.grid.gridSize() - QSize(4, 4))  # captions as wide as the cell
+            self.grid.addItem(item)
+
+    def file_name(self, model: str) -> str:
+        """A name to offer for :meth:`save_to`: 'resnet20_lost_bird.png'."""
+        import re
+
+        which = "" if self.label is None else f"_{class_name(self.label, self._names())}"
+        return re.sub(r"[^\w.-]+", "_", f"{Path(model).stem}_{self.kind}{which}") + ".png"
+
+    def save_to(self, path: str) -> int:
+        """Write the images listed now (the first ``LIMIT``) as a captioned PNG contact sheet at
+        ``path``, atomically (core.changed_images); returns how many it shows."""
+        return write_contact_sheet(path, self.images, self.changed, normalization=self.normalization,
+                                   title=self.header.text(), limit=LIMIT)
+
+    def _label_text(self, label: int) -> str:
+        name = class_name(label, self._names())
+        return f"class {name}" if name.isdigit() else name
