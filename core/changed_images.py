@@ -71,13 +71,37 @@ def changed_images(result: EvalResult, reference: EvalResult, labels: torch.Tens
     return tuple(out)
 
 
-def display_pixels(x: torch.Tensor, normalization: object | None = None) -> np.ndarray:
+SHEET_LIMIT = 200  # images a contact sheet (and the app's strip) draws at most
+
+
+def share_by_class(changed: Sequence[ChangedImage], limit: int = SHEET_LIMIT) -> tuple[ChangedImage, ...]:
+    """At most ``limit`` of ``changed``, every class with its share: the first image of each
+    class, then the second of each, and so on (each class's in the image set's order), listed
+    by class. All of them where there are no more than ``limit``."""
+    if len(changed) <= limit:
+        return tuple(changed)
+    by_class: dict[int, list[ChangedImage]] = {}
+    for c in changed:
+        by_class.setdefault(c.label, []).append(c)
+    picked: list[ChangedImage] = []
+    depth = 0
+    while len(picked) < limit:
+        row = [imgs[depth] for imgs in by_class.values() if depth < len(imgs)]
+        picked += row[:limit - len(picked)]
+        depth += 1
+    return tuple(sorted(picked, key=lambda c: (c.label, c.index)))
+
+
+def display_pixels(x: torch.Tensor, normalization: object | None = None, *,
+                   max_size: int | None = None) -> np.ndarray:
     """Model inputs ``x`` (N, C, H, W) back as pictures: uint8 (N, H, W, 3).
 
     With the data's :class:`core.data.Normalization` the inputs are de-normalised to the
     [0, 1] range their pixels had (``x·std + mean``); where that does not land in [0, 1] (no
-    normalisation known, or pixels stored in other units) each image is stretched from its own
-    minimum to its maximum. One channel is grey; three are RGB; of other counts the first is shown.
+    normalisation known, or pixels stored in other units) an image is stretched from its own
+    minimum to its maximum. One channel is grey; three are RGB; of other counts the first is
+    shown. ``max_size`` shrinks larger pictures (area averaging) to at most that many pixels a
+    side first, for thumbnails.
     """
     if x.dim() != 4:
         raise ValueError(f"images are (N, C, H, W), not {tuple(x.shape)}")
@@ -85,14 +109,21 @@ def display_pixels(x: torch.Tensor, normalization: object | None = None) -> np.n
     c = x.shape[1]
     if normalization is not None:
         x = normalization.invert(x)
-    x = x[:, :3] if c == 3 else x[:, :1].expand(-1, 3, -1, -1)
-    x = x.clone()
-    for i in range(x.shape[0]):  # out of range: stretch this image on its own
-        img = x[i]
-        if normalization is None or float(img.min()) < -0.05 or float(img.max()) > 1.05:
-            lo, hi = float(img.min()), float(img.max())
-            x[i] = (img - lo) / (hi - lo) if hi > lo else torch.zeros_like(img)
+    x = x[:, :3] if c == 3 else x[:, :1]
+    if max_size is not None and max(x.shape[2:]) > max_size:
+        scale = max_size / max(x.shape[2:])
+        size = (max(1, round(x.shape[2] * scale)), max(1, round(x.shape[3] * scale)))
+        x = torch.nn.functional.interpolate(x, size=size, mode="area")
+    lo = x.amin(dim=(1, 2, 3), keepdim=True)
+    hi = x.amax(dim=(1, 2, 3), keepdim=True)
+    stretch = (lo < -0.05) | (hi > 1.05)  # out of range: each such image on its own scale
+    if normalization is None:
+        stretch = torch.ones_like(stretch)
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    x = torch.where(stretch, torch.where(hi > lo, (x - lo) / span, torch.zeros_like(x)), x)
     pixels = (x.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+    if pixels.shape[1] == 1:
+        pixels = pixels.expand(-1, 3, -1, -1)
     return pixels.permute(0, 2, 3, 1).contiguous().numpy()
 
 
@@ -119,20 +150,30 @@ def contact_sheet(pixels: np.ndarray, captions: Sequence[tuple[str, str]], *, ti
     n = len(pixels)
     cols = max(1, min(columns, n))
     rows = max(1, -(-n // cols))
-    pad, line_h, head = 10, 13, (30 if title else 6)
-    width = pad + cols * (tile + pad)
+    pad, line_h = 10, 13
+    width = max(pad + cols * (tile + pad), 420)
+    title_font = pillow_font(14)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    title_lines: list[str] = []
+    for word in title.split():  # wrapped to the sheet's width
+        if title_lines and measure.textlength(f"{title_lines[-1]} {word}", font=title_font) <= width - 2 * pad:
+            title_lines[-1] += f" {word}"
+        else:
+            title_lines.append(word)
+    head = 12 + 18 * len(title_lines) if title_lines else 6
     height = head + rows * (tile + 2 * line_h + pad) + pad
-    sheet = Image.new("RGB", (max(width, 420), height), "white")
+    sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     font = pillow_font(11)
-    if title:
-        draw.text((pad, 8), title, fill="black", font=pillow_font(14))
+    for i, line in enumerate(title_lines):
+        draw.text((pad, 8 + 18 * i), line, fill="black", font=title_font)
 
     def fit(text: str) -> str:
         while len(text) > 2 and draw.textlength(text, font=font) > tile + pad - 2:
             text = text[:-3] + ".."  # Pillow's default font has no ellipsis
         return text
 
+    # Pillow's default font draws a space 2 pixels wide at this size: "as  truck" takes two
     for i, (img, (true, now)) in enumerate(zip(pixels, captions)):
         r, c = divmod(i, cols)
         x0, y0 = pad + c * (tile + pad), head + r * (tile + 2 * line_h + pad)
@@ -141,28 +182,32 @@ def contact_sheet(pixels: np.ndarray, captions: Sequence[tuple[str, str]], *, ti
                                           else Image.Resampling.BILINEAR)
         sheet.paste(pic, (x0, y0))
         draw.text((x0 + tile / 2, y0 + tile + 2), fit(true), fill="black", font=font, anchor="ma")
-        draw.text((x0 + tile / 2, y0 + tile + 2 + line_h), fit(f"as {now}"), fill="#c62828", font=font,
+        draw.text((x0 + tile / 2, y0 + tile + 2 + line_h), fit(f"as  {now}"), fill="#c62828", font=font,
                   anchor="ma")
     return sheet
 
 
 def write_contact_sheet(path: str | Path, images: object, changed: Sequence[ChangedImage], *,
-                        normalization: object | None = None, title: str = "", limit: int = 200,
+                        normalization: object | None = None, title: str = "", limit: int = SHEET_LIMIT,
                         field: str | None = None) -> int:
-    """Write the first ``limit`` of ``changed`` (from ``images``, an ImageSet) as a PNG contact
-    sheet at ``path``, atomically; returns how many images it shows. The suffix must be .png."""
+    """Write ``changed`` (from ``images``, an ImageSet) as a PNG contact sheet at ``path``,
+    atomically: at most ``limit``, each class with its share (:func:`share_by_class`); returns
+    how many images it shows. The suffix must be .png."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise StudioError(f"a contact sheet is a PNG file, not {path.suffix or 'a file without extension'}",
                           path=str(path), field=field, fix="give a file name ending in .png.")
-    shown = list(changed)[:max(0, limit)]
+    shown = share_by_class(changed, max(0, limit))
     names = getattr(images, "class_names", None)
     if shown:
         pixels = display_pixels(images.x[torch.tensor([c.index for c in shown])], normalization)
     else:
         pixels = np.zeros((0, 1, 1, 3), dtype=np.uint8)
+    title = title or f"{len(changed)} images"
+    if len(shown) < len(changed):
+        title += f"; {len(shown)} drawn, each class with its share"
     sheet = contact_sheet(pixels, [(class_name(c.label, names), class_name(c.prediction, names)) for c in shown],
-                          title=title or f"{len(changed)} images", columns=10)
+                          title=title, columns=10)
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     from core.atomic_file import write_atomic

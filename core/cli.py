@@ -696,7 +696,7 @@ def write_lost_images(path: str, result: Any, reference: Any, images: ImageSet, 
     shown = write_contact_sheet(path, images, lost, normalization=normalization, field=field,
                                 title=f"{len(lost)} images lost against {what}: true class, and as what it is now predicted")
     line = (f"Lost:       {len(lost):,} images {what} gets right and this model not, in {path}"
-            + (f" (the first {shown} by class)" if shown < len(lost) else ""))
+            + (f" ({shown} drawn, each class with its share)" if shown < len(lost) else ""))
     return {"path": path, "images": len(lost), "shown": shown}, line
 
 
@@ -1294,9 +1294,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.report:
         from core.report import run_report, write_report
 
+        sheet = (Path(os.path.relpath(os.path.abspath(args.lost_images),
+                                      os.path.dirname(os.path.abspath(args.report)))).as_posix()
+                 if args.lost_images else None)
         data["report"] = write_report(run_report(result, model=loaded.source, data=args.data, dense=before,
                                                  pruned=after, images=bundle.evaluation, magnitude=mag_eval,
-                                                 export=export, latency=latency, command=args.command_line),
+                                                 export=export, latency=latency, command=args.command_line,
+                                                 lost_images=sheet),
                                       args.report)
         lines.append(f"Report:     {data['report']}")
     emit(args, data, "\n".join(lines))

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from core.atomic_file import write_atomic
 from core.batchnorm import describe_batchnorm
+from core.changed_images import SHEET_LIMIT
 from core.class_accuracy import called, class_changes, lost_to_text
 from core.evaluate import EvalResult, paired_or_none
 
@@ -43,7 +44,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
 def run_report(result: Any, *, model: str, dense: EvalResult, pruned: EvalResult, images: Any = None,
                data: str = "", magnitude: EvalResult | None = None, export: Any = None,
                latency: tuple[Any, Any] | None = None, created: _dt.datetime | None = None,
-               command: str | None = None) -> str:
+               command: str | None = None, lost_images: str | None = None) -> str:
     """The Markdown report of one run.
 
     ``result`` is the :class:`core.pruning.PruneResult`; ``model`` and ``data`` name the sources;
@@ -51,7 +52,9 @@ def run_report(result: Any, *, model: str, dense: EvalResult, pruned: EvalResult
     ``images`` (an ImageSet, for the classes); ``magnitude``, magnitude pruning's at the same
     sparsity where measured; ``export``, the :class:`core.export.ExportReport` of the run's file;
     ``latency``, (the file's, the dense model's) :class:`core.latency.Latency`; ``command``, the
-    command line that made the run (the CLI's), to make it again.
+    command line that made the run (the CLI's), to make it again; ``lost_images``, the link (a
+    path relative to the report) to the contact sheet of the images the run lost against dense
+    (:func:`core.changed_images.write_contact_sheet`), shown under the classes.
     """
     from core import __version__
     from core.pruning import METHOD_LABELS, describe_samples, describe_update_scale
@@ -135,6 +138,11 @@ def run_report(result: Any, *, model: str, dense: EvalResult, pruned: EvalResult
                           f"{100 * s.change.ci[1]:+.2f}]", "yes" if s.clear else "",
                           lost_to_text(s) or "–")
                          for s in scores]) + [""]
+        if lost_images:
+            lost = paired_or_none(pruned, dense).b_only
+            drawn = (f" ({SHEET_LIMIT} drawn, each class with its share)" if lost > SHEET_LIMIT else "")
+            lines += [f"The {lost:,} image{'' if lost == 1 else 's'} lost against dense{drawn}, by class, each "
+                      "with the class it is now predicted as:", "", f"![Images lost against dense]({lost_images})", ""]
 
     # --- layers ----------------------------------------------------------------------------
     lines += ["## Layers", "", *_table(("weight", "weights", "sparsity"),

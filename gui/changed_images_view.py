@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt
+import torch
+from PySide6.QtCore import QEvent, QSize, Qt
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -24,13 +25,15 @@ from PySide6.QtWidgets import (
 
 from core.changed_images import (
     KINDS,
+    SHEET_LIMIT,
     changed_images,
     class_name,
     display_pixels,
+    share_by_class,
     write_contact_sheet,
 )
 
-LIMIT = 200  # images drawn at most; the header says how many there are
+LIMIT = SHEET_LIMIT  # images drawn at most, each class with its share; the header says how many there are
 ICON = 44  # thumbnail size in pixels
 
 
@@ -95,6 +98,8 @@ class ChangedImagesView(QWidget):
         self.against = "dense"
         self.label: int | None = None
         self.changed: tuple = ()
+        self.title = ""  # the header's words, for the saved sheet
+        self._drawn = False  # thumbnails drawn for the images listed
         self.refresh()
 
     def _fit_grid(self) -> None:
@@ -106,8 +111,6 @@ class ChangedImagesView(QWidget):
     def changeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
         """A new font or style sheet (presentation mode) resizes the cells."""
         super().changeEvent(event)
-        from PySide6.QtCore import QEvent
-
         if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange) and hasattr(self, "grid"):
             self._fit_grid()
             self.refresh()  # the items' sizes follow the cells
@@ -141,7 +144,7 @@ class ChangedImagesView(QWidget):
         return getattr(self.images, "class_names", None)
 
     def refresh(self) -> None:
-        """List the changed images again and draw the first ``LIMIT``."""
+        """List the changed images again, and draw them now if the view is seen (else when it is)."""
         self.grid.clear()
         self.all_button.setVisible(self.label is not None)
         self.changed = ()
@@ -159,20 +162,34 @@ class ChangedImagesView(QWidget):
         verb = "lost" if self.kind == "lost" else "gained"
         count = len(self.changed)
         text = f"{count:,} image{'' if count == 1 else 's'}{which} {verb} against {self.against}"
+        self.title = text
         if count > LIMIT:
-            text += f" (the first {LIMIT})"
+            text += f" ({LIMIT} drawn, each class with its share)"
         self.header.setText(text)
         self.header.setToolTip(text + ". Each image shows its true class and, below, what this run now "
                                "predicts. Click a class's bar above for its images alone; hover an image "
                                "for what the reference said.")
-        shown = self.changed[:LIMIT]
+        self.save_button.setEnabled(bool(self.changed))
+        self._drawn = False
+        if self.isVisible():
+            self._draw()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """Thumbnails are drawn when the tab is seen, not at every preview behind another tab."""
+        super().showEvent(event)
+        if not self._drawn:
+            self._draw()
+
+    def _draw(self) -> None:
+        """The thumbnails of the images listed (at most ``LIMIT``, each class with its share)."""
+        self._drawn = True
+        shown = share_by_class(self.changed, LIMIT)
         if not shown:
             return
-        self.save_button.setEnabled(True)
-        import torch
-
-        pixels = display_pixels(self.images.x[torch.tensor([c.index for c in shown])], self.normalization)
+        pixels = display_pixels(self.images.x[torch.tensor([c.index for c in shown])], self.normalization,
+                                max_size=2 * ICON)
         names = self._names()
+        self.grid.setUpdatesEnabled(False)
         for c, pic in zip(shown, pixels):
             true, now = class_name(c.label, names), class_name(c.prediction, names)
             item = QListWidgetItem(QIcon(pixmap_of(pic)), f"{true}\n→ {now}")
@@ -182,6 +199,7 @@ class ChangedImagesView(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, c.index)
             item.setSizeHint(self.grid.gridSize() - QSize(4, 4))  # captions as wide as the cell
             self.grid.addItem(item)
+        self.grid.setUpdatesEnabled(True)
 
     def file_name(self, model: str) -> str:
         """A name to offer for :meth:`save_to`: 'resnet20_lost_bird.png'."""
@@ -191,10 +209,10 @@ class ChangedImagesView(QWidget):
         return re.sub(r"[^\w.-]+", "_", f"{Path(model).stem}_{self.kind}{which}") + ".png"
 
     def save_to(self, path: str) -> int:
-        """Write the images listed now (the first ``LIMIT``) as a captioned PNG contact sheet at
+        """Write the images drawn now (at most ``LIMIT``) as a captioned PNG contact sheet at
         ``path``, atomically (core.changed_images); returns how many it shows."""
         return write_contact_sheet(path, self.images, self.changed, normalization=self.normalization,
-                                   title=self.header.text(), limit=LIMIT)
+                                   title=self.title, limit=LIMIT)
 
     def _label_text(self, label: int) -> str:
         name = class_name(label, self._names())

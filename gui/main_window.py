@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.batchnorm import describe_batchnorm, has_batchnorm, scripted_batchnorm
+from core.changed_images import changed_images, write_contact_sheet
 from core.class_accuracy import class_changes, describe_classes
 from core.errors import StudioError
 from core.evaluate import agreement, paired_or_none
@@ -2019,15 +2020,21 @@ class MainWindow(QMainWindow):
         export = self.last_export if self.last_export_result is out.result else None
         latency = (self.last_latency[1] if export is not None and self.last_latency is not None
                    and self.last_latency[0] == export.path else None)
-        text = run_report(out.result, model=self.session.loaded.source, dense=self.baseline.eval,
-                          pruned=out.eval, images=self.bundle.evaluation, magnitude=out.magnitude_eval,
-                          export=export, latency=latency)
+        sheet = Path(path).with_name(Path(path).stem + "_lost.png")
         try:
+            lost = changed_images(out.eval, self.baseline.eval, self.bundle.evaluation.y)
+            if lost:  # the images the run lost against dense, beside the report and linked from it
+                write_contact_sheet(sheet, self.bundle.evaluation, lost, normalization=self.bundle.normalization,
+                                    title=f"{len(lost)} images lost against the dense model")
+            text = run_report(out.result, model=self.session.loaded.source, dense=self.baseline.eval,
+                              pruned=out.eval, images=self.bundle.evaluation, magnitude=out.magnitude_eval,
+                              export=export, latency=latency, lost_images=sheet.name if lost else None)
             written = write_report(text, path, field=None)
-        except (OSError, StudioError) as exc:
+        except (OSError, StudioError, ValueError) as exc:
             self._show_failure(exc)
             return None
-        self.statusBar().showMessage(f"Saved the run's report to {written}", 8000)
+        self.statusBar().showMessage(f"Saved the run's report to {written}"
+                                     + (f", and the images it lost to {sheet.name} beside it" if lost else ""), 8000)
         return written
 
     def save_changed_images_dialog(self) -> None:

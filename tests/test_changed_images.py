@@ -15,6 +15,7 @@ from core.changed_images import (
     caption,
     changed_images,
     display_pixels,
+    share_by_class,
     write_contact_sheet,
 )
 from core.cli import main
@@ -55,6 +56,17 @@ def test_lost_and_gained_images_with_both_predictions():
     assert changed_images(PRUNED, bare, Y, kind="gained")[0].reference_prediction == -1
     assert caption(lost[2]) == "2 → 1"
     assert caption(lost[2], ("cat", "dog", "bird")) == "bird → dog"
+
+
+def test_a_sheet_over_its_limit_draws_every_class_its_share(tmp_path: Path):
+    many = tuple(ChangedImage(i, label, 0, label) for i, label in enumerate([0] * 50 + [1] * 3 + [2] * 20))
+    picked = share_by_class(many, 10)
+    # 3 rounds of one image per class (9 images), then the 4th of class 0: class 1 has only 3
+    assert [c.label for c in picked] == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert [c.index for c in picked if c.label == 2] == [53, 54, 55]  # each class's first, in order
+    assert share_by_class(many, 100) == many and share_by_class(many[:4], 4) == many[:4]
+    images = ImageSet(torch.randn(73, 1, 4, 4), torch.tensor([c.label for c in many]), "test")
+    assert write_contact_sheet(tmp_path / "s.png", images, many, limit=10) == 10
 
 
 def test_results_must_be_scored_on_the_same_images_with_predictions():
@@ -107,8 +119,10 @@ def test_contact_sheet_png(tmp_path: Path):
 
 def test_cli_prune_and_compare_draw_the_lost_images(capsys, tmp_path: Path):
     sheet = tmp_path / "lost.png"
+    (tmp_path / "reports").mkdir()
     code = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.9",
-                 "--lost-images", str(sheet), "--json", "--out", str(tmp_path / "p.onnx")])
+                 "--lost-images", str(sheet), "--json", "--out", str(tmp_path / "p.onnx"),
+                 "--report", str(tmp_path / "reports" / "run.md")])
     out, err = capsys.readouterr()
     assert code == 0, err
     data = json.loads(out)
@@ -116,6 +130,10 @@ def test_cli_prune_and_compare_draw_the_lost_images(capsys, tmp_path: Path):
     assert data["lost_images"]["shown"] == min(200, data["images_lost"])
     with Image.open(sheet) as img:
         assert img.format == "PNG"
+    # the report links the sheet, relative to the report's folder
+    report = (tmp_path / "reports" / "run.md").read_text()
+    assert f"The {data['images_lost']:,} images lost against dense" in report
+    assert "![Images lost against dense](../lost.png)" in report
     other = tmp_path / "cmp.png"
     code = main(["compare", "demo", str(tmp_path / "p.onnx"), "--data", "digits", "--lost-images", str(other)])
     out, err = capsys.readouterr()

@@ -2037,6 +2037,8 @@ def test_classes_tab_shows_the_images_a_run_lost(qtbot, window: MainWindow, hook
     view = window.changed_view
     view.set_kind("lost")
     outcome = run_and_wait(qtbot, window, "magnitude", 90)
+    assert view.grid.count() == 0 and view.changed  # listed, not drawn behind another tab
+    window.overview_tabs.setCurrentIndex(window.overview_tabs.count() - 1)  # the Classes tab
     labels = window.bundle.evaluation.y
     lost = changed_images(outcome.eval, window.baseline.eval, labels)
     change = paired_difference(outcome.eval, window.baseline.eval)
@@ -2097,6 +2099,7 @@ def test_changed_images_view_without_predictions_or_data(qtbot) -> None:
 
     view = ChangedImagesView()
     qtbot.addWidget(view)
+    view.show()
     assert view.grid.count() == 0 and "show here" in view.header.text()
     hits = torch.tensor([True, False, True])
     old = EvalResult(2 / 3, (0.2, 0.9), 0.0, (0.0, 0.0), 3, 2, 0.0, hits)  # no predictions
@@ -2141,6 +2144,7 @@ def test_time_the_last_export_against_the_dense_model(qtbot, window: MainWindow,
     assert window.act_report.isEnabled()
     text = Path(window.save_report_to(str(tmp_path / "run.md"))).read_text()
     assert "## ONNX file" in text and str(tmp_path / "pruned.onnx") in text
+    assert "![Images lost against dense](run_lost.png)" in text and (tmp_path / "run_lost.png").is_file()
     assert f"the dense model {dense.median_ms:.3g} ms in the same rounds" in text
     assert "## Classes" in text and "Change against dense:" in text
     with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
