@@ -19,11 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import core  # noqa: E402,F401  (first: the OpenMP wait policy the app runs with, set before torch loads)
+
+# isort: split
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from core.data import ImageSet, Normalization  # noqa: E402
 from core.evaluate import EvalResult  # noqa: E402
@@ -54,9 +57,8 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from gui.changed_images_view import ICON, LIMIT, ChangedImagesView, pixmap_of
-
     from core.changed_images import changed_images, display_pixels, share_by_class
+    from gui.changed_images_view import ICON, LIMIT, ChangedImagesView, pixmap_of
 
     print(f"{LIMIT} thumbnails of {ICON} px, median of {args.rounds} rounds (ms)\n")
     print("| images | first version: pixels + pixmaps (baseline) | current: pixels + pixmaps | ratio | "
