@@ -132,6 +132,21 @@ def class_name(label: int, names: Sequence[str] | None = None) -> str:
     return names[label] if names is not None and 0 <= label < len(names) else str(label)
 
 
+def guesses(result: EvalResult, index: int, names: Sequence[str] | None = None) -> tuple[tuple[str, float], ...]:
+    """Image ``index``'s most probable classes for ``result`` with their probabilities, most
+    probable first: (('frog', 0.61), ('bird', 0.20), ('cat', 0.09)); () where the result does
+    not keep them (scored before they were kept)."""
+    top, prob = result.top_classes, result.top_probabilities
+    if top is None or prob is None or not 0 <= index < top.shape[0]:
+        return ()
+    return tuple((class_name(int(c), names), float(p)) for c, p in zip(top[index].tolist(), prob[index].tolist()))
+
+
+def guesses_text(result: EvalResult, index: int, names: Sequence[str] | None = None) -> str:
+    """'frog 61%, bird 20%, cat 9%' ('' where not kept)."""
+    return ", ".join(f"{name} {100 * p:.0f}%" for name, p in guesses(result, index, names))
+
+
 def caption(image: ChangedImage, names: Sequence[str] | None = None) -> str:
     """'bird → airplane': the true class → the pruned model's prediction."""
     return f"{class_name(image.label, names)} → {class_name(image.prediction, names)}"

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from core.data import ImageSet
 
 Z_95 = 1.96
+TOP_K = 3  # most probable classes kept per image (EvalResult.top_classes)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,9 @@ class EvalResult:
     image, in the image set's order) says which images were classified right: what
     :func:`paired_difference` needs to compare two models on the same images. ``predictions``
     (int32, one per image) are the predicted classes: where the images a pruned model gets
-    wrong went (:func:`core.class_accuracy.class_scores`).
+    wrong went (:func:`core.class_accuracy.class_scores`). ``top_classes`` (int32) and
+    ``top_probabilities`` (float32), (n, ``TOP_K``), are each image's most probable classes and
+    their softmax probabilities, most probable first: how sure the network was.
     """
 
     accuracy: float
@@ -49,6 +52,8 @@ class EvalResult:
     seconds: float
     hits: torch.Tensor | None = field(default=None, compare=False, repr=False)
     predictions: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    top_classes: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    top_probabilities: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -259,6 +264,8 @@ def evaluate(
     correct = 0
     hits = torch.zeros(n, dtype=torch.bool)
     predictions = torch.zeros(n, dtype=torch.int32)
+    top_classes: torch.Tensor | None = None
+    top_probabilities: torch.Tensor | None = None
     loss_sum = 0.0
     loss_sq_sum = 0.0
     was_training = set_eval_mode(model)
@@ -297,6 +304,12 @@ def evaluate(
                 right = (predicted == yb).cpu()
                 hits[lo : lo + len(right)] = right
                 predictions[lo : lo + len(right)] = predicted.cpu().to(torch.int32)
+                top = logits.softmax(dim=1).topk(min(TOP_K, logits.shape[1]), dim=1)
+                if top_classes is None:
+                    top_classes = torch.zeros(n, top.indices.shape[1], dtype=torch.int32)
+                    top_probabilities = torch.zeros(n, top.indices.shape[1], dtype=torch.float32)
+                top_classes[lo : lo + len(right)] = top.indices.cpu().to(torch.int32)
+                top_probabilities[lo : lo + len(right)] = top.values.cpu()
                 correct += int(right.sum())
                 report(progress, "evaluate", min(lo + batch_size, n), n)
     finally:
@@ -315,4 +328,6 @@ def evaluate(
         seconds=time.perf_counter() - start,
         hits=hits,
         predictions=predictions,
+        top_classes=top_classes,
+        top_probabilities=top_probabilities,
     )

@@ -73,7 +73,8 @@ def result_from_state(state: Mapping[str, Any]) -> PruneResult:
 
 def eval_state(ev: EvalResult) -> dict[str, Any]:
     """An EvalResult as plain data, its per-image hits included."""
-    return _plain(dataclasses.asdict(ev) | {"hits": ev.hits, "predictions": ev.predictions})
+    return _plain(dataclasses.asdict(ev) | {"hits": ev.hits, "predictions": ev.predictions,
+                                            "top_classes": ev.top_classes, "top_probabilities": ev.top_probabilities})
 
 
 def eval_from_state(state: Mapping[str, Any]) -> EvalResult:
@@ -81,7 +82,8 @@ def eval_from_state(state: Mapping[str, Any]) -> EvalResult:
     return EvalResult(accuracy=float(state["accuracy"]), accuracy_ci=tuple(state["accuracy_ci"]),
                       loss=float(state["loss"]), loss_ci=tuple(state["loss_ci"]), n=int(state["n"]),
                       correct=int(state["correct"]), seconds=float(state["seconds"]), hits=state.get("hits"),
-                      predictions=state.get("predictions"))
+                      predictions=state.get("predictions"), top_classes=state.get("top_classes"),
+                      top_probabilities=state.get("top_probabilities"))
 
 
 def fingerprint(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> str:

@@ -13,6 +13,8 @@ from PySide6.QtCore import QEvent, QSize, Qt
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QHBoxLayout,
     QLabel,
     QListView,
@@ -29,6 +31,7 @@ from core.changed_images import (
     changed_images,
     class_name,
     display_pixels,
+    guesses_text,
     share_by_class,
     write_contact_sheet,
 )
@@ -81,7 +84,9 @@ class ChangedImagesView(QWidget):
         self.grid.setTextElideMode(Qt.TextElideMode.ElideRight)
         self._fit_grid()
         self.grid.setUniformItemSizes(True)
-        self.grid.setSelectionMode(QListWidget.SelectionMode.NoSelection)
+        self.grid.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
+        self.grid.itemActivated.connect(self.open_item)  # double-click or Enter
+        self.detail: ImageDetail | None = None  # the last image opened large
         row = QHBoxLayout()
         row.addWidget(self.header, 1)
         row.addWidget(self.all_button)
@@ -193,13 +198,39 @@ class ChangedImagesView(QWidget):
         for c, pic in zip(shown, pixels):
             true, now = class_name(c.label, names), class_name(c.prediction, names)
             item = QListWidgetItem(QIcon(pixmap_of(pic)), f"{true}\n→ {now}")
-            was = ("" if c.reference_prediction < 0 else
-                   f"; {self.against} said {class_name(c.reference_prediction, names)}")
-            item.setToolTip(f"Evaluation image {c.index:,}: {true}, this run says {now}{was}")
+            item.setToolTip(self._describe(c, names) + "\nDouble-click to see it large")
             item.setData(Qt.ItemDataRole.UserRole, c.index)
             item.setSizeHint(self.grid.gridSize() - QSize(4, 4))  # captions as wide as the cell
             self.grid.addItem(item)
         self.grid.setUpdatesEnabled(True)
+
+    def _describe(self, c: Any, names: Any, html: bool = False) -> str:
+        """What the tooltip (plain lines) and the large view (``html``) say of image ``c``: its
+        class and each network's most probable classes (or just the predictions, where a run
+        kept no probabilities)."""
+        true, now = class_name(c.label, names), class_name(c.prediction, names)
+        lines = [f"Evaluation image {c.index:,}: {true}",
+                 f"This run: {guesses_text(self.result, c.index, names) or now}"]
+        ref = guesses_text(self.reference, c.index, names)
+        if ref or c.reference_prediction >= 0:
+            lines.append(f"{self.against.capitalize()}: {ref or class_name(c.reference_prediction, names)}")
+        if html:
+            from html import escape
+
+            return "<br>".join(escape(line) for line in lines)
+        return "\n".join(lines)
+
+    def open_item(self, item: QListWidgetItem) -> None:
+        """Show the image behind ``item`` large, with what each network made of it."""
+        index = item.data(Qt.ItemDataRole.UserRole)
+        image = next((c for c in self.changed if c.index == index), None)
+        if image is None:
+            return
+        pixels = display_pixels(self.images.x[index:index + 1], self.normalization, max_size=256)[0]
+        if self.detail is not None:
+            self.detail.close()
+        self.detail = ImageDetail(self, pixels, self._describe(image, self._names(), html=True))
+        self.detail.show()
 
     def file_name(self, model: str) -> str:
         """A name to offer for :meth:`save_to`: 'resnet20_lost_bird.png'."""
@@ -217,3 +248,26 @@ class ChangedImagesView(QWidget):
     def _label_text(self, label: int) -> str:
         name = class_name(label, self._names())
         return f"class {name}" if name.isdigit() else name
+
+
+class ImageDetail(QDialog):
+    """One evaluation image large (at least 256 px a side, small images in sharp pixels), with
+    its class and what the run and the reference made of it. Non-modal."""
+
+    def __init__(self, parent: QWidget | None, pixels: np.ndarray, html: str) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Image")
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        lay = QVBoxLayout(self)
+        self.picture = QLabel()
+        side = max(256, max(pixels.shape[:2]))
+        self.picture.setPixmap(pixmap_of(pixels, side))
+        self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.text = QLabel(html)
+        self.text.setTextFormat(Qt.TextFormat.RichText)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.close)
+        lay.addWidget(self.picture)
+        lay.addWidget(self.text)
+        lay.addWidget(buttons)

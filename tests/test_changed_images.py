@@ -15,6 +15,8 @@ from core.changed_images import (
     caption,
     changed_images,
     display_pixels,
+    guesses,
+    guesses_text,
     share_by_class,
     write_contact_sheet,
 )
@@ -67,6 +69,18 @@ def test_a_sheet_over_its_limit_draws_every_class_its_share(tmp_path: Path):
     assert share_by_class(many, 100) == many and share_by_class(many[:4], 4) == many[:4]
     images = ImageSet(torch.randn(73, 1, 4, 4), torch.tensor([c.label for c in many]), "test")
     assert write_contact_sheet(tmp_path / "s.png", images, many, limit=10) == 10
+
+
+def test_each_images_most_probable_classes_in_words():
+    top = torch.tensor([[2, 0, 1], [1, 2, 0]], dtype=torch.int32)
+    prob = torch.tensor([[0.612, 0.2, 0.09], [0.5, 0.3, 0.2]])
+    ev = EvalResult(0.5, (0.0, 1.0), 0.0, (0.0, 0.0), 2, 1, 0.0, torch.tensor([True, False]),
+                    torch.tensor([2, 1], dtype=torch.int32), top, prob)
+    assert guesses(ev, 0, ("cat", "dog", "bird")) == (("bird", pytest.approx(0.612)), ("cat", pytest.approx(0.2)),
+                                                      ("dog", pytest.approx(0.09)))
+    assert guesses_text(ev, 0, ("cat", "dog", "bird")) == "bird 61%, cat 20%, dog 9%"
+    assert guesses_text(ev, 1) == "1 50%, 2 30%, 0 20%"
+    assert guesses_text(DENSE, 0) == "" and guesses_text(ev, 5) == ""  # not kept, or no such image
 
 
 def test_results_must_be_scored_on_the_same_images_with_predictions():

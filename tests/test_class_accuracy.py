@@ -189,6 +189,11 @@ def test_evaluate_keeps_each_images_prediction():
     ev = evaluate(load_demo("digits_mlp").model, images)
     assert ev.predictions.dtype == torch.int32 and ev.predictions.shape == images.y.shape
     assert torch.equal(ev.hits, ev.predictions.long() == images.y)
+    # and each image's three most probable classes, most probable first: the first is the prediction
+    assert ev.top_classes.shape == (len(images), 3) and torch.equal(ev.top_classes[:, 0], ev.predictions)
+    p = ev.top_probabilities
+    assert (p[:, :-1] >= p[:, 1:]).all() and (p > 0).all() and (p.sum(1) <= 1 + 1e-5).all()
+    assert (ev.top_classes[:, 0] != ev.top_classes[:, 1]).all()
 
 
 def test_class_names_given_on_the_command_line_or_in_a_file(capsys, tmp_path: Path):

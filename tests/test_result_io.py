@@ -40,6 +40,8 @@ def test_a_result_and_its_evaluation_come_back_equal_from_a_weights_only_file(tm
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert back.info["schedule"] == res.info["schedule"] and back.info["final"] == res.info["final"]
     assert ev_back == ev and torch.equal(ev_back.hits, ev.hits) and torch.equal(ev_back.predictions, ev.predictions)
+    assert torch.equal(ev_back.top_classes, ev.top_classes)
+    assert torch.equal(ev_back.top_probabilities, ev.top_probabilities)
     again = evaluate(apply_result(loaded.model, back), bundle.evaluation)
     assert again.accuracy == ev.accuracy
     assert paired_difference(ev_back, ev).difference == 0.0  # hits kept: paired comparisons work
