@@ -897,8 +897,8 @@ def latency_fields(lat: Any, dense: Any = None) -> dict[str, Any]:
     return out
 
 
-PER_CLASS_HELP = ("also score each class apart: its accuracy with its 95%% interval%s (a table, and "
-                  "per_class in --json)")
+PER_CLASS_HELP = ("also score each class apart: its accuracy with its 95%% interval{} (a table, and "
+                  "per_class in --json)")  # .format(...): argparse formats the help again (95%% → 95%)
 
 
 def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
@@ -976,8 +976,8 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                    help="write the run up in Markdown (settings, accuracy with intervals, classes, layers, "
                    "solver, the exported file), to ship beside the pruned model")
     p.add_argument("--per-class", dest="per_class", action="store_true",
-                   help=PER_CLASS_HELP % ", and its change against the dense model on the same images, "
-                   "called clear when it excludes 0 after allowing for the number of classes")
+                   help=PER_CLASS_HELP.format(", and its change against the dense model on the same images, "
+                   "called clear when it excludes 0 after allowing for the number of classes"))
     p.add_argument("--lost-images", dest="lost_images", metavar="FILE.png",
                    help="draw the test images the dense model gets right and the pruned one wrong, by class, "
                    "each with what it now predicts (a PNG contact sheet, the first 200)")
@@ -1553,7 +1553,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     add_data_arguments(p)
     p.add_argument("--batch-size", type=_positive_int, default=256, help="images per batch (default 256)")
-    p.add_argument("--per-class", dest="per_class", action="store_true", help=PER_CLASS_HELP % "")
+    p.add_argument("--per-class", dest="per_class", action="store_true", help=PER_CLASS_HELP.format(""))
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("compare", parents=common,
@@ -1563,7 +1563,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "against its dense original), loaded with the same options")
     add_data_arguments(p)
     p.add_argument("--per-class", dest="per_class", action="store_true",
-                   help=PER_CLASS_HELP % " against MODEL's on the same images")
+                   help=PER_CLASS_HELP.format(" against MODEL's on the same images"))
     p.add_argument("--lost-images", dest="lost_images", metavar="FILE.png",
                    help="draw the test images MODEL gets right and OTHER wrong, by class, each with what OTHER "
                    "now predicts (a PNG contact sheet, the first 200)")

@@ -265,6 +265,15 @@ def test_help_exits_0(capsys):
     assert code == 0 and "info" in out and "export" in out
 
 
+def test_every_commands_help_prints(capsys):
+    """argparse formats each help string with % again: a bare % in one ('95% interval') crashed
+    `prune --help` with a TypeError instead of printing it."""
+    for command in ("info", "eval", "compare", "export", "prune", "sweep", "sensitivity"):
+        code, out, err = _run(capsys, command, "--help")
+        assert code == 0 and "Traceback" not in err and f"usage: chita-studio {command}" in out, command
+    assert "its accuracy with its 95% interval" in " ".join(_run(capsys, "prune", "--help")[1].split())
+
+
 # --------------------------------------------------------------------------------------------
 # the desktop app
 
