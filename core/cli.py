@@ -680,22 +680,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
                      "paired 95% interval; clear: excludes 0 after allowing for all the classes):\n"
                      + class_table(classes, "other", "model"))
     if args.lost_images:
-        data["lost_images"], line = write_lost_images(args.lost_images, ev_other, ev_ref, images, what="MODEL")
+        data["lost_images"], line = write_lost_images(args.lost_images, ev_other, ev_ref, images,
+                                                      what=f"MODEL ({Path(ref.source).name})",
+                                                      other=f"OTHER ({Path(other.source).name})")
         lines.append(line)
     emit(args, data, "\n".join(lines))
     return EXIT_OK
 
 
 def write_lost_images(path: str, result: Any, reference: Any, images: ImageSet, *, normalization: Any = None,
-                      what: str = "the dense model", field: str = "--lost-images") -> tuple[dict[str, Any], str]:
+                      what: str = "the dense model", other: str = "the pruned one",
+                      field: str = "--lost-images") -> tuple[dict[str, Any], str]:
     """``--lost-images``: the images ``result`` gets wrong where ``reference`` gets them right, as a
     PNG contact sheet (core.changed_images); its ``--json`` fields and its report line."""
     from core.changed_images import changed_images, write_contact_sheet
 
     lost = changed_images(result, reference, images.y)
     shown = write_contact_sheet(path, images, lost, normalization=normalization, field=field,
-                                title=f"{len(lost)} images lost against {what}: true class, and as what it is now predicted")
-    line = (f"Lost:       {len(lost):,} images {what} gets right and this model not, in {path}"
+                                title=f"{len(lost)} images {other} lost against {what}: true class, and as what "
+                                "it is now predicted")
+    line = (f"Lost:       {len(lost):,} images {what} gets right and {other} not, in {path}"
             + (f" ({shown} drawn, each class with its share)" if shown < len(lost) else ""))
     return {"path": path, "images": len(lost), "shown": shown}, line
 

@@ -152,7 +152,8 @@ def test_cli_prune_and_compare_draw_the_lost_images(capsys, tmp_path: Path):
     code = main(["compare", "demo", str(tmp_path / "p.onnx"), "--data", "digits", "--lost-images", str(other)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert f"Lost:       {data['images_lost']:,} images MODEL gets right" in out and other.exists()
+    assert (f"Lost:       {data['images_lost']:,} images MODEL (demo:digits_mlp) gets right and OTHER (p.onnx) not"
+            in out and other.exists())
     # a wrong suffix is refused before any work, naming the option
     code = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.9",
                  "--lost-images", str(tmp_path / "lost.jpg")])
