@@ -19,6 +19,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
+from core.data import class_name
 from core.errors import StudioError
 from core.evaluate import EvalResult
 
@@ -127,11 +128,6 @@ def display_pixels(x: torch.Tensor, normalization: object | None = None, *,
     return pixels.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def class_name(label: int, names: Sequence[str] | None = None) -> str:
-    """Class ``label``'s name, or its number where the data names no classes."""
-    return names[label] if names is not None and 0 <= label < len(names) else str(label)
-
-
 def guesses(result: EvalResult, index: int, names: Sequence[str] | None = None) -> tuple[tuple[str, float], ...]:
     """Image ``index``'s most probable classes for ``result`` with their probabilities, most
     probable first: (('frog', 0.61), ('bird', 0.20), ('cat', 0.09)); () where the result does
@@ -145,11 +141,6 @@ def guesses(result: EvalResult, index: int, names: Sequence[str] | None = None) 
 def guesses_text(result: EvalResult, index: int, names: Sequence[str] | None = None) -> str:
     """'frog 61%, bird 20%, cat 9%' ('' where not kept)."""
     return ", ".join(f"{name} {100 * p:.0f}%" for name, p in guesses(result, index, names))
-
-
-def caption(image: ChangedImage, names: Sequence[str] | None = None) -> str:
-    """'bird → airplane': the true class → the pruned model's prediction."""
-    return f"{class_name(image.label, names)} → {class_name(image.prediction, names)}"
 
 
 def contact_sheet(pixels: np.ndarray, captions: Sequence[tuple[str, str]], *, title: str = "",

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from core.data import class_name
 from core.evaluate import EvalResult, PairedDifference, paired_interval, wilson_interval
 
 LEVEL = 0.05  # family-wise error rate over all classes for a "clear" change
@@ -122,7 +123,6 @@ def class_scores(result: EvalResult, labels: torch.Tensor, *, reference: EvalRes
         ref_c, a_c, b_c = per_class(ref), per_class(hits & ~ref), per_class(ref & ~hits)
     present = [c for c in range(size) if n_c[c] > 0]
     z = bonferroni_z(len(present))
-    name_of = (lambda c: names[c] if names is not None and 0 <= c < len(names) else str(c))  # noqa: E731
     lost_to = _lost_to(result, ref, hits, y) if ref is not None else {}
     out = []
     for c in present:
@@ -135,8 +135,8 @@ def class_scores(result: EvalResult, labels: torch.Tensor, *, reference: EvalRes
             lo, hi = paired_interval(a_only, b_only, n, z)
             clear = lo > 0.0 or hi < 0.0
             ref_acc = ref_c[c] / n
-        out.append(ClassScore(c, name_of(c), n, right, right / n, wilson_interval(right, n), ref_acc,
-                              change, clear, tuple((name_of(d), k) for d, k in lost_to.get(c, ()))))
+        out.append(ClassScore(c, class_name(c, names), n, right, right / n, wilson_interval(right, n), ref_acc,
+                              change, clear, tuple((class_name(d, names), k) for d, k in lost_to.get(c, ()))))
     return tuple(out)
 
 

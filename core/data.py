@@ -90,6 +90,12 @@ PRESETS: dict[str, Normalization] = {
 """Normalisation presets by name; each also holds the input shape and class count."""
 
 
+def class_name(label: int, names: Sequence[str] | None = None) -> str:
+    """Class ``label``'s name in ``names`` (an ImageSet's ``class_names``), or its number where
+    there are no names or none for it."""
+    return names[label] if names is not None and 0 <= label < len(names) else str(label)
+
+
 @dataclass(frozen=True)
 class ImageSet:
     """Normalised images and their labels.
@@ -109,8 +115,7 @@ class ImageSet:
 
     def class_name(self, label: int) -> str:
         """The name of class ``label`` (its number where the source gives no names)."""
-        names = self.class_names
-        return names[label] if names is not None and 0 <= label < len(names) else str(label)
+        return class_name(label, self.class_names)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])

@@ -29,12 +29,12 @@ from core.changed_images import (
     KINDS,
     SHEET_LIMIT,
     changed_images,
-    class_name,
     display_pixels,
     guesses_text,
     share_by_class,
     write_contact_sheet,
 )
+from core.data import class_name
 
 LIMIT = SHEET_LIMIT  # images drawn at most, each class with its share; the header says how many there are
 ICON = 44  # thumbnail size in pixels

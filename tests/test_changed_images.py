@@ -12,7 +12,6 @@ from PIL import Image
 
 from core.changed_images import (
     ChangedImage,
-    caption,
     changed_images,
     display_pixels,
     guesses,
@@ -56,8 +55,6 @@ def test_lost_and_gained_images_with_both_predictions():
     bare = _result(DENSE.hits.tolist())
     assert [c.reference_prediction for c in changed_images(PRUNED, bare, Y)] == [0, 1, 2, 2]
     assert changed_images(PRUNED, bare, Y, kind="gained")[0].reference_prediction == -1
-    assert caption(lost[2]) == "2 → 1"
-    assert caption(lost[2], ("cat", "dog", "bird")) == "bird → dog"
 
 
 def test_a_sheet_over_its_limit_draws_every_class_its_share(tmp_path: Path):
