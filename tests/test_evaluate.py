@@ -96,6 +96,18 @@ def test_accuracy_and_loss_of_a_known_model():
     half = 1.96 * float(losses.std()) / math.sqrt(200)
     assert result.loss_ci == pytest.approx((float(losses.mean()) - half, float(losses.mean()) + half), rel=1e-6)
     assert result.seconds >= 0
+    # each image's classes by probability (softmax of the logits x), all three of them here
+    probs = images.x.softmax(dim=1)
+    assert torch.equal(result.top_classes.long(), probs.argsort(dim=1, descending=True))
+    assert torch.allclose(result.top_probabilities, probs.sort(dim=1, descending=True).values)
+
+
+def test_two_classes_keep_two_most_probable():
+    images = _Images(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
+    model = torch.nn.Identity()
+    result = evaluate(model, images)
+    assert result.top_classes.tolist() == [[0, 1], [1, 0]]
+    assert result.top_probabilities[0, 0] == pytest.approx(1 / (1 + math.exp(-2)))
 
 
 def test_batch_size_does_not_change_the_result():
