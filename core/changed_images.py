@@ -143,12 +143,21 @@ def guesses_text(result: EvalResult, index: int, names: Sequence[str] | None = N
     return ", ".join(f"{name} {100 * p:.0f}%" for name, p in guesses(result, index, names))
 
 
+def second_line(image: ChangedImage, names: Sequence[str] | None = None) -> str:
+    """A changed image's second caption line: "as frog" where the run now gets it wrong (lost),
+    "was frog" where it gets it right and the reference said frog (gained)."""
+    if image.prediction != image.label:
+        return f"as {class_name(image.prediction, names)}"
+    was = image.reference_prediction
+    return f"was {class_name(was, names)}" if was >= 0 else "was wrong"
+
+
 def contact_sheet(pixels: np.ndarray, captions: Sequence[tuple[str, str]], *, title: str = "",
                   columns: int = 10, tile: int = 64):
     """A Pillow image of ``pixels`` (N, H, W, 3 uint8) in rows of ``columns``, each scaled to
     ``tile`` pixels (nearest neighbour for small images: their pixels stay sharp) with its two
-    caption lines below (the true class, then "as" the new prediction in red), and ``title``
-    above."""
+    caption lines below (the true class, then the second line in red, :func:`second_line`), and
+    ``title`` above."""
     from PIL import Image, ImageDraw
 
     from core.plotting import pillow_font
@@ -179,8 +188,7 @@ def contact_sheet(pixels: np.ndarray, captions: Sequence[tuple[str, str]], *, ti
             text = text[:-3] + ".."  # Pillow's default font has no ellipsis
         return text
 
-    # Pillow's default font draws a space 2 pixels wide at this size: "as  truck" takes two
-    for i, (img, (true, now)) in enumerate(zip(pixels, captions)):
+    for i, (img, (true, second)) in enumerate(zip(pixels, captions)):
         r, c = divmod(i, cols)
         x0, y0 = pad + c * (tile + pad), head + r * (tile + 2 * line_h + pad)
         small = img.shape[0] <= tile and img.shape[1] <= tile
@@ -188,7 +196,7 @@ def contact_sheet(pixels: np.ndarray, captions: Sequence[tuple[str, str]], *, ti
                                           else Image.Resampling.BILINEAR)
         sheet.paste(pic, (x0, y0))
         draw.text((x0 + tile / 2, y0 + tile + 2), fit(true), fill="black", font=font, anchor="ma")
-        draw.text((x0 + tile / 2, y0 + tile + 2 + line_h), fit(f"as  {now}"), fill="#c62828", font=font,
+        draw.text((x0 + tile / 2, y0 + tile + 2 + line_h), fit(second), fill="#c62828", font=font,
                   anchor="ma")
     return sheet
 
@@ -212,7 +220,9 @@ def write_contact_sheet(path: str | Path, images: object, changed: Sequence[Chan
     title = title or f"{len(changed)} images"
     if len(shown) < len(changed):
         title += f"; {len(shown)} drawn, each class with its share"
-    sheet = contact_sheet(pixels, [(class_name(c.label, names), class_name(c.prediction, names)) for c in shown],
+    # Pillow's default font draws a space 2 pixels wide at this size: "as  truck" takes two
+    sheet = contact_sheet(pixels, [(class_name(c.label, names), second_line(c, names).replace(" ", "  "))
+                                   for c in shown],
                           title=title, columns=10)
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")

@@ -31,6 +31,7 @@ from core.changed_images import (
     changed_images,
     display_pixels,
     guesses_text,
+    second_line,
     share_by_class,
     write_contact_sheet,
 )
@@ -53,7 +54,8 @@ def pixmap_of(pixels: np.ndarray, size: int = ICON) -> QPixmap:
 
 class ChangedImagesView(QWidget):
     """A header (how many images, against what, which class), a Lost/Gained chooser, a button back
-    to all classes, and the images as a wrapping grid of thumbnails captioned "true → now"."""
+    to all classes, and the images as a wrapping grid of thumbnails captioned with the true class
+    and "→ now" (lost) or "was before" (gained)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -172,7 +174,7 @@ class ChangedImagesView(QWidget):
             text += f" ({LIMIT} drawn, each class with its share)"
         self.header.setText(text)
         self.header.setToolTip(text + ". Each image shows its true class and, below, what this run now "
-                               "predicts. Click a class's bar above for its images alone; hover an image "
+                               "predicts (lost: → frog) or what the reference said (gained: was frog). Click a class's bar above for its images alone; hover an image "
                                "for what the reference said.")
         self.save_button.setEnabled(bool(self.changed))
         self._drawn = False
@@ -196,8 +198,9 @@ class ChangedImagesView(QWidget):
         names = self._names()
         self.grid.setUpdatesEnabled(False)
         for c, pic in zip(shown, pixels):
-            true, now = class_name(c.label, names), class_name(c.prediction, names)
-            item = QListWidgetItem(QIcon(pixmap_of(pic)), f"{true}\n→ {now}")
+            second = second_line(c, names)
+            second = f"→ {second[3:]}" if second.startswith("as ") else second  # lost: "→ frog"
+            item = QListWidgetItem(QIcon(pixmap_of(pic)), f"{class_name(c.label, names)}\n{second}")
             item.setToolTip(self._describe(c, names) + "\nDouble-click to see it large")
             item.setData(Qt.ItemDataRole.UserRole, c.index)
             item.setSizeHint(self.grid.gridSize() - QSize(4, 4))  # captions as wide as the cell

@@ -394,9 +394,12 @@ class MainWindow(QMainWindow):
         self.class_against.addItem("the dense model", "dense")
         self.class_against.addItem("magnitude at the same sparsity", "magnitude")
         self.class_against.setToolTip("What each class's change is measured against, on the same images: "
-                                      "the dense model, or magnitude pruning at the run's sparsity (which "
-                                      "classes the method rescues)")
+                                      "the dense model, magnitude pruning at the run's sparsity (which "
+                                      "classes the method rescues), or another run of the Runs tab")
         self.class_against.currentIndexChanged.connect(self._on_class_against)
+        # runs' long names must not widen the tab: the box keeps a modest width and elides
+        self.class_against.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.class_against.setMinimumContentsLength(16)
         classes_tab = QWidget()
         ct = QVBoxLayout(classes_tab)
         ct.setContentsMargins(0, 4, 0, 0)
@@ -1565,6 +1568,10 @@ class MainWindow(QMainWindow):
         current = next((i for i, r in enumerate(self.runs) if r is self.outcome), None)
         self.runs_view.set_runs(self.runs, self.baseline.eval if self.baseline else None, current,
                                 self.bundle.evaluation if self.bundle is not None else None)
+        shown = getattr(self, "_classes_shown", None)
+        current_evals = [x.eval for x in (self.outcome, self.preview) if x is not None]
+        if shown is not None and any(shown[0] is e for e in current_evals):
+            self._show_classes(*shown)  # the Classes tab's chooser offers the runs kept now
 
     def show_run(self, index: int) -> None:
         """Show run ``index`` of the Runs tab again: the sidebar, the plots and Export take it,
@@ -1700,10 +1707,15 @@ class MainWindow(QMainWindow):
         ``magnitude`` (magnitude pruning's EvalResult at the same sparsity); cleared where the two
         are missing or scored apart."""
         self._classes_shown = (shown, title, magnitude)
-        versus_magnitude = self.class_against.currentData() == "magnitude"
-        self.class_against.setEnabled(magnitude is not None or versus_magnitude)
-        if versus_magnitude:
+        self._sync_class_against(shown)
+        choice = self.class_against.currentData()
+        others = self.class_against.count() > 2  # runs of the Runs tab to compare with
+        self.class_against.setEnabled(magnitude is not None or choice != "dense" or others)
+        if choice == "magnitude":
             reference, label = magnitude, "magnitude"
+        elif isinstance(choice, str) and choice.startswith("run:"):
+            i = next(i for i, r in enumerate(self.runs) if f"run:{id(r.result)}" == choice)
+            reference, label = self.runs[i].eval, f"run {i + 1}"
         else:
             reference, label = (self.baseline.eval if self.baseline is not None else None), "dense"
         images = self.bundle.evaluation if self.bundle is not None else None
@@ -1715,9 +1727,26 @@ class MainWindow(QMainWindow):
         self.changed_view.set_data(shown, reference, images, self.bundle.normalization, against=label)
         self.class_bars.set_data(scores, paired_or_none(shown, reference).difference, title, against=label)
 
+    def _sync_class_against(self, shown: Any) -> None:
+        """The Classes tab's chooser offers the dense model, magnitude at the same sparsity and
+        every run of the Runs tab but the one shown (newest first); a chosen run that has gone
+        gives way to the dense model."""
+        box = self.class_against
+        choice = box.currentData()
+        box.blockSignals(True)
+        while box.count() > 2:
+            box.removeItem(2)
+        for i in reversed(range(len(self.runs))):
+            if self.runs[i].eval is not shown:
+                box.addItem(f"run {i + 1}: {describe_run(self.runs[i])}", f"run:{id(self.runs[i].result)}")
+        box.setCurrentIndex(max(0, box.findData(choice)))
+        box.blockSignals(False)
+
     def _on_class_against(self) -> None:
-        """The Classes tab's chooser changed: remember it and draw again."""
-        self.settings.setValue("view/classes_against", self.class_against.currentData())
+        """The Classes tab's chooser changed: remember it (the dense model or magnitude; a run is
+        this session's) and draw again."""
+        if self.class_against.currentData() in ("dense", "magnitude"):
+            self.settings.setValue("view/classes_against", self.class_against.currentData())
         shown = getattr(self, "_classes_shown", None)
         if shown is not None:
             self._show_classes(*shown)

@@ -16,6 +16,7 @@ from core.changed_images import (
     display_pixels,
     guesses,
     guesses_text,
+    second_line,
     share_by_class,
     write_contact_sheet,
 )
@@ -51,6 +52,10 @@ def test_lost_and_gained_images_with_both_predictions():
     assert [c.index for c in changed_images(PRUNED, DENSE, Y, label=2)] == [0, 7]
     assert changed_images(PRUNED, DENSE, Y, label=1, kind="gained")[0].index == 2
     assert changed_images(DENSE, DENSE, Y) == ()
+    # captions' second line: what a lost image is now called, what a gained one was called
+    assert second_line(lost[2], ("cat", "dog", "bird")) == "as dog"
+    assert second_line(gained[0], ("cat", "dog", "bird")) == "was bird"
+    assert second_line(ChangedImage(1, 0, 0, -1)) == "was wrong"
     # without the reference's predictions, a lost image's was its true class; a gained one's is unknown
     bare = _result(DENSE.hits.tolist())
     assert [c.reference_prediction for c in changed_images(PRUNED, bare, Y)] == [0, 1, 2, 2]

@@ -2085,6 +2085,8 @@ def test_classes_tab_shows_the_images_a_run_lost(qtbot, window: MainWindow, hook
     assert view.label is None and view.grid.count() == min(LIMIT, len(lost))
     view.set_kind("gained")
     assert view.grid.count() == change.a_only and "gained against dense" in view.header.text()
+    gained = view.changed[0]  # captioned with what dense said before
+    assert view.grid.item(0).text() == f"{gained.label}\nwas {gained.reference_prediction}"
     window.save_settings()
     assert window.settings.value("view/changed_images") == "gained"
     view.set_kind("lost")
@@ -2095,6 +2097,35 @@ def test_classes_tab_shows_the_images_a_run_lost(qtbot, window: MainWindow, hook
     assert len(view.changed) == versus.b_only and "against magnitude" in view.header.text()
     window.class_against.setCurrentIndex(window.class_against.findData("dense"))
     assert len(view.changed) == paired_difference(chita.eval, window.baseline.eval).b_only
+    assert not hooks.errors
+
+
+def test_classes_tab_compares_with_another_run(qtbot, window: MainWindow, hooks) -> None:
+    """The Classes tab's chooser offers the Runs tab's other runs: CHITA against an OBD run at
+    the same sparsity, class by class and image by image; the choice is not remembered across
+    sessions, and a run that is cleared away gives way to the dense model."""
+    from core.class_accuracy import class_scores
+    from core.evaluate import paired_difference
+
+    window.settings.setValue("view/classes_against", "dense")
+    obd = run_and_wait(qtbot, window, "obd", 85)
+    chita = run_and_wait(qtbot, window, "chita", 85)
+    box = window.class_against
+    assert box.isEnabled() and box.itemText(2) == "run 1: OBD (diagonal Fisher) · 85%" and box.count() == 3  # not run 2, shown
+    window.overview_tabs.setCurrentIndex(window.overview_tabs.count() - 1)
+    box.setCurrentIndex(2)
+    labels = window.bundle.evaluation.y
+    want = class_scores(chita.eval, labels, reference=obd.eval)
+    assert [s.change for s in window.class_bars.shown] == [s.change for s in want]
+    assert window.class_bars.getPlotItem().getAxis("left").labelText == "change vs run 1 (points)"
+    view = window.changed_view
+    assert len(view.changed) == paired_difference(chita.eval, obd.eval).b_only
+    assert view.header.text().endswith("lost against run 1")
+    assert window.settings.value("view/classes_against") == "dense"  # a run is this session's choice
+    window.clear_runs()  # run 1 goes: back to the dense model
+    assert box.currentData() == "dense" and box.count() == 2
+    assert [s.change for s in window.class_bars.shown] == [
+        s.change for s in class_scores(chita.eval, labels, reference=window.baseline.eval)]
     assert not hooks.errors
 
 
