@@ -744,7 +744,8 @@ class MainWindow(QMainWindow):
             self.main_splitter.setSizes([width, total - width])
 
     def _fit_table(self) -> None:
-        """Give the layer table the width of its columns if the overview keeps ≥ 300 px.
+        """Give the layer table the width of its columns if the overview keeps ≥ 420 px (its five
+        tab names and a few of the Classes tab's images; 300 px in presentation mode).
 
         In presentation mode the Type, Shape and Params columns are hidden (the line above the
         plots names the chosen layer's type, shape and size) so that the large fonts still fit."""
@@ -761,7 +762,7 @@ class MainWindow(QMainWindow):
         total = sum(sizes)
         if total <= 0:
             return
-        needed = min(needed, total - 300)
+        needed = min(needed, total - (300 if self.theme.scale > 1.0 else 420))
         if needed > 0:
             self.top_splitter.setSizes([needed, total - needed])
 
