@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
+    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -52,6 +53,31 @@ def pixmap_of(pixels: np.ndarray, size: int = ICON) -> QPixmap:
     return QPixmap.fromImage(image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, mode))
 
 
+class ElidedLabel(QLabel):
+    """A one-line label that ends in "…" where its text does not fit (the full text in its tooltip)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.full = ""
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+        self.full = text
+        self._elide()
+
+    def text(self) -> str:
+        """The whole text, not its shortened form."""
+        return self.full
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        super().setText(self.fontMetrics().elidedText(self.full, Qt.TextElideMode.ElideRight,
+                                                      max(0, self.width() - 2)))
+
+
 class ChangedImagesView(QWidget):
     """A header (how many images, against what, which class), a Lost/Gained chooser, a button back
     to all classes, and the images as a wrapping grid of thumbnails captioned with the true class
@@ -59,10 +85,9 @@ class ChangedImagesView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.header = QLabel("")
+        self.header = ElidedLabel("")
         self.header.setObjectName("Muted")
-        self.header.setSizePolicy(self.header.sizePolicy().horizontalPolicy().Ignored,
-                                  self.header.sizePolicy().verticalPolicy())
+        self.header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.kind_box = QComboBox()
         self.kind_box.addItem("Lost", "lost")
         self.kind_box.addItem("Gained", "gained")

@@ -2151,6 +2151,15 @@ def test_changed_images_view_without_predictions_or_data(qtbot) -> None:
     with_pred = EvalResult(2 / 3, (0.2, 0.9), 0.0, (0.0, 0.0), 3, 2, 0.0, hits, torch.tensor([0, 2, 2]))
     view.set_data(with_pred, dense, images)
     assert view.grid.count() == 1 and view.grid.item(0).text() == "1\n→ 2"
+    # a narrow tab shortens the header with "…" and keeps the whole text
+    from PySide6.QtWidgets import QLabel
+
+    view.resize(330, 300)
+    qtbot.wait(10)
+    assert 0 < view.header.width() < 200 and QLabel.text(view.header).endswith("…") and view.header.text() == "1 image lost against dense"
+    view.resize(900, 300)
+    qtbot.wait(10)
+    assert QLabel.text(view.header) == "1 image lost against dense"
 
 
 def test_time_the_last_export_against_the_dense_model(qtbot, window: MainWindow, hooks, tmp_path: Path,
