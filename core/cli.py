@@ -342,13 +342,14 @@ def _data_options(args: argparse.Namespace, loaded: LoadedModel) -> dict[str, An
 
 
 def evaluation_from_args(args: argparse.Namespace, loaded: LoadedModel) -> ImageSet:
-    """Evaluation images (``--eval-data``, else ``--data``) as an ImageSet, checked against the model."""
-    from core.data import load_evaluation
+    """Evaluation images (``--eval-data``, else ``--data``) as an ImageSet, checked against the
+    model; classes named by the model where the data does not name them in words (ImageNet)."""
+    from core.data import load_evaluation, named_by_model
 
     source = args.eval_data or args.data
     images = load_evaluation(source, **_data_options(args, loaded), class_names=_class_names(args))
     _check_images(images, loaded)
-    return images
+    return named_by_model(images, loaded.class_names)
 
 
 def _class_names(args: argparse.Namespace) -> tuple[str, ...] | None:
@@ -360,8 +361,9 @@ def _class_names(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 
 def bundle_from_args(args: argparse.Namespace, loaded: LoadedModel) -> DataBundle:
-    """Calibration and evaluation images named by ``args`` as a DataBundle, checked against the model."""
-    from core.data import check_compatible, load_bundle
+    """Calibration and evaluation images named by ``args`` as a DataBundle, checked against the
+    model; classes named by the model where the data does not name them in words (ImageNet)."""
+    from core.data import bundle_named_by_model, check_compatible, load_bundle
 
     options = _data_options(args, loaded)
     bundle = load_bundle(
@@ -374,7 +376,7 @@ def bundle_from_args(args: argparse.Namespace, loaded: LoadedModel) -> DataBundl
     )
     check_compatible(bundle, loaded.model, input_shape=loaded.input_shape or bundle.input_shape,
                      num_classes=loaded.num_classes)
-    return bundle
+    return bundle_named_by_model(bundle, loaded.class_names)
 
 
 def _shape_text(shape: Sequence[int]) -> str:

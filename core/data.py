@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import re
 import struct
 import zipfile
 from dataclasses import dataclass, replace
@@ -119,6 +120,34 @@ class ImageSet:
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+
+WORDNET_ID = re.compile(r"n\d{8}")  # ImageNet's folder names: n01440764 is "tench"
+
+
+def named_by_model(images: ImageSet, names: Sequence[str] | None) -> ImageSet:
+    """``images`` with the model's class names (``names``, by output index: torchvision's
+    pretrained weights carry ImageNet's) where the data names its classes not at all or only by
+    WordNet IDs, the folder names of ImageNet's validation set, and has as many classes as
+    ``names``. ImageFolder numbers the folders in sorted order, which is the order of those
+    weights' outputs. Names the data gives in words (or a user gave) are kept."""
+    if not names or len(images) == 0:
+        return images
+    own = images.class_names
+    if own is not None and not all(WORDNET_ID.fullmatch(n) for n in own):
+        return images
+    count = len(own) if own is not None else int(images.y.max()) + 1
+    if own is None and count > len(names) or own is not None and count != len(names):
+        return images
+    return replace(images, class_names=tuple(names))
+
+
+def bundle_named_by_model(bundle: "DataBundle", names: Sequence[str] | None) -> "DataBundle":
+    """:func:`named_by_model` on both of ``bundle``'s image sets (the same bundle where neither changes)."""
+    cal, ev = named_by_model(bundle.calibration, names), named_by_model(bundle.evaluation, names)
+    if cal is bundle.calibration and ev is bundle.evaluation:
+        return bundle
+    return replace(bundle, calibration=cal, evaluation=ev)
 
 
 @dataclass(frozen=True)

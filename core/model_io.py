@@ -84,6 +84,7 @@ class LoadedModel:
     input_shape: tuple[int, ...]  # one sample, e.g. (1, 28, 28); () if unknown
     preset: str | None  # data/normalisation preset name if known
     num_classes: int | None
+    class_names: tuple[str, ...] | None = None  # by output index, where the weights name them (torchvision's)
 
 
 @dataclass(frozen=True)
@@ -801,7 +802,11 @@ def _load_torchvision(source: str, input_shape: tuple[int, ...] | None) -> Loade
     info = arch_info(source)
     model = _finalise(model, source, "torchvision")
     shape = tuple(input_shape) if input_shape is not None else (info.input_shape if info else ())
-    return LoadedModel(model, source, "torchvision", name, shape, "imagenet", info.num_classes if info else None)
+    from torchvision.models import get_model_weights
+
+    names = tuple(get_model_weights(name).DEFAULT.meta.get("categories") or ()) or None
+    return LoadedModel(model, source, "torchvision", name, shape, "imagenet", info.num_classes if info else None,
+                       names)
 
 
 def _with_input_shape(loaded: LoadedModel, input_shape: tuple[int, ...] | None) -> LoadedModel:

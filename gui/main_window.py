@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 from core.batchnorm import describe_batchnorm, has_batchnorm, scripted_batchnorm
 from core.changed_images import changed_images, write_contact_sheet
 from core.class_accuracy import class_changes, describe_classes
+from core.data import bundle_named_by_model
 from core.errors import StudioError
 from core.evaluate import agreement, paired_or_none
 from core.export import describe_onnx_accuracy, describe_storage, pruned_file_name
@@ -1172,6 +1173,8 @@ class MainWindow(QMainWindow):
         key = self.table.current_key()
         if key:
             self._on_layer_selected(key)
+        if self.bundle is not None:  # the model may name the data's classes (ImageNet's, by torchvision's weights)
+            self.bundle = bundle_named_by_model(self.bundle, loaded.class_names)
         self._maybe_analyse()
 
     def _show_model_info(self) -> None:
@@ -1203,6 +1206,8 @@ class MainWindow(QMainWindow):
 
     def _set_bundle(self, bundle: Any) -> None:
         self._gen += 1
+        if self.session is not None:  # classes named by the model where the data has only WordNet IDs
+            bundle = bundle_named_by_model(bundle, self.session.loaded.class_names)
         self.bundle = bundle
         self.saliency = None
         self.gradient_cache.clear()

@@ -139,6 +139,49 @@ def test_sources_that_name_their_classes(tmp_path: Path):
     assert "bad.npz" in msg and "[field: class_names]" in msg and "numpy.array(['cat', 'dog'])" in msg
 
 
+def test_imagenet_classes_named_by_torchvision_weights(tmp_path: Path, capsys, monkeypatch):
+    """ImageNet's folders are WordNet IDs (n01440764); torchvision's pretrained weights name their
+    outputs ("tench"). Data named only by such IDs, or not at all, takes the model's names where
+    the counts agree; names in words (the data's or a user's) are kept."""
+    from torchvision.models import get_model_weights
+
+    from core.data import ImageSet, bundle_named_by_model, named_by_model
+
+    words = tuple(get_model_weights("resnet18").DEFAULT.meta["categories"])
+    assert len(words) == 1000 and words[0] == "tench"
+    y = torch.tensor([0, 1, 999])
+    ids = ImageSet(torch.zeros(3, 3, 2, 2), y, "val", class_names=tuple(f"n{i:08d}" for i in range(1000)))
+    assert named_by_model(ids, words).class_name(999) == words[999]
+    bare = ImageSet(torch.zeros(3, 3, 2, 2), y, "npz")
+    assert named_by_model(bare, words).class_names == words
+    assert named_by_model(bare, words[:10]) is bare  # labels beyond the model's names
+    assert named_by_model(bare, None) is bare
+    own = ImageSet(torch.zeros(3, 3, 2, 2), y, "val", class_names=tuple(f"kind {i}" for i in range(1000)))
+    assert named_by_model(own, words) is own  # the data's words stay
+    assert named_by_model(ImageSet(ids.x, ids.y, "val", class_names=ids.class_names[:999]), words).class_names[0] \
+        == "n00000000"  # 999 IDs for 1000 outputs: not the same classes
+    bundle = load_bundle("digits")
+    assert bundle_named_by_model(bundle, None) is bundle
+
+    # end to end: a torchvision network (its weights from the hub cache) on images without names
+    from test_data import save_npz
+
+    from core.architectures import build_architecture, torchvision_weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = torchvision_weights_path("resnet18")
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(build_architecture("resnet18").state_dict(), path)
+    rng = np.random.default_rng(0)
+    save_npz(tmp_path / "val.npz", x=rng.integers(0, 255, (4, 3, 224, 224), dtype=np.uint8), y=np.array([0, 1, 2, 3]))
+    code = main(["eval", "torchvision:resnet18", "--data", str(tmp_path / "val.npz"), "--preset", "imagenet",
+                 "--per-class", "--json", "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [r["name"] for r in json.loads(out)["per_class"]] == list(words[:4])
+
+
 def test_cli_prune_and_eval_per_class(capsys):
     code = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.9",
                  "--per-class", "--json"])

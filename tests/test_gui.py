@@ -2267,6 +2267,28 @@ def test_class_names_given_with_the_data_are_shown_and_remembered(qtbot, window:
     assert window.bundle is before and window._class_names_for("digits") == names  # nothing lost
 
 
+def test_a_model_that_names_its_classes_names_data_given_by_wordnet_ids(qtbot, window: MainWindow) -> None:
+    """Data whose classes are WordNet IDs (ImageNet's folders) takes the names a model's weights
+    give (torchvision's), when the data is loaded and when such a model is opened on it."""
+    from dataclasses import replace
+
+    qtbot.waitUntil(lambda: window.bundle is not None and window.session is not None, timeout=LOAD_TIMEOUT_MS)
+    ids = tuple(f"n{i:08d}" for i in range(10))
+    words = tuple(f"word {i}" for i in range(10))
+    b = window.bundle
+    by_ids = replace(b, calibration=replace(b.calibration, class_names=ids),
+                     evaluation=replace(b.evaluation, class_names=ids))
+    window._set_bundle(by_ids)  # a model without names: the IDs stay
+    assert window.bundle.evaluation.class_names == ids
+    session = window.session
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window._set_session(replace(session, loaded=replace(session.loaded, class_names=words)))
+    assert window.bundle.evaluation.class_names == words and window.bundle.calibration.class_names == words
+    with qtbot.waitSignal(window.ready, timeout=LOAD_TIMEOUT_MS):
+        window._set_bundle(by_ids)  # loaded again under the naming model
+    assert window.bundle.evaluation.class_names == words
+
+
 def test_compare_with_a_model_file_scores_it_against_dense_and_the_run(qtbot, window: MainWindow, hooks,
                                                                       tmp_path: Path) -> None:
     """File ▸ Compare with a model file: an exported pruned file, scored on the same evaluation

@@ -553,6 +553,7 @@ def test_torchvision_source_from_hub_cache(tmp_path, monkeypatch):
         1000,
     )
     assert not loaded.model.training
+    assert len(loaded.class_names) == 1000 and loaded.class_names[0] == "tench"  # named by the weights
 
 
 # ---------------------------------------------------------------------------------------------
