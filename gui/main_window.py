@@ -2058,6 +2058,9 @@ class MainWindow(QMainWindow):
         sheet = Path(path).with_name(Path(path).stem + "_lost.png")
         try:
             lost = changed_images(out.eval, self.baseline.eval, self.bundle.evaluation.y)
+        except ValueError:  # a run saved without its predictions: the report without the images
+            lost = ()
+        try:
             if lost:  # the images the run lost against dense, beside the report and linked from it
                 write_contact_sheet(sheet, self.bundle.evaluation, lost, normalization=self.bundle.normalization,
                                     title=f"{len(lost)} images lost against the dense model")
@@ -2065,7 +2068,7 @@ class MainWindow(QMainWindow):
                               pruned=out.eval, images=self.bundle.evaluation, magnitude=out.magnitude_eval,
                               export=export, latency=latency, lost_images=sheet.name if lost else None)
             written = write_report(text, path, field=None)
-        except (OSError, StudioError, ValueError) as exc:
+        except (OSError, StudioError) as exc:
             self._show_failure(exc)
             return None
         self.statusBar().showMessage(f"Saved the run's report to {written}"

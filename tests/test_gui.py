@@ -2097,6 +2097,12 @@ def test_classes_tab_shows_the_images_a_run_lost(qtbot, window: MainWindow, hook
     assert len(view.changed) == versus.b_only and "against magnitude" in view.header.text()
     window.class_against.setCurrentIndex(window.class_against.findData("dense"))
     assert len(view.changed) == paired_difference(chita.eval, window.baseline.eval).b_only
+    # a run saved by an older version has no predictions: its report is written without the images
+    from dataclasses import replace
+
+    window.outcome = replace(chita, eval=replace(chita.eval, predictions=None))
+    assert window.save_report_to(str(tmp_path / "old.md")) == str(tmp_path / "old.md")
+    assert not (tmp_path / "old_lost.png").exists() and "![Images lost" not in (tmp_path / "old.md").read_text()
     assert not hooks.errors
 
 
