@@ -1001,6 +1001,9 @@ def add_pruning_commands(subparsers: argparse._SubParsersAction, common: list[ar
                    "pattern's own)")
     pruning_options(p)
     p.add_argument("--csv", metavar="FILE.csv", help="write the table as CSV")
+    p.add_argument("--class-csv", dest="class_csv", metavar="FILE.csv",
+                   help="write each point's accuracy per class as CSV (one line per point and class, with its "
+                   "interval and its paired change against dense): which classes go first as sparsity rises")
     p.add_argument("--plot", metavar="FILE.png|svg", help="write the plot (PNG or SVG)")
     p.add_argument("--export-dir", dest="export_dir", metavar="DIR",
                    help="export every point's pruned model to DIR as MODEL_METHOD_SPARSITY.onnx "
@@ -1054,7 +1057,8 @@ def _check_output_file(path: str | None, option: str, suffixes: tuple[str, ...] 
 
 _OUTPUT_FILES = {"--out": ("the ONNX file", "model.onnx"), "--csv": ("the CSV file", "sweep.csv"),
                  "--plot": ("the plot", "sweep.png"), "--save-weights": ("the weights file", "pruned.safetensors"),
-                 "--report": ("the report", "report.md"), "--lost-images": ("the contact sheet", "lost.png")}
+                 "--report": ("the report", "report.md"), "--lost-images": ("the contact sheet", "lost.png"),
+                 "--class-csv": ("the CSV file", "classes.csv")}
 """What each file option writes, and an example name, for the messages of :func:`_check_output_file`."""
 
 
@@ -1333,6 +1337,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for s in args.sparsities:
         _request_from_args(args, methods[0], s)
     _check_output_file(args.csv, "--csv")
+    _check_output_file(args.class_csv, "--class-csv", (".csv",))
     _check_output_file(args.plot, "--plot", (".png", ".svg"))
     if args.export_dir:
         _check_export_dir(args.export_dir)
@@ -1381,7 +1386,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _error(f"exporting the sweep's points failed: {failed[0]}")
         return EXIT_ERROR
     if res.meta.get("partial"):  # cancelled: the finished points are out, then status 130
-        files = " and ".join(str(f) for f in (args.csv, args.plot, args.export_dir) if f)
+        files = " and ".join(str(f) for f in (args.csv, args.class_csv, args.plot, args.export_dir) if f)
         _error(f"cancelled after {len(res.rows)} of {res.meta['points']} points; the finished "
                f"ones are in the output above{f' and in {files}' if files else ''}")
         return EXIT_CANCELLED
@@ -1508,10 +1513,11 @@ def _worst_class_field(worst: list) -> dict[str, Any] | None:
 def _write_sweep_files(args: argparse.Namespace, loaded: Any, res: Any, images: Any = None) -> None:
     """--csv and --plot, after the table is out: a file that cannot be written (the disk filled
     during the sweep) is an error that names it, and the results are already printed."""
-    from core.sweep import plot_sweep
+    from core.sweep import plot_sweep, write_class_csv
 
     for option, path, write in (
             ("--csv", args.csv, lambda: res.to_csv(args.csv, images)),
+            ("--class-csv", args.class_csv, lambda: write_class_csv(res, images, args.class_csv)),
             ("--plot", args.plot, lambda: plot_sweep(res, args.plot,
                                                      title=f"{loaded.source}: accuracy against sparsity"))):
         if not path:

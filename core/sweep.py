@@ -106,6 +106,43 @@ class SweepResult:
                             pattern, *worst_class_cells(class_changes(r.eval, self.dense, images))])
 
 
+CLASS_CSV_COLUMNS = ["method", "sparsity", "label", "class", "n", "correct", "accuracy", "accuracy_lo",
+                     "accuracy_hi", "change_vs_dense", "change_lo", "change_hi", "clear"]
+
+
+def class_curves(result: SweepResult, images: ImageSet, method: str) -> dict[str, list[tuple[float, float]]]:
+    """Each class's accuracy against sparsity for ``method``: {class name: [(sparsity, accuracy),
+    …]}, the dense model's first at sparsity 0, by rising sparsity (fractions). Which classes a
+    method gives up first as the sparsity rises. {} where the rows were not scored on ``images``."""
+    from core.class_accuracy import class_scores
+
+    rows = [r for r in result.series(method) if r.eval.hits is not None and r.eval.hits.numel() == len(images)]
+    if result.dense.hits is None or result.dense.hits.numel() != len(images) or not rows:
+        return {}
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for sparsity, ev in [(0.0, result.dense), *((r.sparsity, r.eval) for r in rows)]:
+        for c in class_scores(ev, images.y, names=images.class_names):
+            curves.setdefault(c.name, []).append((sparsity, c.accuracy))
+    return curves
+
+
+def write_class_csv(result: SweepResult, images: ImageSet, path: str | Path) -> None:
+    """One line per (point, class): the class's accuracy on its evaluation images with its Wilson
+    interval and its paired change against the dense model (``clear``: excludes 0 after allowing
+    for the number of classes, :mod:`core.class_accuracy`); the dense model's own lines first."""
+    from core.class_accuracy import class_scores
+
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CLASS_CSV_COLUMNS)
+        for c in class_scores(result.dense, images.y, names=images.class_names):
+            w.writerow(["dense", 0.0, c.label, c.name, c.n, c.correct, c.accuracy, *c.ci, "", "", "", ""])
+        for r in result.rows:
+            for c in class_changes(r.eval, result.dense, images):
+                w.writerow([r.method, r.sparsity, c.label, c.name, c.n, c.correct, c.accuracy, *c.ci,
+                            c.change.difference, *c.change.ci, int(c.clear)])
+
+
 def run_sweep(model: nn.Module, bundle: DataBundle, methods: list[str], sparsities: list[float],
               *, samples: int = 1000, seed: int = 0, arch: str | None = None,
               recalibrate_bn: bool | None = None, scope: str = "global",

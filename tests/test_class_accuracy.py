@@ -182,6 +182,26 @@ def test_imagenet_classes_named_by_torchvision_weights(tmp_path: Path, capsys, m
     assert [r["name"] for r in json.loads(out)["per_class"]] == list(words[:4])
 
 
+def test_class_curves_of_a_sweep_by_hand():
+    """core.sweep.class_curves: each class's accuracy from the dense model (0) through a method's
+    points, by rising sparsity; {} for images the sweep was not scored on."""
+    from core.data import ImageSet
+    from core.sweep import SweepResult, SweepRow, class_curves
+
+    images = ImageSet(torch.zeros(4, 1, 2, 2), torch.tensor([0, 0, 1, 1]), "test", class_names=("a", "b"))
+
+    def row(sparsity: float, hits: list[bool]) -> SweepRow:
+        return SweepRow("chita", sparsity, _result(hits), 1, 4, None, 0.0)
+
+    res = SweepResult((row(0.9, [False, False, True, False]), row(0.5, [True, False, True, True])),
+                      _result([True] * 4), 0.0)
+    assert class_curves(res, images, "chita") == {"a": [(0.0, 1.0), (0.5, 0.5), (0.9, 0.0)],
+                                                  "b": [(0.0, 1.0), (0.5, 1.0), (0.9, 0.5)]}
+    assert class_curves(res, images, "obd") == {}  # no such method in the sweep
+    other = ImageSet(torch.zeros(3, 1, 2, 2), torch.tensor([0, 1, 1]), "other")
+    assert class_curves(res, other, "chita") == {}
+
+
 def test_cli_prune_and_eval_per_class(capsys):
     code = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.9",
                  "--per-class", "--json"])

@@ -231,9 +231,10 @@ def test_prune_mlpnet_chita_beats_magnitude_at_0_95(capsys, shared_dir):
 
 def test_sweep_writes_csv_and_plots(capsys, tmp_path):
     csv_path, png, svg = tmp_path / "s.csv", tmp_path / "s.png", tmp_path / "s.svg"
+    class_path = tmp_path / "classes.csv"
     data = _json(capsys, "sweep", "demo", "--data", "digits", "--methods", "magnitude,obd",
                  "--sparsities", "0.5,0.9", "--samples", "64", "--csv", str(csv_path),
-                 "--plot", str(png))
+                 "--plot", str(png), "--class-csv", str(class_path))
     assert [(r["method"], r["sparsity"]) for r in data["rows"]] == [
         ("magnitude", 0.5), ("magnitude", 0.9), ("obd", 0.5), ("obd", 0.9)]
     rows = list(csv.DictReader(open(csv_path)))
@@ -262,6 +263,17 @@ def test_sweep_writes_csv_and_plots(capsys, tmp_path):
     mag90 = res_rows[("magnitude", 0.9)]
     assert (mag90["worst_class"], float(mag90["worst_class_change"])) == (worst["name"], pytest.approx(worst["change"]))
     assert rows[0]["worst_class"] == ""
+    # --class-csv: one line per point and class; its counts give each point's accuracy, and its
+    # worst change is the worst class above
+    per_class = list(csv.DictReader(open(class_path)))
+    assert len(per_class) == 10 * 5 and {r["method"] for r in per_class[:10]} == {"dense"}
+    for (method, sparsity), r in res_rows.items():
+        mine = [c for c in per_class if c["method"] == method and float(c["sparsity"]) == sparsity]
+        assert sum(int(c["correct"]) for c in mine) == round(float(r["accuracy"]) * int(r["n_eval"]))
+        assert all(float(c["accuracy_lo"]) <= float(c["accuracy"]) <= float(c["accuracy_hi"]) for c in mine)
+    mine = [c for c in per_class if c["method"] == "magnitude" and float(c["sparsity"]) == 0.9]
+    lowest = min(mine, key=lambda c: (float(c["change_vs_dense"]), int(c["label"])))
+    assert lowest["class"] == worst["name"] and float(lowest["change_vs_dense"]) == pytest.approx(worst["change"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     main(["sweep", "demo", "--data", "digits", "--methods", "magnitude", "--sparsities", "0.5",
           "--plot", str(svg)])
