@@ -13,6 +13,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
@@ -127,6 +128,7 @@ class SweepPlot(StudioPlot):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.bands: dict[str, pg.FillBetweenItem] = {}
         self.pattern = ""
+        self.class_mode: tuple[str, dict] | None = None  # (method, class curves): one line per class
         self.set_message("Choose methods and sparsities, then press Run sweep")
 
     def _clicked(self, method: str, sparsities: list[float], points: Any) -> None:
@@ -143,6 +145,12 @@ class SweepPlot(StudioPlot):
         self.pattern = pattern
         self.redraw()
 
+    def set_class_curves(self, method: str | None, curves: dict | None = None) -> None:
+        """Draw ``method``'s accuracy per class against sparsity (``curves`` from
+        :func:`core.sweep.class_curves`) instead of the methods; None: the methods again."""
+        self.class_mode = (method, dict(curves)) if method and curves else None
+        self.redraw()
+
     def redraw(self) -> None:
         item = self.getPlotItem()
         item.clear()
@@ -152,6 +160,9 @@ class SweepPlot(StudioPlot):
         self.set_message(None)
         legend = item.legend if item.legend is not None else item.addLegend(offset=(10, -10))  # bottom left
         legend.clear()
+        if self.class_mode is not None:
+            self._draw_classes(legend)
+            return
         methods = list(dict.fromkeys(m for m, _, _ in self.rows))
         sparsities = sorted({s for _, s, _ in self.rows})
         bottom = item.getAxis("bottom")
@@ -197,6 +208,32 @@ class SweepPlot(StudioPlot):
         legend.setPen(pg.mkPen(self.theme.palette.border))
         item.enableAutoRange()
 
+
+    MAX_CLASS_LINES = 12  # more classes: those that lost most by the sparsest point
+
+    def _draw_classes(self, legend: Any) -> None:
+        """One line per class (the dense model's accuracy at 0%), in distinct hues; with more than
+        ``MAX_CLASS_LINES`` classes, those whose accuracy fell most by the sparsest point."""
+        item = self.getPlotItem()
+        method, curves = self.class_mode
+        names = sorted(curves, key=lambda n: curves[n][-1][1] - curves[n][0][1])[:self.MAX_CLASS_LINES]
+        shown = [n for n in curves if n in names]  # the classes' own order
+        more = len(curves) > len(shown)
+        self.set_title(f"{METHOD_LABELS.get(method, method)}: accuracy per class"
+                       + (f" (the {len(shown)} of {len(curves)} that lost most)" if more else ""))
+        self.getPlotItem().getAxis("bottom").setTicks(None)
+        self.setLabel("bottom", "sparsity (0: dense)", units="%")
+        for i, name in enumerate(shown):
+            colour = pg.intColor(i, hues=max(len(shown), 6), values=1, maxValue=210, minValue=150)
+            pts = curves[name]
+            self.curves[name] = item.plot(
+                [100 * s for s, _ in pts], [100 * a for _, a in pts], pen=pg.mkPen(colour, width=2),
+                symbol="o", symbolSize=6, symbolBrush=pg.mkBrush(colour), symbolPen=None, name=name)
+        legend.setVisible(True)
+        legend.setLabelTextColor(self.theme.palette.fg)
+        legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 220)))
+        legend.setPen(pg.mkPen(self.theme.palette.border))
+        item.enableAutoRange()
 
     def _draw_methods(self, methods: list[str], sparsity: float) -> None:
         """Each method's accuracy with its 95% interval as an error bar, the methods along x:
@@ -273,6 +310,13 @@ class SweepView(QWidget):
                                       "(MODEL_METHOD_SPARSITY.onnx), each verified in ONNX Runtime")
         self.export_points.setEnabled(False)
         self._row_keys: list[tuple[str, float]] = []  # (method, sparsity) of each table row
+        self.curves_box = QComboBox()
+        self.curves_box.addItem("All methods", None)
+        self.curves_box.setToolTip("Draw the methods' accuracy, or one method's accuracy per class against "
+                                   "sparsity: which classes it gives up first")
+        self.curves_box.setEnabled(False)
+        self.curves_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.curves_box.currentIndexChanged.connect(self._apply_curves)
         grid = QGridLayout()
         grid.addLayout(methods_row, 0, 0, 1, 8)
         grid.addWidget(QLabel("Sparsities (%)"), 1, 0)
@@ -281,6 +325,8 @@ class SweepView(QWidget):
         grid.addWidget(self.samples, 1, 3)
         grid.addWidget(self.run_button, 1, 4)
         grid.addWidget(self.cancel_button, 1, 5)
+        grid.addWidget(QLabel("Curves"), 1, 6)
+        grid.addWidget(self.curves_box, 1, 7)
         grid.setColumnStretch(1, 1)
         saves = QHBoxLayout()
         saves.addStretch(1)
@@ -425,9 +471,38 @@ class SweepView(QWidget):
                         item.setFont(font)
                 self.table.setItem(r, c, item)
         self._enable_saves(final)
+        self._offer_class_curves()
         if chosen in self._row_keys:  # a point arriving keeps the row chosen
             self.table.selectRow(self._row_keys.index(chosen))
         self.fit_table()
+
+    def _offer_class_curves(self) -> None:
+        """The Curves chooser offers each method of the sweep with two sparsities or more (and
+        its evaluation images known), keeping the choice where it can; the plot follows it."""
+        box = self.curves_box
+        choice = box.currentData()
+        box.blockSignals(True)
+        while box.count() > 1:
+            box.removeItem(1)
+        if self.images is not None and self.result is not None:
+            for m in dict.fromkeys(r.method for r in self.result.rows):
+                if len(self.result.series(m)) > 1:
+                    box.addItem(f"{METHOD_LABELS.get(m, m)} per class", m)
+        box.setCurrentIndex(max(0, box.findData(choice)))
+        box.blockSignals(False)
+        box.setEnabled(box.count() > 1)
+        self._apply_curves()
+
+    def _apply_curves(self) -> None:
+        """Draw the methods, or the chosen method's accuracy per class (core.sweep.class_curves)."""
+        from core.sweep import class_curves
+
+        method = self.curves_box.currentData()
+        if method is None or self.result is None or self.images is None:
+            if self.plot.class_mode is not None:
+                self.plot.set_class_curves(None)
+            return
+        self.plot.set_class_curves(method, class_curves(self.result, self.images, method))
 
     def forget_points(self) -> None:
         """Drop the points' kept weights (the model or data they belong to has gone): the plot,

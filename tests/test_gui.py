@@ -1251,6 +1251,21 @@ def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: 
     csv = window.sweep_view.save_csv_file(str(tmp_path / "sweep.csv"))
     assert Path(png).stat().st_size > 0 and Path(svg).stat().st_size > 0 and Path(csv).stat().st_size > 0
     assert "worst_class" in Path(csv).read_text().splitlines()[0]
+    # Curves ▸ one method per class: a line per class from the dense model (0%) through its points
+    from core.sweep import class_curves
+
+    view = window.sweep_view
+    box = view.curves_box
+    assert box.isEnabled() and [box.itemData(i) for i in range(box.count())] == [None, "magnitude", "magnitude_layer"]
+    box.setCurrentIndex(box.findData("magnitude"))
+    want = class_curves(res, window.bundle.evaluation, "magnitude")
+    assert plot.class_mode is not None and set(plot.curves) == set(want) and len(want) == 10
+    x, y = plot.curves[worst.name].getData()
+    assert list(x) == [0.0, 50.0, 80.0] and list(y) == pytest.approx([100 * a for _, a in want[worst.name]])
+    assert y[-1] == pytest.approx(100 * worst.accuracy)  # the table's worst class, at 80%
+    assert "Magnitude (global): accuracy per class" in plot.title
+    box.setCurrentIndex(0)
+    assert plot.class_mode is None and set(plot.curves) == {"magnitude", "magnitude_layer"}
     assert not hooks.errors
 
 
