@@ -211,6 +211,11 @@ class SweepPlot(StudioPlot):
 
     MAX_CLASS_LINES = 12  # more classes: those that lost most by the sparsest point
 
+    def _clicked_class_point(self, method: str, sparsities: list[float], points: Any) -> None:
+        """A class line's marker: its sweep point (the dense model's, at 0, is none)."""
+        if len(points) and points[0].pos().x() > 0:
+            self._clicked(method, sparsities, points)
+
     def _draw_classes(self, legend: Any) -> None:
         """One line per class (the dense model's accuracy at 0%), in distinct hues; with more than
         ``MAX_CLASS_LINES`` classes, those whose accuracy fell most by the sparsest point."""
@@ -223,12 +228,15 @@ class SweepPlot(StudioPlot):
                        + (f" (the {len(shown)} of {len(curves)} that lost most)" if more else ""))
         self.getPlotItem().getAxis("bottom").setTicks(None)
         self.setLabel("bottom", "sparsity (0: dense)", units="%")
+        points = sorted({s for m, s, _ in self.rows if m == method})
         for i, name in enumerate(shown):
             colour = pg.intColor(i, hues=max(len(shown), 6), values=1, maxValue=210, minValue=150)
             pts = curves[name]
             self.curves[name] = item.plot(
                 [100 * s for s, _ in pts], [100 * a for _, a in pts], pen=pg.mkPen(colour, width=2),
                 symbol="o", symbolSize=6, symbolBrush=pg.mkBrush(colour), symbolPen=None, name=name)
+            self.curves[name].sigPointsClicked.connect(  # a sweep point, as on the methods' curves
+                lambda _item, clicked, *_, m=method: self._clicked_class_point(m, points, clicked))
         legend.setVisible(True)
         legend.setLabelTextColor(self.theme.palette.fg)
         legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 220)))

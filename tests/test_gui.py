@@ -1264,6 +1264,13 @@ def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: 
     assert list(x) == [0.0, 50.0, 80.0] and list(y) == pytest.approx([100 * a for _, a in want[worst.name]])
     assert y[-1] == pytest.approx(100 * worst.accuracy)  # the table's worst class, at 80%
     assert "Magnitude (global): accuracy per class" in plot.title
+    asked = []  # a class line's marker asks for its sweep point; the dense one at 0 asks nothing
+    plot.point_clicked.connect(lambda m, sp: asked.append((m, sp)))
+    marker = type("P", (), {"__init__": lambda self, x: setattr(self, "x", x),
+                            "pos": lambda self: type("Q", (), {"x": lambda q, v=self.x: v})()})
+    plot._clicked_class_point("magnitude", [0.5, 0.8], [marker(80.0)])
+    plot._clicked_class_point("magnitude", [0.5, 0.8], [marker(0.0)])
+    assert asked == [("magnitude", 0.8)]
     box.setCurrentIndex(0)
     assert plot.class_mode is None and set(plot.curves) == {"magnitude", "magnitude_layer"}
     assert not hooks.errors
