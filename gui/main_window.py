@@ -1576,7 +1576,10 @@ class MainWindow(QMainWindow):
                                 self.bundle.evaluation if self.bundle is not None else None)
         shown = getattr(self, "_classes_shown", None)
         current_evals = [x.eval for x in (self.outcome, self.preview) if x is not None]
-        if shown is not None and any(shown[0] is e for e in current_evals):
+        if shown is not None and any(shown[0] is e for e in current_evals) \
+                and self._class_against_runs(shown[0]) != [
+                    (self.class_against.itemData(i), self.class_against.itemText(i))
+                    for i in range(2, self.class_against.count())]:
             self._show_classes(*shown)  # the Classes tab's chooser offers the runs kept now
 
     def show_run(self, index: int) -> None:
@@ -1742,11 +1745,16 @@ class MainWindow(QMainWindow):
         box.blockSignals(True)
         while box.count() > 2:
             box.removeItem(2)
-        for i in reversed(range(len(self.runs))):
-            if self.runs[i].eval is not shown:
-                box.addItem(f"run {i + 1}: {describe_run(self.runs[i])}", f"run:{id(self.runs[i].result)}")
+        for key, text in self._class_against_runs(shown):
+            box.addItem(text, key)
         box.setCurrentIndex(max(0, box.findData(choice)))
         box.blockSignals(False)
+
+    def _class_against_runs(self, shown: Any) -> list[tuple[str, str]]:
+        """The runs the Classes tab's chooser offers beside ``shown``, newest first: each item's
+        data and text."""
+        return [(f"run:{id(r.result)}", f"run {i + 1}: {describe_run(r)}")
+                for i, r in reversed(list(enumerate(self.runs))) if r.eval is not shown]
 
     def _on_class_against(self) -> None:
         """The Classes tab's chooser changed: remember it (the dense model or magnitude; a run is
