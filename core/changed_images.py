@@ -201,16 +201,11 @@ def contact_sheet(pixels: np.ndarray, captions: Sequence[tuple[str, str]], *, ti
     return sheet
 
 
-def write_contact_sheet(path: str | Path, images: object, changed: Sequence[ChangedImage], *,
-                        normalization: object | None = None, title: str = "", limit: int = SHEET_LIMIT,
-                        field: str | None = None) -> int:
-    """Write ``changed`` (from ``images``, an ImageSet) as a PNG contact sheet at ``path``,
-    atomically: at most ``limit``, each class with its share (:func:`share_by_class`); returns
-    how many images it shows. The suffix must be .png."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise StudioError(f"a contact sheet is a PNG file, not {path.suffix or 'a file without extension'}",
-                          path=str(path), field=field, fix="give a file name ending in .png.")
+def contact_sheet_png(images: object, changed: Sequence[ChangedImage], *, normalization: object | None = None,
+                      title: str = "", limit: int = SHEET_LIMIT) -> tuple[bytes, int]:
+    """``changed`` (from ``images``, an ImageSet) as a PNG contact sheet: at most ``limit``, each
+    class with its share (:func:`share_by_class`). Returns the PNG's bytes and how many images
+    it shows."""
     shown = share_by_class(changed, max(0, limit))
     names = getattr(images, "class_names", None)
     if shown:
@@ -226,7 +221,20 @@ def write_contact_sheet(path: str | Path, images: object, changed: Sequence[Chan
                           title=title, columns=10)
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
+    return buf.getvalue(), len(shown)
+
+
+def write_contact_sheet(path: str | Path, images: object, changed: Sequence[ChangedImage], *,
+                        normalization: object | None = None, title: str = "", limit: int = SHEET_LIMIT,
+                        field: str | None = None) -> int:
+    """Write :func:`contact_sheet_png` at ``path``, atomically; returns how many images it shows.
+    The suffix must be .png."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise StudioError(f"a contact sheet is a PNG file, not {path.suffix or 'a file without extension'}",
+                          path=str(path), field=field, fix="give a file name ending in .png.")
+    data, shown = contact_sheet_png(images, changed, normalization=normalization, title=title, limit=limit)
     from core.atomic_file import write_atomic
 
-    write_atomic(path, buf.getvalue(), field=field)
-    return len(shown)
+    write_atomic(path, data, field=field)
+    return shown

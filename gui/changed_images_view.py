@@ -10,8 +10,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from PySide6.QtCore import QEvent, QSize, Qt
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtGui import QAction, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -30,6 +31,7 @@ from core.changed_images import (
     KINDS,
     SHEET_LIMIT,
     changed_images,
+    contact_sheet_png,
     display_pixels,
     guesses_text,
     second_line,
@@ -99,7 +101,8 @@ class ChangedImagesView(QWidget):
         self.all_button.clicked.connect(lambda: self.set_label(None))
         self.save_button = QToolButton()
         self.save_button.setText("Save…")
-        self.save_button.setToolTip("Save these images as a PNG contact sheet, captioned (for slides and reports)")
+        self.save_button.setToolTip("Save these images as a PNG contact sheet, captioned (for slides and reports; "
+                                    "Ctrl+C on the images copies it)")
         self.on_save: Callable[[], None] | None = None  # asks where, then calls save_to
         self.save_button.clicked.connect(lambda: self.on_save() if self.on_save is not None else None)
         self.grid = QListWidget()
@@ -114,6 +117,12 @@ class ChangedImagesView(QWidget):
         self.grid.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
         self.grid.itemActivated.connect(self.open_item)  # double-click or Enter
         self.detail: ImageDetail | None = None  # the last image opened large
+        copy = QAction("Copy these images (a captioned sheet)", self.grid)
+        copy.setShortcut(QKeySequence.StandardKey.Copy)
+        copy.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        copy.triggered.connect(self.copy_sheet)
+        self.grid.addAction(copy)  # Ctrl+C on the images, and their right-click menu
+        self.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         row = QHBoxLayout()
         row.addWidget(self.header, 1)
         row.addWidget(self.all_button)
@@ -266,6 +275,16 @@ class ChangedImagesView(QWidget):
 
         which = "" if self.label is None else f"_{class_name(self.label, self._names())}"
         return re.sub(r"[^\w.-]+", "_", f"{Path(model).stem}_{self.kind}{which}") + ".png"
+
+    def copy_sheet(self) -> int:
+        """Put the images drawn now on the clipboard as one captioned picture (the sheet
+        :meth:`save_to` writes), to paste into slides; returns how many it shows."""
+        if not self.changed:
+            return 0
+        data, shown = contact_sheet_png(self.images, self.changed, normalization=self.normalization,
+                                        title=self.title, limit=LIMIT)
+        QApplication.clipboard().setImage(QImage.fromData(data, "PNG"))
+        return shown
 
     def save_to(self, path: str) -> int:
         """Write the images drawn now (at most ``LIMIT``) as a captioned PNG contact sheet at

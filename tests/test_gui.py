@@ -2100,6 +2100,16 @@ def test_classes_tab_shows_the_images_a_run_lost(qtbot, window: MainWindow, hook
     with Image.open(tmp_path / "bird.png") as sheet:
         assert sheet.format == "PNG" and sheet.height > 64
     assert f"Saved {worst.change.b_only} images to" in window.statusBar().currentMessage()
+    # Ctrl+C (or the right-click menu) on the images: the same sheet on the clipboard, for slides
+    from PySide6.QtGui import QKeySequence
+    from PySide6.QtWidgets import QApplication
+
+    copy = view.grid.actions()[0]
+    assert copy.shortcut().matches(QKeySequence(QKeySequence.StandardKey.Copy)) == QKeySequence.SequenceMatch.ExactMatch
+    copy.trigger()
+    pasted = QApplication.clipboard().image()
+    with Image.open(tmp_path / "bird.png") as sheet:
+        assert (pasted.width(), pasted.height()) == sheet.size
     assert window.save_changed_images_to(str(tmp_path / "no" / "such.png")) is None
     assert "does not exist" in hooks.errors[-1][1]
     hooks.errors.clear()
