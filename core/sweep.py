@@ -16,7 +16,12 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from core.class_accuracy import WORST_CLASS_COLUMNS, class_changes, worst_class_cells
+from core.class_accuracy import (
+    WORST_CLASS_COLUMNS,
+    class_changes,
+    class_scores,
+    worst_class_cells,
+)
 from core.data import DataBundle, ImageSet
 from core.evaluate import EvalResult, PairedDifference, evaluate, paired_difference
 from core.export import ExportReport, export_onnx, pruned_file_name
@@ -114,8 +119,6 @@ def class_curves(result: SweepResult, images: ImageSet, method: str) -> dict[str
     """Each class's accuracy against sparsity for ``method``: {class name: [(sparsity, accuracy),
     …]}, the dense model's first at sparsity 0, by rising sparsity (fractions). Which classes a
     method gives up first as the sparsity rises. {} where the rows were not scored on ``images``."""
-    from core.class_accuracy import class_scores
-
     rows = [r for r in result.series(method) if r.eval.hits is not None and r.eval.hits.numel() == len(images)]
     if result.dense.hits is None or result.dense.hits.numel() != len(images) or not rows:
         return {}
@@ -130,8 +133,6 @@ def write_class_csv(result: SweepResult, images: ImageSet, path: str | Path) -> 
     """One line per (point, class): the class's accuracy on its evaluation images with its Wilson
     interval and its paired change against the dense model (``clear``: excludes 0 after allowing
     for the number of classes, :mod:`core.class_accuracy`); the dense model's own lines first."""
-    from core.class_accuracy import class_scores
-
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(CLASS_CSV_COLUMNS)

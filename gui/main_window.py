@@ -196,6 +196,12 @@ def samples_note(result) -> str:
     return text
 
 
+def _run_key(outcome: Any) -> str:
+    """A run's item data in the Classes tab's chooser: its result's identity, which outlives the
+    run's number (runs are renumbered when old ones are dropped)."""
+    return f"run:{id(outcome.result)}"
+
+
 class StageLabel(QLabel):
     """The status bar's label. QStatusBar hides it under a message only implicitly, and a new font
     (F11's presentation mode) rebuilds the bar's layout, which shows it again under the message:
@@ -1723,7 +1729,7 @@ class MainWindow(QMainWindow):
         if choice == "magnitude":
             reference, label = magnitude, "magnitude"
         elif isinstance(choice, str) and choice.startswith("run:"):
-            i = next(i for i, r in enumerate(self.runs) if f"run:{id(r.result)}" == choice)
+            i = next(i for i, r in enumerate(self.runs) if _run_key(r) == choice)
             reference, label = self.runs[i].eval, f"run {i + 1}"
         else:
             reference, label = (self.baseline.eval if self.baseline is not None else None), "dense"
@@ -1753,7 +1759,7 @@ class MainWindow(QMainWindow):
     def _class_against_runs(self, shown: Any) -> list[tuple[str, str]]:
         """The runs the Classes tab's chooser offers beside ``shown``, newest first: each item's
         data and text."""
-        return [(f"run:{id(r.result)}", f"run {i + 1}: {describe_run(r)}")
+        return [(_run_key(r), f"run {i + 1}: {describe_run(r)}")
                 for i, r in reversed(list(enumerate(self.runs))) if r.eval is not shown]
 
     def _on_class_against(self) -> None:
