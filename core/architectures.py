@@ -33,18 +33,25 @@ DIGITS_STD = 0.37605
 TORCHVISION_PREFIX = "torchvision:"
 
 
+# CIFAR-10's classes in label order (the order of its batches, torchvision's and every checkpoint
+# trained on it).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
 @dataclass(frozen=True)
 class ArchInfo:
-    """What a named architecture expects: one sample's shape, its data preset and class count."""
+    """What a named architecture expects: one sample's shape, its data preset and class count,
+    and the names of its outputs where the architecture is tied to one dataset."""
 
     input_shape: tuple[int, ...]
     preset: str | None
     num_classes: int | None
+    class_names: tuple[str, ...] | None = None
 
 
 ARCH_INFO: dict[str, ArchInfo] = {
     "mlpnet": ArchInfo((1, 28, 28), "mlpnet", 10),
-    "resnet20": ArchInfo((3, 32, 32), "resnet20", 10),
+    "resnet20": ArchInfo((3, 32, 32), "resnet20", 10, CIFAR10_CLASSES),
     "digits_mlp": ArchInfo((1, 8, 8), "digits", 10),
     "digits_cnn": ArchInfo((1, 8, 8), "digits", 10),
 }

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from core.architectures import DIGITS_MEAN, DIGITS_STD
+from core.architectures import CIFAR10_CLASSES, DIGITS_MEAN, DIGITS_STD
 from core.errors import StudioError
 
 __all__ = [
@@ -224,8 +224,6 @@ _MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 _CIFAR_DIR = "cifar-10-batches-py"
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-"""CIFAR-10's labels 0–9 by name (the order of its batches.meta ``label_names``)."""
 _CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 _SINGLE_FILE_EVAL_FRACTION = 0.3
 

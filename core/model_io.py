@@ -170,6 +170,8 @@ def load_model(
     elif info is not None and not (fmt == "onnx" and shape):  # an ONNX graph's own input size stands
         shape = info.input_shape
     model = _finalise(model, text, fmt)
+    num_classes = classes or (info.num_classes if info else None)
+    names = info.class_names if info else None  # e.g. ResNet20's CIFAR-10 classes
     return LoadedModel(
         model=model,
         source=text,
@@ -177,7 +179,8 @@ def load_model(
         arch=found_arch or arch,
         input_shape=tuple(shape),
         preset=info.preset if info else None,
-        num_classes=classes or (info.num_classes if info else None),
+        num_classes=num_classes,
+        class_names=names if names and num_classes == len(names) else None,
     )
 
 

@@ -182,6 +182,31 @@ def test_imagenet_classes_named_by_torchvision_weights(tmp_path: Path, capsys, m
     assert [r["name"] for r in json.loads(out)["per_class"]] == list(words[:4])
 
 
+def test_resnet20_names_cifar10_classes(tmp_path: Path, capsys):
+    """The resnet20 architecture is CIFAR-10's: its checkpoints name their 10 outputs, so images
+    without names (the shared .npz files) read "bird", not "2"; a 100-class ResNet20 names none."""
+    from test_data import save_npz
+
+    from core.architectures import build_architecture
+    from core.model_io import load_model
+
+    torch.manual_seed(0)
+    torch.save(build_architecture("resnet20").state_dict(), tmp_path / "r20.pt")
+    loaded = load_model(tmp_path / "r20.pt", arch="resnet20")
+    assert loaded.class_names == CIFAR10_CLASSES
+    torch.save(build_architecture("resnet20", num_classes=100).state_dict(), tmp_path / "r100.pt")
+    assert load_model(tmp_path / "r100.pt", arch="resnet20").class_names is None
+
+    rng = np.random.default_rng(0)
+    save_npz(tmp_path / "test.npz", x=rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8),
+             y=np.array([0, 1, 2, 3, 4, 5]))
+    code = main(["eval", str(tmp_path / "r20.pt"), "--arch", "resnet20", "--data", str(tmp_path / "test.npz"),
+                 "--per-class", "--json", "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [r["name"] for r in json.loads(out)["per_class"]] == list(CIFAR10_CLASSES[:6])
+
+
 def test_class_curves_of_a_sweep_by_hand():
     """core.sweep.class_curves: each class's accuracy from the dense model (0) through a method's
     points, by rising sparsity; {} for images the sweep was not scored on."""
