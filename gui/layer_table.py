@@ -33,6 +33,9 @@ KEY_ROLE = Qt.ItemDataRole.UserRole + 3
 COLUMNS = ("#", "Layer", "Type", "Shape", "Params", "Share", "Sparsity", "After")
 COL_INDEX, COL_NAME, COL_TYPE, COL_SHAPE, COL_PARAMS, COL_SHARE, COL_NOW, COL_AFTER = range(len(COLUMNS))
 BAR_COLUMNS = (COL_SHARE, COL_NOW, COL_AFTER)
+# Columns hidden first, in this order, when the table is too narrow for every column (the line
+# above the plots gives the chosen layer's type, shape and size); hidden always in compact mode.
+OPTIONAL_COLUMNS = (COL_TYPE, COL_PARAMS, COL_SHAPE)
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -221,6 +224,7 @@ class LayerTable(QTableView):
             self.setItemDelegateForColumn(col, self.delegate)
         self.selectionModel().currentRowChanged.connect(self._on_current)
         self.kept: set[str] = set()  # weights the user keeps dense (the window's choice, shown here)
+        self.compact = False  # presentation mode: the optional columns stay hidden
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._context_menu)
 
@@ -247,6 +251,27 @@ class LayerTable(QTableView):
                 action.setChecked(checked)
             action.triggered.connect(lambda _=False, e=emit: e())
         menu.exec(self.viewport().mapToGlobal(pos))
+
+    def fit_columns(self, width: int | None = None) -> int:
+        """Show every column that fits in ``width`` px (default: the viewport's), hiding Type,
+        then Params, then Shape while the columns are wider (so that *After* stays in view);
+        returns the shown columns' total width."""
+        for col in OPTIONAL_COLUMNS:
+            self.setColumnHidden(col, self.compact)
+        self.resizeColumnsToContents()
+        header = self.horizontalHeader()
+        width = self.viewport().width() if width is None else width
+        for col in OPTIONAL_COLUMNS:
+            if header.length() <= width:
+                break
+            self.setColumnHidden(col, True)
+        return header.length()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Columns come back as the table widens (a window or splitter resize) and go as it narrows."""
+        super().resizeEvent(event)
+        if self.model() is not None and self.source.rowCount():
+            self.fit_columns()
 
     def set_bar_color(self, color: str) -> None:
         """Colour of the percentage bars (follows the theme)."""

@@ -431,8 +431,8 @@ class MainWindow(QMainWindow):
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(table_box)
         top.addWidget(self.overview_tabs)
-        top.setStretchFactor(0, 5)
-        top.setStretchFactor(1, 4)
+        top.setStretchFactor(0, 0)  # the table keeps its columns' width (_fit_table); the plots
+        top.setStretchFactor(1, 1)  # take what the window gains or loses
         top.setSizes([800, 420])
         self.top_splitter = top
 
@@ -751,27 +751,36 @@ class MainWindow(QMainWindow):
             self.main_splitter.setSizes([width, total - width])
 
     def _fit_table(self) -> None:
-        """Give the layer table the width of its columns if the overview keeps ≥ 420 px (its five
+        """Give the layer table the width of its columns if the overview keeps ≥ 400 px (its five
         tab names and a few of the Classes tab's images; 300 px in presentation mode).
 
-        In presentation mode the Type, Shape and Params columns are hidden (the line above the
-        plots names the chosen layer's type, shape and size) so that the large fonts still fit."""
-        from gui.layer_table import COL_PARAMS, COL_SHAPE, COL_TYPE
-
-        for col in (COL_TYPE, COL_SHAPE, COL_PARAMS):
-            self.table.setColumnHidden(col, self.theme.scale > 1.0)
-        self.table.resizeColumnsToContents()
-        header = self.table.horizontalHeader()
+        Where the columns are wider than that, the table hides Type, then Params, then Shape
+        (:meth:`LayerTable.fit_columns`; the line above the plots gives them for the chosen
+        layer), so that *After* stays in view; in presentation mode those three stay hidden so
+        that the large fonts still fit."""
+        self.table.compact = self.theme.scale > 1.0
         box = self.table.parentWidget()
         margins = box.contentsMargins().left() + box.contentsMargins().right() + 12
-        needed = header.length() + self.table.verticalScrollBar().sizeHint().width() + 2 * self.table.frameWidth() + margins
+        chrome = self.table.verticalScrollBar().sizeHint().width() + 2 * self.table.frameWidth() + margins
         sizes = self.top_splitter.sizes()
         total = sum(sizes)
         if total <= 0:
+            self.table.fit_columns()
             return
-        needed = min(needed, total - (300 if self.theme.scale > 1.0 else 420))
+        limit = total - (300 if self.table.compact else 400)
+        wanted = self.table.fit_columns(limit - chrome)
+        needed = min(wanted + chrome, limit)
         if needed > 0:
             self.top_splitter.setSizes([needed, total - needed])
+            QTimer.singleShot(0, lambda: self._correct_table_width(wanted, limit))
+
+    def _correct_table_width(self, wanted: int, limit: int) -> None:
+        """Once laid out, give the table's pane what the estimate of its frame, margins and
+        scroll bar missed, so that the ``wanted`` columns' width fits its viewport exactly."""
+        sizes = self.top_splitter.sizes()
+        new = min(sizes[0] + wanted - self.table.viewport().width(), limit)
+        if new > 0 and new != sizes[0]:
+            self.top_splitter.setSizes([new, sum(sizes) - new])
 
     def _fit_table_if_clipped(self) -> None:
         """Widen the table when its columns no longer fit (e.g. the 'After (…)' header grew)."""

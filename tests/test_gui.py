@@ -1604,6 +1604,34 @@ def test_presentation_mode_does_not_draw_the_status_label_over_a_message(qtbot, 
     assert window.stage_label.isVisible()
 
 
+def test_a_narrow_layer_table_hides_type_params_shape_before_after(qtbot, window: MainWindow) -> None:
+    """Long layer names (ResNet20's) made the table wider than its pane and pushed *After*, the
+    column a run fills, out of view. The table hides Type, then Params, then Shape (the line
+    above the plots gives them), and shows them again as it widens."""
+    from gui.layer_table import COL_AFTER, COL_PARAMS, COL_SHAPE, COL_TYPE
+
+    qtbot.waitUntil(lambda: window.session is not None, timeout=LOAD_TIMEOUT_MS)
+    window.resize(1800, 900)  # room for every column beside the overview's minimum
+    qtbot.wait(50)
+    table, header = window.table, window.table.horizontalHeader()
+    full = table.fit_columns(10_000)
+    assert not any(table.isColumnHidden(c) for c in (COL_TYPE, COL_PARAMS, COL_SHAPE))
+    type_w = header.sectionSize(COL_TYPE)
+    assert table.fit_columns(full - 1) == full - type_w  # one pixel short: Type goes, alone
+    assert table.isColumnHidden(COL_TYPE) and not table.isColumnHidden(COL_PARAMS)
+    narrow = table.fit_columns(1)
+    assert all(table.isColumnHidden(c) for c in (COL_TYPE, COL_PARAMS, COL_SHAPE))
+    assert not table.isColumnHidden(COL_AFTER) and narrow < full
+    # a splitter drag: the columns follow the table's own width
+    sizes = window.top_splitter.sizes()
+    window.top_splitter.setSizes([narrow + 40, sum(sizes) - narrow - 40])
+    qtbot.waitUntil(lambda: header.length() <= table.viewport().width())
+    assert table.isColumnHidden(COL_TYPE) and not table.isColumnHidden(COL_AFTER)
+    window.top_splitter.setSizes([full + 80, sum(sizes) - full - 80])
+    qtbot.waitUntil(lambda: not table.isColumnHidden(COL_TYPE))
+    assert not any(table.isColumnHidden(c) for c in (COL_PARAMS, COL_SHAPE))
+
+
 def test_presentation_mode_keeps_run_and_the_accuracy_in_view(qtbot, window: MainWindow) -> None:
     """Large fonts must not push the Preview below the fold: the rows past Scope fold into one
     line that names their values (which still apply), and the layer table keeps its columns."""
