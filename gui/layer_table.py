@@ -86,7 +86,8 @@ class LayerTableModel(QAbstractTableModel):
         self._kept_dense = set(kept_dense)
         if label is not None:
             self.after_method = label
-            self.after_label = f"After ({label})" if sparsity and label else "After"
+            short = label.split(" (")[0]  # "Magnitude (global)" → "Magnitude": the tooltip has it whole
+            self.after_label = f"After ({short})" if sparsity and label else "After"
             self.headerDataChanged.emit(Qt.Orientation.Horizontal, COL_AFTER, COL_AFTER)
         if self._rows:
             self.dataChanged.emit(self.index(0, COL_AFTER), self.index(len(self._rows) - 1, COL_AFTER))

@@ -1630,6 +1630,12 @@ def test_a_narrow_layer_table_hides_type_params_shape_before_after(qtbot, window
     window.top_splitter.setSizes([full + 80, sum(sizes) - full - 80])
     qtbot.waitUntil(lambda: not table.isColumnHidden(COL_TYPE))
     assert not any(table.isColumnHidden(c) for c in (COL_PARAMS, COL_SHAPE))
+    # the header names the method short; its tooltip names it whole
+    keys = window.session.summary.prunable_keys
+    table.source.set_after({k: 0.5 for k in keys}, "OBD (diagonal Fisher)")
+    assert table.source.after_label == "After (OBD)"
+    tip = table.source.headerData(COL_AFTER, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    assert "OBD (diagonal Fisher)" in tip
 
 
 def test_presentation_mode_keeps_run_and_the_accuracy_in_view(qtbot, window: MainWindow) -> None:
