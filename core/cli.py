@@ -1106,6 +1106,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         describe_samples,
         describe_update_scale,
         prune,
+        stages_hint,
     )
 
     request = _request_from_args(args, args.method, args.sparsity)
@@ -1209,10 +1210,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
     }
     if export is not None:
         data["export"] = export_fields(export)
+    hint = ""
     if mag_eval is not None:
         vs = paired_difference(after, mag_eval)
         data.update({"magnitude_accuracy": mag_eval.accuracy, "magnitude_accuracy_ci": list(mag_eval.accuracy_ci),
                      "vs_magnitude": vs.difference, "vs_magnitude_ci": list(vs.ci)})
+        hint = stages_hint(request.method, change, vs)
+        if hint:
+            data["hint"] = hint
 
     def pct(e) -> str:
         return f"{100 * e.accuracy:.2f}% (95% interval {100 * e.accuracy_ci[0]:.2f}–{100 * e.accuracy_ci[1]:.2f}%)"
@@ -1227,6 +1232,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         f"Change:     {change.describe('dense')}",
         *([f"Versus:     {paired_difference(after, mag_eval).describe('magnitude at the same sparsity')}; "
            f"magnitude {pct(mag_eval)}"] if mag_eval is not None else []),
+        *([f"Hint:       {hint} (--method chita++)"] if hint else []),
         f"Classes:    {describe_classes(classes)}" + ("" if args.per_class else " (--per-class for the table)"),
         f"Loss:       {after.loss:.4f} (dense {before.loss:.4f})",
     ]

@@ -57,7 +57,12 @@ def run_report(result: Any, *, model: str, dense: EvalResult, pruned: EvalResult
     (:func:`core.changed_images.write_contact_sheet`), shown under the classes.
     """
     from core import __version__
-    from core.pruning import METHOD_LABELS, describe_samples, describe_update_scale
+    from core.pruning import (
+        METHOD_LABELS,
+        describe_samples,
+        describe_update_scale,
+        stages_hint,
+    )
 
     req = result.request
     when = (created or _dt.datetime.now()).strftime("%Y-%m-%d %H:%M")
@@ -122,6 +127,9 @@ def run_report(result: Any, *, model: str, dense: EvalResult, pruned: EvalResult
     m = paired_or_none(pruned, magnitude) if req.method != "magnitude" else None
     if m is not None:
         lines.append(f"- Change against magnitude at the same sparsity: {_points(m)}.")
+    hint = stages_hint(req.method, d, m)
+    if hint:
+        lines.append(f"- {hint}")
     lines.append("")
 
     # --- classes ---------------------------------------------------------------------------

@@ -64,6 +64,7 @@ from core.pruning import (
     METHODS,
     NEEDS_GRADIENTS,
     describe_update_scale,
+    stages_hint,
 )
 from core.sparsity_pattern import parse_pattern
 from core.weights_export import SUFFIXES as WEIGHT_SUFFIXES
@@ -1676,6 +1677,10 @@ class MainWindow(QMainWindow):
             label = method_label(req.method)
             self.table.source.set_after(out.result.layer_sparsity, label, self._dense_keys(out.result))
             lam = f" · λ = {out.result.lam:.3g}" if out.result.lam is not None else ""
+            mag = out.magnitude_eval if req.method != "magnitude" else None
+            dense = self.baseline.eval if self.baseline is not None else None
+            hint = stages_hint(req.method, paired_or_none(out.eval, dense), paired_or_none(out.eval, mag))
+            hint = f" {hint} (Method: CHITA++.)" if hint else ""
             self.preview_panel.set_after(
                 out.eval, title=f"{label} · {sparsity_label(req)}", result=out.result,
                 onnx_bytes=out.onnx_bytes, compressed=out.compressed_bytes, sparse_bytes=out.sparse_bytes,
@@ -1686,8 +1691,7 @@ class MainWindow(QMainWindow):
                         f"{optimality_note(out.result)}{update_scale_note(out.result)}"
                         f"{refinement_note(out.result)}"
                         f"{' A point of the sweep: its seconds are its share of the sweep.' if out.from_sweep else ''}"
-                        f"{batchnorm_note(out.result)} Export with Ctrl+E.")
-            mag = out.magnitude_eval if req.method != "magnitude" else None
+                        f"{batchnorm_note(out.result)}{hint} Export with Ctrl+E.")
             versus = "refined magnitude" if req.refine_steps else "magnitude"
             self.preview_panel.set_versus(paired_or_none(out.eval, mag), versus,
                                           pending=req.method != "magnitude" and mag is None and any(

@@ -1604,6 +1604,23 @@ def test_presentation_mode_does_not_draw_the_status_label_over_a_message(qtbot, 
     assert window.stage_label.isVisible()
 
 
+def test_single_stage_chita_level_with_magnitude_points_to_chita_plus_plus() -> None:
+    """The caption suggests CHITA++ only after a CHITA run that clearly loses to dense and is not
+    clearly ahead of magnitude (ResNet20 at 80%: −11.8 vs dense, +0.0 [−1.8, +1.8] vs magnitude)."""
+    from core.evaluate import PairedDifference
+    from core.pruning import stages_hint as stages_note
+
+    def d(lo: float, hi: float) -> PairedDifference:
+        return PairedDifference((lo + hi) / 2, (lo, hi), 846, 10, 10)
+
+    lost, level, ahead, same = d(-0.144, -0.092), d(-0.018, 0.018), d(0.01, 0.05), d(-0.021, 0.004)
+    assert "CHITA++ takes it in stages" in stages_note("chita", lost, level)
+    assert stages_note("chita", lost, ahead) == ""  # CHITA already gains over magnitude
+    assert stages_note("chita", same, level) == ""  # nothing clearly lost (ResNet20 at 50%)
+    assert stages_note("chita++", lost, level) == "" and stages_note("obd", lost, level) == ""
+    assert stages_note("chita", lost, None) == ""  # the magnitude comparison still measuring
+
+
 def test_a_narrow_layer_table_hides_type_params_shape_before_after(qtbot, window: MainWindow) -> None:
     """Long layer names (ResNet20's) made the table wider than its pane and pushed *After*, the
     column a run fills, out of view. The table hides Type, then Params, then Shape (the line

@@ -101,3 +101,30 @@ def test_cli_prune_versus_magnitude_measures_the_baseline_on_the_same_images(cap
     code = main(["prune", "demo", "--data", "digits", "--method", "magnitude", "--sparsity", "0.8",
                  "--versus-magnitude", "--json"])
     assert code == 0 and "vs_magnitude" not in json.loads(capsys.readouterr()[0])  # magnitude itself
+
+
+def test_cli_prune_points_to_chita_plus_plus_where_chita_is_level_with_magnitude(capsys, tmp_path: Path,
+                                                                                  monkeypatch):
+    """On the digits CHITA is clearly ahead of magnitude at 80%, so there is no hint; where
+    core.pruning.stages_hint gives one (ResNet20 at 80%: level with magnitude), the CLI prints it,
+    puts it in --json and the report, called with the run's two paired differences."""
+    import core.pruning
+
+    argv = ["prune", "demo", "--data", "digits", "--method", "chita", "--sparsity", "0.8", "--samples", "128",
+            "--versus-magnitude"]
+    assert main(argv + ["--json"]) == 0
+    data = json.loads(capsys.readouterr()[0])
+    assert data["vs_magnitude_ci"][0] > 0 and "hint" not in data
+    seen = []
+
+    def hint(method, versus_dense, versus_magnitude):
+        seen.append((method, versus_dense.ci, versus_magnitude.ci))
+        return "Try CHITA++."
+
+    monkeypatch.setattr(core.pruning, "stages_hint", hint)
+    report = tmp_path / "r.md"
+    assert main(argv + ["--report", str(report)]) == 0
+    out = capsys.readouterr()[0]
+    assert "Hint:       Try CHITA++. (--method chita++)" in out
+    assert "- Try CHITA++." in report.read_text()
+    assert seen[0][0] == "chita" and tuple(seen[0][2]) == tuple(data["vs_magnitude_ci"])
