@@ -784,9 +784,13 @@ class MainWindow(QMainWindow):
             self.top_splitter.setSizes([new, sum(sizes) - new])
 
     def _fit_table_if_clipped(self) -> None:
-        """Widen the table when its columns no longer fit (e.g. the 'After (…)' header grew)."""
+        """Widen the table when its columns no longer fit (e.g. the 'After (…)' header grew), or
+        when it hides some of them for want of room (the header may have grown first)."""
+        from gui.layer_table import OPTIONAL_COLUMNS
+
         self.table.resizeColumnsToContents()
-        if self.table.horizontalHeader().length() > self.table.viewport().width():
+        hidden = not self.table.compact and any(self.table.isColumnHidden(c) for c in OPTIONAL_COLUMNS)
+        if hidden or self.table.horizontalHeader().length() > self.table.viewport().width():
             self._fit_table()
 
     def set_sparse_storage(self, on: bool) -> None:
