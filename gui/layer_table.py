@@ -33,8 +33,9 @@ KEY_ROLE = Qt.ItemDataRole.UserRole + 3
 COLUMNS = ("#", "Layer", "Type", "Shape", "Params", "Share", "Sparsity", "After")
 COL_INDEX, COL_NAME, COL_TYPE, COL_SHAPE, COL_PARAMS, COL_SHARE, COL_NOW, COL_AFTER = range(len(COLUMNS))
 BAR_COLUMNS = (COL_SHARE, COL_NOW, COL_AFTER)
-# Columns hidden first, in this order, when the table is too narrow for every column (the line
-# above the plots gives the chosen layer's type, shape and size); hidden always in compact mode.
+# Columns hidden, in this order, when the table is too narrow for every column (the line above
+# the plots gives the chosen layer's type, shape and size); hidden always in compact mode. Before
+# them goes Sparsity-now where the model is dense (LayerTable.fit_columns).
 OPTIONAL_COLUMNS = (COL_TYPE, COL_PARAMS, COL_SHAPE)
 
 Index = QModelIndex | QPersistentModelIndex
@@ -254,19 +255,28 @@ class LayerTable(QTableView):
         menu.exec(self.viewport().mapToGlobal(pos))
 
     def fit_columns(self, width: int | None = None) -> int:
-        """Show every column that fits in ``width`` px (default: the viewport's), hiding Type,
-        then Params, then Shape while the columns are wider (so that *After* stays in view);
-        returns the shown columns' total width."""
+        """Show every column that fits in ``width`` px (default: the viewport's), hiding, while
+        the columns are wider, the Sparsity-now column where every layer is dense now (a column
+        of 0.0%), then Type, then Params, then Shape (so that *After* stays in view); returns the
+        shown columns' total width. In compact mode (presentation) those four stay hidden,
+        Sparsity-now only where the model is dense."""
+        dense_now = bool(self.source.rows()) and all(not r.sparsity_now for r in self.source.rows())
+        optional = ((COL_NOW,) if dense_now else ()) + OPTIONAL_COLUMNS
+        self.setColumnHidden(COL_NOW, self.compact and dense_now)
         for col in OPTIONAL_COLUMNS:
             self.setColumnHidden(col, self.compact)
         self.resizeColumnsToContents()
         header = self.horizontalHeader()
         width = self.viewport().width() if width is None else width
-        for col in OPTIONAL_COLUMNS:
+        for col in optional:
             if header.length() <= width:
                 break
             self.setColumnHidden(col, True)
         return header.length()
+
+    def hides_for_room(self) -> bool:
+        """Whether :meth:`fit_columns` hid a column for want of room (not by compact mode)."""
+        return not self.compact and any(self.isColumnHidden(c) for c in (COL_NOW, *OPTIONAL_COLUMNS))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         """Columns come back as the table widens (a window or splitter resize) and go as it narrows."""

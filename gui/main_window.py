@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QLineEdit,
     QMainWindow,
     QProgressBar,
@@ -265,6 +266,7 @@ class MainWindow(QMainWindow):
         self.bundle: Any = None
         self.data_source: tuple[str, str | None] = ("digits", None)
         self.baseline: jobs.Baseline | None = None
+        self._sidebar_normal: int | None = None  # the sidebar's width before presentation mode widened it
         self.kept_layers: set[str] = set()  # weights the user keeps dense (the table's context menu)
         self.own_sparsity = 0.0  # the loaded model's own zeros over its prunable weights
         self.least_sparsity = 0.0  # the least sparsity (whole percent) those zeros allow
@@ -727,6 +729,13 @@ class MainWindow(QMainWindow):
         self.table.set_bar_color(self.theme.palette.accent)
         self.table.source.muted = QColor(self.theme.palette.muted)
         self._set_compact_sidebar(self.theme.scale > 1.0)
+        # pages not shown keep the minimum sizes of the fonts they were last laid out with: a
+        # window that left presentation mode could not shrink back (1644 px wide at least, after
+        # a grab in it polished the Sweep tab's row of methods in large type)
+        for widget in self.findChildren(QWidget):
+            widget.updateGeometry()
+        for layout in self.findChildren(QLayout):
+            layout.invalidate()
         self._fit_sidebar()
         QTimer.singleShot(0, self._fit_table)
 
@@ -786,11 +795,8 @@ class MainWindow(QMainWindow):
     def _fit_table_if_clipped(self) -> None:
         """Widen the table when its columns no longer fit (e.g. the 'After (…)' header grew), or
         when it hides some of them for want of room (the header may have grown first)."""
-        from gui.layer_table import OPTIONAL_COLUMNS
-
         self.table.resizeColumnsToContents()
-        hidden = not self.table.compact and any(self.table.isColumnHidden(c) for c in OPTIONAL_COLUMNS)
-        if hidden or self.table.horizontalHeader().length() > self.table.viewport().width():
+        if self.table.hides_for_room() or self.table.horizontalHeader().length() > self.table.viewport().width():
             self._fit_table()
 
     def set_sparse_storage(self, on: bool) -> None:
@@ -861,13 +867,28 @@ class MainWindow(QMainWindow):
 
     def set_presentation(self, on: bool) -> None:
         """Full screen with 1.4× fonts (F11), or back to the normal window."""
+        was_on = self.theme.scale > 1.0
         self.act_presentation.setChecked(bool(on))
+        if on and not was_on:
+            self._sidebar_normal = self.main_splitter.sizes()[0]
         if on:
             self.showFullScreen()
         elif self.isFullScreen():
             self.showNormal()
         self.apply_theme()
         self.settings.setValue("view/presentation", bool(on))
+        if not on and was_on:  # the large fonts widened the sidebar: give it back
+            width, self._sidebar_normal = self._sidebar_normal or 0, None
+            QTimer.singleShot(0, lambda: self._restore_sidebar(width))
+
+    def _restore_sidebar(self, width: int) -> None:
+        """The sidebar back to ``width`` (or the least its content needs, where the app started in
+        presentation mode), the rest to the tabs."""
+        sizes = self.main_splitter.sizes()
+        width = max(width, self.sidebar_scroll.minimumWidth())
+        if sizes and sizes[0] > width:
+            self.main_splitter.setSizes([width, sum(sizes) - width])
+            self._fit_table()
 
     def show_for_settings(self) -> None:
         """Show the window, full screen if presentation mode was on last time."""

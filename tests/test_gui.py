@@ -11,6 +11,7 @@ import warnings
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
@@ -1013,8 +1014,6 @@ def test_a_model_set_up_for_another_image_size_is_offered_the_datas_size(
     """A network that runs on the data's images although it was set up for another size (a
     torchvision ResNet on CIFAR) gets a question, not a dead end: yes takes the data's size; a
     network that cannot run on them gets the plain "do not fit" error and no question."""
-    from dataclasses import replace
-
     from core.architectures import build_architecture
     from core.demo import load_demo
     from core.model_io import load_model
@@ -1450,8 +1449,6 @@ def test_sweep_tab_exports_every_point_to_a_folder(qtbot, window: MainWindow, ho
 def test_a_sweep_point_without_a_magnitude_row_measures_its_baseline(qtbot, window: MainWindow, hooks) -> None:
     """A sweep without magnitude: the point's comparison comes from a background job (the sidebar
     says "measuring…" meanwhile), with the same numbers a run's magnitude baseline has."""
-    from dataclasses import replace
-
     from core.evaluate import evaluate
     from core.pruning import apply_result, prune
 
@@ -1623,21 +1620,24 @@ def test_single_stage_chita_level_with_magnitude_points_to_chita_plus_plus() -> 
 
 def test_a_narrow_layer_table_hides_type_params_shape_before_after(qtbot, window: MainWindow) -> None:
     """Long layer names (ResNet20's) made the table wider than its pane and pushed *After*, the
-    column a run fills, out of view. The table hides Type, then Params, then Shape (the line
-    above the plots gives them), and shows them again as it widens."""
-    from gui.layer_table import COL_AFTER, COL_PARAMS, COL_SHAPE, COL_TYPE
+    column a run fills, out of view. The table hides Sparsity-now where every layer is dense
+    (a column of 0.0%), then Type, then Params, then Shape (the line above the plots gives
+    them), and shows them again as it widens."""
+    from gui.layer_table import COL_AFTER, COL_NOW, COL_PARAMS, COL_SHAPE, COL_TYPE
 
+    optional = (COL_NOW, COL_TYPE, COL_PARAMS, COL_SHAPE)
     qtbot.waitUntil(lambda: window.session is not None, timeout=LOAD_TIMEOUT_MS)
     window.resize(1800, 900)  # room for every column beside the overview's minimum
     qtbot.wait(50)
     table, header = window.table, window.table.horizontalHeader()
     full = table.fit_columns(10_000)
-    assert not any(table.isColumnHidden(c) for c in (COL_TYPE, COL_PARAMS, COL_SHAPE))
-    type_w = header.sectionSize(COL_TYPE)
-    assert table.fit_columns(full - 1) == full - type_w  # one pixel short: Type goes, alone
-    assert table.isColumnHidden(COL_TYPE) and not table.isColumnHidden(COL_PARAMS)
+    assert not any(table.isColumnHidden(c) for c in optional) and not table.hides_for_room()
+    now_w, type_w = header.sectionSize(COL_NOW), header.sectionSize(COL_TYPE)
+    assert table.fit_columns(full - 1) == full - now_w  # one pixel short: the zeros go, alone
+    assert table.isColumnHidden(COL_NOW) and not table.isColumnHidden(COL_TYPE) and table.hides_for_room()
+    assert table.fit_columns(full - now_w - 1) == full - now_w - type_w  # then Type
     narrow = table.fit_columns(1)
-    assert all(table.isColumnHidden(c) for c in (COL_TYPE, COL_PARAMS, COL_SHAPE))
+    assert all(table.isColumnHidden(c) for c in optional)
     assert not table.isColumnHidden(COL_AFTER) and narrow < full
     # a splitter drag: the columns follow the table's own width
     sizes = window.top_splitter.sizes()
@@ -1645,15 +1645,20 @@ def test_a_narrow_layer_table_hides_type_params_shape_before_after(qtbot, window
     qtbot.waitUntil(lambda: header.length() <= table.viewport().width())
     assert table.isColumnHidden(COL_TYPE) and not table.isColumnHidden(COL_AFTER)
     window.top_splitter.setSizes([full + 80, sum(sizes) - full - 80])
-    qtbot.waitUntil(lambda: not table.isColumnHidden(COL_TYPE))
-    assert not any(table.isColumnHidden(c) for c in (COL_PARAMS, COL_SHAPE))
+    qtbot.waitUntil(lambda: not any(table.isColumnHidden(c) for c in optional))
     # columns hidden while the 'After' header grew (the demo's first start): the refit after the
     # preview brings them back where there is room
     window.top_splitter.setSizes([narrow + 40, sum(sizes) - narrow - 40])
     qtbot.waitUntil(lambda: table.isColumnHidden(COL_TYPE))
     window._fit_table_if_clipped()
-    qtbot.waitUntil(lambda: not any(table.isColumnHidden(c) for c in (COL_TYPE, COL_PARAMS, COL_SHAPE)))
+    qtbot.waitUntil(lambda: not any(table.isColumnHidden(c) for c in optional))
     assert header.length() <= table.viewport().width()
+    # a model with zeros of its own keeps its Sparsity-now column: Type goes first
+    rows = table.source.rows()
+    table.source.set_rows([replace(rows[0], sparsity_now=0.5), *rows[1:]])
+    table.fit_columns(full - 1)
+    assert not table.isColumnHidden(COL_NOW) and table.isColumnHidden(COL_TYPE)
+    table.source.set_rows(rows)
     # the header names the method short; its tooltip names it whole
     keys = window.session.summary.prunable_keys
     table.source.set_after({k: 0.5 for k in keys}, "OBD (diagonal Fisher)")
@@ -1669,7 +1674,12 @@ def test_presentation_mode_keeps_run_and_the_accuracy_in_view(qtbot, window: Mai
     c.set_method("chita++")
     c.samples.setValue(256)
     c.lam.setText("1e-3")
+    window.resize(1600, 1000)
+    qtbot.wait(50)
+    sidebar = window.main_splitter.sizes()[0]
+    smallest = window.minimumSizeHint().width()
     window.act_presentation.trigger()
+    window.grab()  # lays out every page in large type, the hidden Sweep and Runs tabs too
     window.showNormal()  # offscreen "full screen" is the platform's screen; judge at 1600×1000
     window.resize(1600, 1000)
     qtbot.wait(50)
@@ -1688,7 +1698,16 @@ def test_presentation_mode_keeps_run_and_the_accuracy_in_view(qtbot, window: Mai
     assert bottom < viewport.height(), (bottom, viewport.height())
     header = window.table.horizontalHeader()
     assert header.length() <= window.table.viewport().width() + 1
+    from gui.layer_table import COL_AFTER, COL_NOW, COL_TYPE
+    # the dense demo's column of 0.0% goes too, and comes back with the normal fonts
+    assert window.table.isColumnHidden(COL_NOW) and window.table.isColumnHidden(COL_TYPE)
+    assert not window.table.isColumnHidden(COL_AFTER)
     window.act_presentation.trigger()
+    # the sidebar the large fonts widened goes back to its width, and the table's columns return
+    qtbot.waitUntil(lambda: window.main_splitter.sizes()[0] == sidebar)
+    qtbot.waitUntil(lambda: not window.table.isColumnHidden(COL_NOW))
+    # and the window can shrink again: the hidden tabs' minimum sizes follow the normal fonts
+    assert window.minimumSizeHint().width() <= smallest + 5, (window.minimumSizeHint(), smallest)
     assert all(w.isVisibleTo(c) for w in c.advanced) and not c.hidden_note.isVisibleTo(c)
     assert window.model_info.isVisibleTo(window) and window.open_button.isVisibleTo(window)
     c.samples.setValue(128)
@@ -1938,8 +1957,6 @@ def test_export_right_after_refining_does_not_wait_for_the_baseline(qtbot, windo
 
 
 def test_refine_result_stops_at_the_most_steps_there_are(qtbot, window: MainWindow, hooks) -> None:
-    from dataclasses import replace
-
     from core.pruning import MAX_REFINE_STEPS
 
     outcome = run_and_wait(qtbot, window, "magnitude", 70)
@@ -1979,8 +1996,6 @@ def test_model_summary_names_the_pattern_a_pruned_model_keeps(qtbot, window: Mai
                                                               tmp_path: Path) -> None:
     """A model pruned to 2:4 before (an export opened again) says so on its model line; the
     summary holds the patterns its prunable weights keep (none for the dense demo)."""
-    from dataclasses import replace
-
     from core.pruning import PruneRequest, apply_result, prune
     from gui import jobs
 
@@ -2188,8 +2203,6 @@ def test_classes_tab_shows_the_images_a_run_lost(qtbot, window: MainWindow, hook
     window.class_against.setCurrentIndex(window.class_against.findData("dense"))
     assert len(view.changed) == paired_difference(chita.eval, window.baseline.eval).b_only
     # a run saved by an older version has no predictions: its report is written without the images
-    from dataclasses import replace
-
     window.outcome = replace(chita, eval=replace(chita.eval, predictions=None))
     assert window.save_report_to(str(tmp_path / "old.md")) == str(tmp_path / "old.md")
     assert not (tmp_path / "old_lost.png").exists() and "![Images lost" not in (tmp_path / "old.md").read_text()
@@ -2366,8 +2379,6 @@ def test_class_names_given_with_the_data_are_shown_and_remembered(qtbot, window:
 def test_a_model_that_names_its_classes_names_data_given_by_wordnet_ids(qtbot, window: MainWindow) -> None:
     """Data whose classes are WordNet IDs (ImageNet's folders) takes the names a model's weights
     give (torchvision's), when the data is loaded and when such a model is opened on it."""
-    from dataclasses import replace
-
     qtbot.waitUntil(lambda: window.bundle is not None and window.session is not None, timeout=LOAD_TIMEOUT_MS)
     ids = tuple(f"n{i:08d}" for i in range(10))
     words = tuple(f"word {i}" for i in range(10))
