@@ -289,7 +289,12 @@ class SweepView(QWidget):
         methods_row = QHBoxLayout()
         methods_row.addWidget(QLabel("Methods"))
         for m in METHODS:
-            box = QCheckBox(METHOD_LABELS.get(m, m))
+            # the name without its parenthesis (in the tooltip): the row of six must not make the
+            # window wider than a 1280-pixel screen
+            label = METHOD_LABELS.get(m, m)
+            short = "Magnitude per layer" if m == "magnitude_layer" else label.split(" (")[0]
+            box = QCheckBox(short)
+            box.setToolTip(label)
             box.setChecked(m in DEFAULT_METHODS)
             self.method_boxes[m] = box
             methods_row.addWidget(box)
@@ -355,7 +360,7 @@ class SweepView(QWidget):
             "interval (matched pairs: only the images one of the two gets right count)")
         self.table.horizontalHeaderItem(5).setToolTip(
             "Change in accuracy against magnitude pruning at the same sparsity, on the same images, "
-            "with its paired 95% interval (tick Magnitude (global) among the methods to fill it)")
+            "with its paired 95% interval (tick Magnitude, global, among the methods to fill it)")
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -373,6 +378,7 @@ class SweepView(QWidget):
         self.table.setMinimumWidth(300)
         self.status = QLabel("")
         self.status.setObjectName("Muted")
+        self.status.setWordWrap(True)  # two lines beside the buttons rather than a wider window
 
         layout = QVBoxLayout(self)
         layout.addLayout(grid)

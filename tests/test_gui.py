@@ -1667,6 +1667,27 @@ def test_a_narrow_layer_table_hides_type_params_shape_before_after(qtbot, window
     assert "OBD (diagonal Fisher)" in tip
 
 
+def test_the_window_fits_a_1280_pixel_screen(qtbot, window: MainWindow) -> None:
+    """Every tab laid out (the Sweep tab's row of six methods was the widest, 878 px, and made
+    the window at least 1331 px wide): the window's least width leaves room on a 1280×800
+    screen. The methods' checkboxes name them short, their tooltips whole."""
+    qtbot.waitUntil(lambda: window.session is not None, timeout=LOAD_TIMEOUT_MS)
+    for i in (1, 2, 0):  # lay out every page as shown
+        window.tabs.setCurrentIndex(i)
+        qtbot.wait(50)
+    assert window.minimumSizeHint().width() <= 1240, window.minimumSizeHint()
+    window.tabs.setCurrentIndex(1)  # a finished sweep's status line wraps beside its buttons
+    with qtbot.waitSignal(window.sweep_finished, timeout=LOAD_TIMEOUT_MS):
+        window.run_sweep(["magnitude"], [0.5], 64)
+    qtbot.wait(50)
+    assert "Sweep finished" in window.sweep_view.status.text()
+    assert window.minimumSizeHint().width() <= 1240, window.minimumSizeHint()
+    window.tabs.setCurrentIndex(0)
+    box = window.sweep_view.method_boxes["obd"]
+    assert box.text() == "OBD" and box.toolTip() == "OBD (diagonal Fisher)"
+    assert window.sweep_view.method_boxes["magnitude_layer"].text() == "Magnitude per layer"
+
+
 def test_presentation_mode_keeps_run_and_the_accuracy_in_view(qtbot, window: MainWindow) -> None:
     """Large fonts must not push the Preview below the fold: the rows past Scope fold into one
     line that names their values (which still apply), and the layer table keeps its columns."""
