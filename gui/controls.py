@@ -3,6 +3,7 @@ CHITA++ stages, refinement and BatchNorm recalibration."""
 
 from __future__ import annotations
 
+import html
 from typing import Callable
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
@@ -68,6 +69,8 @@ class ControlsPanel(QGroupBox):
     preview_requested = Signal(float)
     run_requested = Signal()
     settings_changed = Signal()
+    unfold_requested = Signal()  # "all settings" in the folded summary line
+    fold_requested = Signal()  # "fewer settings" under the rows the window would fold
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Pruning", parent)
@@ -197,7 +200,13 @@ class ControlsPanel(QGroupBox):
         self.hidden_note = QLabel("")
         self.hidden_note.setObjectName("Muted")
         self.hidden_note.setWordWrap(True)
+        self.hidden_note.setTextFormat(Qt.TextFormat.RichText)
         self.hidden_note.setVisible(False)
+        self.hidden_note.linkActivated.connect(lambda _link: self.unfold_requested.emit())
+        self.fold_note = QLabel('<a href="fewer">Fewer settings</a> (Run and the Preview back in view)')
+        self.fold_note.setObjectName("Muted")
+        self.fold_note.setVisible(False)
+        self.fold_note.linkActivated.connect(lambda _link: self.fold_requested.emit())
         self.compact = False
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
@@ -205,6 +214,7 @@ class ControlsPanel(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.hidden_note)
+        layout.addWidget(self.fold_note)
         layout.addWidget(self.autorun)
         layout.addLayout(buttons)
 
@@ -357,25 +367,27 @@ class ControlsPanel(QGroupBox):
                 f"A run of this method with more than {limit:,} samples is refused on this model: "
                 "its per-sample gradients (samples × prunable weights, in float32, with the "
                 "solver's workspace) must fit in half the available RAM.")
-        self._form.setRowVisible(self.samples_note, over and not self.compact)
+        self._form.setRowVisible(self.samples_note, over)  # folded too: a run would be refused
 
     def _use_samples_limit(self, _link: str = "") -> None:
         limit = self.samples_limit
         if limit is not None:
             self.samples.setValue(max(self.samples.minimum(), limit))
 
-    def set_compact(self, on: bool) -> None:
-        """Presentation mode: hide the rows past Scope (their values still apply to every run)
-        and show what they hold in one muted line, so that Run and the Preview stay in view."""
+    def set_compact(self, on: bool, can_fold: bool = False) -> None:
+        """Fold the rows past Scope (their values still apply to every run) into one muted line
+        that names them, with a link to show them ("all settings"), so that Run and the Preview
+        stay in view; ``can_fold``: with the rows shown, offer a link to fold them again."""
         self.compact = bool(on)
         for w in self.advanced:
             self._form.setRowVisible(w, not self.compact)
         self.hidden_note.setVisible(self.compact)
+        self.fold_note.setVisible(not self.compact and can_fold)
         self._update_hidden_note()
         self._update_samples_note()
 
     def hidden_summary(self) -> str:
-        """The settings presentation mode hides, as one line."""
+        """The settings the folded rows hold, as one line."""
         lam = self.lam.text().strip() or "auto"
         stages = self.stages.text() if self.method_name() == "chita++" else None
         bn = ("recalibrate" if self.recal.isChecked() else "stored statistics") if self.recal.isEnabled() \
@@ -388,11 +400,11 @@ class ControlsPanel(QGroupBox):
             parts.append("Update auto")
         if bn is not None:
             parts.append(f"BatchNorm: {bn}, {self.bn_images.currentText().lower()}")
-        return " · ".join(parts) + " — F11 for all settings"
+        return " · ".join(parts)
 
     def _update_hidden_note(self, *_args) -> None:
         if self.compact:
-            self.hidden_note.setText(self.hidden_summary())
+            self.hidden_note.setText(f'{html.escape(self.hidden_summary())} — <a href="all">all settings</a>')
 
     def set_busy(self, busy: bool) -> None:
         """Enable Cancel (and disable Run) while a foreground job runs."""

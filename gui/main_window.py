@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -267,6 +267,11 @@ class MainWindow(QMainWindow):
         self.data_source: tuple[str, str | None] = ("digits", None)
         self.baseline: jobs.Baseline | None = None
         self._sidebar_normal: int | None = None  # the sidebar's width before presentation mode widened it
+        self._unfolded = False  # the user asked for all the pruning settings in a window that folds them
+        self._fold_timer = QTimer(self)  # a resize settles before the sidebar is measured again
+        self._fold_timer.setSingleShot(True)
+        self._fold_timer.setInterval(50)
+        self._fold_timer.timeout.connect(self._fit_folding)
         self.kept_layers: set[str] = set()  # weights the user keeps dense (the table's context menu)
         self.own_sparsity = 0.0  # the loaded model's own zeros over its prunable weights
         self.least_sparsity = 0.0  # the least sparsity (whole percent) those zeros allow
@@ -641,6 +646,8 @@ class MainWindow(QMainWindow):
         self.refine_button.clicked.connect(lambda: self.refine_last_run())
         self.controls.preview_requested.connect(self.request_preview)
         self.controls.run_requested.connect(self.run_pruning)
+        self.controls.unfold_requested.connect(lambda: self._set_unfolded(True))
+        self.controls.fold_requested.connect(lambda: self._set_unfolded(False))
         self.controls.settings_changed.connect(self._on_settings_changed)
         self.controls.cancel_button.clicked.connect(self.cancel_foreground)
         self.status_cancel.clicked.connect(self.cancel_foreground)
@@ -742,10 +749,37 @@ class MainWindow(QMainWindow):
     def _set_compact_sidebar(self, on: bool) -> None:
         """Presentation mode keeps Run and the Preview in view: the model box shows its name and
         data only (File ▸ Open model… and Choose data… stay on the menu and their shortcuts), and
-        the pruning box hides its rows past Scope behind a one-line summary."""
+        the pruning box folds its rows past Scope (:meth:`_fit_folding`)."""
         for w in (self.model_info, self.open_button, self.data_button):
             w.setVisible(not on)
-        self.controls.set_compact(on)
+        self._fit_folding()
+
+    def _fit_folding(self) -> None:
+        """Fold the pruning box's rows past Scope into a one-line summary where, with them shown,
+        the Preview's accuracy would be below the sidebar's fold (a 768-pixel-high laptop screen),
+        and always in presentation mode; unless the user asked for all the settings (the
+        summary's link; "Fewer settings" folds them again)."""
+        c = self.controls
+        fold = self.theme.scale > 1.0
+        if not fold:
+            content = self.sidebar_scroll.widget()
+            if c.compact:  # measure with the rows shown (nothing is painted in between)
+                c.set_compact(False)
+            QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)  # lay the rows out now
+            content.layout().activate()
+            acc = self.preview_panel.after_acc
+            bottom = acc.mapTo(content, acc.rect().bottomLeft()).y()
+            fold = bottom > self.sidebar_scroll.viewport().height()
+        c.set_compact(fold and not self._unfolded, can_fold=fold and self._unfolded)
+
+    def _set_unfolded(self, on: bool) -> None:
+        self._unfolded = bool(on)
+        self._fit_folding()
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """A window of another height may fold or unfold the pruning box (:meth:`_fit_folding`)."""
+        super().resizeEvent(event)
+        self._fold_timer.start()
 
     def _fit_sidebar(self) -> None:
         """Keep the whole sidebar visible: its width follows its content (fonts change it)."""
@@ -1198,6 +1232,7 @@ class MainWindow(QMainWindow):
         self.model_label.setText(name)
         self.setWindowTitle(f"{name} — CHITA Studio")
         self.controls.set_batchnorm(has_batchnorm(loaded.model), scripted_batchnorm(loaded.model))
+        self._fold_timer.start()  # the model box's lines change the height above the Preview
         summary = session.summary
         # computed again from the memory available whenever the note is updated, not only now
         self.controls.set_samples_limit(functools.partial(rows_that_fit, sum(r.params for r in summary.rows
