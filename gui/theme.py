@@ -118,6 +118,8 @@ def apply_theme(app: QApplication, theme: Theme) -> None:
     pal.setColor(QPalette.ColorRole.ToolTipBase, QColor(p.panel))
     pal.setColor(QPalette.ColorRole.ToolTipText, QColor(p.fg))
     pal.setColor(QPalette.ColorRole.PlaceholderText, QColor(p.muted))
+    pal.setColor(QPalette.ColorRole.Link, QColor(p.accent))  # links in labels (default blue: unreadable on dark)
+    pal.setColor(QPalette.ColorRole.LinkVisited, QColor(p.accent))
     for group in (QPalette.ColorGroup.Disabled,):
         pal.setColor(group, QPalette.ColorRole.Text, QColor(p.muted))
         pal.setColor(group, QPalette.ColorRole.WindowText, QColor(p.muted))

@@ -1576,6 +1576,11 @@ def test_theme_and_presentation_mode(qtbot, window: MainWindow) -> None:
     window.act_dark.trigger()
     assert window.theme.palette.name == "dark"
     assert window.weight_hist.backgroundBrush().color().name() == window.theme.palette.panel
+    # links in labels ("all settings", "Use 70") in the accent colour, not Qt's dark blue
+    from PySide6.QtGui import QColor, QPalette
+    from PySide6.QtWidgets import QApplication
+    link = QApplication.instance().palette().color(QPalette.ColorRole.Link).name()
+    assert link == QColor(window.theme.palette.accent).name()
     window.act_presentation.trigger()
     window.act_dark.trigger()
     assert window.theme.scale == 1.0 and window.theme.palette.name == "light"
