@@ -798,10 +798,10 @@ class MainWindow(QMainWindow):
         """Give the layer table the width of its columns if the overview keeps ≥ 400 px (its five
         tab names and a few of the Classes tab's images; 300 px in presentation mode).
 
-        Where the columns are wider than that, the table hides Type, then Params, then Shape
-        (:meth:`LayerTable.fit_columns`; the line above the plots gives them for the chosen
-        layer), so that *After* stays in view; in presentation mode those three stay hidden so
-        that the large fonts still fit."""
+        Where the columns are wider than that, the table hides the dense model's Sparsity-now
+        column, then Type, then Params, then Shape (:meth:`LayerTable.fit_columns`; the line above
+        the plots gives them for the chosen layer), so that *After* stays in view; in presentation
+        mode they stay hidden so that the large fonts still fit."""
         self.table.compact = self.theme.scale > 1.0
         box = self.table.parentWidget()
         margins = box.contentsMargins().left() + box.contentsMargins().right() + 12
