@@ -207,6 +207,9 @@ class ControlsPanel(QGroupBox):
         self.fold_note.setObjectName("Muted")
         self.fold_note.setVisible(False)
         self.fold_note.linkActivated.connect(lambda _link: self.fold_requested.emit())
+        for label in (self.hidden_note, self.fold_note, self.samples_note):  # Tab reaches the links
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse
+                                          | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
         self.compact = False
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 2)

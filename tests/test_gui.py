@@ -1714,6 +1714,8 @@ def test_a_short_window_folds_the_pruning_settings_to_keep_the_accuracy_in_view(
     assert all(not w.isVisibleTo(c) for w in c.advanced) and c.hidden_note.isVisibleTo(c)
     assert "Samples 128" in c.hidden_note.text() and 'href="all"' in c.hidden_note.text()
     qtbot.waitUntil(lambda: acc_bottom() <= viewport.height())
+    assert c.hidden_note.textInteractionFlags() & Qt.TextInteractionFlag.LinksAccessibleByKeyboard
+    assert c.hidden_note.focusPolicy() != Qt.FocusPolicy.NoFocus  # Tab reaches the link
     c.hidden_note.linkActivated.emit("all")  # the user asks for every setting
     assert not c.compact and all(w.isVisibleTo(c) for w in c.advanced) and c.fold_note.isVisibleTo(c)
     assert c.request().samples == 128  # folded or not, the same request
