@@ -260,7 +260,8 @@ class LayerTable(QTableView):
         of 0.0%), then Type, then Params, then Shape (so that *After* stays in view); returns the
         shown columns' total width. In compact mode (presentation) those four stay hidden,
         Sparsity-now only where the model is dense."""
-        dense_now = bool(self.source.rows()) and all(not r.sparsity_now for r in self.source.rows())
+        rows = self.source.rows()  # a copy: taken once (this runs on every resize)
+        dense_now = bool(rows) and all(not r.sparsity_now for r in rows)
         optional = ((COL_NOW,) if dense_now else ()) + OPTIONAL_COLUMNS
         self.setColumnHidden(COL_NOW, self.compact and dense_now)
         for col in OPTIONAL_COLUMNS:
