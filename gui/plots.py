@@ -588,21 +588,30 @@ class ClassBars(StudioPlot):
                 self.on_pick(score)
 
     def _tick_labels(self, shown: Sequence) -> list[str] | None:
-        """The classes' names for the bottom axis, shortened with '…' to the width each bar has;
-        None where even four characters would not fit (then the axis gives numbers)."""
+        """The classes' names for the bottom axis: on one row where they fit whole, else on two
+        staggered rows (every other name a line lower, so each has two bars' width), shortened
+        with '…' where even that is too narrow; None where fewer than three characters of a name
+        would be left or two names would read alike (then the axis gives numbers)."""
         from PySide6.QtGui import QFontMetrics
 
         metrics = QFontMetrics(self.getPlotItem().getAxis("bottom").style.get("tickFont") or self.font())
         slot = max(1.0, (self.width() - 70) / max(1, len(shown)) - 6)  # axis and a gap between labels
+        names = [s.name for s in shown]
+        if all(metrics.horizontalAdvance(name) <= slot for name in names):
+            return names
+        staggered = len(names) > 1
+        if staggered:
+            slot = 2 * slot + 6  # a name's neighbours are on the other row
         out = []
-        for s in shown:
-            name = s.name
+        for name in names:
             if metrics.horizontalAdvance(name) > slot:
                 name = metrics.elidedText(name, Qt.TextElideMode.ElideRight, int(slot))
                 if len(name.rstrip("…")) < 3:
                     return None
             out.append(name)
-        return out
+        if len(set(out)) < len(out):  # shortened alike ("a long na…"): they would not tell classes apart
+            return None
+        return ["\n" + name if staggered and i % 2 else name for i, name in enumerate(out)]
 
     def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(ev)

@@ -2404,10 +2404,13 @@ def test_class_bars_with_many_classes_draw_those_that_lost_most(qtbot) -> None:
     bars.set_data(ten, None, "test")
     wide = [t for _, t in bars.getPlotItem().getAxis("bottom")._tickLevels[0]]
     assert wide[:2] == ["airplane", "automobile"]
-    bars.resize(500, 300)  # a resize draws again
+    bars.resize(500, 300)  # a resize draws again: every other name a line lower, whole
     narrow = [t for _, t in bars.getPlotItem().getAxis("bottom")._tickLevels[0]]
-    assert narrow[1].endswith("…") and narrow[1].startswith("aut") and narrow[2] == "bird"
-    bars.resize(250, 300)  # too narrow for even "aut…": the class numbers
+    assert narrow[:3] == ["airplane", "\nautomobile", "bird"] and narrow[9] == "\ntruck"
+    bars.resize(330, 300)  # two rows, and still shortened with …
+    staggered = [t for _, t in bars.getPlotItem().getAxis("bottom")._tickLevels[0]]
+    assert staggered[1].startswith("\naut") and staggered[1].endswith("…") and staggered[2] == "bird"
+    bars.resize(250, 300)  # too narrow for even "air…" on two rows: the class numbers
     assert [t for _, t in bars.getPlotItem().getAxis("bottom")._tickLevels[0]][:3] == ["0", "1", "2"]
     bars.set_data(())
     assert not bars.shown and bars._message.text() == ClassBars.HINT  # cleared, the hint back
