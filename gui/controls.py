@@ -179,6 +179,7 @@ class ControlsPanel(QGroupBox):
         keep_row.addWidget(self.keep_last)
         keep_row.addStretch(1)
         form.addRow("Keep dense", keep_row)
+        self._keep_row = keep_row
         form.addRow("Samples", self.samples)
         # shown under Samples when more are set than this model's G fits in memory
         self.samples_note = QLabel("")
@@ -211,6 +212,7 @@ class ControlsPanel(QGroupBox):
             label.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse
                                           | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
         self.compact = False
+        self.deep = False  # also folded: Pattern, Scope and Keep dense (set_compact)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.cancel_button, 1)
@@ -377,13 +379,17 @@ class ControlsPanel(QGroupBox):
         if limit is not None:
             self.samples.setValue(max(self.samples.minimum(), limit))
 
-    def set_compact(self, on: bool, can_fold: bool = False) -> None:
+    def set_compact(self, on: bool, can_fold: bool = False, deep: bool = False) -> None:
         """Fold the rows past Scope (their values still apply to every run) into one muted line
         that names them, with a link to show them ("all settings"), so that Run and the Preview
-        stay in view; ``can_fold``: with the rows shown, offer a link to fold them again."""
+        stay in view; ``deep`` folds Pattern, Scope and Keep dense too (a screen 720 px high in
+        presentation mode); ``can_fold``: with the rows shown, offer a link to fold them again."""
         self.compact = bool(on)
+        self.deep = self.compact and bool(deep)
         for w in self.advanced:
             self._form.setRowVisible(w, not self.compact)
+        for row in (self.pattern, self.scope, self._keep_row):
+            self._form.setRowVisible(row, not self.deep)
         self.hidden_note.setVisible(self.compact)
         self.fold_note.setVisible(not self.compact and can_fold)
         self._update_hidden_note()
@@ -395,7 +401,15 @@ class ControlsPanel(QGroupBox):
         stages = self.stages.text() if self.method_name() == "chita++" else None
         bn = ("recalibrate" if self.recal.isChecked() else "stored statistics") if self.recal.isEnabled() \
             else None
-        parts = [f"Samples {self.samples.value()}", f"Images {self.per_row.value()} per row", f"λ {lam}"]
+        parts = []
+        if self.deep:
+            parts.append(f"Pattern {self.pattern_value() or 'none'}")
+            parts.append("Scope per layer" if self.scope.currentData() == "layer" else "Scope global")
+            kept = [name for name, box in (("first", self.keep_first), ("last", self.keep_last))
+                    if box.isChecked()]
+            if kept:
+                parts.append(f"Keep {' and '.join(kept)} layer dense")
+        parts += [f"Samples {self.samples.value()}", f"Images {self.per_row.value()} per row", f"λ {lam}"]
         if stages is not None:
             parts.append(f"Stages {stages}")
         parts.append(f"Refine {self.refine.text()}")

@@ -37,6 +37,7 @@ BAR_COLUMNS = (COL_SHARE, COL_NOW, COL_AFTER)
 # the plots gives the chosen layer's type, shape and size); hidden always in compact mode. Before
 # them goes Sparsity-now where the model is dense (LayerTable.fit_columns).
 OPTIONAL_COLUMNS = (COL_TYPE, COL_PARAMS, COL_SHAPE)
+MIN_NAME_WIDTH = 90  # px: the layer names' column is shortened ("…1.0.conv1") down to this
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -62,6 +63,8 @@ class LayerTableModel(QAbstractTableModel):
         self._number: list[int | None] = []
         self.after_label = "After"
         self.after_method = ""
+        self.short_after = False  # the header says "After" only (presentation mode; its tooltip names the method)
+        self.short_names = False  # names without ".weight" (a narrow table; the tooltip has the whole key)
         self.muted = QColor("#8a93a3")
 
     # -- data ---------------------------------------------------------------------------------
@@ -93,6 +96,13 @@ class LayerTableModel(QAbstractTableModel):
         if self._rows:
             self.dataChanged.emit(self.index(0, COL_AFTER), self.index(len(self._rows) - 1, COL_AFTER))
 
+    def set_short_names(self, on: bool) -> None:
+        """Show the names without their ".weight" (the column's width then follows)."""
+        if self.short_names != bool(on):
+            self.short_names = bool(on)
+            if self._rows:
+                self.dataChanged.emit(self.index(0, COL_NAME), self.index(len(self._rows) - 1, COL_NAME))
+
     def after(self, key: str) -> float | None:
         """The 'after' sparsity of a weight, if a preview or run covered it."""
         return self._after.get(key)
@@ -121,7 +131,9 @@ class LayerTableModel(QAbstractTableModel):
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.after_label if section == COL_AFTER else COLUMNS[section]
+            if section == COL_AFTER:
+                return "After" if self.short_after else self.after_label
+            return COLUMNS[section]
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
             return {
                 COL_SHARE: "Share of all parameters of the model",
@@ -139,7 +151,7 @@ class LayerTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return {
                 COL_INDEX: "" if self._number[index.row()] is None else str(self._number[index.row()]),
-                COL_NAME: r.name,
+                COL_NAME: r.name[:-7] if self.short_names and r.name.endswith(".weight") else r.name,
                 COL_TYPE: r.type,
                 COL_SHAPE: "×".join(str(s) for s in r.shape),
                 COL_PARAMS: fmt_int(r.params),
@@ -205,6 +217,7 @@ class LayerTable(QTableView):
         self.proxy.setSourceModel(self.source)
         self.proxy.setSortRole(SORT_ROLE)
         self.proxy.setFilterKeyColumn(COL_NAME)
+        self.proxy.setFilterRole(SORT_ROLE)  # the whole name, also where the column shows it short
         self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.setModel(self.proxy)
         self.setSortingEnabled(True)
@@ -215,6 +228,7 @@ class LayerTable(QTableView):
         self.setAlternatingRowColors(True)
         self.setShowGrid(False)
         self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideLeft)  # a shortened name keeps its end ("…1.0.conv1")
         self.verticalHeader().setVisible(False)
         header = self.horizontalHeader()
         header.setHighlightSections(False)
@@ -227,6 +241,7 @@ class LayerTable(QTableView):
         self.selectionModel().currentRowChanged.connect(self._on_current)
         self.kept: set[str] = set()  # weights the user keeps dense (the window's choice, shown here)
         self.compact = False  # presentation mode: the optional columns stay hidden
+        self.names_shortened = False  # fit_columns narrowed the names' column below its contents
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._context_menu)
 
@@ -257,27 +272,44 @@ class LayerTable(QTableView):
     def fit_columns(self, width: int | None = None) -> int:
         """Show every column that fits in ``width`` px (default: the viewport's), hiding, while
         the columns are wider, the Sparsity-now column where every layer is dense now (a column
-        of 0.0%), then Type, then Params, then Shape (so that *After* stays in view); returns the
-        shown columns' total width. In compact mode (presentation) those four stay hidden,
-        Sparsity-now only where the model is dense."""
+        of 0.0%), then Type, then Params, then Shape (so that *After* stays in view), and where
+        that is not enough, leaves ".weight" off the layer names, then shortens them from the
+        left ("…1.0.conv1"), down to ``MIN_NAME_WIDTH`` (presentation mode on a 1280-pixel screen); returns the shown columns' total width. In
+        compact mode (presentation) those four stay hidden, Sparsity-now only where the model is
+        dense, and the *After* header leaves out the method (its tooltip names it)."""
         rows = self.source.rows()  # a copy: taken once (this runs on every resize)
         dense_now = bool(rows) and all(not r.sparsity_now for r in rows)
         optional = ((COL_NOW,) if dense_now else ()) + OPTIONAL_COLUMNS
         self.setColumnHidden(COL_NOW, self.compact and dense_now)
         for col in OPTIONAL_COLUMNS:
             self.setColumnHidden(col, self.compact)
-        self.resizeColumnsToContents()
+        if self.source.short_after != self.compact:
+            self.source.short_after = self.compact
+            self.source.headerDataChanged.emit(Qt.Orientation.Horizontal, COL_AFTER, COL_AFTER)
         header = self.horizontalHeader()
+        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.ResizeToContents)
+        self.source.set_short_names(False)
+        self.resizeColumnsToContents()
         width = self.viewport().width() if width is None else width
         for col in optional:
             if header.length() <= width:
                 break
             self.setColumnHidden(col, True)
+        if header.length() > width:  # "layer1.0.conv1" for "layer1.0.conv1.weight"
+            self.source.set_short_names(True)
+            self.resizeColumnToContents(COL_NAME)
+        excess = header.length() - width
+        self.names_shortened = excess > 0 and header.sectionSize(COL_NAME) > MIN_NAME_WIDTH
+        if self.names_shortened:
+            header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(COL_NAME, max(MIN_NAME_WIDTH, header.sectionSize(COL_NAME) - excess))
         return header.length()
 
     def hides_for_room(self) -> bool:
-        """Whether :meth:`fit_columns` hid a column for want of room (not by compact mode)."""
-        return not self.compact and any(self.isColumnHidden(c) for c in (COL_NOW, *OPTIONAL_COLUMNS))
+        """Whether :meth:`fit_columns` hid a column (not by compact mode) or shortened the names
+        for want of room."""
+        return self.names_shortened or (not self.compact and any(self.isColumnHidden(c)
+                                                                 for c in (COL_NOW, *OPTIONAL_COLUMNS)))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         """Columns come back as the table widens (a window or splitter resize) and go as it narrows."""

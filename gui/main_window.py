@@ -74,6 +74,7 @@ from gui import dialogs, jobs, main_thread_gc, runs_store
 from gui import settings as st
 from gui.changed_images_view import ChangedImagesView
 from gui.controls import ControlsPanel
+from gui.flow_layout import FlowLayout
 from gui.layer_table import LayerTable, fmt_int
 from gui.plots import (
     ClassBars,
@@ -272,6 +273,7 @@ class MainWindow(QMainWindow):
         self._fold_timer.setSingleShot(True)
         self._fold_timer.setInterval(50)
         self._fold_timer.timeout.connect(self._fit_folding)
+        self._fold_timer.timeout.connect(self._fit_table_if_cut)
         self.kept_layers: set[str] = set()  # weights the user keeps dense (the table's context menu)
         self.own_sparsity = 0.0  # the loaded model's own zeros over its prunable weights
         self.least_sparsity = 0.0  # the least sparsity (whole percent) those zeros allow
@@ -378,8 +380,8 @@ class MainWindow(QMainWindow):
         self.prunable_only.setChecked(True)
         table_box = QGroupBox("Layers")
         tb = QVBoxLayout(table_box)
-        row = QHBoxLayout()
-        row.addWidget(self.filter_edit, 1)
+        row = FlowLayout()  # the box on a line of its own where the pane is narrow
+        row.addWidget(self.filter_edit)
         row.addWidget(self.prunable_only)
         tb.addLayout(row)
         tb.addWidget(self.table)
@@ -414,12 +416,13 @@ class MainWindow(QMainWindow):
         self.class_against.currentIndexChanged.connect(self._on_class_against)
         # runs' long names must not widen the tab: the box keeps a modest width and elides
         self.class_against.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.class_against.setMinimumContentsLength(16)
+        self.class_against.setMinimumContentsLength(12)  # the layer table's room in presentation mode
         classes_tab = QWidget()
         ct = QVBoxLayout(classes_tab)
         ct.setContentsMargins(0, 4, 0, 0)
         against_row = QHBoxLayout()
-        against_row.addWidget(QLabel("Change against"))
+        self.against_label = QLabel("Change against")  # "Against" in presentation mode (room for the table)
+        against_row.addWidget(self.against_label)
         against_row.addWidget(self.class_against, 1)
         ct.addLayout(against_row)
         classes_split = QSplitter(Qt.Orientation.Vertical)
@@ -664,6 +667,8 @@ class MainWindow(QMainWindow):
         self.sweep_view.cancel_requested.connect(self.cancel_foreground)
         self.sweep_view.point_requested.connect(self.show_sweep_point)
         self.sweep_view.export_requested.connect(self.export_points_dialog)
+        # a window resized while another tab was shown left the layer table unmeasured
+        self.tabs.currentChanged.connect(lambda i: QTimer.singleShot(0, self._fit_table_if_cut) if i == 0 else None)
 
     # ======================================================================================
     # settings and theme
@@ -736,6 +741,7 @@ class MainWindow(QMainWindow):
         self.table.set_bar_color(self.theme.palette.accent)
         self.table.source.muted = QColor(self.theme.palette.muted)
         self._set_compact_sidebar(self.theme.scale > 1.0)
+        self.against_label.setText("Against" if self.theme.scale > 1.0 else "Change against")
         # pages not shown keep the minimum sizes of the fonts they were last laid out with: a
         # window that left presentation mode could not shrink back (1644 px wide at least, after
         # a grab in it polished the Sweep tab's row of methods in large type)
@@ -757,27 +763,40 @@ class MainWindow(QMainWindow):
     def _fit_folding(self) -> None:
         """Fold the pruning box's rows past Scope into a one-line summary where, with them shown,
         the Preview's accuracy would be below the sidebar's fold (a 768-pixel-high laptop screen),
-        and always in presentation mode; unless the user asked for all the settings (the
-        summary's link; "Fewer settings" folds them again)."""
+        and always in presentation mode; fold Pattern, Scope and Keep dense too where that is not
+        enough, and in presentation mode then the data's lines in the model box (a 1280×720
+        projector). Unless the user asked for all the settings (the summary's link; "Fewer
+        settings" folds them again)."""
         c = self.controls
-        fold = self.theme.scale > 1.0
-        if not fold:
-            content = self.sidebar_scroll.widget()
-            if c.compact:  # measure with the rows shown (nothing is painted in between)
-                c.set_compact(False)
+        content = self.sidebar_scroll.widget()
+        presenting = self.theme.scale > 1.0
+
+        def fits(level: int) -> bool:
+            """Whether the accuracy is in view with the rows folded to ``level`` (0: none,
+            1: past Scope, 2: past Sparsity, 3: and the model box's data lines, in presentation
+            mode); nothing is painted in between."""
+            c.set_compact(level > 0, deep=level > 1)
+            self.data_info.setVisible(level < 3)
             QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)  # lay the rows out now
             content.layout().activate()
             acc = self.preview_panel.after_acc
-            bottom = acc.mapTo(content, acc.rect().bottomLeft()).y()
-            fold = bottom > self.sidebar_scroll.viewport().height()
-        c.set_compact(fold and not self._unfolded, can_fold=fold and self._unfolded)
+            return acc.mapTo(content, acc.rect().bottomLeft()).y() <= self.sidebar_scroll.viewport().height()
+
+        if self._unfolded:
+            self.data_info.setVisible(True)
+            c.set_compact(False, can_fold=presenting or not fits(0))
+            return
+        for level in (1, 2, 3) if presenting else (0, 1, 2):
+            if fits(level):
+                break
 
     def _set_unfolded(self, on: bool) -> None:
         self._unfolded = bool(on)
         self._fit_folding()
 
     def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
-        """A window of another height may fold or unfold the pruning box (:meth:`_fit_folding`)."""
+        """A window of another height may fold or unfold the pruning box (:meth:`_fit_folding`),
+        and one of another width give the layer table its columns (:meth:`_fit_table_if_cut`)."""
         super().resizeEvent(event)
         self._fold_timer.start()
 
@@ -831,6 +850,13 @@ class MainWindow(QMainWindow):
         when it hides some of them for want of room (the header may have grown first)."""
         self.table.resizeColumnsToContents()
         if self.table.hides_for_room() or self.table.horizontalHeader().length() > self.table.viewport().width():
+            self._fit_table()
+
+    def _fit_table_if_cut(self) -> None:
+        """After a window resize (presentation mode going full screen), give the layer table
+        room again where it shortens the names or its columns run past its edge."""
+        t = self.table
+        if t.names_shortened or t.horizontalHeader().length() > t.viewport().width():
             self._fit_table()
 
     def set_sparse_storage(self, on: bool) -> None:

@@ -12,12 +12,11 @@ import csv
 from pathlib import Path
 from typing import Any, Sequence
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
@@ -36,6 +35,7 @@ from core.class_accuracy import (
 )
 from core.evaluate import paired_or_none
 from core.pruning import METHOD_LABELS
+from gui.flow_layout import FlowLayout
 from gui.sweep_view import paired_text
 
 MAX_RUNS = 20  # runs kept in the list (the oldest go first)
@@ -201,12 +201,12 @@ class RunsView(QWidget):
         self.status = QLabel("Runs appear here as they finish; double-click one to show it again.")
         self.status.setObjectName("Muted")
         self.status.setWordWrap(True)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.status, 1)
+        buttons = FlowLayout(right=True)  # wraps where the window is narrow
         for b in (self.show_button, self.export_button, self.report_button, self.save_csv, self.clear_button):
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.status)  # a line of its own: beside the buttons it widened the window
         layout.addLayout(buttons)
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.table.cellDoubleClicked.connect(lambda row, _col: self._request(self.show_requested, row))
@@ -219,6 +219,13 @@ class RunsView(QWidget):
             QShortcut(QKeySequence(key), self.table, lambda: self._request(self.show_requested, self.selected()),
                       context=Qt.ShortcutContext.WidgetShortcut)
         self._update_buttons()
+
+    def changeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """A new font (presentation mode) draws the rows again: the shown run's bold font is the
+        table's, made when the rows were."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange and getattr(self, "runs", None):
+            self.set_runs(self.runs, self.dense, self.current, self.images)
 
     def selected(self) -> int | None:
         """Index of the chosen run in :attr:`runs` (rows are listed newest first)."""

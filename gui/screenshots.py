@@ -2,7 +2,7 @@
 
 Drives one window through the main states on the built-in digits demo (settings in a temporary
 folder): demo loaded, after a CHITA run, after "Refine result" on a CHITA run at 95%, the sweep view, and
-presentation mode in the dark theme.
+presentation mode in the dark theme, and presentation mode on a 1280×720 projector.
 Run it under a display (``xvfb-run -s "-screen 0 1600x1000x24" ...``) or offscreen.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, QSettings, QTimer
 
-STATES = ("main", "run", "refined", "sweep", "presentation")
+STATES = ("main", "run", "refined", "sweep", "presentation", "projector")
 
 
 def _wait(signal, timeout_s: float = 600) -> bool:
@@ -131,6 +131,16 @@ def main(argv: list[str] | None = None) -> int:
         shot("presentation_dark")
         window.set_presentation(False)
         window.set_dark(False)
+    if "projector" in states:  # presentation mode full screen on a 1280×720 projector
+        window.tabs.setCurrentIndex(0)
+        window.set_presentation(True)
+        _settle(window)
+        window.showNormal()  # the screen here may be larger: the window as a 1280×720 one shows it
+        window.setGeometry(0, 0, 1280, 720)
+        _settle(window, 1000)
+        shot("presentation_1280x720")
+        window.set_presentation(False)
+        window.resize(width, height)
     window.close()
     app.processEvents()
     return 1 if errors else 0

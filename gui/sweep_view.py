@@ -8,15 +8,13 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401 - registers the exporters
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QGridLayout,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -39,6 +37,7 @@ from core.errors import StudioError
 from core.evaluate import paired_or_none
 from core.pruning import METHOD_LABELS, METHODS
 from gui import settings as st
+from gui.flow_layout import FlowLayout, pair
 from gui.plots import StudioPlot
 from gui.theme import Theme
 
@@ -272,6 +271,23 @@ class SweepPlot(StudioPlot):
 WORST_COLUMN = 6  # the Sweep table's worst-class column
 
 
+TABLE_SHARE = 0.5  # of the Sweep tab's width for the table at most (its rows scroll sideways)
+
+
+class FitLineEdit(QLineEdit):
+    """A line edit whose preferred width is its text's (up to 480 px), so that a row that wraps
+    (:class:`gui.flow_layout.FlowLayout`) shows the whole list of sparsities."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.textChanged.connect(self.updateGeometry)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        hint = super().sizeHint()
+        text = self.fontMetrics().horizontalAdvance(self.text() + "  ") + 16  # frame and margins
+        return QSize(max(hint.width(), min(text, 480)), hint.height())
+
+
 class SweepView(QWidget):
     """Controls, plot and table of a sweep. ``run_requested(methods, sparsities, samples)``;
     ``point_requested(method, sparsity)``: show that point like a run (double-click on its row
@@ -286,7 +302,9 @@ class SweepView(QWidget):
         super().__init__(parent)
         self.result: Any = None
         self.method_boxes: dict[str, QCheckBox] = {}
-        methods_row = QHBoxLayout()
+        # two rows that wrap where the window is narrow (presentation mode's large type on a
+        # 1280-pixel projector): the methods, then the sweep's settings and buttons
+        methods_row = FlowLayout()
         methods_row.addWidget(QLabel("Methods"))
         for m in METHODS:
             # the name without its parenthesis (in the tooltip): the row of six must not make the
@@ -298,8 +316,7 @@ class SweepView(QWidget):
             box.setChecked(m in DEFAULT_METHODS)
             self.method_boxes[m] = box
             methods_row.addWidget(box)
-        methods_row.addStretch(1)
-        self.sparsities = QLineEdit(DEFAULT_SPARSITIES)
+        self.sparsities = FitLineEdit(DEFAULT_SPARSITIES)
         self.sparsities.setToolTip("Sparsities in percent, separated by commas")
         self.samples = QSpinBox()
         self.samples.setRange(16, 100_000)
@@ -330,19 +347,13 @@ class SweepView(QWidget):
         self.curves_box.setEnabled(False)
         self.curves_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.curves_box.currentIndexChanged.connect(self._apply_curves)
-        grid = QGridLayout()
-        grid.addLayout(methods_row, 0, 0, 1, 8)
-        grid.addWidget(QLabel("Sparsities (%)"), 1, 0)
-        grid.addWidget(self.sparsities, 1, 1)
-        grid.addWidget(QLabel("Samples"), 1, 2)
-        grid.addWidget(self.samples, 1, 3)
-        grid.addWidget(self.run_button, 1, 4)
-        grid.addWidget(self.cancel_button, 1, 5)
-        grid.addWidget(QLabel("Curves"), 1, 6)
-        grid.addWidget(self.curves_box, 1, 7)
-        grid.setColumnStretch(1, 1)
-        saves = QHBoxLayout()
-        saves.addStretch(1)
+        settings_row = FlowLayout()
+        settings_row.addWidget(pair("Sparsities (%)", self.sparsities))
+        settings_row.addWidget(pair("Samples", self.samples))
+        settings_row.addWidget(self.run_button)
+        settings_row.addWidget(self.cancel_button)
+        settings_row.addWidget(pair("Curves", self.curves_box))
+        saves = FlowLayout(right=True)  # wraps where the window is narrow
         for b in (self.show_point, self.export_points, self.save_png, self.save_svg, self.save_csv):
             saves.addWidget(b)
 
@@ -376,17 +387,20 @@ class SweepView(QWidget):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([820, 440])
         self.table.setMinimumWidth(300)
+        # plot and table share the width by fit_table as the window changes, until the user
+        # drags the divider
+        self._split_dragged = False
+        splitter.splitterMoved.connect(lambda *_: setattr(self, "_split_dragged", True))
         self.status = QLabel("")
         self.status.setObjectName("Muted")
-        self.status.setWordWrap(True)  # two lines beside the buttons rather than a wider window
+        self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
-        layout.addLayout(grid)
+        layout.addLayout(methods_row)
+        layout.addLayout(settings_row)
         layout.addWidget(splitter, 1)
-        bottom = QHBoxLayout()
-        bottom.addWidget(self.status, 1)
-        bottom.addLayout(saves)
-        layout.addLayout(bottom)
+        layout.addWidget(self.status)  # a line of its own: beside the buttons it widened the window
+        layout.addLayout(saves)
 
         self.run_button.clicked.connect(self._on_run)
         self.cancel_button.clicked.connect(self.cancel_requested)
@@ -552,16 +566,27 @@ class SweepView(QWidget):
             self.point_requested.emit(*self._row_keys[row])
 
     def fit_table(self) -> None:
-        """Widen the table's side of the splitter to show every column (at most two thirds of
-        the width): its six columns need more than the 440 px it starts with."""
+        """Give the table's side of the splitter what its columns need, at most half the width
+        (:data:`TABLE_SHARE`; the plot keeps the rest, and the table scrolls sideways)."""
         self.table.resizeColumnsToContents()
         need = (self.table.horizontalHeader().length() + self.table.verticalScrollBar().sizeHint().width()
                 + 2 * self.table.frameWidth())
-        plot_w, table_w = self.splitter.sizes()
-        total = plot_w + table_w
-        if table_w < need and total > 0:
-            table_w = min(need, 2 * total // 3)
+        total = sum(self.splitter.sizes())
+        if total > 0:
+            table_w = max(min(need, int(TABLE_SHARE * total)), self.table.minimumWidth())
             self.splitter.setSizes([total - table_w, table_w])
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """The plot and the table share a new width as :meth:`fit_table` does, until the user
+        drags the divider (a narrow window gave the plot its minimum and the table the rest)."""
+        super().resizeEvent(event)
+        if not self._split_dragged:
+            self.fit_table()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if not self._split_dragged:
+            self.fit_table()
 
     def apply_theme(self, theme: Theme) -> None:
         """Restyle the plot."""

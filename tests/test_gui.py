@@ -1240,11 +1240,10 @@ def test_sweep_view_plots_and_saves(qtbot, window: MainWindow, hooks, tmp_path: 
     cell = window.sweep_view.table.item(1, 6)
     assert cell.text() == f"{worst.name} {100 * worst.change.difference:+.1f}"
     assert cell.toolTip() == describe_classes(classes) and cell.font().bold() == worst.clear
-    # the table's side of the splitter grows to show all six columns (at most two thirds of the width)
+    # the table's side of the splitter shows all seven columns, or takes half the width
     table = window.sweep_view.table
     plot_w, table_w = window.sweep_view.splitter.sizes()
-    assert table.horizontalHeader().length() <= table.viewport().width() or \
-        abs(table_w - 2 * (plot_w + table_w) // 3) <= 1
+    assert table.horizontalHeader().length() <= table.viewport().width() or abs(table_w - plot_w) <= 1
     png = window.sweep_view.save_plot("png", str(tmp_path / "sweep.png"))
     svg = window.sweep_view.save_plot("svg", str(tmp_path / "sweep.svg"))
     csv = window.sweep_view.save_csv_file(str(tmp_path / "sweep.csv"))
@@ -1773,6 +1772,86 @@ def test_presentation_mode_keeps_run_and_the_accuracy_in_view(qtbot, window: Mai
     c.samples.setValue(128)
     c.lam.setText("")
     c.set_method("chita")
+
+
+def test_flow_layout_wraps_its_items_and_lets_a_line_edit_take_the_rest(qtbot) -> None:
+    """gui.flow_layout.FlowLayout: one line where the items fit, more lines (and more height)
+    where not, never narrower than its widest item; a line edit fills its line's spare room;
+    ``right`` puts a line's buttons flush right."""
+    from PySide6.QtWidgets import QLineEdit, QPushButton, QWidget
+
+    from gui.flow_layout import FlowLayout
+
+    host = QWidget()
+    qtbot.addWidget(host)
+    flow = FlowLayout(host)
+    buttons = [QPushButton(f"Button number {i}") for i in range(4)]
+    edit = QLineEdit()
+    for b in buttons:
+        flow.addWidget(b)
+    flow.addWidget(edit)
+    one_line = flow.sizeHint().width()
+    assert flow.minimumSize().width() == max(max(b.sizeHint().width() for b in buttons), edit.minimumSizeHint().width())
+    assert flow.heightForWidth(one_line) < flow.heightForWidth(one_line // 2) < flow.heightForWidth(1)
+    host.resize(one_line + 300, 200)
+    host.show()
+    qtbot.waitExposed(host)
+    tops = {b.geometry().top() for b in buttons}
+    assert len(tops) == 1 and edit.geometry().right() >= host.width() - 2  # one line; the edit takes the rest
+    host.resize(one_line // 2, 400)
+    qtbot.waitUntil(lambda: len({b.geometry().top() for b in buttons}) > 1)
+    boxes = [w.geometry() for w in (*buttons, edit)]
+    assert not any(a.intersects(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    right = QWidget()
+    qtbot.addWidget(right)
+    row = FlowLayout(right, right=True)
+    ok = QPushButton("OK")
+    row.addWidget(ok)
+    right.resize(400, 60)
+    right.show()
+    qtbot.waitUntil(lambda: ok.geometry().right() >= 398)
+
+
+def test_presentation_mode_fits_a_1280_by_720_projector(qtbot, window: MainWindow) -> None:
+    """Presentation mode made the window at least 1407×761 px, wider and taller than a 1280×720
+    (or 1280×800) projector, with the accuracy below the sidebar's fold. Now the Sweep tab's rows
+    and the button rows wrap, the plots are shorter, the pruning box folds Pattern, Scope and
+    Keep dense too (and, if need be, the data's lines), and the layer table keeps *After* in
+    view; leaving presentation mode shows them all again."""
+    c = window.controls
+    qtbot.waitUntil(lambda: window.session is not None, timeout=LOAD_TIMEOUT_MS)
+    window.act_presentation.trigger()
+    window.grab()  # lays out every page in large type, the hidden Sweep and Runs tabs too
+    window.showNormal()  # offscreen "full screen" is the platform's screen: judge at 1280×720
+    window.resize(1280, 720)
+    for i in (1, 2, 0):
+        window.tabs.setCurrentIndex(i)
+        qtbot.wait(50)
+    least = window.minimumSizeHint()
+    assert least.width() <= 1280 and least.height() <= 720, least
+    viewport = window.sidebar_scroll.viewport()
+    acc = window.preview_panel.after_acc
+    qtbot.waitUntil(lambda: acc.mapTo(window.sidebar_scroll.widget(), acc.rect().bottomLeft()).y()
+                    <= viewport.height())
+    assert c.deep and not c.scope.isVisibleTo(c) and not c.pattern.isVisibleTo(c)
+    assert "Scope global" in c.hidden_note.text() and "Pattern none" in c.hidden_note.text()
+    from gui.layer_table import COL_AFTER
+    table = window.table
+    qtbot.waitUntil(lambda: table.horizontalHeader().length() <= table.viewport().width() + 1)
+    assert not table.isColumnHidden(COL_AFTER)
+    assert table.model().headerData(COL_AFTER, Qt.Orientation.Horizontal) == "After"  # its tooltip names the method
+    window.tabs.setCurrentIndex(1)
+    qtbot.wait(50)
+    boxes = [b.geometry() for b in window.sweep_view.method_boxes.values()]
+    assert not any(a.intersects(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])  # wrapped, not overlapping
+    assert all(window.sweep_view.rect().contains(b.geometry()) for b in
+               (window.sweep_view.save_csv, window.sweep_view.run_button))
+    window.tabs.setCurrentIndex(0)
+    window.act_presentation.trigger()
+    window.resize(1600, 1000)
+    qtbot.waitUntil(lambda: not c.compact)
+    assert not c.deep and c.scope.isVisibleTo(c) and window.data_info.isVisibleTo(window)
+    assert table.model().headerData(COL_AFTER, Qt.Orientation.Horizontal) != "After" or not window.outcome
 
 
 def test_samples_over_what_fits_in_memory_get_a_note_with_a_fix(qtbot, window: MainWindow) -> None:
