@@ -96,6 +96,12 @@ class LayerTableModel(QAbstractTableModel):
         if self._rows:
             self.dataChanged.emit(self.index(0, COL_AFTER), self.index(len(self._rows) - 1, COL_AFTER))
 
+    def set_short_after(self, on: bool) -> None:
+        """Head the *After* column "After" alone (the method stays in its tooltip)."""
+        if self.short_after != bool(on):
+            self.short_after = bool(on)
+            self.headerDataChanged.emit(Qt.Orientation.Horizontal, COL_AFTER, COL_AFTER)
+
     def set_short_names(self, on: bool) -> None:
         """Show the names without their ".weight" (the column's width then follows)."""
         if self.short_names != bool(on):
@@ -273,19 +279,18 @@ class LayerTable(QTableView):
         """Show every column that fits in ``width`` px (default: the viewport's), hiding, while
         the columns are wider, the Sparsity-now column where every layer is dense now (a column
         of 0.0%), then Type, then Params, then Shape (so that *After* stays in view), and where
-        that is not enough, leaves ".weight" off the layer names, then shortens them from the
-        left ("…1.0.conv1"), down to ``MIN_NAME_WIDTH`` (presentation mode on a 1280-pixel screen); returns the shown columns' total width. In
-        compact mode (presentation) those four stay hidden, Sparsity-now only where the model is
-        dense, and the *After* header leaves out the method (its tooltip names it)."""
+        that is not enough, leaves ".weight" off the layer names, then the method off the *After*
+        header (its tooltip names it), then shortens the names from the left ("…1.0.conv1"), down
+        to ``MIN_NAME_WIDTH`` (a 1024-pixel screen, presentation mode on a 1280-pixel one);
+        returns the shown columns' total width. In compact mode (presentation) those four
+        columns stay hidden (Sparsity-now only where the model is dense) and the header short."""
         rows = self.source.rows()  # a copy: taken once (this runs on every resize)
         dense_now = bool(rows) and all(not r.sparsity_now for r in rows)
         optional = ((COL_NOW,) if dense_now else ()) + OPTIONAL_COLUMNS
         self.setColumnHidden(COL_NOW, self.compact and dense_now)
         for col in OPTIONAL_COLUMNS:
             self.setColumnHidden(col, self.compact)
-        if self.source.short_after != self.compact:
-            self.source.short_after = self.compact
-            self.source.headerDataChanged.emit(Qt.Orientation.Horizontal, COL_AFTER, COL_AFTER)
+        self.source.set_short_after(self.compact)
         header = self.horizontalHeader()
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.ResizeToContents)
         self.source.set_short_names(False)
@@ -298,6 +303,9 @@ class LayerTable(QTableView):
         if header.length() > width:  # "layer1.0.conv1" for "layer1.0.conv1.weight"
             self.source.set_short_names(True)
             self.resizeColumnToContents(COL_NAME)
+        if header.length() > width and not self.compact:  # "After" for "After (CHITA)"
+            self.source.set_short_after(True)
+            self.resizeColumnToContents(COL_AFTER)
         excess = header.length() - width
         self.names_shortened = excess > 0 and header.sectionSize(COL_NAME) > MIN_NAME_WIDTH
         if self.names_shortened:
@@ -308,8 +316,8 @@ class LayerTable(QTableView):
     def hides_for_room(self) -> bool:
         """Whether :meth:`fit_columns` hid a column (not by compact mode) or shortened the names
         for want of room."""
-        return self.names_shortened or (not self.compact and any(self.isColumnHidden(c)
-                                                                 for c in (COL_NOW, *OPTIONAL_COLUMNS)))
+        return self.names_shortened or (not self.compact and (self.source.short_after or any(
+            self.isColumnHidden(c) for c in (COL_NOW, *OPTIONAL_COLUMNS))))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         """Columns come back as the table widens (a window or splitter resize) and go as it narrows."""

@@ -96,7 +96,7 @@ class StudioPlot(pg.PlotWidget):
         self.getPlotItem().showGrid(x=False, y=True, alpha=0.15)
         for name in ("left", "bottom"):
             self.getPlotItem().getAxis(name).enableAutoSIPrefix(False)
-        self.setMinimumSize(220, 150)  # three in a row, and a window 720 px high in presentation mode
+        self.setMinimumSize(200, 150)  # three in a row on a 1024-pixel screen; 720 px high in presentation mode
         self._message = QLabel(self)
         self._message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._message.setWordWrap(True)

@@ -1622,6 +1622,52 @@ def test_single_stage_chita_level_with_magnitude_points_to_chita_plus_plus() -> 
     assert stages_note("chita", lost, None) == ""  # the magnitude comparison still measuring
 
 
+def test_a_very_narrow_layer_table_shortens_the_names_and_keeps_after(qtbot) -> None:
+    """Where hiding Type, Params and Shape is not enough (a 1024-pixel screen, presentation mode
+    on a 1280-pixel one), the table leaves ".weight" off the names, then the method off the
+    *After* header, then shortens the names from the left, down to MIN_NAME_WIDTH; the filter
+    still matches the whole names, and a wide table shows them whole again."""
+    from gui.jobs import LayerRow
+    from gui.layer_table import (
+        COL_AFTER,
+        COL_INDEX,
+        COL_NAME,
+        COL_SHARE,
+        MIN_NAME_WIDTH,
+        LayerTable,
+    )
+
+    names = [f"layer{s}.{b}.conv{c}.weight" for s in (1, 2, 3) for b in (0, 1, 2) for c in (1, 2)]
+    rows = [LayerRow(n, n, "Conv2d", (16, 16, 3, 3), 2304, 1 / len(names), True, 0.0) for n in names]
+    table = LayerTable()
+    qtbot.addWidget(table)
+    table.source.set_rows(rows)
+    table.source.set_after({n: 0.8 for n in names}, "CHITA (IHT + backsolve)")
+    table.resize(900, 300)
+    table.show()
+    qtbot.waitExposed(table)
+    model = table.model()
+    name_of = lambda r: model.index(r, COL_NAME).data()  # noqa: E731
+    header_after = lambda: model.headerData(COL_AFTER, Qt.Orientation.Horizontal)  # noqa: E731
+    full = table.fit_columns(10_000)
+    assert name_of(0) == "layer1.0.conv1.weight" and header_after() == "After (CHITA)" and not table.hides_for_room()
+    h = table.horizontalHeader()
+    bare = sum(h.sectionSize(c) for c in (COL_INDEX, COL_NAME, COL_SHARE, COL_AFTER))  # no optional column
+    table.fit_columns(full - 30)  # Type and the others go first; the names stay whole
+    assert name_of(0) == "layer1.0.conv1.weight" and table.hides_for_room()
+    table.fit_columns(bare - 10)  # the names lose ".weight"; the header keeps the method
+    assert name_of(0) == "layer1.0.conv1" and header_after() == "After (CHITA)" and not table.names_shortened
+    table.fit_columns(1)  # then the header, then the names shortened (drawn "…1.0.conv1")
+    assert header_after() == "After" and table.names_shortened
+    assert h.sectionSize(COL_NAME) == MIN_NAME_WIDTH and not table.isColumnHidden(COL_AFTER)
+    assert table.textElideMode() == Qt.TextElideMode.ElideLeft
+    table.proxy.setFilterFixedString("conv2.weight")  # the filter reads the whole names
+    assert table.model().rowCount() == 9
+    table.proxy.setFilterFixedString("")
+    table.fit_columns(10_000)
+    assert name_of(0) == "layer1.0.conv1.weight" and header_after() == "After (CHITA)" and not table.hides_for_room()
+
+
 def test_a_narrow_layer_table_hides_type_params_shape_before_after(qtbot, window: MainWindow) -> None:
     """Long layer names (ResNet20's) made the table wider than its pane and pushed *After*, the
     column a run fills, out of view. The table hides Sparsity-now where every layer is dense
@@ -1671,21 +1717,22 @@ def test_a_narrow_layer_table_hides_type_params_shape_before_after(qtbot, window
     assert "OBD (diagonal Fisher)" in tip
 
 
-def test_the_window_fits_a_1280_pixel_screen(qtbot, window: MainWindow) -> None:
+def test_the_window_fits_a_1024_pixel_screen(qtbot, window: MainWindow) -> None:
     """Every tab laid out (the Sweep tab's row of six methods was the widest, 878 px, and made
-    the window at least 1331 px wide): the window's least width leaves room on a 1280×800
-    screen. The methods' checkboxes name them short, their tooltips whole."""
+    the window at least 1331 px wide; then the three plots' 220 px each): the window's least
+    width fits a 1024×768 screen, so a 1280×800 one too. The methods' checkboxes name them
+    short, their tooltips whole."""
     qtbot.waitUntil(lambda: window.session is not None, timeout=LOAD_TIMEOUT_MS)
     for i in (1, 2, 0):  # lay out every page as shown
         window.tabs.setCurrentIndex(i)
         qtbot.wait(50)
-    assert window.minimumSizeHint().width() <= 1240, window.minimumSizeHint()
-    window.tabs.setCurrentIndex(1)  # a finished sweep's status line wraps beside its buttons
+    assert window.minimumSizeHint().width() <= 1024, window.minimumSizeHint()
+    window.tabs.setCurrentIndex(1)  # a finished sweep's status line wraps above its buttons
     with qtbot.waitSignal(window.sweep_finished, timeout=LOAD_TIMEOUT_MS):
         window.run_sweep(["magnitude"], [0.5], 64)
     qtbot.wait(50)
     assert "Sweep finished" in window.sweep_view.status.text()
-    assert window.minimumSizeHint().width() <= 1240, window.minimumSizeHint()
+    assert window.minimumSizeHint().width() <= 1024, window.minimumSizeHint()
     window.tabs.setCurrentIndex(0)
     box = window.sweep_view.method_boxes["obd"]
     assert box.text() == "OBD" and box.toolTip() == "OBD (diagonal Fisher)"
