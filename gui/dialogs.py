@@ -18,9 +18,11 @@ from PySide6.QtWidgets import (
     QApplication,
     QDialog,
     QDialogButtonBox,
+    QFrame,
     QInputDialog,
     QLabel,
     QMessageBox,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -104,7 +106,12 @@ def ask_item(parent: QWidget | None, title: str, label: str, items: list[str], c
 
 
 class InfoDialog(QDialog):
-    """A non-modal result dialog with selectable rich text."""
+    """A non-modal result dialog with selectable rich text.
+
+    Its width follows the font (460 px, or 62 average characters where that is wider:
+    presentation mode's type), and the text scrolls where the screen is too short for it: Qt caps a
+    new window at two thirds of the screen, which cut an export's report off at its bottom in
+    presentation mode on a 1280×720 projector."""
 
     def __init__(self, parent: QWidget | None, title: str, html: str) -> None:
         super().__init__(parent)
@@ -115,11 +122,27 @@ class InfoDialog(QDialog):
         self.label.setTextFormat(Qt.TextFormat.RichText)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.label.setWordWrap(True)
-        self.label.setMinimumWidth(460)
-        layout.addWidget(self.label)
+        self.label.setMinimumWidth(max(460, 62 * self.label.fontMetrics().averageCharWidth()))
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(self.label)
+        layout.addWidget(self.scroll)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok)
         buttons.accepted.connect(self.accept)
         layout.addWidget(buttons)
+        self._fit_screen()
+
+    def _fit_screen(self) -> None:
+        """As tall as the text, up to 90% of the screen's height (then the text scrolls)."""
+        screen = (self.parentWidget() or self).screen()
+        avail = screen.availableGeometry().height() if screen is not None else 800
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        width = self.label.minimumWidth() + bar + 2 * self.layout().contentsMargins().left()
+        text = self.label.heightForWidth(self.label.minimumWidth())
+        chrome = self.sizeHint().height() - self.scroll.sizeHint().height()
+        self.resize(width, min(int(0.9 * avail), max(text, 0) + chrome + 4))
 
 
 def install_excepthook(parent_getter: Callable[[], QWidget | None]) -> None:

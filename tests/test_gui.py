@@ -2058,6 +2058,39 @@ def test_excepthook_shows_dialog(qapp, hooks, monkeypatch) -> None:
     assert hooks.errors and "boom" in hooks.errors[-1][1]
 
 
+def test_a_result_dialog_shows_its_whole_text_or_scrolls(qtbot) -> None:
+    """An export's report was cut off at its bottom in presentation mode on a 1280×720 screen (Qt
+    caps a new window at two thirds of the screen). The dialog is as tall as its text up to 90%
+    of the screen, scrolls beyond that, and its width follows the font."""
+    from PySide6.QtGui import QFont
+    from PySide6.QtWidgets import QApplication
+
+    rows = "".join(f"<tr><td>Row {i}</td><td><b>value {i} with a few more words</b></td></tr>" for i in range(8))
+    short = dialogs.InfoDialog(None, "Exported", f"<table>{rows}</table>")
+    qtbot.addWidget(short)
+    short.show()
+    qtbot.waitExposed(short)
+    assert short.scroll.verticalScrollBar().maximum() == 0  # all of it in view
+    assert short.label.height() >= short.label.heightForWidth(short.label.width()) - 1
+    long_rows = rows * 40
+    tall = dialogs.InfoDialog(None, "Exported", f"<table>{long_rows}</table>")
+    qtbot.addWidget(tall)
+    tall.show()
+    qtbot.waitExposed(tall)
+    avail = tall.screen().availableGeometry().height()
+    assert tall.height() <= 0.9 * avail + 1 and tall.scroll.verticalScrollBar().maximum() > 0
+    before = QApplication.font()
+    big = QFont(before)
+    big.setPointSizeF(before.pointSizeF() * 2)  # large type (presentation mode's is 1.4×)
+    QApplication.setFont(big)
+    try:
+        large = dialogs.InfoDialog(None, "Exported", f"<table>{rows}</table>")
+        qtbot.addWidget(large)
+    finally:
+        QApplication.setFont(before)
+    assert large.label.minimumWidth() > 1.25 * short.label.minimumWidth()
+
+
 class _Cyclic:
     """A reference cycle that only the cyclic garbage collector can free."""
 
