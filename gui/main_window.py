@@ -815,7 +815,7 @@ class MainWindow(QMainWindow):
 
     def _fit_table(self) -> None:
         """Give the layer table the width of its columns if the overview keeps ≥ 400 px (its five
-        tab names and a few of the Classes tab's images; 300 px in presentation mode), and where
+        tab names and a few of the Classes tab's images; 360 px in presentation mode), and where
         even the shortest columns do not fit beside that, as much as they need of the overview's
         width down to its least.
 
@@ -832,11 +832,11 @@ class MainWindow(QMainWindow):
         if total <= 0:
             self.table.fit_columns()
             return
-        limit = total - (300 if self.table.compact else 400)
+        limit = total - (360 if self.table.compact else 400)
         wanted = self.table.fit_columns(limit - chrome)
         if wanted + chrome > limit:  # After cut even with the columns hidden and the names short
             # (a 1024-pixel screen): the overview gives up room, down to its least width
-            limit = max(limit, min(wanted + chrome, total - self.overview_tabs.minimumSizeHint().width()))
+            limit = max(limit, total - self.overview_tabs.minimumSizeHint().width())
         needed = min(wanted + chrome, limit)
         if needed > 0:
             self.top_splitter.setSizes([needed, total - needed])
