@@ -4,12 +4,13 @@ them computes anything expensive or touches the model."""
 
 from __future__ import annotations
 
+import html
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QResizeEvent
+from PySide6.QtGui import QFont, QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import QLabel, QWidget
 
 from core.class_accuracy import called, lost_to_text, most_changed
@@ -105,14 +106,29 @@ class StudioPlot(pg.PlotWidget):
         self.set_title(title)
 
     def set_title(self, text: str) -> None:
-        """Plot title in the theme's colours."""
+        """Plot title in the theme's colours, shortened with "…" to the plot's width (a narrow
+        plot in presentation mode cut a long title off at both ends)."""
         self.title = text
         p = self.theme.palette
         item = self.getPlotItem()
         label = item.titleLabel
         if not getattr(label, "_studio_shrinkable", False):
             _make_shrinkable(label)
-        item.setTitle(text, color=p.fg, size=f"{self.theme.point_size * 1.05:.1f}pt")
+        size = self.theme.point_size * 1.05
+        font = QFont(self.font())
+        font.setPointSizeF(size)
+        left = item.getAxis("left")
+        width = self.width() - 24 - (int(left.width()) if left.isVisible() else 0)  # over the plot area
+        room = max(40, width)
+        shown = text
+        for _ in range(3):  # the rendered title can be a little wider than the metrics say
+            shown = QFontMetrics(font).elidedText(text, Qt.TextElideMode.ElideRight, room)
+            item.setTitle(html.escape(shown), color=p.fg, size=f"{size:.1f}pt")
+            over = label.item.boundingRect().width() - width
+            if over <= 0 or room <= 40:
+                break
+            room = max(40, int(room - over - 2))
+        self._title_shown = shown
 
     def set_message(self, text: str | None) -> None:
         """Show ``text`` over the plot (None hides it)."""
@@ -127,6 +143,8 @@ class StudioPlot(pg.PlotWidget):
     def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(ev)
         self._place_message()
+        if "theme" in self.__dict__ and self.__dict__.get("title"):  # shortened to the new width, or whole again
+            self.set_title(self.title)
 
     def _place_message(self) -> None:
         if "_message" not in self.__dict__:

@@ -2058,6 +2058,26 @@ def test_excepthook_shows_dialog(qapp, hooks, monkeypatch) -> None:
     assert hooks.errors and "boom" in hooks.errors[-1][1]
 
 
+def test_a_long_plot_title_is_shortened_to_the_plot_and_whole_again_when_wide(qtbot) -> None:
+    """A narrow plot (presentation mode on a 1280-pixel screen) cut its title off at both ends;
+    the title is shortened with "…" to the plot area and shown whole when there is room. The
+    plot keeps the whole title (``plot.title``) for the tests and the reports."""
+    from gui.plots import StudioPlot
+
+    plot = StudioPlot()
+    qtbot.addWidget(plot)
+    long = "Mask search at 80%: -0.11%, converged after 217 swap steps"
+    plot.resize(260, 200)
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.set_title(long)
+    label = plot.getPlotItem().titleLabel
+    assert plot.title == long and label.text.endswith("…") and label.text.startswith("Mask search")
+    assert label.item.boundingRect().width() <= plot.width() - 24
+    plot.resize(1200, 300)  # the resize shows it whole again
+    qtbot.waitUntil(lambda: label.text == long)
+
+
 def test_a_result_dialog_shows_its_whole_text_or_scrolls(qtbot) -> None:
     """An export's report was cut off at its bottom in presentation mode on a 1280×720 screen (Qt
     caps a new window at two thirds of the screen). The dialog is as tall as its text up to 90%
