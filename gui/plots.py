@@ -85,6 +85,23 @@ def _make_shrinkable(label: pg.LabelItem) -> None:
     label._studio_shrinkable = True
 
 
+def _fit_text(text: str, font: QFont, room: int, show: Callable[[str], object],
+              drawn_width: Callable[[], float]) -> str:
+    """Show ``text`` with ``show``, shortened with "…" where the width it is drawn at
+    (``drawn_width()``, measured after showing it) exceeds ``room`` px; returns what is shown.
+    The drawn text can be a little wider than ``font``'s metrics say, so up to three tries."""
+    fit = max(30, room)
+    shown = text
+    for _ in range(3):
+        shown = QFontMetrics(font).elidedText(text, Qt.TextElideMode.ElideRight, fit)
+        show(shown)
+        over = drawn_width() - room
+        if over <= 0 or fit <= 30:
+            break
+        fit = max(30, int(fit - over - 2))
+    return shown
+
+
 class StudioPlot(pg.PlotWidget):
     """A themed PlotWidget with a centred message for empty states."""
 
@@ -119,16 +136,9 @@ class StudioPlot(pg.PlotWidget):
         font.setPointSizeF(size)
         left = item.getAxis("left")
         width = self.width() - 24 - (int(left.width()) if left.isVisible() else 0)  # over the plot area
-        room = max(40, width)
-        shown = text
-        for _ in range(3):  # the rendered title can be a little wider than the metrics say
-            shown = QFontMetrics(font).elidedText(text, Qt.TextElideMode.ElideRight, room)
-            item.setTitle(html.escape(shown), color=p.fg, size=f"{size:.1f}pt")
-            over = label.item.boundingRect().width() - width
-            if over <= 0 or room <= 40:
-                break
-            room = max(40, int(room - over - 2))
-        self._title_shown = shown
+        self._title_shown = _fit_text(text, font, width,
+                                      lambda t: item.setTitle(html.escape(t), color=p.fg, size=f"{size:.1f}pt"),
+                                      lambda: label.item.boundingRect().width())
 
     def set_message(self, text: str | None) -> None:
         """Show ``text`` over the plot (None hides it)."""
@@ -140,11 +150,44 @@ class StudioPlot(pg.PlotWidget):
         else:
             self._message.hide()
 
+    def setLabel(self, axis: str, text: str | None = None, units: str | None = None,  # noqa: N802 - Qt API
+                 unitPrefix: str | None = None, **args: object) -> None:  # noqa: N803
+        """An axis label, kept whole here and shown shortened with "…" to the axis's length
+        where it is longer (a narrow plot cut it off at both ends)."""
+        self.__dict__.setdefault("_axis_text", {})[axis] = (text, units)
+        self.getPlotItem().setLabel(axis, text, units=units, unitPrefix=unitPrefix, **args)
+        self._fit_axis_label(axis)
+
+    def axis_label(self, axis: str) -> str:
+        """Axis ``axis``'s whole label (the drawn one may be shortened)."""
+        text, _units = self.__dict__.get("_axis_text", {}).get(axis, (None, None))
+        return text if text is not None else self.getPlotItem().getAxis(axis).labelText
+
+    def _fit_axis_label(self, axis: str) -> None:
+        """Show axis ``axis``'s label shortened to the plot area's length beside it."""
+        text, units = self.__dict__.get("_axis_text", {}).get(axis, (None, None))
+        if not text or units:
+            return
+        item = self.getPlotItem()
+        ax = item.getAxis(axis)
+        if axis in ("left", "right"):
+            room = self.height() - int(item.getAxis("bottom").height()) - int(item.titleLabel.height()) - 16
+        else:
+            room = self.width() - int(item.getAxis("left").width()) - 16
+        font = QFont(self.font())
+        size = str(ax.labelStyle.get("font-size", "")).removesuffix("pt")
+        if size:
+            font.setPointSizeF(float(size))
+        _fit_text(text, font, room, lambda t: ax.setLabel(t) if t != ax.labelText else None,
+                  lambda: ax.label.boundingRect().width())
+
     def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(ev)
         self._place_message()
         if "theme" in self.__dict__ and self.__dict__.get("title"):  # shortened to the new width, or whole again
             self.set_title(self.title)
+        for axis in self.__dict__.get("_axis_text", {}):
+            self._fit_axis_label(axis)
 
     def _place_message(self) -> None:
         if "_message" not in self.__dict__:
@@ -158,6 +201,8 @@ class StudioPlot(pg.PlotWidget):
         self.theme = theme
         style_plot(self, theme)
         self.set_title(self.title)
+        for axis in self.__dict__.get("_axis_text", {}):  # the new type's length
+            self._fit_axis_label(axis)
         if self._message.isVisible():
             self.set_message(self._message.text())
         self.redraw()

@@ -119,7 +119,7 @@ def test_demo_loads_and_layer_selection_fills_plots(qtbot, window: MainWindow, h
         assert window.importance_hist.kept_item is not None
         assert window.heatmap.image.image is not None
         assert window.heatmap.image.image.shape[0] == window._weights[key].shape[0]
-        assert window.heatmap.getPlotItem().getAxis("bottom").labelText == "input"  # Linear
+        assert window.heatmap.axis_label("bottom") == "input"  # Linear
     assert window.overview.boxes is not None
     # weights no calibration gradient touches (the digits' blank border pixels feed fc1) are
     # counted where they are drawn, at the histogram's left edge
@@ -2059,9 +2059,9 @@ def test_excepthook_shows_dialog(qapp, hooks, monkeypatch) -> None:
 
 
 def test_a_long_plot_title_is_shortened_to_the_plot_and_whole_again_when_wide(qtbot) -> None:
-    """A narrow plot (presentation mode on a 1280-pixel screen) cut its title off at both ends;
-    the title is shortened with "…" to the plot area and shown whole when there is room. The
-    plot keeps the whole title (``plot.title``) for the tests and the reports."""
+    """A narrow plot (presentation mode on a 1280-pixel screen) cut its title and axis labels off
+    at both ends; they are shortened with "…" to the plot area and shown whole when there is
+    room. The plot keeps them whole (``plot.title``, ``plot.axis_label``)."""
     from gui.plots import StudioPlot
 
     plot = StudioPlot()
@@ -2074,8 +2074,12 @@ def test_a_long_plot_title_is_shortened_to_the_plot_and_whole_again_when_wide(qt
     label = plot.getPlotItem().titleLabel
     assert plot.title == long and label.text.endswith("…") and label.text.startswith("Mask search")
     assert label.item.boundingRect().width() <= plot.width() - 24
-    plot.resize(1200, 300)  # the resize shows it whole again
-    qtbot.waitUntil(lambda: label.text == long)
+    axis_text = "refresh of the mask search (0: the magnitude mask's backsolve)"
+    plot.setLabel("bottom", axis_text)
+    bottom = plot.getPlotItem().getAxis("bottom")
+    assert bottom.labelText.endswith("…") and plot.axis_label("bottom") == axis_text
+    plot.resize(1200, 300)  # the resize shows them whole again
+    qtbot.waitUntil(lambda: label.text == long and bottom.labelText == axis_text)
 
 
 def test_a_result_dialog_shows_its_whole_text_or_scrolls(qtbot) -> None:
@@ -2320,7 +2324,7 @@ def test_classes_tab_shows_each_class_change_against_dense(qtbot, window: MainWi
     assert sum(s.change.b_only for s in bars.shown) == int((window.baseline.eval.hits & ~outcome.eval.hits).sum())
     assert bars.overall == pytest.approx(outcome.eval.accuracy - window.baseline.eval.accuracy)
     assert "90%" in bars.title and "Magnitude" in bars.title
-    assert "dashed: all images" in bars.getPlotItem().getAxis("bottom").labelText
+    assert "dashed: all images" in bars.axis_label("bottom")
     assert f"{sum(s.clear for s in want)} of 10 here" in bars.toolTip()
     worst = min(want, key=lambda c: (c.change.difference, c.label))
     assert f"Where the images went:\n{called(worst)} {100 * worst.change.difference:+.1f}: {worst.change.b_only} images lost" \
@@ -2343,7 +2347,7 @@ def test_classes_tab_shows_each_class_change_against_dense(qtbot, window: MainWi
     assert window.class_against.isEnabled() and chita.magnitude_eval is not None
     versus = class_scores(chita.eval, labels, reference=chita.magnitude_eval)
     assert [s.change for s in bars.shown] == [s.change for s in versus]
-    assert bars.getPlotItem().getAxis("left").labelText == "change vs magnitude (points)"
+    assert bars.axis_label("left") == "change vs magnitude (points)"
     assert window.settings.value("view/classes_against") == "magnitude"  # remembered
     window.class_against.setCurrentIndex(window.class_against.findData("dense"))
     assert [s.change for s in bars.shown] == [s.change for s in class_scores(chita.eval, labels,
@@ -2465,7 +2469,7 @@ def test_classes_tab_compares_with_another_run(qtbot, window: MainWindow, hooks)
     labels = window.bundle.evaluation.y
     want = class_scores(chita.eval, labels, reference=obd.eval)
     assert [s.change for s in window.class_bars.shown] == [s.change for s in want]
-    assert window.class_bars.getPlotItem().getAxis("left").labelText == "change vs run 1 (points)"
+    assert window.class_bars.axis_label("left") == "change vs run 1 (points)"
     view = window.changed_view
     assert len(view.changed) == paired_difference(chita.eval, obd.eval).b_only
     assert view.header.text().endswith("lost against run 1")
@@ -2573,7 +2577,7 @@ def test_class_bars_with_many_classes_draw_those_that_lost_most(qtbot) -> None:
     assert changes == sorted(changes) and changes[0] == min(s.change.difference for s in scores)
     ticks = bars.getPlotItem().getAxis("bottom")._tickLevels[0]
     assert [t for _, t in ticks] == [str(s.label) for s in bars.shown]  # numbers, not the long names
-    assert "the 30 of 100 classes that lost most" in bars.getPlotItem().getAxis("bottom").labelText
+    assert "the 30 of 100 classes that lost most" in bars.axis_label("bottom")
     # ten CIFAR-10 names: whole where the bars are wide enough, shortened with … where not
     ten = class_scores(ev(dense_hits[:200] & ~lost[:200]), y[:200] % 10, reference=ev(dense_hits[:200]),
                        names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"))
