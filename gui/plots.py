@@ -178,8 +178,12 @@ class StudioPlot(pg.PlotWidget):
         size = str(ax.labelStyle.get("font-size", "")).removesuffix("pt")
         if size:
             font.setPointSizeF(float(size))
-        _fit_text(text, font, room, lambda t: ax.setLabel(t) if t != ax.labelText else None,
-                  lambda: ax.label.boundingRect().width())
+        def show(shown: str) -> None:
+            if shown != ax.labelText:
+                ax.setLabel(shown)
+                ax.resizeEvent(None)  # pyqtgraph centres a label on resizes only: centre the new one
+
+        _fit_text(text, font, room, show, lambda: ax.label.boundingRect().width())
 
     def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(ev)

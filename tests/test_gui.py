@@ -2078,6 +2078,8 @@ def test_a_long_plot_title_is_shortened_to_the_plot_and_whole_again_when_wide(qt
     plot.setLabel("bottom", axis_text)
     bottom = plot.getPlotItem().getAxis("bottom")
     assert bottom.labelText.endswith("…") and plot.axis_label("bottom") == axis_text
+    drawn = bottom.label.mapRectToScene(bottom.label.boundingRect())  # centred again, inside the plot
+    assert drawn.left() >= 0 and drawn.right() <= plot.width()
     plot.resize(1200, 300)  # the resize shows them whole again
     qtbot.waitUntil(lambda: label.text == long and bottom.labelText == axis_text)
 
