@@ -4,12 +4,13 @@ them computes anything expensive or touches the model."""
 
 from __future__ import annotations
 
+import functools
 import html
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFont, QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import QLabel, QWidget
 
@@ -102,11 +103,44 @@ def _fit_text(text: str, font: QFont, room: int, show: Callable[[str], object],
     return shown
 
 
+LEGEND_SHARE = 0.25  # a legend covering more of the plot area than this is hidden (small plots)
+
+
 class StudioPlot(pg.PlotWidget):
-    """A themed PlotWidget with a centred message for empty states."""
+    """A themed PlotWidget with a centred message for empty states. On a small plot (presentation
+    mode on a projector, a 1024-pixel screen) its overlays give way to the data: a legend that
+    would cover more than ``LEGEND_SHARE`` of the plot area, or be cut at its edge, is hidden
+    (its entries go to the plot's tooltip), and texts registered with ``fit_text`` are drawn in
+    the longest form that fits from where they stand, or not at all."""
+
+    FIT_LEGEND = True  # False where the subclass decides the legend's visibility itself
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every subclass's ``redraw`` fits the overlays once the new items are laid out."""
+        super().__init_subclass__(**kwargs)
+        draw = cls.__dict__.get("redraw")
+        if draw is not None:
+            @functools.wraps(draw)
+            def redraw(self: StudioPlot, *args: Any, **kw: Any) -> Any:
+                out = draw(self, *args, **kw)
+                self.fit_overlays_later()
+                return out
+
+            cls.redraw = redraw
 
     def __init__(self, title: str = "", parent: QWidget | None = None) -> None:
+        self._fitted: list[tuple[pg.TextItem, tuple[str, ...]]] = []
+        self._legend_hidden = False
+        self._tooltip = ""
+        self._fit_timer = QTimer()
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(0)
         super().__init__(parent)
+        self._fit_timer.setParent(self)
+        self._fit_timer.timeout.connect(self.fit_overlays)
+        vb = self.getPlotItem().getViewBox()
+        vb.sigResized.connect(self.fit_overlays_later)
+        vb.sigRangeChanged.connect(self.fit_overlays_later)
         self.theme = Theme(LIGHT)
         self.title = title
         self.setMenuEnabled(False)
@@ -139,6 +173,74 @@ class StudioPlot(pg.PlotWidget):
         self._title_shown = _fit_text(text, font, width,
                                       lambda t: item.setTitle(html.escape(t), color=p.fg, size=f"{size:.1f}pt"),
                                       lambda: label.item.boundingRect().width())
+
+    def setToolTip(self, text: str) -> None:  # noqa: N802 - Qt API
+        """The plot's tooltip; a hidden legend's entries are added to it."""
+        self._tooltip = text
+        self._show_tooltip()
+
+    def _show_tooltip(self) -> None:
+        text = self.__dict__.get("_tooltip", "")
+        legend = self.getPlotItem().legend
+        if self.__dict__.get("_legend_hidden") and legend is not None and legend.items:
+            names = ", ".join(label.text for _sample, label in legend.items)
+            text = (text + "\n\n" if text else "") + f"Legend (hidden: the plot is too small for it): {names}"
+        super().setToolTip(text)
+
+    def fit_text(self, item: pg.TextItem, texts: Sequence[str]) -> None:
+        """Draw ``item`` (a TextItem or an InfiniteLine's label, already added) with the first of
+        ``texts`` (longest first) that fits between its anchor and the plot area's edge, and
+        hide it where none does. Refitted on resizes; forgotten when the item leaves the plot."""
+        self._fitted.append((item, tuple(texts)))
+        self.fit_overlays_later()
+
+    def fit_overlays_later(self, *_args: object) -> None:
+        """Fit the overlays once the current layout pass is done."""
+        timer = self.__dict__.get("_fit_timer")
+        if timer is not None:
+            timer.start()
+
+    def fit_overlays(self) -> None:
+        """Hide a legend that would crowd the plot area, and fit the registered texts to it."""
+        item = self.getPlotItem()
+        vb = item.getViewBox()
+        width, height = vb.width(), vb.height()
+        if width <= 1 or height <= 1:
+            return
+        legend = item.legend
+        if self.FIT_LEGEND and legend is not None:
+            if legend.items:
+                box = legend.boundingRect()
+                crowded = box.width() * box.height() > LEGEND_SHARE * width * height or box.width() > width
+            else:
+                crowded = False
+            if crowded and legend.isVisible():
+                legend.setVisible(False)
+                self._legend_hidden = True
+            elif not crowded and self._legend_hidden:
+                legend.setVisible(True)
+                self._legend_hidden = False
+            self._show_tooltip()
+        self._fitted = [(t, texts) for t, texts in self._fitted if t.scene() is not None]
+        for text_item, texts in self._fitted:
+            self._fit_one(vb, text_item, texts)
+
+    @staticmethod
+    def _fit_one(vb: pg.ViewBox, text_item: pg.TextItem, texts: tuple[str, ...]) -> None:
+        label = isinstance(text_item, pg.InfLineLabel)
+        if label:
+            text_item.updatePosition()  # its anchor point for the current range
+        x = vb.mapFromScene(text_item.scenePos()).x()
+        ax = float(text_item.anchor[0])
+        room = {0.0: vb.width() - x, 1.0: x}.get(ax, 2 * min(x, vb.width() - x))
+        for text in texts:
+            if label:
+                text_item.format = text.replace("{", "{{").replace("}", "}}")
+            text_item.setText(text)
+            if text_item.textItem.boundingRect().width() <= room:
+                text_item.setVisible(True)
+                return
+        text_item.setVisible(False)
 
     def set_message(self, text: str | None) -> None:
         """Show ``text`` over the plot (None hides it)."""
@@ -279,6 +381,7 @@ class WeightHistogram(StudioPlot):
                         "anchors": [anchor, anchor]}
                 line = pg.InfiniteLine(pos=sign * self.threshold, angle=90, pen=pen, label=label, labelOpts=opts)
                 item.addItem(line, ignoreBounds=True)
+                self.fit_text(line.label, [label])  # outside the band, or not at all
                 self.lines.append(line)
         legend.setLabelTextColor(p.fg)
         legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 210)))
@@ -356,6 +459,8 @@ class ImportanceHistogram(StudioPlot):
             self.zero_note.setFont(self.theme.font(0.85))
             self.zero_note.setPos(lo, float(first[0]) / 2)
             item.addItem(self.zero_note)
+            self.fit_text(self.zero_note, [f"← {zeros:,} with zero saliency", f"← {zeros:,} zero saliency",
+                                           f"← {zeros:,}"])
         if item.legend is not None:
             item.legend.setLabelTextColor(p.fg)
             item.legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 210)))
@@ -497,6 +602,8 @@ class LayerOverview(StudioPlot):
                                    labelOpts={"position": 0.98, "color": p.pruned, "anchors": [(1, 1), (1, 1)],
                                               "fill": self.theme.qcolor("panel", 200)})
             item.addItem(line)
+            value = f"{self.threshold:.3g}"
+            self.fit_text(line.label, [f"magnitude threshold {value}", f"threshold {value}", value])
         ticks, compact = layer_ticks([short_name(k) for k in self.keys])
         item.getAxis("bottom").setTicks(ticks)
         self.setLabel("bottom", "layer # (as in the table)" if compact else "")
@@ -864,11 +971,14 @@ class ObjectivePlot(StudioPlot):
         if s["kind"] == "trace":
             self.setLabel("bottom", "verified refresh of the mask search (0: the magnitude mask)")
             if s["floor"] is not None:
-                item.addItem(pg.InfiniteLine(
+                floor_line = pg.InfiniteLine(
                     pos=s["floor"], angle=0, pen=pg.mkPen(p.pruned, width=1.5, style=Qt.PenStyle.DashLine),
                     label=f"floor {s['floor']:+.2f}%: no mask of this size goes lower",
                     labelOpts={"position": 0.97, "color": p.pruned, "anchors": [(1, 1), (1, 1)],
-                               "fill": self.theme.qcolor("panel", 200)}))
+                               "fill": self.theme.qcolor("panel", 200)})
+                item.addItem(floor_line)
+                self.fit_text(floor_line.label, [f"floor {s['floor']:+.2f}%: no mask of this size goes lower",
+                                                 f"floor {s['floor']:+.2f}%"])
             state = "converged" if s["converged"] else "stopped at its cap"
             self.set_title(f"Mask search at {100 * s['sparsity']:.0f}%: {y[-1]:+.2f}%, {state}")
             item.getAxis("bottom").setTicks([[(int(v), str(int(v))) for v in x]] if len(x) <= 15 else None)
@@ -881,10 +991,11 @@ class ObjectivePlot(StudioPlot):
             done = f"{len(x)} stages" if len(x) >= s["stages"] else f"stage {len(x)} of {s['stages']}"
             self.set_title(f"CHITA++: {done}, at {100 * s['sparsities'][-1]:.0f}% {y[-1]:+.2f}%")
             item.getAxis("bottom").setTicks(None)
-        item.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=pg.mkPen(p.muted, width=1),
-                                     label="magnitude mask, re-solved",
-                                     labelOpts={"position": 0.03, "color": p.muted,
-                                                "anchors": [(0, 1), (0, 1)]}))
+        zero_line = pg.InfiniteLine(pos=0.0, angle=0, pen=pg.mkPen(p.muted, width=1),
+                                    label="magnitude mask, re-solved",
+                                    labelOpts={"position": 0.03, "color": p.muted, "anchors": [(0, 1), (0, 1)]})
+        item.addItem(zero_line)
+        self.fit_text(zero_line.label, ["magnitude mask, re-solved", "magnitude mask"])
         legend.setLabelTextColor(p.fg)
         legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 210)))
         top = max([0.0, *y.tolist()])

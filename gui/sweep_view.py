@@ -116,6 +116,7 @@ class SweepPlot(StudioPlot):
     ``point_clicked(method, sparsity)``: a point of a curve was clicked."""
 
     point_clicked = Signal(str, float)
+    FIT_LEGEND = False  # its legend's visibility follows the sweep (none for one sparsity)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Accuracy against sparsity", parent)

@@ -2084,6 +2084,56 @@ def test_a_long_plot_title_is_shortened_to_the_plot_and_whole_again_when_wide(qt
     qtbot.waitUntil(lambda: label.text == long and bottom.labelText == axis_text)
 
 
+def test_a_small_plot_hides_its_legend_and_shortens_its_line_labels(qtbot) -> None:
+    """In presentation mode on a 1280×720 projector the small weight histogram's legend covered
+    half its data, the ± threshold labels were cut at the plot's edge and the overview's
+    "magnitude threshold" label ran off its left side. A crowded legend is hidden (its entries
+    go to the tooltip), a line label takes its longest form that fits, or none, and all come
+    back when the plot is large again."""
+    import numpy as np
+
+    from gui.plots import LayerOverview, WeightHistogram
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(0, 0.1, 2048)
+    hist = WeightHistogram()
+    qtbot.addWidget(hist)
+    hist.resize(900, 600)
+    hist.show()
+    qtbot.waitExposed(hist)
+    hist.set_data(values, kept=values[np.abs(values) > 0.12], threshold=0.12)
+    legend = hist.getPlotItem().legend
+    labels = [line.label for line in hist.lines]
+    qtbot.waitUntil(lambda: legend.isVisible() and all(lb.isVisible() for lb in labels))
+    assert "Legend" not in hist.toolTip()
+    hist.resize(210, 150)
+    qtbot.waitUntil(lambda: not legend.isVisible())
+    assert "all weights, kept" in hist.toolTip()
+    vb = hist.getPlotItem().getViewBox()
+    for lb in labels:  # each shown label lies inside the plot area
+        if lb.isVisible():
+            drawn = vb.mapRectFromItem(lb, lb.boundingRect())
+            assert drawn.left() >= -1 and drawn.right() <= vb.width() + 1
+    hist.resize(900, 600)
+    qtbot.waitUntil(lambda: legend.isVisible() and all(lb.isVisible() for lb in labels))
+    assert "Legend" not in hist.toolTip()
+
+    overview = LayerOverview()
+    qtbot.addWidget(overview)
+    overview.resize(900, 400)
+    overview.show()
+    qtbot.waitExposed(overview)
+    keys = ["fc1.weight", "fc2.weight", "fc3.weight"]
+    overview.set_data(keys, {k: [0.01, 0.05, 0.1, 0.16, 0.28] for k in keys})
+    overview.set_threshold(0.188)
+    line = next(i for i in overview.getPlotItem().items if hasattr(i, "label") and i.label is not None)
+    qtbot.waitUntil(lambda: line.label.toPlainText() == "magnitude threshold 0.188")
+    overview.resize(200, 300)  # the least size
+    qtbot.waitUntil(lambda: line.label.toPlainText() in ("threshold 0.188", "0.188"))
+    drawn = overview.getPlotItem().getViewBox().mapRectFromItem(line.label, line.label.boundingRect())
+    assert drawn.left() >= -1
+
+
 def test_a_result_dialog_shows_its_whole_text_or_scrolls(qtbot) -> None:
     """An export's report was cut off at its bottom in presentation mode on a 1280×720 screen (Qt
     caps a new window at two thirds of the screen). The dialog is as tall as its text up to 90%
