@@ -37,6 +37,7 @@ from core.evaluate import paired_or_none
 from core.pruning import METHOD_LABELS
 from gui.flow_layout import FlowLayout
 from gui.sweep_view import paired_text
+from gui.table_columns import ColumnFitter
 
 MAX_RUNS = 20  # runs kept in the list (the oldest go first)
 MAX_RUN_BYTES = 2 * 1024**3  # pruned weights and masks kept in all, at most
@@ -45,6 +46,10 @@ COLUMNS = ("#", "Method", "Sparsity", "Accuracy", "95% interval", "vs dense, poi
            "vs chosen, points", "λ", "Seconds", "Settings")
 VS_CHOSEN = COLUMNS.index("vs chosen, points")
 WORST_CLASS = COLUMNS.index("Worst class, points")
+# hidden in this order where the table is narrower than its columns (an empty one first: "vs
+# chosen" until a run is chosen; the interval last, at 1024 px); a row's tooltip then gives them
+OPTIONAL_COLUMNS = tuple(COLUMNS.index(c) for c in ("Seconds", "λ", "Worst class, points", "Settings",
+                                                    "vs chosen, points", "95% interval"))
 GRADIENT_METHODS = ("chita", "chita++", "obd", "woodfisher")
 
 
@@ -188,6 +193,7 @@ class RunsView(QWidget):
         self.table.setShowGrid(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.columns = ColumnFitter(self.table, OPTIONAL_COLUMNS)  # no sideways scrolling where narrow
         self.show_button = QPushButton("Show run")
         self.show_button.setToolTip("Show the chosen run in the sidebar and the plots again (double-click a row)")
         self.export_button = QPushButton("Export ONNX…")

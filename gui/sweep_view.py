@@ -39,6 +39,7 @@ from core.pruning import METHOD_LABELS, METHODS
 from gui import settings as st
 from gui.flow_layout import FlowLayout, pair
 from gui.plots import StudioPlot
+from gui.table_columns import ColumnFitter
 from gui.theme import Theme
 
 DEFAULT_METHODS = ("chita", "magnitude", "obd")
@@ -270,6 +271,7 @@ class SweepPlot(StudioPlot):
 
 
 WORST_COLUMN = 6  # the Sweep table's worst-class column
+VS_MAGNITUDE_COLUMN = 5
 
 
 TABLE_SHARE = 0.5  # of the Sweep tab's width for the table at most (its rows scroll sideways)
@@ -370,7 +372,7 @@ class SweepView(QWidget):
         self.table.horizontalHeaderItem(4).setToolTip(
             "Change in accuracy against the dense model on the same images, with its paired 95% "
             "interval (matched pairs: only the images one of the two gets right count)")
-        self.table.horizontalHeaderItem(5).setToolTip(
+        self.table.horizontalHeaderItem(VS_MAGNITUDE_COLUMN).setToolTip(
             "Change in accuracy against magnitude pruning at the same sparsity, on the same images, "
             "with its paired 95% interval (tick Magnitude, global, among the methods to fill it)")
         self.table.verticalHeader().setVisible(False)
@@ -381,6 +383,9 @@ class SweepView(QWidget):
         self.table.setShowGrid(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
+        # where the table's share is narrower than its columns it hides the worst class, then
+        # the comparison with magnitude (first where it is empty); a row's tooltip gives them
+        self.columns = ColumnFitter(self.table, (WORST_COLUMN, VS_MAGNITUDE_COLUMN))
         self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.plot)
         splitter.addWidget(self.table)
@@ -570,8 +575,9 @@ class SweepView(QWidget):
         """Give the table's side of the splitter what its columns need, at most half the width
         (:data:`TABLE_SHARE`; the plot keeps the rest, and the table scrolls sideways)."""
         self.table.resizeColumnsToContents()
-        need = (self.table.horizontalHeader().length() + self.table.verticalScrollBar().sizeHint().width()
-                + 2 * self.table.frameWidth())
+        widths = self.columns.widths()  # those hidden for room too: they come back where it fits
+        shown = sum(w for c, w in enumerate(widths) if self.columns.by_hand.get(c, True))
+        need = shown + self.table.verticalScrollBar().sizeHint().width() + 2 * self.table.frameWidth()
         total = sum(self.splitter.sizes())
         if total > 0:
             table_w = max(min(need, int(TABLE_SHARE * total)), self.table.minimumWidth())

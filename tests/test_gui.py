@@ -276,6 +276,56 @@ def test_runs_tab_keeps_earlier_runs_to_show_and_export_again(qtbot, window: Mai
     assert not hooks.errors
 
 
+def test_a_narrow_runs_table_hides_its_least_needed_columns_instead_of_scrolling(
+        qtbot, window: MainWindow, hooks) -> None:
+    """The Runs table's eleven columns scrolled sideways below 1,600 px (λ, Seconds and Settings
+    out of view on a 1366×768 laptop). Where the window is narrow it hides Seconds, λ, the
+    worst class, Settings, "vs chosen" (first where empty) and, last, the accuracy's interval,
+    in that order; a row's tooltip gives the
+    hidden cells, the header's menu shows any column by hand, and a wide window shows them all."""
+    from gui.runs_view import COLUMNS
+
+    run_and_wait(qtbot, window, "chita", 60)
+    run_and_wait(qtbot, window, "magnitude", 85)
+    view = window.runs_view
+    table = view.table
+    window.tabs.setCurrentWidget(view)
+    col = {name: COLUMNS.index(name) for name in COLUMNS}
+    window.resize(1024, 768)
+    qtbot.waitUntil(lambda: table.horizontalScrollBar().maximum() == 0 and table.isColumnHidden(col["Seconds"]))
+    for name in ("#", "Method", "Sparsity", "Accuracy", "vs dense, points"):
+        assert not table.isColumnHidden(col[name]), name
+    assert table.isColumnHidden(col["λ"]) and table.isColumnHidden(col["vs chosen, points"])  # empty: first
+    shown = sum(table.columnWidth(c) for c in range(len(COLUMNS)) if not table.isColumnHidden(c))
+    assert shown <= table.viewport().width()
+    hidden_text = view.columns.hidden_text(1)  # the CHITA run (newest first)
+    assert f"Seconds: {table.item(1, col['Seconds']).text()}" in hidden_text
+    assert f"λ: {table.item(1, col['λ']).text()}" in hidden_text
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QHelpEvent
+    from PySide6.QtWidgets import QApplication, QToolTip
+
+    rect = table.visualRect(table.model().index(1, col["Method"]))
+    at = rect.center()
+    QApplication.sendEvent(table.viewport(), QHelpEvent(QEvent.Type.ToolTip, at,
+                                                        table.viewport().mapToGlobal(at)))
+    assert QToolTip.text().endswith(f"Not shown for want of room: {hidden_text}")
+    assert "Seconds" in table.horizontalHeader().toolTip()
+    menu = dict((text, (checked, do)) for text, checked, do in view.columns.menu_actions())
+    assert menu["Seconds"][0] is False and "Accuracy" not in menu  # the kept columns are not offered
+    menu["Seconds"][1]()  # shown by hand: it stays, the table scrolls if it must
+    assert not table.isColumnHidden(col["Seconds"])
+    window.resize(1000, 768)
+    qtbot.wait(50)
+    assert not table.isColumnHidden(col["Seconds"])
+    view.columns.reset()
+    assert table.isColumnHidden(col["Seconds"])
+    window.resize(1900, 1000)  # wide: every column but the empty one where it is tight
+    qtbot.waitUntil(lambda: not table.isColumnHidden(col["Seconds"]) and not table.isColumnHidden(col["Settings"]))
+    assert not view.columns.hidden_for_room or view.columns.hidden_for_room == (col["vs chosen, points"],)
+    assert not hooks.errors
+
+
 def test_runs_tab_saves_its_runs_as_csv(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
     import csv
 
