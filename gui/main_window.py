@@ -677,6 +677,7 @@ class MainWindow(QMainWindow):
         s = self.settings
         self.controls.load_settings(s)
         self.sweep_view.load_settings(s)
+        self.runs_view.columns.restore_choices(st.read(s, "runs/columns", [], list))
         self._sweep_pattern_note()
         self.act_log.setChecked(st.read(s, "view/log_counts", False, bool))
         self.weight_hist.set_log(self.act_log.isChecked())
@@ -713,6 +714,7 @@ class MainWindow(QMainWindow):
         s = self.settings
         self.controls.save_settings(s)
         self.sweep_view.save_settings(s)
+        s.setValue("runs/columns", self.runs_view.columns.choices())
         s.setValue("view/log_counts", self.act_log.isChecked())
         s.setValue("view/prunable_only", self.prunable_only.isChecked())
         s.setValue("view/theme", "dark" if self.act_dark.isChecked() else "light")

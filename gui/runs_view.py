@@ -193,7 +193,7 @@ class RunsView(QWidget):
         self.table.setShowGrid(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.columns = ColumnFitter(self.table, OPTIONAL_COLUMNS)  # no sideways scrolling where narrow
+        self.columns = ColumnFitter(self.table, OPTIONAL_COLUMNS, names=COLUMNS)  # no sideways scrolling
         self.show_button = QPushButton("Show run")
         self.show_button.setToolTip("Show the chosen run in the sidebar and the plots again (double-click a row)")
         self.export_button = QPushButton("Export ONNX…")

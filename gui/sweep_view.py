@@ -633,7 +633,8 @@ class SweepView(QWidget):
 
     # -- persistence ----------------------------------------------------------------------------
     def load_settings(self, s: QSettings) -> None:
-        """Restore ticked methods, sparsities and samples."""
+        """Restore ticked methods, sparsities, samples and the table's columns chosen by hand."""
+        self.columns.restore_choices(st.read(s, "sweep/columns", [], list))
         chosen = st.read(s, "sweep/methods", list(DEFAULT_METHODS), list)
         for m, b in self.method_boxes.items():
             b.setChecked(m in chosen)
@@ -641,7 +642,8 @@ class SweepView(QWidget):
         self.samples.setValue(st.read(s, "sweep/samples", 1000, int))
 
     def save_settings(self, s: QSettings) -> None:
-        """Store ticked methods, sparsities and samples."""
+        """Store ticked methods, sparsities, samples and the table's columns chosen by hand."""
+        s.setValue("sweep/columns", self.columns.choices())
         s.setValue("sweep/methods", self.methods())
         s.setValue("sweep/sparsities", self.sparsities.text())
         s.setValue("sweep/samples", int(self.samples.value()))

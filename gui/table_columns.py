@@ -7,7 +7,8 @@ the shown ones are wider than the viewport, hides the optional ones in the order
 (an empty column before any other). A hidden column's cells are not lost: the row's tooltip
 names them ("Not shown for want of room: λ 2.68e-08 · Seconds 0.4"). The header's context menu
 shows or hides any column by hand; such a choice is kept (the table then scrolls sideways if it
-must) until *Fit the columns to the width* hands the columns back to the fitter.
+must; :meth:`ColumnFitter.choices` for the settings) until *Fit the columns to the width* hands
+the columns back to the fitter.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ class ColumnFitter(QObject):
     ``on_fit`` runs after each fit (e.g. to resize a splitter)."""
 
     def __init__(self, table: QTableWidget, optional: Sequence[int],
-                 on_fit: Callable[[], None] | None = None) -> None:
+                 on_fit: Callable[[], None] | None = None, names: Sequence[str] | None = None) -> None:
         super().__init__(table)
         self.table = table
         self.optional = tuple(optional)
+        # stable names of the columns for the remembered choices (a header's text may change)
+        self.names = tuple(names) if names is not None else tuple(self._name(c) for c in range(table.columnCount()))
         self.on_fit = on_fit
         self.by_hand: dict[int, bool] = {}  # column → shown, chosen on the header's menu
         self.hidden_for_room: tuple[int, ...] = ()
@@ -140,6 +143,19 @@ class ColumnFitter(QObject):
     def set_shown(self, column: int, shown: bool) -> None:
         """Show or hide ``column`` by hand (the fitter then leaves it so)."""
         self.by_hand[column] = shown
+        self.fit()
+
+    def choices(self) -> list[str]:
+        """The columns shown or hidden by hand, as "name=1" / "name=0" (for QSettings)."""
+        return [f"{self.names[c]}={int(shown)}" for c, shown in sorted(self.by_hand.items())]
+
+    def restore_choices(self, items: Sequence[str]) -> None:
+        """Take back :meth:`choices`; unknown names (another version's columns) are ignored."""
+        self.by_hand.clear()
+        for item in items or ():
+            name, _, value = str(item).rpartition("=")
+            if name in self.names and self.names.index(name) in self.optional and value in ("0", "1"):
+                self.by_hand[self.names.index(name)] = value == "1"
         self.fit()
 
     def reset(self) -> None:

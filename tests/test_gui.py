@@ -318,6 +318,13 @@ def test_a_narrow_runs_table_hides_its_least_needed_columns_instead_of_scrolling
     window.resize(1000, 768)
     qtbot.wait(50)
     assert not table.isColumnHidden(col["Seconds"])
+    window.save_settings()  # remembered for the next session
+    from gui import settings as st
+    assert st.read(window.settings, "runs/columns", [], list) == ["Seconds=1"]
+    view.columns.restore_choices(["λ=1", "Accuracy=0", "nonsense"])  # only the optional columns
+    assert view.columns.by_hand == {col["λ"]: True} and not table.isColumnHidden(col["Accuracy"])
+    view.columns.restore_choices(["Seconds=1"])
+    assert not table.isColumnHidden(col["Seconds"])
     view.columns.reset()
     assert table.isColumnHidden(col["Seconds"])
     window.resize(1900, 1000)  # wide: every column but the empty one where it is tight
