@@ -190,7 +190,11 @@ class StudioPlot(pg.PlotWidget):
     def fit_text(self, item: pg.TextItem, texts: Sequence[str]) -> None:
         """Draw ``item`` (a TextItem or an InfiniteLine's label, already added) with the first of
         ``texts`` (longest first) that fits between its anchor and the plot area's edge, and
-        hide it where none does. Refitted on resizes; forgotten when the item leaves the plot."""
+        hide it where none does. A horizontal line's label drawn above its line goes below it
+        where the plot area has no room above (a line near the top: it ran into the title).
+        Refitted on resizes; forgotten when the item leaves the plot."""
+        if isinstance(item, pg.InfLineLabel):
+            item._studio_anchors = list(item.anchors)
         self._fitted.append((item, tuple(texts)))
         self.fit_overlays_later()
 
@@ -203,6 +207,8 @@ class StudioPlot(pg.PlotWidget):
     def fit_overlays(self) -> None:
         """Hide a legend that would crowd the plot area, and fit the registered texts to it."""
         item = self.getPlotItem()
+        if item is None:  # closed
+            return
         vb = item.getViewBox()
         width, height = vb.width(), vb.height()
         if width <= 1 or height <= 1:
@@ -229,7 +235,15 @@ class StudioPlot(pg.PlotWidget):
     def _fit_one(vb: pg.ViewBox, text_item: pg.TextItem, texts: tuple[str, ...]) -> None:
         label = isinstance(text_item, pg.InfLineLabel)
         if label:
+            anchors = getattr(text_item, "_studio_anchors", text_item.anchors)
+            text_item.anchors = list(anchors)
             text_item.updatePosition()  # its anchor point for the current range
+            if text_item.line.angle % 180 == 0 and all(a[1] == 1 for a in anchors):  # above a horizontal line
+                y = vb.mapFromScene(text_item.scenePos()).y()
+                height = text_item.boundingRect().height()
+                if y - height < 0 and y + height <= vb.height():  # no room above, room below
+                    text_item.anchors = [(a[0], 0) for a in anchors]
+                    text_item.updatePosition()
         x = vb.mapFromScene(text_item.scenePos()).x()
         ax = float(text_item.anchor[0])
         room = {0.0: vb.width() - x, 1.0: x}.get(ax, 2 * min(x, vb.width() - x))
@@ -289,6 +303,8 @@ class StudioPlot(pg.PlotWidget):
 
     def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(ev)
+        if self.__dict__.get("plotItem") is None:  # being built, or closing (pyqtgraph let go of it)
+            return
         self._place_message()
         if "theme" in self.__dict__ and self.__dict__.get("title"):  # shortened to the new width, or whole again
             self.set_title(self.title)

@@ -193,7 +193,8 @@ class RunsView(QWidget):
         self.table.setShowGrid(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.columns = ColumnFitter(self.table, OPTIONAL_COLUMNS, names=COLUMNS)  # no sideways scrolling
+        # no sideways scrolling: the least needed columns go, then the methods' names end in "…"
+        self.columns = ColumnFitter(self.table, OPTIONAL_COLUMNS, names=COLUMNS, shrink=COLUMNS.index("Method"))
         self.show_button = QPushButton("Show run")
         self.show_button.setToolTip("Show the chosen run in the sidebar and the plots again (double-click a row)")
         self.export_button = QPushButton("Export ONNX…")

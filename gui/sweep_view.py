@@ -112,6 +112,9 @@ SHORT_LABELS = {"magnitude": "Magnitude", "magnitude_layer": "Magnitude/layer", 
                 "woodfisher": "WoodFisher"}  # axis ticks of a one-sparsity sweep: short enough to sit side by side
 
 
+HEADROOM = 0.12  # of the accuracies' span above the highest band: room for the dense line's label
+
+
 class SweepPlot(StudioPlot):
     """Accuracy (%) against sparsity (%) per method with FillBetweenItem 95% bands.
     ``point_clicked(method, sparsity)``: a point of a curve was clicked."""
@@ -201,13 +204,21 @@ class SweepPlot(StudioPlot):
                                    pen=pg.mkPen(self.theme.palette.muted, width=1.5, style=Qt.PenStyle.DashLine),
                                    label=f"dense {100 * self.dense.accuracy:.1f}%",
                                    labelOpts={"position": 0.97, "color": self.theme.palette.muted,
-                                              "anchors": [(1, 1), (1, 1)]})
+                                              "anchors": [(1, 1), (1, 1)], "fill": self.theme.qcolor("panel", 200)})
             item.addItem(line)
+            self.fit_text(line.label, [f"dense {100 * self.dense.accuracy:.1f}%", f"{100 * self.dense.accuracy:.1f}%"])
         legend.setVisible(len(sparsities) > 1)  # one sparsity: the axis names the methods
         legend.setLabelTextColor(self.theme.palette.fg)
         legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 220)))
         legend.setPen(pg.mkPen(self.theme.palette.border))
         item.enableAutoRange()
+        ys = [100 * v for _, _, ev in self.rows if ev is not None for v in ev.accuracy_ci]
+        if self.dense is not None:
+            ys.append(100 * self.dense.accuracy)
+        if ys:  # headroom above the highest band for the dense line's label (it ran into the title)
+            top, bottom = max(ys), min(ys)
+            span = max(top - bottom, 1.0)
+            item.setYRange(bottom - 0.04 * span, top + HEADROOM * span, padding=0)
 
 
     MAX_CLASS_LINES = 12  # more classes: those that lost most by the sparsest point
@@ -383,9 +394,12 @@ class SweepView(QWidget):
         self.table.setShowGrid(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        # where the table's share is narrower than its columns it hides the worst class, then
-        # the comparison with magnitude (first where it is empty); a row's tooltip gives them
-        self.columns = ColumnFitter(self.table, (WORST_COLUMN, VS_MAGNITUDE_COLUMN))
+        # where the table's share is narrower than its columns it hides the worst class, the
+        # comparison with magnitude (first where it is empty), then the interval (the plot's
+        # band) and the change against dense; a row's tooltip gives them
+        self.columns = ColumnFitter(self.table, (WORST_COLUMN, VS_MAGNITUDE_COLUMN, 3, 4),
+                                    names=[self.table.horizontalHeaderItem(c).text() for c in range(7)],
+                                    shrink=0)  # and then the methods' names end in "…"
         self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.plot)
         splitter.addWidget(self.table)
@@ -573,14 +587,18 @@ class SweepView(QWidget):
 
     def fit_table(self) -> None:
         """Give the table's side of the splitter what its columns need, at most half the width
-        (:data:`TABLE_SHARE`; the plot keeps the rest, and the table scrolls sideways)."""
+        (:data:`TABLE_SHARE`). Where they need more the table hides its least needed columns
+        (:class:`ColumnFitter`) and takes only what the others need: the plot keeps the rest."""
         self.table.resizeColumnsToContents()
         widths = self.columns.widths()  # those hidden for room too: they come back where it fits
-        shown = sum(w for c, w in enumerate(widths) if self.columns.by_hand.get(c, True))
-        need = shown + self.table.verticalScrollBar().sizeHint().width() + 2 * self.table.frameWidth()
+        chrome = self.table.verticalScrollBar().sizeHint().width() + 2 * self.table.frameWidth()
+        need = sum(w for c, w in enumerate(widths) if self.columns.by_hand.get(c, True)) + chrome
         total = sum(self.splitter.sizes())
         if total > 0:
-            table_w = max(min(need, int(TABLE_SHARE * total)), self.table.minimumWidth())
+            limit = max(int(TABLE_SHARE * total), self.table.minimumWidth())
+            if need > limit:
+                need = self.columns.fit(limit - chrome) + chrome
+            table_w = max(min(need, limit), self.table.minimumWidth())
             self.splitter.setSizes([total - table_w, table_w])
 
     def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API

@@ -16,21 +16,24 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from PySide6.QtCore import QEvent, QObject, QPoint, Qt, QTimer
-from PySide6.QtWidgets import QMenu, QTableWidget, QToolTip
+from PySide6.QtWidgets import QHeaderView, QMenu, QTableWidget, QToolTip
 
 
 class ColumnFitter(QObject):
-    """Fit ``table``'s columns to its width by hiding those of ``optional`` (least needed first);
-    ``on_fit`` runs after each fit (e.g. to resize a splitter)."""
+    """Fit ``table``'s columns to its width by hiding those of ``optional`` (least needed first),
+    and where that is not enough, by narrowing column ``shrink`` (its texts end in "…") down to
+    ``least`` px. ``names``: the columns' names for the remembered choices (default: the
+    headers' texts, which may change)."""
 
-    def __init__(self, table: QTableWidget, optional: Sequence[int],
-                 on_fit: Callable[[], None] | None = None, names: Sequence[str] | None = None) -> None:
+    def __init__(self, table: QTableWidget, optional: Sequence[int], *, names: Sequence[str] | None = None,
+                 shrink: int | None = None, least: int = 90) -> None:
         super().__init__(table)
         self.table = table
         self.optional = tuple(optional)
-        # stable names of the columns for the remembered choices (a header's text may change)
         self.names = tuple(names) if names is not None else tuple(self._name(c) for c in range(table.columnCount()))
-        self.on_fit = on_fit
+        self.shrink = shrink
+        self.least = least
+        self.shrunk = False  # column ``shrink`` narrower than its texts
         self.by_hand: dict[int, bool] = {}  # column → shown, chosen on the header's menu
         self.hidden_for_room: tuple[int, ...] = ()
         self._timer = QTimer(self)
@@ -96,18 +99,28 @@ class ColumnFitter(QObject):
         for c in columns:
             if t.isColumnHidden(c) != (c not in shown):
                 t.setColumnHidden(c, c not in shown)
-        if self.on_fit is not None:
-            self.on_fit()
-        return sum(sizes[s] for s in shown)
+        total = sum(sizes[s] for s in shown)
+        if self.shrink is not None:
+            header = t.horizontalHeader()
+            narrower = min(sizes[self.shrink], max(self.least, sizes[self.shrink] - (total - width)))
+            self.shrunk = self.shrink in shown and narrower < sizes[self.shrink]
+            if self.shrunk:
+                header.setSectionResizeMode(self.shrink, QHeaderView.ResizeMode.Interactive)
+                header.resizeSection(self.shrink, narrower)
+                total -= sizes[self.shrink] - narrower
+            else:
+                header.setSectionResizeMode(self.shrink, QHeaderView.ResizeMode.ResizeToContents)
+        return total
 
     def _name(self, column: int) -> str:
         head = self.table.horizontalHeaderItem(column)
         return head.text() if head is not None else str(column)
 
     def hidden_text(self, row: int) -> str:
-        """The cells of ``row`` in columns hidden for want of room, as one line ("" if none)."""
+        """The cells of ``row`` in columns hidden for want of room (and the narrowed column's
+        whole text), as one line ("" if none)."""
         parts = []
-        for c in sorted(self.hidden_for_room):
+        for c in sorted(self.hidden_for_room + ((self.shrink,) if self.shrunk else ())):
             item = self.table.item(row, c)
             text = item.text() if item is not None else ""
             if text:
@@ -118,7 +131,8 @@ class ColumnFitter(QObject):
         """Refit on resizes; a row's tooltip adds the cells hidden for room."""
         if event.type() == QEvent.Type.Resize and watched is self.table:
             self.fit_later()
-        elif event.type() == QEvent.Type.ToolTip and watched is self.table.viewport() and self.hidden_for_room:
+        elif (event.type() == QEvent.Type.ToolTip and watched is self.table.viewport()
+              and (self.hidden_for_room or self.shrunk)):
             pos = event.pos()
             index = self.table.indexAt(pos)
             if index.isValid():

@@ -2148,6 +2148,7 @@ def test_a_small_plot_hides_its_legend_and_shortens_its_line_labels(qtbot) -> No
     go to the tooltip), a line label takes its longest form that fits, or none, and all come
     back when the plot is large again."""
     import numpy as np
+    import pyqtgraph as pg
 
     from gui.plots import LayerOverview, WeightHistogram
 
@@ -2167,10 +2168,12 @@ def test_a_small_plot_hides_its_legend_and_shortens_its_line_labels(qtbot) -> No
     qtbot.waitUntil(lambda: not legend.isVisible())
     assert "all weights, kept" in hist.toolTip()
     vb = hist.getPlotItem().getViewBox()
-    for lb in labels:  # each shown label lies inside the plot area
-        if lb.isVisible():
-            drawn = vb.mapRectFromItem(lb, lb.boundingRect())
-            assert drawn.left() >= -1 and drawn.right() <= vb.width() + 1
+
+    def inside(lb) -> bool:
+        drawn = vb.mapRectFromItem(lb, lb.boundingRect())
+        return drawn.left() >= -1 and drawn.right() <= vb.width() + 1
+
+    qtbot.waitUntil(lambda: all(inside(lb) for lb in labels if lb.isVisible()))  # once the layout settles
     hist.resize(900, 600)
     qtbot.waitUntil(lambda: legend.isVisible() and all(lb.isVisible() for lb in labels))
     assert "Legend" not in hist.toolTip()
@@ -2189,6 +2192,28 @@ def test_a_small_plot_hides_its_legend_and_shortens_its_line_labels(qtbot) -> No
     qtbot.waitUntil(lambda: line.label.toPlainText() in ("threshold 0.188", "0.188"))
     drawn = overview.getPlotItem().getViewBox().mapRectFromItem(line.label, line.label.boundingRect())
     assert drawn.left() >= -1
+
+    # the sweep's dense line near the top: its label stays inside the plot area, under the title
+    from types import SimpleNamespace
+
+    from gui.sweep_view import SweepPlot
+
+    def ev(acc: float) -> SimpleNamespace:
+        return SimpleNamespace(accuracy=acc, accuracy_ci=(acc - 0.02, min(1.0, acc + 0.015)))
+
+    sweep = SweepPlot()
+    qtbot.addWidget(sweep)
+    sweep.resize(380, 330)  # the Sweep tab's plot in presentation mode at 1280×720
+    sweep.show()
+    qtbot.waitExposed(sweep)
+    sweep.set_data([("chita", s, ev(a)) for s, a in ((0.3, 0.97), (0.5, 0.97), (0.8, 0.957), (0.95, 0.51))]
+                   + [("magnitude", s, ev(a)) for s, a in ((0.3, 0.96), (0.5, 0.94), (0.8, 0.85), (0.95, 0.27))],
+                   ev(0.968))
+    dense = next(i for i in sweep.getPlotItem().items if isinstance(i, pg.InfiniteLine))
+    svb = sweep.getPlotItem().getViewBox()
+    qtbot.waitUntil(lambda: dense.label.isVisible() and svb.mapRectFromItem(
+        dense.label, dense.label.boundingRect()).top() >= 0)
+    assert dense.label.toPlainText().endswith("96.8%")
 
 
 def test_a_result_dialog_shows_its_whole_text_or_scrolls(qtbot) -> None:
