@@ -89,7 +89,13 @@ from gui.plots import (
 from gui.preview import PreviewPanel, fmt_bytes
 from gui.runs_view import RunsView, describe_run, keep_recent
 from gui.sweep_view import SweepView
-from gui.theme import Theme, app_icon, apply_theme, make_theme
+from gui.theme import (
+    PRESENTATION_SCALES,
+    Theme,
+    app_icon,
+    apply_theme,
+    make_theme,
+)
 from gui.workers import Task, TaskRunner
 
 MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ckpt", ".bin", ".pkl", ".pickle", ".ts", ".jit", ".safetensors")
@@ -732,8 +738,45 @@ class MainWindow(QMainWindow):
         s.sync()
 
     def apply_theme(self) -> None:
-        """Apply the light/dark theme and the presentation font scale to the app and the plots."""
-        self.theme = make_theme("dark" if self.act_dark.isChecked() else "light", self.act_presentation.isChecked())
+        """Apply the light/dark theme and the presentation font scale to the app and the plots:
+        in presentation mode the largest of ``PRESENTATION_SCALES`` at which the window's least
+        width fits the screen (1.4× fonts made it 1,111 px at least, wider than a 1024×768
+        projector, which cut its right side off)."""
+        room = self._screen_width() if self.act_presentation.isChecked() else None
+        if room is None:
+            self._apply_theme_at(PRESENTATION_SCALES[0] if self.act_presentation.isChecked() else 1.0)
+            return
+
+        def fits(scale: float) -> bool:
+            self._apply_theme_at(scale)
+            QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)  # the new fonts' sizes now
+            return self.minimumSizeHint().width() <= room
+
+        if fits(PRESENTATION_SCALES[0]):
+            return
+        # a larger scale never makes the window narrower: bisect the others (a third of a
+        # second each), and end on the largest that fits, or the smallest
+        lo, hi = 1, len(PRESENTATION_SCALES) - 1  # the answer's index is in [lo, hi]
+        applied = None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            applied = PRESENTATION_SCALES[mid]
+            if fits(applied):
+                hi = mid
+            else:
+                lo = mid + 1
+        if applied != PRESENTATION_SCALES[lo]:
+            self._apply_theme_at(PRESENTATION_SCALES[lo])
+
+    def _screen_width(self) -> int | None:
+        """Width of the screen the window is on (presentation mode fills it), None if unknown."""
+        screen = self.screen() or QApplication.primaryScreen()
+        return screen.geometry().width() if screen is not None else None
+
+    def _apply_theme_at(self, scale: float) -> None:
+        """Apply the theme with presentation mode's fonts at ``scale``."""
+        self.theme = make_theme("dark" if self.act_dark.isChecked() else "light",
+                                self.act_presentation.isChecked(), scale)
         app = QApplication.instance()
         if isinstance(app, QApplication):
             apply_theme(app, self.theme)
@@ -742,8 +785,8 @@ class MainWindow(QMainWindow):
         self.sweep_view.apply_theme(self.theme)
         self.table.set_bar_color(self.theme.palette.accent)
         self.table.source.muted = QColor(self.theme.palette.muted)
-        self._set_compact_sidebar(self.theme.scale > 1.0)
-        self.against_label.setText("Against" if self.theme.scale > 1.0 else "Change against")
+        self._set_compact_sidebar(self.theme.presentation)
+        self.against_label.setText("Against" if self.theme.presentation else "Change against")
         # pages not shown keep the minimum sizes of the fonts they were last laid out with: a
         # window that left presentation mode could not shrink back (1644 px wide at least, after
         # a grab in it polished the Sweep tab's row of methods in large type)
@@ -771,7 +814,7 @@ class MainWindow(QMainWindow):
         settings" folds them again)."""
         c = self.controls
         content = self.sidebar_scroll.widget()
-        presenting = self.theme.scale > 1.0
+        presenting = self.theme.presentation
 
         def fits(level: int) -> bool:
             """Whether the accuracy is in view with the rows folded to ``level`` (0: none,
@@ -825,7 +868,7 @@ class MainWindow(QMainWindow):
         column, then Type, then Params, then Shape (:meth:`LayerTable.fit_columns`; the line above
         the plots gives them for the chosen layer), so that *After* stays in view; in presentation
         mode they stay hidden so that the large fonts still fit."""
-        self.table.compact = self.theme.scale > 1.0
+        self.table.compact = self.theme.presentation
         box = self.table.parentWidget()
         margins = box.contentsMargins().left() + box.contentsMargins().right() + 12
         chrome = self.table.verticalScrollBar().sizeHint().width() + 2 * self.table.frameWidth() + margins
@@ -933,8 +976,9 @@ class MainWindow(QMainWindow):
         self.settings.setValue("view/theme", "dark" if on else "light")
 
     def set_presentation(self, on: bool) -> None:
-        """Full screen with 1.4× fonts (F11), or back to the normal window."""
-        was_on = self.theme.scale > 1.0
+        """Full screen with larger fonts (F11; 1.4× where the window fits the screen with them,
+        :meth:`apply_theme`), or back to the normal window."""
+        was_on = self.theme.presentation
         self.act_presentation.setChecked(bool(on))
         if on and not was_on:
             self._sidebar_normal = self.main_splitter.sizes()[0]

@@ -13,6 +13,10 @@ from PySide6.QtWidgets import QApplication
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 BASE_POINT_SIZE = 10.0
 PRESENTATION_SCALE = 1.4
+# presentation mode's font scales, largest first: the first at which the window fits the screen
+# is used (a 1024×768 projector needs the smallest; its pixels are 1.25× larger on the wall than a
+# 1280-pixel one's at the same picture width, so 1.05× there is about 1.3× at 1280)
+PRESENTATION_SCALES = (PRESENTATION_SCALE, 1.3, 1.2, 1.1, 1.05, 1.0)
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
@@ -59,10 +63,11 @@ THEMES: dict[str, Palette] = {"light": LIGHT, "dark": DARK}
 
 @dataclass(frozen=True)
 class Theme:
-    """A palette plus a font scale (1.0 normal, 1.4 presentation)."""
+    """A palette plus a font scale (1.0 normal, up to 1.4 in presentation mode)."""
 
     palette: Palette
     scale: float = 1.0
+    presentation: bool = False
 
     @property
     def point_size(self) -> float:
@@ -83,9 +88,9 @@ class Theme:
         return c
 
 
-def make_theme(name: str, presentation: bool = False) -> Theme:
-    """The theme named ``name`` ("light"/"dark"), scaled up in presentation mode."""
-    return Theme(THEMES.get(name, LIGHT), PRESENTATION_SCALE if presentation else 1.0)
+def make_theme(name: str, presentation: bool = False, scale: float = PRESENTATION_SCALE) -> Theme:
+    """The theme named ``name`` ("light"/"dark"), scaled up by ``scale`` in presentation mode."""
+    return Theme(THEMES.get(name, LIGHT), scale if presentation else 1.0, presentation)
 
 
 def style_sheet(theme: Theme) -> str:

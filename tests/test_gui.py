@@ -55,6 +55,14 @@ def hooks(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     return captured
 
 
+@pytest.fixture(autouse=True)
+def wide_screen(monkeypatch) -> None:
+    """The offscreen platform's screen is 800×800: presentation mode would take its smallest
+    font scale for it. The tests judge the window at the sizes they set, on a 1920-pixel screen
+    unless they say otherwise."""
+    monkeypatch.setattr(MainWindow, "_screen_width", lambda self: 1920)
+
+
 def make_window(qtbot, settings_dir: Path) -> MainWindow:
     window = MainWindow(st.make_settings())
     qtbot.addWidget(window)
@@ -1956,6 +1964,40 @@ def test_presentation_mode_fits_a_1280_by_720_projector(qtbot, window: MainWindo
     qtbot.waitUntil(lambda: not c.compact)
     assert not c.deep and c.scope.isVisibleTo(c) and window.data_info.isVisibleTo(window)
     assert table.model().headerData(COL_AFTER, Qt.Orientation.Horizontal) != "After" or not window.outcome
+
+
+def test_presentation_mode_takes_the_largest_font_scale_at_which_the_window_fits_the_screen(
+        qtbot, window: MainWindow, monkeypatch) -> None:
+    """With 1.4× fonts the window was at least 1,111 px wide, so on a 1024×768 projector its
+    right side was off the screen. Presentation mode now takes the largest of its font scales at
+    which the window's least width fits the screen (1.05× on the digits demo at 1024 px, whose
+    pixels are 1.25× larger on the wall than a 1280-pixel projector's), and 1.4× where it fits."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    from gui.theme import PRESENTATION_SCALE, PRESENTATION_SCALES
+
+    qtbot.waitUntil(lambda: window.session is not None, timeout=LOAD_TIMEOUT_MS)
+
+    def least() -> int:
+        QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+        return window.minimumSizeHint().width()
+
+    room = least() + 20  # a screen a little wider than the normal window needs (1024 against 995–1,013 px)
+    monkeypatch.setattr(MainWindow, "_screen_width", lambda self: room)
+    window.act_presentation.trigger()
+    scale = window.theme.scale
+    assert window.theme.presentation and scale < PRESENTATION_SCALE
+    assert least() <= room
+    larger = [s for s in PRESENTATION_SCALES if s > scale]
+    window._apply_theme_at(min(larger))  # the next larger scale does not fit
+    assert least() > room
+    window.act_presentation.trigger()
+    assert not window.theme.presentation and window.theme.scale == 1.0
+    monkeypatch.setattr(MainWindow, "_screen_width", lambda self: 1920)
+    window.act_presentation.trigger()
+    assert window.theme.scale == PRESENTATION_SCALE and least() <= 1920
+    window.act_presentation.trigger()
 
 
 def test_samples_over_what_fits_in_memory_get_a_note_with_a_fix(qtbot, window: MainWindow) -> None:
