@@ -839,6 +839,19 @@ class MainWindow(QMainWindow):
         self._unfolded = bool(on)
         self._fit_folding()
 
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """Once shown, follow the window to another screen: presentation mode fits its fonts to
+        the new screen's width (a laptop's window moved to the projector)."""
+        super().showEvent(event)
+        handle = self.windowHandle()
+        if handle is not None and not getattr(self, "_screen_watched", False):
+            handle.screenChanged.connect(self._screen_changed)
+            self._screen_watched = True
+
+    def _screen_changed(self, *_args: object) -> None:
+        if self.act_presentation.isChecked():
+            self.apply_theme()
+
     def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
         """A window of another height may fold or unfold the pruning box (:meth:`_fit_folding`),
         and one of another width give the layer table its columns (:meth:`_fit_table_if_cut`)."""

@@ -1997,6 +1997,9 @@ def test_presentation_mode_takes_the_largest_font_scale_at_which_the_window_fits
     monkeypatch.setattr(MainWindow, "_screen_width", lambda self: 1920)
     window.act_presentation.trigger()
     assert window.theme.scale == PRESENTATION_SCALE and least() <= 1920
+    monkeypatch.setattr(MainWindow, "_screen_width", lambda self: room)  # moved to the narrow screen
+    window.windowHandle().screenChanged.emit(window.screen())
+    assert window.theme.scale == scale
     window.act_presentation.trigger()
 
 
