@@ -99,9 +99,15 @@ class ColumnFitter(QObject):
         for c in columns:
             if t.isColumnHidden(c) != (c not in shown):
                 t.setColumnHidden(c, c not in shown)
+        # a stretched last column never gets narrower than it once was (Qt keeps that width: a
+        # bold row's text, since gone, scrolled the table): every column to its contents first
+        header = t.horizontalHeader()
+        stretch = header.stretchLastSection()
+        header.setStretchLastSection(False)
+        t.resizeColumnsToContents()
+        header.setStretchLastSection(stretch)
         total = sum(sizes[s] for s in shown)
         if self.shrink is not None:
-            header = t.horizontalHeader()
             narrower = min(sizes[self.shrink], max(self.least, sizes[self.shrink] - (total - width)))
             self.shrunk = self.shrink in shown and narrower < sizes[self.shrink]
             if self.shrunk:

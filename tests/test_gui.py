@@ -341,6 +341,41 @@ def test_a_narrow_runs_table_hides_its_least_needed_columns_instead_of_scrolling
     assert not hooks.errors
 
 
+def test_column_fitter_keeps_a_table_in_its_width_when_its_last_column_narrows(qtbot) -> None:
+    """Qt keeps a stretched last column at least as wide as it once was: after a long (bold) text
+    left it, the Runs table scrolled sideways by the difference. The fitter sizes every column to
+    its contents before it judges."""
+    from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
+
+    from gui.table_columns import ColumnFitter
+
+    table = QTableWidget(2, 4)
+    qtbot.addWidget(table)
+    table.verticalHeader().setVisible(False)  # as the app's tables
+    table.setHorizontalHeaderLabels(["A", "B", "C", "D"])
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    for r in range(2):
+        for c in range(4):
+            table.setItem(r, c, QTableWidgetItem(f"cell {r} {c} " * (2 if c != 3 else 1)))
+    long = "a long setting · from the sweep · and more"
+    table.item(0, 3).setText(long)
+    fitter = ColumnFitter(table, (1,))
+    table.resize(900, 200)
+    table.show()
+    qtbot.waitExposed(table)
+    fitter.fit()
+    table.item(0, 3).setText("short")  # the long text is gone
+    wide = fitter.widths()
+    width = sum(wide) - wide[1] + 2 * table.frameWidth() + 4  # room for all but column 1
+    table.resize(width, 200)
+    qtbot.waitUntil(lambda: table.isColumnHidden(1))
+    fitter.fit()
+    assert table.horizontalHeader().length() <= table.viewport().width()
+    assert table.horizontalScrollBar().maximum() == 0
+    assert fitter.hidden_text(0) == "B: cell 0 1 cell 0 1 "
+
+
 def test_runs_tab_saves_its_runs_as_csv(qtbot, window: MainWindow, hooks, tmp_path: Path) -> None:
     import csv
 
