@@ -9,7 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401 - registers the exporters
 from PySide6.QtCore import QSettings, QSize, Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QFontMetrics, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -112,9 +112,6 @@ SHORT_LABELS = {"magnitude": "Magnitude", "magnitude_layer": "Magnitude/layer", 
                 "woodfisher": "WoodFisher"}  # axis ticks of a one-sparsity sweep: short enough to sit side by side
 
 
-HEADROOM = 0.12  # of the accuracies' span above the highest band: room for the dense line's label
-
-
 class SweepPlot(StudioPlot):
     """Accuracy (%) against sparsity (%) per method with FillBetweenItem 95% bands.
     ``point_clicked(method, sparsity)``: a point of a curve was clicked."""
@@ -159,6 +156,7 @@ class SweepPlot(StudioPlot):
         item = self.getPlotItem()
         item.clear()
         self.curves, self.bands = {}, {}
+        self._y_extent: tuple[float, float] | None = None  # the methods' accuracies (not classes)
         if not self.rows:
             return
         self.set_message(None)
@@ -215,10 +213,30 @@ class SweepPlot(StudioPlot):
         ys = [100 * v for _, _, ev in self.rows if ev is not None for v in ev.accuracy_ci]
         if self.dense is not None:
             ys.append(100 * self.dense.accuracy)
-        if ys:  # headroom above the highest band for the dense line's label (it ran into the title)
-            top, bottom = max(ys), min(ys)
-            span = max(top - bottom, 1.0)
-            item.setYRange(bottom - 0.04 * span, top + HEADROOM * span, padding=0)
+        self._y_extent = (min(ys), max(ys)) if ys else None
+        self._fit_y_range()
+
+    def fit_overlays(self) -> None:
+        """The y range keeps room for the dense line's label above the highest band (it ran into
+        the title of a small plot), then the overlays are fitted."""
+        self._fit_y_range()
+        super().fit_overlays()
+
+    def _fit_y_range(self) -> None:
+        """Accuracies from the lowest band to the highest, with one line of text's height above
+        (in pixels, whatever the plot's height) and a little below."""
+        extent = self.__dict__.get("_y_extent")
+        vb = self.getPlotItem().getViewBox()
+        if extent is None or vb.height() <= 1:
+            return
+        bottom, top = extent
+        span = max(top - bottom, 1.0)
+        room = min(0.5, (QFontMetrics(self.font()).height() * 1.6 + 4) / vb.height())  # of the view's height
+        low = bottom - 0.04 * span
+        high = low + (top - low) / (1 - room)
+        (_, _), (y0, y1) = vb.viewRange()
+        if abs(y0 - low) > 1e-6 * span or abs(y1 - high) > 1e-6 * span:
+            vb.setYRange(low, high, padding=0)
 
 
     MAX_CLASS_LINES = 12  # more classes: those that lost most by the sparsest point
