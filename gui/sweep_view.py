@@ -131,6 +131,7 @@ class SweepPlot(StudioPlot):
         self.pattern = ""
         self.class_mode: tuple[str, dict] | None = None  # (method, class curves): one line per class
         self.set_message("Choose methods and sparsities, then press Run sweep")
+        self.redraw()  # the empty axes in percent
 
     def _clicked(self, method: str, sparsities: list[float], points: Any) -> None:
         """The sweep's own sparsity nearest the clicked point (the plot's x is in percent)."""
@@ -157,7 +158,8 @@ class SweepPlot(StudioPlot):
         item.clear()
         self.curves, self.bands = {}, {}
         self._y_extent: tuple[float, float] | None = None  # the methods' accuracies (not classes)
-        if not self.rows:
+        if not self.rows:  # empty: the axes in percent, as they will be (not 0–1)
+            item.setRange(xRange=(0, 100), yRange=(0, 100), padding=0.02)
             return
         self.set_message(None)
         legend = item.legend if item.legend is not None else item.addLegend(offset=(10, -10))  # bottom left

@@ -2283,6 +2283,8 @@ def test_a_small_plot_hides_its_legend_and_shortens_its_line_labels(qtbot) -> No
 
     sweep = SweepPlot()
     qtbot.addWidget(sweep)
+    (x0, x1), (y0, y1) = sweep.getPlotItem().getViewBox().viewRange()
+    assert x0 <= 0 and x1 >= 100 and y0 <= 0 and y1 >= 100  # empty: the axes in percent, not 0–1
     sweep.resize(380, 330)  # the Sweep tab's plot in presentation mode at 1280×720
     sweep.show()
     qtbot.waitExposed(sweep)
