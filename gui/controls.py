@@ -213,6 +213,7 @@ class ControlsPanel(QGroupBox):
                                           | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
         self.compact = False
         self.deep = False  # also folded: Pattern, Scope and Keep dense (set_compact)
+        self.terse = False  # the folded rows' line down to its link (set_compact)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button, 2)
         buttons.addWidget(self.cancel_button, 1)
@@ -379,13 +380,16 @@ class ControlsPanel(QGroupBox):
         if limit is not None:
             self.samples.setValue(max(self.samples.minimum(), limit))
 
-    def set_compact(self, on: bool, can_fold: bool = False, deep: bool = False) -> None:
+    def set_compact(self, on: bool, can_fold: bool = False, deep: bool = False, terse: bool = False) -> None:
         """Fold the rows past Scope (their values still apply to every run) into one muted line
         that names them, with a link to show them ("all settings"), so that Run and the Preview
         stay in view; ``deep`` folds Pattern, Scope and Keep dense too (a screen 720 px high in
-        presentation mode); ``can_fold``: with the rows shown, offer a link to fold them again."""
+        presentation mode); ``terse`` leaves only the link, the line in its tooltip (the two or
+        three lines it takes in presentation mode kept the accuracy change out of view at 720 px);
+        ``can_fold``: with the rows shown, offer a link to fold them again."""
         self.compact = bool(on)
         self.deep = self.compact and bool(deep)
+        self.terse = self.deep and bool(terse)
         for w in self.advanced:
             self._form.setRowVisible(w, not self.compact)
         for row in (self.pattern, self.scope, self._keep_row):
@@ -421,7 +425,10 @@ class ControlsPanel(QGroupBox):
 
     def _update_hidden_note(self, *_args) -> None:
         if self.compact:
-            self.hidden_note.setText(f'{html.escape(self.hidden_summary())} — <a href="all">all settings</a>')
+            summary = html.escape(self.hidden_summary())
+            self.hidden_note.setText('<a href="all">All settings</a>' if self.terse
+                                     else f'{summary} — <a href="all">all settings</a>')
+            self.hidden_note.setToolTip(self.hidden_summary() if self.terse else "")
 
     def set_busy(self, busy: bool) -> None:
         """Enable Cancel (and disable Run) while a foreground job runs."""

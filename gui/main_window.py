@@ -338,6 +338,7 @@ class MainWindow(QMainWindow):
 
         self.controls = ControlsPanel()
         self.preview_panel = PreviewPanel()
+        self.preview_panel.delta_shown.connect(self._fold_timer.start)  # the fold's target moved
         self.export_button = QPushButton("Export ONNX…  (Ctrl+E)")
         self.export_button.setEnabled(False)
         # refine the last run's kept weights without pruning again, before exporting it
@@ -807,33 +808,38 @@ class MainWindow(QMainWindow):
 
     def _fit_folding(self) -> None:
         """Fold the pruning box's rows past Scope into a one-line summary where, with them shown,
-        the Preview's accuracy would be below the sidebar's fold (a 768-pixel-high laptop screen),
-        and always in presentation mode; fold Pattern, Scope and Keep dense too where that is not
-        enough, and in presentation mode then the data's lines in the model box (a 1280×720
-        projector). Unless the user asked for all the settings (the summary's link; "Fewer
-        settings" folds them again)."""
+        the Preview's accuracy change (with its interval) would be below the sidebar's fold (a
+        768-pixel-high laptop screen), and always in presentation mode; fold Pattern, Scope and
+        Keep dense too where that is not enough, and in presentation mode then the data's lines
+        in the model box and the folded rows' line down to its link (a 1280×720 projector).
+        Where no folding brings the change into view,
+        the least that brings the accuracy. Unless the user asked for all the settings (the
+        summary's link; "Fewer settings" folds them again)."""
         c = self.controls
         content = self.sidebar_scroll.widget()
         presenting = self.theme.presentation
+        panel = self.preview_panel
 
-        def fits(level: int) -> bool:
-            """Whether the accuracy is in view with the rows folded to ``level`` (0: none,
-            1: past Scope, 2: past Sparsity, 3: and the model box's data lines, in presentation
-            mode); nothing is painted in between."""
-            c.set_compact(level > 0, deep=level > 1)
+        def fits(level: int, shown: QWidget) -> bool:
+            """Whether ``shown`` is in view with the rows folded to ``level`` (0: none,
+            1: past Scope, 2: past Sparsity, 3: and the model box's data lines, 4: and the
+            folded rows' line down to its link, in presentation mode); nothing is painted in
+            between."""
+            c.set_compact(level > 0, deep=level > 1, terse=level > 3)
             self.data_info.setVisible(level < 3)
             QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)  # lay the rows out now
             content.layout().activate()
-            acc = self.preview_panel.after_acc
-            return acc.mapTo(content, acc.rect().bottomLeft()).y() <= self.sidebar_scroll.viewport().height()
+            return shown.mapTo(content, shown.rect().bottomLeft()).y() <= self.sidebar_scroll.viewport().height()
 
         if self._unfolded:
             self.data_info.setVisible(True)
-            c.set_compact(False, can_fold=presenting or not fits(0))
+            c.set_compact(False, can_fold=presenting or not fits(0, panel.after_acc))
             return
-        for level in (1, 2, 3) if presenting else (0, 1, 2):
-            if fits(level):
-                break
+        levels = (1, 2, 3, 4) if presenting else (0, 1, 2)
+        for shown in ((panel.delta,) if panel.delta.text() else ()) + (panel.after_acc,):
+            for level in levels:
+                if fits(level, shown):
+                    return
 
     def _set_unfolded(self, on: bool) -> None:
         self._unfolded = bool(on)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
@@ -45,7 +45,11 @@ def fmt_ci(ev: Any) -> str:
 
 
 class PreviewPanel(QGroupBox):
-    """Dense vs pruned numbers. The window calls :meth:`set_dense` and :meth:`set_after`."""
+    """Dense vs pruned numbers. The window calls :meth:`set_dense` and :meth:`set_after`.
+    ``delta_shown``: the line of the accuracy change appeared or went (the sidebar's height
+    above the fold changed)."""
+
+    delta_shown = Signal()
 
     ROWS = (("loss", "Loss"), ("nonzeros", "Nonzeros"), ("sparsity", "Sparsity"),
             ("onnx", "ONNX size"), ("deflate", "Compressed"), ("time", "Time"))
@@ -233,6 +237,12 @@ class PreviewPanel(QGroupBox):
         return self.after_acc.text()
 
     def _update_delta(self) -> None:
+        had = bool(self.delta.text())
+        self._set_delta()
+        if bool(self.delta.text()) != had:
+            self.delta_shown.emit()
+
+    def _set_delta(self) -> None:
         d, a = self._dense_eval, self._after_eval
         if d is None or a is None:
             self.delta.setText("")

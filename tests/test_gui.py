@@ -1980,8 +1980,14 @@ def test_presentation_mode_fits_a_1280_by_720_projector(qtbot, window: MainWindo
     acc = window.preview_panel.after_acc
     qtbot.waitUntil(lambda: acc.mapTo(window.sidebar_scroll.widget(), acc.rect().bottomLeft()).y()
                     <= viewport.height())
+    # the accuracy change with its interval too, where the folded rows' line goes down to its link
+    delta = window.preview_panel.delta
+    assert delta.text().startswith("Accuracy change")
+    qtbot.waitUntil(lambda: delta.mapTo(window.sidebar_scroll.widget(), delta.rect().bottomLeft()).y()
+                    <= viewport.height())
     assert c.deep and not c.scope.isVisibleTo(c) and not c.pattern.isVisibleTo(c)
-    assert "Scope global" in c.hidden_note.text() and "Pattern none" in c.hidden_note.text()
+    note = c.hidden_note.toolTip() if c.terse else c.hidden_note.text()  # terse: the line in its tooltip
+    assert "Scope global" in note and "Pattern none" in note and "all settings" in c.hidden_note.text().lower()
     from gui.layer_table import COL_AFTER
     table = window.table
     qtbot.waitUntil(lambda: table.horizontalHeader().length() <= table.viewport().width() + 1)
