@@ -812,9 +812,9 @@ class MainWindow(QMainWindow):
         768-pixel-high laptop screen), and always in presentation mode; fold Pattern, Scope and
         Keep dense too where that is not enough, and in presentation mode then the data's lines
         in the model box and the folded rows' line down to its link (a 1280×720 projector).
-        Where no folding brings the change into view,
-        the least that brings the accuracy. Unless the user asked for all the settings (the
-        summary's link; "Fewer settings" folds them again)."""
+        Where no folding brings the change into view, the least that brings the accuracy.
+        Unless the user asked for all the settings (the summary's link; "Fewer settings" folds
+        them again)."""
         c = self.controls
         content = self.sidebar_scroll.widget()
         presenting = self.theme.presentation
@@ -831,12 +831,13 @@ class MainWindow(QMainWindow):
             content.layout().activate()
             return shown.mapTo(content, shown.rect().bottomLeft()).y() <= self.sidebar_scroll.viewport().height()
 
+        targets = ((panel.delta,) if panel.delta.text() else ()) + (panel.after_acc,)
         if self._unfolded:
             self.data_info.setVisible(True)
-            c.set_compact(False, can_fold=presenting or not fits(0, panel.after_acc))
+            c.set_compact(False, can_fold=presenting or not fits(0, targets[0]))
             return
         levels = (1, 2, 3, 4) if presenting else (0, 1, 2)
-        for shown in ((panel.delta,) if panel.delta.text() else ()) + (panel.after_acc,):
+        for shown in targets:
             for level in levels:
                 if fits(level, shown):
                     return
