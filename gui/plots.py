@@ -122,6 +122,7 @@ class StudioPlot(pg.PlotWidget):
         if draw is not None:
             @functools.wraps(draw)
             def redraw(self: StudioPlot, *args: Any, **kw: Any) -> Any:
+                self._y_room = None  # set again by a redraw that keeps room for text (keep_room_above)
                 out = draw(self, *args, **kw)
                 self.fit_overlays_later()
                 return out
@@ -130,6 +131,7 @@ class StudioPlot(pg.PlotWidget):
 
     def __init__(self, title: str = "", parent: QWidget | None = None) -> None:
         self._fitted: list[tuple[pg.TextItem, tuple[str, ...]]] = []
+        self._y_room: tuple[float, float, float, Callable[[], float]] | None = None
         self._legend_hidden = False
         self._tooltip = ""
         self._fit_timer = QTimer()
@@ -227,9 +229,36 @@ class StudioPlot(pg.PlotWidget):
                 legend.setVisible(True)
                 self._legend_hidden = False
             self._show_tooltip()
+        self._fit_y_range()
         self._fitted = [(t, texts) for t, texts in self._fitted if t.scene() is not None]
         for text_item, texts in self._fitted:
             self._fit_one(vb, text_item, texts)
+
+    def keep_room_above(self, bottom: float, top: float, pixels: Callable[[], float], below: float = 0.04) -> None:
+        """Show y from ``bottom`` to ``top`` with ``pixels()`` px of room above ``top`` (for a
+        line's label, a legend) and ``below`` of the span under ``bottom``, whatever the plot's
+        height: a share of the span left a small plot too little room and a large one an empty
+        band. Kept as the plot resizes, until the next redraw."""
+        self._y_room = (bottom, top, below, pixels)
+        self._fit_y_range()
+
+    def text_line(self, lines: float = 1.0) -> float:
+        """Pixels ``lines`` lines of the plot's text take, with a margin."""
+        return QFontMetrics(self.font()).height() * 1.6 * lines + 4
+
+    def _fit_y_range(self) -> None:
+        room = self.__dict__.get("_y_room")
+        vb = self.getPlotItem().getViewBox()
+        if room is None or vb.height() <= 1:
+            return
+        bottom, top, below, pixels = room
+        span = max(top - bottom, 1e-9)
+        share = min(0.6, pixels() / vb.height())  # of the view's height above ``top``
+        low = bottom - below * span
+        high = low + (top - low) / (1 - share)
+        (_, _), (y0, y1) = vb.viewRange()
+        if abs(y0 - low) > 1e-6 * span or abs(y1 - high) > 1e-6 * span:
+            vb.setYRange(low, high, padding=0)
 
     @staticmethod
     def _fit_one(vb: pg.ViewBox, text_item: pg.TextItem, texts: tuple[str, ...]) -> None:
@@ -1016,9 +1045,9 @@ class ObjectivePlot(StudioPlot):
         legend.setBrush(pg.mkBrush(self.theme.qcolor("panel", 210)))
         top = max([0.0, *y.tolist()])
         bottom = min([*y.tolist(), *lows])
-        span = max(1e-6, top - bottom)
-        # headroom above the curve for the legend (two rows for CHITA++) and the zero line's label
-        room = 0.35 if s["kind"] == "trace" else 0.6
-        item.setYRange(bottom - 0.08 * span, top + room * span, padding=0)
+        # room above the curve for the zero line's label and the legend (two rows for CHITA++),
+        # where the legend is shown (a small plot hides it)
+        self.keep_room_above(bottom, top, lambda: self.text_line() + (
+            legend.boundingRect().height() + 8 if legend.isVisible() else 0), below=0.08)
         last = float(s.get("stages", x.max())) if s["kind"] == "stages" else float(x.max())
         item.setXRange(float(x.min()) - 0.3, max(last, float(x.max())) + 0.3, padding=0)

@@ -9,7 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401 - registers the exporters
 from PySide6.QtCore import QSettings, QSize, Qt, Signal
-from PySide6.QtGui import QFontMetrics, QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -157,7 +157,6 @@ class SweepPlot(StudioPlot):
         item = self.getPlotItem()
         item.clear()
         self.curves, self.bands = {}, {}
-        self._y_extent: tuple[float, float] | None = None  # the methods' accuracies (not classes)
         if not self.rows:  # empty: the axes in percent, as they will be (not 0–1)
             item.setRange(xRange=(0, 100), yRange=(0, 100), padding=0.02)
             return
@@ -215,31 +214,8 @@ class SweepPlot(StudioPlot):
         ys = [100 * v for _, _, ev in self.rows if ev is not None for v in ev.accuracy_ci]
         if self.dense is not None:
             ys.append(100 * self.dense.accuracy)
-        self._y_extent = (min(ys), max(ys)) if ys else None
-        self._fit_y_range()
-
-    def fit_overlays(self) -> None:
-        """The y range keeps room for the dense line's label above the highest band (it ran into
-        the title of a small plot), then the overlays are fitted."""
-        self._fit_y_range()
-        super().fit_overlays()
-
-    def _fit_y_range(self) -> None:
-        """Accuracies from the lowest band to the highest, with one line of text's height above
-        (in pixels, whatever the plot's height) and a little below."""
-        extent = self.__dict__.get("_y_extent")
-        vb = self.getPlotItem().getViewBox()
-        if extent is None or vb.height() <= 1:
-            return
-        bottom, top = extent
-        span = max(top - bottom, 1.0)
-        room = min(0.5, (QFontMetrics(self.font()).height() * 1.6 + 4) / vb.height())  # of the view's height
-        low = bottom - 0.04 * span
-        high = low + (top - low) / (1 - room)
-        (_, _), (y0, y1) = vb.viewRange()
-        if abs(y0 - low) > 1e-6 * span or abs(y1 - high) > 1e-6 * span:
-            vb.setYRange(low, high, padding=0)
-
+        if ys:  # room above the highest band for the dense line's label (it ran into a small plot's title)
+            self.keep_room_above(min(ys), max(ys), self.text_line)
 
     MAX_CLASS_LINES = 12  # more classes: those that lost most by the sparsest point
 

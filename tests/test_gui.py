@@ -218,6 +218,20 @@ def test_objective_tab_plots_the_mask_search_against_magnitude_and_the_floor(qtb
     assert s["kind"] == "stages" and len(s["y"]) == len(stages) > 1
     assert all(f <= y <= 1e-9 for f, y in zip(s["floor"], s["y"]))
     assert s["sparsities"][-1] == pytest.approx(0.9, abs=1e-3)
+    # the zero line's label and the legend sit in the room kept above the curve, at any height
+    import pyqtgraph as pg
+    window.overview_tabs.setCurrentWidget(plot)
+    vb = plot.getPlotItem().getViewBox()
+    zero = next(i for i in plot.getPlotItem().items if isinstance(i, pg.InfiniteLine) and i.value() == 0)
+    legend = plot.getPlotItem().legend
+
+    def label_clear() -> bool:
+        drawn = vb.mapRectFromItem(zero.label, zero.label.boundingRect())
+        shown_legend = vb.mapRectFromItem(legend, legend.boundingRect()) if legend.isVisible() else None
+        return (drawn.top() >= 0 and zero.label.isVisible()
+                and (shown_legend is None or shown_legend.bottom() <= drawn.top() + 2))
+
+    qtbot.waitUntil(label_clear)
     run_and_wait(qtbot, window, "magnitude", 90)
     assert plot.series is None and not plot._message.isHidden()
     assert "no mask search" in plot._message.text()
