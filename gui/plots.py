@@ -301,6 +301,7 @@ class StudioPlot(pg.PlotWidget):
         where it is longer (a narrow plot cut it off at both ends)."""
         self.__dict__.setdefault("_axis_text", {})[axis] = (text, units)
         self.getPlotItem().setLabel(axis, text, units=units, unitPrefix=unitPrefix, **args)
+        self.getPlotItem().getAxis(axis).resizeEvent(None)  # centred: pyqtgraph centres on resizes only
         self._fit_axis_label(axis)
 
     def axis_label(self, axis: str) -> str:

@@ -2239,6 +2239,10 @@ def test_a_long_plot_title_is_shortened_to_the_plot_and_whole_again_when_wide(qt
     assert drawn.left() >= 0 and drawn.right() <= plot.width()
     plot.resize(1200, 300)  # the resize shows them whole again
     qtbot.waitUntil(lambda: label.text == long and bottom.labelText == axis_text)
+    plot.setLabel("bottom", "stage")  # a new, shorter label is centred at once, not where the old one was
+    drawn = bottom.label.mapRectToScene(bottom.label.boundingRect())
+    axis_rect = bottom.mapRectToScene(bottom.boundingRect())
+    assert abs(drawn.center().x() - axis_rect.center().x()) < 10
 
 
 def test_a_small_plot_hides_its_legend_and_shortens_its_line_labels(qtbot) -> None:
