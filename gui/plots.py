@@ -131,6 +131,7 @@ class StudioPlot(pg.PlotWidget):
 
     def __init__(self, title: str = "", parent: QWidget | None = None) -> None:
         self._fitted: list[tuple[pg.TextItem, tuple[str, ...]]] = []
+        self._cut: list[str] = []  # registered texts shortened or hidden for room, whole
         self._y_room: tuple[float, float, float, Callable[[], float]] | None = None
         self._legend_hidden = False
         self._tooltip = ""
@@ -182,12 +183,16 @@ class StudioPlot(pg.PlotWidget):
         self._show_tooltip()
 
     def _show_tooltip(self) -> None:
-        text = self.__dict__.get("_tooltip", "")
+        """The plot's own tooltip, then what it left out for room: a hidden legend's entries, the
+        whole texts of labels shortened or hidden ("← 347" for "← 347 with zero saliency")."""
+        lines = [self.__dict__.get("_tooltip", "")]
         legend = self.getPlotItem().legend
         if self.__dict__.get("_legend_hidden") and legend is not None and legend.items:
             names = ", ".join(label.text for _sample, label in legend.items)
-            text = (text + "\n\n" if text else "") + f"Legend (hidden: the plot is too small for it): {names}"
-        super().setToolTip(text)
+            lines.append(f"Legend (hidden: the plot is too small for it): {names}")
+        if self.__dict__.get("_cut"):
+            lines.append("Shortened or hidden for room: " + "; ".join(self._cut))
+        super().setToolTip("\n\n".join(line for line in lines if line))
 
     def fit_text(self, item: pg.TextItem, texts: Sequence[str]) -> None:
         """Draw ``item`` (a TextItem or an InfiniteLine's label, already added) with the first of
@@ -228,11 +233,10 @@ class StudioPlot(pg.PlotWidget):
             elif not crowded and self._legend_hidden:
                 legend.setVisible(True)
                 self._legend_hidden = False
-            self._show_tooltip()
         self._fit_y_range()
         self._fitted = [(t, texts) for t, texts in self._fitted if t.scene() is not None]
-        for text_item, texts in self._fitted:
-            self._fit_one(vb, text_item, texts)
+        self._cut = [texts[0] for text_item, texts in self._fitted if not self._fit_one(vb, text_item, texts)]
+        self._show_tooltip()
 
     def keep_room_above(self, bottom: float, top: float, pixels: Callable[[], float], below: float = 0.04) -> None:
         """Show y from ``bottom`` to ``top`` with ``pixels()`` px of room above ``top`` (for a
@@ -261,7 +265,8 @@ class StudioPlot(pg.PlotWidget):
             vb.setYRange(low, high, padding=0)
 
     @staticmethod
-    def _fit_one(vb: pg.ViewBox, text_item: pg.TextItem, texts: tuple[str, ...]) -> None:
+    def _fit_one(vb: pg.ViewBox, text_item: pg.TextItem, texts: tuple[str, ...]) -> bool:
+        """Fit one registered text; True where it is drawn whole."""
         label = isinstance(text_item, pg.InfLineLabel)
         if label:
             anchors = getattr(text_item, "_studio_anchors", text_item.anchors)
@@ -282,8 +287,9 @@ class StudioPlot(pg.PlotWidget):
             text_item.setText(text)
             if text_item.textItem.boundingRect().width() <= room:
                 text_item.setVisible(True)
-                return
+                return text == texts[0]
         text_item.setVisible(False)
+        return False
 
     def set_message(self, text: str | None) -> None:
         """Show ``text`` over the plot (None hides it)."""

@@ -2278,9 +2278,10 @@ def test_a_small_plot_hides_its_legend_and_shortens_its_line_labels(qtbot) -> No
         return drawn.left() >= -1 and drawn.right() <= vb.width() + 1
 
     qtbot.waitUntil(lambda: all(inside(lb) for lb in labels if lb.isVisible()))  # once the layout settles
+    assert all(lb.toPlainText() in hist.toolTip() for lb in labels if not lb.isVisible())
     hist.resize(900, 600)
     qtbot.waitUntil(lambda: legend.isVisible() and all(lb.isVisible() for lb in labels))
-    assert "Legend" not in hist.toolTip()
+    assert "Legend" not in hist.toolTip() and "for room" not in hist.toolTip()
 
     overview = LayerOverview()
     qtbot.addWidget(overview)
@@ -2296,6 +2297,7 @@ def test_a_small_plot_hides_its_legend_and_shortens_its_line_labels(qtbot) -> No
     qtbot.waitUntil(lambda: line.label.toPlainText() in ("threshold 0.188", "0.188"))
     drawn = overview.getPlotItem().getViewBox().mapRectFromItem(line.label, line.label.boundingRect())
     assert drawn.left() >= -1
+    assert "Shortened or hidden for room: magnitude threshold 0.188" in overview.toolTip()  # whole there
 
     # the sweep's dense line near the top: its label stays inside the plot area, under the title
     from types import SimpleNamespace
