@@ -133,6 +133,8 @@ class StudioPlot(pg.PlotWidget):
         self._fitted: list[tuple[pg.TextItem, tuple[str, ...]]] = []
         self._cut: list[str] = []  # registered texts shortened or hidden for room, whole
         self._y_room: tuple[float, float, float, Callable[[], float]] | None = None
+        self._range_due = False  # a redraw asked for the y range to be fitted again
+        self._range_height = 0.0  # the plot area's height the y range was fitted for
         self._legend_hidden = False
         self._tooltip = ""
         self._fit_timer = QTimer()
@@ -233,7 +235,11 @@ class StudioPlot(pg.PlotWidget):
             elif not crowded and self._legend_hidden:
                 legend.setVisible(True)
                 self._legend_hidden = False
-        self._fit_y_range()
+        # the y range again after a redraw, or where the plot's height changed (the room above
+        # is in pixels), not after a zoom: that is the user's (it can change the axis's width)
+        if self._range_due or abs(height - self._range_height) > 0.5:
+            self._range_due = False
+            self._fit_y_range()
         self._fitted = [(t, texts) for t, texts in self._fitted if t.scene() is not None]
         self._cut = [texts[0] for text_item, texts in self._fitted if not self._fit_one(vb, text_item, texts)]
         self._show_tooltip()
@@ -244,6 +250,7 @@ class StudioPlot(pg.PlotWidget):
         height: a share of the span left a small plot too little room and a large one an empty
         band. Kept as the plot resizes, until the next redraw."""
         self._y_room = (bottom, top, below, pixels)
+        self._range_due = True  # again once the overlays are fitted (a legend hidden frees room)
         self._fit_y_range()
 
     def text_line(self, lines: float = 1.0) -> float:
@@ -256,6 +263,7 @@ class StudioPlot(pg.PlotWidget):
         if room is None or vb.height() <= 1:
             return
         bottom, top, below, pixels = room
+        self._range_height = vb.height()
         span = max(top - bottom, 1e-9)
         share = min(0.6, pixels() / vb.height())  # of the view's height above ``top``
         low = bottom - below * span

@@ -2322,6 +2322,9 @@ def test_a_small_plot_hides_its_legend_and_shortens_its_line_labels(qtbot) -> No
     qtbot.waitUntil(lambda: dense.label.isVisible() and svb.mapRectFromItem(
         dense.label, dense.label.boundingRect()).top() >= 0)
     assert dense.label.toPlainText().endswith("96.8%")
+    svb.setYRange(50, 60, padding=0)  # the user's zoom stays: the room is kept on resizes and redraws only
+    qtbot.wait(50)
+    assert svb.viewRange()[1] == pytest.approx([50, 60])
 
 
 def test_a_result_dialog_shows_its_whole_text_or_scrolls(qtbot) -> None:
