@@ -281,7 +281,7 @@ WORST_COLUMN = 6  # the Sweep table's worst-class column
 VS_MAGNITUDE_COLUMN = 5
 
 
-TABLE_SHARE = 0.5  # of the Sweep tab's width for the table at most (its rows scroll sideways)
+TABLE_SHARE = 0.5  # of the Sweep tab's width for the table at most (beyond it, columns are hidden)
 
 
 class FitLineEdit(QLineEdit):
@@ -394,7 +394,6 @@ class SweepView(QWidget):
         # comparison with magnitude (first where it is empty), then the interval (the plot's
         # band) and the change against dense; a row's tooltip gives them
         self.columns = ColumnFitter(self.table, (WORST_COLUMN, VS_MAGNITUDE_COLUMN, 3, 4),
-                                    names=[self.table.horizontalHeaderItem(c).text() for c in range(7)],
                                     shrink=0)  # and then the methods' names end in "…"
         self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.plot)
