@@ -11,6 +11,7 @@ from PySide6.QtCore import (
     QRectF,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import QColor, QPainter
@@ -48,8 +49,16 @@ def fmt_int(n: int) -> str:
 
 
 def fmt_pct(x: float | None, digits: int = 1) -> str:
-    """0.123 → '12.3%'; None → '–'."""
-    return "–" if x is None else f"{100.0 * x:.{digits}f}%"
+    """0.123 → '12.3%'; None → '–'. A fraction that would round to 0 or 100 without being
+    it says so: 0.0004 → '<0.1%' (a small layer's share of ResNet-50), 0.9997 → '>99.9%'."""
+    if x is None:
+        return "–"
+    half = 0.5 * 10.0 ** -(digits + 2)  # half a unit of the last digit shown, as a fraction
+    if 0.0 < x < half:
+        return f"<{100.0 * 2 * half:.{digits}f}%"
+    if 1.0 - half <= x < 1.0:
+        return f">{100.0 * (1.0 - 2 * half):.{digits}f}%"
+    return f"{100.0 * x:.{digits}f}%"
 
 
 class LayerTableModel(QAbstractTableModel):
@@ -239,7 +248,10 @@ class LayerTable(QTableView):
         header = self.horizontalHeader()
         header.setHighlightSections(False)
         header.setStretchLastSection(False)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # widths are set by fit_columns from contents measured once per change of the data
+        # (ResizeToContents measured every cell again at each resize: 160 ms a resize with
+        # ResNet50's 54 rows, benchmarks/layer_table_fit.py)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         header.setMinimumSectionSize(40)
         self.delegate = BarDelegate(self)
         for col in BAR_COLUMNS:
@@ -250,6 +262,20 @@ class LayerTable(QTableView):
         self.names_shortened = False  # fit_columns narrowed the names' column below its contents
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._context_menu)
+        # content widths by (column, short form, fonts), kept until the data change
+        self._widths: dict[tuple[int, bool, str, str], int] = {}
+        self._fitting = False  # fit_columns' own switches of the names' and header's forms
+        self._refit = QTimer(self)
+        self._refit.setSingleShot(True)
+        self._refit.timeout.connect(self._fit_after_change)
+        for sig in (self.proxy.modelReset, self.proxy.layoutChanged, self.proxy.rowsInserted,
+                    self.proxy.rowsRemoved):
+            sig.connect(lambda *_: self._forget_widths())
+        self.proxy.dataChanged.connect(
+            lambda tl, br, *_: self._forget_widths(range(tl.column(), br.column() + 1)))
+        self.proxy.headerDataChanged.connect(
+            lambda orientation, first, last: self._forget_widths(range(first, last + 1))
+            if orientation == Qt.Orientation.Horizontal else None)
 
     def context_actions(self, key: str | None) -> list[tuple[str, bool | None, object]]:
         """The context menu of a row (weight ``key``): (text, checked or None, what it emits)."""
@@ -275,6 +301,48 @@ class LayerTable(QTableView):
             action.triggered.connect(lambda _=False, e=emit: e())
         menu.exec(self.viewport().mapToGlobal(pos))
 
+    def _forget_widths(self, columns=None) -> None:
+        """The data of ``columns`` (all if None) changed: measure them again, and refit soon
+        (not for fit_columns' own switches of form, whose widths are kept per form)."""
+        if self._fitting:
+            return
+        if columns is None:
+            self._widths.clear()
+        else:
+            cols = set(columns)
+            for key in [k for k in self._widths if k[0] in cols]:
+                del self._widths[key]
+        self._refit.start(0)
+
+    def _fit_after_change(self) -> None:
+        if self.source.rowCount():
+            self.fit_columns()
+
+    def content_width(self, col: int, short: bool | None = None) -> int:
+        """The width column ``col`` needs for its header and every shown row, as Qt's
+        ResizeToContents gives it; measured once per change of the data or fonts. ``short``
+        (the names' column: without ".weight"; *After*: its header without the method) asks for
+        that form instead of the current one."""
+        source = self.source
+        now = (source.short_names if col == COL_NAME else source.short_after if col == COL_AFTER else False)
+        short = now if short is None or col not in (COL_NAME, COL_AFTER) else short
+        key = (col, short, self.font().key(), self.horizontalHeader().font().key())
+        width = self._widths.get(key)
+        if width is None:
+            switch = source.set_short_names if col == COL_NAME else source.set_short_after
+            self._fitting = True  # a switch of form changes no data
+            try:
+                if short != now:
+                    switch(short)
+                header = self.horizontalHeader()
+                width = max(self.sizeHintForColumn(col), header.sectionSizeHint(col), header.minimumSectionSize())
+                if short != now:
+                    switch(now)
+            finally:
+                self._fitting = False
+            self._widths[key] = width
+        return width
+
     def fit_columns(self, width: int | None = None) -> int:
         """Show every column that fits in ``width`` px (default: the viewport's), hiding, while
         the columns are wider, the Sparsity-now column where every layer is dense now (a column
@@ -283,34 +351,52 @@ class LayerTable(QTableView):
         header (its tooltip names it), then shortens the names from the left ("…1.0.conv1"), down
         to ``MIN_NAME_WIDTH`` (a 1024-pixel screen, presentation mode on a 1280-pixel one);
         returns the shown columns' total width. In compact mode (presentation) those four
-        columns stay hidden (Sparsity-now only where the model is dense) and the header short."""
+        columns stay hidden (Sparsity-now only where the model is dense) and the header short.
+
+        Widths are arithmetic on :meth:`content_width`: a resize measures no cell."""
         rows = self.source.rows()  # a copy: taken once (this runs on every resize)
         dense_now = bool(rows) and all(not r.sparsity_now for r in rows)
         optional = ((COL_NOW,) if dense_now else ()) + OPTIONAL_COLUMNS
-        self.setColumnHidden(COL_NOW, self.compact and dense_now)
-        for col in OPTIONAL_COLUMNS:
-            self.setColumnHidden(col, self.compact)
-        self.source.set_short_after(self.compact)
-        header = self.horizontalHeader()
-        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.ResizeToContents)
-        self.source.set_short_names(False)
-        self.resizeColumnsToContents()
+        hidden = (set(OPTIONAL_COLUMNS) | ({COL_NOW} if dense_now else set())) if self.compact else set()
         width = self.viewport().width() if width is None else width
+        short_names, short_after = False, self.compact
+        need = {c: self.content_width(c) for c in range(len(COLUMNS)) if c not in (COL_NAME, COL_AFTER)}
+        need[COL_NAME] = self.content_width(COL_NAME, short_names)
+        need[COL_AFTER] = self.content_width(COL_AFTER, short_after)
+
+        def total() -> int:
+            return sum(w for c, w in need.items() if c not in hidden)
+
         for col in optional:
-            if header.length() <= width:
+            if total() <= width:
                 break
-            self.setColumnHidden(col, True)
-        if header.length() > width:  # "layer1.0.conv1" for "layer1.0.conv1.weight"
-            self.source.set_short_names(True)
-            self.resizeColumnToContents(COL_NAME)
-        if header.length() > width and not self.compact:  # "After" for "After (CHITA)"
-            self.source.set_short_after(True)
-            self.resizeColumnToContents(COL_AFTER)
-        excess = header.length() - width
-        self.names_shortened = excess > 0 and header.sectionSize(COL_NAME) > MIN_NAME_WIDTH
+            hidden.add(col)
+        if total() > width:  # "layer1.0.conv1" for "layer1.0.conv1.weight"
+            short_names = True
+            need[COL_NAME] = self.content_width(COL_NAME, True)
+        if total() > width and not self.compact:  # "After" for "After (CHITA)"
+            short_after = True
+            need[COL_AFTER] = self.content_width(COL_AFTER, True)
+        excess = total() - width
+        self.names_shortened = excess > 0 and need[COL_NAME] > MIN_NAME_WIDTH
         if self.names_shortened:
-            header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Interactive)
-            header.resizeSection(COL_NAME, max(MIN_NAME_WIDTH, header.sectionSize(COL_NAME) - excess))
+            need[COL_NAME] = max(MIN_NAME_WIDTH, need[COL_NAME] - excess)
+        header = self.horizontalHeader()
+        self._fitting = True
+        try:
+            self.source.set_short_names(short_names)
+            self.source.set_short_after(short_after)
+            mode = (QHeaderView.ResizeMode.Interactive if self.names_shortened  # the user may widen it
+                    else QHeaderView.ResizeMode.Fixed)
+            if header.sectionResizeMode(COL_NAME) != mode:
+                header.setSectionResizeMode(COL_NAME, mode)
+            for col in range(len(COLUMNS)):
+                if self.isColumnHidden(col) != (col in hidden):
+                    self.setColumnHidden(col, col in hidden)
+                if col not in hidden and header.sectionSize(col) != need[col]:
+                    header.resizeSection(col, need[col])
+        finally:
+            self._fitting = False
         return header.length()
 
     def hides_for_room(self) -> bool:

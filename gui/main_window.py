@@ -918,7 +918,7 @@ class MainWindow(QMainWindow):
     def _fit_table_if_clipped(self) -> None:
         """Widen the table when its columns no longer fit (e.g. the 'After (…)' header grew), or
         when it hides some of them for want of room (the header may have grown first)."""
-        self.table.resizeColumnsToContents()
+        self.table.fit_columns()
         if self.table.hides_for_room() or self.table.horizontalHeader().length() > self.table.viewport().width():
             self._fit_table()
 

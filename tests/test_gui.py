@@ -1782,6 +1782,53 @@ def test_a_very_narrow_layer_table_shortens_the_names_and_keeps_after(qtbot) -> 
     assert name_of(0) == "layer1.0.conv1.weight" and header_after() == "After (CHITA)" and not table.hides_for_room()
 
 
+def test_a_layer_table_measures_its_cells_once_per_change_not_at_every_resize(qtbot) -> None:
+    """A large network's table (ResNet-50's 54 rows) stalled the window 0.1-0.4 s at every step
+    of a splitter drag: each fit measured every cell about six times. The widths are now
+    measured once per change of the data, equal to Qt's own measure, and a resize measures
+    nothing; a change of the data (a preview's values and header) is measured and fitted."""
+    from PySide6.QtWidgets import QStyledItemDelegate
+
+    from gui.jobs import LayerRow
+    from gui.layer_table import COL_AFTER, COL_NAME, COLUMNS, LayerTable, fmt_pct
+
+    names = [f"layer{s}.{b}.conv{c}.weight" for s in (1, 2, 3, 4) for b in range(6) for c in (1, 2, 3)]
+    rows = [LayerRow(n, n, "Conv2d", (256, 64, 3, 3), 147456, 0.0004, True, 0.0) for n in names]
+    table = LayerTable()
+    qtbot.addWidget(table)
+    table.source.set_rows(rows)
+    table.source.set_after({n: 0.5 for n in names}, "Magnitude (global)")
+    table.resize(1200, 400)
+    table.show()
+    qtbot.waitExposed(table)
+    table.fit_columns()
+    header = table.horizontalHeader()
+    for col in range(len(COLUMNS)):  # the same widths as Qt's ResizeToContents measure
+        table.resizeColumnToContents(col)
+        assert header.sectionSize(col) == table.content_width(col), COLUMNS[col]
+    measured = []
+
+    class Counting(QStyledItemDelegate):  # Qt measures a cell by asking its delegate's size hint
+        def sizeHint(self, option, index):  # noqa: N802 - Qt API
+            measured.append(index.column())
+            return super().sizeHint(option, index)
+
+    table.setItemDelegateForColumn(COL_NAME, Counting(table))
+    table.setItemDelegateForColumn(COL_AFTER, Counting(table))
+    for width in range(1200, 500, -50):  # a splitter drag
+        table.resize(width, 400)
+        qtbot.wait(1)
+    assert measured == [] and header.length() <= table.viewport().width()
+    table.resize(1200, 400)
+    qtbot.waitUntil(lambda: not table.hides_for_room())  # every column back, names whole
+    before = header.sectionSize(COL_AFTER)
+    table.source.set_after({n: 0.9996 for n in names}, "A method with a much longer name (and more)")
+    qtbot.waitUntil(lambda: header.sectionSize(COL_AFTER) > before)  # refitted to the new header
+    assert COL_AFTER in measured and header.length() <= table.viewport().width()
+    assert table.model().index(0, COL_AFTER).data() == ">99.9%"  # not "100.0%": one in 2,500 is kept
+    assert fmt_pct(0.0004) == "<0.1%" and fmt_pct(0.0) == "0.0%" and fmt_pct(1.0) == "100.0%"
+
+
 def test_a_narrow_layer_table_hides_type_params_shape_before_after(qtbot, window: MainWindow) -> None:
     """Long layer names (ResNet20's) made the table wider than its pane and pushed *After*, the
     column a run fills, out of view. The table hides Sparsity-now where every layer is dense
