@@ -1992,10 +1992,8 @@ class MainWindow(QMainWindow):
         mask2d = jobs.as_matrix(mask.astype(np.float32)) if mask is not None else None
         if sal is not None:
             self.importance_hist.set_data(sal, mask)
-            s2 = jobs.as_matrix(sal)
-            positive = s2[s2 > 0]
-            floor = float(positive.min()) if positive.size else 1e-30
-            self.heatmap.set_data(np.log10(np.maximum(s2, floor)), mask2d, "log₁₀ saliency",
+            logs = self.importance_hist.logs.reshape(np.shape(sal))  # computed once for both plots
+            self.heatmap.set_data(jobs.as_matrix(logs), mask2d, "log₁₀ saliency",
                                   jobs.matrix_columns_label(w.shape))
             self.heatmap.set_title("Importance map (log₁₀ saliency)")
         else:

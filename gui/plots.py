@@ -17,19 +17,56 @@ from PySide6.QtWidgets import QLabel, QWidget
 from core.class_accuracy import called, lost_to_text, most_changed
 from gui.theme import LIGHT, Theme
 
-MAX_HIST_VALUES = 2_000_000
+MAX_HIST_VALUES = 4_000_000  # a larger layer's histogram counts a random sample (scaled up)
 MAX_HEAT_ROWS = 256
 MAX_HEAT_COLS = 768
 BINS = 80
 
 
-def subsample(values: np.ndarray, limit: int = MAX_HIST_VALUES) -> np.ndarray:
-    """At most ``limit`` values, chosen with a fixed seed so repaints do not flicker."""
+def subsample(values: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """At most ``limit`` (default MAX_HIST_VALUES) values, drawn at random (with replacement: a
+    draw without it sorts the whole layer, 84 ms for ResNet-50's 2.4 million weights) with a
+    fixed seed so repaints do not flicker."""
+    limit = MAX_HIST_VALUES if limit is None else limit
     values = np.asarray(values).ravel()
     if values.size <= limit:
         return values
     rng = np.random.default_rng(0)
-    return values[rng.choice(values.size, size=limit, replace=False)]
+    return values[rng.integers(0, values.size, size=limit)]
+
+
+def histogram(values: np.ndarray, lo: float, hi: float, bins: int = BINS) -> np.ndarray:
+    """Counts of ``values`` in ``bins`` equal bins over [lo, hi]: exact up to MAX_HIST_VALUES
+    values; above, counted on a random sample and scaled to the whole (an estimate).
+
+    Equal bins given by their range take numpy's arithmetic path: 14 ms for 2.4 million values,
+    where the same edges given as an array sort the values in blocks (54 ms)."""
+    values = np.asarray(values).ravel()
+    sample = subsample(values)
+    counts, _ = np.histogram(sample, bins=bins, range=(lo, hi))
+    if sample.size < values.size:
+        return counts * (values.size / sample.size)
+    return counts
+
+
+def log_saliency(saliency: np.ndarray) -> np.ndarray:
+    """log10 of saliencies (any shape, float32 kept), zeros (weights no calibration gradient
+    touches) set to the smallest positive one's log: the importance histogram and map both show
+    this, computed once per layer."""
+    s = np.asarray(saliency)
+    if not np.issubdtype(s.dtype, np.floating):
+        s = s.astype(np.float64)
+    floor = float(np.min(s, where=s > 0, initial=np.inf)) if s.size else np.inf
+    return np.log10(np.maximum(s, floor if np.isfinite(floor) else 1e-30))
+
+
+def sampled_note(*sizes: int) -> str:
+    """A histogram's tooltip line where a layer is larger than MAX_HIST_VALUES ("" otherwise)."""
+    big = max(sizes, default=0)
+    if big <= MAX_HIST_VALUES:
+        return ""
+    return (f"Counts estimated from {MAX_HIST_VALUES:,} weights drawn at random from the layer's "
+            f"{big:,} (each histogram its own draw), scaled to the whole layer.")
 
 
 def block_reduce(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -397,8 +434,9 @@ class WeightHistogram(StudioPlot):
     def set_data(self, values: np.ndarray | None, kept: np.ndarray | None = None,
                  threshold: float | None = None, kept_label: str = "kept") -> None:
         """``values``: the layer's dense weights; ``kept``: the weights after pruning (nonzeros)."""
-        self.values = None if values is None else subsample(values)
-        self.kept = None if kept is None else subsample(kept)
+        self.values = None if values is None else np.asarray(values).ravel()
+        self.kept = None if kept is None else np.asarray(kept).ravel()
+        self.setToolTip(sampled_note(*(v.size for v in (self.values, self.kept) if v is not None)))
         self.threshold = threshold
         self.kept_label = kept_label
         self.redraw()
@@ -421,14 +459,14 @@ class WeightHistogram(StudioPlot):
         if lo == hi:
             lo, hi = lo - 0.5, hi + 0.5
         edges = np.linspace(lo, hi, BINS + 1)
-        counts, _ = np.histogram(self.values, bins=edges)
+        counts = histogram(self.values, lo, hi)
         item.setLogMode(False, self.log_counts)
         legend = item.legend if item.legend is not None else item.addLegend(offset=(-8, 8))
         self.all_item = item.plot(edges, self._counts(counts), stepMode="center", fillLevel=self._floor(),
                                   brush=pg.mkBrush(self.theme.qcolor("dense", 110)),
                                   pen=pg.mkPen(p.dense, width=1), name="all weights")
         if self.kept is not None:
-            kc, _ = np.histogram(self.kept, bins=edges)
+            kc = histogram(self.kept, lo, hi)
             self.kept_item = item.plot(edges, self._counts(kc), stepMode="center", fillLevel=self._floor(),
                                        brush=pg.mkBrush(self.theme.qcolor("accent", 140)),
                                        pen=pg.mkPen(p.accent, width=1.5), name=self.kept_label)
@@ -466,6 +504,7 @@ class ImportanceHistogram(StudioPlot):
         self.setLabel("bottom", "log₁₀ saliency ½·F·w²")
         self.setLabel("left", "count")
         self.saliency: np.ndarray | None = None
+        self.logs: np.ndarray | None = None  # log_saliency(saliency), flat
         self.mask: np.ndarray | None = None
         self.kept_item: pg.PlotDataItem | None = None
         self.pruned_item: pg.PlotDataItem | None = None
@@ -474,8 +513,10 @@ class ImportanceHistogram(StudioPlot):
 
     def set_data(self, saliency: np.ndarray | None, mask: np.ndarray | None = None) -> None:
         """``saliency`` of the layer's weights; ``mask`` True where a weight is kept."""
-        self.saliency = None if saliency is None else np.asarray(saliency, dtype=np.float64).ravel()
+        self.saliency = None if saliency is None else np.asarray(saliency).ravel()
+        self.logs = None if self.saliency is None else log_saliency(self.saliency)
         self.mask = None if mask is None else np.asarray(mask, dtype=bool).ravel()
+        self.setToolTip(sampled_note(self.saliency.size) if self.saliency is not None else "")
         self.redraw()
 
     def redraw(self) -> None:
@@ -486,10 +527,7 @@ class ImportanceHistogram(StudioPlot):
         if self.saliency is None or self.saliency.size == 0:
             return
         self.set_message(None)
-        s = self.saliency
-        positive = s[s > 0]
-        floor = float(positive.min()) if positive.size else 1e-30
-        logs = np.log10(np.maximum(s, floor))
+        s, logs = self.saliency, self.logs
         lo, hi = float(logs.min()), float(logs.max())
         if lo == hi:
             lo, hi = lo - 0.5, hi + 0.5
@@ -497,8 +535,9 @@ class ImportanceHistogram(StudioPlot):
         if item.legend is None:
             item.addLegend(offset=(-8, 8))
         if self.mask is not None and self.mask.size == logs.size:
-            kc, _ = np.histogram(subsample(logs[self.mask]), bins=edges)
-            pc, _ = np.histogram(subsample(logs[~self.mask]), bins=edges)
+            kc = histogram(logs[self.mask], lo, hi)
+            pc = histogram(logs[~self.mask], lo, hi)
+            first = float(kc[0] + pc[0])  # all weights in the edge bin
             self.kept_item = item.plot(edges, kc, stepMode="center", fillLevel=0,
                                        brush=pg.mkBrush(self.theme.qcolor("accent", 140)),
                                        pen=pg.mkPen(p.accent, width=1.5), name="kept")
@@ -506,18 +545,18 @@ class ImportanceHistogram(StudioPlot):
                                          brush=pg.mkBrush(self.theme.qcolor("pruned", 120)),
                                          pen=pg.mkPen(p.pruned, width=1.5), name="pruned")
         else:
-            c, _ = np.histogram(subsample(logs), bins=edges)
+            c = histogram(logs, lo, hi)
+            first = float(c[0])
             self.kept_item = item.plot(edges, c, stepMode="center", fillLevel=0,
                                        brush=pg.mkBrush(self.theme.qcolor("accent", 140)),
                                        pen=pg.mkPen(p.accent, width=1.5), name="all weights")
         zeros = int((s <= 0).sum())
         if zeros:  # weights no calibration gradient touches (dead units, constant-zero inputs)
-            first, _ = np.histogram(logs, bins=edges[:2])
             # halfway up the edge bin, inside the data's range (autorange ignores text)
             self.zero_note = pg.TextItem(f"← {zeros:,} with zero saliency", color=p.muted, anchor=(0, 0.5),
                                          fill=pg.mkBrush(self.theme.qcolor("panel", 200)))
             self.zero_note.setFont(self.theme.font(0.85))
-            self.zero_note.setPos(lo, float(first[0]) / 2)
+            self.zero_note.setPos(lo, first / 2)
             item.addItem(self.zero_note)
             self.fit_text(self.zero_note, [f"← {zeros:,} with zero saliency", f"← {zeros:,} zero saliency",
                                            f"← {zeros:,}"])

@@ -2292,6 +2292,33 @@ def test_a_long_plot_title_is_shortened_to_the_plot_and_whole_again_when_wide(qt
     assert abs(drawn.center().x() - axis_rect.center().x()) < 10
 
 
+def test_layer_histograms_count_every_weight_or_say_they_estimate(qtbot, monkeypatch) -> None:
+    """Up to MAX_HIST_VALUES weights a histogram counts them all (the same counts as numpy's);
+    a larger layer's counts come from a random sample scaled to the layer, and the plot's
+    tooltip says so. Saliencies of zero sit at the smallest positive one's log."""
+    from gui import plots
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(30_000).astype(np.float32)
+    lo, hi = float(w.min()), float(w.max())
+    exact = plots.histogram(w, lo, hi)
+    assert np.array_equal(exact, np.histogram(w, bins=plots.BINS, range=(lo, hi))[0]) and exact.sum() == w.size
+    hist = plots.WeightHistogram()
+    qtbot.addWidget(hist)
+    hist.set_data(w, w[np.abs(w) > 1.0])
+    assert "estimated" not in hist.toolTip()
+    monkeypatch.setattr(plots, "MAX_HIST_VALUES", 5_000)
+    estimate = plots.histogram(w, lo, hi)
+    assert abs(estimate.sum() - w.size) < 1e-6 * w.size  # scaled to the whole layer
+    assert np.abs(estimate - exact).max() < 0.25 * exact.max()  # and close to the exact counts
+    hist.set_data(w, w[np.abs(w) > 1.0])
+    assert "Counts estimated from 5,000 weights drawn at random from the layer's 30,000" in hist.toolTip()
+    sal = np.abs(w) ** 2
+    sal[:10] = 0.0
+    logs = plots.log_saliency(sal)
+    assert np.allclose(logs[:10], np.log10(sal[10:].min())) and np.allclose(logs[10:], np.log10(sal[10:]))
+
+
 def test_a_small_plot_hides_its_legend_and_shortens_its_line_labels(qtbot) -> None:
     """In presentation mode on a 1280×720 projector the small weight histogram's legend covered
     half its data, the ± threshold labels were cut at the plot's edge and the overview's
