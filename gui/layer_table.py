@@ -260,6 +260,7 @@ class LayerTable(QTableView):
         self.kept: set[str] = set()  # weights the user keeps dense (the window's choice, shown here)
         self.compact = False  # presentation mode: the optional columns stay hidden
         self.names_shortened = False  # fit_columns narrowed the names' column below its contents
+        self.repeating = False  # the row changes for a key the user holds down (auto-repeat)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._context_menu)
         # content widths by (column, short form, fonts), kept until the data change
@@ -404,6 +405,15 @@ class LayerTable(QTableView):
         for want of room."""
         return self.names_shortened or (not self.compact and (self.source.short_after or any(
             self.isColumnHidden(c) for c in (COL_NOW, *OPTIONAL_COLUMNS))))
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Arrow keys move the row as usual; :attr:`repeating` tells ``layer_selected``'s
+        receivers that the key is held down (they may draw the last row only)."""
+        self.repeating = event.isAutoRepeat()
+        try:
+            super().keyPressEvent(event)
+        finally:
+            self.repeating = False
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         """Columns come back as the table widens (a window or splitter resize) and go as it narrows."""

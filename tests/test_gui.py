@@ -139,6 +139,33 @@ def test_demo_loads_and_layer_selection_fills_plots(qtbot, window: MainWindow, h
     assert not hooks.errors
 
 
+def test_holding_an_arrow_key_in_the_layer_table_draws_the_last_row_reached(qtbot, window: MainWindow,
+                                                                           monkeypatch) -> None:
+    """A key press draws the chosen layer at once; a held arrow key's repeats (each a large
+    layer's 0.1-0.2 s redraw on ResNet-50) move the row and draw only where it stops."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QKeyEvent
+    from PySide6.QtWidgets import QApplication
+
+    keys = [r.key for r in window.table.source.rows() if r.prunable]
+    window.table.select_key(keys[0])
+    drawn = []
+    own = window._render_layer
+    monkeypatch.setattr(window, "_render_layer", lambda: drawn.append(window.table.current_key()) or own())
+
+    def press(repeat: bool) -> None:
+        QApplication.sendEvent(window.table, QKeyEvent(QEvent.Type.KeyPress, Qt.Key.Key_Down,
+                                                       Qt.KeyboardModifier.NoModifier, "", repeat))
+
+    press(False)
+    assert drawn == [keys[1]] and window.layer_title.text() == keys[1]  # at once
+    press(True)  # held down: the row moves, the plots wait for the repeats to stop
+    assert window.table.current_key() == keys[2] and drawn == [keys[1]]
+    qtbot.waitUntil(lambda: drawn == [keys[1], keys[2]])
+    assert window.layer_title.text() == keys[2] and window.overview.selected == keys[2]
+    assert not window.table.repeating
+
+
 def test_slider_updates_magnitude_preview(qtbot, window: MainWindow) -> None:
     window.controls.autorun.setChecked(False)
     with qtbot.waitSignal(window.preview_updated, timeout=30_000):
