@@ -774,6 +774,10 @@ class MainWindow(QMainWindow):
                 lo = mid + 1
         if applied != PRESENTATION_SCALES[lo]:
             self._apply_theme_at(PRESENTATION_SCALES[lo])
+            # lay out at once: the window kept the larger scale's least width (1,034 px against
+            # 1,013 on a 1024-pixel screen with ResNet20) until the next pass of the event loop,
+            # and a window sized in between stayed that wide, its right side off the screen
+            QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
 
     def _screen_width(self) -> int | None:
         """Width of the screen the window is on (presentation mode fills it), None if unknown."""

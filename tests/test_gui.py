@@ -2129,6 +2129,14 @@ def test_presentation_mode_takes_the_largest_font_scale_at_which_the_window_fits
     monkeypatch.setattr(MainWindow, "_screen_width", lambda self: room)  # moved to the narrow screen
     window.windowHandle().screenChanged.emit(window.screen())
     assert window.theme.scale == scale
+    window._apply_theme_at(1.0)
+    p10 = least()  # presentation mode's least width with 1.0× fonts
+    window.act_presentation.trigger()
+    monkeypatch.setattr(MainWindow, "_screen_width", lambda self: p10)  # only 1.0× fits
+    window.act_presentation.trigger()
+    # the window's own least width is the chosen scale's at once, not that of the last scale
+    # tried (a window sized before the next layout pass stayed that wide, off the screen)
+    assert window.theme.scale == 1.0 and window.minimumSize().width() <= p10
     window.act_presentation.trigger()
 
 
