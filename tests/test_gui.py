@@ -86,6 +86,20 @@ def state_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def shown_layer_table(qtbot, rows, sparsity: float, label: str, width: int, height: int):
+    """A LayerTable alone, on screen, with ``rows`` and every row's *After* at ``sparsity``."""
+    from gui.layer_table import LayerTable
+
+    table = LayerTable()
+    qtbot.addWidget(table)
+    table.source.set_rows(rows)
+    table.source.set_after({r.key: sparsity for r in rows}, label)
+    table.resize(width, height)
+    table.show()
+    qtbot.waitExposed(table)
+    return table
+
+
 def drop_file(window: MainWindow, path: Path) -> None:
     """Simulate dropping a file from a file manager onto the window."""
     from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
@@ -1775,18 +1789,11 @@ def test_a_very_narrow_layer_table_shortens_the_names_and_keeps_after(qtbot) -> 
         COL_NAME,
         COL_SHARE,
         MIN_NAME_WIDTH,
-        LayerTable,
     )
 
     names = [f"layer{s}.{b}.conv{c}.weight" for s in (1, 2, 3) for b in (0, 1, 2) for c in (1, 2)]
     rows = [LayerRow(n, n, "Conv2d", (16, 16, 3, 3), 2304, 1 / len(names), True, 0.0) for n in names]
-    table = LayerTable()
-    qtbot.addWidget(table)
-    table.source.set_rows(rows)
-    table.source.set_after({n: 0.8 for n in names}, "CHITA (IHT + backsolve)")
-    table.resize(900, 300)
-    table.show()
-    qtbot.waitExposed(table)
+    table = shown_layer_table(qtbot, rows, 0.8, "CHITA (IHT + backsolve)", 900, 300)
     model = table.model()
     name_of = lambda r: model.index(r, COL_NAME).data()  # noqa: E731
     header_after = lambda: model.headerData(COL_AFTER, Qt.Orientation.Horizontal)  # noqa: E731
@@ -1817,17 +1824,11 @@ def test_a_layer_table_measures_its_cells_once_per_change_not_at_every_resize(qt
     from PySide6.QtWidgets import QStyledItemDelegate
 
     from gui.jobs import LayerRow
-    from gui.layer_table import COL_AFTER, COL_NAME, COLUMNS, LayerTable, fmt_pct
+    from gui.layer_table import COL_AFTER, COL_NAME, COLUMNS, fmt_pct
 
     names = [f"layer{s}.{b}.conv{c}.weight" for s in (1, 2, 3, 4) for b in range(6) for c in (1, 2, 3)]
     rows = [LayerRow(n, n, "Conv2d", (256, 64, 3, 3), 147456, 0.0004, True, 0.0) for n in names]
-    table = LayerTable()
-    qtbot.addWidget(table)
-    table.source.set_rows(rows)
-    table.source.set_after({n: 0.5 for n in names}, "Magnitude (global)")
-    table.resize(1200, 400)
-    table.show()
-    qtbot.waitExposed(table)
+    table = shown_layer_table(qtbot, rows, 0.5, "Magnitude (global)", 1200, 400)
     table.fit_columns()
     header = table.horizontalHeader()
     for col in range(len(COLUMNS)):  # the same widths as Qt's ResizeToContents measure
